@@ -1,0 +1,286 @@
+//! Challenges: one issued code, what it is for, where it went, and how it ended.
+
+use crate::clock::Timestamp;
+use crate::error::{EngineError, Result};
+use crate::id::{AccountId, ChallengeId};
+use crate::identity::Identity;
+use crate::secret::{Code, CodeMac};
+
+/// What a code is for. Issuing a code supersedes the account's previous
+/// code of the same purpose: only the last one sent is valid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Purpose {
+    /// Second factor after the PIN.
+    Login,
+    /// Re-confirmation by an already authenticated citizen (no PIN).
+    StepUp,
+    /// Activation of a pre-registered account.
+    Activation,
+    /// Proof of a new phone number or email address.
+    ContactChange,
+}
+
+impl Purpose {
+    /// Every purpose, in slot order.
+    pub const ALL: [Purpose; 4] = [
+        Purpose::Login,
+        Purpose::StepUp,
+        Purpose::Activation,
+        Purpose::ContactChange,
+    ];
+
+    pub(crate) fn slot(self) -> usize {
+        match self {
+            Purpose::Login => 0,
+            Purpose::StepUp => 1,
+            Purpose::Activation => 2,
+            Purpose::ContactChange => 3,
+        }
+    }
+
+    pub(crate) fn from_slot(slot: u8) -> Option<Self> {
+        Purpose::ALL.get(usize::from(slot)).copied()
+    }
+
+    /// The API name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Purpose::Login => "login",
+            Purpose::StepUp => "step_up",
+            Purpose::Activation => "activation",
+            Purpose::ContactChange => "contact_change",
+        }
+    }
+}
+
+/// How a code reaches the citizen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Channel {
+    /// Text message to the mobile number.
+    Sms,
+    /// Email to the address on file.
+    Email,
+    /// Notification to the citizen's registered app.
+    Push,
+    /// Postal letter to the address on file (activation only).
+    Letter,
+}
+
+impl Channel {
+    /// Parses the API name.
+    pub fn parse(text: &str) -> Result<Self> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "sms" => Ok(Channel::Sms),
+            "email" => Ok(Channel::Email),
+            "push" => Ok(Channel::Push),
+            "letter" => Ok(Channel::Letter),
+            _ => Err(EngineError::invalid(
+                "channel",
+                "must be one of sms, email, push, letter",
+            )),
+        }
+    }
+
+    /// The API name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Sms => "sms",
+            Channel::Email => "email",
+            Channel::Push => "push",
+            Channel::Letter => "letter",
+        }
+    }
+
+    pub(crate) fn tag(self) -> u8 {
+        match self {
+            Channel::Sms => 0,
+            Channel::Email => 1,
+            Channel::Push => 2,
+            Channel::Letter => 3,
+        }
+    }
+
+    pub(crate) fn from_tag(tag: u8) -> Option<Self> {
+        [Channel::Sms, Channel::Email, Channel::Push, Channel::Letter]
+            .get(usize::from(tag))
+            .copied()
+    }
+}
+
+/// How a challenge stands apart from time and attempts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ChallengeState {
+    Live,
+    Consumed,
+    Superseded,
+}
+
+/// One issued code, as the engine keeps it: never the code itself.
+#[derive(Debug, Clone)]
+pub(crate) struct Challenge {
+    pub(crate) id: ChallengeId,
+    pub(crate) account: AccountId,
+    pub(crate) purpose: Purpose,
+    pub(crate) channel: Channel,
+    pub(crate) destination: Box<str>,
+    pub(crate) mac: CodeMac,
+    pub(crate) created_at: Timestamp,
+    pub(crate) expires_at: Timestamp,
+    pub(crate) attempts: u8,
+    pub(crate) max_attempts: u8,
+    pub(crate) state: ChallengeState,
+}
+
+impl Challenge {
+    /// Why this challenge cannot verify at `now`, checked in a fixed order.
+    pub(crate) fn refusal(&self, now: Timestamp) -> Option<Verification> {
+        match self.state {
+            ChallengeState::Consumed => Some(Verification::AlreadyUsed),
+            ChallengeState::Superseded => Some(Verification::Superseded),
+            ChallengeState::Live if now >= self.expires_at => Some(Verification::Expired),
+            ChallengeState::Live if self.attempts >= self.max_attempts => {
+                Some(Verification::Exhausted)
+            }
+            ChallengeState::Live => None,
+        }
+    }
+
+    pub(crate) fn status(&self, now: Timestamp) -> ChallengeStatus {
+        let state = match self.refusal(now) {
+            None => ChallengeStatusKind::Pending,
+            Some(Verification::AlreadyUsed) => ChallengeStatusKind::Verified,
+            Some(Verification::Superseded) => ChallengeStatusKind::Superseded,
+            Some(Verification::Expired) => ChallengeStatusKind::Expired,
+            Some(_) => ChallengeStatusKind::Exhausted,
+        };
+        ChallengeStatus {
+            id: self.id,
+            account: self.account,
+            purpose: self.purpose,
+            channel: self.channel,
+            masked_destination: mask_destination(self.channel, &self.destination),
+            created_at: self.created_at,
+            expires_at: self.expires_at,
+            attempts_remaining: u32::from(self.max_attempts.saturating_sub(self.attempts)),
+            state,
+        }
+    }
+}
+
+pub(crate) fn mask_destination(channel: Channel, destination: &str) -> String {
+    match channel {
+        Channel::Sms => crate::identity::Phone::parse(destination)
+            .map(|p| p.masked())
+            .unwrap_or_else(|_| "***".into()),
+        Channel::Email => crate::identity::Email::parse(destination)
+            .map(|e| e.masked())
+            .unwrap_or_else(|_| "***".into()),
+        Channel::Push => "registered app".into(),
+        Channel::Letter => "postal address on file".into(),
+    }
+}
+
+/// A code just issued: what delivery needs, and what the caller may show.
+#[derive(Debug, Clone)]
+pub struct Issued {
+    /// The new challenge.
+    pub challenge_id: ChallengeId,
+    /// Whose it is.
+    pub account_id: AccountId,
+    /// What it is for.
+    pub purpose: Purpose,
+    /// How it is sent.
+    pub channel: Channel,
+    /// Where it is sent, in full (phone, email, push token or postal address): for delivery only.
+    pub destination: String,
+    /// Where it is sent, masked for display.
+    pub masked_destination: String,
+    /// When it stops being valid.
+    pub expires_at: Timestamp,
+    /// The code, for delivery only; never returned to API callers.
+    pub code: Code,
+}
+
+/// The outcome of presenting a code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verification {
+    /// The code was right; the challenge is now used up.
+    Approved(Approval),
+    /// The code was wrong; this many attempts remain on the challenge.
+    WrongCode {
+        /// Attempts left on this challenge.
+        attempts_remaining: u32,
+    },
+    /// The challenge is past its lifetime.
+    Expired,
+    /// A newer code for the same purpose was issued; only the last is valid.
+    Superseded,
+    /// The challenge used up its attempts.
+    Exhausted,
+    /// The code was already used.
+    AlreadyUsed,
+    /// The account is locked; the code was not even checked.
+    Locked,
+}
+
+/// Who was approved, and for what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Approval {
+    /// The account.
+    pub account_id: AccountId,
+    /// Its identity.
+    pub identity: Identity,
+    /// The challenge's purpose.
+    pub purpose: Purpose,
+}
+
+/// Where a challenge stands, for status reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChallengeStatus {
+    /// The challenge.
+    pub id: ChallengeId,
+    /// Its account.
+    pub account: AccountId,
+    /// Its purpose.
+    pub purpose: Purpose,
+    /// Its channel.
+    pub channel: Channel,
+    /// Its destination, masked.
+    pub masked_destination: String,
+    /// When issued.
+    pub created_at: Timestamp,
+    /// When it expires.
+    pub expires_at: Timestamp,
+    /// Wrong guesses left.
+    pub attempts_remaining: u32,
+    /// Its state.
+    pub state: ChallengeStatusKind,
+}
+
+/// The state of a challenge as callers see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChallengeStatusKind {
+    /// Waiting for its code.
+    Pending,
+    /// Its code was accepted.
+    Verified,
+    /// Replaced by a newer code.
+    Superseded,
+    /// Past its lifetime.
+    Expired,
+    /// Out of attempts.
+    Exhausted,
+}
+
+impl ChallengeStatusKind {
+    /// The API name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Verified => "verified",
+            Self::Superseded => "superseded",
+            Self::Expired => "expired",
+            Self::Exhausted => "exhausted",
+        }
+    }
+}

@@ -1,0 +1,158 @@
+//! Time as an input: the engine never reads the system clock itself.
+//!
+//! Every rule that depends on time (expiry, temporary locks, cooldowns) asks a
+//! [`Clock`]. Production uses [`SystemClock`]; tests use [`ManualClock`] and
+//! move time by hand, so no test sleeps. The engine wraps whichever clock it
+//! is given in [`Monotonic`], so a clock stepped backwards never lengthens the
+//! life of a code or a lock.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Milliseconds since the Unix epoch, UTC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Timestamp(pub u64);
+
+impl Timestamp {
+    /// This instant plus `d`, saturating instead of overflowing.
+    pub fn plus(self, d: Duration) -> Timestamp {
+        let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        Timestamp(self.0.saturating_add(ms))
+    }
+
+    /// How long from `self` until `later`; zero if `later` is not later.
+    pub fn until(self, later: Timestamp) -> Duration {
+        Duration::from_millis(later.0.saturating_sub(self.0))
+    }
+
+    /// Whole days since 1970-01-01 (for comparing with calendar dates).
+    pub fn days_since_epoch(self) -> i64 {
+        i64::try_from(self.0 / 86_400_000).unwrap_or(i64::MAX)
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}ms", self.0)
+    }
+}
+
+/// A source of the current time.
+pub trait Clock: Send + Sync + fmt::Debug {
+    /// The current time.
+    fn now(&self) -> Timestamp;
+}
+
+/// The operating system's wall clock.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    #[allow(clippy::disallowed_methods)] // The one place the wall clock is read.
+    fn now(&self) -> Timestamp {
+        let since = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        Timestamp(u64::try_from(since.as_millis()).unwrap_or(u64::MAX))
+    }
+}
+
+/// A clock that only moves when told to; for tests and simulations.
+#[derive(Debug, Clone, Default)]
+pub struct ManualClock {
+    now: Arc<AtomicU64>,
+}
+
+impl ManualClock {
+    /// A clock standing at `start`.
+    pub fn new(start: Timestamp) -> Self {
+        Self {
+            now: Arc::new(AtomicU64::new(start.0)),
+        }
+    }
+
+    /// Moves the clock forward by `d`.
+    pub fn advance(&self, d: Duration) {
+        let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        self.now.fetch_add(ms, Ordering::SeqCst);
+    }
+
+    /// Sets the clock to `t`, which may be in the past (a clock step).
+    pub fn set(&self, t: Timestamp) {
+        self.now.store(t.0, Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> Timestamp {
+        Timestamp(self.now.load(Ordering::SeqCst))
+    }
+}
+
+/// Wraps a clock so the time it reports never goes backwards.
+#[derive(Debug)]
+pub(crate) struct Monotonic {
+    inner: Arc<dyn Clock>,
+    high_water: AtomicU64,
+}
+
+impl Monotonic {
+    pub(crate) fn new(inner: Arc<dyn Clock>) -> Self {
+        Self {
+            inner,
+            high_water: AtomicU64::new(0),
+        }
+    }
+
+    /// Raises the floor, e.g. to the newest time found in the store on start.
+    pub(crate) fn observe(&self, t: Timestamp) {
+        self.high_water.fetch_max(t.0, Ordering::SeqCst);
+    }
+
+    pub(crate) fn now(&self) -> Timestamp {
+        let t = self.inner.now().0;
+        let previous = self.high_water.fetch_max(t, Ordering::SeqCst);
+        Timestamp(t.max(previous))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manual_clock_moves_only_when_told() {
+        let clock = ManualClock::new(Timestamp(1_000));
+        assert_eq!(clock.now(), Timestamp(1_000));
+        clock.advance(Duration::from_secs(2));
+        assert_eq!(clock.now(), Timestamp(3_000));
+    }
+
+    #[test]
+    fn monotonic_clock_ignores_backward_steps() {
+        let manual = ManualClock::new(Timestamp(10_000));
+        let clock = Monotonic::new(Arc::new(manual.clone()));
+        assert_eq!(clock.now(), Timestamp(10_000));
+        manual.set(Timestamp(4_000));
+        assert_eq!(clock.now(), Timestamp(10_000));
+        manual.set(Timestamp(12_000));
+        assert_eq!(clock.now(), Timestamp(12_000));
+    }
+
+    #[test]
+    fn monotonic_clock_respects_an_observed_floor() {
+        let manual = ManualClock::new(Timestamp(5));
+        let clock = Monotonic::new(Arc::new(manual));
+        clock.observe(Timestamp(99));
+        assert_eq!(clock.now(), Timestamp(99));
+    }
+
+    #[test]
+    fn timestamp_arithmetic_saturates() {
+        assert_eq!(Timestamp(u64::MAX).plus(Duration::from_secs(1)), Timestamp(u64::MAX));
+        assert_eq!(Timestamp(10).until(Timestamp(5)), Duration::ZERO);
+        assert_eq!(Timestamp(86_400_000 * 3 + 5).days_since_epoch(), 3);
+    }
+}

@@ -1,0 +1,324 @@
+//! Stored records: versioned types apart from the domain, and the one place they are (de)coded.
+//!
+//! Each record is a bincode-encoded enum whose variant is its version, so a
+//! later version can be added without rewriting old data. Decoding trusts the
+//! shapes our own encoder wrote; anything else is reported as corruption.
+
+use bincode::{Decode, Encode};
+
+use crate::account::{Account, Status};
+use crate::challenge::{Challenge, ChallengeState, Channel, Purpose};
+use crate::clock::Timestamp;
+use crate::error::{EngineError, Result};
+use crate::id::{AccountId, ChallengeId};
+use crate::identity::{BirthDate, Email, Identity, Phone, PostalAddress, PushToken};
+use crate::lockout::{Lock, LockReason, Lockout};
+use crate::secret::{CodeMac, PinHash};
+
+const CONFIG: bincode::config::Configuration = bincode::config::standard();
+
+/// A stored account, by version.
+#[derive(Debug, Encode, Decode, PartialEq)]
+pub(crate) enum DbAccount {
+    V1(DbAccountV1),
+}
+
+#[derive(Debug, Encode, Decode, PartialEq)]
+pub(crate) struct DbAccountV1 {
+    id: [u8; 16],
+    identity: DbIdentityV1,
+    phone: Option<String>,
+    email: Option<String>,
+    birth_date: Option<(u16, u8, u8)>,
+    postal_address: Option<String>,
+    push_token: Option<String>,
+    pin_phc: Option<String>,
+    status: DbStatusV1,
+    pin_failures: u32,
+    code_failures: u32,
+    lockouts: u32,
+    lock: Option<DbLockV1>,
+    created_at: u64,
+    updated_at: u64,
+}
+
+#[derive(Debug, Encode, Decode, PartialEq)]
+enum DbIdentityV1 {
+    CivilId(String),
+    Passport { country: String, number: String },
+    SocialSecurity(String),
+}
+
+#[derive(Debug, Encode, Decode, PartialEq)]
+enum DbStatusV1 {
+    PendingActivation,
+    Active,
+    Cancelled(u64),
+}
+
+#[derive(Debug, Encode, Decode, PartialEq)]
+struct DbLockV1 {
+    reason: DbLockReasonV1,
+    since: u64,
+    until: Option<u64>,
+}
+
+#[derive(Debug, Encode, Decode, PartialEq)]
+enum DbLockReasonV1 {
+    PinFailures,
+    CodeFailures,
+    Administrative(String),
+}
+
+/// A stored challenge, by version.
+#[derive(Debug, Encode, Decode, PartialEq)]
+pub(crate) enum DbChallenge {
+    V1(DbChallengeV1),
+}
+
+#[derive(Debug, Encode, Decode, PartialEq)]
+pub(crate) struct DbChallengeV1 {
+    id: [u8; 16],
+    account: [u8; 16],
+    purpose: u8,
+    channel: u8,
+    destination: String,
+    mac: [u8; 32],
+    created_at: u64,
+    expires_at: u64,
+    attempts: u8,
+    max_attempts: u8,
+    /// 0 live, 1 consumed, 2 superseded.
+    state: u8,
+}
+
+pub(crate) fn encode_account(account: &Account) -> Vec<u8> {
+    let a = account;
+    let record = DbAccount::V1(DbAccountV1 {
+        id: a.id.0,
+        identity: match &a.identity {
+            Identity::CivilId(n) => DbIdentityV1::CivilId(n.clone()),
+            Identity::Passport { country, number } => DbIdentityV1::Passport {
+                country: country.clone(),
+                number: number.clone(),
+            },
+            Identity::SocialSecurity(n) => DbIdentityV1::SocialSecurity(n.clone()),
+        },
+        phone: a.phone.as_ref().map(|p| p.as_str().to_owned()),
+        email: a.email.as_ref().map(|e| e.as_str().to_owned()),
+        birth_date: a.birth_date.map(BirthDate::parts),
+        postal_address: a.postal_address.as_ref().map(|p| p.as_str().to_owned()),
+        push_token: a.push_token.as_ref().map(|t| t.as_str().to_owned()),
+        pin_phc: a.pin.as_ref().map(|p| p.as_phc().to_owned()),
+        status: match a.status {
+            Status::PendingActivation => DbStatusV1::PendingActivation,
+            Status::Active => DbStatusV1::Active,
+            Status::Cancelled(at) => DbStatusV1::Cancelled(at.0),
+        },
+        pin_failures: a.lockout.pin_failures,
+        code_failures: a.lockout.code_failures,
+        lockouts: a.lockout.lockouts,
+        lock: a.lockout.lock.as_ref().map(|l| DbLockV1 {
+            reason: match &l.reason {
+                LockReason::PinFailures => DbLockReasonV1::PinFailures,
+                LockReason::CodeFailures => DbLockReasonV1::CodeFailures,
+                LockReason::Administrative(r) => DbLockReasonV1::Administrative(r.clone()),
+            },
+            since: l.since.0,
+            until: l.until.map(|t| t.0),
+        }),
+        created_at: a.created_at.0,
+        updated_at: a.updated_at.0,
+    });
+    encode(&record)
+}
+
+pub(crate) fn decode_account(bytes: &[u8]) -> Result<Account> {
+    let DbAccount::V1(r) = decode(bytes, "account")?;
+    let corrupt = |what: &str| EngineError::Corrupt(format!("account record: invalid {what}"));
+    // Stored values were validated on the way in; re-parsing catches damage.
+    let phone = r.phone.as_deref().map(Phone::parse).transpose().map_err(|_| corrupt("phone"))?;
+    let email = r.email.as_deref().map(Email::parse).transpose().map_err(|_| corrupt("email"))?;
+    Ok(Account {
+        id: AccountId(r.id),
+        identity: match r.identity {
+            DbIdentityV1::CivilId(n) => Identity::CivilId(n),
+            DbIdentityV1::Passport { country, number } => Identity::Passport { country, number },
+            DbIdentityV1::SocialSecurity(n) => Identity::SocialSecurity(n),
+        },
+        phone,
+        email,
+        birth_date: r.birth_date.map(|(y, m, d)| BirthDate::from_parts(y, m, d)),
+        postal_address: r
+            .postal_address
+            .as_deref()
+            .map(PostalAddress::parse)
+            .transpose()
+            .map_err(|_| corrupt("postal address"))?,
+        push_token: r
+            .push_token
+            .as_deref()
+            .map(PushToken::parse)
+            .transpose()
+            .map_err(|_| corrupt("push token"))?,
+        pin: r.pin_phc.map(PinHash::from_phc_unchecked),
+        status: match r.status {
+            DbStatusV1::PendingActivation => Status::PendingActivation,
+            DbStatusV1::Active => Status::Active,
+            DbStatusV1::Cancelled(at) => Status::Cancelled(Timestamp(at)),
+        },
+        lockout: Lockout {
+            pin_failures: r.pin_failures,
+            code_failures: r.code_failures,
+            lockouts: r.lockouts,
+            lock: r.lock.map(|l| Lock {
+                reason: match l.reason {
+                    DbLockReasonV1::PinFailures => LockReason::PinFailures,
+                    DbLockReasonV1::CodeFailures => LockReason::CodeFailures,
+                    DbLockReasonV1::Administrative(r) => LockReason::Administrative(r),
+                },
+                since: Timestamp(l.since),
+                until: l.until.map(Timestamp),
+            }),
+        },
+        created_at: Timestamp(r.created_at),
+        updated_at: Timestamp(r.updated_at),
+        current: [None; 4],
+    })
+}
+
+pub(crate) fn encode_challenge(c: &Challenge) -> Vec<u8> {
+    encode(&DbChallenge::V1(DbChallengeV1 {
+        id: c.id.0,
+        account: c.account.0,
+        purpose: u8::try_from(c.purpose.slot()).unwrap_or(u8::MAX),
+        channel: c.channel.tag(),
+        destination: c.destination.to_string(),
+        mac: c.mac.0,
+        created_at: c.created_at.0,
+        expires_at: c.expires_at.0,
+        attempts: c.attempts,
+        max_attempts: c.max_attempts,
+        state: match c.state {
+            ChallengeState::Live => 0,
+            ChallengeState::Consumed => 1,
+            ChallengeState::Superseded => 2,
+        },
+    }))
+}
+
+pub(crate) fn decode_challenge(bytes: &[u8]) -> Result<Challenge> {
+    let DbChallenge::V1(r) = decode(bytes, "challenge")?;
+    let corrupt = |what: &str| EngineError::Corrupt(format!("challenge record: invalid {what}"));
+    Ok(Challenge {
+        id: ChallengeId(r.id),
+        account: AccountId(r.account),
+        purpose: Purpose::from_slot(r.purpose).ok_or_else(|| corrupt("purpose"))?,
+        channel: Channel::from_tag(r.channel).ok_or_else(|| corrupt("channel"))?,
+        destination: r.destination.into_boxed_str(),
+        mac: CodeMac(r.mac),
+        created_at: Timestamp(r.created_at),
+        expires_at: Timestamp(r.expires_at),
+        attempts: r.attempts,
+        max_attempts: r.max_attempts,
+        state: match r.state {
+            0 => ChallengeState::Live,
+            1 => ChallengeState::Consumed,
+            2 => ChallengeState::Superseded,
+            _ => return Err(corrupt("state")),
+        },
+    })
+}
+
+fn encode<T: Encode>(record: &T) -> Vec<u8> {
+    // Encoding plain owned data into a Vec cannot fail.
+    bincode::encode_to_vec(record, CONFIG).unwrap_or_default()
+}
+
+fn decode<T: Decode<()>>(bytes: &[u8], what: &str) -> Result<T> {
+    match bincode::decode_from_slice::<T, _>(bytes, CONFIG) {
+        Ok((value, read)) if read == bytes.len() => Ok(value),
+        Ok(_) => Err(EngineError::Corrupt(format!("{what} record has trailing bytes"))),
+        Err(e) => Err(EngineError::Corrupt(format!("{what} record: {e}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lockout::LockReason;
+
+    fn sample_account() -> Account {
+        Account {
+            id: AccountId([3; 16]),
+            identity: Identity::Passport {
+                country: "BR".into(),
+                number: "AB123456".into(),
+            },
+            phone: Some(Phone::parse("+5511912345678").unwrap()),
+            email: Some(Email::parse("ana@example.com").unwrap()),
+            birth_date: Some(BirthDate::from_parts(1990, 5, 17)),
+            postal_address: Some(PostalAddress::parse("Rua A 1\nLisboa").unwrap()),
+            push_token: Some(PushToken::parse("token-0123456789abcdef").unwrap()),
+            pin: Some(PinHash::from_phc_unchecked("$argon2id$v=19$m=64,t=1,p=1$x$y".into())),
+            status: Status::Active,
+            lockout: Lockout {
+                pin_failures: 2,
+                code_failures: 1,
+                lockouts: 1,
+                lock: Some(Lock {
+                    reason: LockReason::Administrative("review".into()),
+                    since: Timestamp(5),
+                    until: Some(Timestamp(9)),
+                }),
+            },
+            created_at: Timestamp(1),
+            updated_at: Timestamp(2),
+            current: [None; 4],
+        }
+    }
+
+    #[test]
+    fn accounts_round_trip() {
+        let account = sample_account();
+        let back = decode_account(&encode_account(&account)).unwrap();
+        assert_eq!(format!("{account:?}"), format!("{back:?}"));
+        assert_eq!(back.pin, account.pin);
+    }
+
+    #[test]
+    fn challenges_round_trip() {
+        let c = Challenge {
+            id: ChallengeId([1; 16]),
+            account: AccountId([2; 16]),
+            purpose: Purpose::Activation,
+            channel: Channel::Letter,
+            destination: "Rua A 1".into(),
+            mac: CodeMac([4; 32]),
+            created_at: Timestamp(10),
+            expires_at: Timestamp(20),
+            attempts: 2,
+            max_attempts: 5,
+            state: ChallengeState::Superseded,
+        };
+        let back = decode_challenge(&encode_challenge(&c)).unwrap();
+        assert_eq!(format!("{c:?}"), format!("{back:?}"));
+        assert_eq!(back.mac.0, [4; 32]);
+    }
+
+    #[test]
+    fn damaged_records_are_reported_as_corrupt() {
+        let bytes = encode_account(&sample_account());
+        for damaged in [&bytes[..bytes.len() / 2], &[0xff, 0xff, 0xff][..], &[][..]] {
+            assert!(matches!(decode_account(damaged), Err(EngineError::Corrupt(_))));
+        }
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(matches!(decode_account(&longer), Err(EngineError::Corrupt(_))));
+    }
+
+    #[test]
+    fn records_start_with_their_version() {
+        assert_eq!(encode_account(&sample_account())[0], 0, "V1 is variant 0");
+    }
+}

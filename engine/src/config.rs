@@ -1,0 +1,69 @@
+//! Engine configuration: a plain struct whose defaults are the safe production values.
+
+use std::time::Duration;
+
+use crate::code::CodePolicies;
+use crate::error::{EngineError, Result};
+use crate::lockout::LockoutPolicy;
+use crate::pin::{Argon2Params, PinPolicy};
+use crate::store::StoreConfig;
+
+/// Everything the engine can be told.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct EngineConfig {
+    /// What a PIN must look like.
+    pub pin: PinPolicy,
+    /// Argon2id cost.
+    pub argon2: Argon2Params,
+    /// When accounts lock.
+    pub lockout: LockoutPolicy,
+    /// Code shape, lifetime and attempts, per purpose.
+    pub codes: CodePolicies,
+    /// Least time between a code and its resend.
+    pub resend_cooldown: ResendCooldown,
+    /// Where data lives.
+    pub store: StoreConfig,
+}
+
+/// The least time between issuing a code and resending it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResendCooldown(pub Duration);
+
+impl Default for ResendCooldown {
+    fn default() -> Self {
+        Self(Duration::from_secs(30))
+    }
+}
+
+impl EngineConfig {
+    /// A configuration for tests: a temporary store and cheap Argon2.
+    pub fn for_tests() -> Self {
+        Self {
+            argon2: Argon2Params::INSECURE_FOR_TESTS,
+            store: StoreConfig::temporary(),
+            ..Self::default()
+        }
+    }
+
+    /// Rejects settings that would make the engine unsafe or unusable.
+    pub fn validate(&self) -> Result<()> {
+        let pin = &self.pin;
+        if pin.min_length < 4 || pin.min_length > pin.max_length || pin.max_length > 64 {
+            return Err(EngineError::invalid(
+                "pin",
+                "lengths must satisfy 4 <= min_length <= max_length <= 64",
+            ));
+        }
+        let lockout = &self.lockout;
+        for (name, threshold) in [
+            ("lockout.pin_threshold", lockout.pin_threshold),
+            ("lockout.code_threshold", lockout.code_threshold),
+        ] {
+            // NIST SP 800-63B §5.2.2: no more than 100 consecutive failures.
+            if !(1..=100).contains(&threshold) {
+                return Err(EngineError::invalid(name, "must be 1 to 100"));
+            }
+        }
+        self.codes.validate()
+    }
+}

@@ -1,0 +1,1285 @@
+//! The engine: every operation on accounts and codes, in memory and durable through the store.
+//!
+//! Each account's entry in `accounts` is that account's lock. A change to an
+//! account or its challenges is built on a copy (a [`Tx`]) while the entry is
+//! held, written to sled as one batch, and only then applied to memory, so an
+//! error leaves nothing half done and sled sees one account's changes in the
+//! order memory does. Maps are always locked in the order
+//! accounts → index → challenges, and no lock is held across Argon2.
+
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use dashmap::DashMap;
+use dashmap::mapref::entry::Entry;
+use rand_chacha::ChaCha20Rng;
+use rand_chacha::rand_core::{Rng, SeedableRng};
+
+use crate::account::{Account, AccountView, Status, email_key, phone_key};
+use crate::challenge::{
+    Approval, Challenge, ChallengeState, ChallengeStatus, Channel, Issued, Purpose, Verification,
+    mask_destination,
+};
+use crate::clock::{Clock, Monotonic, Timestamp};
+use crate::code::code_mac;
+use crate::codec::{decode_account, decode_challenge, encode_account, encode_challenge};
+use crate::config::EngineConfig;
+use crate::error::{EngineError, Result};
+use crate::id::{AccountId, ChallengeId};
+use crate::identity::{BirthDate, Email, Identity, Phone, PostalAddress, PushToken};
+use crate::lockout::{Event, Transition};
+use crate::pin::PinHasher;
+use crate::secret::{Code, CodeKey, Pin, PinHash};
+use crate::store::{Durable, FlushStats, Store, account_key, challenge_key};
+
+/// A ChaCha20 generator seeded from the operating system.
+pub fn os_seeded_rng() -> Result<ChaCha20Rng> {
+    let mut seed = [0u8; 32];
+    getrandom::fill(&mut seed)
+        .map_err(|e| EngineError::Internal(format!("OS random source: {e}")))?;
+    Ok(ChaCha20Rng::from_seed(seed))
+}
+
+/// What a citizen logs in with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoginId {
+    /// The mobile number.
+    Phone(Phone),
+    /// The email address.
+    Email(Email),
+}
+
+impl LoginId {
+    fn index_key(&self) -> String {
+        match self {
+            LoginId::Phone(p) => phone_key(p),
+            LoginId::Email(e) => email_key(e),
+        }
+    }
+}
+
+/// A contact detail that can be changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Contact {
+    /// A new mobile number.
+    Phone(Phone),
+    /// A new email address.
+    Email(Email),
+}
+
+/// A registration with a PIN.
+#[derive(Debug, Clone)]
+pub struct NewAccount {
+    /// The identity document.
+    pub identity: Identity,
+    /// The mobile number, if any.
+    pub phone: Option<Phone>,
+    /// The email, if any.
+    pub email: Option<Email>,
+    /// The chosen PIN.
+    pub pin: Pin,
+    /// Date of birth, if known.
+    pub birth_date: Option<BirthDate>,
+    /// Postal address, if known.
+    pub postal_address: Option<PostalAddress>,
+}
+
+/// A pre-registration, to be activated with a code.
+#[derive(Debug, Clone)]
+pub struct PreRegistration {
+    /// The identity document.
+    pub identity: Identity,
+    /// Date of birth: the second thing the citizen must know to activate.
+    pub birth_date: BirthDate,
+    /// The mobile number on file, if any.
+    pub phone: Option<Phone>,
+    /// The email on file, if any.
+    pub email: Option<Email>,
+    /// The postal address on file, if any (for letters).
+    pub postal_address: Option<PostalAddress>,
+}
+
+/// An account migrated from another system.
+#[derive(Debug, Clone)]
+pub struct ImportAccount {
+    /// The identity document.
+    pub identity: Identity,
+    /// The mobile number, if any.
+    pub phone: Option<Phone>,
+    /// The email, if any.
+    pub email: Option<Email>,
+    /// Date of birth, if known.
+    pub birth_date: Option<BirthDate>,
+    /// Postal address, if known.
+    pub postal_address: Option<PostalAddress>,
+    /// An existing Argon2 PHC string; required unless pending activation.
+    pub pin_hash: Option<String>,
+    /// The state to import into.
+    pub state: ImportState,
+}
+
+/// The state an imported account starts in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImportState {
+    /// Usable at once.
+    Active,
+    /// Waits for activation.
+    PendingActivation,
+    /// Locked by the previous system, with its reason.
+    Locked(String),
+}
+
+/// The outcome of the PIN step of a login.
+#[derive(Debug, Clone)]
+pub enum LoginOutcome {
+    /// The PIN was right; a code was issued.
+    CodeSent(Issued),
+    /// Unknown login or wrong PIN: deliberately indistinguishable.
+    InvalidCredentials,
+    /// The account is locked.
+    Locked,
+}
+
+/// The outcome of an authenticated PIN change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PinChange {
+    /// The PIN was changed.
+    Changed,
+    /// The current PIN was wrong (and counted).
+    WrongPin,
+    /// The account is locked.
+    Locked,
+    /// The PIN was right but the code was not accepted.
+    CodeRejected(Verification),
+}
+
+/// The outcome of starting a contact change.
+#[derive(Debug, Clone)]
+pub enum ContactChangeStart {
+    /// The current contact was proven; a code was sent to the new one.
+    CodeSent(Issued),
+    /// The proof code for the current contact was not accepted.
+    ProofRejected(Verification),
+}
+
+/// Sizes and counters, for metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stats {
+    /// Accounts held, cancelled ones included.
+    pub accounts: u64,
+    /// Challenges held, not yet swept.
+    pub challenges: u64,
+    /// Group-commit counters.
+    pub flush: FlushStats,
+}
+
+/// A change being prepared for one account.
+struct Tx {
+    account: Account,
+    dirty: bool,
+    puts: Vec<Challenge>,
+    removes: Vec<ChallengeId>,
+    unindex: Vec<String>,
+}
+
+impl Tx {
+    fn new(account: Account) -> Self {
+        Self {
+            account,
+            dirty: false,
+            puts: Vec::new(),
+            removes: Vec::new(),
+            unindex: Vec::new(),
+        }
+    }
+
+    fn account_mut(&mut self) -> &mut Account {
+        self.dirty = true;
+        &mut self.account
+    }
+
+    fn put(&mut self, challenge: Challenge) {
+        self.dirty = true;
+        self.puts.retain(|c| c.id != challenge.id);
+        self.puts.push(challenge);
+    }
+
+    fn lockout(&mut self, event: Event, now: Timestamp, engine: &Engine) -> Transition {
+        let transition = self
+            .account_mut()
+            .lockout
+            .apply(event, now, &engine.config.lockout);
+        if transition == Transition::Refused {
+            // Nothing changed; don't write for it.
+            self.dirty = !self.puts.is_empty() || !self.removes.is_empty();
+        }
+        transition
+    }
+}
+
+/// The otpd engine. Share it behind an `Arc`; every method takes `&self`.
+pub struct Engine {
+    config: EngineConfig,
+    clock: Monotonic,
+    rng: Mutex<ChaCha20Rng>,
+    pins: PinHasher,
+    key: CodeKey,
+    store: Store,
+    accounts: DashMap<AccountId, Account>,
+    index: DashMap<String, AccountId>,
+    challenges: DashMap<ChallengeId, Challenge>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("accounts", &self.accounts.len())
+            .field("challenges", &self.challenges.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// Opens (or creates) the store and recovers every account, lock and live challenge.
+    pub fn open(
+        config: EngineConfig,
+        key: CodeKey,
+        clock: Arc<dyn Clock>,
+        mut rng: ChaCha20Rng,
+    ) -> Result<Engine> {
+        config.validate()?;
+        let pins = PinHasher::new(config.argon2, &mut rng)?;
+        let store = Store::open(&config.store)?;
+        let engine = Engine {
+            config,
+            clock: Monotonic::new(clock),
+            rng: Mutex::new(rng),
+            pins,
+            key,
+            store,
+            accounts: DashMap::new(),
+            index: DashMap::new(),
+            challenges: DashMap::new(),
+        };
+        engine.recover()?;
+        Ok(engine)
+    }
+
+    fn recover(&self) -> Result<()> {
+        let mut newest = Timestamp(0);
+        for value in self.store.scan_accounts() {
+            let account = decode_account(&value?)?;
+            newest = newest.max(account.updated_at);
+            if !account.is_cancelled() {
+                for (key, field) in account.index_keys() {
+                    if self.index.insert(key, account.id).is_some() {
+                        return Err(EngineError::Corrupt(format!(
+                            "two live accounts share one {field}"
+                        )));
+                    }
+                }
+            }
+            self.accounts.insert(account.id, account);
+        }
+        self.clock.observe(newest);
+        let now = self.clock.now();
+        let mut dead = sled::Batch::default();
+        let mut any_dead = false;
+        for value in self.store.scan_challenges() {
+            let challenge = decode_challenge(&value?)?;
+            let owner = self.accounts.get_mut(&challenge.account);
+            let Some(mut owner) = owner.filter(|a| !a.is_cancelled()) else {
+                dead.remove(&challenge_key(challenge.id)[..]);
+                any_dead = true;
+                continue;
+            };
+            if now >= challenge.expires_at {
+                dead.remove(&challenge_key(challenge.id)[..]);
+                any_dead = true;
+                continue;
+            }
+            if challenge.state == ChallengeState::Live {
+                let slot = &mut owner.current[challenge.purpose.slot()];
+                let newer = slot
+                    .and_then(|id| self.challenges.get(&id).map(|c| c.created_at))
+                    .is_none_or(|t| t <= challenge.created_at);
+                if newer {
+                    *slot = Some(challenge.id);
+                }
+            }
+            drop(owner);
+            self.challenges.insert(challenge.id, challenge);
+        }
+        if any_dead {
+            // Only garbage goes here; if the removal is lost it is redone next start.
+            self.store.write(dead)?;
+        }
+        Ok(())
+    }
+
+    fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    fn rng(&self) -> MutexGuard<'_, ChaCha20Rng> {
+        self.rng.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn random<const N: usize>(&self) -> [u8; N] {
+        let mut bytes = [0u8; N];
+        self.rng().fill_bytes(&mut bytes);
+        bytes
+    }
+
+    fn hash_pin(&self, pin: &Pin) -> Result<PinHash> {
+        let salt: [u8; 16] = self.random();
+        self.pins.hash(pin, salt)
+    }
+
+    fn ready<T>(&self, value: T) -> Durable<T> {
+        Durable::new(value, None, self.store.commit_handle())
+    }
+
+    /// Runs `change` on a copy of the account while holding its entry, then
+    /// writes and applies the copy. Nothing changes if `change` fails.
+    fn mutate<T>(
+        &self,
+        id: AccountId,
+        change: impl FnOnce(&mut Tx, Timestamp) -> Result<T>,
+    ) -> Result<Durable<T>> {
+        let mut entry = self
+            .accounts
+            .get_mut(&id)
+            .ok_or(EngineError::AccountNotFound)?;
+        let now = self.now();
+        let mut tx = Tx::new(entry.clone());
+        let value = change(&mut tx, now)?;
+        if !tx.dirty {
+            return Ok(self.ready(value));
+        }
+        let mut account = tx.account;
+        account.updated_at = now;
+        let mut batch = sled::Batch::default();
+        batch.insert(&account_key(id)[..], encode_account(&account));
+        for c in &tx.puts {
+            batch.insert(&challenge_key(c.id)[..], encode_challenge(c));
+        }
+        for removed in &tx.removes {
+            batch.remove(&challenge_key(*removed)[..]);
+        }
+        let ticket = self.store.write(batch)?;
+        for c in tx.puts {
+            self.challenges.insert(c.id, c);
+        }
+        for removed in tx.removes {
+            self.challenges.remove(&removed);
+        }
+        for key in tx.unindex {
+            self.index.remove_if(&key, |_, owner| *owner == id);
+        }
+        *entry = account;
+        Ok(Durable::new(value, Some(ticket), self.store.commit_handle()))
+    }
+
+    fn challenge_in(&self, tx: &Tx, id: ChallengeId) -> Option<Challenge> {
+        if let Some(staged) = tx.puts.iter().rev().find(|c| c.id == id) {
+            return Some(staged.clone());
+        }
+        if tx.removes.contains(&id) {
+            return None;
+        }
+        self.challenges.get(&id).map(|c| c.clone())
+    }
+
+    /// Adds a new account, reserving its identity and contacts atomically.
+    fn insert_account(&self, account: Account) -> Result<Durable<AccountId>> {
+        let id = account.id;
+        let keys = account.index_keys();
+        let Entry::Vacant(slot) = self.accounts.entry(id) else {
+            return Err(EngineError::Internal("account id collision".into()));
+        };
+        let guard = slot.insert(account);
+        let mut reserved: Vec<String> = Vec::new();
+        let release = |reserved: &[String]| {
+            for key in reserved {
+                self.index.remove_if(key, |_, owner| *owner == id);
+            }
+        };
+        for (key, field) in keys {
+            match self.index.entry(key.clone()) {
+                Entry::Occupied(_) => {
+                    release(&reserved);
+                    drop(guard);
+                    self.accounts.remove(&id);
+                    return Err(EngineError::Conflict { field });
+                }
+                Entry::Vacant(vacant) => {
+                    vacant.insert(id);
+                    reserved.push(key);
+                }
+            }
+        }
+        let mut batch = sled::Batch::default();
+        batch.insert(&account_key(id)[..], encode_account(&guard));
+        match self.store.write(batch) {
+            Ok(ticket) => Ok(Durable::new(id, Some(ticket), self.store.commit_handle())),
+            Err(e) => {
+                release(&reserved);
+                drop(guard);
+                self.accounts.remove(&id);
+                Err(e)
+            }
+        }
+    }
+
+    fn new_account(
+        &self,
+        identity: Identity,
+        phone: Option<Phone>,
+        email: Option<Email>,
+        birth_date: Option<BirthDate>,
+        postal_address: Option<PostalAddress>,
+    ) -> Account {
+        let now = self.now();
+        Account {
+            id: AccountId(self.random()),
+            identity,
+            phone,
+            email,
+            birth_date,
+            postal_address,
+            push_token: None,
+            pin: None,
+            status: Status::Active,
+            lockout: Default::default(),
+            created_at: now,
+            updated_at: now,
+            current: [None; 4],
+        }
+    }
+
+    /// Registers a citizen with a PIN. The identity, phone and email must not
+    /// belong to another live account.
+    pub fn register(&self, new: NewAccount) -> Result<Durable<AccountId>> {
+        if new.phone.is_none() && new.email.is_none() {
+            return Err(EngineError::invalid(
+                "phone",
+                "a mobile number or an email address is required",
+            ));
+        }
+        self.config.pin.check("pin", &new.pin)?;
+        self.ensure_free(&new.identity, new.phone.as_ref(), new.email.as_ref())?;
+        let pin = self.hash_pin(&new.pin)?;
+        let mut account = self.new_account(
+            new.identity,
+            new.phone,
+            new.email,
+            new.birth_date,
+            new.postal_address,
+        );
+        account.pin = Some(pin);
+        self.insert_account(account)
+    }
+
+    /// Fails early (before Argon2) when an identifier is visibly taken; the
+    /// reservation in `insert_account` is what makes it certain.
+    fn ensure_free(
+        &self,
+        identity: &Identity,
+        phone: Option<&Phone>,
+        email: Option<&Email>,
+    ) -> Result<()> {
+        if self.index.contains_key(&identity.index_key()) {
+            return Err(EngineError::Conflict { field: "identity" });
+        }
+        if phone.is_some_and(|p| self.index.contains_key(&phone_key(p))) {
+            return Err(EngineError::Conflict { field: "phone" });
+        }
+        if email.is_some_and(|e| self.index.contains_key(&email_key(e))) {
+            return Err(EngineError::Conflict { field: "email" });
+        }
+        Ok(())
+    }
+
+    /// Pre-registers an identity with the contacts on file; it is activated
+    /// later with a code sent by SMS, email or letter.
+    pub fn pre_register(&self, pre: PreRegistration) -> Result<Durable<AccountId>> {
+        if pre.phone.is_none() && pre.email.is_none() && pre.postal_address.is_none() {
+            return Err(EngineError::invalid(
+                "postal_address",
+                "a mobile number, an email or a postal address is needed to send the activation code",
+            ));
+        }
+        let mut account = self.new_account(
+            pre.identity,
+            pre.phone,
+            pre.email,
+            Some(pre.birth_date),
+            pre.postal_address,
+        );
+        account.status = Status::PendingActivation;
+        self.insert_account(account)
+    }
+
+    /// Imports an account from another system, keeping its Argon2 PIN hash.
+    pub fn import(&self, import: ImportAccount) -> Result<Durable<AccountId>> {
+        let pin = import
+            .pin_hash
+            .as_deref()
+            .map(PinHasher::parse_imported)
+            .transpose()?;
+        let status = match (&import.state, &pin) {
+            (ImportState::PendingActivation, _) => Status::PendingActivation,
+            (_, None) => {
+                return Err(EngineError::invalid(
+                    "pin_hash",
+                    "is required for an active or locked account",
+                ));
+            }
+            (ImportState::Active | ImportState::Locked(_), Some(_)) => Status::Active,
+        };
+        if import.phone.is_none() && import.email.is_none() && import.postal_address.is_none() {
+            return Err(EngineError::invalid(
+                "phone",
+                "a mobile number, an email or a postal address is required",
+            ));
+        }
+        let now = self.now();
+        let mut account = self.new_account(
+            import.identity,
+            import.phone,
+            import.email,
+            import.birth_date,
+            import.postal_address,
+        );
+        account.pin = pin;
+        account.status = status;
+        if let ImportState::Locked(reason) = import.state {
+            account.lockout.apply(
+                Event::AdminLock(check_reason(&reason)?),
+                now,
+                &self.config.lockout,
+            );
+        }
+        self.insert_account(account)
+    }
+
+    /// A read-only view of an account.
+    pub fn account(&self, id: AccountId) -> Result<AccountView> {
+        let now = self.now();
+        self.accounts
+            .get(&id)
+            .map(|a| a.view(now))
+            .ok_or(EngineError::AccountNotFound)
+    }
+
+    /// The live account registered with this identity, if any.
+    pub fn find_by_identity(&self, identity: &Identity) -> Option<AccountId> {
+        self.index.get(&identity.index_key()).map(|id| *id)
+    }
+
+    /// The live account this phone or email logs in to, if any.
+    pub fn find_by_login(&self, login: &LoginId) -> Option<AccountId> {
+        self.index.get(&login.index_key()).map(|id| *id)
+    }
+
+    /// First factor: checks the PIN and, if right, sends a new login code by
+    /// the chosen channel (or the only one the account has).
+    ///
+    /// Unknown logins cost one Argon2 verification against a dummy hash and
+    /// answer exactly as a wrong PIN does.
+    pub fn login(
+        &self,
+        login: &LoginId,
+        pin: &Pin,
+        channel: Option<Channel>,
+        lifetime: Option<Duration>,
+    ) -> Result<Durable<LoginOutcome>> {
+        let raw = pin.expose();
+        if raw.is_empty() || raw.len() > 64 || raw.chars().any(char::is_control) {
+            return Err(EngineError::invalid(
+                "pin",
+                "must be 1 to 64 printable characters",
+            ));
+        }
+        let now = self.now();
+        let found = self.find_by_login(login).and_then(|id| {
+            self.accounts.get(&id).map(|a| {
+                let locked = a.lockout.lock_at(now).is_some();
+                (id, a.pin.clone(), a.status, locked)
+            })
+        });
+        let (id, stored) = match found {
+            Some((_, _, Status::Cancelled(_), _)) | None => {
+                self.pins.verify_dummy(pin);
+                return Ok(self.ready(LoginOutcome::InvalidCredentials));
+            }
+            Some((_, _, _, true)) => return Ok(self.ready(LoginOutcome::Locked)),
+            Some((id, Some(hash), Status::Active, false)) => (id, hash),
+            Some(_) => {
+                // Pending activation: there is no PIN to match.
+                self.pins.verify_dummy(pin);
+                return Ok(self.ready(LoginOutcome::InvalidCredentials));
+            }
+        };
+        let pin_ok = self.pins.verify(pin, &stored);
+        self.mutate(id, |tx, now| {
+            if tx.account.is_cancelled() || tx.account.pin.as_ref() != Some(&stored) {
+                // Cancelled or PIN changed while we were hashing: the check is moot.
+                return Ok(LoginOutcome::InvalidCredentials);
+            }
+            if !pin_ok {
+                return Ok(match tx.lockout(Event::PinFailed, now, self) {
+                    Transition::Counted { .. } => LoginOutcome::InvalidCredentials,
+                    _ => LoginOutcome::Locked,
+                });
+            }
+            if tx.lockout(Event::PinSucceeded, now, self) == Transition::Refused {
+                return Ok(LoginOutcome::Locked);
+            }
+            let channel = choose_channel(&tx.account, channel)?;
+            let destination = destination_for(&tx.account, channel, Purpose::Login)?;
+            let issued = self.issue_in(tx, Purpose::Login, channel, destination, lifetime, now)?;
+            Ok(LoginOutcome::CodeSent(issued))
+        })
+    }
+
+    /// Issues a step-up code to an account a client has already authenticated.
+    pub fn issue_step_up(
+        &self,
+        account: AccountId,
+        channel: Option<Channel>,
+        lifetime: Option<Duration>,
+    ) -> Result<Durable<Issued>> {
+        self.mutate(account, |tx, now| {
+            ensure_usable(&tx.account, now)?;
+            let channel = choose_channel(&tx.account, channel)?;
+            let destination = destination_for(&tx.account, channel, Purpose::StepUp)?;
+            self.issue_in(tx, Purpose::StepUp, channel, destination, lifetime, now)
+        })
+    }
+
+    /// Sends a new code for a challenge's purpose to the same destination; the
+    /// old code dies. Refused within the resend cooldown.
+    pub fn resend(&self, challenge: ChallengeId) -> Result<Durable<Issued>> {
+        let account = self.challenge_owner(challenge)?;
+        self.mutate(account, |tx, now| {
+            let old = self
+                .challenge_in(tx, challenge)
+                .ok_or(EngineError::ChallengeNotFound)?;
+            if tx.account.current(old.purpose) != Some(challenge) {
+                return Err(EngineError::WrongState(
+                    "only the most recent code of a challenge can be resent",
+                ));
+            }
+            if let Some(lock) = tx.account.lockout.lock_at(now) {
+                return Err(EngineError::Locked { until: lock.until });
+            }
+            let ready_at = old.created_at.plus(self.config.resend_cooldown.0);
+            if now < ready_at {
+                return Err(EngineError::TooSoon {
+                    retry_after: now.until(ready_at),
+                });
+            }
+            let lifetime = old.created_at.until(old.expires_at);
+            let destination = old.destination.to_string();
+            self.issue_in(tx, old.purpose, old.channel, destination, Some(lifetime), now)
+        })
+    }
+
+    fn challenge_owner(&self, challenge: ChallengeId) -> Result<AccountId> {
+        self.challenges
+            .get(&challenge)
+            .map(|c| c.account)
+            .ok_or(EngineError::ChallengeNotFound)
+    }
+
+    /// Creates a challenge in `tx`, superseding the account's previous one of the same purpose.
+    fn issue_in(
+        &self,
+        tx: &mut Tx,
+        purpose: Purpose,
+        channel: Channel,
+        destination: String,
+        lifetime: Option<Duration>,
+        now: Timestamp,
+    ) -> Result<Issued> {
+        let policy = self.config.codes.for_code(purpose, channel);
+        let lifetime = match lifetime {
+            None => policy.lifetime,
+            Some(l) if l > policy.lifetime => {
+                return Err(EngineError::invalid(
+                    "lifetime",
+                    format!("must not exceed {} s", policy.lifetime.as_secs()),
+                ));
+            }
+            Some(l) if l < Duration::from_secs(10) => {
+                return Err(EngineError::invalid("lifetime", "must be at least 10 s"));
+            }
+            Some(l) => l,
+        };
+        let id = ChallengeId(self.random());
+        let code = policy.generate(&mut self.rng());
+        if let Some(previous) = tx.account.current(purpose) {
+            if let Some(mut old) = self.challenge_in(tx, previous) {
+                if old.state == ChallengeState::Live {
+                    old.state = ChallengeState::Superseded;
+                    tx.put(old);
+                }
+            }
+        }
+        tx.account_mut().current[purpose.slot()] = Some(id);
+        let challenge = Challenge {
+            id,
+            account: tx.account.id,
+            purpose,
+            channel,
+            destination: destination.clone().into_boxed_str(),
+            mac: code_mac(&self.key, id, code.expose()),
+            created_at: now,
+            expires_at: now.plus(lifetime),
+            attempts: 0,
+            max_attempts: u8::try_from(policy.max_attempts).unwrap_or(u8::MAX),
+            state: ChallengeState::Live,
+        };
+        let expires_at = challenge.expires_at;
+        tx.put(challenge);
+        Ok(Issued {
+            challenge_id: id,
+            account_id: tx.account.id,
+            purpose,
+            channel,
+            masked_destination: mask_destination(channel, &destination),
+            destination,
+            expires_at,
+            code,
+        })
+    }
+
+    /// Checks `code` against a challenge of `expected` purpose on `tx`'s account.
+    /// Counts a wrong code against the challenge and the account.
+    fn check_code(
+        &self,
+        tx: &mut Tx,
+        challenge: ChallengeId,
+        expected: Purpose,
+        code: &Code,
+        now: Timestamp,
+    ) -> Result<Verification> {
+        let mut c = self
+            .challenge_in(tx, challenge)
+            .filter(|c| c.account == tx.account.id && c.purpose == expected)
+            .ok_or(EngineError::ChallengeNotFound)?;
+        let typed = self
+            .config
+            .codes
+            .for_code(c.purpose, c.channel)
+            .normalise_input(code)?;
+        if tx.account.lockout.lock_at(now).is_some() {
+            return Ok(Verification::Locked);
+        }
+        if let Some(refusal) = c.refusal(now) {
+            return Ok(refusal);
+        }
+        if code_mac(&self.key, c.id, &typed).matches(&c.mac) {
+            c.state = ChallengeState::Consumed;
+            tx.lockout(Event::CodeSucceeded, now, self);
+            let slot = &mut tx.account_mut().current[c.purpose.slot()];
+            if *slot == Some(c.id) {
+                *slot = None;
+            }
+            tx.put(c);
+            return Ok(Verification::Approved(Approval {
+                account_id: tx.account.id,
+                identity: tx.account.identity.clone(),
+                purpose: expected,
+            }));
+        }
+        c.attempts = c.attempts.saturating_add(1);
+        let attempts_remaining = u32::from(c.max_attempts.saturating_sub(c.attempts));
+        tx.put(c);
+        Ok(match tx.lockout(Event::CodeFailed, now, self) {
+            Transition::Counted { .. } => Verification::WrongCode { attempts_remaining },
+            _ => Verification::Locked,
+        })
+    }
+
+    /// Second factor: checks a login or step-up code. A code verifies at most
+    /// once, however many requests carry it at the same time.
+    pub fn verify(
+        &self,
+        challenge: ChallengeId,
+        expected: Purpose,
+        code: &Code,
+    ) -> Result<Durable<Verification>> {
+        if !matches!(expected, Purpose::Login | Purpose::StepUp) {
+            return Err(EngineError::invalid(
+                "purpose",
+                "activation and contact-change codes have their own operations",
+            ));
+        }
+        let account = self.challenge_owner(challenge)?;
+        self.mutate(account, |tx, now| {
+            self.check_code(tx, challenge, expected, code, now)
+        })
+    }
+
+    /// Where a challenge stands.
+    pub fn challenge_status(&self, challenge: ChallengeId) -> Result<ChallengeStatus> {
+        let now = self.now();
+        self.challenges
+            .get(&challenge)
+            .map(|c| c.status(now))
+            .ok_or(EngineError::ChallengeNotFound)
+    }
+
+    /// Sends an activation code to a pre-registered identity, if the birth
+    /// date matches. Letters use the letter policy's long lifetime.
+    pub fn request_activation(
+        &self,
+        identity: &Identity,
+        birth_date: BirthDate,
+        channel: Channel,
+    ) -> Result<Durable<Issued>> {
+        let id = self
+            .find_by_identity(identity)
+            .ok_or(EngineError::ActivationNotFound)?;
+        self.mutate(id, |tx, now| {
+            let pending = tx.account.status == Status::PendingActivation
+                && tx.account.birth_date == Some(birth_date);
+            if !pending {
+                return Err(EngineError::ActivationNotFound);
+            }
+            if let Some(lock) = tx.account.lockout.lock_at(now) {
+                return Err(EngineError::Locked { until: lock.until });
+            }
+            if channel == Channel::Push {
+                return Err(EngineError::invalid(
+                    "channel",
+                    "activation codes go by sms, email or letter",
+                ));
+            }
+            let destination = destination_for(&tx.account, channel, Purpose::Activation)?;
+            self.issue_in(tx, Purpose::Activation, channel, destination, None, now)
+        })
+    }
+
+    /// Completes activation: the code proves the contact, and the new PIN is set.
+    pub fn activate(
+        &self,
+        challenge: ChallengeId,
+        code: &Code,
+        new_pin: &Pin,
+    ) -> Result<Durable<Verification>> {
+        self.config.pin.check("pin", new_pin)?;
+        let account = self.challenge_owner(challenge)?;
+        let hash = self.hash_pin(new_pin)?;
+        self.mutate(account, |tx, now| {
+            if tx.account.status != Status::PendingActivation {
+                return Err(EngineError::ChallengeNotFound);
+            }
+            let outcome = self.check_code(tx, challenge, Purpose::Activation, code, now)?;
+            if matches!(outcome, Verification::Approved(_)) {
+                let account = tx.account_mut();
+                account.pin = Some(hash);
+                account.status = Status::Active;
+            }
+            Ok(outcome)
+        })
+    }
+
+    /// Changes the PIN of an authenticated citizen: needs the current PIN and
+    /// a fresh step-up code.
+    pub fn change_pin(
+        &self,
+        account: AccountId,
+        current_pin: &Pin,
+        challenge: ChallengeId,
+        code: &Code,
+        new_pin: &Pin,
+    ) -> Result<Durable<PinChange>> {
+        self.config.pin.check("new_pin", new_pin)?;
+        if current_pin.expose() == new_pin.expose() {
+            return Err(EngineError::invalid(
+                "new_pin",
+                "must differ from the current PIN",
+            ));
+        }
+        let now = self.now();
+        let stored = {
+            let a = self
+                .accounts
+                .get(&account)
+                .ok_or(EngineError::AccountNotFound)?;
+            if a.lockout.lock_at(now).is_some() {
+                return Ok(self.ready(PinChange::Locked));
+            }
+            match (a.status, &a.pin) {
+                (Status::Active, Some(pin)) => pin.clone(),
+                _ => return Err(EngineError::WrongState("the account is not active")),
+            }
+        };
+        let pin_ok = self.pins.verify(current_pin, &stored);
+        let new_hash = if pin_ok {
+            Some(self.hash_pin(new_pin)?)
+        } else {
+            None
+        };
+        self.mutate(account, |tx, now| {
+            if tx.account.pin.as_ref() != Some(&stored) {
+                return Err(EngineError::WrongState(
+                    "the PIN was changed by another request",
+                ));
+            }
+            let Some(new_hash) = new_hash else {
+                return Ok(match tx.lockout(Event::PinFailed, now, self) {
+                    Transition::Counted { .. } => PinChange::WrongPin,
+                    _ => PinChange::Locked,
+                });
+            };
+            if tx.lockout(Event::PinSucceeded, now, self) == Transition::Refused {
+                return Ok(PinChange::Locked);
+            }
+            match self.check_code(tx, challenge, Purpose::StepUp, code, now)? {
+                Verification::Approved(_) => {
+                    tx.account_mut().pin = Some(new_hash);
+                    Ok(PinChange::Changed)
+                }
+                Verification::Locked => Ok(PinChange::Locked),
+                other => Ok(PinChange::CodeRejected(other)),
+            }
+        })
+    }
+
+    /// Sets a new PIN without the old one (privileged). Also unlocks the
+    /// account, clears its counters, activates a pending account, and kills
+    /// every outstanding code.
+    pub fn reset_pin(&self, account: AccountId, new_pin: &Pin) -> Result<Durable<()>> {
+        self.config.pin.check("pin", new_pin)?;
+        let hash = self.hash_pin(new_pin)?;
+        self.mutate(account, |tx, now| {
+            if tx.account.is_cancelled() {
+                return Err(EngineError::WrongState("the account is cancelled"));
+            }
+            tx.lockout(Event::AdminUnlock, now, self);
+            self.supersede_all(tx);
+            let account = tx.account_mut();
+            account.pin = Some(hash);
+            account.status = Status::Active;
+            Ok(())
+        })
+    }
+
+    fn supersede_all(&self, tx: &mut Tx) {
+        for purpose in Purpose::ALL {
+            if let Some(id) = tx.account.current(purpose) {
+                if let Some(mut c) = self.challenge_in(tx, id) {
+                    c.state = ChallengeState::Superseded;
+                    tx.put(c);
+                }
+                tx.account_mut().current[purpose.slot()] = None;
+            }
+        }
+    }
+
+    /// Locks an account (privileged), with a reason kept for audit.
+    pub fn lock(&self, account: AccountId, reason: &str) -> Result<Durable<()>> {
+        let reason = check_reason(reason)?;
+        self.mutate(account, |tx, now| {
+            if tx.account.is_cancelled() {
+                return Err(EngineError::WrongState("the account is cancelled"));
+            }
+            tx.lockout(Event::AdminLock(reason), now, self);
+            Ok(())
+        })
+    }
+
+    /// Unlocks an account (privileged): counters cleared, outstanding codes killed.
+    pub fn unlock(&self, account: AccountId) -> Result<Durable<()>> {
+        self.mutate(account, |tx, now| {
+            if tx.account.is_cancelled() {
+                return Err(EngineError::WrongState("the account is cancelled"));
+            }
+            tx.lockout(Event::AdminUnlock, now, self);
+            self.supersede_all(tx);
+            Ok(())
+        })
+    }
+
+    /// Cancels a registration: its identity and contacts are freed for reuse,
+    /// its codes deleted, and its record kept for audit.
+    pub fn cancel(&self, account: AccountId) -> Result<Durable<()>> {
+        self.mutate(account, |tx, now| {
+            if tx.account.is_cancelled() {
+                return Err(EngineError::WrongState("the account is already cancelled"));
+            }
+            let owned: Vec<ChallengeId> = self
+                .challenges
+                .iter()
+                .filter(|c| c.account == tx.account.id)
+                .map(|c| c.id)
+                .collect();
+            tx.removes.extend(owned);
+            tx.unindex = tx.account.index_keys().into_iter().map(|(k, _)| k).collect();
+            let account = tx.account_mut();
+            account.status = Status::Cancelled(now);
+            account.current = [None; 4];
+            account.push_token = None;
+            Ok(())
+        })
+    }
+
+    /// Registers (or replaces) the citizen's app for push codes.
+    pub fn register_push_device(&self, account: AccountId, token: PushToken) -> Result<Durable<()>> {
+        self.mutate(account, |tx, now| {
+            ensure_usable(&tx.account, now)?;
+            tx.account_mut().push_token = Some(token);
+            Ok(())
+        })
+    }
+
+    /// Starts a phone or email change: `proof` must be a fresh step-up code
+    /// sent to a current contact; a contact-change code then goes to the new one.
+    pub fn begin_contact_change(
+        &self,
+        account: AccountId,
+        proof: ChallengeId,
+        proof_code: &Code,
+        new_contact: Contact,
+    ) -> Result<Durable<ContactChangeStart>> {
+        let (key, field, channel, destination) = match &new_contact {
+            Contact::Phone(p) => (phone_key(p), "phone", Channel::Sms, p.as_str().to_owned()),
+            Contact::Email(e) => (email_key(e), "email", Channel::Email, e.as_str().to_owned()),
+        };
+        self.mutate(account, |tx, now| {
+            ensure_usable(&tx.account, now)?;
+            match self.index.get(&key).map(|owner| *owner) {
+                Some(owner) if owner == tx.account.id => {
+                    return Err(EngineError::invalid(field, "is already this account's"));
+                }
+                Some(_) => return Err(EngineError::Conflict { field }),
+                None => {}
+            }
+            match self.check_code(tx, proof, Purpose::StepUp, proof_code, now)? {
+                Verification::Approved(_) => {}
+                other => return Ok(ContactChangeStart::ProofRejected(other)),
+            }
+            let issued =
+                self.issue_in(tx, Purpose::ContactChange, channel, destination, None, now)?;
+            Ok(ContactChangeStart::CodeSent(issued))
+        })
+    }
+
+    /// Completes a contact change with the code sent to the new contact.
+    pub fn confirm_contact_change(
+        &self,
+        challenge: ChallengeId,
+        code: &Code,
+    ) -> Result<Durable<Verification>> {
+        let account = self.challenge_owner(challenge)?;
+        let mut reserved: Option<String> = None;
+        let result = self.mutate(account, |tx, now| {
+            let outcome = self.check_code(tx, challenge, Purpose::ContactChange, code, now)?;
+            if !matches!(outcome, Verification::Approved(_)) {
+                return Ok(outcome);
+            }
+            let c = self
+                .challenge_in(tx, challenge)
+                .ok_or(EngineError::ChallengeNotFound)?;
+            let (key, field) = match c.channel {
+                Channel::Sms => (phone_key(&Phone::parse(&c.destination)?), "phone"),
+                _ => (email_key(&Email::parse(&c.destination)?), "email"),
+            };
+            match self.index.entry(key.clone()) {
+                Entry::Occupied(owner) if *owner.get() != tx.account.id => {
+                    return Err(EngineError::Conflict { field });
+                }
+                Entry::Occupied(_) => {}
+                Entry::Vacant(vacant) => {
+                    vacant.insert(tx.account.id);
+                    reserved = Some(key);
+                }
+            }
+            let account = tx.account_mut();
+            let old = match c.channel {
+                Channel::Sms => account
+                    .phone
+                    .replace(Phone::parse(&c.destination)?)
+                    .map(|p| phone_key(&p)),
+                _ => account
+                    .email
+                    .replace(Email::parse(&c.destination)?)
+                    .map(|e| email_key(&e)),
+            };
+            tx.unindex.extend(old);
+            Ok(outcome)
+        });
+        if result.is_err() {
+            if let Some(key) = reserved {
+                self.index.remove_if(&key, |_, owner| *owner == account);
+            }
+        }
+        result
+    }
+
+    /// Deletes expired challenges from memory and disk; returns how many.
+    pub fn sweep_expired(&self) -> Result<usize> {
+        let now = self.now();
+        let expired: Vec<(ChallengeId, AccountId)> = self
+            .challenges
+            .iter()
+            .filter(|c| now >= c.expires_at)
+            .map(|c| (c.id, c.account))
+            .collect();
+        let mut batch = sled::Batch::default();
+        let mut swept = 0;
+        for (id, account) in expired {
+            let owner = self.accounts.get_mut(&account);
+            if let Some(mut owner) = owner {
+                for slot in owner.current.iter_mut() {
+                    if *slot == Some(id) {
+                        *slot = None;
+                    }
+                }
+            }
+            if self
+                .challenges
+                .remove_if(&id, |_, c| now >= c.expires_at)
+                .is_some()
+            {
+                batch.remove(&challenge_key(id)[..]);
+                swept += 1;
+            }
+        }
+        if swept > 0 {
+            // Deleting dead records needs no flush: if lost, recovery deletes them again.
+            self.store.write(batch)?;
+        }
+        Ok(swept)
+    }
+
+    /// Sweeps expired challenges every `every` on a background thread until
+    /// the returned handle is dropped.
+    pub fn start_sweeper(self: &Arc<Self>, every: Duration) -> Result<Sweeper> {
+        let (stop, stopped) = mpsc::channel::<()>();
+        let engine = Arc::clone(self);
+        let handle = std::thread::Builder::new()
+            .name("otpd-sweeper".into())
+            .spawn(move || {
+                while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(every) {
+                    // A failed sweep is retried on the next tick.
+                    let _ = engine.sweep_expired();
+                }
+            })
+            .map_err(|e| EngineError::Internal(format!("cannot start the sweeper: {e}")))?;
+        Ok(Sweeper {
+            stop: Some(stop),
+            handle: Some(handle),
+        })
+    }
+
+    /// Sizes and counters.
+    pub fn stats(&self) -> Stats {
+        Stats {
+            accounts: self.accounts.len() as u64,
+            challenges: self.challenges.len() as u64,
+            flush: self.store.stats(),
+        }
+    }
+
+    /// Bytes the store occupies on disk.
+    pub fn disk_bytes(&self) -> Result<u64> {
+        self.store.size_on_disk()
+    }
+
+    /// Flushes the store now (for shutdown).
+    pub fn flush(&self) -> Result<()> {
+        self.store.flush()
+    }
+}
+
+/// Stops the background sweeper when dropped.
+#[derive(Debug)]
+pub struct Sweeper {
+    stop: Option<mpsc::Sender<()>>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl Drop for Sweeper {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(handle) = self.handle.take() {
+            let _ = handle.join();
+        }
+    }
+}
+
+fn check_reason(reason: &str) -> Result<String> {
+    let reason = reason.trim();
+    if reason.is_empty() || reason.chars().count() > 200 || reason.chars().any(char::is_control) {
+        return Err(EngineError::invalid(
+            "reason",
+            "must be 1 to 200 printable characters",
+        ));
+    }
+    Ok(reason.to_owned())
+}
+
+fn ensure_usable(account: &Account, now: Timestamp) -> Result<()> {
+    match account.status {
+        Status::Cancelled(_) => Err(EngineError::WrongState("the account is cancelled")),
+        Status::PendingActivation => Err(EngineError::WrongState("the account is not activated")),
+        Status::Active => match account.lockout.lock_at(now) {
+            Some(lock) => Err(EngineError::Locked { until: lock.until }),
+            None => Ok(()),
+        },
+    }
+}
+
+fn choose_channel(account: &Account, requested: Option<Channel>) -> Result<Channel> {
+    if let Some(channel) = requested {
+        return Ok(channel);
+    }
+    match (&account.phone, &account.email, &account.push_token) {
+        (Some(_), None, _) => Ok(Channel::Sms),
+        (None, Some(_), _) => Ok(Channel::Email),
+        (None, None, Some(_)) => Ok(Channel::Push),
+        (None, None, None) => Err(EngineError::ChannelUnavailable("contact")),
+        (Some(_), Some(_), _) => Err(EngineError::invalid(
+            "channel",
+            "the account has a mobile number and an email: choose sms or email",
+        )),
+    }
+}
+
+fn destination_for(account: &Account, channel: Channel, purpose: Purpose) -> Result<String> {
+    let missing = EngineError::ChannelUnavailable;
+    match channel {
+        Channel::Sms => account
+            .phone
+            .as_ref()
+            .map(|p| p.as_str().to_owned())
+            .ok_or(missing("mobile number")),
+        Channel::Email => account
+            .email
+            .as_ref()
+            .map(|e| e.as_str().to_owned())
+            .ok_or(missing("email address")),
+        Channel::Push => account
+            .push_token
+            .as_ref()
+            .map(|t| t.as_str().to_owned())
+            .ok_or(missing("registered app")),
+        Channel::Letter if purpose == Purpose::Activation => account
+            .postal_address
+            .as_ref()
+            .map(|a| a.as_str().to_owned())
+            .ok_or(missing("postal address")),
+        Channel::Letter => Err(EngineError::invalid(
+            "channel",
+            "letters carry activation codes only",
+        )),
+    }
+}

@@ -1,0 +1,79 @@
+//! The engine's one error type. An `Err` from the engine always means nothing changed.
+
+use std::time::Duration;
+
+/// Why an engine operation was refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// An input failed validation; `field` names it.
+    #[error("{field}: {message}")]
+    Invalid {
+        /// The input field at fault, as the API names it.
+        field: &'static str,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// The value is already bound to another live account.
+    #[error("{field} is already registered to another account")]
+    Conflict {
+        /// `identity`, `phone` or `email`.
+        field: &'static str,
+    },
+    /// No account has this id.
+    #[error("account not found")]
+    AccountNotFound,
+    /// No challenge has this id (or it belongs to another purpose).
+    #[error("challenge not found")]
+    ChallengeNotFound,
+    /// No pending registration matches this identity and birth date.
+    #[error("no pending registration matches this identity and birth date")]
+    ActivationNotFound,
+    /// The account is locked; only a privileged unlock or PIN reset lifts it.
+    #[error("account is locked")]
+    Locked {
+        /// When a temporary lock ends; `None` for a lock that needs an unlock.
+        until: Option<crate::Timestamp>,
+    },
+    /// The operation does not apply to the account in its current state.
+    #[error("{0}")]
+    WrongState(&'static str),
+    /// The account has no contact for the requested channel.
+    #[error("the account has no {0} to send a code to")]
+    ChannelUnavailable(&'static str),
+    /// A new code for this challenge was asked for too soon.
+    #[error("a new code can be requested in {} s", retry_after.as_secs().max(1))]
+    TooSoon {
+        /// How long the caller must wait.
+        retry_after: Duration,
+    },
+    /// The store failed; the operation did not take effect.
+    #[error("storage failure: {0}")]
+    Storage(String),
+    /// The store holds data the engine cannot read; it refuses to run on it.
+    #[error("the data directory is corrupt: {0}")]
+    Corrupt(String),
+    /// An internal invariant failed (a bug); the operation did not take effect.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl EngineError {
+    pub(crate) fn invalid(field: &'static str, message: impl Into<String>) -> Self {
+        Self::Invalid {
+            field,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<sled::Error> for EngineError {
+    fn from(e: sled::Error) -> Self {
+        match e {
+            sled::Error::Corruption { .. } => Self::Corrupt(e.to_string()),
+            other => Self::Storage(other.to_string()),
+        }
+    }
+}
+
+/// The engine's result type.
+pub type Result<T, E = EngineError> = std::result::Result<T, E>;

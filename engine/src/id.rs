@@ -1,0 +1,85 @@
+//! Opaque random identifiers, written as 32 lower-case hex digits.
+
+use std::fmt;
+
+use crate::error::{EngineError, Result};
+
+macro_rules! opaque_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(pub(crate) [u8; 16]);
+
+        impl $name {
+            /// Parses the 32-hex-digit form; `field` names the input in the error.
+            pub fn parse(field: &'static str, text: &str) -> Result<Self> {
+                let text = text.trim();
+                if text.len() != 32 {
+                    return Err(EngineError::invalid(field, "must be 32 hexadecimal digits"));
+                }
+                let mut bytes = [0u8; 16];
+                for (i, byte) in bytes.iter_mut().enumerate() {
+                    *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16)
+                        .map_err(|_| EngineError::invalid(field, "must be 32 hexadecimal digits"))?;
+                }
+                Ok(Self(bytes))
+            }
+
+            /// The raw bytes.
+            pub fn to_bytes(self) -> [u8; 16] {
+                self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                for b in self.0 {
+                    write!(f, "{b:02x}")?;
+                }
+                Ok(())
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}({self})", stringify!($name))
+            }
+        }
+    };
+}
+
+opaque_id!(
+    /// An account's id: random, so identity numbers never need to appear in URLs or logs.
+    AccountId
+);
+opaque_id!(
+    /// A challenge's id: random, 128 bits, unguessable.
+    ChallengeId
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_round_trip_through_text() {
+        let id = AccountId([0xab; 16]);
+        let text = id.to_string();
+        assert_eq!(text, "ab".repeat(16));
+        assert_eq!(AccountId::parse("account_id", &text).unwrap(), id);
+        assert_eq!(
+            ChallengeId::parse("challenge_id", &text.to_uppercase()).unwrap().0,
+            [0xab; 16]
+        );
+    }
+
+    #[test]
+    fn malformed_ids_name_their_field() {
+        for bad in ["", "abc", &"zz".repeat(16), &"é".repeat(16), &"a".repeat(33)] {
+            match ChallengeId::parse("challenge_id", bad) {
+                Err(EngineError::Invalid { field, .. }) => assert_eq!(field, "challenge_id"),
+                other => panic!("{bad:?} gave {other:?}"),
+            }
+        }
+    }
+}

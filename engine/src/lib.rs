@@ -1,0 +1,43 @@
+//! The otpd engine: accounts, PINs, one-time codes, lockout and storage, with no HTTP in it.
+//!
+//! [`Engine`] is the one entry point. Every operation that changes state
+//! returns a [`Durable`]: the change is already visible in memory, and is on
+//! disk once [`Durable::wait`] returns. An `Err` from the engine always means
+//! nothing changed.
+
+mod account;
+mod challenge;
+mod clock;
+mod code;
+mod codec;
+mod config;
+mod engine;
+mod error;
+mod id;
+mod identity;
+mod lockout;
+mod pin;
+mod secret;
+mod store;
+
+pub use account::{AccountState, AccountView};
+pub use challenge::{
+    Approval, ChallengeStatus, ChallengeStatusKind, Channel, Issued, Purpose, Verification,
+};
+pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
+pub use code::{Alphabet, CodePolicies, CodePolicy};
+pub use config::{EngineConfig, ResendCooldown};
+pub use engine::{
+    Contact, ContactChangeStart, Engine, ImportAccount, ImportState, LoginId, LoginOutcome, NewAccount, PinChange,
+    PreRegistration, Stats, Sweeper, os_seeded_rng,
+};
+pub use error::{EngineError, Result};
+pub use id::{AccountId, ChallengeId};
+pub use identity::{BirthDate, Email, Identity, IdentityKind, Phone, PostalAddress, PushToken};
+pub use lockout::{Event, Lock, LockMode, LockReason, Lockout, LockoutPolicy, Transition};
+pub use pin::{Argon2Params, PinPolicy};
+pub use secret::{Code, CodeKey, Pin, PinHash};
+pub use store::{Durable, FlushStats, StoreConfig};
+
+/// The RNG the engine draws ids, salts and codes from.
+pub use rand_chacha::ChaCha20Rng;

@@ -1,0 +1,376 @@
+//! The only module that knows sled: keys, batches, recovery scans and group commit.
+//!
+//! Every change is applied to sled as one atomic batch and then made durable
+//! by a single flusher thread: callers take a ticket and wait until a flush
+//! that started after their write has finished. Many concurrent writers thus
+//! share one `fsync`-class call instead of paying one each.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::error::{EngineError, Result};
+use crate::id::{AccountId, ChallengeId};
+
+const ACCOUNT_PREFIX: u8 = b'a';
+const CHALLENGE_PREFIX: u8 = b'c';
+const FORMAT_KEY: &[u8] = b"m:format";
+const FORMAT_VERSION: &[u8] = b"otpd-1";
+
+/// Where and how the store keeps its data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreConfig {
+    /// The data directory; `None` keeps data in a temporary directory removed on drop.
+    pub path: Option<PathBuf>,
+    /// sled's page cache, in bytes. The engine keeps its own state in memory,
+    /// so this only needs to cover writes and recovery.
+    pub cache_bytes: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            path: Some(PathBuf::from("otpd-data")),
+            cache_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+impl StoreConfig {
+    /// A throw-away store, for tests.
+    pub fn temporary() -> Self {
+        Self {
+            path: None,
+            cache_bytes: 16 * 1024 * 1024,
+        }
+    }
+}
+
+pub(crate) fn account_key(id: AccountId) -> [u8; 17] {
+    prefixed(ACCOUNT_PREFIX, id.0)
+}
+
+pub(crate) fn challenge_key(id: ChallengeId) -> [u8; 17] {
+    prefixed(CHALLENGE_PREFIX, id.0)
+}
+
+fn prefixed(prefix: u8, id: [u8; 16]) -> [u8; 17] {
+    let mut key = [0u8; 17];
+    key[0] = prefix;
+    key[1..].copy_from_slice(&id);
+    key
+}
+
+/// Counters of the group commit, for metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FlushStats {
+    /// Flushes done.
+    pub flushes: u64,
+    /// Writes made durable.
+    pub writes: u64,
+    /// Time spent in the most recent flush.
+    pub last_flush: Duration,
+    /// Flushes that failed.
+    pub failures: u64,
+}
+
+#[derive(Debug, Default)]
+struct CommitState {
+    /// Tickets handed out (each write takes the next).
+    requested: u64,
+    /// Every ticket up to here is durable.
+    flushed: u64,
+    /// Every ticket up to here was in a failed flush (and not in a later good one).
+    failed_through: u64,
+    last_error: Option<String>,
+    shutdown: bool,
+    stats: FlushStats,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct GroupCommit {
+    state: Mutex<CommitState>,
+    work: Condvar,
+    done: Condvar,
+}
+
+impl GroupCommit {
+    fn lock(&self) -> MutexGuard<'_, CommitState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn wait(&self, ticket: u64) -> Result<()> {
+        let mut state = self.lock();
+        loop {
+            if state.flushed >= ticket {
+                return Ok(());
+            }
+            if state.failed_through >= ticket {
+                let why = state.last_error.clone().unwrap_or_default();
+                return Err(EngineError::Storage(format!("flush failed: {why}")));
+            }
+            if state.shutdown && state.requested == state.flushed.max(state.failed_through) {
+                return Err(EngineError::Storage("store closed before flushing".into()));
+            }
+            state = self.done.wait(state).unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+
+    fn run_flusher(&self, db: &sled::Db) {
+        let mut state = self.lock();
+        loop {
+            while state.requested == state.flushed.max(state.failed_through) && !state.shutdown {
+                state = self.work.wait(state).unwrap_or_else(PoisonError::into_inner);
+            }
+            let target = state.requested;
+            if target == state.flushed.max(state.failed_through) {
+                // Shut down with nothing outstanding.
+                self.done.notify_all();
+                return;
+            }
+            drop(state);
+            let started = Instant::now();
+            let result = db.flush();
+            let took = started.elapsed();
+            state = self.lock();
+            let batch = target - state.flushed.max(state.failed_through);
+            state.stats.last_flush = took;
+            match result {
+                Ok(_) => {
+                    state.flushed = target;
+                    state.stats.flushes += 1;
+                    state.stats.writes += batch;
+                }
+                Err(e) => {
+                    state.failed_through = target;
+                    state.last_error = Some(e.to_string());
+                    state.stats.failures += 1;
+                }
+            }
+            self.done.notify_all();
+        }
+    }
+}
+
+/// A change applied in memory and written to the store, durable once [`Durable::wait`] returns.
+#[must_use = "a change is not known to be on disk until `wait` returns"]
+#[derive(Debug)]
+pub struct Durable<T> {
+    value: T,
+    ticket: Option<u64>,
+    commit: Arc<GroupCommit>,
+}
+
+impl<T> Durable<T> {
+    pub(crate) fn new(value: T, ticket: Option<u64>, commit: Arc<GroupCommit>) -> Self {
+        Self {
+            value,
+            ticket,
+            commit,
+        }
+    }
+
+    /// Blocks until the change is on disk, then gives the result.
+    ///
+    /// An error means durability could not be confirmed: the caller must not
+    /// report success.
+    pub fn wait(self) -> Result<T> {
+        if let Some(ticket) = self.ticket {
+            self.commit.wait(ticket)?;
+        }
+        Ok(self.value)
+    }
+
+    /// The result, before it is known to be durable (for benchmarks and logs).
+    pub fn peek(&self) -> &T {
+        &self.value
+    }
+
+    /// Whether anything was written (false for outcomes that changed nothing).
+    pub fn needs_flush(&self) -> bool {
+        self.ticket.is_some()
+    }
+}
+
+/// The sled database and its flusher.
+#[derive(Debug)]
+pub(crate) struct Store {
+    db: sled::Db,
+    commit: Arc<GroupCommit>,
+    flusher: Option<JoinHandle<()>>,
+}
+
+impl Store {
+    pub(crate) fn open(config: &StoreConfig) -> Result<Store> {
+        let mut sled_config = sled::Config::new()
+            .cache_capacity(config.cache_bytes)
+            .mode(sled::Mode::HighThroughput);
+        sled_config = match &config.path {
+            Some(path) => sled_config.path(path),
+            None => sled_config.temporary(true),
+        };
+        let db = sled_config.open().map_err(|e| match e {
+            sled::Error::Io(io) => EngineError::Storage(format!(
+                "cannot open the data directory {:?}: {io}",
+                config.path.as_deref().unwrap_or(std::path::Path::new("<temporary>"))
+            )),
+            other => EngineError::from(other),
+        })?;
+        match db.get(FORMAT_KEY)? {
+            Some(v) if v.as_ref() == FORMAT_VERSION => {}
+            Some(v) => {
+                return Err(EngineError::Corrupt(format!(
+                    "unknown data format {:?}",
+                    String::from_utf8_lossy(&v)
+                )));
+            }
+            None if db.is_empty() => {
+                db.insert(FORMAT_KEY, FORMAT_VERSION)?;
+                db.flush()?;
+            }
+            None => {
+                return Err(EngineError::Corrupt(
+                    "records present but the format marker is missing".into(),
+                ));
+            }
+        }
+        let commit = Arc::new(GroupCommit::default());
+        let flusher = {
+            let (db, commit) = (db.clone(), Arc::clone(&commit));
+            std::thread::Builder::new()
+                .name("otpd-flusher".into())
+                .spawn(move || commit.run_flusher(&db))
+                .map_err(|e| EngineError::Storage(format!("cannot start the flusher: {e}")))?
+        };
+        Ok(Store {
+            db,
+            commit,
+            flusher: Some(flusher),
+        })
+    }
+
+    pub(crate) fn commit_handle(&self) -> Arc<GroupCommit> {
+        Arc::clone(&self.commit)
+    }
+
+    /// Applies `batch` atomically and returns the ticket to wait on.
+    pub(crate) fn write(&self, batch: sled::Batch) -> Result<u64> {
+        self.db.apply_batch(batch)?;
+        let mut state = self.commit.lock();
+        state.requested += 1;
+        let ticket = state.requested;
+        drop(state);
+        self.commit.work.notify_one();
+        Ok(ticket)
+    }
+
+    /// Every stored value under `prefix`, in key order.
+    pub(crate) fn scan(&self, prefix: u8) -> impl Iterator<Item = Result<sled::IVec>> + '_ {
+        self.db
+            .scan_prefix([prefix])
+            .map(|item| item.map(|(_, v)| v).map_err(EngineError::from))
+    }
+
+    pub(crate) fn scan_accounts(&self) -> impl Iterator<Item = Result<sled::IVec>> + '_ {
+        self.scan(ACCOUNT_PREFIX)
+    }
+
+    pub(crate) fn scan_challenges(&self) -> impl Iterator<Item = Result<sled::IVec>> + '_ {
+        self.scan(CHALLENGE_PREFIX)
+    }
+
+    pub(crate) fn stats(&self) -> FlushStats {
+        self.commit.lock().stats
+    }
+
+    pub(crate) fn size_on_disk(&self) -> Result<u64> {
+        Ok(self.db.size_on_disk()?)
+    }
+
+    /// Flushes everything now (used on shutdown).
+    pub(crate) fn flush(&self) -> Result<()> {
+        self.db.flush()?;
+        Ok(())
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        self.commit.lock().shutdown = true;
+        self.commit.work.notify_all();
+        if let Some(flusher) = self.flusher.take() {
+            let _ = flusher.join();
+        }
+        let _ = self.db.flush();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn concurrent_writers_share_flushes_and_all_become_durable() {
+        let store = Arc::new(Store::open(&StoreConfig::temporary()).unwrap());
+        let commit = store.commit_handle();
+        let threads: Vec<_> = (0..16u8)
+            .map(|t| {
+                let (store, commit) = (Arc::clone(&store), Arc::clone(&commit));
+                std::thread::spawn(move || {
+                    for i in 0..50u8 {
+                        let mut batch = sled::Batch::default();
+                        batch.insert(&[b'x', t, i][..], &[i][..]);
+                        let ticket = store.write(batch).unwrap();
+                        Durable::new((), Some(ticket), Arc::clone(&commit)).wait().unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let stats = store.stats();
+        assert_eq!(stats.writes, 800);
+        assert!(stats.flushes <= 800);
+        assert_eq!(store.scan(b'x').count(), 800);
+    }
+
+    #[test]
+    fn a_store_with_a_foreign_format_marker_refuses_to_open() {
+        let dir = tempdir();
+        {
+            let db = sled::open(&dir).unwrap();
+            db.insert(FORMAT_KEY, &b"something-else"[..]).unwrap();
+            db.flush().unwrap();
+        }
+        let config = StoreConfig {
+            path: Some(dir.clone()),
+            cache_bytes: 1 << 20,
+        };
+        assert!(matches!(Store::open(&config), Err(EngineError::Corrupt(_))));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_store_with_records_but_no_marker_refuses_to_open() {
+        let dir = tempdir();
+        {
+            let db = sled::open(&dir).unwrap();
+            db.insert(b"a-record", &b"x"[..]).unwrap();
+            db.flush().unwrap();
+        }
+        let config = StoreConfig {
+            path: Some(dir.clone()),
+            cache_bytes: 1 << 20,
+        };
+        assert!(matches!(Store::open(&config), Err(EngineError::Corrupt(_))));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    fn tempdir() -> PathBuf {
+        let mut bytes = [0u8; 8];
+        getrandom::fill(&mut bytes).unwrap();
+        std::env::temp_dir().join(format!("otpd-store-test-{}", u64::from_le_bytes(bytes)))
+    }
+}
