@@ -41,13 +41,34 @@ impl fmt::Display for Timestamp {
 
 /// A source of the current time.
 pub trait Clock: Send + Sync + fmt::Debug {
-    /// The current time.
+    /// Wall-clock time. May jump either way when the system clock is stepped.
     fn now(&self) -> Timestamp;
+
+    /// Time since an arbitrary fixed origin; never goes backwards and is not
+    /// moved by steps of the wall clock.
+    fn monotonic(&self) -> Duration;
 }
 
-/// The operating system's wall clock.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct SystemClock;
+/// The operating system's clocks.
+#[derive(Debug, Clone, Copy)]
+pub struct SystemClock {
+    origin: std::time::Instant,
+}
+
+impl SystemClock {
+    /// The system clocks, with the monotonic origin at this call.
+    pub fn new() -> Self {
+        Self {
+            origin: std::time::Instant::now(),
+        }
+    }
+}
+
+impl Default for SystemClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
 
 impl Clock for SystemClock {
     #[allow(clippy::disallowed_methods)] // The one place the wall clock is read.
@@ -57,52 +78,74 @@ impl Clock for SystemClock {
             .unwrap_or_default();
         Timestamp(u64::try_from(since.as_millis()).unwrap_or(u64::MAX))
     }
+
+    fn monotonic(&self) -> Duration {
+        self.origin.elapsed()
+    }
 }
 
 /// A clock that only moves when told to; for tests and simulations.
 #[derive(Debug, Clone, Default)]
 pub struct ManualClock {
-    now: Arc<AtomicU64>,
+    wall: Arc<AtomicU64>,
+    monotonic: Arc<AtomicU64>,
 }
 
 impl ManualClock {
     /// A clock standing at `start`.
     pub fn new(start: Timestamp) -> Self {
         Self {
-            now: Arc::new(AtomicU64::new(start.0)),
+            wall: Arc::new(AtomicU64::new(start.0)),
+            monotonic: Arc::new(AtomicU64::new(0)),
         }
     }
 
-    /// Moves the clock forward by `d`.
+    /// Lets `d` pass: both the wall clock and the monotonic clock move.
     pub fn advance(&self, d: Duration) {
         let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
-        self.now.fetch_add(ms, Ordering::SeqCst);
+        self.wall.fetch_add(ms, Ordering::SeqCst);
+        self.monotonic.fetch_add(ms, Ordering::SeqCst);
     }
 
-    /// Sets the clock to `t`, which may be in the past (a clock step).
+    /// Steps the wall clock to `t`, which may be in the past; no time passes.
     pub fn set(&self, t: Timestamp) {
-        self.now.store(t.0, Ordering::SeqCst);
+        self.wall.store(t.0, Ordering::SeqCst);
     }
 }
 
 impl Clock for ManualClock {
     fn now(&self) -> Timestamp {
-        Timestamp(self.now.load(Ordering::SeqCst))
+        Timestamp(self.wall.load(Ordering::SeqCst))
+    }
+
+    fn monotonic(&self) -> Duration {
+        Duration::from_millis(self.monotonic.load(Ordering::SeqCst))
     }
 }
 
 /// Wraps a clock so the time it reports never goes backwards.
+///
+/// `now = max(wall, wall at start + monotonic time since start, floor)`: a
+/// forward step of the wall clock is taken, a backward step is ignored, and
+/// time keeps running underneath it, so no code or lock lives longer than
+/// its lifetime of real time.
 #[derive(Debug)]
 pub(crate) struct Monotonic {
     inner: Arc<dyn Clock>,
+    anchor_wall: Timestamp,
+    anchor_monotonic: Duration,
     high_water: AtomicU64,
 }
 
 impl Monotonic {
     pub(crate) fn new(inner: Arc<dyn Clock>) -> Self {
+        let anchor_wall = inner.now();
+        let anchor_monotonic = inner.monotonic();
         Self {
             inner,
-            high_water: AtomicU64::new(0),
+            anchor_wall,
+            anchor_monotonic,
+            high_water: AtomicU64::new(anchor_wall.0),
         }
     }
 
@@ -112,7 +155,8 @@ impl Monotonic {
     }
 
     pub(crate) fn now(&self) -> Timestamp {
-        let t = self.inner.now().0;
+        let elapsed = self.inner.monotonic().saturating_sub(self.anchor_monotonic);
+        let t = self.inner.now().max(self.anchor_wall.plus(elapsed)).0;
         let previous = self.high_water.fetch_max(t, Ordering::SeqCst);
         Timestamp(t.max(previous))
     }
@@ -131,14 +175,24 @@ mod tests {
     }
 
     #[test]
-    fn monotonic_clock_ignores_backward_steps() {
+    fn monotonic_clock_ignores_backward_steps_and_keeps_running() {
         let manual = ManualClock::new(Timestamp(10_000));
         let clock = Monotonic::new(Arc::new(manual.clone()));
-        assert_eq!(clock.now(), Timestamp(10_000));
+        manual.advance(Duration::from_secs(5));
         manual.set(Timestamp(4_000));
-        assert_eq!(clock.now(), Timestamp(10_000));
-        manual.set(Timestamp(12_000));
-        assert_eq!(clock.now(), Timestamp(12_000));
+        assert_eq!(clock.now(), Timestamp(15_000), "unread time still counts");
+        manual.advance(Duration::from_secs(1));
+        assert_eq!(clock.now(), Timestamp(16_000));
+    }
+
+    #[test]
+    fn monotonic_clock_takes_forward_steps() {
+        let manual = ManualClock::new(Timestamp(10_000));
+        let clock = Monotonic::new(Arc::new(manual.clone()));
+        manual.set(Timestamp(99_000));
+        assert_eq!(clock.now(), Timestamp(99_000));
+        manual.set(Timestamp(10_000));
+        assert_eq!(clock.now(), Timestamp(99_000));
     }
 
     #[test]
@@ -151,7 +205,10 @@ mod tests {
 
     #[test]
     fn timestamp_arithmetic_saturates() {
-        assert_eq!(Timestamp(u64::MAX).plus(Duration::from_secs(1)), Timestamp(u64::MAX));
+        assert_eq!(
+            Timestamp(u64::MAX).plus(Duration::from_secs(1)),
+            Timestamp(u64::MAX)
+        );
         assert_eq!(Timestamp(10).until(Timestamp(5)), Duration::ZERO);
         assert_eq!(Timestamp(86_400_000 * 3 + 5).days_since_epoch(), 3);
     }

@@ -13,8 +13,8 @@ use rand_chacha::rand_core::Rng;
 use sha2::Sha256;
 
 use crate::challenge::{Channel, Purpose};
-use crate::id::ChallengeId;
 use crate::error::{EngineError, Result};
+use crate::id::ChallengeId;
 use crate::secret::{Code, CodeKey, CodeMac};
 
 /// The symbols a code is made of.
@@ -66,10 +66,16 @@ impl CodePolicy {
             return Err(EngineError::invalid(name, "code length must be 4 to 32"));
         }
         if self.lifetime < Duration::from_secs(10) {
-            return Err(EngineError::invalid(name, "code lifetime must be at least 10 s"));
+            return Err(EngineError::invalid(
+                name,
+                "code lifetime must be at least 10 s",
+            ));
         }
         if !(1..=100).contains(&self.max_attempts) {
-            return Err(EngineError::invalid(name, "attempts per code must be 1 to 100"));
+            return Err(EngineError::invalid(
+                name,
+                "attempts per code must be 1 to 100",
+            ));
         }
         Ok(())
     }
@@ -236,7 +242,10 @@ mod tests {
     fn typed_codes_are_normalised_and_shape_checked() {
         let policies = CodePolicies::default();
         assert_eq!(
-            policies.login.normalise_input(&Code::new("123 456")).unwrap(),
+            policies
+                .login
+                .normalise_input(&Code::new("123 456"))
+                .unwrap(),
             "123456"
         );
         assert_eq!(
@@ -247,7 +256,10 @@ mod tests {
             "ABCDEFGHJK"
         );
         for bad in ["12345", "1234567", "12a456", "١٢٣٤٥٦", "12345\u{0}"] {
-            assert!(policies.login.normalise_input(&Code::new(bad)).is_err(), "{bad:?}");
+            assert!(
+                policies.login.normalise_input(&Code::new(bad)).is_err(),
+                "{bad:?}"
+            );
         }
         let huge = "1".repeat(10_000);
         assert!(policies.login.normalise_input(&Code::new(huge)).is_err());
@@ -260,7 +272,11 @@ mod tests {
         assert!(a.matches(&code_mac(&key, ChallengeId([1; 16]), "123456")));
         assert!(!a.matches(&code_mac(&key, ChallengeId([2; 16]), "123456")));
         assert!(!a.matches(&code_mac(&key, ChallengeId([1; 16]), "123457")));
-        assert!(!a.matches(&code_mac(&CodeKey::new([2; 32]), ChallengeId([1; 16]), "123456")));
+        assert!(!a.matches(&code_mac(
+            &CodeKey::new([2; 32]),
+            ChallengeId([1; 16]),
+            "123456"
+        )));
     }
 
     #[test]

@@ -137,8 +137,18 @@ pub(crate) fn decode_account(bytes: &[u8]) -> Result<Account> {
     let DbAccount::V1(r) = decode(bytes, "account")?;
     let corrupt = |what: &str| EngineError::Corrupt(format!("account record: invalid {what}"));
     // Stored values were validated on the way in; re-parsing catches damage.
-    let phone = r.phone.as_deref().map(Phone::parse).transpose().map_err(|_| corrupt("phone"))?;
-    let email = r.email.as_deref().map(Email::parse).transpose().map_err(|_| corrupt("email"))?;
+    let phone = r
+        .phone
+        .as_deref()
+        .map(Phone::parse)
+        .transpose()
+        .map_err(|_| corrupt("phone"))?;
+    let email = r
+        .email
+        .as_deref()
+        .map(Email::parse)
+        .transpose()
+        .map_err(|_| corrupt("email"))?;
     Ok(Account {
         id: AccountId(r.id),
         identity: match r.identity {
@@ -238,7 +248,9 @@ fn encode<T: Encode>(record: &T) -> Vec<u8> {
 fn decode<T: Decode<()>>(bytes: &[u8], what: &str) -> Result<T> {
     match bincode::decode_from_slice::<T, _>(bytes, CONFIG) {
         Ok((value, read)) if read == bytes.len() => Ok(value),
-        Ok(_) => Err(EngineError::Corrupt(format!("{what} record has trailing bytes"))),
+        Ok(_) => Err(EngineError::Corrupt(format!(
+            "{what} record has trailing bytes"
+        ))),
         Err(e) => Err(EngineError::Corrupt(format!("{what} record: {e}"))),
     }
 }
@@ -260,7 +272,9 @@ mod tests {
             birth_date: Some(BirthDate::from_parts(1990, 5, 17)),
             postal_address: Some(PostalAddress::parse("Rua A 1\nLisboa").unwrap()),
             push_token: Some(PushToken::parse("token-0123456789abcdef").unwrap()),
-            pin: Some(PinHash::from_phc_unchecked("$argon2id$v=19$m=64,t=1,p=1$x$y".into())),
+            pin: Some(PinHash::from_phc_unchecked(
+                "$argon2id$v=19$m=64,t=1,p=1$x$y".into(),
+            )),
             status: Status::Active,
             lockout: Lockout {
                 pin_failures: 2,
@@ -310,11 +324,17 @@ mod tests {
     fn damaged_records_are_reported_as_corrupt() {
         let bytes = encode_account(&sample_account());
         for damaged in [&bytes[..bytes.len() / 2], &[0xff, 0xff, 0xff][..], &[][..]] {
-            assert!(matches!(decode_account(damaged), Err(EngineError::Corrupt(_))));
+            assert!(matches!(
+                decode_account(damaged),
+                Err(EngineError::Corrupt(_))
+            ));
         }
         let mut longer = bytes.clone();
         longer.push(0);
-        assert!(matches!(decode_account(&longer), Err(EngineError::Corrupt(_))));
+        assert!(matches!(
+            decode_account(&longer),
+            Err(EngineError::Corrupt(_))
+        ));
     }
 
     #[test]

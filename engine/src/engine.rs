@@ -42,6 +42,11 @@ pub fn os_seeded_rng() -> Result<ChaCha20Rng> {
     Ok(ChaCha20Rng::from_seed(seed))
 }
 
+/// A ChaCha20 generator from a fixed seed: reproducible, for tests and simulations only.
+pub fn seeded_rng(seed: [u8; 32]) -> ChaCha20Rng {
+    ChaCha20Rng::from_seed(seed)
+}
+
 /// What a citizen logs in with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LoginId {
@@ -268,7 +273,7 @@ impl Engine {
     }
 
     fn recover(&self) -> Result<()> {
-        let mut newest = Timestamp(0);
+        let mut newest = self.store.clock_floor()?;
         for value in self.store.scan_accounts() {
             let account = decode_account(&value?)?;
             newest = newest.max(account.updated_at);
@@ -380,7 +385,11 @@ impl Engine {
             self.index.remove_if(&key, |_, owner| *owner == id);
         }
         *entry = account;
-        Ok(Durable::new(value, Some(ticket), self.store.commit_handle()))
+        Ok(Durable::new(
+            value,
+            Some(ticket),
+            self.store.commit_handle(),
+        ))
     }
 
     fn challenge_in(&self, tx: &Tx, id: ChallengeId) -> Option<Challenge> {
@@ -685,7 +694,14 @@ impl Engine {
             }
             let lifetime = old.created_at.until(old.expires_at);
             let destination = old.destination.to_string();
-            self.issue_in(tx, old.purpose, old.channel, destination, Some(lifetime), now)
+            self.issue_in(
+                tx,
+                old.purpose,
+                old.channel,
+                destination,
+                Some(lifetime),
+                now,
+            )
         })
     }
 
@@ -1022,7 +1038,12 @@ impl Engine {
                 .map(|c| c.id)
                 .collect();
             tx.removes.extend(owned);
-            tx.unindex = tx.account.index_keys().into_iter().map(|(k, _)| k).collect();
+            tx.unindex = tx
+                .account
+                .index_keys()
+                .into_iter()
+                .map(|(k, _)| k)
+                .collect();
             let account = tx.account_mut();
             account.status = Status::Cancelled(now);
             account.current = [None; 4];
@@ -1032,7 +1053,11 @@ impl Engine {
     }
 
     /// Registers (or replaces) the citizen's app for push codes.
-    pub fn register_push_device(&self, account: AccountId, token: PushToken) -> Result<Durable<()>> {
+    pub fn register_push_device(
+        &self,
+        account: AccountId,
+        token: PushToken,
+    ) -> Result<Durable<()>> {
         self.mutate(account, |tx, now| {
             ensure_usable(&tx.account, now)?;
             tx.account_mut().push_token = Some(token);
@@ -1157,6 +1182,7 @@ impl Engine {
             // Deleting dead records needs no flush: if lost, recovery deletes them again.
             self.store.write(batch)?;
         }
+        self.store.save_clock_floor(now)?;
         Ok(swept)
     }
 
@@ -1197,6 +1223,13 @@ impl Engine {
     /// Flushes the store now (for shutdown).
     pub fn flush(&self) -> Result<()> {
         self.store.flush()
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        // Best effort: the store's own drop flushes it.
+        let _ = self.store.save_clock_floor(self.clock.now());
     }
 }
 

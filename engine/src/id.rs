@@ -68,14 +68,22 @@ mod tests {
         assert_eq!(text, "ab".repeat(16));
         assert_eq!(AccountId::parse("account_id", &text).unwrap(), id);
         assert_eq!(
-            ChallengeId::parse("challenge_id", &text.to_uppercase()).unwrap().0,
+            ChallengeId::parse("challenge_id", &text.to_uppercase())
+                .unwrap()
+                .0,
             [0xab; 16]
         );
     }
 
     #[test]
     fn malformed_ids_name_their_field() {
-        for bad in ["", "abc", &"zz".repeat(16), &"é".repeat(16), &"a".repeat(33)] {
+        for bad in [
+            "",
+            "abc",
+            &"zz".repeat(16),
+            &"é".repeat(16),
+            &"a".repeat(33),
+        ] {
             match ChallengeId::parse("challenge_id", bad) {
                 Err(EngineError::Invalid { field, .. }) => assert_eq!(field, "challenge_id"),
                 other => panic!("{bad:?} gave {other:?}"),

@@ -79,7 +79,9 @@ impl Identity {
             IdentityKind::Passport => {
                 let country = parse_country(country.unwrap_or_default())?;
                 let valid = (5..=12).contains(&number.len())
-                    && number.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
+                    && number
+                        .bytes()
+                        .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
                 if !valid {
                     return Err(EngineError::invalid(
                         "identity.number",
@@ -152,8 +154,12 @@ fn parse_civil_id(number: &str) -> Result<String> {
     }
     if number.len() == 12 {
         let shape_ok = number.bytes().take(9).all(|b| b.is_ascii_digit())
-            && number.bytes().skip(9).take(2).all(|b| b.is_ascii_alphanumeric())
-            && number.bytes().nth(11).is_some_and(|b| b.is_ascii_digit());
+            && number
+                .bytes()
+                .skip(9)
+                .take(2)
+                .all(|b| b.is_ascii_alphanumeric())
+            && number.as_bytes().get(11).is_some_and(u8::is_ascii_digit);
         if shape_ok {
             if !citizen_card_checksum_is_valid(number) {
                 return Err(EngineError::invalid(
@@ -383,7 +389,9 @@ impl BirthDate {
         let well_formed = y.len() == 4
             && m.len() == 2
             && d.len() == 2
-            && [y, m, d].iter().all(|p| p.bytes().all(|b| b.is_ascii_digit()));
+            && [y, m, d]
+                .iter()
+                .all(|p| p.bytes().all(|b| b.is_ascii_digit()));
         if !well_formed {
             return invalid("must be a date written YYYY-MM-DD");
         }
@@ -589,10 +597,22 @@ mod tests {
 
     #[test]
     fn phones_normalise_to_e164_for_any_country() {
-        assert_eq!(Phone::parse("+351 912 345 678").unwrap().as_str(), "+351912345678");
-        assert_eq!(Phone::parse("0044 7700 900123").unwrap().as_str(), "+447700900123");
-        assert_eq!(Phone::parse("+1 (415) 555-0100").unwrap().as_str(), "+14155550100");
-        assert_eq!(Phone::parse("+55 11 91234-5678").unwrap().as_str(), "+5511912345678");
+        assert_eq!(
+            Phone::parse("+351 912 345 678").unwrap().as_str(),
+            "+351912345678"
+        );
+        assert_eq!(
+            Phone::parse("0044 7700 900123").unwrap().as_str(),
+            "+447700900123"
+        );
+        assert_eq!(
+            Phone::parse("+1 (415) 555-0100").unwrap().as_str(),
+            "+14155550100"
+        );
+        assert_eq!(
+            Phone::parse("+55 11 91234-5678").unwrap().as_str(),
+            "+5511912345678"
+        );
     }
 
     #[test]
@@ -609,12 +629,18 @@ mod tests {
         ] {
             assert_eq!(field_of(Phone::parse(bad).unwrap_err()), "phone", "{bad}");
         }
-        assert_eq!(field_of(Phone::parse(&"9".repeat(10_000)).unwrap_err()), "phone");
+        assert_eq!(
+            field_of(Phone::parse(&"9".repeat(10_000)).unwrap_err()),
+            "phone"
+        );
     }
 
     #[test]
     fn phone_mask_keeps_country_prefix_and_last_three_digits() {
-        assert_eq!(Phone::parse("+351912345678").unwrap().masked(), "+351******678");
+        assert_eq!(
+            Phone::parse("+351912345678").unwrap().masked(),
+            "+351******678"
+        );
         assert_eq!(Phone::parse("+2901234567").unwrap().masked(), "+290****567");
     }
 
@@ -624,7 +650,10 @@ mod tests {
             Email::parse("  Joana.Silva@Example.PT ").unwrap().as_str(),
             "joana.silva@example.pt"
         );
-        assert_eq!(Email::parse("joana@example.pt").unwrap().masked(), "j***@example.pt");
+        assert_eq!(
+            Email::parse("joana@example.pt").unwrap().masked(),
+            "j***@example.pt"
+        );
         for bad in [
             "joana",
             "@example.pt",
@@ -645,8 +674,20 @@ mod tests {
         let d = BirthDate::parse("2000-02-29", TODAY).unwrap();
         assert_eq!(d.to_string(), "2000-02-29");
         assert!(BirthDate::parse("2026-11-23", TODAY).is_ok());
-        for bad in ["1900-02-29", "2001-02-29", "2026-11-24", "1899-12-31", "2000-13-01", "20000101", "2000-1-01"] {
-            assert_eq!(field_of(BirthDate::parse(bad, TODAY).unwrap_err()), "birth_date", "{bad}");
+        for bad in [
+            "1900-02-29",
+            "2001-02-29",
+            "2026-11-24",
+            "1899-12-31",
+            "2000-13-01",
+            "20000101",
+            "2000-1-01",
+        ] {
+            assert_eq!(
+                field_of(BirthDate::parse(bad, TODAY).unwrap_err()),
+                "birth_date",
+                "{bad}"
+            );
         }
     }
 
@@ -655,7 +696,10 @@ mod tests {
         assert_eq!(BirthDate::from_parts(1970, 1, 1).days_since_epoch(), 0);
         assert_eq!(BirthDate::from_parts(2000, 3, 1).days_since_epoch(), 11_017);
         assert_eq!(BirthDate::from_parts(1969, 12, 31).days_since_epoch(), -1);
-        assert_eq!(BirthDate::from_parts(2026, 11, 23).days_since_epoch(), TODAY.days_since_epoch());
+        assert_eq!(
+            BirthDate::from_parts(2026, 11, 23).days_since_epoch(),
+            TODAY.days_since_epoch()
+        );
     }
 
     #[test]

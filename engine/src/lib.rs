@@ -28,8 +28,8 @@ pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use code::{Alphabet, CodePolicies, CodePolicy};
 pub use config::{EngineConfig, ResendCooldown};
 pub use engine::{
-    Contact, ContactChangeStart, Engine, ImportAccount, ImportState, LoginId, LoginOutcome, NewAccount, PinChange,
-    PreRegistration, Stats, Sweeper, os_seeded_rng,
+    Contact, ContactChangeStart, Engine, ImportAccount, ImportState, LoginId, LoginOutcome,
+    NewAccount, PinChange, PreRegistration, Stats, Sweeper, os_seeded_rng, seeded_rng,
 };
 pub use error::{EngineError, Result};
 pub use id::{AccountId, ChallengeId};

@@ -178,11 +178,23 @@ impl Lockout {
             }
             Event::PinFailed => {
                 self.pin_failures = self.pin_failures.saturating_add(1);
-                self.count(self.pin_failures, policy.pin_threshold, LockReason::PinFailures, now, policy)
+                self.count(
+                    self.pin_failures,
+                    policy.pin_threshold,
+                    LockReason::PinFailures,
+                    now,
+                    policy,
+                )
             }
             Event::CodeFailed => {
                 self.code_failures = self.code_failures.saturating_add(1);
-                self.count(self.code_failures, policy.code_threshold, LockReason::CodeFailures, now, policy)
+                self.count(
+                    self.code_failures,
+                    policy.code_threshold,
+                    LockReason::CodeFailures,
+                    now,
+                    policy,
+                )
             }
         }
     }
@@ -247,7 +259,10 @@ mod tests {
     fn open_pin_failure_below_threshold_is_counted() {
         let policy = LockoutPolicy::default();
         let mut s = Lockout::default();
-        assert_eq!(s.apply(Event::PinFailed, T0, &policy), Transition::Counted { remaining: 4 });
+        assert_eq!(
+            s.apply(Event::PinFailed, T0, &policy),
+            Transition::Counted { remaining: 4 }
+        );
         assert_eq!(s.pin_failures(), 1);
         assert_eq!(s.code_failures(), 0, "counters are separate");
     }
@@ -256,7 +271,10 @@ mod tests {
     fn open_code_failure_below_threshold_is_counted() {
         let policy = LockoutPolicy::default();
         let mut s = Lockout::default();
-        assert_eq!(s.apply(Event::CodeFailed, T0, &policy), Transition::Counted { remaining: 9 });
+        assert_eq!(
+            s.apply(Event::CodeFailed, T0, &policy),
+            Transition::Counted { remaining: 9 }
+        );
         assert_eq!(s.code_failures(), 1);
         assert_eq!(s.pin_failures(), 0);
     }
@@ -266,7 +284,9 @@ mod tests {
         let policy = LockoutPolicy::default();
         let mut s = Lockout::default();
         assert_eq!(fail_pins(&mut s, 5, &policy), Transition::LockedNow);
-        let lock = s.lock_at(T0.plus(Duration::from_secs(86_400 * 365))).unwrap();
+        let lock = s
+            .lock_at(T0.plus(Duration::from_secs(86_400 * 365)))
+            .unwrap();
         assert_eq!(lock.reason, LockReason::PinFailures);
         assert_eq!(lock.until, None);
     }
@@ -279,7 +299,10 @@ mod tests {
             s.apply(Event::CodeFailed, T0, &policy);
         }
         assert!(s.lock_at(T0).is_none());
-        assert_eq!(s.apply(Event::CodeFailed, T0, &policy), Transition::LockedNow);
+        assert_eq!(
+            s.apply(Event::CodeFailed, T0, &policy),
+            Transition::LockedNow
+        );
         assert_eq!(s.lock_at(T0).unwrap().reason, LockReason::CodeFailures);
     }
 
@@ -299,7 +322,10 @@ mod tests {
         let mut s = Lockout::default();
         s.apply(Event::PinFailed, T0, &policy);
         s.apply(Event::CodeFailed, T0, &policy);
-        assert_eq!(s.apply(Event::CodeSucceeded, T0, &policy), Transition::Reset);
+        assert_eq!(
+            s.apply(Event::CodeSucceeded, T0, &policy),
+            Transition::Reset
+        );
         assert_eq!((s.pin_failures(), s.code_failures()), (1, 0));
     }
 
@@ -323,7 +349,12 @@ mod tests {
         let mut s = Lockout::default();
         fail_pins(&mut s, 5, &policy);
         let before = s.clone();
-        for event in [Event::PinFailed, Event::PinSucceeded, Event::CodeFailed, Event::CodeSucceeded] {
+        for event in [
+            Event::PinFailed,
+            Event::PinSucceeded,
+            Event::CodeFailed,
+            Event::CodeSucceeded,
+        ] {
             assert_eq!(s.apply(event, T0, &policy), Transition::Refused);
         }
         assert_eq!(s, before);
@@ -335,7 +366,10 @@ mod tests {
         let mut s = Lockout::default();
         fail_pins(&mut s, 5, &policy);
         s.apply(Event::CodeFailed, T0, &policy);
-        assert_eq!(s.apply(Event::AdminUnlock, T0, &policy), Transition::Unlocked);
+        assert_eq!(
+            s.apply(Event::AdminUnlock, T0, &policy),
+            Transition::Unlocked
+        );
         assert_eq!(s, Lockout::default());
     }
 
@@ -393,7 +427,10 @@ mod tests {
         for _ in 0..3 {
             s.apply(Event::PinFailed, after, &policy);
         }
-        assert_eq!(s.lock_at(after).unwrap().until, Some(after.plus(Duration::from_secs(60))));
+        assert_eq!(
+            s.lock_at(after).unwrap().until,
+            Some(after.plus(Duration::from_secs(60)))
+        );
     }
 
     #[test]
@@ -401,6 +438,9 @@ mod tests {
         let policy = temporary();
         let mut s = Lockout::default();
         s.apply(Event::AdminLock("court order".into()), T0, &policy);
-        assert!(s.lock_at(T0.plus(Duration::from_secs(10 * 365 * 86_400))).is_some());
+        assert!(
+            s.lock_at(T0.plus(Duration::from_secs(10 * 365 * 86_400)))
+                .is_some()
+        );
     }
 }

@@ -60,10 +60,16 @@ impl PinPolicy {
             ));
         }
         if self.digits_only && !pin.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(EngineError::invalid(field, "must contain only the digits 0-9"));
+            return Err(EngineError::invalid(
+                field,
+                "must contain only the digits 0-9",
+            ));
         }
         if pin.chars().any(char::is_control) {
-            return Err(EngineError::invalid(field, "must not contain control characters"));
+            return Err(EngineError::invalid(
+                field,
+                "must not contain control characters",
+            ));
         }
         if self.blocklist.iter().any(|b| b == pin) || (self.reject_trivial && is_trivial(pin)) {
             return Err(EngineError::invalid(
@@ -146,7 +152,12 @@ impl PinHasher {
         };
         let mut filler = [0u8; 16];
         rng.fill_bytes(&mut filler);
-        let dummy_pin = Pin::new(filler.iter().map(|b| char::from(b'0' + b % 10)).collect::<String>());
+        let dummy_pin = Pin::new(
+            filler
+                .iter()
+                .map(|b| char::from(b'0' + b % 10))
+                .collect::<String>(),
+        );
         let mut salt = [0u8; 16];
         rng.fill_bytes(&mut salt);
         hasher.dummy = hasher.hash(&dummy_pin, salt)?;
@@ -216,7 +227,9 @@ mod tests {
 
     #[test]
     fn trivial_and_blocklisted_pins_are_refused() {
-        for bad in ["0000", "7777", "1234", "3456", "9876", "123456", "1212", "2580"] {
+        for bad in [
+            "0000", "7777", "1234", "3456", "9876", "123456", "1212", "2580",
+        ] {
             assert!(check(bad).is_err(), "{bad}");
         }
         assert!(check("1357").is_ok());

@@ -1,0 +1,166 @@
+//! A test engine on a temporary directory with a manual clock, restartable in place.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use engine::*;
+
+fn seeded(seed: u64) -> ChaCha20Rng {
+    let mut bytes = [0u8; 32];
+    bytes[..8].copy_from_slice(&seed.to_le_bytes());
+    seeded_rng(bytes)
+}
+
+/// 2026-11-23T00:00:00Z.
+pub const START: Timestamp = Timestamp(1_795_392_000_000);
+pub const PIN: &str = "4821";
+pub const OTHER_PIN: &str = "9135";
+
+pub struct TestEngine {
+    pub engine: Arc<Engine>,
+    pub clock: ManualClock,
+    pub config: EngineConfig,
+    key: CodeKey,
+    seed: u64,
+    pub dir: tempfile::TempDir,
+}
+
+impl TestEngine {
+    pub fn new() -> Self {
+        Self::with_config(|_| {})
+    }
+
+    pub fn with_config(adjust: impl FnOnce(&mut EngineConfig)) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut config = EngineConfig::for_tests();
+        config.store.path = Some(dir.path().join("data"));
+        adjust(&mut config);
+        let clock = ManualClock::new(START);
+        let key = CodeKey::new([42; 32]);
+        let engine = Engine::open(
+            config.clone(),
+            key.clone(),
+            Arc::new(clock.clone()),
+            seeded(1),
+        )
+        .expect("engine opens");
+        Self {
+            engine: Arc::new(engine),
+            clock,
+            config,
+            key,
+            seed: 1,
+            dir,
+        }
+    }
+
+    /// Drops the engine (flushing it) and opens a new one on the same directory.
+    pub fn restart(self) -> Self {
+        let TestEngine {
+            engine,
+            clock,
+            config,
+            key,
+            seed,
+            dir,
+        } = self;
+        drop(Arc::into_inner(engine).expect("no other engine handles"));
+        let engine = Engine::open(
+            config.clone(),
+            key.clone(),
+            Arc::new(clock.clone()),
+            seeded(seed + 1),
+        )
+        .expect("engine reopens");
+        Self {
+            engine: Arc::new(engine),
+            clock,
+            config,
+            key,
+            seed: seed + 1,
+            dir,
+        }
+    }
+
+    pub fn advance(&self, d: Duration) {
+        self.clock.advance(d);
+    }
+
+    pub fn register(&self, phone: &str) -> AccountId {
+        self.register_full(phone, None, PIN)
+    }
+
+    pub fn register_full(&self, phone: &str, email: Option<&str>, pin: &str) -> AccountId {
+        // Each registration gets a fresh identity unless the phone's own is free.
+        let mut identity = identity_for(phone);
+        while self.engine.find_by_identity(&identity).is_some() {
+            let n: u32 = identity.number().parse().unwrap();
+            identity = Identity::parse(
+                IdentityKind::CivilId,
+                &format!("{:08}", (n + 1) % 100_000_000),
+                None,
+            )
+            .unwrap();
+        }
+        self.engine
+            .register(NewAccount {
+                identity,
+                phone: Some(Phone::parse(phone).unwrap()),
+                email: email.map(|e| Email::parse(e).unwrap()),
+                pin: Pin::new(pin),
+                birth_date: None,
+                postal_address: None,
+            })
+            .and_then(Durable::wait)
+            .expect("registration succeeds")
+    }
+
+    pub fn login(&self, phone: &str, pin: &str) -> LoginOutcome {
+        self.engine
+            .login(
+                &LoginId::Phone(Phone::parse(phone).unwrap()),
+                &Pin::new(pin),
+                Some(Channel::Sms),
+                None,
+            )
+            .and_then(Durable::wait)
+            .expect("login runs")
+    }
+
+    /// Logs in with the right PIN and returns the issued code.
+    pub fn login_code(&self, phone: &str) -> Issued {
+        match self.login(phone, PIN) {
+            LoginOutcome::CodeSent(issued) => issued,
+            other => panic!("expected a code, got {other:?}"),
+        }
+    }
+
+    pub fn verify(&self, challenge: ChallengeId, code: &str) -> Verification {
+        self.engine
+            .verify(challenge, Purpose::Login, &Code::new(code))
+            .and_then(Durable::wait)
+            .expect("verify runs")
+    }
+
+    pub fn view(&self, id: AccountId) -> AccountView {
+        self.engine.account(id).unwrap()
+    }
+}
+
+/// A civil ID derived from the phone, so each test phone has its own identity.
+pub fn identity_for(phone: &str) -> Identity {
+    let digits: String = phone.chars().filter(char::is_ascii_digit).collect();
+    let tail = &digits[digits.len() - 8..];
+    Identity::parse(IdentityKind::CivilId, tail, None).unwrap()
+}
+
+/// A code that is well formed but not `right`.
+pub fn wrong(right: &Code) -> String {
+    let mut digits: Vec<u8> = right.expose().bytes().collect();
+    digits[0] = if digits[0] == b'9' {
+        b'0'
+    } else {
+        digits[0] + 1
+    };
+    String::from_utf8(digits).unwrap()
+}

@@ -1,0 +1,12 @@
+//! Behaviour of the engine through its public API: one test binary.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod accounts;
+mod codes;
+mod concurrency;
+mod helpers;
+mod lifecycle;
+mod lockout;
+mod model;
+mod recovery;

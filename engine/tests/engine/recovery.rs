@@ -1,0 +1,186 @@
+use std::time::Duration;
+
+use engine::*;
+
+use crate::helpers::*;
+
+const PHONE: &str = "+351912345678";
+
+#[test]
+fn a_restart_keeps_accounts_locks_counters_and_live_challenges() {
+    let t = TestEngine::new();
+    let locked = t.register("+351911111111");
+    let counted = t.register(PHONE);
+    let cancelled = t.register("+351933333333");
+    t.engine
+        .lock(locked, "court order")
+        .unwrap()
+        .wait()
+        .unwrap();
+    t.login(PHONE, OTHER_PIN);
+    let issued = t.login_code(PHONE);
+    t.verify(issued.challenge_id, &wrong(&issued.code));
+    t.engine.cancel(cancelled).unwrap().wait().unwrap();
+
+    let t = t.restart();
+    assert!(matches!(t.view(locked).state, AccountState::Locked(_)));
+    assert!(matches!(
+        t.login("+351911111111", PIN),
+        LoginOutcome::Locked
+    ));
+    assert_eq!(t.view(counted).code_failures, 1);
+    assert!(matches!(
+        t.view(cancelled).state,
+        AccountState::Cancelled { .. }
+    ));
+    let status = t.engine.challenge_status(issued.challenge_id).unwrap();
+    assert_eq!(status.attempts_remaining, 2);
+    assert!(matches!(
+        t.verify(issued.challenge_id, issued.code.expose()),
+        Verification::Approved(_)
+    ));
+    let t = t.restart();
+    assert_eq!(
+        t.verify(issued.challenge_id, issued.code.expose()),
+        Verification::AlreadyUsed
+    );
+    t.register("+351933333333");
+}
+
+#[test]
+fn a_restart_keeps_only_the_last_code_valid() {
+    let t = TestEngine::new();
+    t.register(PHONE);
+    let first = t.login_code(PHONE);
+    let second = t.login_code(PHONE);
+    let t = t.restart();
+    assert_eq!(
+        t.verify(first.challenge_id, first.code.expose()),
+        Verification::Superseded
+    );
+    let third = t.login_code(PHONE);
+    assert_eq!(
+        t.verify(second.challenge_id, second.code.expose()),
+        Verification::Superseded
+    );
+    assert!(matches!(
+        t.verify(third.challenge_id, third.code.expose()),
+        Verification::Approved(_)
+    ));
+}
+
+#[test]
+fn expired_challenges_are_swept_from_memory_and_disk() {
+    let t = TestEngine::new();
+    let id = t.register(PHONE);
+    let login = t.login_code(PHONE);
+    let step_up = t
+        .engine
+        .issue_step_up(
+            id,
+            None,
+            Some(Duration::from_secs(600).min(Duration::from_secs(300))),
+        )
+        .unwrap()
+        .wait()
+        .unwrap();
+    t.advance(Duration::from_secs(200));
+    let later = t
+        .engine
+        .issue_step_up(id, None, None)
+        .unwrap()
+        .wait()
+        .unwrap();
+    assert_eq!(t.engine.stats().challenges, 3);
+    t.advance(Duration::from_secs(100));
+    assert_eq!(
+        t.engine.sweep_expired().unwrap(),
+        2,
+        "login and first step-up expired"
+    );
+    assert!(matches!(
+        t.engine.challenge_status(login.challenge_id),
+        Err(EngineError::ChallengeNotFound)
+    ));
+    assert!(matches!(
+        t.engine.challenge_status(step_up.challenge_id),
+        Err(EngineError::ChallengeNotFound)
+    ));
+    let t = t.restart();
+    assert_eq!(t.engine.stats().challenges, 1);
+    assert_eq!(
+        t.engine.challenge_status(later.challenge_id).unwrap().state,
+        ChallengeStatusKind::Pending
+    );
+}
+
+#[test]
+fn challenges_that_expired_while_stopped_are_dropped_on_start() {
+    let t = TestEngine::new();
+    t.register(PHONE);
+    let issued = t.login_code(PHONE);
+    t.advance(Duration::from_secs(301));
+    let t = t.restart();
+    assert_eq!(t.engine.stats().challenges, 0);
+    assert!(matches!(
+        t.engine
+            .verify(issued.challenge_id, Purpose::Login, &issued.code),
+        Err(EngineError::ChallengeNotFound)
+    ));
+}
+
+#[test]
+fn a_clock_stepped_back_never_extends_a_code() {
+    let t = TestEngine::new();
+    t.register(PHONE);
+    let issued = t.login_code(PHONE);
+    t.advance(Duration::from_secs(300));
+    t.clock.set(START);
+    assert_eq!(
+        t.verify(issued.challenge_id, issued.code.expose()),
+        Verification::Expired
+    );
+    // Also across a restart: the time saved at shutdown is the floor, so the
+    // challenge is recognised as expired and dropped on start.
+    let t = t.restart();
+    t.clock.set(START);
+    assert!(matches!(
+        t.engine.challenge_status(issued.challenge_id),
+        Err(EngineError::ChallengeNotFound)
+    ));
+}
+
+#[test]
+fn a_clock_jumping_a_year_forward_expires_every_code() {
+    let t = TestEngine::new();
+    t.register(PHONE);
+    let issued = t.login_code(PHONE);
+    t.advance(Duration::from_secs(365 * 86_400));
+    assert_eq!(
+        t.verify(issued.challenge_id, issued.code.expose()),
+        Verification::Expired
+    );
+    assert_eq!(t.engine.sweep_expired().unwrap(), 1);
+}
+
+#[test]
+fn a_damaged_record_stops_the_engine_from_opening() {
+    let t = TestEngine::new();
+    t.register(PHONE);
+    let path = t.config.store.path.clone().unwrap();
+    let config = t.config.clone();
+    drop(t.engine);
+    {
+        let db = sled::open(&path).unwrap();
+        let key = db.scan_prefix(b"a").keys().next().unwrap().unwrap();
+        db.insert(key, &b"\xff\xff\xff\xff"[..]).unwrap();
+        db.flush().unwrap();
+    }
+    let opened = Engine::open(
+        config,
+        CodeKey::new([42; 32]),
+        std::sync::Arc::new(ManualClock::new(START)),
+        seeded_rng([9; 32]),
+    );
+    assert!(matches!(opened, Err(EngineError::Corrupt(_))), "{opened:?}");
+}
