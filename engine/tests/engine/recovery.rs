@@ -184,3 +184,25 @@ fn a_damaged_record_stops_the_engine_from_opening() {
     );
     assert!(matches!(opened, Err(EngineError::Corrupt(_))), "{opened:?}");
 }
+
+#[test]
+fn the_background_sweeper_removes_expired_challenges_by_itself() {
+    let t = TestEngine::new();
+    t.register(PHONE);
+    t.login_code(PHONE);
+    let sweeper = t.engine.start_sweeper(Duration::from_millis(5)).unwrap();
+    // Time passes on the injected clock; the test only waits for the worker thread.
+    t.advance(Duration::from_secs(301));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while t.engine.stats().challenges > 0 {
+        assert!(std::time::Instant::now() < deadline, "sweeper did not run");
+        std::thread::yield_now();
+    }
+    drop(sweeper);
+    let t = t.restart();
+    assert_eq!(
+        t.engine.stats().challenges,
+        0,
+        "the sweep reached the disk too"
+    );
+}
