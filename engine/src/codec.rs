@@ -8,6 +8,7 @@ use bincode::{Decode, Encode};
 
 use crate::account::{Account, Status};
 use crate::challenge::{Challenge, ChallengeState, Channel, Purpose};
+use crate::client::{Client, ClientInfo, Scopes};
 use crate::clock::Timestamp;
 use crate::error::{EngineError, Result};
 use crate::id::{AccountId, ChallengeId};
@@ -237,6 +238,47 @@ pub(crate) fn decode_challenge(bytes: &[u8]) -> Result<Challenge> {
             2 => ChallengeState::Superseded,
             _ => return Err(corrupt("state")),
         },
+    })
+}
+
+/// A stored client, by version.
+#[derive(Debug, Encode, Decode, PartialEq)]
+pub(crate) enum DbClient {
+    V1(DbClientV1),
+}
+
+#[derive(Debug, Encode, Decode, PartialEq)]
+pub(crate) struct DbClientV1 {
+    id: [u8; 8],
+    name: String,
+    secret_hash: [u8; 32],
+    scopes: u8,
+    created_at: u64,
+    revoked_at: Option<u64>,
+}
+
+pub(crate) fn encode_client(c: &Client) -> Vec<u8> {
+    encode(&DbClient::V1(DbClientV1 {
+        id: c.id,
+        name: c.info.name.clone(),
+        secret_hash: c.secret_hash,
+        scopes: c.info.scopes.0,
+        created_at: c.info.created_at.0,
+        revoked_at: c.info.revoked_at.map(|t| t.0),
+    }))
+}
+
+pub(crate) fn decode_client(bytes: &[u8]) -> Result<Client> {
+    let DbClient::V1(r) = decode(bytes, "client")?;
+    Ok(Client {
+        id: r.id,
+        info: ClientInfo {
+            name: r.name,
+            scopes: Scopes(r.scopes),
+            created_at: Timestamp(r.created_at),
+            revoked_at: r.revoked_at.map(Timestamp),
+        },
+        secret_hash: r.secret_hash,
     })
 }
 

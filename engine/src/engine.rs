@@ -22,9 +22,13 @@ use crate::challenge::{
     Approval, Challenge, ChallengeState, ChallengeStatus, Channel, Issued, Purpose, Verification,
     mask_destination,
 };
+use crate::client::{ApiKey, Client, ClientInfo, Scopes, check_name, hash_secret};
 use crate::clock::{Clock, Monotonic, Timestamp};
 use crate::code::code_mac;
-use crate::codec::{decode_account, decode_challenge, encode_account, encode_challenge};
+use crate::codec::{
+    decode_account, decode_challenge, decode_client, encode_account, encode_challenge,
+    encode_client,
+};
 use crate::config::EngineConfig;
 use crate::error::{EngineError, Result};
 use crate::id::{AccountId, ChallengeId};
@@ -32,7 +36,7 @@ use crate::identity::{BirthDate, Email, Identity, Phone, PostalAddress, PushToke
 use crate::lockout::{Event, Transition};
 use crate::pin::PinHasher;
 use crate::secret::{Code, CodeKey, Pin, PinHash};
-use crate::store::{Durable, FlushStats, Store, account_key, challenge_key};
+use crate::store::{Durable, FlushStats, Store, account_key, challenge_key, client_key};
 
 /// A ChaCha20 generator seeded from the operating system.
 pub fn os_seeded_rng() -> Result<ChaCha20Rng> {
@@ -235,6 +239,9 @@ pub struct Engine {
     accounts: DashMap<AccountId, Account>,
     index: DashMap<String, AccountId>,
     challenges: DashMap<ChallengeId, Challenge>,
+    clients: DashMap<[u8; 8], Client>,
+    /// Serialises client additions and revocations (rare, admin-only).
+    client_admin: Mutex<()>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -267,6 +274,8 @@ impl Engine {
             accounts: DashMap::new(),
             index: DashMap::new(),
             challenges: DashMap::new(),
+            clients: DashMap::new(),
+            client_admin: Mutex::new(()),
         };
         engine.recover()?;
         Ok(engine)
@@ -287,6 +296,10 @@ impl Engine {
                 }
             }
             self.accounts.insert(account.id, account);
+        }
+        for value in self.store.scan_clients() {
+            let client = decode_client(&value?)?;
+            self.clients.insert(client.id, client);
         }
         self.clock.observe(newest);
         let now = self.clock.now();
@@ -1204,6 +1217,90 @@ impl Engine {
             stop: Some(stop),
             handle: Some(handle),
         })
+    }
+
+    /// Registers a client service and returns its API key, which is not stored
+    /// and cannot be shown again. Names are unique among unrevoked clients.
+    pub fn add_client(&self, name: &str, scopes: Scopes) -> Result<Durable<(ClientInfo, ApiKey)>> {
+        let name = check_name(name)?;
+        if scopes == Scopes::default() {
+            return Err(EngineError::invalid(
+                "scopes",
+                "at least one scope is required",
+            ));
+        }
+        let _serial = self
+            .client_admin
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if self
+            .clients
+            .iter()
+            .any(|c| c.info.name == name && c.info.revoked_at.is_none())
+        {
+            return Err(EngineError::Conflict { field: "name" });
+        }
+        let id: [u8; 8] = self.random();
+        let secret: [u8; 32] = self.random();
+        let client = Client {
+            id,
+            info: ClientInfo {
+                name,
+                scopes,
+                created_at: self.now(),
+                revoked_at: None,
+            },
+            secret_hash: hash_secret(&secret),
+        };
+        let mut batch = sled::Batch::default();
+        batch.insert(&client_key(id)[..], encode_client(&client));
+        let ticket = self.store.write(batch)?;
+        let info = client.info.clone();
+        self.clients.insert(id, client);
+        Ok(Durable::new(
+            (info, ApiKey::new(id, &secret)),
+            Some(ticket),
+            self.store.commit_handle(),
+        ))
+    }
+
+    /// Every client ever added, revoked ones included, by name.
+    pub fn clients(&self) -> Vec<ClientInfo> {
+        let mut all: Vec<ClientInfo> = self.clients.iter().map(|c| c.info.clone()).collect();
+        all.sort_by(|a, b| a.name.cmp(&b.name).then(a.created_at.cmp(&b.created_at)));
+        all
+    }
+
+    /// Revokes the unrevoked client called `name`; its key stops working at once.
+    pub fn revoke_client(&self, name: &str) -> Result<Durable<()>> {
+        let _serial = self
+            .client_admin
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let id = self
+            .clients
+            .iter()
+            .find(|c| c.info.name == name && c.info.revoked_at.is_none())
+            .map(|c| c.id)
+            .ok_or_else(|| EngineError::invalid("name", "no active client has this name"))?;
+        let mut revoked = self
+            .clients
+            .get(&id)
+            .map(|c| c.clone())
+            .ok_or_else(|| EngineError::Internal("client vanished".into()))?;
+        revoked.info.revoked_at = Some(self.now());
+        let mut batch = sled::Batch::default();
+        batch.insert(&client_key(id)[..], encode_client(&revoked));
+        let ticket = self.store.write(batch)?;
+        self.clients.insert(id, revoked);
+        Ok(Durable::new((), Some(ticket), self.store.commit_handle()))
+    }
+
+    /// The client whose API key this is, if it is valid and not revoked.
+    pub fn authenticate_client(&self, presented: &str) -> Option<ClientInfo> {
+        let (id, secret) = ApiKey::split(presented)?;
+        let client = self.clients.get(&id)?;
+        client.accepts(&secret).then(|| client.info.clone())
     }
 
     /// Sizes and counters.

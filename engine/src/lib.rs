@@ -7,6 +7,7 @@
 
 mod account;
 mod challenge;
+mod client;
 mod clock;
 mod code;
 mod codec;
@@ -24,6 +25,7 @@ pub use account::{AccountState, AccountView};
 pub use challenge::{
     Approval, ChallengeStatus, ChallengeStatusKind, Channel, Issued, Purpose, Verification,
 };
+pub use client::{ApiKey, ClientInfo, Scope, Scopes};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use code::{Alphabet, CodePolicies, CodePolicy};
 pub use config::{EngineConfig, ResendCooldown};
@@ -37,7 +39,7 @@ pub use identity::{BirthDate, Email, Identity, IdentityKind, Phone, PostalAddres
 pub use lockout::{Event, Lock, LockMode, LockReason, Lockout, LockoutPolicy, Transition};
 pub use pin::{Argon2Params, PinPolicy};
 pub use secret::{Code, CodeKey, Pin, PinHash};
-pub use store::{Durable, FlushStats, StoreConfig};
+pub use store::{Durable, DurableWait, FlushStats, StoreConfig};
 
 /// The RNG the engine draws ids, salts and codes from.
 pub use rand_chacha::ChaCha20Rng;

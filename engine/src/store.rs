@@ -5,8 +5,11 @@
 //! that started after their write has finished. Many concurrent writers thus
 //! share one `fsync`-class call instead of paying one each.
 
+use std::future::Future;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll, Waker};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -18,6 +21,7 @@ const CHALLENGE_PREFIX: u8 = b'c';
 const FORMAT_KEY: &[u8] = b"m:format";
 const FORMAT_VERSION: &[u8] = b"otpd-1";
 const CLOCK_KEY: &[u8] = b"m:clock";
+const CLIENT_PREFIX: u8 = b'k';
 
 /// Where and how the store keeps its data.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,6 +60,13 @@ pub(crate) fn challenge_key(id: ChallengeId) -> [u8; 17] {
     prefixed(CHALLENGE_PREFIX, id.0)
 }
 
+pub(crate) fn client_key(id: [u8; 8]) -> [u8; 9] {
+    let mut key = [0u8; 9];
+    key[0] = CLIENT_PREFIX;
+    key[1..].copy_from_slice(&id);
+    key
+}
+
 fn prefixed(prefix: u8, id: [u8; 16]) -> [u8; 17] {
     let mut key = [0u8; 17];
     key[0] = prefix;
@@ -87,6 +98,38 @@ struct CommitState {
     last_error: Option<String>,
     shutdown: bool,
     stats: FlushStats,
+    /// Async waiters and the ticket each waits for.
+    wakers: Vec<(u64, Waker)>,
+}
+
+impl CommitState {
+    fn outcome(&self, ticket: u64) -> Option<Result<()>> {
+        if self.flushed >= ticket {
+            return Some(Ok(()));
+        }
+        if self.failed_through >= ticket {
+            let why = self.last_error.clone().unwrap_or_default();
+            return Some(Err(EngineError::Storage(format!("flush failed: {why}"))));
+        }
+        if self.shutdown && self.requested == self.flushed.max(self.failed_through) {
+            return Some(Err(EngineError::Storage(
+                "store closed before flushing".into(),
+            )));
+        }
+        None
+    }
+
+    fn wake_settled(&mut self) {
+        let settled = self.flushed.max(self.failed_through);
+        let shutdown = self.shutdown;
+        self.wakers.retain(|(ticket, waker)| {
+            let done = *ticket <= settled || shutdown;
+            if done {
+                waker.wake_by_ref();
+            }
+            !done
+        });
+    }
 }
 
 #[derive(Debug, Default)]
@@ -104,21 +147,29 @@ impl GroupCommit {
     fn wait(&self, ticket: u64) -> Result<()> {
         let mut state = self.lock();
         loop {
-            if state.flushed >= ticket {
-                return Ok(());
-            }
-            if state.failed_through >= ticket {
-                let why = state.last_error.clone().unwrap_or_default();
-                return Err(EngineError::Storage(format!("flush failed: {why}")));
-            }
-            if state.shutdown && state.requested == state.flushed.max(state.failed_through) {
-                return Err(EngineError::Storage("store closed before flushing".into()));
+            if let Some(outcome) = state.outcome(ticket) {
+                return outcome;
             }
             state = self
                 .done
                 .wait(state)
                 .unwrap_or_else(PoisonError::into_inner);
         }
+    }
+
+    fn poll_ticket(&self, ticket: u64, waker: &Waker) -> Poll<Result<()>> {
+        let mut state = self.lock();
+        if let Some(outcome) = state.outcome(ticket) {
+            return Poll::Ready(outcome);
+        }
+        if !state
+            .wakers
+            .iter()
+            .any(|(t, w)| *t == ticket && w.will_wake(waker))
+        {
+            state.wakers.push((ticket, waker.clone()));
+        }
+        Poll::Pending
     }
 
     fn run_flusher(&self, db: &sled::Db) {
@@ -133,6 +184,7 @@ impl GroupCommit {
             let target = state.requested;
             if target == state.flushed.max(state.failed_through) {
                 // Shut down with nothing outstanding.
+                state.wake_settled();
                 self.done.notify_all();
                 return;
             }
@@ -155,6 +207,7 @@ impl GroupCommit {
                     state.stats.failures += 1;
                 }
             }
+            state.wake_settled();
             self.done.notify_all();
         }
     }
@@ -189,6 +242,15 @@ impl<T> Durable<T> {
         Ok(self.value)
     }
 
+    /// Waits without blocking a thread until the change is on disk, then gives the result.
+    pub fn wait_async(self) -> DurableWait<T> {
+        DurableWait {
+            value: Some(self.value),
+            ticket: self.ticket,
+            commit: self.commit,
+        }
+    }
+
     /// The result, before it is known to be durable (for benchmarks and logs).
     pub fn peek(&self) -> &T {
         &self.value
@@ -197,6 +259,35 @@ impl<T> Durable<T> {
     /// Whether anything was written (false for outcomes that changed nothing).
     pub fn needs_flush(&self) -> bool {
         self.ticket.is_some()
+    }
+}
+
+/// The future of [`Durable::wait_async`].
+#[must_use = "futures do nothing unless awaited"]
+#[derive(Debug)]
+pub struct DurableWait<T> {
+    value: Option<T>,
+    ticket: Option<u64>,
+    commit: Arc<GroupCommit>,
+}
+
+impl<T: Unpin> Future for DurableWait<T> {
+    type Output = Result<T>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
+        if let Some(ticket) = self.ticket {
+            match self.commit.poll_ticket(ticket, cx.waker()) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Ready(Ok(())) => self.ticket = None,
+            }
+        }
+        match self.value.take() {
+            Some(value) => Poll::Ready(Ok(value)),
+            None => Poll::Ready(Err(EngineError::Internal(
+                "durable result polled after completion".into(),
+            ))),
+        }
     }
 }
 
@@ -293,6 +384,10 @@ impl Store {
         self.scan(ACCOUNT_PREFIX)
     }
 
+    pub(crate) fn scan_clients(&self) -> impl Iterator<Item = Result<sled::IVec>> + '_ {
+        self.scan(CLIENT_PREFIX)
+    }
+
     pub(crate) fn scan_challenges(&self) -> impl Iterator<Item = Result<sled::IVec>> + '_ {
         self.scan(CHALLENGE_PREFIX)
     }
@@ -354,7 +449,13 @@ fn is_lock_contention(e: &std::io::Error) -> bool {
 
 impl Drop for Store {
     fn drop(&mut self) {
-        self.commit.lock().shutdown = true;
+        {
+            let mut state = self.commit.lock();
+            state.shutdown = true;
+            if state.requested == state.flushed.max(state.failed_through) {
+                state.wake_settled();
+            }
+        }
         self.commit.work.notify_all();
         if let Some(flusher) = self.flusher.take() {
             let _ = flusher.join();
@@ -394,6 +495,37 @@ mod tests {
         // 16 writers waiting at once: a flusher per write would mean no grouping.
         assert!(stats.flushes < stats.writes, "{stats:?}");
         assert_eq!(store.scan(b'x').count(), 800);
+    }
+
+    #[test]
+    fn async_waiters_are_woken_by_the_flusher() {
+        let store = Store::open(&StoreConfig::temporary()).unwrap();
+        let mut batch = sled::Batch::default();
+        batch.insert(&b"x1"[..], &b"1"[..]);
+        let ticket = store.write(batch).unwrap();
+        let wait = Durable::new(7, Some(ticket), store.commit_handle()).wait_async();
+        assert_eq!(block_on(wait).unwrap(), 7);
+        let ready = Durable::new(8, None, store.commit_handle()).wait_async();
+        assert_eq!(block_on(ready).unwrap(), 8);
+    }
+
+    /// A minimal executor: parks the thread until woken.
+    fn block_on<F: Future>(future: F) -> F::Output {
+        struct Unpark(std::thread::Thread);
+        impl std::task::Wake for Unpark {
+            fn wake(self: Arc<Self>) {
+                self.0.unpark();
+            }
+        }
+        let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+        let mut cx = Context::from_waker(&waker);
+        let mut future = std::pin::pin!(future);
+        loop {
+            if let Poll::Ready(out) = future.as_mut().poll(&mut cx) {
+                return out;
+            }
+            std::thread::park();
+        }
     }
 
     #[test]

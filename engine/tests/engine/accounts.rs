@@ -247,3 +247,54 @@ fn imported_hash_verifies_the_pin_it_was_made_from() {
         LoginOutcome::InvalidCredentials
     ));
 }
+
+#[test]
+fn client_keys_authenticate_until_revoked_and_survive_restarts() {
+    let t = TestEngine::new();
+    let scopes = Scopes::of(&[Scope::Auth, Scope::Accounts]);
+    let (info, key) = t
+        .engine
+        .add_client("portal", scopes)
+        .unwrap()
+        .wait()
+        .unwrap();
+    assert_eq!(info.scopes, scopes);
+    assert!(matches!(
+        t.engine.add_client("portal", scopes),
+        Err(EngineError::Conflict { field: "name" })
+    ));
+    assert!(matches!(
+        t.engine.add_client("bad name!", scopes),
+        Err(EngineError::Invalid { .. })
+    ));
+    assert!(matches!(
+        t.engine.add_client("none", Scopes::default()),
+        Err(EngineError::Invalid { .. })
+    ));
+    let t = t.restart();
+    assert_eq!(
+        t.engine.authenticate_client(key.expose()).unwrap().name,
+        "portal"
+    );
+    let mut tampered = key.expose().to_owned();
+    let last = tampered.pop().unwrap();
+    tampered.push(if last == '0' { '1' } else { '0' });
+    assert!(t.engine.authenticate_client(&tampered).is_none());
+    assert!(
+        t.engine
+            .authenticate_client("otpd_0000000000000000_00")
+            .is_none()
+    );
+    t.engine.revoke_client("portal").unwrap().wait().unwrap();
+    assert!(t.engine.authenticate_client(key.expose()).is_none());
+    let t = t.restart();
+    assert!(t.engine.authenticate_client(key.expose()).is_none());
+    assert!(t.engine.clients()[0].revoked_at.is_some());
+    let (_, again) = t
+        .engine
+        .add_client("portal", scopes)
+        .unwrap()
+        .wait()
+        .unwrap();
+    assert!(t.engine.authenticate_client(again.expose()).is_some());
+}
