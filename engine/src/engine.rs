@@ -182,12 +182,15 @@ pub struct Stats {
     pub challenges: u64,
     /// Group-commit counters.
     pub flush: FlushStats,
+    /// Accounts locked by failures since start.
+    pub lockouts: u64,
 }
 
 /// A change being prepared for one account.
 struct Tx {
     account: Account,
     dirty: bool,
+    locked_now: bool,
     puts: Vec<Challenge>,
     removes: Vec<ChallengeId>,
     unindex: Vec<String>,
@@ -198,6 +201,7 @@ impl Tx {
         Self {
             account,
             dirty: false,
+            locked_now: false,
             puts: Vec::new(),
             removes: Vec::new(),
             unindex: Vec::new(),
@@ -216,10 +220,14 @@ impl Tx {
     }
 
     fn lockout(&mut self, event: Event, now: Timestamp, engine: &Engine) -> Transition {
+        let failure = matches!(event, Event::PinFailed | Event::CodeFailed);
         let transition = self
             .account_mut()
             .lockout
             .apply(event, now, &engine.config.lockout);
+        if failure && transition == Transition::LockedNow {
+            self.locked_now = true;
+        }
         if transition == Transition::Refused {
             // Nothing changed; don't write for it.
             self.dirty = !self.puts.is_empty() || !self.removes.is_empty();
@@ -240,6 +248,7 @@ pub struct Engine {
     index: DashMap<String, AccountId>,
     challenges: DashMap<ChallengeId, Challenge>,
     clients: DashMap<[u8; 8], Client>,
+    lockouts: std::sync::atomic::AtomicU64,
     /// Serialises client additions and revocations (rare, admin-only).
     client_admin: Mutex<()>,
 }
@@ -275,6 +284,7 @@ impl Engine {
             index: DashMap::new(),
             challenges: DashMap::new(),
             clients: DashMap::new(),
+            lockouts: std::sync::atomic::AtomicU64::new(0),
             client_admin: Mutex::new(()),
         };
         engine.recover()?;
@@ -337,7 +347,8 @@ impl Engine {
         Ok(())
     }
 
-    fn now(&self) -> Timestamp {
+    /// The engine's current time (never earlier than any time it has seen).
+    pub fn now(&self) -> Timestamp {
         self.clock.now()
     }
 
@@ -396,6 +407,10 @@ impl Engine {
         }
         for key in tx.unindex {
             self.index.remove_if(&key, |_, owner| *owner == id);
+        }
+        if tx.locked_now {
+            self.lockouts
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         *entry = account;
         Ok(Durable::new(
@@ -1309,6 +1324,7 @@ impl Engine {
             accounts: self.accounts.len() as u64,
             challenges: self.challenges.len() as u64,
             flush: self.store.stats(),
+            lockouts: self.lockouts.load(std::sync::atomic::Ordering::Relaxed),
         }
     }
 

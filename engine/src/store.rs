@@ -83,6 +83,8 @@ pub struct FlushStats {
     pub writes: u64,
     /// Time spent in the most recent flush.
     pub last_flush: Duration,
+    /// Time spent flushing since start.
+    pub flush_time: Duration,
     /// Flushes that failed.
     pub failures: u64,
 }
@@ -195,6 +197,7 @@ impl GroupCommit {
             state = self.lock();
             let batch = target - state.flushed.max(state.failed_through);
             state.stats.last_flush = took;
+            state.stats.flush_time += took;
             match result {
                 Ok(_) => {
                     state.flushed = target;

@@ -1,0 +1,634 @@
+//! Configuration: safe defaults, then a TOML file, then `OTPD_*` variables, then flags.
+//!
+//! Every layer rejects keys it does not know. The environment layer is
+//! derived from the defaults themselves: each setting `a.b_c` is also
+//! `OTPD_A_B_C`, so the two can never drift apart.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use engine::{
+    Alphabet, Argon2Params, CodePolicies, CodePolicy, EngineConfig, LockMode, LockoutPolicy,
+    PinPolicy, ResendCooldown, StoreConfig,
+};
+use serde::{Deserialize, Serialize};
+
+/// Variables read from the environment that are not settings.
+pub const ENV_CONFIG_FILE: &str = "OTPD_CONFIG";
+/// The code key in hex (64 digits), instead of a key file.
+pub const ENV_CODE_KEY: &str = "OTPD_CODE_KEY";
+
+/// Where the service runs and what it is told.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address to listen on.
+    pub listen: String,
+    /// Data directory: the sled store and, unless set elsewhere, the code key.
+    pub data_dir: PathBuf,
+    /// `development` or `production`; production refuses development-only parts.
+    pub environment: Environment,
+    /// `human` or `json` logs.
+    pub log_format: LogFormat,
+    /// A tracing filter such as `info` or `otpd=debug,info`.
+    pub log_level: String,
+    /// File holding the 32-byte code key (raw or 64 hex digits). Empty: `<data_dir>/code.key`.
+    pub code_key_file: String,
+    /// The HTTP server.
+    pub server: ServerConfig,
+    /// What a PIN must look like.
+    pub pin: PinConfig,
+    /// Argon2id cost for PINs.
+    pub argon2: Argon2Config,
+    /// When accounts lock.
+    pub lockout: LockoutConfig,
+    /// Code shape, lifetime and attempts per purpose.
+    pub codes: CodesConfig,
+    /// Least time between a code and its resend.
+    pub resend_cooldown_seconds: u64,
+}
+
+/// Deployment kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Environment {
+    /// Local use: the log delivery sink is allowed.
+    Development,
+    /// Real citizens: development-only parts refuse to start.
+    Production,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Readable text.
+    Human,
+    /// One JSON object a line.
+    Json,
+}
+
+/// HTTP server limits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Open connections at most; further ones wait to be accepted.
+    pub max_connections: u32,
+    /// Time allowed to send the request headers.
+    pub header_read_timeout_ms: u64,
+    /// Time allowed for a whole request; past it the answer is 503.
+    pub request_timeout_ms: u64,
+    /// Largest request body.
+    pub body_limit_bytes: u32,
+    /// Largest body of a bulk import.
+    pub import_body_limit_bytes: u32,
+    /// On SIGTERM/SIGINT, time allowed for requests in flight to finish.
+    pub shutdown_grace_ms: u64,
+    /// Argon2 computations at once (0: one per CPU).
+    pub argon2_workers: u32,
+    /// How often expired challenges are swept.
+    pub sweep_interval_ms: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            max_connections: 1024,
+            header_read_timeout_ms: 5_000,
+            request_timeout_ms: 10_000,
+            body_limit_bytes: 16 * 1024,
+            import_body_limit_bytes: 8 * 1024 * 1024,
+            shutdown_grace_ms: 10_000,
+            argon2_workers: 0,
+            sweep_interval_ms: 60_000,
+        }
+    }
+}
+
+/// PIN policy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PinConfig {
+    /// Fewest characters.
+    pub min_length: u32,
+    /// Most characters.
+    pub max_length: u32,
+    /// Digits only.
+    pub digits_only: bool,
+    /// Refuse repeated digits and straight runs.
+    pub reject_trivial: bool,
+    /// PINs refused outright.
+    pub blocklist: Vec<String>,
+}
+
+impl Default for PinConfig {
+    fn default() -> Self {
+        let p = PinPolicy::default();
+        Self {
+            min_length: u32::try_from(p.min_length).unwrap_or(4),
+            max_length: u32::try_from(p.max_length).unwrap_or(8),
+            digits_only: p.digits_only,
+            reject_trivial: p.reject_trivial,
+            blocklist: p.blocklist,
+        }
+    }
+}
+
+/// Argon2id parameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Argon2Config {
+    /// Memory in KiB.
+    pub memory_kib: u32,
+    /// Passes.
+    pub iterations: u32,
+    /// Lanes.
+    pub parallelism: u32,
+}
+
+impl Default for Argon2Config {
+    fn default() -> Self {
+        let a = Argon2Params::default();
+        Self {
+            memory_kib: a.memory_kib,
+            iterations: a.iterations,
+            parallelism: a.parallelism,
+        }
+    }
+}
+
+/// Lockout policy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LockoutConfig {
+    /// Consecutive wrong PINs that lock.
+    pub pin_threshold: u32,
+    /// Consecutive wrong codes that lock.
+    pub code_threshold: u32,
+    /// `until_unlocked` (default) or `temporary`.
+    pub mode: LockModeConfig,
+    /// Temporary mode: length of the first lock.
+    pub temporary_first_seconds: u64,
+    /// Temporary mode: longest lock.
+    pub temporary_max_seconds: u64,
+}
+
+/// How long a lock lasts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LockModeConfig {
+    /// Until a privileged unlock.
+    UntilUnlocked,
+    /// Escalating, ending by itself.
+    Temporary,
+}
+
+impl Default for LockoutConfig {
+    fn default() -> Self {
+        let l = LockoutPolicy::default();
+        Self {
+            pin_threshold: l.pin_threshold,
+            code_threshold: l.code_threshold,
+            mode: LockModeConfig::UntilUnlocked,
+            temporary_first_seconds: 60,
+            temporary_max_seconds: 3_600,
+        }
+    }
+}
+
+/// One purpose's code policy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CodeConfig {
+    /// Symbols in a code.
+    pub length: u32,
+    /// `digits` or `unambiguous` (letters and digits without look-alikes).
+    pub alphabet: AlphabetConfig,
+    /// Longest life of a code.
+    pub lifetime_seconds: u64,
+    /// Wrong guesses allowed on one code.
+    pub max_attempts: u32,
+}
+
+/// Code alphabet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlphabetConfig {
+    /// 0-9.
+    Digits,
+    /// Letters and digits without 0/O, 1/I/L.
+    Unambiguous,
+}
+
+impl From<&CodePolicy> for CodeConfig {
+    fn from(p: &CodePolicy) -> Self {
+        Self {
+            length: u32::try_from(p.length).unwrap_or(6),
+            alphabet: match p.alphabet {
+                Alphabet::Digits => AlphabetConfig::Digits,
+                Alphabet::Unambiguous => AlphabetConfig::Unambiguous,
+            },
+            lifetime_seconds: p.lifetime.as_secs(),
+            max_attempts: p.max_attempts,
+        }
+    }
+}
+
+impl CodeConfig {
+    fn policy(&self) -> CodePolicy {
+        CodePolicy {
+            length: self.length as usize,
+            alphabet: match self.alphabet {
+                AlphabetConfig::Digits => Alphabet::Digits,
+                AlphabetConfig::Unambiguous => Alphabet::Unambiguous,
+            },
+            lifetime: Duration::from_secs(self.lifetime_seconds),
+            max_attempts: self.max_attempts,
+        }
+    }
+}
+
+/// Code policies per purpose.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CodesConfig {
+    /// Login second factor.
+    pub login: CodeConfig,
+    /// Step-up.
+    pub step_up: CodeConfig,
+    /// Activation by SMS.
+    pub activation_sms: CodeConfig,
+    /// Activation by email.
+    pub activation_email: CodeConfig,
+    /// Activation by letter.
+    pub activation_letter: CodeConfig,
+    /// New phone or email.
+    pub contact_change: CodeConfig,
+}
+
+impl Default for CodesConfig {
+    fn default() -> Self {
+        let c = CodePolicies::default();
+        Self {
+            login: (&c.login).into(),
+            step_up: (&c.step_up).into(),
+            activation_sms: (&c.activation_sms).into(),
+            activation_email: (&c.activation_email).into(),
+            activation_letter: (&c.activation_letter).into(),
+            contact_change: (&c.contact_change).into(),
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            data_dir: PathBuf::from("otpd-data"),
+            environment: Environment::Development,
+            log_format: LogFormat::Human,
+            log_level: "info".into(),
+            code_key_file: String::new(),
+            server: ServerConfig::default(),
+            pin: PinConfig::default(),
+            argon2: Argon2Config::default(),
+            lockout: LockoutConfig::default(),
+            codes: CodesConfig::default(),
+            resend_cooldown_seconds: ResendCooldown::default().0.as_secs(),
+        }
+    }
+}
+
+/// Settings given as command-line flags, applied last.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--listen`.
+    pub listen: Option<String>,
+    /// `--data-dir`.
+    pub data_dir: Option<PathBuf>,
+    /// `--log-format`.
+    pub log_format: Option<LogFormat>,
+    /// `--environment`.
+    pub environment: Option<Environment>,
+}
+
+impl Config {
+    /// Builds the configuration from the layers. `file` is the TOML file (if
+    /// any); `env` is the process environment (passed in for testing).
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+        overrides: &Overrides,
+    ) -> Result<Config, String> {
+        let mut merged = toml::Table::try_from(Config::default())
+            .map_err(|e| format!("internal: defaults do not serialise: {e}"))?;
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
+            let table: toml::Table = text
+                .parse()
+                .map_err(|e| format!("config file {}: {e}", path.display()))?;
+            merge(&mut merged, table);
+            check(&merged).map_err(|e| format!("config file {}: {e}", path.display()))?;
+        }
+        let variables = env_variables();
+        for (name, value) in env {
+            if !name.starts_with("OTPD_") || name == ENV_CONFIG_FILE || name == ENV_CODE_KEY {
+                continue;
+            }
+            let Some(path) = variables.get(&name) else {
+                return Err(format!(
+                    "unknown environment variable {name} (see `otpd --help` and docs/OPERATIONS.md)"
+                ));
+            };
+            set_from_env(&mut merged, path, &value).map_err(|e| format!("{name}: {e}"))?;
+        }
+        let mut config: Config = check(&merged)?;
+        if let Some(listen) = &overrides.listen {
+            config.listen.clone_from(listen);
+        }
+        if let Some(dir) = &overrides.data_dir {
+            config.data_dir.clone_from(dir);
+        }
+        if let Some(format) = overrides.log_format {
+            config.log_format = format;
+        }
+        if let Some(environment) = overrides.environment {
+            config.environment = environment;
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what serde cannot.
+    pub fn validate(&self) -> Result<(), String> {
+        self.listen_addr()?;
+        if self.server.max_connections == 0 {
+            return Err("server.max_connections must be at least 1".into());
+        }
+        if self.server.body_limit_bytes < 256 {
+            return Err("server.body_limit_bytes must be at least 256".into());
+        }
+        self.engine_config()
+            .validate()
+            .map_err(|e| format!("invalid setting {e}"))
+    }
+
+    /// The listen address.
+    pub fn listen_addr(&self) -> Result<SocketAddr, String> {
+        self.listen.parse().map_err(|_| {
+            format!(
+                "listen: {:?} is not an address like 127.0.0.1:8080",
+                self.listen
+            )
+        })
+    }
+
+    /// The engine's part of the configuration.
+    pub fn engine_config(&self) -> EngineConfig {
+        EngineConfig {
+            pin: PinPolicy {
+                min_length: self.pin.min_length as usize,
+                max_length: self.pin.max_length as usize,
+                digits_only: self.pin.digits_only,
+                reject_trivial: self.pin.reject_trivial,
+                blocklist: self.pin.blocklist.clone(),
+            },
+            argon2: Argon2Params {
+                memory_kib: self.argon2.memory_kib,
+                iterations: self.argon2.iterations,
+                parallelism: self.argon2.parallelism,
+            },
+            lockout: LockoutPolicy {
+                pin_threshold: self.lockout.pin_threshold,
+                code_threshold: self.lockout.code_threshold,
+                mode: match self.lockout.mode {
+                    LockModeConfig::UntilUnlocked => LockMode::UntilUnlocked,
+                    LockModeConfig::Temporary => LockMode::Temporary {
+                        first: Duration::from_secs(self.lockout.temporary_first_seconds),
+                        max: Duration::from_secs(self.lockout.temporary_max_seconds),
+                    },
+                },
+            },
+            codes: CodePolicies {
+                login: self.codes.login.policy(),
+                step_up: self.codes.step_up.policy(),
+                activation_sms: self.codes.activation_sms.policy(),
+                activation_email: self.codes.activation_email.policy(),
+                activation_letter: self.codes.activation_letter.policy(),
+                contact_change: self.codes.contact_change.policy(),
+            },
+            resend_cooldown: ResendCooldown(Duration::from_secs(self.resend_cooldown_seconds)),
+            store: StoreConfig {
+                path: Some(self.data_dir.join("store")),
+                ..StoreConfig::default()
+            },
+        }
+    }
+
+    /// Every `OTPD_*` setting variable and its key, for `--help`.
+    pub fn environment_variables() -> Vec<(String, String)> {
+        env_variables()
+            .into_iter()
+            .map(|(var, path)| (var, path.join(".")))
+            .collect()
+    }
+}
+
+fn check(table: &toml::Table) -> Result<Config, String> {
+    Config::deserialize(toml::Value::Table(table.clone())).map_err(|e| e.to_string())
+}
+
+fn merge(into: &mut toml::Table, from: toml::Table) {
+    for (key, value) in from {
+        match (into.get_mut(&key), value) {
+            (Some(toml::Value::Table(existing)), toml::Value::Table(incoming)) => {
+                merge(existing, incoming);
+            }
+            (_, value) => {
+                into.insert(key, value);
+            }
+        }
+    }
+}
+
+/// `OTPD_SERVER_MAX_CONNECTIONS` → `["server", "max_connections"]`, from the defaults.
+fn env_variables() -> BTreeMap<String, Vec<String>> {
+    fn walk(table: &toml::Table, prefix: &[String], out: &mut BTreeMap<String, Vec<String>>) {
+        for (key, value) in table {
+            let mut path = prefix.to_vec();
+            path.push(key.clone());
+            if let toml::Value::Table(inner) = value {
+                walk(inner, &path, out);
+            } else {
+                out.insert(format!("OTPD_{}", path.join("_").to_uppercase()), path);
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    if let Ok(defaults) = toml::Table::try_from(Config::default()) {
+        walk(&defaults, &[], &mut out);
+    }
+    out
+}
+
+fn set_from_env(table: &mut toml::Table, path: &[String], raw: &str) -> Result<(), String> {
+    let (last, parents) = path.split_last().ok_or("empty key")?;
+    let mut node = table;
+    for key in parents {
+        node = match node.get_mut(key) {
+            Some(toml::Value::Table(inner)) => inner,
+            _ => return Err("not a setting".into()),
+        };
+    }
+    let value = match node.get(last) {
+        Some(toml::Value::Integer(_)) => raw
+            .trim()
+            .parse::<i64>()
+            .map(toml::Value::Integer)
+            .map_err(|_| format!("{raw:?} is not a whole number"))?,
+        Some(toml::Value::Boolean(_)) => match raw.trim() {
+            "true" | "1" | "yes" => toml::Value::Boolean(true),
+            "false" | "0" | "no" => toml::Value::Boolean(false),
+            _ => return Err(format!("{raw:?} is not true or false")),
+        },
+        Some(toml::Value::Array(_)) => toml::Value::Array(
+            raw.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| toml::Value::String(s.to_owned()))
+                .collect(),
+        ),
+        _ => toml::Value::String(raw.to_owned()),
+    };
+    node.insert(last.clone(), value);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).into(), (*v).into()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_are_valid_and_safe() {
+        let config = Config::load(None, env(&[]), &Overrides::default()).unwrap();
+        assert_eq!(config, Config::default());
+        let engine = config.engine_config();
+        assert_eq!(engine.argon2.memory_kib, 19_456);
+        assert_eq!(engine.lockout.pin_threshold, 5);
+        assert_eq!(config.listen, "127.0.0.1:8080");
+    }
+
+    #[test]
+    fn layers_apply_in_order_file_then_env_then_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("otpd.toml");
+        std::fs::write(
+            &file,
+            "listen = \"127.0.0.1:9000\"\n[lockout]\npin_threshold = 3\n[codes.login]\nlength = 8\nalphabet = \"digits\"\nlifetime_seconds = 120\nmax_attempts = 3\n",
+        )
+        .unwrap();
+        let config = Config::load(
+            Some(&file),
+            env(&[
+                ("OTPD_LOCKOUT_PIN_THRESHOLD", "4"),
+                ("OTPD_SERVER_MAX_CONNECTIONS", "7"),
+                ("PATH", "/bin"),
+            ]),
+            &Overrides {
+                listen: Some("127.0.0.1:9100".into()),
+                ..Overrides::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(config.lockout.pin_threshold, 4, "env beats file");
+        assert_eq!(config.server.max_connections, 7);
+        assert_eq!(config.codes.login.length, 8, "file beats defaults");
+        assert_eq!(config.listen, "127.0.0.1:9100", "flags beat all");
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_in_every_layer() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("otpd.toml");
+        std::fs::write(&file, "[lockout]\npin_treshold = 3\n").unwrap();
+        let err = Config::load(Some(&file), env(&[]), &Overrides::default()).unwrap_err();
+        assert!(err.contains("pin_treshold"), "{err}");
+        let err = Config::load(
+            None,
+            env(&[("OTPD_LOCKOUT_PIN_TRESHOLD", "3")]),
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(err.contains("OTPD_LOCKOUT_PIN_TRESHOLD"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_name_the_setting() {
+        let err = Config::load(
+            None,
+            env(&[("OTPD_SERVER_MAX_CONNECTIONS", "lots")]),
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(err.contains("OTPD_SERVER_MAX_CONNECTIONS"), "{err}");
+        let err = Config::load(
+            None,
+            env(&[("OTPD_LOCKOUT_CODE_THRESHOLD", "1000")]),
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(err.contains("lockout.code_threshold"), "{err}");
+        let err = Config::load(
+            None,
+            env(&[("OTPD_LISTEN", "nowhere")]),
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(err.contains("listen"), "{err}");
+        let err = Config::load(
+            None,
+            env(&[("OTPD_ENVIRONMENT", "staging")]),
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(err.contains("staging"), "{err}");
+    }
+
+    #[test]
+    fn lists_come_from_comma_separated_variables() {
+        let config = Config::load(
+            None,
+            env(&[("OTPD_PIN_BLOCKLIST", "1357, 2468")]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(config.pin.blocklist, vec!["1357", "2468"]);
+    }
+
+    #[test]
+    fn every_setting_has_an_environment_variable() {
+        let vars = Config::environment_variables();
+        let names: Vec<&str> = vars.iter().map(|(v, _)| v.as_str()).collect();
+        for expected in [
+            "OTPD_LISTEN",
+            "OTPD_DATA_DIR",
+            "OTPD_CODES_LOGIN_LIFETIME_SECONDS",
+            "OTPD_ARGON2_MEMORY_KIB",
+        ] {
+            assert!(
+                names.contains(&expected),
+                "{expected} missing from {names:?}"
+            );
+        }
+    }
+}

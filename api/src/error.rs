@@ -1,0 +1,232 @@
+//! Every error the API can answer, and the one place engine errors become HTTP statuses.
+//!
+//! Bodies are `{"error": {"code", "message", "field"}}`. 5xx bodies are
+//! opaque; their cause is logged with the request id.
+
+use bytes::Bytes;
+use engine::EngineError;
+use http_body_util::Full;
+use hyper::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use hyper::{Response, StatusCode};
+
+/// An error answer. Boxed, so `Result<_, ApiError>` stays small on the hot path.
+#[derive(Debug)]
+pub struct ApiError(Box<ApiErrorBody>);
+
+/// The parts of an error answer.
+#[derive(Debug)]
+pub struct ApiErrorBody {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Machine-readable code.
+    pub code: &'static str,
+    /// Human-readable message (opaque for 5xx).
+    pub message: String,
+    /// The request field at fault, if one is.
+    pub field: Option<String>,
+    /// Seconds to wait, for 429 and 503.
+    pub retry_after: Option<u64>,
+    /// Extra members of the error object (e.g. `attempts_remaining`).
+    pub extra: Option<(&'static str, serde_json::Value)>,
+    /// The cause of a 5xx, for the log only.
+    pub cause: Option<String>,
+}
+
+impl std::ops::Deref for ApiError {
+    type Target = ApiErrorBody;
+
+    fn deref(&self) -> &ApiErrorBody {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for ApiError {
+    fn deref_mut(&mut self) -> &mut ApiErrorBody {
+        &mut self.0
+    }
+}
+
+impl ApiError {
+    /// An error with a status, code and message.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self(Box::new(ApiErrorBody {
+            status,
+            code,
+            message: message.into(),
+            field: None,
+            retry_after: None,
+            extra: None,
+            cause: None,
+        }))
+    }
+
+    /// 400 for an invalid field.
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        let mut e = Self::new(StatusCode::BAD_REQUEST, "invalid_field", message);
+        e.field = Some(field.into());
+        e
+    }
+
+    /// A 500 whose cause is logged, never shown.
+    pub fn internal(cause: impl Into<String>) -> Self {
+        let mut e = Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error; it has been logged",
+        );
+        e.cause = Some(cause.into());
+        e
+    }
+
+    /// Adds a member to the error object.
+    pub fn with(mut self, key: &'static str, value: serde_json::Value) -> Self {
+        self.extra = Some((key, value));
+        self
+    }
+
+    /// The response.
+    pub fn into_response(self) -> Response<Full<Bytes>> {
+        let this = *self.0;
+        let mut error = serde_json::json!({
+            "code": this.code,
+            "message": this.message,
+            "field": this.field,
+        });
+        if let (Some((key, value)), Some(object)) = (this.extra, error.as_object_mut()) {
+            object.insert(key.to_owned(), value);
+        }
+        let body = serde_json::json!({ "error": error }).to_string();
+        let mut response = Response::new(Full::new(Bytes::from(body)));
+        *response.status_mut() = this.status;
+        response
+            .headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let Some(seconds) = this.retry_after {
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+        }
+        response
+    }
+}
+
+impl From<EngineError> for ApiError {
+    fn from(e: EngineError) -> Self {
+        use StatusCode as S;
+        match e {
+            EngineError::Invalid { field, message } => ApiError::invalid(field, message),
+            EngineError::Conflict { field } => {
+                let mut err = ApiError::new(
+                    S::CONFLICT,
+                    "conflict",
+                    format!("this {field} is already registered to another account"),
+                );
+                err.field = Some(field.to_owned());
+                err
+            }
+            EngineError::AccountNotFound => {
+                ApiError::new(S::NOT_FOUND, "account_not_found", "no account has this id")
+            }
+            EngineError::ChallengeNotFound => ApiError::new(
+                S::NOT_FOUND,
+                "challenge_not_found",
+                "no challenge of this kind has this id",
+            ),
+            EngineError::ActivationNotFound => ApiError::new(
+                S::NOT_FOUND,
+                "activation_not_found",
+                "no pending registration matches this identity and birth date",
+            ),
+            EngineError::Locked { .. } => locked(),
+            EngineError::WrongState(why) => ApiError::new(S::CONFLICT, "wrong_state", why),
+            EngineError::ChannelUnavailable(what) => {
+                let mut err = ApiError::new(
+                    S::CONFLICT,
+                    "channel_unavailable",
+                    format!("the account has no {what} to send a code to"),
+                );
+                err.field = Some("channel".into());
+                err
+            }
+            EngineError::TooSoon { retry_after } => {
+                let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+                let mut err = ApiError::new(
+                    S::TOO_MANY_REQUESTS,
+                    "too_soon",
+                    format!("a new code can be requested in {seconds} s"),
+                );
+                err.retry_after = Some(seconds);
+                err
+            }
+            EngineError::Storage(cause) => {
+                let mut err = ApiError::new(
+                    S::SERVICE_UNAVAILABLE,
+                    "storage_unavailable",
+                    "the store cannot take writes right now; nothing was changed",
+                );
+                err.retry_after = Some(5);
+                err.cause = Some(cause);
+                err
+            }
+            EngineError::Corrupt(cause) | EngineError::Internal(cause) => ApiError::internal(cause),
+        }
+    }
+}
+
+/// 423 for a locked account.
+pub fn locked() -> ApiError {
+    ApiError::new(
+        StatusCode::LOCKED,
+        "locked",
+        "the account is locked; it can be unlocked by the service desk",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn every_engine_error_gets_a_deliberate_status() {
+        let cases = [
+            (
+                EngineError::Invalid {
+                    field: "pin",
+                    message: "bad".into(),
+                },
+                400,
+            ),
+            (EngineError::Conflict { field: "phone" }, 409),
+            (EngineError::AccountNotFound, 404),
+            (EngineError::ChallengeNotFound, 404),
+            (EngineError::ActivationNotFound, 404),
+            (EngineError::Locked { until: None }, 423),
+            (EngineError::WrongState("x"), 409),
+            (EngineError::ChannelUnavailable("email address"), 409),
+            (
+                EngineError::TooSoon {
+                    retry_after: Duration::from_millis(1500),
+                },
+                429,
+            ),
+            (EngineError::Storage("disk full".into()), 503),
+            (EngineError::Corrupt("bad".into()), 500),
+            (EngineError::Internal("bug".into()), 500),
+        ];
+        for (error, status) in cases {
+            assert_eq!(ApiError::from(error).status.as_u16(), status);
+        }
+    }
+
+    #[test]
+    fn server_errors_are_opaque_and_retry_after_is_rounded_up() {
+        let e = ApiError::from(EngineError::Internal("secret detail".into()));
+        assert!(!e.message.contains("secret"));
+        let response = ApiError::from(EngineError::TooSoon {
+            retry_after: Duration::from_millis(1500),
+        })
+        .into_response();
+        assert_eq!(response.headers()[RETRY_AFTER], "2");
+    }
+}

@@ -1,0 +1,12 @@
+//! otpd: the one-time-code service. This crate alone knows HTTP; the domain is in `engine`.
+
+pub mod config;
+pub mod delivery;
+pub mod error;
+mod routes;
+pub mod secrets;
+pub mod startup;
+pub mod telemetry;
+mod wire;
+
+pub use startup::{App, AppState, Dependencies};

@@ -1,0 +1,827 @@
+//! Routing, request checks (auth, content type, size, JSON) and the handlers.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use engine::{
+    AccountId, ChallengeId, Code, Contact, ContactChangeStart, Durable, Engine, EngineError,
+    ImportAccount, ImportState, Issued, LoginId, LoginOutcome, Pin, PinChange, PreRegistration,
+    Purpose, PushToken, Scope, Verification,
+};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use crate::error::{ApiError, locked};
+use crate::startup::AppState;
+use crate::wire;
+
+type Reply = Result<Response<Full<Bytes>>, ApiError>;
+
+/// What a request asks for, once its method and path are understood.
+#[derive(Debug)]
+enum Route {
+    Livez,
+    Readyz,
+    Metrics,
+    Register,
+    PreRegister,
+    ReadAccount(String),
+    CancelAccount(String),
+    ChangePin(String),
+    BeginContactChange(String),
+    ConfirmContactChange,
+    PushDevice(String),
+    Login,
+    Verify,
+    StepUp,
+    StepUpVerify,
+    ChallengeStatus(String),
+    Resend(String),
+    ActivationRequest,
+    ActivationComplete,
+    Lock(String),
+    Unlock(String),
+    ResetPin(String),
+    Import,
+}
+
+/// Matches method and path; the label is the route's template, for logs and metrics.
+fn route(method: &Method, path: &str) -> Result<(Route, &'static str), (ApiError, &'static str)> {
+    let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
+    let id = |s: &str| s.to_owned();
+    let (label, allowed): (&'static str, &[Method]) = match segments.as_slice() {
+        ["livez"] => ("/livez", &[Method::GET]),
+        ["readyz"] => ("/readyz", &[Method::GET]),
+        ["metrics"] => ("/metrics", &[Method::GET]),
+        ["v1", "accounts"] => ("/v1/accounts", &[Method::POST]),
+        ["v1", "accounts", "pre-register"] => ("/v1/accounts/pre-register", &[Method::POST]),
+        ["v1", "accounts", _] => ("/v1/accounts/{id}", &[Method::GET, Method::DELETE]),
+        ["v1", "accounts", _, "pin"] => ("/v1/accounts/{id}/pin", &[Method::POST]),
+        ["v1", "accounts", _, "contact"] => ("/v1/accounts/{id}/contact", &[Method::POST]),
+        ["v1", "accounts", _, "push-device"] => ("/v1/accounts/{id}/push-device", &[Method::PUT]),
+        ["v1", "contact-changes", "confirm"] => ("/v1/contact-changes/confirm", &[Method::POST]),
+        ["v1", "login"] => ("/v1/login", &[Method::POST]),
+        ["v1", "verify"] => ("/v1/verify", &[Method::POST]),
+        ["v1", "step-up"] => ("/v1/step-up", &[Method::POST]),
+        ["v1", "step-up", "verify"] => ("/v1/step-up/verify", &[Method::POST]),
+        ["v1", "challenges", _] => ("/v1/challenges/{id}", &[Method::GET]),
+        ["v1", "challenges", _, "resend"] => ("/v1/challenges/{id}/resend", &[Method::POST]),
+        ["v1", "activation", "request"] => ("/v1/activation/request", &[Method::POST]),
+        ["v1", "activation", "complete"] => ("/v1/activation/complete", &[Method::POST]),
+        ["v1", "admin", "accounts", _, "lock"] => ("/v1/admin/accounts/{id}/lock", &[Method::POST]),
+        ["v1", "admin", "accounts", _, "unlock"] => {
+            ("/v1/admin/accounts/{id}/unlock", &[Method::POST])
+        }
+        ["v1", "admin", "accounts", _, "pin-reset"] => {
+            ("/v1/admin/accounts/{id}/pin-reset", &[Method::POST])
+        }
+        ["v1", "admin", "import"] => ("/v1/admin/import", &[Method::POST]),
+        _ => {
+            let e = ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint");
+            return Err((e, "unknown"));
+        }
+    };
+    if !allowed.contains(method) {
+        let names: Vec<&str> = allowed.iter().map(Method::as_str).collect();
+        let e = ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            format!("{label} accepts {}", names.join(", ")),
+        );
+        return Err((e, label));
+    }
+    let route = match (segments.as_slice(), method) {
+        (["livez"], _) => Route::Livez,
+        (["readyz"], _) => Route::Readyz,
+        (["metrics"], _) => Route::Metrics,
+        (["v1", "accounts"], _) => Route::Register,
+        (["v1", "accounts", "pre-register"], _) => Route::PreRegister,
+        (["v1", "accounts", a], &Method::GET) => Route::ReadAccount(id(a)),
+        (["v1", "accounts", a], _) => Route::CancelAccount(id(a)),
+        (["v1", "accounts", a, "pin"], _) => Route::ChangePin(id(a)),
+        (["v1", "accounts", a, "contact"], _) => Route::BeginContactChange(id(a)),
+        (["v1", "accounts", a, "push-device"], _) => Route::PushDevice(id(a)),
+        (["v1", "contact-changes", "confirm"], _) => Route::ConfirmContactChange,
+        (["v1", "login"], _) => Route::Login,
+        (["v1", "verify"], _) => Route::Verify,
+        (["v1", "step-up"], _) => Route::StepUp,
+        (["v1", "step-up", "verify"], _) => Route::StepUpVerify,
+        (["v1", "challenges", c], _) => Route::ChallengeStatus(id(c)),
+        (["v1", "challenges", c, "resend"], _) => Route::Resend(id(c)),
+        (["v1", "activation", "request"], _) => Route::ActivationRequest,
+        (["v1", "activation", "complete"], _) => Route::ActivationComplete,
+        (["v1", "admin", "accounts", a, "lock"], _) => Route::Lock(id(a)),
+        (["v1", "admin", "accounts", a, "unlock"], _) => Route::Unlock(id(a)),
+        (["v1", "admin", "accounts", a, "pin-reset"], _) => Route::ResetPin(id(a)),
+        _ => Route::Import,
+    };
+    Ok((route, label))
+}
+
+/// Serves one request: never panics, never lets an error escape as anything but JSON.
+pub async fn handle(
+    state: Arc<AppState>,
+    request: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let started = Instant::now();
+    let request_id = request_id(&request);
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let (label, result) = match route(&method, &path) {
+        Err((error, label)) => (label, Err(error)),
+        Ok((route, label)) => {
+            let timeout = Duration::from_millis(state.config.server.request_timeout_ms);
+            let result = match tokio::time::timeout(timeout, dispatch(&state, route, request)).await
+            {
+                Ok(result) => result,
+                Err(_) => Err(ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "timeout",
+                    "the request took too long; it may or may not have taken effect",
+                )),
+            };
+            (label, result)
+        }
+    };
+    let mut response = match result {
+        Ok(response) => response,
+        Err(error) => {
+            if error.status.is_server_error() {
+                tracing::error!(
+                    request_id = %request_id,
+                    route = label,
+                    status = error.status.as_u16(),
+                    cause = error.cause.as_deref().unwrap_or("-"),
+                    "request failed"
+                );
+            }
+            error.into_response()
+        }
+    };
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert("x-request-id", value);
+    }
+    let status = response.status().as_u16();
+    let elapsed = started.elapsed();
+    metrics::counter!("otpd_http_requests_total", "route" => label, "method" => method.to_string(), "status" => status.to_string())
+        .increment(1);
+    metrics::histogram!("otpd_http_request_duration_seconds", "route" => label)
+        .record(elapsed.as_secs_f64());
+    tracing::info!(
+        request_id = %request_id,
+        method = %method,
+        route = label,
+        status,
+        latency_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+        "request"
+    );
+    Ok(response)
+}
+
+fn request_id(request: &Request<Incoming>) -> String {
+    let given = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            (1..=64).contains(&v.len())
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        });
+    match given {
+        Some(id) => id.to_owned(),
+        None => {
+            let mut bytes = [0u8; 8];
+            let _ = getrandom::fill(&mut bytes);
+            bytes.iter().map(|b| format!("{b:02x}")).collect()
+        }
+    }
+}
+
+async fn dispatch(state: &Arc<AppState>, route: Route, request: Request<Incoming>) -> Reply {
+    match route {
+        Route::Livez => ok(json!({ "status": "ok" })),
+        Route::Readyz => readyz(state),
+        Route::Metrics => metrics(state),
+        Route::Register => {
+            authorize(state, &request, Scope::Accounts)?;
+            register(state, body(state, request).await?).await
+        }
+        Route::PreRegister => {
+            authorize(state, &request, Scope::Accounts)?;
+            pre_register(state, body(state, request).await?).await
+        }
+        Route::ReadAccount(id) => {
+            authorize(state, &request, Scope::Accounts)?;
+            let view = state.engine.account(account_id(&id)?)?;
+            ok(wire::account(&view))
+        }
+        Route::CancelAccount(id) => {
+            authorize(state, &request, Scope::Accounts)?;
+            let id = account_id(&id)?;
+            state.engine.cancel(id)?.wait_async().await?;
+            ok(json!({ "account_id": id.to_string(), "state": "cancelled" }))
+        }
+        Route::ChangePin(id) => {
+            authorize(state, &request, Scope::Accounts)?;
+            change_pin(state, account_id(&id)?, body(state, request).await?).await
+        }
+        Route::BeginContactChange(id) => {
+            authorize(state, &request, Scope::Accounts)?;
+            begin_contact_change(state, account_id(&id)?, body(state, request).await?).await
+        }
+        Route::ConfirmContactChange => {
+            authorize(state, &request, Scope::Accounts)?;
+            let input: wire::VerifyIn = body(state, request).await?;
+            let challenge = challenge_id(&input.challenge_id)?;
+            let outcome = state
+                .engine
+                .confirm_contact_change(challenge, &Code::new(input.code))?
+                .wait_async()
+                .await?;
+            verification(state, outcome)
+        }
+        Route::PushDevice(id) => {
+            authorize(state, &request, Scope::Accounts)?;
+            let id = account_id(&id)?;
+            let input: wire::PushDeviceIn = body(state, request).await?;
+            let token = PushToken::parse(&input.push_token)?;
+            state
+                .engine
+                .register_push_device(id, token)?
+                .wait_async()
+                .await?;
+            ok(json!({ "account_id": id.to_string(), "has_push_device": true }))
+        }
+        Route::Login => {
+            authorize(state, &request, Scope::Auth)?;
+            login(state, body(state, request).await?).await
+        }
+        Route::Verify | Route::StepUpVerify => {
+            authorize(state, &request, Scope::Auth)?;
+            let purpose = if matches!(route, Route::Verify) {
+                Purpose::Login
+            } else {
+                Purpose::StepUp
+            };
+            let input: wire::VerifyIn = body(state, request).await?;
+            let challenge = challenge_id(&input.challenge_id)?;
+            let outcome = state
+                .engine
+                .verify(challenge, purpose, &Code::new(input.code))?
+                .wait_async()
+                .await?;
+            verification(state, outcome)
+        }
+        Route::StepUp => {
+            authorize(state, &request, Scope::Auth)?;
+            let input: wire::StepUpIn = body(state, request).await?;
+            let account = AccountId::parse("account_id", &input.account_id)?;
+            let issued = state
+                .engine
+                .issue_step_up(
+                    account,
+                    wire::channel(input.channel.as_deref())?,
+                    lifetime(input.lifetime_seconds),
+                )?
+                .wait_async()
+                .await?;
+            sent(state, &issued)
+        }
+        Route::ChallengeStatus(id) => {
+            authorize(state, &request, Scope::Auth)?;
+            let status = state.engine.challenge_status(challenge_id(&id)?)?;
+            ok(wire::status(&status))
+        }
+        Route::Resend(id) => {
+            authorize(state, &request, Scope::Auth)?;
+            let issued = state
+                .engine
+                .resend(challenge_id(&id)?)?
+                .wait_async()
+                .await?;
+            sent(state, &issued)
+        }
+        Route::ActivationRequest => {
+            authorize(state, &request, Scope::Auth)?;
+            let input: wire::ActivationRequestIn = body(state, request).await?;
+            let identity = input.identity.parse()?;
+            let birth = wire::birth_date(Some(&input.birth_date), state.engine.now())?
+                .ok_or_else(|| ApiError::invalid("birth_date", "is required"))?;
+            let channel = engine::Channel::parse(&input.channel)?;
+            let issued = state
+                .engine
+                .request_activation(&identity, birth, channel)?
+                .wait_async()
+                .await?;
+            sent(state, &issued)
+        }
+        Route::ActivationComplete => {
+            authorize(state, &request, Scope::Auth)?;
+            let input: wire::ActivationCompleteIn = body(state, request).await?;
+            let challenge = challenge_id(&input.challenge_id)?;
+            let (code, pin) = (Code::new(input.code), Pin::new(input.pin));
+            let outcome = blocking(state, move |engine| {
+                engine
+                    .activate(challenge, &code, &pin)
+                    .and_then(Durable::wait)
+            })
+            .await?;
+            verification(state, outcome)
+        }
+        Route::Lock(id) => {
+            authorize(state, &request, Scope::Admin)?;
+            let id = account_id(&id)?;
+            let input: wire::LockIn = body(state, request).await?;
+            state.engine.lock(id, &input.reason)?.wait_async().await?;
+            ok(wire::account(&state.engine.account(id)?))
+        }
+        Route::Unlock(id) => {
+            authorize(state, &request, Scope::Admin)?;
+            let id = account_id(&id)?;
+            state.engine.unlock(id)?.wait_async().await?;
+            ok(wire::account(&state.engine.account(id)?))
+        }
+        Route::ResetPin(id) => {
+            authorize(state, &request, Scope::Admin)?;
+            let id = account_id(&id)?;
+            let input: wire::ResetPinIn = body(state, request).await?;
+            let pin = Pin::new(input.pin);
+            blocking(state, move |engine| {
+                engine.reset_pin(id, &pin).and_then(Durable::wait)
+            })
+            .await?;
+            ok(wire::account(&state.engine.account(id)?))
+        }
+        Route::Import => {
+            authorize(state, &request, Scope::Admin)?;
+            import(state, body(state, request).await?).await
+        }
+    }
+}
+
+fn ok(value: Value) -> Reply {
+    Ok(json_response(StatusCode::OK, &value))
+}
+
+fn json_response(status: StatusCode, value: &Value) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(value.to_string())));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+fn readyz(state: &AppState) -> Reply {
+    if state.draining.load(Ordering::SeqCst) {
+        let mut e = ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "draining",
+            "the server is shutting down",
+        );
+        e.retry_after = Some(1);
+        return Err(e);
+    }
+    ok(json!({ "status": "ready" }))
+}
+
+fn metrics(state: &AppState) -> Reply {
+    let text = state.metrics.render();
+    let mut response = Response::new(Full::new(Bytes::from(text)));
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    Ok(response)
+}
+
+fn authorize(state: &AppState, request: &Request<Incoming>, scope: Scope) -> Result<(), ApiError> {
+    let unauthenticated = || {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "a valid client API key is required: Authorization: Bearer <key>",
+        )
+    };
+    let key = request
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(unauthenticated)?;
+    let client = state
+        .engine
+        .authenticate_client(key.trim())
+        .ok_or_else(unauthenticated)?;
+    if !client.scopes.contains(scope) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!(
+                "client {:?} lacks the {:?} scope",
+                client.name,
+                scope.as_str()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Reads a JSON body: right content type, within the size limit, well formed.
+async fn body<T: DeserializeOwned>(
+    state: &AppState,
+    request: Request<Incoming>,
+) -> Result<T, ApiError> {
+    let is_json = request
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(';')
+                .next()
+                .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+        });
+    if !is_json {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the body as Content-Type: application/json",
+        ));
+    }
+    let limit = if request.uri().path().ends_with("/admin/import") {
+        state.config.server.import_body_limit_bytes
+    } else {
+        state.config.server.body_limit_bytes
+    } as usize;
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the body may be at most {limit} bytes"),
+        )
+    };
+    let declared = request
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    let bytes = Limited::new(request.into_body(), limit)
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.is::<http_body_util::LengthLimitError>() {
+                too_large()
+            } else {
+                ApiError::invalid("body", "the body could not be read")
+            }
+        })?
+        .to_bytes();
+    serde_json::from_slice(&bytes).map_err(|e| json_error(&e))
+}
+
+/// A 400 naming the field serde complained about, where it says.
+fn json_error(e: &serde_json::Error) -> ApiError {
+    let text = e.to_string();
+    let field = text
+        .split('`')
+        .nth(1)
+        .filter(|_| text.starts_with("unknown field") || text.starts_with("missing field"))
+        .unwrap_or("body");
+    let mut error = ApiError::invalid(field, format!("malformed JSON: {text}"));
+    error.code = "malformed_json";
+    error
+}
+
+fn account_id(text: &str) -> Result<AccountId, ApiError> {
+    Ok(AccountId::parse("account_id", text)?)
+}
+
+fn challenge_id(text: &str) -> Result<ChallengeId, ApiError> {
+    Ok(ChallengeId::parse("challenge_id", text)?)
+}
+
+fn lifetime(seconds: Option<u64>) -> Option<Duration> {
+    seconds.map(Duration::from_secs)
+}
+
+/// Runs Argon2-heavy engine work on the blocking pool, at most `argon2_workers` at once.
+async fn blocking<T: Send + 'static>(
+    state: &Arc<AppState>,
+    work: impl FnOnce(&Engine) -> Result<T, EngineError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let _permit = state
+        .argon2
+        .acquire()
+        .await
+        .map_err(|_| ApiError::internal("argon2 pool closed"))?;
+    let engine = Arc::clone(&state.engine);
+    tokio::task::spawn_blocking(move || work(&engine))
+        .await
+        .map_err(|e| ApiError::internal(format!("blocking task failed: {e}")))?
+        .map_err(ApiError::from)
+}
+
+/// Hands a new code to delivery and answers with the challenge (never the code).
+fn sent(state: &AppState, issued: &Issued) -> Reply {
+    state.delivery.deliver(issued);
+    metrics::counter!(
+        "otpd_codes_issued_total",
+        "purpose" => issued.purpose.as_str(),
+        "channel" => issued.channel.as_str()
+    )
+    .increment(1);
+    Ok(json_response(StatusCode::CREATED, &wire::issued(issued)))
+}
+
+/// Answers a code check: 200 approved, or a typed failure.
+fn verification(state: &AppState, outcome: Verification) -> Reply {
+    let (label, result) = match outcome {
+        Verification::Approved(approval) => {
+            let view = state.engine.account(approval.account_id)?;
+            let body = json!({
+                "result": "approved",
+                "account_id": approval.account_id.to_string(),
+                "identity": wire::identity(&approval.identity),
+                "purpose": approval.purpose.as_str(),
+                "state": view.state.as_str(),
+            });
+            ("approved", Ok(json_response(StatusCode::OK, &body)))
+        }
+        Verification::WrongCode { attempts_remaining } => (
+            "wrong_code",
+            Err(
+                ApiError::new(StatusCode::UNAUTHORIZED, "wrong_code", "the code is wrong")
+                    .with("attempts_remaining", json!(attempts_remaining)),
+            ),
+        ),
+        Verification::Expired => (
+            "expired",
+            Err(gone("expired", "the code has expired; ask for a new one")),
+        ),
+        Verification::Superseded => (
+            "superseded",
+            Err(gone(
+                "superseded",
+                "a newer code was sent; only the last one is valid",
+            )),
+        ),
+        Verification::Exhausted => (
+            "exhausted",
+            Err(gone(
+                "exhausted",
+                "too many wrong attempts on this code; ask for a new one",
+            )),
+        ),
+        Verification::AlreadyUsed => (
+            "already_used",
+            Err(gone("already_used", "the code was already used")),
+        ),
+        Verification::Locked => ("locked", Err(locked())),
+    };
+    metrics::counter!("otpd_verify_results_total", "outcome" => label).increment(1);
+    result
+}
+
+fn gone(code: &'static str, message: &str) -> ApiError {
+    ApiError::new(StatusCode::GONE, code, message)
+}
+
+async fn register(state: &Arc<AppState>, input: wire::RegisterIn) -> Reply {
+    let new = engine::NewAccount {
+        identity: input.identity.parse()?,
+        phone: wire::phone(input.phone.as_deref())?,
+        email: wire::email(input.email.as_deref())?,
+        pin: Pin::new(input.pin),
+        birth_date: wire::birth_date(input.birth_date.as_deref(), state.engine.now())?,
+        postal_address: wire::address(input.postal_address.as_deref())?,
+    };
+    let id = blocking(state, move |engine| {
+        engine.register(new).and_then(Durable::wait)
+    })
+    .await?;
+    let view = state.engine.account(id)?;
+    Ok(json_response(StatusCode::CREATED, &wire::account(&view)))
+}
+
+async fn pre_register(state: &Arc<AppState>, input: wire::PreRegisterIn) -> Reply {
+    let pre = PreRegistration {
+        identity: input.identity.parse()?,
+        birth_date: wire::birth_date(Some(&input.birth_date), state.engine.now())?
+            .ok_or_else(|| ApiError::invalid("birth_date", "is required"))?,
+        phone: wire::phone(input.phone.as_deref())?,
+        email: wire::email(input.email.as_deref())?,
+        postal_address: wire::address(input.postal_address.as_deref())?,
+    };
+    let id = state.engine.pre_register(pre)?.wait_async().await?;
+    let view = state.engine.account(id)?;
+    Ok(json_response(StatusCode::CREATED, &wire::account(&view)))
+}
+
+async fn login(state: &Arc<AppState>, input: wire::LoginIn) -> Reply {
+    let login = match (input.phone.as_deref(), input.email.as_deref()) {
+        (Some(phone), None) => LoginId::Phone(engine::Phone::parse(phone)?),
+        (None, Some(email)) => LoginId::Email(engine::Email::parse(email)?),
+        _ => {
+            return Err(ApiError::invalid(
+                "phone",
+                "send exactly one of phone or email",
+            ));
+        }
+    };
+    let channel = wire::channel(input.channel.as_deref())?;
+    let lifetime = lifetime(input.lifetime_seconds);
+    let pin = Pin::new(input.pin);
+    let outcome = blocking(state, move |engine| {
+        engine
+            .login(&login, &pin, channel, lifetime)
+            .and_then(Durable::wait)
+    })
+    .await?;
+    match outcome {
+        LoginOutcome::CodeSent(issued) => sent(state, &issued),
+        LoginOutcome::InvalidCredentials => Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_credentials",
+            "the phone number, email or PIN is not right",
+        )),
+        LoginOutcome::Locked => Err(locked()),
+    }
+}
+
+async fn change_pin(state: &Arc<AppState>, account: AccountId, input: wire::ChangePinIn) -> Reply {
+    let challenge = challenge_id(&input.challenge_id)?;
+    let (current, code, new) = (
+        Pin::new(input.current_pin),
+        Code::new(input.code),
+        Pin::new(input.new_pin),
+    );
+    let outcome = blocking(state, move |engine| {
+        engine
+            .change_pin(account, &current, challenge, &code, &new)
+            .and_then(Durable::wait)
+    })
+    .await?;
+    match outcome {
+        PinChange::Changed => ok(json!({ "account_id": account.to_string(), "pin_changed": true })),
+        PinChange::WrongPin => Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_credentials",
+            "the current PIN is not right",
+        )),
+        PinChange::Locked => Err(locked()),
+        PinChange::CodeRejected(v) => verification(state, v),
+    }
+}
+
+async fn begin_contact_change(
+    state: &Arc<AppState>,
+    account: AccountId,
+    input: wire::ContactChangeIn,
+) -> Reply {
+    let contact = match (input.phone.as_deref(), input.email.as_deref()) {
+        (Some(phone), None) => Contact::Phone(engine::Phone::parse(phone)?),
+        (None, Some(email)) => Contact::Email(engine::Email::parse(email)?),
+        _ => {
+            return Err(ApiError::invalid(
+                "phone",
+                "send exactly one of phone or email",
+            ));
+        }
+    };
+    let proof = challenge_id(&input.proof_challenge_id)?;
+    let started = state
+        .engine
+        .begin_contact_change(account, proof, &Code::new(input.proof_code), contact)?
+        .wait_async()
+        .await?;
+    match started {
+        ContactChangeStart::CodeSent(issued) => sent(state, &issued),
+        ContactChangeStart::ProofRejected(v) => verification(state, v),
+    }
+}
+
+async fn import(state: &Arc<AppState>, input: wire::ImportIn) -> Reply {
+    const MAX: usize = 10_000;
+    if input.accounts.is_empty() || input.accounts.len() > MAX {
+        return Err(ApiError::invalid(
+            "accounts",
+            format!("send 1 to {MAX} accounts per request"),
+        ));
+    }
+    let today = state.engine.now();
+    let mut parsed = Vec::with_capacity(input.accounts.len());
+    for a in input.accounts {
+        parsed.push(parse_import(a, today));
+    }
+    let results = blocking(state, move |engine| {
+        let pending: Vec<Result<Durable<AccountId>, ApiError>> = parsed
+            .into_iter()
+            .map(|p| p.and_then(|a| engine.import(a).map_err(ApiError::from)))
+            .collect();
+        // Waiting after all writes lets one flush cover the whole batch.
+        Ok(pending
+            .into_iter()
+            .map(|p| p.and_then(|d| d.wait().map_err(ApiError::from)))
+            .collect::<Vec<_>>())
+    })
+    .await?;
+    let imported = results.iter().filter(|r| r.is_ok()).count();
+    let items: Vec<Value> = results
+        .into_iter()
+        .enumerate()
+        .map(|(index, r)| match r {
+            Ok(id) => json!({ "index": index, "account_id": id.to_string() }),
+            Err(e) => json!({
+                "index": index,
+                "error": { "code": e.code, "message": &e.message, "field": &e.field },
+            }),
+        })
+        .collect();
+    ok(json!({ "imported": imported, "failed": items.len() - imported, "results": items }))
+}
+
+fn parse_import(
+    a: wire::ImportAccountIn,
+    today: engine::Timestamp,
+) -> Result<ImportAccount, ApiError> {
+    let state = match (a.state.as_deref().unwrap_or("active"), a.lock_reason) {
+        ("active", None) => ImportState::Active,
+        ("pending_activation", None) => ImportState::PendingActivation,
+        ("locked", Some(reason)) => ImportState::Locked(reason),
+        ("locked", None) => {
+            return Err(ApiError::invalid(
+                "lock_reason",
+                "is required for a locked account",
+            ));
+        }
+        ("active" | "pending_activation", Some(_)) => {
+            return Err(ApiError::invalid(
+                "lock_reason",
+                "is only for locked accounts",
+            ));
+        }
+        _ => {
+            return Err(ApiError::invalid(
+                "state",
+                "must be active, pending_activation or locked",
+            ));
+        }
+    };
+    Ok(ImportAccount {
+        identity: a.identity.parse()?,
+        phone: wire::phone(a.phone.as_deref())?,
+        email: wire::email(a.email.as_deref())?,
+        birth_date: wire::birth_date(a.birth_date.as_deref(), today)?,
+        postal_address: wire::address(a.postal_address.as_deref())?,
+        pin_hash: a.pin_hash,
+        state,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_and_methods_map_to_routes_or_clear_errors() {
+        assert!(matches!(
+            route(&Method::GET, "/livez"),
+            Ok((Route::Livez, "/livez"))
+        ));
+        assert!(matches!(
+            route(&Method::GET, "/v1/accounts/abc"),
+            Ok((Route::ReadAccount(_), "/v1/accounts/{id}"))
+        ));
+        assert!(matches!(
+            route(&Method::DELETE, "/v1/accounts/abc/"),
+            Ok((Route::CancelAccount(_), _))
+        ));
+        let (e, _) = route(&Method::GET, "/v1/login").unwrap_err();
+        assert_eq!(e.status, StatusCode::METHOD_NOT_ALLOWED);
+        let (e, label) = route(&Method::GET, "/v2/nothing").unwrap_err();
+        assert_eq!((e.status, label), (StatusCode::NOT_FOUND, "unknown"));
+    }
+
+    #[test]
+    fn json_errors_name_the_unknown_or_missing_field() {
+        let e =
+            serde_json::from_str::<wire::VerifyIn>(r#"{"challenge_id":"x","code":"1","extra":1}"#)
+                .unwrap_err();
+        assert_eq!(json_error(&e).field.as_deref(), Some("extra"));
+        let e = serde_json::from_str::<wire::VerifyIn>(r#"{"challenge_id":"x"}"#).unwrap_err();
+        assert_eq!(json_error(&e).field.as_deref(), Some("code"));
+        let e = serde_json::from_str::<wire::VerifyIn>("[").unwrap_err();
+        assert_eq!(json_error(&e).field.as_deref(), Some("body"));
+    }
+}

@@ -1,0 +1,204 @@
+//! Building the application and serving it on a listener the caller bound.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use engine::{ChaCha20Rng, Clock, CodeKey, Engine, Sweeper};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+use crate::config::{Config, Environment};
+use crate::delivery::Delivery;
+use crate::routes;
+use crate::telemetry;
+
+/// What every request handler shares.
+pub struct AppState {
+    /// The domain.
+    pub engine: Arc<Engine>,
+    /// The configuration in force.
+    pub config: Config,
+    /// Where codes go.
+    pub delivery: Arc<dyn Delivery>,
+    /// Bounds Argon2 work on the blocking pool.
+    pub argon2: Semaphore,
+    /// Set when shutdown begins; `/readyz` then answers 503.
+    pub draining: AtomicBool,
+    /// The metrics recorder's handle.
+    pub metrics: PrometheusHandle,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("engine", &self.engine)
+            .field("delivery", &self.delivery.name())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the application is built from, beyond configuration.
+pub struct Dependencies {
+    /// Time source.
+    pub clock: Arc<dyn Clock>,
+    /// Random source (OS-seeded in production).
+    pub rng: ChaCha20Rng,
+    /// The code key.
+    pub code_key: CodeKey,
+    /// Where codes go.
+    pub delivery: Arc<dyn Delivery>,
+}
+
+impl std::fmt::Debug for Dependencies {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dependencies")
+            .field("clock", &self.clock)
+            .field("delivery", &self.delivery.name())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A built application, ready to serve.
+#[derive(Debug)]
+pub struct App {
+    state: Arc<AppState>,
+    _sweeper: Sweeper,
+}
+
+impl App {
+    /// Opens the engine (recovering its data) and prepares the server.
+    pub fn build(config: Config, deps: Dependencies) -> Result<App, String> {
+        if config.environment == Environment::Production && !deps.delivery.fit_for_production() {
+            return Err(format!(
+                "delivery {:?} prints codes to the log and is for development only; \
+                 configure a real delivery channel or set environment = \"development\"",
+                deps.delivery.name()
+            ));
+        }
+        let engine = Engine::open(config.engine_config(), deps.code_key, deps.clock, deps.rng)
+            .map_err(|e| format!("cannot open the store: {e}"))?;
+        let engine = Arc::new(engine);
+        let sweeper = engine
+            .start_sweeper(Duration::from_millis(
+                config.server.sweep_interval_ms.max(10),
+            ))
+            .map_err(|e| e.to_string())?;
+        let workers = match config.server.argon2_workers {
+            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+            n => n as usize,
+        };
+        let state = Arc::new(AppState {
+            engine,
+            delivery: deps.delivery,
+            argon2: Semaphore::new(workers),
+            draining: AtomicBool::new(false),
+            metrics: telemetry::metrics()?,
+            config,
+        });
+        Ok(App {
+            state,
+            _sweeper: sweeper,
+        })
+    }
+
+    /// The shared state (tests use its engine to seed clients).
+    pub fn state(&self) -> Arc<AppState> {
+        Arc::clone(&self.state)
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting, lets requests
+    /// in flight finish (up to the grace period) and flushes the store.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), String> {
+        let state = self.state;
+        let server = &state.config.server;
+        let connections = Arc::new(Semaphore::new(server.max_connections as usize));
+        let graceful = GracefulShutdown::new();
+        let upkeep = tokio::spawn(upkeep(Arc::clone(&state)));
+        let mut shutdown = std::pin::pin!(shutdown);
+        let mut backoff = Duration::from_millis(5);
+        loop {
+            // Take a connection slot before accepting, so a flood waits in the backlog.
+            let permit = tokio::select! {
+                permit = Arc::clone(&connections).acquire_owned() => {
+                    permit.map_err(|_| "connection limiter closed".to_owned())?
+                }
+                () = &mut shutdown => break,
+            };
+            let stream = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, _peer)) => {
+                        backoff = Duration::from_millis(5);
+                        stream
+                    }
+                    Err(e) => {
+                        // Usually out of file descriptors: back off rather than spin.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(1));
+                        continue;
+                    }
+                },
+                () = &mut shutdown => break,
+            };
+            let _ = stream.set_nodelay(true);
+            let handler_state = Arc::clone(&state);
+            let service =
+                service_fn(move |request| routes::handle(Arc::clone(&handler_state), request));
+            let connection = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_millis(server.header_read_timeout_ms))
+                .keep_alive(true)
+                .serve_connection(TokioIo::new(stream), service);
+            let connection = graceful.watch(connection);
+            tokio::spawn(async move {
+                let _ = connection.await;
+                drop(permit);
+            });
+        }
+        state.draining.store(true, Ordering::SeqCst);
+        drop(listener);
+        tracing::info!("shutting down: no new connections; draining requests in flight");
+        let grace = Duration::from_millis(server.shutdown_grace_ms);
+        tokio::select! {
+            () = graceful.shutdown() => tracing::info!("all connections closed"),
+            () = tokio::time::sleep(grace) => tracing::warn!("drain deadline passed; closing remaining connections"),
+        }
+        upkeep.abort();
+        let engine = Arc::clone(&state.engine);
+        tokio::task::spawn_blocking(move || engine.flush())
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("final flush failed: {e}"))?;
+        tracing::info!("store flushed; stopped");
+        Ok(())
+    }
+}
+
+/// Refreshes gauges from the engine and runs the exporter's upkeep.
+async fn upkeep(state: Arc<AppState>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tick.tick().await;
+        let stats = state.engine.stats();
+        metrics::gauge!("otpd_accounts").set(stats.accounts as f64);
+        metrics::gauge!("otpd_active_challenges").set(stats.challenges as f64);
+        metrics::gauge!("otpd_store_last_flush_seconds").set(stats.flush.last_flush.as_secs_f64());
+        metrics::counter!("otpd_store_flushes_total").absolute(stats.flush.flushes);
+        metrics::counter!("otpd_store_flush_microseconds_total")
+            .absolute(u64::try_from(stats.flush.flush_time.as_micros()).unwrap_or(u64::MAX));
+        metrics::counter!("otpd_store_writes_total").absolute(stats.flush.writes);
+        metrics::counter!("otpd_lockouts_total").absolute(stats.lockouts);
+        state.metrics.run_upkeep();
+    }
+}

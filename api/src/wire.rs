@@ -1,0 +1,294 @@
+//! JSON shapes of requests and responses, and their conversion to engine types.
+
+use engine::{
+    AccountView, BirthDate, ChallengeStatus, Channel, Email, Identity, IdentityKind, Issued, Phone,
+    PostalAddress, Timestamp,
+};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::error::ApiError;
+
+/// An identity as sent.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityIn {
+    /// `civil_id`, `passport` or `social_security`.
+    pub kind: String,
+    /// The document number.
+    pub number: String,
+    /// Issuing country, for passports.
+    pub country: Option<String>,
+}
+
+impl IdentityIn {
+    /// Parses into an engine identity.
+    pub fn parse(&self) -> Result<Identity, ApiError> {
+        let kind = IdentityKind::parse(&self.kind)?;
+        Ok(Identity::parse(
+            kind,
+            &self.number,
+            self.country.as_deref(),
+        )?)
+    }
+}
+
+/// `POST /v1/accounts`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterIn {
+    pub identity: IdentityIn,
+    pub phone: Option<String>,
+    pub email: Option<String>,
+    pub pin: String,
+    pub birth_date: Option<String>,
+    pub postal_address: Option<String>,
+}
+
+/// `POST /v1/accounts/pre-register`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PreRegisterIn {
+    pub identity: IdentityIn,
+    pub birth_date: String,
+    pub phone: Option<String>,
+    pub email: Option<String>,
+    pub postal_address: Option<String>,
+}
+
+/// `POST /v1/login`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginIn {
+    pub phone: Option<String>,
+    pub email: Option<String>,
+    pub pin: String,
+    pub channel: Option<String>,
+    pub lifetime_seconds: Option<u64>,
+}
+
+/// `POST /v1/verify`, `/v1/step-up/verify`, `/v1/contact-changes/confirm`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyIn {
+    pub challenge_id: String,
+    pub code: String,
+}
+
+/// `POST /v1/step-up`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepUpIn {
+    pub account_id: String,
+    pub channel: Option<String>,
+    pub lifetime_seconds: Option<u64>,
+}
+
+/// `POST /v1/activation/request`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActivationRequestIn {
+    pub identity: IdentityIn,
+    pub birth_date: String,
+    pub channel: String,
+}
+
+/// `POST /v1/activation/complete`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActivationCompleteIn {
+    pub challenge_id: String,
+    pub code: String,
+    pub pin: String,
+}
+
+/// `POST /v1/accounts/{id}/pin`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChangePinIn {
+    pub current_pin: String,
+    pub challenge_id: String,
+    pub code: String,
+    pub new_pin: String,
+}
+
+/// `POST /v1/accounts/{id}/contact`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContactChangeIn {
+    pub proof_challenge_id: String,
+    pub proof_code: String,
+    pub phone: Option<String>,
+    pub email: Option<String>,
+}
+
+/// `PUT /v1/accounts/{id}/push-device`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PushDeviceIn {
+    pub push_token: String,
+}
+
+/// `POST /v1/admin/accounts/{id}/lock`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LockIn {
+    pub reason: String,
+}
+
+/// `POST /v1/admin/accounts/{id}/pin-reset`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResetPinIn {
+    pub pin: String,
+}
+
+/// `POST /v1/admin/import`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImportIn {
+    pub accounts: Vec<ImportAccountIn>,
+}
+
+/// One account in a bulk import.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImportAccountIn {
+    pub identity: IdentityIn,
+    pub phone: Option<String>,
+    pub email: Option<String>,
+    pub birth_date: Option<String>,
+    pub postal_address: Option<String>,
+    pub pin_hash: Option<String>,
+    /// `active` (default), `pending_activation` or `locked`.
+    pub state: Option<String>,
+    /// Why it is locked, for `locked`.
+    pub lock_reason: Option<String>,
+}
+
+/// Parses an optional phone.
+pub fn phone(raw: Option<&str>) -> Result<Option<Phone>, ApiError> {
+    Ok(raw.map(Phone::parse).transpose()?)
+}
+
+/// Parses an optional email.
+pub fn email(raw: Option<&str>) -> Result<Option<Email>, ApiError> {
+    Ok(raw.map(Email::parse).transpose()?)
+}
+
+/// Parses an optional postal address.
+pub fn address(raw: Option<&str>) -> Result<Option<PostalAddress>, ApiError> {
+    Ok(raw.map(PostalAddress::parse).transpose()?)
+}
+
+/// Parses an optional birth date.
+pub fn birth_date(raw: Option<&str>, today: Timestamp) -> Result<Option<BirthDate>, ApiError> {
+    Ok(raw.map(|d| BirthDate::parse(d, today)).transpose()?)
+}
+
+/// Parses an optional channel.
+pub fn channel(raw: Option<&str>) -> Result<Option<Channel>, ApiError> {
+    Ok(raw.map(Channel::parse).transpose()?)
+}
+
+/// An identity as returned.
+pub fn identity(id: &Identity) -> Value {
+    json!({ "kind": id.kind().as_str(), "number": id.number(), "country": id.country() })
+}
+
+/// A just-issued challenge as returned: never the code or the full destination.
+pub fn issued(issued: &Issued) -> Value {
+    json!({
+        "challenge_id": issued.challenge_id.to_string(),
+        "purpose": issued.purpose.as_str(),
+        "channel": issued.channel.as_str(),
+        "masked_destination": issued.masked_destination,
+        "expires_at": rfc3339(issued.expires_at),
+    })
+}
+
+/// A challenge's status as returned.
+pub fn status(s: &ChallengeStatus) -> Value {
+    json!({
+        "challenge_id": s.id.to_string(),
+        "account_id": s.account.to_string(),
+        "purpose": s.purpose.as_str(),
+        "channel": s.channel.as_str(),
+        "masked_destination": s.masked_destination,
+        "created_at": rfc3339(s.created_at),
+        "expires_at": rfc3339(s.expires_at),
+        "attempts_remaining": s.attempts_remaining,
+        "state": s.state.as_str(),
+    })
+}
+
+/// An account as returned: masked contacts, never the PIN hash.
+pub fn account(view: &AccountView) -> Value {
+    let lock = match &view.state {
+        engine::AccountState::Locked(lock) => json!({
+            "reason": match &lock.reason {
+                engine::LockReason::PinFailures => "pin_failures".to_owned(),
+                engine::LockReason::CodeFailures => "code_failures".to_owned(),
+                engine::LockReason::Administrative(why) => format!("administrative: {why}"),
+            },
+            "since": rfc3339(lock.since),
+            "until": lock.until.map(rfc3339),
+        }),
+        _ => Value::Null,
+    };
+    json!({
+        "account_id": view.id.to_string(),
+        "identity": identity(&view.identity),
+        "state": view.state.as_str(),
+        "lock": lock,
+        "phone": view.phone.as_ref().map(Phone::masked),
+        "email": view.email.as_ref().map(Email::masked),
+        "has_postal_address": view.has_postal_address,
+        "has_push_device": view.has_push_device,
+        "pin_failures": view.pin_failures,
+        "code_failures": view.code_failures,
+        "created_at": rfc3339(view.created_at),
+        "updated_at": rfc3339(view.updated_at),
+    })
+}
+
+/// `2026-11-23T10:15:30.250Z`.
+pub fn rfc3339(t: Timestamp) -> String {
+    let days = i64::try_from(t.0 / 86_400_000).unwrap_or(i64::MAX);
+    let ms_of_day = t.0 % 86_400_000;
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        ms_of_day / 3_600_000,
+        ms_of_day / 60_000 % 60,
+        ms_of_day / 1000 % 60,
+        ms_of_day % 1000
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_rfc3339_utc() {
+        assert_eq!(rfc3339(Timestamp(0)), "1970-01-01T00:00:00.000Z");
+        assert_eq!(
+            rfc3339(Timestamp(1_795_392_000_000)),
+            "2026-11-23T00:00:00.000Z"
+        );
+        assert_eq!(
+            rfc3339(Timestamp(951_782_400_000 + 3_723_004)),
+            "2000-02-29T01:02:03.004Z"
+        );
+    }
+}

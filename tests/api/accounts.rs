@@ -1,0 +1,237 @@
+use serde_json::json;
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn a_registered_account_reads_back_masked_and_without_its_pin_hash() {
+    let app = spawn_app().await;
+    let r = app
+        .post(
+            "/v1/accounts",
+            &app.accounts_key,
+            json!({
+                "identity": { "kind": "social_security", "number": "11234567892" },
+                "phone": PHONE,
+                "email": "joana@example.pt",
+                "pin": PIN,
+                "birth_date": "1980-04-25",
+            }),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let id = r.body["account_id"].as_str().unwrap();
+    let read = app.account(id).await;
+    assert_eq!(read.status, 200);
+    assert_eq!(read.body["state"], "active");
+    assert_eq!(read.body["phone"], "+351******678");
+    assert_eq!(read.body["email"], "j***@example.pt");
+    assert!(!read.text.contains("argon2"), "{}", read.text);
+    assert!(!read.text.contains("912345678"));
+}
+
+#[tokio::test]
+async fn duplicate_phone_email_or_identity_is_a_conflict() {
+    let app = spawn_app().await;
+    app.registered(PHONE, "12345678").await;
+    let same_phone = app.register(PHONE, "87654321").await;
+    assert_eq!(
+        (same_phone.status.as_u16(), same_phone.error_code()),
+        (409, "conflict")
+    );
+    assert_eq!(same_phone.body["error"]["field"], "phone");
+    let same_identity = app.register("+351934567890", "12345678").await;
+    assert_eq!(same_identity.body["error"]["field"], "identity");
+}
+
+#[tokio::test]
+async fn invalid_fields_are_named() {
+    let app = spawn_app().await;
+    let cases = [
+        (
+            json!({ "identity": { "kind": "civil_id", "number": "123" }, "phone": PHONE, "pin": PIN }),
+            "identity.number",
+        ),
+        (
+            json!({ "identity": { "kind": "passport", "number": "AB123456", "country": "XX" }, "phone": PHONE, "pin": PIN }),
+            "identity.country",
+        ),
+        (
+            json!({ "identity": { "kind": "alien", "number": "1" }, "phone": PHONE, "pin": PIN }),
+            "identity.kind",
+        ),
+        (
+            json!({ "identity": { "kind": "civil_id", "number": "12345678" }, "phone": "912345678", "pin": PIN }),
+            "phone",
+        ),
+        (
+            json!({ "identity": { "kind": "civil_id", "number": "12345678" }, "email": "nope", "pin": PIN }),
+            "email",
+        ),
+        (
+            json!({ "identity": { "kind": "civil_id", "number": "12345678" }, "phone": PHONE, "pin": "1234" }),
+            "pin",
+        ),
+        (
+            json!({ "identity": { "kind": "civil_id", "number": "12345678" }, "phone": PHONE, "pin": PIN, "birth_date": "2031-01-01" }),
+            "birth_date",
+        ),
+        (
+            json!({ "identity": { "kind": "civil_id", "number": "12345678" }, "phone": PHONE, "pin": PIN, "nickname": "x" }),
+            "nickname",
+        ),
+        (
+            json!({ "identity": { "kind": "civil_id", "number": "12345678" }, "phone": PHONE }),
+            "pin",
+        ),
+    ];
+    for (body, field) in cases {
+        let r = app.post("/v1/accounts", &app.accounts_key, body).await;
+        assert_eq!(r.status, 400, "{field}: {}", r.text);
+        assert_eq!(r.body["error"]["field"], field, "{}", r.text);
+        assert!(!r.body["error"]["message"].as_str().unwrap().is_empty());
+    }
+}
+
+#[tokio::test]
+async fn changing_the_pin_needs_the_current_pin_and_a_step_up_code() {
+    let app = spawn_app().await;
+    let account = app.registered(PHONE, "12345678").await;
+    let step_up = app.step_up(&account).await;
+    let challenge = step_up.body["challenge_id"].as_str().unwrap();
+    let code = app.outbox.code_for(challenge);
+    let path = format!("/v1/accounts/{account}/pin");
+    let wrong_pin = app
+        .post(&path, &app.accounts_key, json!({ "current_pin": "9135", "challenge_id": challenge, "code": code, "new_pin": "5829" }))
+        .await;
+    assert_eq!(
+        (wrong_pin.status.as_u16(), wrong_pin.error_code()),
+        (401, "invalid_credentials")
+    );
+    let ok = app
+        .post(&path, &app.accounts_key, json!({ "current_pin": PIN, "challenge_id": challenge, "code": code, "new_pin": "5829" }))
+        .await;
+    assert_eq!(ok.status, 200, "{}", ok.text);
+    assert_eq!(app.login(PHONE, PIN).await.status, 401);
+    assert_eq!(app.login(PHONE, "5829").await.status, 201);
+}
+
+#[tokio::test]
+async fn changing_the_phone_proves_both_numbers() {
+    let app = spawn_app().await;
+    let account = app.registered(PHONE, "12345678").await;
+    let proof = app.step_up(&account).await;
+    let proof_id = proof.body["challenge_id"].as_str().unwrap();
+    let proof_code = app.outbox.code_for(proof_id);
+    let r = app
+        .post(
+            &format!("/v1/accounts/{account}/contact"),
+            &app.accounts_key,
+            json!({ "proof_challenge_id": proof_id, "proof_code": proof_code, "phone": "+351934567890" }),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(r.body["masked_destination"], "+351******890");
+    let new_id = r.body["challenge_id"].as_str().unwrap();
+    let new_code = app.outbox.code_for(new_id);
+    let done = app
+        .post(
+            "/v1/contact-changes/confirm",
+            &app.accounts_key,
+            json!({ "challenge_id": new_id, "code": new_code }),
+        )
+        .await;
+    assert_eq!(done.status, 200, "{}", done.text);
+    assert_eq!(app.account(&account).await.body["phone"], "+351******890");
+    assert_eq!(app.login("+351934567890", PIN).await.status, 201);
+}
+
+#[tokio::test]
+async fn cancelling_frees_the_phone_and_keeps_the_record() {
+    let app = spawn_app().await;
+    let account = app.registered(PHONE, "12345678").await;
+    let r = app
+        .request(
+            hyper::Method::DELETE,
+            &format!("/v1/accounts/{account}"),
+            Some(&app.accounts_key),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(app.account(&account).await.body["state"], "cancelled");
+    let again = app
+        .request(
+            hyper::Method::DELETE,
+            &format!("/v1/accounts/{account}"),
+            Some(&app.accounts_key),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (again.status.as_u16(), again.error_code()),
+        (409, "wrong_state")
+    );
+    assert_eq!(app.register(PHONE, "12345678").await.status, 201);
+}
+
+#[tokio::test]
+async fn a_pre_registered_citizen_activates_by_sms_or_letter() {
+    let app = spawn_app().await;
+    let r = app
+        .post(
+            "/v1/accounts/pre-register",
+            &app.accounts_key,
+            json!({
+                "identity": { "kind": "social_security", "number": "11234567892" },
+                "birth_date": "1980-04-25",
+                "phone": PHONE,
+                "postal_address": "Rua Augusta 1\n1100-048 Lisboa",
+            }),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(r.body["state"], "pending_activation");
+    let request = |channel: &str, birth: &str| {
+        json!({
+            "identity": { "kind": "social_security", "number": "11234567892" },
+            "birth_date": birth,
+            "channel": channel,
+        })
+    };
+    let wrong_birth = app
+        .post(
+            "/v1/activation/request",
+            &app.auth_key,
+            request("sms", "1980-04-26"),
+        )
+        .await;
+    assert_eq!(
+        (wrong_birth.status.as_u16(), wrong_birth.error_code()),
+        (404, "activation_not_found")
+    );
+    let letter = app
+        .post(
+            "/v1/activation/request",
+            &app.auth_key,
+            request("letter", "1980-04-25"),
+        )
+        .await;
+    assert_eq!(letter.status, 201, "{}", letter.text);
+    assert_eq!(
+        letter.body["expires_at"], "2026-12-23T00:00:00.000Z",
+        "30 days for the post"
+    );
+    let letter_id = letter.body["challenge_id"].as_str().unwrap();
+    let letter_code = app.outbox.code_for(letter_id);
+    assert_eq!(letter_code.len(), 10);
+    let done = app
+        .post(
+            "/v1/activation/complete",
+            &app.auth_key,
+            json!({ "challenge_id": letter_id, "code": letter_code, "pin": PIN }),
+        )
+        .await;
+    assert_eq!(done.status, 200, "{}", done.text);
+    assert_eq!(done.body["state"], "active");
+    assert_eq!(app.login(PHONE, PIN).await.status, 201);
+}

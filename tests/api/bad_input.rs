@@ -1,0 +1,194 @@
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{Method, Request};
+use serde_json::json;
+
+use crate::helpers::*;
+
+fn raw(
+    app: &TestApp,
+    method: Method,
+    path: &str,
+    content_type: Option<&str>,
+    body: Vec<u8>,
+) -> Request<Full<Bytes>> {
+    let mut builder = Request::builder()
+        .method(method)
+        .uri(format!("{}{path}", app.address))
+        .header("authorization", format!("Bearer {}", app.all_key));
+    if let Some(ct) = content_type {
+        builder = builder.header("content-type", ct);
+    }
+    builder.body(Full::new(Bytes::from(body))).unwrap()
+}
+
+#[tokio::test]
+async fn a_body_over_the_limit_is_413() {
+    let app = spawn_app().await;
+    let big = format!(r#"{{"phone":"{}","pin":"4821"}}"#, "9".repeat(1_000_000));
+    let r = app
+        .send(raw(
+            &app,
+            Method::POST,
+            "/v1/login",
+            Some("application/json"),
+            big.into_bytes(),
+        ))
+        .await;
+    assert_eq!(
+        (r.status.as_u16(), r.error_code()),
+        (413, "payload_too_large")
+    );
+}
+
+#[tokio::test]
+async fn a_body_that_is_not_json_is_415_and_broken_json_is_400() {
+    let app = spawn_app().await;
+    let r = app
+        .send(raw(
+            &app,
+            Method::POST,
+            "/v1/login",
+            Some("text/plain"),
+            b"phone=1".to_vec(),
+        ))
+        .await;
+    assert_eq!(
+        (r.status.as_u16(), r.error_code()),
+        (415, "unsupported_media_type")
+    );
+    let r = app
+        .send(raw(&app, Method::POST, "/v1/login", None, b"{}".to_vec()))
+        .await;
+    assert_eq!(r.status, 415);
+    let r = app
+        .send(raw(
+            &app,
+            Method::POST,
+            "/v1/login",
+            Some("application/json; charset=utf-8"),
+            b"{\"phone\":".to_vec(),
+        ))
+        .await;
+    assert_eq!((r.status.as_u16(), r.error_code()), (400, "malformed_json"));
+    let deep = format!("{}{}", "[".repeat(5_000), "]".repeat(5_000));
+    let r = app
+        .send(raw(
+            &app,
+            Method::POST,
+            "/v1/login",
+            Some("application/json"),
+            deep.into_bytes(),
+        ))
+        .await;
+    assert_eq!(r.status, 400);
+}
+
+#[tokio::test]
+async fn unknown_routes_are_404_and_wrong_methods_405() {
+    let app = spawn_app().await;
+    let r = app.get("/v1/nothing-here", &app.all_key).await;
+    assert_eq!((r.status.as_u16(), r.error_code()), (404, "not_found"));
+    let r = app.get("/v1/login", &app.all_key).await;
+    assert_eq!(
+        (r.status.as_u16(), r.error_code()),
+        (405, "method_not_allowed")
+    );
+    let r = app.get("/v1/accounts/not-an-id", &app.all_key).await;
+    assert_eq!(
+        (r.status.as_u16(), r.body["error"]["field"].as_str()),
+        (400, Some("account_id"))
+    );
+    let r = app
+        .get(&format!("/v1/accounts/{}", "0".repeat(32)), &app.all_key)
+        .await;
+    assert_eq!(
+        (r.status.as_u16(), r.error_code()),
+        (404, "account_not_found")
+    );
+    let r = app
+        .get(&format!("/v1/challenges/{}", "0".repeat(32)), &app.all_key)
+        .await;
+    assert_eq!(
+        (r.status.as_u16(), r.error_code()),
+        (404, "challenge_not_found")
+    );
+}
+
+#[tokio::test]
+async fn odd_input_never_causes_a_server_error() {
+    let app = spawn_app().await;
+    let account = app.registered(PHONE, "12345678").await;
+    let (challenge, _) = app.login_code(PHONE).await;
+    let odd_values = [
+        json!(null),
+        json!(""),
+        json!("\u{0}\u{0}"),
+        json!("٤٨٢١"),
+        json!("9".repeat(10_000)),
+        json!(-1),
+        json!(1e308),
+        json!([1, 2]),
+        json!({ "a": { "b": {} } }),
+        json!(true),
+    ];
+    let endpoints = [
+        ("/v1/accounts", vec!["pin", "phone", "email", "birth_date"]),
+        (
+            "/v1/login",
+            vec!["phone", "pin", "channel", "lifetime_seconds"],
+        ),
+        ("/v1/verify", vec!["challenge_id", "code"]),
+        ("/v1/step-up", vec!["account_id", "channel"]),
+        ("/v1/activation/request", vec!["birth_date", "channel"]),
+        (
+            "/v1/activation/complete",
+            vec!["challenge_id", "code", "pin"],
+        ),
+        ("/v1/admin/import", vec!["accounts"]),
+    ];
+    for (path, fields) in endpoints {
+        for field in fields {
+            for value in &odd_values {
+                let mut body = json!({
+                    "identity": { "kind": "civil_id", "number": "12345678" },
+                    "phone": PHONE, "pin": PIN, "challenge_id": challenge, "code": "123456",
+                    "account_id": account, "birth_date": "1980-01-01", "channel": "sms",
+                    "accounts": [],
+                });
+                body[field] = value.clone();
+                let r = app.post(path, &app.all_key, body).await;
+                assert!(
+                    r.status.as_u16() < 500,
+                    "{path} {field}={value}: {} {}",
+                    r.status,
+                    r.text
+                );
+                assert!(
+                    r.body["error"]["code"].is_string() || r.status.is_success(),
+                    "{path}: {}",
+                    r.text
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_client_that_never_sends_its_headers_is_cut_off() {
+    use tokio::io::AsyncReadExt;
+    let app = spawn_app_with(|c| c.server.header_read_timeout_ms = 200).await;
+    let address = app.address.trim_start_matches("http://").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    // Send half a request line and stall: hyper's timer must close the connection.
+    tokio::io::AsyncWriteExt::write_all(&mut stream, b"GET /livez HT")
+        .await
+        .unwrap();
+    let mut buffer = Vec::new();
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        stream.read_to_end(&mut buffer),
+    )
+    .await;
+    assert!(read.is_ok(), "the server kept a stalled connection open");
+}

@@ -1,0 +1,358 @@
+//! `spawn_app`: a real otpd on 127.0.0.1 port 0 with a temporary data directory,
+//! a manual clock and a delivery sink the test can read.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use engine::{CodeKey, Durable, Issued, ManualClock, Scope, Scopes, Timestamp, seeded_rng};
+use http_body_util::{BodyExt, Full};
+use hyper::{Method, Request, StatusCode};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use otpd::config::Config;
+use otpd::delivery::Delivery;
+use otpd::{App, Dependencies};
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// 2026-11-23T00:00:00Z.
+pub const START: Timestamp = Timestamp(1_795_392_000_000);
+pub const PHONE: &str = "+351912345678";
+pub const PIN: &str = "4821";
+
+/// Codes as a gateway would receive them.
+#[derive(Debug, Default, Clone)]
+pub struct Outbox(Arc<Mutex<Vec<Issued>>>);
+
+impl Delivery for Outbox {
+    fn name(&self) -> &'static str {
+        "test-outbox"
+    }
+
+    fn fit_for_production(&self) -> bool {
+        true
+    }
+
+    fn deliver(&self, issued: &Issued) {
+        self.0.lock().unwrap().push(issued.clone());
+    }
+}
+
+impl Outbox {
+    /// The code last sent for a challenge.
+    pub fn code_for(&self, challenge_id: &str) -> String {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .rev()
+            .find(|i| i.challenge_id.to_string() == challenge_id)
+            .map(|i| i.code.expose().to_owned())
+            .unwrap_or_else(|| panic!("no code was delivered for {challenge_id}"))
+    }
+
+    pub fn sent(&self) -> Vec<Issued> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+pub struct Response {
+    pub status: StatusCode,
+    pub headers: hyper::HeaderMap,
+    pub body: Value,
+    pub text: String,
+}
+
+impl Response {
+    pub fn error_code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or("")
+    }
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub clock: ManualClock,
+    pub outbox: Outbox,
+    pub state: Arc<otpd::AppState>,
+    /// Keys with one scope each, and one with all.
+    pub auth_key: String,
+    pub accounts_key: String,
+    pub admin_key: String,
+    pub all_key: String,
+    client: Client<HttpConnector, Full<Bytes>>,
+    stop: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<Result<(), String>>>,
+    pub config: Config,
+    pub dir: Arc<tempfile::TempDir>,
+}
+
+pub fn test_config(dir: &std::path::Path) -> Config {
+    let mut config = Config {
+        listen: "127.0.0.1:0".into(),
+        data_dir: dir.join("data"),
+        ..Config::default()
+    };
+    config.argon2.memory_kib = 64;
+    config.argon2.iterations = 1;
+    config.server.shutdown_grace_ms = 2_000;
+    config
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let mut config = test_config(dir.path());
+    adjust(&mut config);
+    start(config, dir, ManualClock::new(START), None).await
+}
+
+async fn start(
+    config: Config,
+    dir: Arc<tempfile::TempDir>,
+    clock: ManualClock,
+    keys: Option<[String; 4]>,
+) -> TestApp {
+    let outbox = Outbox::default();
+    let deps = Dependencies {
+        clock: Arc::new(clock.clone()),
+        rng: seeded_rng([7; 32]),
+        code_key: CodeKey::new([42; 32]),
+        delivery: Arc::new(outbox.clone()),
+    };
+    let app = App::build(config.clone(), deps).expect("app builds");
+    let state = app.state();
+    let engine = Arc::clone(&state.engine);
+    let keys = keys.unwrap_or_else(|| {
+        let add = |name: &str, scopes: &[Scope]| {
+            let (_, key) = engine
+                .add_client(name, Scopes::of(scopes))
+                .and_then(Durable::wait)
+                .unwrap();
+            key.expose().to_owned()
+        };
+        [
+            add("auth-only", &[Scope::Auth]),
+            add("accounts-only", &[Scope::Accounts]),
+            add("admin-only", &[Scope::Admin]),
+            add("everything", &Scope::ALL),
+        ]
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(app.serve(listener, async {
+        let _ = stopped.await;
+    }));
+    let [auth_key, accounts_key, admin_key, all_key] = keys;
+    drop(engine);
+    TestApp {
+        address,
+        clock,
+        outbox,
+        state,
+        auth_key,
+        accounts_key,
+        admin_key,
+        all_key,
+        client: Client::builder(TokioExecutor::new()).build_http(),
+        stop: Some(stop),
+        server: Some(server),
+        config,
+        dir,
+    }
+}
+
+impl TestApp {
+    /// Stops the server (graceful drain and flush) and starts a new one on the same data.
+    pub async fn restart(mut self) -> TestApp {
+        self.stop().await;
+        let keys = [
+            self.auth_key.clone(),
+            self.accounts_key.clone(),
+            self.admin_key.clone(),
+            self.all_key.clone(),
+        ];
+        let (config, dir, clock) = (
+            self.config.clone(),
+            Arc::clone(&self.dir),
+            self.clock.clone(),
+        );
+        let engine = Arc::downgrade(&self.state.engine);
+        drop(self);
+        // The old engine must be gone before the store can be opened again.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while engine.strong_count() > 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "old engine still referenced"
+            );
+            tokio::task::yield_now().await;
+        }
+        start(config, dir, clock, Some(keys)).await
+    }
+
+    pub async fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.unwrap().unwrap();
+        }
+    }
+
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        key: Option<&str>,
+        body: Option<Value>,
+    ) -> Response {
+        let mut builder = Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.address));
+        if let Some(key) = key {
+            builder = builder.header("authorization", format!("Bearer {key}"));
+        }
+        let body = match body {
+            Some(value) => {
+                builder = builder.header("content-type", "application/json");
+                Full::new(Bytes::from(value.to_string()))
+            }
+            None => Full::new(Bytes::new()),
+        };
+        self.send(builder.body(body).unwrap()).await
+    }
+
+    pub async fn send(&self, request: Request<Full<Bytes>>) -> Response {
+        let response = tokio::time::timeout(Duration::from_secs(30), self.client.request(request))
+            .await
+            .expect("response within 30 s")
+            .expect("request sent");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Response {
+            status,
+            headers,
+            body,
+            text,
+        }
+    }
+
+    pub async fn post(&self, path: &str, key: &str, body: Value) -> Response {
+        self.request(Method::POST, path, Some(key), Some(body))
+            .await
+    }
+
+    pub async fn get(&self, path: &str, key: &str) -> Response {
+        self.request(Method::GET, path, Some(key), None).await
+    }
+
+    // One method per endpoint.
+
+    pub async fn register(&self, phone: &str, civil_id: &str) -> Response {
+        self.post(
+            "/v1/accounts",
+            &self.accounts_key,
+            json!({
+                "identity": { "kind": "civil_id", "number": civil_id },
+                "phone": phone,
+                "pin": PIN,
+            }),
+        )
+        .await
+    }
+
+    /// Registers and returns the account id.
+    pub async fn registered(&self, phone: &str, civil_id: &str) -> String {
+        let r = self.register(phone, civil_id).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+        r.body["account_id"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn login(&self, phone: &str, pin: &str) -> Response {
+        self.post(
+            "/v1/login",
+            &self.auth_key,
+            json!({ "phone": phone, "pin": pin }),
+        )
+        .await
+    }
+
+    /// Logs in and returns (challenge id, delivered code).
+    pub async fn login_code(&self, phone: &str) -> (String, String) {
+        let r = self.login(phone, PIN).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+        let id = r.body["challenge_id"].as_str().unwrap().to_owned();
+        let code = self.outbox.code_for(&id);
+        (id, code)
+    }
+
+    pub async fn verify(&self, challenge_id: &str, code: &str) -> Response {
+        self.post(
+            "/v1/verify",
+            &self.auth_key,
+            json!({ "challenge_id": challenge_id, "code": code }),
+        )
+        .await
+    }
+
+    pub async fn step_up(&self, account_id: &str) -> Response {
+        self.post(
+            "/v1/step-up",
+            &self.auth_key,
+            json!({ "account_id": account_id }),
+        )
+        .await
+    }
+
+    pub async fn step_up_verify(&self, challenge_id: &str, code: &str) -> Response {
+        self.post(
+            "/v1/step-up/verify",
+            &self.auth_key,
+            json!({ "challenge_id": challenge_id, "code": code }),
+        )
+        .await
+    }
+
+    pub async fn account(&self, account_id: &str) -> Response {
+        self.get(&format!("/v1/accounts/{account_id}"), &self.accounts_key)
+            .await
+    }
+
+    pub async fn admin(&self, account_id: &str, action: &str, body: Value) -> Response {
+        self.post(
+            &format!("/v1/admin/accounts/{account_id}/{action}"),
+            &self.admin_key,
+            body,
+        )
+        .await
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// A well-formed code that is not `right`.
+pub fn wrong(right: &str) -> String {
+    let mut digits: Vec<u8> = right.bytes().collect();
+    digits[0] = if digits[0] == b'9' {
+        b'0'
+    } else {
+        digits[0] + 1
+    };
+    String::from_utf8(digits).unwrap()
+}

@@ -1,0 +1,10 @@
+//! End-to-end tests: a real otpd on loopback, driven over HTTP.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod accounts;
+mod admin;
+mod bad_input;
+mod helpers;
+mod login;
+mod operations;

@@ -1,0 +1,77 @@
+use std::sync::atomic::Ordering;
+
+use serde_json::json;
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn livez_readyz_and_metrics_answer_without_a_key() {
+    let app = spawn_app().await;
+    let live = app.request(hyper::Method::GET, "/livez", None, None).await;
+    assert_eq!(live.status, 200);
+    let ready = app.request(hyper::Method::GET, "/readyz", None, None).await;
+    assert_eq!(ready.status, 200);
+    app.registered(PHONE, "12345678").await;
+    app.login_code(PHONE).await;
+    let metrics = app
+        .request(hyper::Method::GET, "/metrics", None, None)
+        .await;
+    assert_eq!(metrics.status, 200);
+    for needle in [
+        "otpd_http_requests_total",
+        "otpd_http_request_duration_seconds_bucket",
+        "le=\"0.00005\"",
+        "otpd_codes_issued_total",
+    ] {
+        assert!(metrics.text.contains(needle), "missing {needle}");
+    }
+    assert!(
+        !metrics.text.contains("912345678"),
+        "no phone numbers in metrics"
+    );
+}
+
+#[tokio::test]
+async fn readyz_is_503_while_draining() {
+    let app = spawn_app().await;
+    app.state.draining.store(true, Ordering::SeqCst);
+    let r = app.request(hyper::Method::GET, "/readyz", None, None).await;
+    assert_eq!((r.status.as_u16(), r.error_code()), (503, "draining"));
+    assert_eq!(
+        app.request(hyper::Method::GET, "/livez", None, None)
+            .await
+            .status,
+        200
+    );
+}
+
+#[tokio::test]
+async fn responses_carry_a_request_id() {
+    let app = spawn_app().await;
+    let r = app.request(hyper::Method::GET, "/livez", None, None).await;
+    assert_eq!(r.headers["x-request-id"].len(), 16);
+}
+
+#[tokio::test]
+async fn a_restart_keeps_accounts_locks_and_live_challenges() {
+    let app = spawn_app().await;
+    let active = app.registered(PHONE, "12345678").await;
+    let locked = app.registered("+351934567890", "22345678").await;
+    app.admin(&locked, "lock", json!({ "reason": "audit" }))
+        .await;
+    let (challenge, code) = app.login_code(PHONE).await;
+    let wrong_once = app.verify(&challenge, &wrong(&code)).await;
+    assert_eq!(wrong_once.status, 401);
+
+    let app = app.restart().await;
+    assert_eq!(app.account(&active).await.body["code_failures"], 1);
+    assert_eq!(app.account(&locked).await.body["state"], "locked");
+    assert_eq!(app.login("+351934567890", PIN).await.status, 423);
+    let status = app
+        .get(&format!("/v1/challenges/{challenge}"), &app.auth_key)
+        .await;
+    assert_eq!(status.body["state"], "pending");
+    assert_eq!(status.body["attempts_remaining"], 2);
+    let v = app.verify(&challenge, &code).await;
+    assert_eq!(v.status, 200, "{}", v.text);
+}
