@@ -52,6 +52,8 @@ enum Command {
     },
     /// Print every OTPD_* environment variable and the setting it sets.
     EnvVars,
+    /// Print the effective configuration (all layers applied) as TOML.
+    Config,
 }
 
 #[derive(Debug, Subcommand)]
@@ -110,9 +112,15 @@ fn run(cli: Cli) -> Result<(), String> {
         }),
     };
     let config = Config::load(cli.config.as_deref(), std::env::vars(), &overrides)?;
+    telemetry::init_logging(config.log_format, &config.log_level);
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(config),
         Command::Client { action } => manage_clients(&config, action),
+        Command::Config => {
+            let text = toml::to_string(&config).map_err(|e| e.to_string())?;
+            print!("{text}");
+            Ok(())
+        }
         Command::EnvVars => {
             for (variable, key) in Config::environment_variables() {
                 println!("{variable:45} {key}");
@@ -137,7 +145,6 @@ fn code_key(config: &Config) -> Result<engine::CodeKey, String> {
 }
 
 fn serve(config: Config) -> Result<(), String> {
-    telemetry::init_logging(config.log_format, &config.log_level);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
