@@ -75,3 +75,44 @@ async fn a_restart_keeps_accounts_locks_and_live_challenges() {
     let v = app.verify(&challenge, &code).await;
     assert_eq!(v.status, 200, "{}", v.text);
 }
+
+#[tokio::test]
+async fn logs_never_contain_pins_codes_keys_or_phone_numbers() {
+    let app = spawn_app().await;
+    let phone = "+351967452301";
+    let pin = "8264";
+    let r = app
+        .post(
+            "/v1/accounts",
+            &app.accounts_key,
+            json!({ "identity": { "kind": "civil_id", "number": "31415926" }, "phone": phone, "pin": pin }),
+        )
+        .await;
+    assert_eq!(r.status, 201);
+    let login = app
+        .post(
+            "/v1/login",
+            &app.auth_key,
+            json!({ "phone": phone, "pin": pin }),
+        )
+        .await;
+    let challenge = login.body["challenge_id"].as_str().unwrap().to_owned();
+    let code = app.outbox.code_for(&challenge);
+    app.post(
+        "/v1/login",
+        &app.auth_key,
+        json!({ "phone": phone, "pin": "8265" }),
+    )
+    .await;
+    app.verify(&challenge, &wrong(&code)).await;
+    app.verify(&challenge, &code).await;
+    let logs = String::from_utf8(captured_logs().lock().unwrap().clone()).unwrap();
+    assert!(
+        logs.contains(&challenge) || logs.contains("/v1/verify"),
+        "the flow was logged"
+    );
+    let secret_part = app.auth_key.rsplit('_').next().unwrap();
+    for secret in [pin, "8265", &code, &wrong(&code), "967452301", secret_part] {
+        assert!(!logs.contains(secret), "the log contains {secret}");
+    }
+}
