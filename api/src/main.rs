@@ -6,7 +6,6 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand, ValueEnum};
 use engine::{Durable, Engine, Scope, Scopes, SystemClock, os_seeded_rng};
 use otpd::config::{self, Config, Environment, LogFormat, Overrides};
-use otpd::delivery::LogSink;
 use otpd::secrets::{KeySource, load_code_key};
 use otpd::{App, Dependencies, telemetry};
 
@@ -151,13 +150,16 @@ fn serve(config: Config) -> Result<(), String> {
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
     runtime.block_on(async {
         let listen = config.listen_addr()?;
-        let delivery = Arc::new(LogSink);
-        tracing::warn!("codes go to the development log sink; do not use this build with citizens");
+        if config.delivery.log_sink {
+            tracing::warn!(
+                "delivery.log_sink is on: codes for unconfigured channels are written to the log; development only"
+            );
+        }
         let deps = Dependencies {
             clock: Arc::new(SystemClock::new()),
             rng: os_seeded_rng().map_err(|e| e.to_string())?,
             code_key: code_key(&config)?,
-            delivery,
+            delivery: None,
         };
         let app = App::build(config, deps)?;
         let listener = tokio::net::TcpListener::bind(listen)

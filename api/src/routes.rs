@@ -290,6 +290,7 @@ async fn dispatch(state: &Arc<AppState>, route: Route, request: Request<Incoming
                     account,
                     wire::channel(input.channel.as_deref())?,
                     lifetime(input.lifetime_seconds),
+                    wire::locale(input.locale.as_deref())?,
                 )?
                 .wait_async()
                 .await?;
@@ -304,7 +305,7 @@ async fn dispatch(state: &Arc<AppState>, route: Route, request: Request<Incoming
             authorize(state, &request, Scope::Auth)?;
             let issued = state
                 .engine
-                .resend(challenge_id(&id)?)?
+                .resend(challenge_id(&id)?, None)?
                 .wait_async()
                 .await?;
             sent(state, &issued)
@@ -316,9 +317,10 @@ async fn dispatch(state: &Arc<AppState>, route: Route, request: Request<Incoming
             let birth = wire::birth_date(Some(&input.birth_date), state.engine.now())?
                 .ok_or_else(|| ApiError::invalid("birth_date", "is required"))?;
             let channel = engine::Channel::parse(&input.channel)?;
+            let locale = wire::locale(input.locale.as_deref())?;
             let issued = state
                 .engine
-                .request_activation(&identity, birth, channel)?
+                .request_activation(&identity, birth, channel, locale)?
                 .wait_async()
                 .await?;
             sent(state, &issued)
@@ -532,9 +534,10 @@ async fn blocking<T: Send + 'static>(
         .map_err(ApiError::from)
 }
 
-/// Hands a new code to delivery and answers with the challenge (never the code).
+/// Wakes the sender for the new code (already in the outbox) and answers
+/// with the challenge, never the code.
 fn sent(state: &AppState, issued: &Issued) -> Reply {
-    state.delivery.deliver(issued);
+    state.wakeup.ring();
     metrics::counter!(
         "otpd_codes_issued_total",
         "purpose" => issued.purpose.as_str(),
@@ -641,10 +644,11 @@ async fn login(state: &Arc<AppState>, input: wire::LoginIn) -> Reply {
     };
     let channel = wire::channel(input.channel.as_deref())?;
     let lifetime = lifetime(input.lifetime_seconds);
+    let locale = wire::locale(input.locale.as_deref())?;
     let pin = Pin::new(input.pin);
     let outcome = blocking(state, move |engine| {
         engine
-            .login(&login, &pin, channel, lifetime)
+            .login(&login, &pin, channel, lifetime, locale)
             .and_then(Durable::wait)
     })
     .await?;
@@ -702,7 +706,13 @@ async fn begin_contact_change(
     let proof = challenge_id(&input.proof_challenge_id)?;
     let started = state
         .engine
-        .begin_contact_change(account, proof, &Code::new(input.proof_code), contact)?
+        .begin_contact_change(
+            account,
+            proof,
+            &Code::new(input.proof_code),
+            contact,
+            wire::locale(input.locale.as_deref())?,
+        )?
         .wait_async()
         .await?;
     match started {

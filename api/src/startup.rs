@@ -14,8 +14,8 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-use crate::config::{Config, Environment};
-use crate::delivery::Delivery;
+use crate::config::Config;
+use crate::delivery::{Channel, Dispatcher, Wakeup, run_sender};
 use crate::routes;
 use crate::telemetry;
 
@@ -25,8 +25,10 @@ pub struct AppState {
     pub engine: Arc<Engine>,
     /// The configuration in force.
     pub config: Config,
-    /// Where codes go.
-    pub delivery: Arc<dyn Delivery>,
+    /// The delivery channels.
+    pub dispatcher: Arc<Dispatcher>,
+    /// Wakes the sender when a code is queued.
+    pub wakeup: Wakeup,
     /// Bounds Argon2 work on the blocking pool.
     pub argon2: Semaphore,
     /// Set when shutdown begins; `/readyz` then answers 503.
@@ -39,7 +41,7 @@ impl std::fmt::Debug for AppState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AppState")
             .field("engine", &self.engine)
-            .field("delivery", &self.delivery.name())
+            .field("dispatcher", &self.dispatcher)
             .finish_non_exhaustive()
     }
 }
@@ -52,15 +54,16 @@ pub struct Dependencies {
     pub rng: ChaCha20Rng,
     /// The code key.
     pub code_key: CodeKey,
-    /// Where codes go.
-    pub delivery: Arc<dyn Delivery>,
+    /// Replaces the development log sink as the channel for messages whose
+    /// channel has no configuration (tests capture codes with it).
+    pub delivery: Option<Arc<dyn Channel>>,
 }
 
 impl std::fmt::Debug for Dependencies {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Dependencies")
             .field("clock", &self.clock)
-            .field("delivery", &self.delivery.name())
+            .field("delivery", &self.delivery.as_ref().map(|d| d.name()))
             .finish_non_exhaustive()
     }
 }
@@ -75,13 +78,7 @@ pub struct App {
 impl App {
     /// Opens the engine (recovering its data) and prepares the server.
     pub fn build(config: Config, deps: Dependencies) -> Result<App, String> {
-        if config.environment == Environment::Production && !deps.delivery.fit_for_production() {
-            return Err(format!(
-                "delivery {:?} prints codes to the log and is for development only; \
-                 configure a real delivery channel or set environment = \"development\"",
-                deps.delivery.name()
-            ));
-        }
+        let dispatcher = Arc::new(Dispatcher::from_config(&config, deps.delivery)?);
         let engine = Engine::open(config.engine_config(), deps.code_key, deps.clock, deps.rng)
             .map_err(|e| format!("cannot open the store: {e}"))?;
         let engine = Arc::new(engine);
@@ -96,7 +93,8 @@ impl App {
         };
         let state = Arc::new(AppState {
             engine,
-            delivery: deps.delivery,
+            dispatcher,
+            wakeup: Wakeup::default(),
             argon2: Semaphore::new(workers),
             draining: AtomicBool::new(false),
             metrics: telemetry::metrics()?,
@@ -125,6 +123,14 @@ impl App {
         let connections = Arc::new(Semaphore::new(server.max_connections as usize));
         let graceful = GracefulShutdown::new();
         let upkeep = tokio::spawn(upkeep(Arc::clone(&state)));
+        let sender = tokio::spawn(run_sender(
+            Arc::clone(&state.engine),
+            Arc::clone(&state.dispatcher),
+            state.wakeup.clone(),
+            state.config.clone(),
+        ));
+        // Messages left by a previous run go out at once.
+        state.wakeup.ring();
         let mut shutdown = std::pin::pin!(shutdown);
         let mut backoff = Duration::from_millis(5);
         loop {
@@ -175,6 +181,9 @@ impl App {
             () = tokio::time::sleep(grace) => tracing::warn!("drain deadline passed; closing remaining connections"),
         }
         upkeep.abort();
+        // Unsent messages stay in the outbox and go out after the next start.
+        sender.abort();
+        let _ = sender.await;
         let engine = Arc::clone(&state.engine);
         tokio::task::spawn_blocking(move || engine.flush())
             .await
@@ -193,6 +202,7 @@ async fn upkeep(state: Arc<AppState>) {
         let stats = state.engine.stats();
         metrics::gauge!("otpd_accounts").set(stats.accounts as f64);
         metrics::gauge!("otpd_active_challenges").set(stats.challenges as f64);
+        metrics::gauge!("otpd_outbox_depth").set(stats.outbox as f64);
         metrics::gauge!("otpd_store_last_flush_seconds").set(stats.flush.last_flush.as_secs_f64());
         metrics::counter!("otpd_store_flushes_total").absolute(stats.flush.flushes);
         metrics::counter!("otpd_store_flush_microseconds_total")

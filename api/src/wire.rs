@@ -65,6 +65,8 @@ pub struct LoginIn {
     pub pin: String,
     pub channel: Option<String>,
     pub lifetime_seconds: Option<u64>,
+    /// `pt` or `en`: the language of the message.
+    pub locale: Option<String>,
 }
 
 /// `POST /v1/verify`, `/v1/step-up/verify`, `/v1/contact-changes/confirm`.
@@ -82,6 +84,7 @@ pub struct StepUpIn {
     pub account_id: String,
     pub channel: Option<String>,
     pub lifetime_seconds: Option<u64>,
+    pub locale: Option<String>,
 }
 
 /// `POST /v1/activation/request`.
@@ -91,6 +94,7 @@ pub struct ActivationRequestIn {
     pub identity: IdentityIn,
     pub birth_date: String,
     pub channel: String,
+    pub locale: Option<String>,
 }
 
 /// `POST /v1/activation/complete`.
@@ -120,6 +124,7 @@ pub struct ContactChangeIn {
     pub proof_code: String,
     pub phone: Option<String>,
     pub email: Option<String>,
+    pub locale: Option<String>,
 }
 
 /// `PUT /v1/accounts/{id}/push-device`.
@@ -186,6 +191,11 @@ pub fn birth_date(raw: Option<&str>, today: Timestamp) -> Result<Option<BirthDat
     Ok(raw.map(|d| BirthDate::parse(d, today)).transpose()?)
 }
 
+/// Parses an optional locale.
+pub fn locale(raw: Option<&str>) -> Result<Option<engine::Locale>, ApiError> {
+    Ok(raw.map(engine::Locale::parse).transpose()?)
+}
+
 /// Parses an optional channel.
 pub fn channel(raw: Option<&str>) -> Result<Option<Channel>, ApiError> {
     Ok(raw.map(Channel::parse).transpose()?)
@@ -219,6 +229,7 @@ pub fn status(s: &ChallengeStatus) -> Value {
         "expires_at": rfc3339(s.expires_at),
         "attempts_remaining": s.attempts_remaining,
         "state": s.state.as_str(),
+        "delivery": s.delivery.as_str(),
     })
 }
 

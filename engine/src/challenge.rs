@@ -4,6 +4,7 @@ use crate::clock::Timestamp;
 use crate::error::{EngineError, Result};
 use crate::id::{AccountId, ChallengeId};
 use crate::identity::Identity;
+use crate::outbox::{DeliveryState, Locale, MessageId};
 use crate::secret::{Code, CodeMac};
 
 /// What a code is for. Issuing a code supersedes the account's previous
@@ -129,6 +130,11 @@ pub(crate) struct Challenge {
     pub(crate) attempts: u8,
     pub(crate) max_attempts: u8,
     pub(crate) state: ChallengeState,
+    pub(crate) delivery: DeliveryState,
+    /// Its outgoing message while one is queued.
+    pub(crate) message: Option<MessageId>,
+    /// The language its message was written in.
+    pub(crate) locale: Locale,
 }
 
 impl Challenge {
@@ -163,6 +169,7 @@ impl Challenge {
             expires_at: self.expires_at,
             attempts_remaining: u32::from(self.max_attempts.saturating_sub(self.attempts)),
             state,
+            delivery: self.delivery,
         }
     }
 }
@@ -199,6 +206,8 @@ pub struct Issued {
     pub expires_at: Timestamp,
     /// The code, for delivery only; never returned to API callers.
     pub code: Code,
+    /// The outgoing message queued for it.
+    pub message_id: MessageId,
 }
 
 /// The outcome of presenting a code.
@@ -255,6 +264,8 @@ pub struct ChallengeStatus {
     pub attempts_remaining: u32,
     /// Its state.
     pub state: ChallengeStatusKind,
+    /// Where its message stands.
+    pub delivery: DeliveryState,
 }
 
 /// The state of a challenge as callers see it.

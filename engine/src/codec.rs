@@ -14,6 +14,7 @@ use crate::error::{EngineError, Result};
 use crate::id::{AccountId, ChallengeId};
 use crate::identity::{BirthDate, Email, Identity, Phone, PostalAddress, PushToken};
 use crate::lockout::{Lock, LockReason, Lockout};
+use crate::outbox::{DeadLetter, DeliveryState, Locale, Message, MessageId};
 use crate::secret::{CodeMac, PinHash};
 
 const CONFIG: bincode::config::Configuration = bincode::config::standard();
@@ -75,6 +76,17 @@ enum DbLockReasonV1 {
 #[derive(Debug, Encode, Decode, PartialEq)]
 pub(crate) enum DbChallenge {
     V1(DbChallengeV1),
+    V2(DbChallengeV2),
+}
+
+/// V2 adds the delivery state and the queued message.
+#[derive(Debug, Encode, Decode, PartialEq)]
+pub(crate) struct DbChallengeV2 {
+    base: DbChallengeV1,
+    /// 0 queued, 1 sent, 2 failed, 3 dropped.
+    delivery: u8,
+    message: Option<[u8; 16]>,
+    locale: u8,
 }
 
 #[derive(Debug, Encode, Decode, PartialEq)]
@@ -199,28 +211,42 @@ pub(crate) fn decode_account(bytes: &[u8]) -> Result<Account> {
 }
 
 pub(crate) fn encode_challenge(c: &Challenge) -> Vec<u8> {
-    encode(&DbChallenge::V1(DbChallengeV1 {
-        id: c.id.0,
-        account: c.account.0,
-        purpose: u8::try_from(c.purpose.slot()).unwrap_or(u8::MAX),
-        channel: c.channel.tag(),
-        destination: c.destination.to_string(),
-        mac: c.mac.0,
-        created_at: c.created_at.0,
-        expires_at: c.expires_at.0,
-        attempts: c.attempts,
-        max_attempts: c.max_attempts,
-        state: match c.state {
-            ChallengeState::Live => 0,
-            ChallengeState::Consumed => 1,
-            ChallengeState::Superseded => 2,
+    encode(&DbChallenge::V2(DbChallengeV2 {
+        base: DbChallengeV1 {
+            id: c.id.0,
+            account: c.account.0,
+            purpose: u8::try_from(c.purpose.slot()).unwrap_or(u8::MAX),
+            channel: c.channel.tag(),
+            destination: c.destination.to_string(),
+            mac: c.mac.0,
+            created_at: c.created_at.0,
+            expires_at: c.expires_at.0,
+            attempts: c.attempts,
+            max_attempts: c.max_attempts,
+            state: match c.state {
+                ChallengeState::Live => 0,
+                ChallengeState::Consumed => 1,
+                ChallengeState::Superseded => 2,
+            },
         },
+        delivery: c.delivery.tag(),
+        message: c.message.map(|m| m.0),
+        locale: c.locale.tag(),
     }))
 }
 
 pub(crate) fn decode_challenge(bytes: &[u8]) -> Result<Challenge> {
-    let DbChallenge::V1(r) = decode(bytes, "challenge")?;
     let corrupt = |what: &str| EngineError::Corrupt(format!("challenge record: invalid {what}"));
+    let (r, delivery, message, locale) = match decode(bytes, "challenge")? {
+        // V1 predates the outbox: its code went to the delivery sink at once.
+        DbChallenge::V1(r) => (r, DeliveryState::Sent, None, Locale::Pt),
+        DbChallenge::V2(v2) => (
+            v2.base,
+            DeliveryState::from_tag(v2.delivery).ok_or_else(|| corrupt("delivery"))?,
+            v2.message.map(MessageId),
+            Locale::from_tag(v2.locale).ok_or_else(|| corrupt("locale"))?,
+        ),
+    };
     Ok(Challenge {
         id: ChallengeId(r.id),
         account: AccountId(r.account),
@@ -238,6 +264,108 @@ pub(crate) fn decode_challenge(bytes: &[u8]) -> Result<Challenge> {
             2 => ChallengeState::Superseded,
             _ => return Err(corrupt("state")),
         },
+        delivery,
+        message,
+        locale,
+    })
+}
+
+/// A stored outbox message, by version.
+#[derive(Debug, Encode, Decode, PartialEq)]
+pub(crate) enum DbMessage {
+    V1(DbMessageV1),
+}
+
+#[derive(Debug, Encode, Decode, PartialEq)]
+pub(crate) struct DbMessageV1 {
+    id: [u8; 16],
+    challenge: [u8; 16],
+    account: [u8; 16],
+    purpose: u8,
+    channel: u8,
+    destination: String,
+    sealed_code: Vec<u8>,
+    locale: u8,
+    expires_at: u64,
+    created_at: u64,
+    attempts: u32,
+    next_attempt_at: u64,
+}
+
+pub(crate) fn encode_message(m: &Message) -> Vec<u8> {
+    encode(&DbMessage::V1(DbMessageV1 {
+        id: m.id.0,
+        challenge: m.challenge.0,
+        account: m.account.0,
+        purpose: u8::try_from(m.purpose.slot()).unwrap_or(u8::MAX),
+        channel: m.channel.tag(),
+        destination: m.destination.to_string(),
+        sealed_code: m.sealed_code.clone(),
+        locale: m.locale.tag(),
+        expires_at: m.expires_at.0,
+        created_at: m.created_at.0,
+        attempts: m.attempts,
+        next_attempt_at: m.next_attempt_at.0,
+    }))
+}
+
+pub(crate) fn decode_message(bytes: &[u8]) -> Result<Message> {
+    let DbMessage::V1(r) = decode(bytes, "outbox")?;
+    let corrupt = |what: &str| EngineError::Corrupt(format!("outbox record: invalid {what}"));
+    Ok(Message {
+        id: MessageId(r.id),
+        challenge: ChallengeId(r.challenge),
+        account: AccountId(r.account),
+        purpose: Purpose::from_slot(r.purpose).ok_or_else(|| corrupt("purpose"))?,
+        channel: Channel::from_tag(r.channel).ok_or_else(|| corrupt("channel"))?,
+        destination: r.destination.into_boxed_str(),
+        sealed_code: r.sealed_code,
+        locale: Locale::from_tag(r.locale).ok_or_else(|| corrupt("locale"))?,
+        expires_at: Timestamp(r.expires_at),
+        created_at: Timestamp(r.created_at),
+        attempts: r.attempts,
+        next_attempt_at: Timestamp(r.next_attempt_at),
+        in_flight: false,
+    })
+}
+
+/// A stored dead letter, by version.
+#[derive(Debug, Encode, Decode, PartialEq)]
+pub(crate) enum DbDeadLetter {
+    V1(DbDeadLetterV1),
+}
+
+#[derive(Debug, Encode, Decode, PartialEq)]
+pub(crate) struct DbDeadLetterV1 {
+    id: [u8; 16],
+    challenge: [u8; 16],
+    channel: u8,
+    attempts: u32,
+    reason: String,
+    failed_at: u64,
+}
+
+pub(crate) fn encode_dead_letter(d: &DeadLetter) -> Vec<u8> {
+    encode(&DbDeadLetter::V1(DbDeadLetterV1 {
+        id: d.id.0,
+        challenge: d.challenge_id.0,
+        channel: d.channel.tag(),
+        attempts: d.attempts,
+        reason: d.reason.clone(),
+        failed_at: d.failed_at.0,
+    }))
+}
+
+pub(crate) fn decode_dead_letter(bytes: &[u8]) -> Result<DeadLetter> {
+    let DbDeadLetter::V1(r) = decode(bytes, "dead letter")?;
+    Ok(DeadLetter {
+        id: MessageId(r.id),
+        challenge_id: ChallengeId(r.challenge),
+        channel: Channel::from_tag(r.channel)
+            .ok_or_else(|| EngineError::Corrupt("dead letter: invalid channel".into()))?,
+        attempts: r.attempts,
+        reason: r.reason,
+        failed_at: Timestamp(r.failed_at),
     })
 }
 
@@ -356,10 +484,33 @@ mod tests {
             attempts: 2,
             max_attempts: 5,
             state: ChallengeState::Superseded,
+            delivery: DeliveryState::Queued,
+            message: Some(MessageId([5; 16])),
+            locale: Locale::En,
         };
         let back = decode_challenge(&encode_challenge(&c)).unwrap();
         assert_eq!(format!("{c:?}"), format!("{back:?}"));
         assert_eq!(back.mac.0, [4; 32]);
+    }
+
+    #[test]
+    fn version_1_challenges_still_decode_as_already_sent() {
+        let v1 = DbChallenge::V1(DbChallengeV1 {
+            id: [1; 16],
+            account: [2; 16],
+            purpose: 0,
+            channel: 0,
+            destination: "+351912345678".into(),
+            mac: [3; 32],
+            created_at: 1,
+            expires_at: 2,
+            attempts: 0,
+            max_attempts: 3,
+            state: 0,
+        });
+        let c = decode_challenge(&encode(&v1)).unwrap();
+        assert_eq!(c.delivery, DeliveryState::Sent);
+        assert_eq!(c.message, None);
     }
 
     #[test]

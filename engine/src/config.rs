@@ -5,6 +5,7 @@ use std::time::Duration;
 use crate::code::CodePolicies;
 use crate::error::{EngineError, Result};
 use crate::lockout::LockoutPolicy;
+use crate::outbox::OutboxPolicy;
 use crate::pin::{Argon2Params, PinPolicy};
 use crate::store::StoreConfig;
 
@@ -23,6 +24,8 @@ pub struct EngineConfig {
     pub resend_cooldown: ResendCooldown,
     /// Where data lives.
     pub store: StoreConfig,
+    /// How the outbox retries.
+    pub outbox: OutboxPolicy,
 }
 
 /// The least time between issuing a code and resending it.
@@ -63,6 +66,12 @@ impl EngineConfig {
             if !(1..=100).contains(&threshold) {
                 return Err(EngineError::invalid(name, "must be 1 to 100"));
             }
+        }
+        if !(1..=100).contains(&self.outbox.max_attempts) {
+            return Err(EngineError::invalid(
+                "delivery.max_attempts",
+                "must be 1 to 100",
+            ));
         }
         self.codes.validate()
     }

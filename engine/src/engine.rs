@@ -26,17 +26,22 @@ use crate::client::{ApiKey, Client, ClientInfo, Scopes, check_name, hash_secret}
 use crate::clock::{Clock, Monotonic, Timestamp};
 use crate::code::code_mac;
 use crate::codec::{
-    decode_account, decode_challenge, decode_client, encode_account, encode_challenge,
-    encode_client,
+    decode_account, decode_challenge, decode_client, decode_dead_letter, decode_message,
+    encode_account, encode_challenge, encode_client, encode_dead_letter, encode_message,
 };
 use crate::config::EngineConfig;
 use crate::error::{EngineError, Result};
 use crate::id::{AccountId, ChallengeId};
 use crate::identity::{BirthDate, Email, Identity, Phone, PostalAddress, PushToken};
 use crate::lockout::{Event, Transition};
+use crate::outbox::{
+    DeadLetter, DeliveryState, Locale, Message, MessageId, Outgoing, SendResult, seal, unseal,
+};
 use crate::pin::PinHasher;
 use crate::secret::{Code, CodeKey, Pin, PinHash};
-use crate::store::{Durable, FlushStats, Store, account_key, challenge_key, client_key};
+use crate::store::{
+    Durable, FlushStats, Store, account_key, challenge_key, client_key, dead_letter_key, outbox_key,
+};
 
 /// A ChaCha20 generator seeded from the operating system.
 pub fn os_seeded_rng() -> Result<ChaCha20Rng> {
@@ -184,6 +189,8 @@ pub struct Stats {
     pub flush: FlushStats,
     /// Accounts locked by failures since start.
     pub lockouts: u64,
+    /// Messages waiting in the outbox.
+    pub outbox: u64,
 }
 
 /// A change being prepared for one account.
@@ -194,6 +201,9 @@ struct Tx {
     puts: Vec<Challenge>,
     removes: Vec<ChallengeId>,
     unindex: Vec<String>,
+    messages: Vec<Message>,
+    message_removes: Vec<MessageId>,
+    dead: Vec<DeadLetter>,
 }
 
 impl Tx {
@@ -205,12 +215,27 @@ impl Tx {
             puts: Vec::new(),
             removes: Vec::new(),
             unindex: Vec::new(),
+            messages: Vec::new(),
+            message_removes: Vec::new(),
+            dead: Vec::new(),
         }
     }
 
     fn account_mut(&mut self) -> &mut Account {
         self.dirty = true;
         &mut self.account
+    }
+
+    fn put_message(&mut self, message: Message) {
+        self.dirty = true;
+        self.messages.retain(|m| m.id != message.id);
+        self.messages.push(message);
+    }
+
+    fn remove_message(&mut self, id: MessageId) {
+        self.dirty = true;
+        self.messages.retain(|m| m.id != id);
+        self.message_removes.push(id);
     }
 
     fn put(&mut self, challenge: Challenge) {
@@ -230,7 +255,10 @@ impl Tx {
         }
         if transition == Transition::Refused {
             // Nothing changed; don't write for it.
-            self.dirty = !self.puts.is_empty() || !self.removes.is_empty();
+            self.dirty = !self.puts.is_empty()
+                || !self.removes.is_empty()
+                || !self.messages.is_empty()
+                || !self.message_removes.is_empty();
         }
         transition
     }
@@ -248,6 +276,7 @@ pub struct Engine {
     index: DashMap<String, AccountId>,
     challenges: DashMap<ChallengeId, Challenge>,
     clients: DashMap<[u8; 8], Client>,
+    outbox: DashMap<MessageId, Message>,
     lockouts: std::sync::atomic::AtomicU64,
     /// Serialises client additions and revocations (rare, admin-only).
     client_admin: Mutex<()>,
@@ -284,6 +313,7 @@ impl Engine {
             index: DashMap::new(),
             challenges: DashMap::new(),
             clients: DashMap::new(),
+            outbox: DashMap::new(),
             lockouts: std::sync::atomic::AtomicU64::new(0),
             client_admin: Mutex::new(()),
         };
@@ -339,6 +369,19 @@ impl Engine {
             }
             drop(owner);
             self.challenges.insert(challenge.id, challenge);
+        }
+        for value in self.store.scan_outbox() {
+            let message = decode_message(&value?)?;
+            let queued = self
+                .challenges
+                .get(&message.challenge)
+                .is_some_and(|c| c.message == Some(message.id));
+            if queued {
+                self.outbox.insert(message.id, message);
+            } else {
+                dead.remove(&outbox_key(message.id)[..]);
+                any_dead = true;
+            }
         }
         if any_dead {
             // Only garbage goes here; if the removal is lost it is redone next start.
@@ -398,12 +441,27 @@ impl Engine {
         for removed in &tx.removes {
             batch.remove(&challenge_key(*removed)[..]);
         }
+        for m in &tx.messages {
+            batch.insert(&outbox_key(m.id)[..], encode_message(m));
+        }
+        for removed in &tx.message_removes {
+            batch.remove(&outbox_key(*removed)[..]);
+        }
+        for d in &tx.dead {
+            batch.insert(&dead_letter_key(d.id)[..], encode_dead_letter(d));
+        }
         let ticket = self.store.write(batch)?;
         for c in tx.puts {
             self.challenges.insert(c.id, c);
         }
         for removed in tx.removes {
             self.challenges.remove(&removed);
+        }
+        for removed in tx.message_removes {
+            self.outbox.remove(&removed);
+        }
+        for m in tx.messages {
+            self.outbox.insert(m.id, m);
         }
         for key in tx.unindex {
             self.index.remove_if(&key, |_, owner| *owner == id);
@@ -633,6 +691,7 @@ impl Engine {
         pin: &Pin,
         channel: Option<Channel>,
         lifetime: Option<Duration>,
+        locale: Option<Locale>,
     ) -> Result<Durable<LoginOutcome>> {
         let raw = pin.expose();
         if raw.is_empty() || raw.len() > 64 || raw.chars().any(char::is_control) {
@@ -678,7 +737,15 @@ impl Engine {
             }
             let channel = choose_channel(&tx.account, channel)?;
             let destination = destination_for(&tx.account, channel, Purpose::Login)?;
-            let issued = self.issue_in(tx, Purpose::Login, channel, destination, lifetime, now)?;
+            let issued = self.issue_in(
+                tx,
+                Purpose::Login,
+                channel,
+                destination,
+                lifetime,
+                locale,
+                now,
+            )?;
             Ok(LoginOutcome::CodeSent(issued))
         })
     }
@@ -689,18 +756,31 @@ impl Engine {
         account: AccountId,
         channel: Option<Channel>,
         lifetime: Option<Duration>,
+        locale: Option<Locale>,
     ) -> Result<Durable<Issued>> {
         self.mutate(account, |tx, now| {
             ensure_usable(&tx.account, now)?;
             let channel = choose_channel(&tx.account, channel)?;
             let destination = destination_for(&tx.account, channel, Purpose::StepUp)?;
-            self.issue_in(tx, Purpose::StepUp, channel, destination, lifetime, now)
+            self.issue_in(
+                tx,
+                Purpose::StepUp,
+                channel,
+                destination,
+                lifetime,
+                locale,
+                now,
+            )
         })
     }
 
     /// Sends a new code for a challenge's purpose to the same destination; the
     /// old code dies. Refused within the resend cooldown.
-    pub fn resend(&self, challenge: ChallengeId) -> Result<Durable<Issued>> {
+    pub fn resend(
+        &self,
+        challenge: ChallengeId,
+        locale: Option<Locale>,
+    ) -> Result<Durable<Issued>> {
         let account = self.challenge_owner(challenge)?;
         self.mutate(account, |tx, now| {
             let old = self
@@ -722,12 +802,14 @@ impl Engine {
             }
             let lifetime = old.created_at.until(old.expires_at);
             let destination = old.destination.to_string();
+            let locale = locale.or(Some(old.locale));
             self.issue_in(
                 tx,
                 old.purpose,
                 old.channel,
                 destination,
                 Some(lifetime),
+                locale,
                 now,
             )
         })
@@ -740,7 +822,9 @@ impl Engine {
             .ok_or(EngineError::ChallengeNotFound)
     }
 
-    /// Creates a challenge in `tx`, superseding the account's previous one of the same purpose.
+    /// Creates a challenge and its outgoing message in `tx`, superseding the
+    /// account's previous challenge of the same purpose.
+    #[allow(clippy::too_many_arguments)] // One private call site per purpose.
     fn issue_in(
         &self,
         tx: &mut Tx,
@@ -748,6 +832,7 @@ impl Engine {
         channel: Channel,
         destination: String,
         lifetime: Option<Duration>,
+        locale: Option<Locale>,
         now: Timestamp,
     ) -> Result<Issued> {
         let policy = self.config.codes.for_code(purpose, channel);
@@ -765,14 +850,10 @@ impl Engine {
             Some(l) => l,
         };
         let id = ChallengeId(self.random());
+        let message_id = MessageId(self.random());
         let code = policy.generate(&mut self.rng());
         if let Some(previous) = tx.account.current(purpose) {
-            if let Some(mut old) = self.challenge_in(tx, previous) {
-                if old.state == ChallengeState::Live {
-                    old.state = ChallengeState::Superseded;
-                    tx.put(old);
-                }
-            }
+            self.supersede(tx, previous);
         }
         tx.account_mut().current[purpose.slot()] = Some(id);
         let challenge = Challenge {
@@ -787,8 +868,26 @@ impl Engine {
             attempts: 0,
             max_attempts: u8::try_from(policy.max_attempts).unwrap_or(u8::MAX),
             state: ChallengeState::Live,
+            delivery: DeliveryState::Queued,
+            message: Some(message_id),
+            locale: locale.unwrap_or(self.config.outbox.default_locale),
         };
         let expires_at = challenge.expires_at;
+        tx.put_message(Message {
+            id: message_id,
+            challenge: id,
+            account: tx.account.id,
+            purpose,
+            channel,
+            destination: destination.clone().into_boxed_str(),
+            sealed_code: seal(&self.key, message_id, &code),
+            locale: challenge.locale,
+            expires_at,
+            created_at: now,
+            attempts: 0,
+            next_attempt_at: now,
+            in_flight: false,
+        });
         tx.put(challenge);
         Ok(Issued {
             challenge_id: id,
@@ -799,7 +898,24 @@ impl Engine {
             destination,
             expires_at,
             code,
+            message_id,
         })
+    }
+
+    /// Marks a live challenge superseded and drops its message if still queued.
+    fn supersede(&self, tx: &mut Tx, id: ChallengeId) {
+        let Some(mut old) = self.challenge_in(tx, id) else {
+            return;
+        };
+        if old.state != ChallengeState::Live {
+            return;
+        }
+        old.state = ChallengeState::Superseded;
+        if let Some(message) = old.message.take() {
+            tx.remove_message(message);
+            old.delivery = DeliveryState::Dropped;
+        }
+        tx.put(old);
     }
 
     /// Checks `code` against a challenge of `expected` purpose on `tx`'s account.
@@ -829,6 +945,10 @@ impl Engine {
         }
         if code_mac(&self.key, c.id, &typed).matches(&c.mac) {
             c.state = ChallengeState::Consumed;
+            if let Some(message) = c.message.take() {
+                // Used before the gateway took it (e.g. read from a retried send).
+                tx.remove_message(message);
+            }
             tx.lockout(Event::CodeSucceeded, now, self);
             let slot = &mut tx.account_mut().current[c.purpose.slot()];
             if *slot == Some(c.id) {
@@ -886,6 +1006,7 @@ impl Engine {
         identity: &Identity,
         birth_date: BirthDate,
         channel: Channel,
+        locale: Option<Locale>,
     ) -> Result<Durable<Issued>> {
         let id = self
             .find_by_identity(identity)
@@ -906,7 +1027,15 @@ impl Engine {
                 ));
             }
             let destination = destination_for(&tx.account, channel, Purpose::Activation)?;
-            self.issue_in(tx, Purpose::Activation, channel, destination, None, now)
+            self.issue_in(
+                tx,
+                Purpose::Activation,
+                channel,
+                destination,
+                None,
+                locale,
+                now,
+            )
         })
     }
 
@@ -1019,10 +1148,7 @@ impl Engine {
     fn supersede_all(&self, tx: &mut Tx) {
         for purpose in Purpose::ALL {
             if let Some(id) = tx.account.current(purpose) {
-                if let Some(mut c) = self.challenge_in(tx, id) {
-                    c.state = ChallengeState::Superseded;
-                    tx.put(c);
-                }
+                self.supersede(tx, id);
                 tx.account_mut().current[purpose.slot()] = None;
             }
         }
@@ -1059,13 +1185,18 @@ impl Engine {
             if tx.account.is_cancelled() {
                 return Err(EngineError::WrongState("the account is already cancelled"));
             }
-            let owned: Vec<ChallengeId> = self
+            let owned: Vec<(ChallengeId, Option<MessageId>)> = self
                 .challenges
                 .iter()
                 .filter(|c| c.account == tx.account.id)
-                .map(|c| c.id)
+                .map(|c| (c.id, c.message))
                 .collect();
-            tx.removes.extend(owned);
+            for (challenge, message) in owned {
+                tx.removes.push(challenge);
+                if let Some(message) = message {
+                    tx.remove_message(message);
+                }
+            }
             tx.unindex = tx
                 .account
                 .index_keys()
@@ -1101,6 +1232,7 @@ impl Engine {
         proof: ChallengeId,
         proof_code: &Code,
         new_contact: Contact,
+        locale: Option<Locale>,
     ) -> Result<Durable<ContactChangeStart>> {
         let (key, field, channel, destination) = match &new_contact {
             Contact::Phone(p) => (phone_key(p), "phone", Channel::Sms, p.as_str().to_owned()),
@@ -1119,8 +1251,15 @@ impl Engine {
                 Verification::Approved(_) => {}
                 other => return Ok(ContactChangeStart::ProofRejected(other)),
             }
-            let issued =
-                self.issue_in(tx, Purpose::ContactChange, channel, destination, None, now)?;
+            let issued = self.issue_in(
+                tx,
+                Purpose::ContactChange,
+                channel,
+                destination,
+                None,
+                locale,
+                now,
+            )?;
             Ok(ContactChangeStart::CodeSent(issued))
         })
     }
@@ -1177,6 +1316,170 @@ impl Engine {
         result
     }
 
+    /// Up to `limit` messages due now, oldest first, marked in flight. Messages
+    /// whose code has died (expired, superseded, used) are dropped instead:
+    /// a code is never sent late.
+    pub fn outbox_due(&self, limit: usize) -> Vec<Outgoing> {
+        let now = self.now();
+        let mut due: Vec<(Timestamp, MessageId, AccountId)> = self
+            .outbox
+            .iter()
+            .filter(|m| !m.in_flight && m.next_attempt_at <= now)
+            .map(|m| (m.next_attempt_at, m.id, m.account))
+            .collect();
+        due.sort_unstable();
+        let mut outgoing = Vec::new();
+        for (_, id, account) in due {
+            if outgoing.len() >= limit {
+                break;
+            }
+            let claimed = self.mutate(account, |tx, now| {
+                let Some(message) = self.outbox.get(&id).map(|m| m.clone()) else {
+                    return Ok(None);
+                };
+                let challenge = self
+                    .challenge_in(tx, message.challenge)
+                    .filter(|c| c.message == Some(id));
+                let Some(mut challenge) = challenge else {
+                    tx.remove_message(id);
+                    return Ok(None);
+                };
+                if challenge.state != ChallengeState::Live || now >= challenge.expires_at {
+                    tx.remove_message(id);
+                    challenge.message = None;
+                    challenge.delivery = DeliveryState::Dropped;
+                    tx.put(challenge);
+                    return Ok(None);
+                }
+                if let Some(mut entry) = self.outbox.get_mut(&id) {
+                    entry.in_flight = true;
+                }
+                Ok(Some(Outgoing {
+                    id,
+                    challenge_id: message.challenge,
+                    purpose: message.purpose,
+                    channel: message.channel,
+                    destination: message.destination.to_string(),
+                    code: unseal(&self.key, id, &message.sealed_code)?,
+                    locale: message.locale,
+                    expires_at: message.expires_at,
+                    attempt: message.attempts + 1,
+                }))
+            });
+            // A drop that is lost in a crash is simply made again on the next start.
+            if let Ok(Some(item)) = claimed.map(|d| d.peek().clone()) {
+                outgoing.push(item);
+            }
+        }
+        outgoing
+    }
+
+    /// Records what a send came to: sent, retry later (with backoff and
+    /// jitter, honouring the gateway's wait), or failed for good (dead letter,
+    /// and the optional SMS-to-email fallback).
+    pub fn outbox_report(&self, id: MessageId, result: SendResult) -> Result<Durable<()>> {
+        let Some(account) = self.outbox.get(&id).map(|m| m.account) else {
+            // Dropped meanwhile (superseded, cancelled, swept): nothing to record.
+            return Ok(self.ready(()));
+        };
+        let policy = &self.config.outbox;
+        self.mutate(account, |tx, now| {
+            let Some(mut message) = self.outbox.get(&id).map(|m| m.clone()) else {
+                return Ok(());
+            };
+            message.in_flight = false;
+            message.attempts += 1;
+            let challenge = self
+                .challenge_in(tx, message.challenge)
+                .filter(|c| c.message == Some(id));
+            let reason = match result {
+                SendResult::Sent => {
+                    tx.remove_message(id);
+                    if let Some(mut c) = challenge {
+                        c.message = None;
+                        c.delivery = DeliveryState::Sent;
+                        tx.put(c);
+                    }
+                    return Ok(());
+                }
+                SendResult::Retry { after, .. } if message.attempts < policy.max_attempts => {
+                    let wait = after.unwrap_or_else(|| self.backoff(message.attempts));
+                    message.next_attempt_at = now.plus(wait);
+                    tx.put_message(message);
+                    return Ok(());
+                }
+                SendResult::Retry { reason, .. } => {
+                    format!("gave up after {} attempts: {reason}", message.attempts)
+                }
+                SendResult::Permanent { reason } => reason,
+            };
+            tx.remove_message(id);
+            tx.dead.push(DeadLetter {
+                id,
+                challenge_id: message.challenge,
+                channel: message.channel,
+                attempts: message.attempts,
+                reason,
+                failed_at: now,
+            });
+            let Some(mut c) = challenge else {
+                return Ok(());
+            };
+            c.message = None;
+            c.delivery = DeliveryState::Failed;
+            let fallback = policy.sms_fallback_to_email
+                && message.channel == Channel::Sms
+                && c.state == ChallengeState::Live
+                && now < c.expires_at;
+            if let (true, Some(email)) = (fallback, tx.account.email.clone()) {
+                let code = unseal(&self.key, id, &message.sealed_code)?;
+                let new_id = MessageId(self.random());
+                c.channel = Channel::Email;
+                c.destination = email.as_str().into();
+                c.delivery = DeliveryState::Queued;
+                c.message = Some(new_id);
+                tx.put_message(Message {
+                    id: new_id,
+                    channel: Channel::Email,
+                    destination: email.as_str().into(),
+                    sealed_code: seal(&self.key, new_id, &code),
+                    attempts: 0,
+                    next_attempt_at: now,
+                    in_flight: false,
+                    created_at: now,
+                    ..message
+                });
+            }
+            tx.put(c);
+            Ok(())
+        })
+    }
+
+    /// The wait before retry `attempt`: `first · 2^(attempt-1)`, capped, less
+    /// up to half at random so retries from many messages spread out.
+    fn backoff(&self, attempt: u32) -> Duration {
+        let policy = &self.config.outbox;
+        let doublings = attempt.saturating_sub(1).min(31);
+        let full = policy
+            .backoff_first
+            .saturating_mul(1u32 << doublings)
+            .min(policy.backoff_max);
+        let [r0, r1, r2, r3] = self.random::<4>();
+        let fraction = f64::from(u32::from_le_bytes([r0, r1, r2, r3])) / f64::from(u32::MAX);
+        full.mul_f64(1.0 - fraction / 2.0)
+    }
+
+    /// Messages that failed for good, newest last.
+    pub fn dead_letters(&self) -> Result<Vec<DeadLetter>> {
+        let mut all = self
+            .store
+            .scan_dead_letters()
+            .map(|v| decode_dead_letter(&v?))
+            .collect::<Result<Vec<_>>>()?;
+        all.sort_by_key(|d| d.failed_at);
+        Ok(all)
+    }
+
     /// Deletes expired challenges from memory and disk; returns how many.
     pub fn sweep_expired(&self) -> Result<usize> {
         let now = self.now();
@@ -1197,12 +1500,12 @@ impl Engine {
                     }
                 }
             }
-            if self
-                .challenges
-                .remove_if(&id, |_, c| now >= c.expires_at)
-                .is_some()
-            {
+            if let Some((_, gone)) = self.challenges.remove_if(&id, |_, c| now >= c.expires_at) {
                 batch.remove(&challenge_key(id)[..]);
+                if let Some(message) = gone.message {
+                    self.outbox.remove(&message);
+                    batch.remove(&outbox_key(message)[..]);
+                }
                 swept += 1;
             }
         }
@@ -1325,6 +1628,7 @@ impl Engine {
             challenges: self.challenges.len() as u64,
             flush: self.store.stats(),
             lockouts: self.lockouts.load(std::sync::atomic::Ordering::Relaxed),
+            outbox: self.outbox.len() as u64,
         }
     }
 

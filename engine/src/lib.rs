@@ -17,6 +17,7 @@ mod error;
 mod id;
 mod identity;
 mod lockout;
+mod outbox;
 mod pin;
 mod secret;
 mod store;
@@ -37,6 +38,9 @@ pub use error::{EngineError, Result};
 pub use id::{AccountId, ChallengeId};
 pub use identity::{BirthDate, Email, Identity, IdentityKind, Phone, PostalAddress, PushToken};
 pub use lockout::{Event, Lock, LockMode, LockReason, Lockout, LockoutPolicy, Transition};
+pub use outbox::{
+    DeadLetter, DeliveryState, Locale, MessageId, OutboxPolicy, Outgoing, SendResult,
+};
 pub use pin::{Argon2Params, PinPolicy};
 pub use secret::{Code, CodeKey, Pin, PinHash};
 pub use store::{Durable, DurableWait, FlushStats, StoreConfig};

@@ -22,6 +22,8 @@ const FORMAT_KEY: &[u8] = b"m:format";
 const FORMAT_VERSION: &[u8] = b"otpd-1";
 const CLOCK_KEY: &[u8] = b"m:clock";
 const CLIENT_PREFIX: u8 = b'k';
+const OUTBOX_PREFIX: u8 = b'o';
+const DEAD_LETTER_PREFIX: u8 = b'x';
 
 /// Where and how the store keeps its data.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,6 +60,14 @@ pub(crate) fn account_key(id: AccountId) -> [u8; 17] {
 
 pub(crate) fn challenge_key(id: ChallengeId) -> [u8; 17] {
     prefixed(CHALLENGE_PREFIX, id.0)
+}
+
+pub(crate) fn outbox_key(id: crate::outbox::MessageId) -> [u8; 17] {
+    prefixed(OUTBOX_PREFIX, id.0)
+}
+
+pub(crate) fn dead_letter_key(id: crate::outbox::MessageId) -> [u8; 17] {
+    prefixed(DEAD_LETTER_PREFIX, id.0)
 }
 
 pub(crate) fn client_key(id: [u8; 8]) -> [u8; 9] {
@@ -385,6 +395,14 @@ impl Store {
 
     pub(crate) fn scan_accounts(&self) -> impl Iterator<Item = Result<sled::IVec>> + '_ {
         self.scan(ACCOUNT_PREFIX)
+    }
+
+    pub(crate) fn scan_outbox(&self) -> impl Iterator<Item = Result<sled::IVec>> + '_ {
+        self.scan(OUTBOX_PREFIX)
+    }
+
+    pub(crate) fn scan_dead_letters(&self) -> impl Iterator<Item = Result<sled::IVec>> + '_ {
+        self.scan(DEAD_LETTER_PREFIX)
     }
 
     pub(crate) fn scan_clients(&self) -> impl Iterator<Item = Result<sled::IVec>> + '_ {

@@ -98,7 +98,7 @@ async fn changing_the_pin_needs_the_current_pin_and_a_step_up_code() {
     let account = app.registered(PHONE, "12345678").await;
     let step_up = app.step_up(&account).await;
     let challenge = step_up.body["challenge_id"].as_str().unwrap();
-    let code = app.outbox.code_for(challenge);
+    let code = app.outbox.code_for(challenge).await;
     let path = format!("/v1/accounts/{account}/pin");
     let wrong_pin = app
         .post(&path, &app.accounts_key, json!({ "current_pin": "9135", "challenge_id": challenge, "code": code, "new_pin": "5829" }))
@@ -121,7 +121,7 @@ async fn changing_the_phone_proves_both_numbers() {
     let account = app.registered(PHONE, "12345678").await;
     let proof = app.step_up(&account).await;
     let proof_id = proof.body["challenge_id"].as_str().unwrap();
-    let proof_code = app.outbox.code_for(proof_id);
+    let proof_code = app.outbox.code_for(proof_id).await;
     let r = app
         .post(
             &format!("/v1/accounts/{account}/contact"),
@@ -132,7 +132,7 @@ async fn changing_the_phone_proves_both_numbers() {
     assert_eq!(r.status, 201, "{}", r.text);
     assert_eq!(r.body["masked_destination"], "+351******890");
     let new_id = r.body["challenge_id"].as_str().unwrap();
-    let new_code = app.outbox.code_for(new_id);
+    let new_code = app.outbox.code_for(new_id).await;
     let done = app
         .post(
             "/v1/contact-changes/confirm",
@@ -222,7 +222,7 @@ async fn a_pre_registered_citizen_activates_by_sms_or_letter() {
         "30 days for the post"
     );
     let letter_id = letter.body["challenge_id"].as_str().unwrap();
-    let letter_code = app.outbox.code_for(letter_id);
+    let letter_code = app.outbox.code_for(letter_id).await;
     assert_eq!(letter_code.len(), 10);
     let done = app
         .post(

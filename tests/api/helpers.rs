@@ -5,14 +5,16 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use engine::{CodeKey, Durable, Issued, ManualClock, Scope, Scopes, Timestamp, seeded_rng};
+use engine::{
+    CodeKey, Durable, ManualClock, Outgoing, Scope, Scopes, SendResult, Timestamp, seeded_rng,
+};
 use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request, StatusCode};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use otpd::config::Config;
-use otpd::delivery::Delivery;
+use otpd::delivery::{Channel, Rendered, SendFuture};
 use otpd::{App, Dependencies};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
@@ -23,39 +25,59 @@ pub const START: Timestamp = Timestamp(1_795_392_000_000);
 pub const PHONE: &str = "+351912345678";
 pub const PIN: &str = "4821";
 
-/// Codes as a gateway would receive them.
+/// Codes as a gateway would receive them: the channel for every message
+/// whose channel has no configuration of its own.
 #[derive(Debug, Default, Clone)]
-pub struct Outbox(Arc<Mutex<Vec<Issued>>>);
+pub struct Outbox {
+    sent: Arc<Mutex<Vec<(Outgoing, Rendered)>>>,
+    arrived: Arc<tokio::sync::Notify>,
+}
 
-impl Delivery for Outbox {
+impl Channel for Outbox {
     fn name(&self) -> &'static str {
-        "test-outbox"
+        "test-capture"
     }
 
-    fn fit_for_production(&self) -> bool {
-        true
-    }
-
-    fn deliver(&self, issued: &Issued) {
-        self.0.lock().unwrap().push(issued.clone());
+    fn send<'a>(&'a self, message: &'a Outgoing, rendered: &'a Rendered) -> SendFuture<'a> {
+        self.sent
+            .lock()
+            .unwrap()
+            .push((message.clone(), rendered.clone()));
+        self.arrived.notify_waiters();
+        Box::pin(async { SendResult::Sent })
     }
 }
 
 impl Outbox {
-    /// The code last sent for a challenge.
-    pub fn code_for(&self, challenge_id: &str) -> String {
-        self.0
-            .lock()
-            .unwrap()
-            .iter()
-            .rev()
-            .find(|i| i.challenge_id.to_string() == challenge_id)
-            .map(|i| i.code.expose().to_owned())
-            .unwrap_or_else(|| panic!("no code was delivered for {challenge_id}"))
+    /// Waits (up to 10 s) for the message of a challenge and returns it.
+    pub async fn message_for(&self, challenge_id: &str) -> (Outgoing, Rendered) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let arrived = self.arrived.notified();
+            if let Some(found) = self
+                .sent
+                .lock()
+                .unwrap()
+                .iter()
+                .rev()
+                .find(|(m, _)| m.challenge_id.to_string() == challenge_id)
+            {
+                return found.clone();
+            }
+            if tokio::time::timeout_at(deadline, arrived).await.is_err() {
+                panic!("no code was delivered for {challenge_id}");
+            }
+        }
     }
 
-    pub fn sent(&self) -> Vec<Issued> {
-        self.0.lock().unwrap().clone()
+    /// Waits for and returns the code sent for a challenge.
+    pub async fn code_for(&self, challenge_id: &str) -> String {
+        self.message_for(challenge_id)
+            .await
+            .0
+            .code
+            .expose()
+            .to_owned()
     }
 }
 
@@ -153,7 +175,7 @@ async fn start(
         clock: Arc::new(clock.clone()),
         rng: seeded_rng([7; 32]),
         code_key: CodeKey::new([42; 32]),
-        delivery: Arc::new(outbox.clone()),
+        delivery: Some(Arc::new(outbox.clone())),
     };
     let app = App::build(config.clone(), deps).expect("app builds");
     let state = app.state();
@@ -322,7 +344,7 @@ impl TestApp {
         let r = self.login(phone, PIN).await;
         assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
         let id = r.body["challenge_id"].as_str().unwrap().to_owned();
-        let code = self.outbox.code_for(&id);
+        let code = self.outbox.code_for(&id).await;
         (id, code)
     }
 

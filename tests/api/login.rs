@@ -19,7 +19,7 @@ async fn register_login_and_verify_approve_the_citizen() {
         "the code is never in a response"
     );
     let challenge = r.body["challenge_id"].as_str().unwrap();
-    let code = app.outbox.code_for(challenge);
+    let code = app.outbox.code_for(challenge).await;
     assert!(!r.text.contains(&code));
     let v = app.verify(challenge, &code).await;
     assert_eq!(v.status, 200, "{}", v.text);
@@ -111,7 +111,7 @@ async fn resend_has_a_cooldown_and_kills_the_previous_code() {
     assert_eq!(r.status, 201, "{}", r.text);
     let new_id = r.body["challenge_id"].as_str().unwrap();
     assert_eq!(app.verify(&id, &code).await.error_code(), "superseded");
-    let new_code = app.outbox.code_for(new_id);
+    let new_code = app.outbox.code_for(new_id).await;
     assert_eq!(app.verify(new_id, &new_code).await.status, 200);
 }
 
@@ -174,7 +174,7 @@ async fn step_up_issues_and_verifies_without_a_pin() {
     assert_eq!(r.status, 201, "{}", r.text);
     assert_eq!(r.body["purpose"], "step_up");
     let id = r.body["challenge_id"].as_str().unwrap();
-    let code = app.outbox.code_for(id);
+    let code = app.outbox.code_for(id).await;
     let as_login = app.verify(id, &code).await;
     assert_eq!(as_login.status, 404, "a step-up code is not a login code");
     let ok = app.step_up_verify(id, &code).await;
@@ -215,8 +215,7 @@ async fn push_device_registration_enables_the_push_channel() {
         .await;
     assert_eq!(r.status, 201, "{}", r.text);
     assert_eq!(r.body["masked_destination"], "registered app");
-    assert_eq!(
-        app.outbox.sent().last().unwrap().destination,
-        "fcm-token-0123456789abcdef"
-    );
+    let challenge = r.body["challenge_id"].as_str().unwrap();
+    let (message, _) = app.outbox.message_for(challenge).await;
+    assert_eq!(message.destination, "fcm-token-0123456789abcdef");
 }

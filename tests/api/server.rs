@@ -101,7 +101,7 @@ async fn verifies_complete_while_logins_queue_for_argon2() {
     let issued = app.step_up(&account).await;
     let challenge = issued.body["challenge_id"].as_str().unwrap().to_owned();
     let verified = app
-        .step_up_verify(&challenge, &app.outbox.code_for(&challenge))
+        .step_up_verify(&challenge, &app.outbox.code_for(&challenge).await)
         .await;
     assert_eq!(verified.status, 200, "{}", verified.text);
     let still_running = logins.iter().filter(|l| !l.is_finished()).count();

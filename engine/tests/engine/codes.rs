@@ -119,6 +119,7 @@ fn a_caller_may_shorten_a_codes_life_but_never_lengthen_it() {
             &Pin::new(PIN),
             None,
             Some(lifetime),
+            None,
         )
     };
     let short = match login(Duration::from_secs(60)).unwrap().wait().unwrap() {
@@ -189,7 +190,7 @@ fn step_up_issues_a_code_without_a_pin() {
     let id = t.register(PHONE);
     let issued = t
         .engine
-        .issue_step_up(id, None, None)
+        .issue_step_up(id, None, None, None)
         .unwrap()
         .wait()
         .unwrap();
@@ -214,7 +215,7 @@ fn step_up_and_login_codes_do_not_supersede_each_other() {
     let login = t.login_code(PHONE);
     let step_up = t
         .engine
-        .issue_step_up(id, None, None)
+        .issue_step_up(id, None, None, None)
         .unwrap()
         .wait()
         .unwrap();
@@ -236,14 +237,19 @@ fn resend_waits_for_the_cooldown_and_kills_the_old_code() {
     let t = TestEngine::new();
     t.register(PHONE);
     let first = t.login_code(PHONE);
-    match t.engine.resend(first.challenge_id) {
+    match t.engine.resend(first.challenge_id, None) {
         Err(EngineError::TooSoon { retry_after }) => {
             assert_eq!(retry_after, Duration::from_secs(30))
         }
         other => panic!("{other:?}"),
     }
     t.advance(Duration::from_secs(30));
-    let second = t.engine.resend(first.challenge_id).unwrap().wait().unwrap();
+    let second = t
+        .engine
+        .resend(first.challenge_id, None)
+        .unwrap()
+        .wait()
+        .unwrap();
     assert_eq!(second.destination, first.destination);
     assert_eq!(second.expires_at, START.plus(Duration::from_secs(330)));
     assert_eq!(
@@ -251,7 +257,7 @@ fn resend_waits_for_the_cooldown_and_kills_the_old_code() {
         Verification::Superseded
     );
     assert!(matches!(
-        t.engine.resend(first.challenge_id),
+        t.engine.resend(first.challenge_id, None),
         Err(EngineError::WrongState(_))
     ));
     assert!(matches!(
@@ -269,6 +275,7 @@ fn login_asks_for_a_channel_when_the_account_has_phone_and_email() {
             &LoginId::Email(Email::parse("ana@example.pt").unwrap()),
             &Pin::new(PIN),
             channel,
+            None,
             None,
         )
     };
@@ -312,7 +319,7 @@ fn a_registered_app_receives_push_codes() {
     assert!(t.view(id).has_push_device);
     let issued = t
         .engine
-        .issue_step_up(id, Some(Channel::Push), None)
+        .issue_step_up(id, Some(Channel::Push), None, None)
         .unwrap()
         .wait()
         .unwrap();
@@ -336,6 +343,7 @@ fn unknown_logins_and_wrong_pins_answer_alike() {
     let odd = t.engine.login(
         &LoginId::Phone(Phone::parse(PHONE).unwrap()),
         &Pin::new("1".repeat(10_000)),
+        None,
         None,
         None,
     );

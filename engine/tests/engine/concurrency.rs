@@ -116,7 +116,7 @@ fn parallel_wrong_pins_are_each_counted() {
     let results = in_parallel(20, move |_| {
         let login = LoginId::Phone(Phone::parse(PHONE).unwrap());
         engine
-            .login(&login, &Pin::new(OTHER_PIN), None, None)
+            .login(&login, &Pin::new(OTHER_PIN), None, None, None)
             .unwrap()
             .wait()
             .unwrap()
@@ -170,7 +170,7 @@ fn logins_and_verifies_on_many_accounts_in_parallel_stay_consistent() {
         let mut approved = 0;
         for _ in 0..25 {
             let LoginOutcome::CodeSent(issued) = engine
-                .login(&login, &Pin::new(PIN), None, None)
+                .login(&login, &Pin::new(PIN), None, None, None)
                 .unwrap()
                 .wait()
                 .unwrap()

@@ -122,6 +122,7 @@ impl TestEngine {
                 &Pin::new(pin),
                 Some(Channel::Sms),
                 None,
+                None,
             )
             .and_then(Durable::wait)
             .expect("login runs")

@@ -41,7 +41,7 @@ fn a_pre_registered_account_activates_with_an_sms_code_and_a_new_pin() {
     );
     let issued = t
         .engine
-        .request_activation(&niss(), birth(), Channel::Sms)
+        .request_activation(&niss(), birth(), Channel::Sms, None)
         .unwrap()
         .wait()
         .unwrap();
@@ -72,23 +72,23 @@ fn activation_needs_the_matching_birth_date_and_a_pending_account() {
     let other_day = BirthDate::parse("1980-04-26", START).unwrap();
     assert!(matches!(
         t.engine
-            .request_activation(&niss(), other_day, Channel::Sms),
+            .request_activation(&niss(), other_day, Channel::Sms, None),
         Err(EngineError::ActivationNotFound)
     ));
     let stranger = Identity::parse(IdentityKind::CivilId, "87654321", None).unwrap();
     assert!(matches!(
         t.engine
-            .request_activation(&stranger, birth(), Channel::Sms),
+            .request_activation(&stranger, birth(), Channel::Sms, None),
         Err(EngineError::ActivationNotFound)
     ));
     assert!(matches!(
         t.engine
-            .request_activation(&niss(), birth(), Channel::Email),
+            .request_activation(&niss(), birth(), Channel::Email, None),
         Err(EngineError::ChannelUnavailable(_))
     ));
     assert!(matches!(
         t.engine
-            .request_activation(&niss(), birth(), Channel::Letter),
+            .request_activation(&niss(), birth(), Channel::Letter, None),
         Err(EngineError::ChannelUnavailable(_))
     ));
 }
@@ -99,7 +99,7 @@ fn a_letter_code_lives_thirty_days_and_survives_restarts() {
     let id = pre_register(&t, None, Some("Rua Augusta 1\n1100-048 Lisboa"));
     let issued = t
         .engine
-        .request_activation(&niss(), birth(), Channel::Letter)
+        .request_activation(&niss(), birth(), Channel::Letter, None)
         .unwrap()
         .wait()
         .unwrap();
@@ -132,13 +132,13 @@ fn a_newer_activation_code_supersedes_the_letter() {
     pre_register(&t, Some(PHONE), Some("Rua Augusta 1"));
     let letter = t
         .engine
-        .request_activation(&niss(), birth(), Channel::Letter)
+        .request_activation(&niss(), birth(), Channel::Letter, None)
         .unwrap()
         .wait()
         .unwrap();
     let sms = t
         .engine
-        .request_activation(&niss(), birth(), Channel::Sms)
+        .request_activation(&niss(), birth(), Channel::Sms, None)
         .unwrap()
         .wait()
         .unwrap();
@@ -158,7 +158,8 @@ fn a_newer_activation_code_supersedes_the_letter() {
     assert!(matches!(new, Verification::Approved(_)));
     assert!(
         matches!(
-            t.engine.request_activation(&niss(), birth(), Channel::Sms),
+            t.engine
+                .request_activation(&niss(), birth(), Channel::Sms, None),
             Err(EngineError::ActivationNotFound)
         ),
         "an active account cannot be activated again"
@@ -171,7 +172,7 @@ fn changing_the_pin_needs_the_current_pin_and_a_fresh_code() {
     let id = t.register(PHONE);
     let step_up = t
         .engine
-        .issue_step_up(id, None, None)
+        .issue_step_up(id, None, None, None)
         .unwrap()
         .wait()
         .unwrap();
@@ -267,7 +268,7 @@ fn changing_the_phone_proves_the_old_contact_and_the_new_one() {
     let id = t.register(PHONE);
     let proof = t
         .engine
-        .issue_step_up(id, None, None)
+        .issue_step_up(id, None, None, None)
         .unwrap()
         .wait()
         .unwrap();
@@ -280,6 +281,7 @@ fn changing_the_phone_proves_the_old_contact_and_the_new_one() {
             proof.challenge_id,
             &bad,
             Contact::Phone(new_phone.clone()),
+            None,
         )
         .unwrap()
         .wait()
@@ -295,6 +297,7 @@ fn changing_the_phone_proves_the_old_contact_and_the_new_one() {
             proof.challenge_id,
             &proof.code,
             Contact::Phone(new_phone.clone()),
+            None,
         )
         .unwrap()
         .wait()
@@ -335,21 +338,21 @@ fn a_contact_taken_by_another_account_cannot_be_claimed() {
     t.register_full("+351934567890", Some("rui@example.pt"), PIN);
     let proof = t
         .engine
-        .issue_step_up(id, None, None)
+        .issue_step_up(id, None, None, None)
         .unwrap()
         .wait()
         .unwrap();
     let taken = Contact::Email(Email::parse("rui@example.pt").unwrap());
     assert!(matches!(
         t.engine
-            .begin_contact_change(id, proof.challenge_id, &proof.code, taken),
+            .begin_contact_change(id, proof.challenge_id, &proof.code, taken, None),
         Err(EngineError::Conflict { field: "email" })
     ));
     // The proof code was not spent by the refused request.
     let email = Contact::Email(Email::parse("ana@example.pt").unwrap());
     let started = t
         .engine
-        .begin_contact_change(id, proof.challenge_id, &proof.code, email)
+        .begin_contact_change(id, proof.challenge_id, &proof.code, email, None)
         .unwrap()
         .wait()
         .unwrap();

@@ -70,7 +70,7 @@ fn issuing_codes_never_resets_the_counters() {
     t.verify(issued.challenge_id, &wrong(&issued.code));
     t.login(PHONE, OTHER_PIN);
     t.engine
-        .issue_step_up(id, None, None)
+        .issue_step_up(id, None, None, None)
         .unwrap()
         .wait()
         .unwrap();
@@ -103,7 +103,7 @@ fn a_right_code_while_locked_answers_locked_and_does_not_unlock() {
         "nothing is counted while locked"
     );
     assert!(matches!(
-        t.engine.issue_step_up(id, None, None),
+        t.engine.issue_step_up(id, None, None, None),
         Err(EngineError::Locked { until: None })
     ));
 }

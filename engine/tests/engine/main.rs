@@ -9,4 +9,5 @@ mod helpers;
 mod lifecycle;
 mod lockout;
 mod model;
+mod outbox;
 mod recovery;

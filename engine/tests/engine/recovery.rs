@@ -80,6 +80,7 @@ fn expired_challenges_are_swept_from_memory_and_disk() {
             id,
             None,
             Some(Duration::from_secs(600).min(Duration::from_secs(300))),
+            None,
         )
         .unwrap()
         .wait()
@@ -87,7 +88,7 @@ fn expired_challenges_are_swept_from_memory_and_disk() {
     t.advance(Duration::from_secs(200));
     let later = t
         .engine
-        .issue_step_up(id, None, None)
+        .issue_step_up(id, None, None, None)
         .unwrap()
         .wait()
         .unwrap();

@@ -1,0 +1,419 @@
+//! Channels over HTTP(S): SMS gateways, the push relay, and the letter webhook.
+//!
+//! Outcome by status: 2xx sent; 429 and 5xx transient (honouring
+//! `Retry-After`); any other status permanent; no answer transient. Every
+//! request carries the message id as `Idempotency-Key`, so a retried send is
+//! not delivered twice by a gateway that honours it.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use engine::{Outgoing, SendResult};
+use http_body_util::{BodyExt, Full};
+use hyper::header::{CONTENT_TYPE, HeaderName, HeaderValue, RETRY_AFTER};
+use hyper::{Method, Request, StatusCode};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde_json::json;
+
+use super::{Channel, Rendered, SendFuture, secret};
+use crate::config::{BodyFormat, LetterConfig, PushConfig, SmsGatewayConfig};
+
+/// A shared HTTPS-capable client (rustls with the ring provider, Mozilla roots).
+#[derive(Clone)]
+pub(super) struct HttpClient {
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    timeout: Duration,
+}
+
+impl HttpClient {
+    pub(super) fn new(timeout: Duration) -> Result<Self, String> {
+        // Only rustls' ring provider is compiled in, so it is the one used.
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_webpki_roots()
+            .https_or_http()
+            .enable_http1()
+            .build();
+        Ok(Self {
+            client: Client::builder(TokioExecutor::new()).build(connector),
+            timeout,
+        })
+    }
+
+    /// POSTs `body` and classifies the answer.
+    async fn post(
+        &self,
+        url: &str,
+        content_type: &'static str,
+        body: String,
+        auth: Option<&(HeaderName, HeaderValue)>,
+        idempotency_key: &str,
+    ) -> SendResult {
+        let mut builder = Request::builder()
+            .method(Method::POST)
+            .uri(url)
+            .header(CONTENT_TYPE, content_type)
+            .header("idempotency-key", idempotency_key);
+        if let Some((name, value)) = auth {
+            builder = builder.header(name, value);
+        }
+        let request = match builder.body(Full::new(Bytes::from(body))) {
+            Ok(request) => request,
+            Err(e) => {
+                return SendResult::Permanent {
+                    reason: format!("bad request to {url}: {e}"),
+                };
+            }
+        };
+        let answer = tokio::time::timeout(self.timeout, async {
+            let response = self.client.request(request).await?;
+            let status = response.status();
+            let retry_after = response
+                .headers()
+                .get(RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(Duration::from_secs);
+            // Read (and bound) the body so the connection can be reused.
+            let _ = http_body_util::Limited::new(response.into_body(), 64 * 1024)
+                .collect()
+                .await;
+            Ok::<_, hyper_util::client::legacy::Error>((status, retry_after))
+        })
+        .await;
+        match answer {
+            Err(_) => SendResult::Retry {
+                after: None,
+                reason: format!(
+                    "no answer from {} within {} ms",
+                    host(url),
+                    self.timeout.as_millis()
+                ),
+            },
+            Ok(Err(e)) => SendResult::Retry {
+                after: None,
+                reason: format!("cannot reach {}: {e}", host(url)),
+            },
+            Ok(Ok((status, retry_after))) => classify(status, retry_after, url),
+        }
+    }
+}
+
+fn classify(status: StatusCode, retry_after: Option<Duration>, url: &str) -> SendResult {
+    let reason = format!("{} answered {status}", host(url));
+    if status.is_success() {
+        SendResult::Sent
+    } else if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+        SendResult::Retry {
+            after: retry_after,
+            reason,
+        }
+    } else {
+        SendResult::Permanent { reason }
+    }
+}
+
+/// The host part of a URL, for messages (never its path or query, which may hold keys).
+fn host(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    rest.split(['/', '?']).next().unwrap_or(rest)
+}
+
+fn auth_header(
+    setting: &str,
+    name: &str,
+    value: &str,
+) -> Result<Option<(HeaderName, HeaderValue)>, String> {
+    if name.is_empty() {
+        return Ok(None);
+    }
+    let name = HeaderName::try_from(name).map_err(|e| format!("{setting}.auth_header: {e}"))?;
+    let mut value = HeaderValue::try_from(secret(&format!("{setting}.auth_value"), value)?)
+        .map_err(|e| format!("{setting}.auth_value: {e}"))?;
+    value.set_sensitive(true);
+    Ok(Some((name, value)))
+}
+
+fn check_url(setting: &str, url: &str) -> Result<(), String> {
+    let parsed: hyper::Uri = url.parse().map_err(|e| format!("{setting}.url: {e}"))?;
+    match parsed.scheme_str() {
+        Some("https" | "http") if parsed.host().is_some() => Ok(()),
+        _ => Err(format!("{setting}.url: must be an http:// or https:// URL")),
+    }
+}
+
+struct SmsGateway {
+    name: String,
+    url: String,
+    auth: Option<(HeaderName, HeaderValue)>,
+    body: BodyFormat,
+    template: String,
+}
+
+/// SMS through one or more HTTP gateways, tried in order until one accepts.
+pub(super) struct SmsGateways {
+    http: HttpClient,
+    gateways: Vec<SmsGateway>,
+}
+
+impl SmsGateways {
+    pub(super) fn new(http: HttpClient, configs: &[SmsGatewayConfig]) -> Result<Self, String> {
+        let mut gateways = Vec::new();
+        for (i, c) in configs.iter().enumerate() {
+            let setting = format!("delivery.sms[{i}]");
+            check_url(&setting, &c.url)?;
+            if !c.template.contains("{to}") || !c.template.contains("{message}") {
+                return Err(format!(
+                    "{setting}.template must contain {{to}} and {{message}}"
+                ));
+            }
+            gateways.push(SmsGateway {
+                name: if c.name.is_empty() {
+                    format!("sms-{i}")
+                } else {
+                    c.name.clone()
+                },
+                url: c.url.clone(),
+                auth: auth_header(&setting, &c.auth_header, &c.auth_value)?,
+                body: c.body,
+                template: c.template.clone(),
+            });
+        }
+        Ok(Self { http, gateways })
+    }
+}
+
+impl Channel for SmsGateways {
+    fn name(&self) -> &'static str {
+        "sms-http"
+    }
+
+    fn send<'a>(&'a self, message: &'a Outgoing, rendered: &'a Rendered) -> SendFuture<'a> {
+        Box::pin(async move {
+            let mut transient: Option<SendResult> = None;
+            let mut reasons = Vec::new();
+            for gateway in &self.gateways {
+                let (content_type, body) = fill(
+                    gateway.body,
+                    &gateway.template,
+                    &message.destination,
+                    &rendered.short,
+                    &message.id.to_string(),
+                );
+                let result = self
+                    .http
+                    .post(
+                        &gateway.url,
+                        content_type,
+                        body,
+                        gateway.auth.as_ref(),
+                        &message.id.to_string(),
+                    )
+                    .await;
+                match result {
+                    SendResult::Sent => return SendResult::Sent,
+                    SendResult::Retry { ref reason, .. } | SendResult::Permanent { ref reason } => {
+                        reasons.push(format!("{}: {reason}", gateway.name));
+                        if matches!(result, SendResult::Retry { .. }) && transient.is_none() {
+                            transient = Some(result);
+                        }
+                    }
+                }
+            }
+            let reason = reasons.join("; ");
+            match transient {
+                // Some gateway may work later: retry (after the first one's wait).
+                Some(SendResult::Retry { after, .. }) => SendResult::Retry { after, reason },
+                _ => SendResult::Permanent { reason },
+            }
+        })
+    }
+}
+
+/// Fills `{to}`, `{message}` and `{id}` into a JSON or form template, escaped for it.
+pub(super) fn fill(
+    format: BodyFormat,
+    template: &str,
+    to: &str,
+    message: &str,
+    id: &str,
+) -> (&'static str, String) {
+    let escape = |value: &str| match format {
+        BodyFormat::Json => {
+            let quoted = serde_json::to_string(value).unwrap_or_default();
+            quoted[1..quoted.len().saturating_sub(1).max(1)].to_owned()
+        }
+        BodyFormat::Form => form_encode(value),
+    };
+    let body = template
+        .replace("{to}", &escape(to))
+        .replace("{message}", &escape(message))
+        .replace("{id}", &escape(id));
+    let content_type = match format {
+        BodyFormat::Json => "application/json",
+        BodyFormat::Form => "application/x-www-form-urlencoded",
+    };
+    (content_type, body)
+}
+
+fn form_encode(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                out.push(char::from(b))
+            }
+            b' ' => out.push('+'),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// Push through an HTTP relay that forwards to the citizen's app.
+pub(super) struct PushWebhook {
+    http: HttpClient,
+    url: String,
+    auth: Option<(HeaderName, HeaderValue)>,
+}
+
+impl PushWebhook {
+    pub(super) fn new(http: HttpClient, config: &PushConfig) -> Result<Self, String> {
+        check_url("delivery.push", &config.url)?;
+        Ok(Self {
+            http,
+            url: config.url.clone(),
+            auth: auth_header("delivery.push", &config.auth_header, &config.auth_value)?,
+        })
+    }
+}
+
+impl Channel for PushWebhook {
+    fn name(&self) -> &'static str {
+        "push-webhook"
+    }
+
+    fn send<'a>(&'a self, message: &'a Outgoing, rendered: &'a Rendered) -> SendFuture<'a> {
+        Box::pin(async move {
+            let body = json!({
+                "message_id": message.id.to_string(),
+                "device_token": message.destination,
+                "challenge_id": message.challenge_id.to_string(),
+                "purpose": message.purpose.as_str(),
+                "code": message.code.expose(),
+                "expires_at": crate::wire::rfc3339(message.expires_at),
+                "locale": message.locale.as_str(),
+                "text": rendered.short,
+            });
+            self.http
+                .post(
+                    &self.url,
+                    "application/json",
+                    body.to_string(),
+                    self.auth.as_ref(),
+                    &message.id.to_string(),
+                )
+                .await
+        })
+    }
+}
+
+/// Letters posted to a print house's webhook.
+pub(super) struct LetterWebhook {
+    http: HttpClient,
+    url: String,
+    auth: Option<(HeaderName, HeaderValue)>,
+}
+
+impl LetterWebhook {
+    pub(super) fn new(http: HttpClient, config: &LetterConfig) -> Result<Self, String> {
+        check_url("delivery.letter", &config.url)?;
+        Ok(Self {
+            http,
+            url: config.url.clone(),
+            auth: auth_header("delivery.letter", &config.auth_header, &config.auth_value)?,
+        })
+    }
+}
+
+impl Channel for LetterWebhook {
+    fn name(&self) -> &'static str {
+        "letter-webhook"
+    }
+
+    fn send<'a>(&'a self, message: &'a Outgoing, rendered: &'a Rendered) -> SendFuture<'a> {
+        Box::pin(async move {
+            let body = json!({
+                "message_id": message.id.to_string(),
+                "address": message.destination,
+                "code": message.code.expose(),
+                "expires_at": crate::wire::rfc3339(message.expires_at),
+                "locale": message.locale.as_str(),
+                "letter": rendered.letter,
+            });
+            self.http
+                .post(
+                    &self.url,
+                    "application/json",
+                    body.to_string(),
+                    self.auth.as_ref(),
+                    &message.id.to_string(),
+                )
+                .await
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_are_classified_as_the_gateway_meant_them() {
+        let url = "https://sms.example/send?key=secret";
+        assert_eq!(classify(StatusCode::OK, None, url), SendResult::Sent);
+        assert_eq!(classify(StatusCode::ACCEPTED, None, url), SendResult::Sent);
+        assert!(matches!(
+            classify(StatusCode::TOO_MANY_REQUESTS, Some(Duration::from_secs(9)), url),
+            SendResult::Retry { after: Some(d), .. } if d == Duration::from_secs(9)
+        ));
+        assert!(matches!(
+            classify(StatusCode::BAD_GATEWAY, None, url),
+            SendResult::Retry { .. }
+        ));
+        match classify(StatusCode::BAD_REQUEST, None, url) {
+            SendResult::Permanent { reason } => {
+                assert!(
+                    reason.contains("sms.example") && !reason.contains("secret"),
+                    "{reason}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn templates_are_filled_with_escaped_values() {
+        let (ct, body) = fill(
+            BodyFormat::Json,
+            r#"{"to":"{to}","text":"{message}"}"#,
+            "+351912345678",
+            "a \"quoted\" code: 123",
+            "m1",
+        );
+        assert_eq!(ct, "application/json");
+        let parsed: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(parsed["text"], "a \"quoted\" code: 123");
+        let (ct, body) = fill(
+            BodyFormat::Form,
+            "to={to}&text={message}&ref={id}",
+            "+351 91",
+            "código: 1&2",
+            "m1",
+        );
+        assert_eq!(ct, "application/x-www-form-urlencoded");
+        assert_eq!(body, "to=%2B351+91&text=c%C3%B3digo%3A+1%262&ref=m1");
+    }
+}

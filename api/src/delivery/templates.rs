@@ -1,0 +1,167 @@
+//! The words of each message, in Portuguese and English. Short, and always
+//! telling the citizen never to share the code.
+
+use engine::{Locale, Outgoing, Purpose, Timestamp};
+
+/// A message in words, for every channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rendered {
+    /// One short line for SMS and push.
+    pub short: String,
+    /// Email subject.
+    pub subject: String,
+    /// Email plain-text body.
+    pub text: String,
+    /// Email HTML body.
+    pub html: String,
+    /// A printed letter's body (activation by post).
+    pub letter: String,
+}
+
+/// Renders `message` for `service` (the name citizens know the service by).
+pub fn render(message: &Outgoing, service: &str, now: Timestamp) -> Rendered {
+    let code = message.code.expose();
+    let minutes = now.until(message.expires_at).as_secs().div_ceil(60).max(1);
+    let expires = crate::wire::rfc3339(message.expires_at);
+    let expires_day = &expires[..10];
+    let (purpose_pt, purpose_en) = match message.purpose {
+        Purpose::Login => ("autenticação", "sign-in"),
+        Purpose::StepUp => ("confirmação", "confirmation"),
+        Purpose::Activation => ("ativação", "activation"),
+        Purpose::ContactChange => ("alteração de contacto", "contact change"),
+    };
+    let readable = group(code);
+    match message.locale {
+        Locale::Pt => {
+            let short = format!(
+                "{service}: código de {purpose_pt} {code}. Válido {minutes} min. Nunca partilhe este código com ninguém."
+            );
+            let text = format!(
+                "O seu código de {purpose_pt} é {code}.\n\nÉ válido durante {minutes} minutos e só pode ser usado uma vez.\nNunca partilhe este código com ninguém: os nossos serviços nunca o pedem.\n\n{service}\n"
+            );
+            Rendered {
+                subject: format!("{service}: código de {purpose_pt}"),
+                html: html(&text, code),
+                letter: format!(
+                    "{service}\n\nCódigo de ativação: {readable}\nVálido até {expires_day}.\n\nPara ativar a sua conta, indique o seu número de identificação, a data de nascimento e este código.\nNunca partilhe este código com ninguém.\n"
+                ),
+                short,
+                text,
+            }
+        }
+        Locale::En => {
+            let short = format!(
+                "{service}: {purpose_en} code {code}. Valid {minutes} min. Never share this code with anyone."
+            );
+            let text = format!(
+                "Your {purpose_en} code is {code}.\n\nIt is valid for {minutes} minutes and can be used once.\nNever share this code with anyone: we will never ask you for it.\n\n{service}\n"
+            );
+            Rendered {
+                subject: format!("{service}: {purpose_en} code"),
+                html: html(&text, code),
+                letter: format!(
+                    "{service}\n\nActivation code: {readable}\nValid until {expires_day}.\n\nTo activate your account, enter your identification number, your date of birth and this code.\nNever share this code with anyone.\n"
+                ),
+                short,
+                text,
+            }
+        }
+    }
+}
+
+/// `ABCDEFGHJK` → `ABCDE-FGHJK`, easier to copy from paper.
+fn group(code: &str) -> String {
+    if code.len() <= 6 {
+        return code.to_owned();
+    }
+    let (a, b) = code.split_at(code.len() / 2);
+    format!("{a}-{b}")
+}
+
+fn html(text: &str, code: &str) -> String {
+    let escaped = text
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace(
+            code,
+            &format!("<strong style=\"font-size:1.4em\">{code}</strong>"),
+        );
+    let paragraphs: Vec<String> = escaped
+        .split("\n\n")
+        .map(|p| format!("<p>{}</p>", p.trim().replace('\n', "<br>")))
+        .collect();
+    format!(
+        "<!doctype html><html><body style=\"font-family:sans-serif\">{}</body></html>",
+        paragraphs.concat()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use engine::{ChallengeId, Channel, Code};
+
+    fn message(locale: Locale, purpose: Purpose, code: &str) -> Outgoing {
+        Outgoing {
+            id: test_message_id(),
+            challenge_id: ChallengeId::parse("c", &"0".repeat(32)).unwrap(),
+            purpose,
+            channel: Channel::Sms,
+            destination: "+351912345678".into(),
+            code: Code::new(code),
+            locale,
+            expires_at: Timestamp(300_000),
+            attempt: 1,
+        }
+    }
+
+    fn test_message_id() -> engine::MessageId {
+        // Ids are opaque; any one will do for rendering.
+        engine::MessageId::from_bytes([1; 16])
+    }
+
+    #[test]
+    fn sms_texts_are_short_and_warn_against_sharing_in_both_languages() {
+        let pt = render(
+            &message(Locale::Pt, Purpose::Login, "123456"),
+            "gov.pt",
+            Timestamp(0),
+        );
+        assert!(pt.short.contains("123456") && pt.short.contains("Nunca partilhe"));
+        assert!(pt.short.contains("5 min"));
+        assert!(pt.short.chars().count() <= 160, "{}", pt.short);
+        let en = render(
+            &message(Locale::En, Purpose::StepUp, "123456"),
+            "gov.pt",
+            Timestamp(0),
+        );
+        assert!(en.short.contains("Never share"));
+        assert!(en.short.chars().count() <= 160, "{}", en.short);
+    }
+
+    #[test]
+    fn letters_group_long_codes_and_give_the_expiry_date() {
+        let r = render(
+            &message(Locale::Pt, Purpose::Activation, "ABCDEFGHJK"),
+            "SS",
+            Timestamp(0),
+        );
+        assert!(r.letter.contains("ABCDE-FGHJK"));
+        assert!(r.letter.contains("1970-01-01"));
+    }
+
+    #[test]
+    fn html_bodies_escape_and_emphasise_the_code() {
+        let r = render(
+            &message(Locale::En, Purpose::Login, "123456"),
+            "A & <B>",
+            Timestamp(0),
+        );
+        assert!(r.html.contains("A &amp; &lt;B&gt;"));
+        assert!(
+            r.html
+                .contains("<strong style=\"font-size:1.4em\">123456</strong>")
+        );
+    }
+}

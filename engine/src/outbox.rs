@@ -1,0 +1,280 @@
+//! The outbox: each issued code's outgoing message, stored with its challenge until delivered.
+//!
+//! A message is written in the same sled batch as its challenge, so a crash
+//! can never keep one without the other. The code inside is sealed: XORed
+//! with `HMAC-SHA-256(key, "otpd-outbox" ‖ message id)`, a one-time pad from
+//! a PRF keyed by the code key, which is not in the database. A message is
+//! deleted once sent, dropped if its code died first, and moved to a
+//! dead-letter record (without the code) when it fails for good.
+
+use std::time::Duration;
+
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
+
+use crate::challenge::{Channel, Purpose};
+use crate::clock::Timestamp;
+use crate::error::{EngineError, Result};
+use crate::id::{AccountId, ChallengeId};
+use crate::secret::{Code, CodeKey};
+
+/// The language of a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Locale {
+    /// Portuguese.
+    Pt,
+    /// English.
+    En,
+}
+
+impl Locale {
+    /// Parses `pt` or `en` (a region such as `pt-PT` is accepted and ignored).
+    pub fn parse(text: &str) -> Result<Locale> {
+        let lang = text.trim().split(['-', '_']).next().unwrap_or("");
+        match lang.to_ascii_lowercase().as_str() {
+            "pt" => Ok(Locale::Pt),
+            "en" => Ok(Locale::En),
+            _ => Err(EngineError::invalid("locale", "must be pt or en")),
+        }
+    }
+
+    /// The language tag.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Locale::Pt => "pt",
+            Locale::En => "en",
+        }
+    }
+
+    pub(crate) fn tag(self) -> u8 {
+        match self {
+            Locale::Pt => 0,
+            Locale::En => 1,
+        }
+    }
+
+    pub(crate) fn from_tag(tag: u8) -> Option<Locale> {
+        match tag {
+            0 => Some(Locale::Pt),
+            1 => Some(Locale::En),
+            _ => None,
+        }
+    }
+}
+
+/// Where a challenge's message stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryState {
+    /// Waiting in the outbox (or between retries).
+    Queued,
+    /// Accepted by the gateway.
+    Sent,
+    /// Failed for good; see the dead-letter record.
+    Failed,
+    /// Not sent because the code expired or was replaced first.
+    Dropped,
+}
+
+impl DeliveryState {
+    /// The API name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryState::Queued => "queued",
+            DeliveryState::Sent => "sent",
+            DeliveryState::Failed => "failed",
+            DeliveryState::Dropped => "dropped",
+        }
+    }
+
+    pub(crate) fn tag(self) -> u8 {
+        match self {
+            DeliveryState::Queued => 0,
+            DeliveryState::Sent => 1,
+            DeliveryState::Failed => 2,
+            DeliveryState::Dropped => 3,
+        }
+    }
+
+    pub(crate) fn from_tag(tag: u8) -> Option<Self> {
+        [Self::Queued, Self::Sent, Self::Failed, Self::Dropped]
+            .get(usize::from(tag))
+            .copied()
+    }
+}
+
+/// How the outbox retries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxPolicy {
+    /// Sends tried before a message is dead-lettered.
+    pub max_attempts: u32,
+    /// Wait before the first retry; doubles each time (with jitter).
+    pub backoff_first: Duration,
+    /// Longest wait between retries.
+    pub backoff_max: Duration,
+    /// When SMS fails for good and the account has an email, send the code by email.
+    pub sms_fallback_to_email: bool,
+    /// Language when the request names none.
+    pub default_locale: Locale,
+}
+
+impl Default for OutboxPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 8,
+            backoff_first: Duration::from_millis(500),
+            backoff_max: Duration::from_secs(60),
+            sms_fallback_to_email: false,
+            default_locale: Locale::Pt,
+        }
+    }
+}
+
+/// A message id: the idempotency key towards the gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MessageId(pub(crate) [u8; 16]);
+
+impl MessageId {
+    /// A message id from its bytes (for tests and tools).
+    pub fn from_bytes(bytes: [u8; 16]) -> Self {
+        MessageId(bytes)
+    }
+}
+
+impl std::fmt::Display for MessageId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for b in self.0 {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A message as the outbox keeps it.
+#[derive(Debug, Clone)]
+pub(crate) struct Message {
+    pub(crate) id: MessageId,
+    pub(crate) challenge: ChallengeId,
+    pub(crate) account: AccountId,
+    pub(crate) purpose: Purpose,
+    pub(crate) channel: Channel,
+    pub(crate) destination: Box<str>,
+    pub(crate) sealed_code: Vec<u8>,
+    pub(crate) locale: Locale,
+    pub(crate) expires_at: Timestamp,
+    pub(crate) created_at: Timestamp,
+    pub(crate) attempts: u32,
+    pub(crate) next_attempt_at: Timestamp,
+    /// Memory only: handed to a sender and not yet reported.
+    pub(crate) in_flight: bool,
+}
+
+/// A message to send now, with its code unsealed.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    /// The idempotency key.
+    pub id: MessageId,
+    /// The challenge it carries the code of.
+    pub challenge_id: ChallengeId,
+    /// What the code is for.
+    pub purpose: Purpose,
+    /// How to send it.
+    pub channel: Channel,
+    /// Phone, email, push token or postal address.
+    pub destination: String,
+    /// The code.
+    pub code: Code,
+    /// The message language.
+    pub locale: Locale,
+    /// When the code stops working.
+    pub expires_at: Timestamp,
+    /// Which try this is (1 for the first).
+    pub attempt: u32,
+}
+
+/// What a send attempt came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendResult {
+    /// The gateway accepted it.
+    Sent,
+    /// A transient failure (5xx, 429, SMTP 4xx, connection error); retry.
+    Retry {
+        /// The gateway's own wait (`Retry-After`), if it gave one.
+        after: Option<Duration>,
+        /// For the dead-letter record.
+        reason: String,
+    },
+    /// A permanent failure (4xx, SMTP 5xx); do not retry.
+    Permanent {
+        /// For the dead-letter record.
+        reason: String,
+    },
+}
+
+/// A message that failed for good, kept for inspection (without its code).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    /// The message id.
+    pub id: MessageId,
+    /// Its challenge.
+    pub challenge_id: ChallengeId,
+    /// Its channel.
+    pub channel: Channel,
+    /// Tries made.
+    pub attempts: u32,
+    /// The last failure.
+    pub reason: String,
+    /// When it was given up.
+    pub failed_at: Timestamp,
+}
+
+fn pad(key: &CodeKey, id: MessageId) -> [u8; 32] {
+    let mut mac = match <Hmac<Sha256> as KeyInit>::new_from_slice(key.expose()) {
+        Ok(mac) => mac,
+        Err(_) => unreachable!("HMAC accepts any key length"),
+    };
+    mac.update(b"otpd-outbox");
+    mac.update(&id.0);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(&mac.finalize().into_bytes());
+    out
+}
+
+/// Seals a code of at most 32 bytes for storage.
+pub(crate) fn seal(key: &CodeKey, id: MessageId, code: &Code) -> Vec<u8> {
+    let pad = pad(key, id);
+    code.expose().bytes().zip(pad).map(|(c, p)| c ^ p).collect()
+}
+
+/// Opens a sealed code.
+pub(crate) fn unseal(key: &CodeKey, id: MessageId, sealed: &[u8]) -> Result<Code> {
+    let pad = pad(key, id);
+    let bytes: Vec<u8> = sealed.iter().zip(pad).map(|(c, p)| c ^ p).collect();
+    String::from_utf8(bytes).map(Code::new).map_err(|_| {
+        EngineError::Corrupt("an outbox message does not open with this code key".into())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sealed_codes_open_only_with_their_key_and_id() {
+        let key = CodeKey::new([1; 32]);
+        let id = MessageId([2; 16]);
+        let sealed = seal(&key, id, &Code::new("ABCDEFGHJK"));
+        assert_ne!(sealed, b"ABCDEFGHJK");
+        assert_eq!(unseal(&key, id, &sealed).unwrap().expose(), "ABCDEFGHJK");
+        let other = unseal(&CodeKey::new([3; 32]), id, &sealed);
+        assert!(other.map(|c| c.expose() != "ABCDEFGHJK").unwrap_or(true));
+        let other_id = unseal(&key, MessageId([4; 16]), &sealed);
+        assert!(other_id.map(|c| c.expose() != "ABCDEFGHJK").unwrap_or(true));
+    }
+
+    #[test]
+    fn locales_parse_with_or_without_region() {
+        assert_eq!(Locale::parse("pt-PT").unwrap(), Locale::Pt);
+        assert_eq!(Locale::parse("EN").unwrap(), Locale::En);
+        assert!(Locale::parse("fr").is_err());
+    }
+}

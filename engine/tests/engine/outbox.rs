@@ -1,0 +1,255 @@
+//! The durable outbox: queued with the challenge, retried, dead-lettered, dropped, recovered.
+
+use std::time::Duration;
+
+use engine::*;
+
+use crate::helpers::*;
+
+const PHONE: &str = "+351912345678";
+
+fn report(t: &TestEngine, id: MessageId, result: SendResult) {
+    t.engine.outbox_report(id, result).unwrap().wait().unwrap();
+}
+
+fn delivery(t: &TestEngine, challenge: ChallengeId) -> DeliveryState {
+    t.engine.challenge_status(challenge).unwrap().delivery
+}
+
+fn retry() -> SendResult {
+    SendResult::Retry {
+        after: None,
+        reason: "503 from gateway".into(),
+    }
+}
+
+#[test]
+fn an_issued_code_waits_in_the_outbox_until_reported_sent() {
+    let t = TestEngine::new();
+    t.register(PHONE);
+    let issued = t.login_code(PHONE);
+    assert_eq!(delivery(&t, issued.challenge_id), DeliveryState::Queued);
+    let due = t.engine.outbox_due(10);
+    assert_eq!(due.len(), 1);
+    let item = &due[0];
+    assert_eq!(item.id, issued.message_id);
+    assert_eq!(item.challenge_id, issued.challenge_id);
+    assert_eq!(item.code.expose(), issued.code.expose());
+    assert_eq!(item.destination, PHONE);
+    assert_eq!(item.locale, Locale::Pt, "the default locale");
+    assert_eq!(item.attempt, 1);
+    assert!(
+        t.engine.outbox_due(10).is_empty(),
+        "in flight: not handed out twice"
+    );
+    report(&t, item.id, SendResult::Sent);
+    assert_eq!(delivery(&t, issued.challenge_id), DeliveryState::Sent);
+    assert_eq!(t.engine.stats().outbox, 0);
+}
+
+#[test]
+fn transient_failures_retry_with_growing_waits_and_honour_retry_after() {
+    let t = TestEngine::new();
+    t.register(PHONE);
+    t.login_code(PHONE);
+    let id = t.engine.outbox_due(1)[0].id;
+    report(&t, id, retry());
+    assert!(t.engine.outbox_due(1).is_empty(), "not before the backoff");
+    t.advance(Duration::from_millis(500));
+    let again = t.engine.outbox_due(1);
+    assert_eq!(again[0].attempt, 2);
+    report(
+        &t,
+        id,
+        SendResult::Retry {
+            after: Some(Duration::from_secs(7)),
+            reason: "429".into(),
+        },
+    );
+    t.advance(Duration::from_millis(6_999));
+    assert!(t.engine.outbox_due(1).is_empty(), "Retry-After is honoured");
+    t.advance(Duration::from_millis(1));
+    assert_eq!(t.engine.outbox_due(1)[0].attempt, 3);
+}
+
+#[test]
+fn backoff_is_jittered_between_half_and_all_of_the_doubling() {
+    let t = TestEngine::with_config(|c| c.outbox.max_attempts = 20);
+    t.register(PHONE);
+    t.login_code(PHONE);
+    let id = t.engine.outbox_due(1)[0].id;
+    for attempt in 1..=4u32 {
+        report(&t, id, retry());
+        let full = Duration::from_millis(500 * (1 << (attempt - 1)));
+        t.advance(full / 2 - Duration::from_millis(1));
+        assert!(
+            t.engine.outbox_due(1).is_empty(),
+            "attempt {attempt} came too early"
+        );
+        t.advance(full / 2 + Duration::from_millis(1));
+        assert_eq!(
+            t.engine.outbox_due(1).len(),
+            1,
+            "attempt {attempt} came too late"
+        );
+    }
+}
+
+#[test]
+fn a_message_that_keeps_failing_goes_to_the_dead_letters() {
+    let t = TestEngine::with_config(|c| c.outbox.max_attempts = 3);
+    t.register(PHONE);
+    let issued = t.login_code(PHONE);
+    for _ in 0..3 {
+        t.advance(Duration::from_secs(10));
+        let due = t.engine.outbox_due(1);
+        report(&t, due[0].id, retry());
+    }
+    t.advance(Duration::from_secs(10));
+    assert!(t.engine.outbox_due(1).is_empty());
+    assert_eq!(delivery(&t, issued.challenge_id), DeliveryState::Failed);
+    let dead = t.engine.dead_letters().unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].attempts, 3);
+    assert!(
+        dead[0].reason.contains("503 from gateway"),
+        "{}",
+        dead[0].reason
+    );
+}
+
+#[test]
+fn a_permanent_failure_stops_at_once() {
+    let t = TestEngine::new();
+    t.register(PHONE);
+    let issued = t.login_code(PHONE);
+    let id = t.engine.outbox_due(1)[0].id;
+    report(
+        &t,
+        id,
+        SendResult::Permanent {
+            reason: "400 invalid number".into(),
+        },
+    );
+    assert_eq!(delivery(&t, issued.challenge_id), DeliveryState::Failed);
+    assert_eq!(t.engine.dead_letters().unwrap()[0].attempts, 1);
+    t.advance(Duration::from_secs(3600));
+    assert!(t.engine.outbox_due(1).is_empty());
+}
+
+#[test]
+fn superseded_and_expired_codes_are_dropped_never_sent_late() {
+    let t = TestEngine::new();
+    t.register(PHONE);
+    let first = t.login_code(PHONE);
+    let second = t.login_code(PHONE);
+    assert_eq!(delivery(&t, first.challenge_id), DeliveryState::Dropped);
+    let due = t.engine.outbox_due(10);
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].challenge_id, second.challenge_id);
+    report(&t, due[0].id, retry());
+    t.advance(Duration::from_secs(301));
+    assert!(
+        t.engine.outbox_due(10).is_empty(),
+        "expired while waiting to retry"
+    );
+    assert_eq!(delivery(&t, second.challenge_id), DeliveryState::Dropped);
+    assert!(t.engine.dead_letters().unwrap().is_empty());
+}
+
+#[test]
+fn queued_messages_survive_a_restart_and_are_sent_after_it() {
+    let t = TestEngine::new();
+    t.register(PHONE);
+    let issued = t.login_code(PHONE);
+    let in_flight = t.engine.outbox_due(1);
+    assert_eq!(in_flight.len(), 1, "taken by a sender that then dies");
+    let t = t.restart();
+    let due = t.engine.outbox_due(10);
+    assert_eq!(due.len(), 1, "the message is still there after the restart");
+    assert_eq!(due[0].code.expose(), issued.code.expose());
+    report(&t, due[0].id, SendResult::Sent);
+    let t = t.restart();
+    assert!(t.engine.outbox_due(10).is_empty());
+    assert_eq!(delivery(&t, issued.challenge_id), DeliveryState::Sent);
+}
+
+#[test]
+fn sms_can_fall_back_to_email_after_a_permanent_failure() {
+    let t = TestEngine::with_config(|c| c.outbox.sms_fallback_to_email = true);
+    t.register_full(PHONE, Some("ana@example.pt"), PIN);
+    let issued = t.login_code(PHONE);
+    let sms = t.engine.outbox_due(1).remove(0);
+    report(
+        &t,
+        sms.id,
+        SendResult::Permanent {
+            reason: "unreachable handset".into(),
+        },
+    );
+    let email = t.engine.outbox_due(1).remove(0);
+    assert_eq!(email.channel, Channel::Email);
+    assert_eq!(email.destination, "ana@example.pt");
+    assert_eq!(email.code.expose(), issued.code.expose(), "the same code");
+    assert_ne!(email.id, sms.id, "a new idempotency key");
+    let status = t.engine.challenge_status(issued.challenge_id).unwrap();
+    assert_eq!(
+        (status.channel, status.delivery),
+        (Channel::Email, DeliveryState::Queued)
+    );
+    assert_eq!(status.masked_destination, "a***@example.pt");
+}
+
+#[test]
+fn without_fallback_a_failed_sms_stays_failed() {
+    let t = TestEngine::new();
+    t.register_full(PHONE, Some("ana@example.pt"), PIN);
+    t.login_code(PHONE);
+    let sms = t.engine.outbox_due(1).remove(0);
+    report(&t, sms.id, SendResult::Permanent { reason: "x".into() });
+    assert!(t.engine.outbox_due(1).is_empty());
+}
+
+#[test]
+fn the_requested_locale_travels_with_the_message() {
+    let t = TestEngine::new();
+    let id = t.register(PHONE);
+    t.engine
+        .issue_step_up(id, None, None, Some(Locale::En))
+        .unwrap()
+        .wait()
+        .unwrap();
+    assert_eq!(t.engine.outbox_due(1)[0].locale, Locale::En);
+}
+
+#[test]
+fn cancelling_an_account_discards_its_queued_messages() {
+    let t = TestEngine::new();
+    let id = t.register(PHONE);
+    t.login_code(PHONE);
+    t.engine.cancel(id).unwrap().wait().unwrap();
+    assert!(t.engine.outbox_due(10).is_empty());
+    let t = t.restart();
+    assert_eq!(t.engine.stats().outbox, 0);
+}
+
+#[test]
+fn a_resend_keeps_the_language_of_the_code_it_replaces() {
+    let t = TestEngine::new();
+    let id = t.register(PHONE);
+    let first = t
+        .engine
+        .issue_step_up(id, None, None, Some(Locale::En))
+        .unwrap()
+        .wait()
+        .unwrap();
+    let sent = t.engine.outbox_due(1).remove(0);
+    report(&t, sent.id, SendResult::Sent);
+    t.advance(Duration::from_secs(30));
+    t.engine
+        .resend(first.challenge_id, None)
+        .unwrap()
+        .wait()
+        .unwrap();
+    assert_eq!(t.engine.outbox_due(1)[0].locale, Locale::En);
+}
