@@ -503,18 +503,22 @@ impl Engine {
             }
         };
         for (key, field) in keys {
-            match self.index.entry(key.clone()) {
-                Entry::Occupied(_) => {
-                    release(&reserved);
-                    drop(guard);
-                    self.accounts.remove(&id);
-                    return Err(EngineError::Conflict { field });
-                }
+            // Decide under the index entry, act after it is released: rolling
+            // back while holding it deadlocks when an earlier key shares its shard.
+            let taken = match self.index.entry(key.clone()) {
+                Entry::Occupied(_) => true,
                 Entry::Vacant(vacant) => {
                     vacant.insert(id);
-                    reserved.push(key);
+                    false
                 }
+            };
+            if taken {
+                release(&reserved);
+                drop(guard);
+                self.accounts.remove(&id);
+                return Err(EngineError::Conflict { field });
             }
+            reserved.push(key);
         }
         let mut batch = sled::Batch::default();
         batch.insert(&account_key(id)[..], encode_account(&guard));
@@ -835,6 +839,14 @@ impl Engine {
         locale: Option<Locale>,
         now: Timestamp,
     ) -> Result<Issued> {
+        if !self.config.outbox.enabled.contains(&channel) {
+            return Err(EngineError::ChannelUnavailable(match channel {
+                Channel::Sms => "SMS delivery (disabled here)",
+                Channel::Email => "email delivery (disabled here)",
+                Channel::Push => "push delivery (disabled here)",
+                Channel::Letter => "letter delivery (disabled here)",
+            }));
+        }
         let policy = self.config.codes.for_code(purpose, channel);
         let lifetime = match lifetime {
             None => policy.lifetime,
