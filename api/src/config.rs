@@ -593,6 +593,7 @@ impl Config {
                 sms_fallback_to_email: d.sms_fallback_to_email,
                 default_locale: engine::Locale::parse(&d.default_locale)
                     .unwrap_or(engine::Locale::Pt),
+                ..engine::OutboxPolicy::default()
             },
             pin: PinPolicy {
                 min_length: self.pin.min_length as usize,

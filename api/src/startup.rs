@@ -79,7 +79,10 @@ impl App {
     /// Opens the engine (recovering its data) and prepares the server.
     pub fn build(config: Config, deps: Dependencies) -> Result<App, String> {
         let dispatcher = Arc::new(Dispatcher::from_config(&config, deps.delivery)?);
-        let engine = Engine::open(config.engine_config(), deps.code_key, deps.clock, deps.rng)
+        let mut engine_config = config.engine_config();
+        // Codes are refused up front for channels that cannot deliver.
+        engine_config.outbox.enabled = dispatcher.enabled();
+        let engine = Engine::open(engine_config, deps.code_key, deps.clock, deps.rng)
             .map_err(|e| format!("cannot open the store: {e}"))?;
         let engine = Arc::new(engine);
         let sweeper = engine

@@ -115,6 +115,8 @@ pub struct OutboxPolicy {
     pub sms_fallback_to_email: bool,
     /// Language when the request names none.
     pub default_locale: Locale,
+    /// Channels that can deliver; codes are not issued for the others.
+    pub enabled: Vec<Channel>,
 }
 
 impl Default for OutboxPolicy {
@@ -125,6 +127,7 @@ impl Default for OutboxPolicy {
             backoff_max: Duration::from_secs(60),
             sms_fallback_to_email: false,
             default_locale: Locale::Pt,
+            enabled: vec![Channel::Sms, Channel::Email, Channel::Push, Channel::Letter],
         }
     }
 }

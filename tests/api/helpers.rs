@@ -109,6 +109,7 @@ pub struct TestApp {
     server: Option<JoinHandle<Result<(), String>>>,
     pub config: Config,
     pub dir: Arc<tempfile::TempDir>,
+    capture: bool,
 }
 
 pub fn test_config(dir: &std::path::Path) -> Config {
@@ -157,11 +158,20 @@ impl std::io::Write for LogWriter {
 }
 
 pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
+    spawn(adjust, true).await
+}
+
+/// A server whose only channels are those `adjust` configures (no capture).
+pub async fn spawn_app_without_capture(adjust: impl FnOnce(&mut Config)) -> TestApp {
+    spawn(adjust, false).await
+}
+
+async fn spawn(adjust: impl FnOnce(&mut Config), capture: bool) -> TestApp {
     captured_logs();
     let dir = Arc::new(tempfile::tempdir().unwrap());
     let mut config = test_config(dir.path());
     adjust(&mut config);
-    start(config, dir, ManualClock::new(START), None).await
+    start(config, dir, ManualClock::new(START), None, capture).await
 }
 
 async fn start(
@@ -169,13 +179,14 @@ async fn start(
     dir: Arc<tempfile::TempDir>,
     clock: ManualClock,
     keys: Option<[String; 4]>,
+    capture: bool,
 ) -> TestApp {
     let outbox = Outbox::default();
     let deps = Dependencies {
         clock: Arc::new(clock.clone()),
         rng: seeded_rng([7; 32]),
         code_key: CodeKey::new([42; 32]),
-        delivery: Some(Arc::new(outbox.clone())),
+        delivery: capture.then(|| Arc::new(outbox.clone()) as Arc<dyn Channel>),
     };
     let app = App::build(config.clone(), deps).expect("app builds");
     let state = app.state();
@@ -217,6 +228,7 @@ async fn start(
         server: Some(server),
         config,
         dir,
+        capture,
     }
 }
 
@@ -235,6 +247,7 @@ impl TestApp {
             Arc::clone(&self.dir),
             self.clock.clone(),
         );
+        let capture = self.capture;
         let engine = Arc::downgrade(&self.state.engine);
         drop(self);
         // The old engine must be gone before the store can be opened again.
@@ -246,7 +259,7 @@ impl TestApp {
             );
             tokio::task::yield_now().await;
         }
-        start(config, dir, clock, Some(keys)).await
+        start(config, dir, clock, Some(keys), capture).await
     }
 
     pub async fn stop(&mut self) {

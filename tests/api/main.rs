@@ -5,7 +5,9 @@
 mod accounts;
 mod admin;
 mod bad_input;
+mod delivery;
 mod helpers;
 mod login;
 mod operations;
+mod peers;
 mod server;

@@ -190,6 +190,10 @@ impl Channel for SmsGateways {
         "sms-http"
     }
 
+    fn worst_case(&self, per_request: Duration) -> Duration {
+        per_request * u32::try_from(self.gateways.len()).unwrap_or(u32::MAX)
+    }
+
     fn send<'a>(&'a self, message: &'a Outgoing, rendered: &'a Rendered) -> SendFuture<'a> {
         Box::pin(async move {
             let mut transient: Option<SendResult> = None;

@@ -34,6 +34,12 @@ pub trait Channel: Send + Sync + 'static {
         true
     }
 
+    /// The longest one send may take, given the per-request timeout
+    /// (a channel that tries several endpoints needs several).
+    fn worst_case(&self, per_request: Duration) -> Duration {
+        per_request
+    }
+
     /// Sends one message; `rendered` has its words.
     fn send<'a>(&'a self, message: &'a Outgoing, rendered: &'a Rendered) -> SendFuture<'a>;
 }
@@ -149,6 +155,14 @@ impl Dispatcher {
         Ok(dispatcher)
     }
 
+    /// Channels that have somewhere to go.
+    pub fn enabled(&self) -> Vec<Via> {
+        [Via::Sms, Via::Email, Via::Push, Via::Letter]
+            .into_iter()
+            .filter(|via| self.channel_for(*via).is_some())
+            .collect()
+    }
+
     fn channel_for(&self, via: Via) -> Option<&Arc<dyn Channel>> {
         let own = match via {
             Via::Sms => &self.sms,
@@ -157,6 +171,13 @@ impl Dispatcher {
             Via::Letter => &self.letter,
         };
         own.as_ref().or(self.fallback.as_ref())
+    }
+
+    /// The longest a send by `via` may take: the sender's safety net above
+    /// the channels' own timeouts.
+    pub fn deadline(&self, via: Via, per_request: Duration) -> Duration {
+        let channel = self.channel_for(via);
+        channel.map_or(per_request, |c| c.worst_case(per_request)) + Duration::from_secs(1)
     }
 
     /// Sends one message through its channel.
@@ -211,12 +232,13 @@ pub async fn run_sender(
             tokio::spawn(async move {
                 let started = Instant::now();
                 let via = message.channel.as_str();
+                let deadline = dispatcher.deadline(message.channel, send_timeout);
                 let result =
-                    tokio::time::timeout(send_timeout, dispatcher.send(&message, engine.now()))
+                    tokio::time::timeout(deadline, dispatcher.send(&message, engine.now()))
                         .await
                         .unwrap_or_else(|_| SendResult::Retry {
                             after: None,
-                            reason: format!("no answer within {} ms", send_timeout.as_millis()),
+                            reason: format!("no outcome within {} ms", deadline.as_millis()),
                         });
                 metrics::histogram!("otpd_delivery_seconds", "channel" => via)
                     .record(started.elapsed().as_secs_f64());

@@ -253,3 +253,14 @@ fn a_resend_keeps_the_language_of_the_code_it_replaces() {
         .unwrap();
     assert_eq!(t.engine.outbox_due(1)[0].locale, Locale::En);
 }
+
+#[test]
+fn codes_are_not_issued_for_a_channel_that_cannot_deliver() {
+    let t = TestEngine::with_config(|c| c.outbox.enabled = vec![Channel::Email]);
+    let id = t.register(PHONE);
+    assert!(matches!(
+        t.engine.issue_step_up(id, Some(Channel::Sms), None, None),
+        Err(EngineError::ChannelUnavailable(_))
+    ));
+    assert_eq!(t.engine.stats().challenges, 0);
+}

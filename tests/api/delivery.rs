@@ -1,0 +1,588 @@
+//! Delivery through every channel, to real peers on loopback.
+
+use std::time::Duration;
+
+use otpd::config::{BodyFormat, Config, LetterMode, SmsGatewayConfig, SmtpTls};
+use serde_json::json;
+
+use crate::helpers::*;
+
+/// The 6-digit code in a message: a run of exactly six digits that starts
+/// after a space or `>` (headers and ids hold other digit runs).
+fn code_in(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i].is_ascii_digit() {
+            let start = i;
+            while i < bytes.len() && bytes[i].is_ascii_digit() {
+                i += 1;
+            }
+            let before = start.checked_sub(1).map(|j| bytes[j]);
+            if i - start == 6 && matches!(before, Some(b' ' | b'>')) {
+                return text[start..i].to_owned();
+            }
+        } else {
+            i += 1;
+        }
+    }
+    panic!("no code in {text}")
+}
+use crate::peers::{Answer, HttpPeer, SmtpSink};
+
+fn sms_gateway(peer: &HttpPeer, format: BodyFormat) -> SmsGatewayConfig {
+    SmsGatewayConfig {
+        name: "local".into(),
+        url: format!("{}/send", peer.url),
+        auth_header: "Authorization".into(),
+        auth_value: "Bearer gateway-token".into(),
+        body: format,
+        template: match format {
+            BodyFormat::Json => r#"{"to":"{to}","text":"{message}","ref":"{id}"}"#.into(),
+            BodyFormat::Form => "to={to}&text={message}".into(),
+        },
+    }
+}
+
+fn fast_retries(c: &mut Config) {
+    c.delivery.poll_interval_ms = 10;
+    c.delivery.log_sink = false;
+}
+
+async fn status_of(app: &TestApp, challenge: &str) -> serde_json::Value {
+    app.get(&format!("/v1/challenges/{challenge}"), &app.auth_key)
+        .await
+        .body
+}
+
+#[tokio::test]
+async fn sms_codes_reach_the_gateway_and_the_code_received_verifies() {
+    let gateway = HttpPeer::start(&[]).await;
+    let g = gateway.clone();
+    let app = spawn_app_with(move |c| {
+        fast_retries(c);
+        c.delivery.sms = vec![sms_gateway(&g, BodyFormat::Json)];
+        c.delivery.service_name = "gov.pt".into();
+    })
+    .await;
+    app.registered(PHONE, "12345678").await;
+    let login = app.login(PHONE, PIN).await;
+    let challenge = login.body["challenge_id"].as_str().unwrap().to_owned();
+    let received = gateway.wait_for(1, || {}).await;
+    let request = &received[0];
+    assert_eq!(request.path, "/send");
+    assert_eq!(request.headers["authorization"], "Bearer gateway-token");
+    assert_eq!(request.headers["content-type"], "application/json");
+    let body = request.json();
+    assert_eq!(body["to"], PHONE);
+    let text = body["text"].as_str().unwrap();
+    assert!(
+        text.starts_with("gov.pt: código de autenticação "),
+        "{text}"
+    );
+    assert!(text.contains("Nunca partilhe este código"), "{text}");
+    let code = code_in(text);
+    assert_eq!(
+        request.headers["idempotency-key"],
+        body["ref"].as_str().unwrap()
+    );
+    assert_eq!(app.verify(&challenge, &code).await.status, 200);
+    // Delivery status is visible on the challenge.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while status_of(&app, &challenge).await["delivery"] != "sent" {
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test]
+async fn form_bodies_and_english_messages_are_supported() {
+    let gateway = HttpPeer::start(&[]).await;
+    let g = gateway.clone();
+    let app = spawn_app_with(move |c| {
+        fast_retries(c);
+        c.delivery.sms = vec![sms_gateway(&g, BodyFormat::Form)];
+    })
+    .await;
+    let account = app.registered(PHONE, "12345678").await;
+    app.post(
+        "/v1/step-up",
+        &app.auth_key,
+        json!({ "account_id": account, "locale": "en" }),
+    )
+    .await;
+    let request = &gateway.wait_for(1, || {}).await[0];
+    assert_eq!(
+        request.headers["content-type"],
+        "application/x-www-form-urlencoded"
+    );
+    assert!(
+        request.body.starts_with("to=%2B351912345678&text="),
+        "{}",
+        request.body
+    );
+    assert!(
+        request.body.contains("Never+share+this+code"),
+        "{}",
+        request.body
+    );
+}
+
+#[tokio::test]
+async fn a_gateway_failing_twice_then_answering_gets_the_message_on_the_third_try() {
+    let gateway = HttpPeer::start(&[Answer::Status(503), Answer::StatusRetryAfter(429, 2)]).await;
+    let g = gateway.clone();
+    let app = spawn_app_with(move |c| {
+        fast_retries(c);
+        c.delivery.sms = vec![sms_gateway(&g, BodyFormat::Json)];
+    })
+    .await;
+    app.registered(PHONE, "12345678").await;
+    let login = app.login(PHONE, PIN).await;
+    let challenge = login.body["challenge_id"].as_str().unwrap().to_owned();
+    let clock = app.clock.clone();
+    let received = gateway
+        .wait_for(3, || clock.advance(Duration::from_millis(500)))
+        .await;
+    let keys: Vec<_> = received
+        .iter()
+        .map(|r| r.headers["idempotency-key"].clone())
+        .collect();
+    assert!(
+        keys.windows(2).all(|w| w[0] == w[1]),
+        "one idempotency key for every try"
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while status_of(&app, &challenge).await["delivery"] != "sent" {
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test]
+async fn a_gateway_refusing_with_4xx_is_not_retried_and_the_message_is_dead_lettered() {
+    let gateway = HttpPeer::start(&[Answer::Status(400)]).await;
+    let g = gateway.clone();
+    let app = spawn_app_with(move |c| {
+        fast_retries(c);
+        c.delivery.sms = vec![sms_gateway(&g, BodyFormat::Json)];
+    })
+    .await;
+    app.registered(PHONE, "12345678").await;
+    let login = app.login(PHONE, PIN).await;
+    let challenge = login.body["challenge_id"].as_str().unwrap().to_owned();
+    gateway.wait_for(1, || {}).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while status_of(&app, &challenge).await["delivery"] != "failed" {
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::task::yield_now().await;
+    }
+    app.clock.advance(Duration::from_secs(120));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(
+        gateway.received().len(),
+        1,
+        "a permanent failure is not retried"
+    );
+    let dead = app.state.engine.dead_letters().unwrap();
+    assert_eq!(dead.len(), 1);
+    assert!(dead[0].reason.contains("400"), "{}", dead[0].reason);
+}
+
+#[tokio::test]
+async fn a_hanging_gateway_times_out_and_a_second_gateway_takes_the_message() {
+    let hanging = HttpPeer::start(&[Answer::Hang, Answer::Hang, Answer::Hang]).await;
+    let backup = HttpPeer::start(&[]).await;
+    let (h, b) = (hanging.clone(), backup.clone());
+    let app = spawn_app_with(move |c| {
+        fast_retries(c);
+        c.delivery.send_timeout_ms = 200;
+        c.delivery.sms = vec![
+            sms_gateway(&h, BodyFormat::Json),
+            sms_gateway(&b, BodyFormat::Json),
+        ];
+    })
+    .await;
+    app.registered(PHONE, "12345678").await;
+    app.login(PHONE, PIN).await;
+    let clock = app.clock.clone();
+    let got = backup
+        .wait_for(1, || clock.advance(Duration::from_millis(500)))
+        .await;
+    assert_eq!(got[0].json()["to"], PHONE);
+    assert!(
+        !hanging.received().is_empty(),
+        "the first gateway was tried first"
+    );
+}
+
+#[tokio::test]
+async fn email_goes_over_smtp_with_text_and_html_parts() {
+    let smtp = SmtpSink::start(&[]).await;
+    let port = smtp.port;
+    let app = spawn_app_with(move |c| {
+        fast_retries(c);
+        c.delivery.email.enabled = true;
+        c.delivery.email.host = "127.0.0.1".into();
+        c.delivery.email.port = port;
+        c.delivery.email.tls = SmtpTls::None;
+        c.delivery.email.from = "Autenticação <no-reply@gov.example>".into();
+    })
+    .await;
+    let r = app
+        .post(
+            "/v1/accounts",
+            &app.accounts_key,
+            json!({ "identity": { "kind": "civil_id", "number": "12345678" }, "email": "ana@example.pt", "pin": PIN }),
+        )
+        .await;
+    assert_eq!(r.status, 201);
+    let login = app
+        .post(
+            "/v1/login",
+            &app.auth_key,
+            json!({ "email": "ana@example.pt", "pin": PIN }),
+        )
+        .await;
+    let challenge = login.body["challenge_id"].as_str().unwrap().to_owned();
+    let mail = smtp.wait_for(1, || {}).await.remove(0);
+    assert_eq!(mail.to, vec!["<ana@example.pt>"]);
+    assert!(mail.from.contains("no-reply@gov.example"), "{}", mail.from);
+    assert!(mail.data.contains("multipart/alternative"), "{}", mail.data);
+    assert!(mail.data.contains("text/html"));
+    assert!(mail.data.contains("Message-ID: <"), "{}", mail.data);
+    let code = code_in(&mail.data);
+    assert_eq!(app.verify(&challenge, &code).await.status, 200);
+}
+
+#[tokio::test]
+async fn smtp_4xx_is_retried_and_5xx_is_final() {
+    let smtp = SmtpSink::start(&["451 try later", "550 no such user"]).await;
+    let port = smtp.port;
+    let app = spawn_app_with(move |c| {
+        fast_retries(c);
+        c.delivery.email.enabled = true;
+        c.delivery.email.host = "127.0.0.1".into();
+        c.delivery.email.port = port;
+        c.delivery.email.tls = SmtpTls::None;
+    })
+    .await;
+    app.post(
+        "/v1/accounts",
+        &app.accounts_key,
+        json!({ "identity": { "kind": "civil_id", "number": "12345678" }, "email": "ana@example.pt", "pin": PIN }),
+    )
+    .await;
+    let login = app
+        .post(
+            "/v1/login",
+            &app.auth_key,
+            json!({ "email": "ana@example.pt", "pin": PIN }),
+        )
+        .await;
+    let challenge = login.body["challenge_id"].as_str().unwrap().to_owned();
+    let clock = app.clock.clone();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while status_of(&app, &challenge).await["delivery"] != "failed" {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "451 then 550 should end in failure"
+        );
+        clock.advance(Duration::from_millis(500));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let dead = app.state.engine.dead_letters().unwrap();
+    assert_eq!(
+        dead[0].attempts, 2,
+        "one retry after 451, then 550 ended it"
+    );
+    assert!(smtp.mails().is_empty());
+}
+
+#[tokio::test]
+async fn push_codes_go_to_the_relay_as_json() {
+    let relay = HttpPeer::start(&[]).await;
+    let r = relay.clone();
+    let app = spawn_app_with(move |c| {
+        fast_retries(c);
+        c.delivery.push.url = format!("{}/push", r.url);
+    })
+    .await;
+    let account = app.registered(PHONE, "12345678").await;
+    app.request(
+        hyper::Method::PUT,
+        &format!("/v1/accounts/{account}/push-device"),
+        Some(&app.accounts_key),
+        Some(json!({ "push_token": "device-token-0123456789" })),
+    )
+    .await;
+    let issued = app
+        .post(
+            "/v1/step-up",
+            &app.auth_key,
+            json!({ "account_id": account, "channel": "push" }),
+        )
+        .await;
+    let challenge = issued.body["challenge_id"].as_str().unwrap();
+    let body = relay.wait_for(1, || {}).await[0].json();
+    assert_eq!(body["device_token"], "device-token-0123456789");
+    assert_eq!(body["challenge_id"], challenge);
+    assert_eq!(body["expires_at"], issued.body["expires_at"]);
+    let code = body["code"].as_str().unwrap();
+    assert_eq!(app.step_up_verify(challenge, code).await.status, 200);
+}
+
+#[tokio::test]
+async fn letters_are_spooled_as_files_a_print_house_can_collect() {
+    let spool = tempfile::tempdir().unwrap();
+    let dir = spool.path().to_str().unwrap().to_owned();
+    let app = spawn_app_with(move |c| {
+        fast_retries(c);
+        c.delivery.letter.mode = LetterMode::Spool;
+        c.delivery.letter.spool_dir = dir;
+    })
+    .await;
+    app.post(
+        "/v1/accounts/pre-register",
+        &app.accounts_key,
+        json!({
+            "identity": { "kind": "social_security", "number": "11234567892" },
+            "birth_date": "1980-04-25",
+            "postal_address": "Maria Silva\nRua Augusta 1\n1100-048 Lisboa",
+        }),
+    )
+    .await;
+    let r = app
+        .post(
+            "/v1/activation/request",
+            &app.auth_key,
+            json!({ "identity": { "kind": "social_security", "number": "11234567892" }, "birth_date": "1980-04-25", "channel": "letter" }),
+        )
+        .await;
+    let challenge = r.body["challenge_id"].as_str().unwrap().to_owned();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let letter = loop {
+        let files: Vec<_> = std::fs::read_dir(spool.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "txt"))
+            .collect();
+        if let Some(file) = files.first() {
+            break std::fs::read_to_string(file).unwrap();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no letter was written"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert!(
+        letter.starts_with("Maria Silva\nRua Augusta 1\n1100-048 Lisboa"),
+        "{letter}"
+    );
+    assert!(
+        letter.contains("Válido até 2026-12-23"),
+        "30 days: {letter}"
+    );
+    let line = letter
+        .lines()
+        .find(|l| l.starts_with("Código de ativação: "))
+        .unwrap();
+    let code = line.trim_start_matches("Código de ativação: ");
+    assert_eq!(code.len(), 11, "printed in two groups: {code}");
+    let done = app
+        .post(
+            "/v1/activation/complete",
+            &app.auth_key,
+            json!({ "challenge_id": challenge, "code": code, "pin": PIN }),
+        )
+        .await;
+    assert_eq!(done.status, 200, "{}", done.text);
+}
+
+#[tokio::test]
+async fn failed_sms_falls_back_to_email_when_configured() {
+    let gateway = HttpPeer::start(&[Answer::Status(400)]).await;
+    let smtp = SmtpSink::start(&[]).await;
+    let (g, port) = (gateway.clone(), smtp.port);
+    let app = spawn_app_with(move |c| {
+        fast_retries(c);
+        c.delivery.sms = vec![sms_gateway(&g, BodyFormat::Json)];
+        c.delivery.sms_fallback_to_email = true;
+        c.delivery.email.enabled = true;
+        c.delivery.email.host = "127.0.0.1".into();
+        c.delivery.email.port = port;
+        c.delivery.email.tls = SmtpTls::None;
+    })
+    .await;
+    app.post(
+        "/v1/accounts",
+        &app.accounts_key,
+        json!({ "identity": { "kind": "civil_id", "number": "12345678" }, "phone": PHONE, "email": "ana@example.pt", "pin": PIN }),
+    )
+    .await;
+    let login = app
+        .post(
+            "/v1/login",
+            &app.auth_key,
+            json!({ "phone": PHONE, "pin": PIN, "channel": "sms" }),
+        )
+        .await;
+    let challenge = login.body["challenge_id"].as_str().unwrap().to_owned();
+    let mail = smtp.wait_for(1, || {}).await.remove(0);
+    let code = code_in(&mail.data);
+    assert_eq!(app.verify(&challenge, &code).await.status, 200);
+    assert_eq!(status_of(&app, &challenge).await["channel"], "email");
+}
+
+#[tokio::test]
+async fn every_message_queued_when_the_service_stops_is_sent_after_it_restarts() {
+    // The gateway is down for the first three tries, one per citizen.
+    let gateway = HttpPeer::start(&[
+        Answer::Status(503),
+        Answer::Status(503),
+        Answer::Status(503),
+    ])
+    .await;
+    let g = gateway.clone();
+    let app = spawn_app_with(move |c| {
+        fast_retries(c);
+        c.delivery.sms = vec![sms_gateway(&g, BodyFormat::Json)];
+    })
+    .await;
+    let phones = ["+351911111111", "+351922222222", "+351933333333"];
+    let mut challenges = Vec::new();
+    for (i, phone) in phones.iter().enumerate() {
+        app.registered(phone, &format!("1000000{i}")).await;
+        let login = app.login(phone, PIN).await;
+        challenges.push(login.body["challenge_id"].as_str().unwrap().to_owned());
+    }
+    gateway.wait_for(3, || {}).await;
+    let app = app.restart().await;
+    let clock = app.clock.clone();
+    let received = gateway
+        .wait_for(6, || clock.advance(Duration::from_millis(500)))
+        .await;
+    for (phone, challenge) in phones.iter().zip(&challenges) {
+        let delivered = received[3..]
+            .iter()
+            .find(|r| r.json()["to"] == *phone)
+            .unwrap_or_else(|| panic!("nothing delivered to {phone} after the restart"));
+        let code = code_in(delivered.json()["text"].as_str().unwrap());
+        assert_eq!(app.verify(challenge, &code).await.status, 200);
+    }
+}
+
+#[tokio::test]
+async fn a_disabled_channel_is_refused_when_the_code_is_requested() {
+    let gateway = HttpPeer::start(&[]).await;
+    let g = gateway.clone();
+    let app = spawn_app_without_capture(move |c| {
+        fast_retries(c);
+        c.delivery.sms = vec![sms_gateway(&g, BodyFormat::Json)];
+    })
+    .await;
+    let r = app
+        .post(
+            "/v1/accounts",
+            &app.accounts_key,
+            json!({ "identity": { "kind": "civil_id", "number": "12345678" }, "phone": PHONE, "email": "ana@example.pt", "pin": PIN }),
+        )
+        .await;
+    let account = r.body["account_id"].as_str().unwrap().to_owned();
+    let by_email = app
+        .post(
+            "/v1/step-up",
+            &app.auth_key,
+            json!({ "account_id": account, "channel": "email" }),
+        )
+        .await;
+    assert_eq!(
+        (by_email.status.as_u16(), by_email.error_code()),
+        (409, "channel_unavailable")
+    );
+    let by_sms = app
+        .post(
+            "/v1/step-up",
+            &app.auth_key,
+            json!({ "account_id": account, "channel": "sms" }),
+        )
+        .await;
+    assert_eq!(by_sms.status, 201);
+}
+
+#[tokio::test]
+async fn letters_can_be_posted_to_a_print_house_webhook_and_delivery_is_measured() {
+    let printer = HttpPeer::start(&[]).await;
+    let p = printer.clone();
+    let app = spawn_app_with(move |c| {
+        fast_retries(c);
+        c.delivery.letter.mode = LetterMode::Webhook;
+        c.delivery.letter.url = format!("{}/letters", p.url);
+        c.delivery.letter.auth_header = "x-api-key".into();
+        c.delivery.letter.auth_value = "printer-key".into();
+    })
+    .await;
+    app.post(
+        "/v1/accounts/pre-register",
+        &app.accounts_key,
+        json!({
+            "identity": { "kind": "civil_id", "number": "12345678" },
+            "birth_date": "1980-04-25",
+            "postal_address": "Rua Augusta 1\n1100-048 Lisboa",
+        }),
+    )
+    .await;
+    let r = app
+        .post(
+            "/v1/activation/request",
+            &app.auth_key,
+            json!({ "identity": { "kind": "civil_id", "number": "12345678" }, "birth_date": "1980-04-25", "channel": "letter", "locale": "en" }),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let request = printer.wait_for(1, || {}).await.remove(0);
+    assert_eq!(request.headers["x-api-key"], "printer-key");
+    let body = request.json();
+    assert_eq!(body["address"], "Rua Augusta 1\n1100-048 Lisboa");
+    assert_eq!(body["code"].as_str().unwrap().len(), 10);
+    assert!(
+        body["letter"]
+            .as_str()
+            .unwrap()
+            .contains("Activation code: ")
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let metrics = app
+            .request(hyper::Method::GET, "/metrics", None, None)
+            .await
+            .text;
+        if metrics.contains("otpd_delivery_attempts_total{channel=\"letter\",outcome=\"sent\"}") {
+            assert!(metrics.contains("otpd_delivery_seconds_bucket{channel=\"letter\""));
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no delivery metrics"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_log_sink_refuses_to_run_in_production() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    config.environment = otpd::config::Environment::Production;
+    let deps = || otpd::Dependencies {
+        clock: std::sync::Arc::new(engine::ManualClock::new(START)),
+        rng: engine::seeded_rng([1; 32]),
+        code_key: engine::CodeKey::new([1; 32]),
+        delivery: None,
+    };
+    let err = otpd::App::build(config.clone(), deps()).unwrap_err();
+    assert!(err.contains("development only"), "{err}");
+    config.delivery.log_sink = false;
+    assert!(otpd::App::build(config, deps()).is_ok());
+}
