@@ -10,3 +10,8 @@ pub mod telemetry;
 mod wire;
 
 pub use startup::{App, AppState, Dependencies};
+
+/// A timestamp as the API writes it (RFC 3339, UTC).
+pub fn wire_time(t: engine::Timestamp) -> String {
+    wire::rfc3339(t)
+}

@@ -53,6 +53,8 @@ enum Command {
     EnvVars,
     /// Print the effective configuration (all layers applied) as TOML.
     Config,
+    /// List messages that failed for good (run while the server is stopped).
+    DeadLetters,
 }
 
 #[derive(Debug, Subcommand)]
@@ -115,6 +117,21 @@ fn run(cli: Cli) -> Result<(), String> {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(config),
         Command::Client { action } => manage_clients(&config, action),
+        Command::DeadLetters => {
+            let engine = open_offline(&config)?;
+            for d in engine.dead_letters().map_err(|e| e.to_string())? {
+                println!(
+                    "{}  message {}  challenge {}  {:6}  {} attempt(s)  {}",
+                    otpd::wire_time(d.failed_at),
+                    d.id,
+                    d.challenge_id,
+                    d.channel.as_str(),
+                    d.attempts,
+                    d.reason
+                );
+            }
+            Ok(())
+        }
         Command::Config => {
             let text = toml::to_string(&config).map_err(|e| e.to_string())?;
             print!("{text}");
@@ -193,14 +210,19 @@ async fn shutdown_signal() {
     }
 }
 
-fn manage_clients(config: &Config, action: ClientAction) -> Result<(), String> {
-    let engine = Engine::open(
+/// Opens the store directly, for the offline commands.
+fn open_offline(config: &Config) -> Result<Engine, String> {
+    Engine::open(
         config.engine_config(),
         code_key(config)?,
         Arc::new(SystemClock::new()),
         os_seeded_rng().map_err(|e| e.to_string())?,
     )
-    .map_err(|e| format!("cannot open the store (is the server running?): {e}"))?;
+    .map_err(|e| format!("cannot open the store (is the server running?): {e}"))
+}
+
+fn manage_clients(config: &Config, action: ClientAction) -> Result<(), String> {
+    let engine = open_offline(config)?;
     match action {
         ClientAction::Add { name, scopes } => {
             let parsed: Result<Vec<Scope>, _> = scopes.iter().map(|s| Scope::parse(s)).collect();
