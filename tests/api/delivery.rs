@@ -55,6 +55,19 @@ async fn status_of(app: &TestApp, challenge: &str) -> serde_json::Value {
         .body
 }
 
+/// Waits (up to 10 s) for the challenge's delivery state; `nudge` runs between looks.
+async fn wait_for_delivery(app: &TestApp, challenge: &str, state: &str, mut nudge: impl FnMut()) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while status_of(app, challenge).await["delivery"] != state {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "delivery never became {state}"
+        );
+        nudge();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 #[tokio::test]
 async fn sms_codes_reach_the_gateway_and_the_code_received_verifies() {
     let gateway = HttpPeer::start(&[]).await;
@@ -88,11 +101,7 @@ async fn sms_codes_reach_the_gateway_and_the_code_received_verifies() {
     );
     assert_eq!(app.verify(&challenge, &code).await.status, 200);
     // Delivery status is visible on the challenge.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while status_of(&app, &challenge).await["delivery"] != "sent" {
-        assert!(tokio::time::Instant::now() < deadline);
-        tokio::task::yield_now().await;
-    }
+    wait_for_delivery(&app, &challenge, "sent", || {}).await;
 }
 
 #[tokio::test]
@@ -152,11 +161,7 @@ async fn a_gateway_failing_twice_then_answering_gets_the_message_on_the_third_tr
         keys.windows(2).all(|w| w[0] == w[1]),
         "one idempotency key for every try"
     );
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while status_of(&app, &challenge).await["delivery"] != "sent" {
-        assert!(tokio::time::Instant::now() < deadline);
-        tokio::task::yield_now().await;
-    }
+    wait_for_delivery(&app, &challenge, "sent", || {}).await;
 }
 
 #[tokio::test]
@@ -172,11 +177,7 @@ async fn a_gateway_refusing_with_4xx_is_not_retried_and_the_message_is_dead_lett
     let login = app.login(PHONE, PIN).await;
     let challenge = login.body["challenge_id"].as_str().unwrap().to_owned();
     gateway.wait_for(1, || {}).await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while status_of(&app, &challenge).await["delivery"] != "failed" {
-        assert!(tokio::time::Instant::now() < deadline);
-        tokio::task::yield_now().await;
-    }
+    wait_for_delivery(&app, &challenge, "failed", || {}).await;
     app.clock.advance(Duration::from_secs(120));
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(
@@ -282,15 +283,10 @@ async fn smtp_4xx_is_retried_and_5xx_is_final() {
         .await;
     let challenge = login.body["challenge_id"].as_str().unwrap().to_owned();
     let clock = app.clock.clone();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while status_of(&app, &challenge).await["delivery"] != "failed" {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "451 then 550 should end in failure"
-        );
-        clock.advance(Duration::from_millis(500));
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_for_delivery(&app, &challenge, "failed", || {
+        clock.advance(Duration::from_millis(500))
+    })
+    .await;
     let dead = app.state.engine.dead_letters().unwrap();
     assert_eq!(
         dead[0].attempts, 2,

@@ -276,92 +276,96 @@ fn form_encode(value: &str) -> String {
     out
 }
 
-/// Push through an HTTP relay that forwards to the citizen's app.
-pub(super) struct PushWebhook {
+/// A channel that POSTs one JSON document per message: the push relay and
+/// the print house's letter webhook differ only in the document.
+pub(super) struct JsonWebhook {
     http: HttpClient,
+    name: &'static str,
     url: String,
     auth: Option<(HeaderName, HeaderValue)>,
+    document: fn(&Outgoing, &Rendered) -> serde_json::Value,
 }
 
-impl PushWebhook {
-    pub(super) fn new(http: HttpClient, config: &PushConfig) -> Result<Self, String> {
-        check_url("delivery.push", &config.url)?;
+impl JsonWebhook {
+    /// Push to the citizen's app through a relay: the app shows the code.
+    pub(super) fn push(http: HttpClient, config: &PushConfig) -> Result<Self, String> {
+        Self::new(
+            http,
+            "push-webhook",
+            "delivery.push",
+            &config.url,
+            &config.auth_header,
+            &config.auth_value,
+            |m, r| {
+                json!({
+                    "message_id": m.id.to_string(),
+                    "device_token": m.destination,
+                    "challenge_id": m.challenge_id.to_string(),
+                    "purpose": m.purpose.as_str(),
+                    "code": m.code.expose(),
+                    "expires_at": crate::wire::rfc3339(m.expires_at),
+                    "locale": m.locale.as_str(),
+                    "text": r.short,
+                })
+            },
+        )
+    }
+
+    /// Letters posted to a print house.
+    pub(super) fn letter(http: HttpClient, config: &LetterConfig) -> Result<Self, String> {
+        Self::new(
+            http,
+            "letter-webhook",
+            "delivery.letter",
+            &config.url,
+            &config.auth_header,
+            &config.auth_value,
+            |m, r| {
+                json!({
+                    "message_id": m.id.to_string(),
+                    "address": m.destination,
+                    "code": m.code.expose(),
+                    "expires_at": crate::wire::rfc3339(m.expires_at),
+                    "locale": m.locale.as_str(),
+                    "letter": r.letter,
+                })
+            },
+        )
+    }
+
+    fn new(
+        http: HttpClient,
+        name: &'static str,
+        setting: &str,
+        url: &str,
+        auth_header_name: &str,
+        auth_value: &str,
+        document: fn(&Outgoing, &Rendered) -> serde_json::Value,
+    ) -> Result<Self, String> {
+        check_url(setting, url)?;
         Ok(Self {
             http,
-            url: config.url.clone(),
-            auth: auth_header("delivery.push", &config.auth_header, &config.auth_value)?,
+            name,
+            url: url.to_owned(),
+            auth: auth_header(setting, auth_header_name, auth_value)?,
+            document,
         })
     }
 }
 
-impl Channel for PushWebhook {
+impl Channel for JsonWebhook {
     fn name(&self) -> &'static str {
-        "push-webhook"
+        self.name
     }
 
     fn send<'a>(&'a self, message: &'a Outgoing, rendered: &'a Rendered) -> SendFuture<'a> {
         Box::pin(async move {
-            let body = json!({
-                "message_id": message.id.to_string(),
-                "device_token": message.destination,
-                "challenge_id": message.challenge_id.to_string(),
-                "purpose": message.purpose.as_str(),
-                "code": message.code.expose(),
-                "expires_at": crate::wire::rfc3339(message.expires_at),
-                "locale": message.locale.as_str(),
-                "text": rendered.short,
-            });
+            let body = (self.document)(message, rendered).to_string();
             self.http
                 .post(
                     &self.url,
                     "application/json",
-                    body.to_string(),
-                    self.auth.as_ref(),
-                    &message.id.to_string(),
-                )
-                .await
-        })
-    }
-}
-
-/// Letters posted to a print house's webhook.
-pub(super) struct LetterWebhook {
-    http: HttpClient,
-    url: String,
-    auth: Option<(HeaderName, HeaderValue)>,
-}
-
-impl LetterWebhook {
-    pub(super) fn new(http: HttpClient, config: &LetterConfig) -> Result<Self, String> {
-        check_url("delivery.letter", &config.url)?;
-        Ok(Self {
-            http,
-            url: config.url.clone(),
-            auth: auth_header("delivery.letter", &config.auth_header, &config.auth_value)?,
-        })
-    }
-}
-
-impl Channel for LetterWebhook {
-    fn name(&self) -> &'static str {
-        "letter-webhook"
-    }
-
-    fn send<'a>(&'a self, message: &'a Outgoing, rendered: &'a Rendered) -> SendFuture<'a> {
-        Box::pin(async move {
-            let body = json!({
-                "message_id": message.id.to_string(),
-                "address": message.destination,
-                "code": message.code.expose(),
-                "expires_at": crate::wire::rfc3339(message.expires_at),
-                "locale": message.locale.as_str(),
-                "letter": rendered.letter,
-            });
-            self.http
-                .post(
-                    &self.url,
-                    "application/json",
-                    body.to_string(),
+                    body,
                     self.auth.as_ref(),
                     &message.id.to_string(),
                 )

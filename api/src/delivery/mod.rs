@@ -118,12 +118,12 @@ impl Dispatcher {
         let push: Option<Arc<dyn Channel>> = if d.push.url.is_empty() {
             None
         } else {
-            Some(Arc::new(http::PushWebhook::new(http.clone(), &d.push)?))
+            Some(Arc::new(http::JsonWebhook::push(http.clone(), &d.push)?))
         };
         let letter: Option<Arc<dyn Channel>> = match d.letter.mode {
             LetterMode::Off => None,
             LetterMode::Spool => Some(Arc::new(letter::Spool::new(&d.letter.spool_dir)?)),
-            LetterMode::Webhook => Some(Arc::new(http::LetterWebhook::new(http, &d.letter)?)),
+            LetterMode::Webhook => Some(Arc::new(http::JsonWebhook::letter(http, &d.letter)?)),
         };
         let fallback = match fallback {
             Some(f) => Some(f),
