@@ -188,12 +188,7 @@ fn a_code_cannot_be_used_for_another_purpose_or_an_unknown_challenge() {
 fn step_up_issues_a_code_without_a_pin() {
     let t = TestEngine::new();
     let id = t.register(PHONE);
-    let issued = t
-        .engine
-        .issue_step_up(id, None, None, None)
-        .unwrap()
-        .wait()
-        .unwrap();
+    let issued = t.step_up(id);
     assert_eq!(issued.purpose, Purpose::StepUp);
     let login_verify = t
         .engine
@@ -213,12 +208,7 @@ fn step_up_and_login_codes_do_not_supersede_each_other() {
     let t = TestEngine::new();
     let id = t.register(PHONE);
     let login = t.login_code(PHONE);
-    let step_up = t
-        .engine
-        .issue_step_up(id, None, None, None)
-        .unwrap()
-        .wait()
-        .unwrap();
+    let step_up = t.step_up(id);
     assert!(matches!(
         t.verify(login.challenge_id, login.code.expose()),
         Verification::Approved(_)

@@ -136,6 +136,14 @@ impl TestEngine {
         }
     }
 
+    /// Issues a step-up code by the account's only channel, durably.
+    pub fn step_up(&self, account: AccountId) -> Issued {
+        self.engine
+            .issue_step_up(account, None, None, None)
+            .and_then(Durable::wait)
+            .expect("step-up issued")
+    }
+
     pub fn verify(&self, challenge: ChallengeId, code: &str) -> Verification {
         self.engine
             .verify(challenge, Purpose::Login, &Code::new(code))

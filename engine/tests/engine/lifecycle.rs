@@ -170,12 +170,7 @@ fn a_newer_activation_code_supersedes_the_letter() {
 fn changing_the_pin_needs_the_current_pin_and_a_fresh_code() {
     let t = TestEngine::new();
     let id = t.register(PHONE);
-    let step_up = t
-        .engine
-        .issue_step_up(id, None, None, None)
-        .unwrap()
-        .wait()
-        .unwrap();
+    let step_up = t.step_up(id);
     let change = |current: &str, code: &Code, new: &str| {
         t.engine
             .change_pin(
@@ -266,12 +261,7 @@ fn a_pin_reset_also_activates_a_pending_account() {
 fn changing_the_phone_proves_the_old_contact_and_the_new_one() {
     let t = TestEngine::new();
     let id = t.register(PHONE);
-    let proof = t
-        .engine
-        .issue_step_up(id, None, None, None)
-        .unwrap()
-        .wait()
-        .unwrap();
+    let proof = t.step_up(id);
     let new_phone = Phone::parse("+351934567890").unwrap();
     let bad = Code::new(wrong(&proof.code));
     let rejected = t
@@ -336,12 +326,7 @@ fn a_contact_taken_by_another_account_cannot_be_claimed() {
     let t = TestEngine::new();
     let id = t.register(PHONE);
     t.register_full("+351934567890", Some("rui@example.pt"), PIN);
-    let proof = t
-        .engine
-        .issue_step_up(id, None, None, None)
-        .unwrap()
-        .wait()
-        .unwrap();
+    let proof = t.step_up(id);
     let taken = Contact::Email(Email::parse("rui@example.pt").unwrap());
     assert!(matches!(
         t.engine

@@ -69,11 +69,7 @@ fn issuing_codes_never_resets_the_counters() {
     let issued = t.login_code(PHONE);
     t.verify(issued.challenge_id, &wrong(&issued.code));
     t.login(PHONE, OTHER_PIN);
-    t.engine
-        .issue_step_up(id, None, None, None)
-        .unwrap()
-        .wait()
-        .unwrap();
+    t.step_up(id);
     let view = t.view(id);
     assert_eq!((view.pin_failures, view.code_failures), (1, 1));
 }

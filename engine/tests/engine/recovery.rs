@@ -86,12 +86,7 @@ fn expired_challenges_are_swept_from_memory_and_disk() {
         .wait()
         .unwrap();
     t.advance(Duration::from_secs(200));
-    let later = t
-        .engine
-        .issue_step_up(id, None, None, None)
-        .unwrap()
-        .wait()
-        .unwrap();
+    let later = t.step_up(id);
     assert_eq!(t.engine.stats().challenges, 3);
     t.advance(Duration::from_secs(100));
     assert_eq!(
