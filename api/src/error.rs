@@ -4,7 +4,9 @@
 //! opaque; their cause is logged with the request id.
 
 use bytes::Bytes;
-use engine::EngineError;
+use std::time::Duration;
+
+use engine::{EngineError, Limited, Rate};
 use http_body_util::Full;
 use hyper::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use hyper::{Response, StatusCode};
@@ -27,7 +29,7 @@ pub struct ApiErrorBody {
     /// Seconds to wait, for 429 and 503.
     pub retry_after: Option<u64>,
     /// Extra members of the error object (e.g. `attempts_remaining`).
-    pub extra: Option<(&'static str, serde_json::Value)>,
+    pub extra: Vec<(&'static str, serde_json::Value)>,
     /// The cause of a 5xx, for the log only.
     pub cause: Option<String>,
 }
@@ -55,7 +57,7 @@ impl ApiError {
             message: message.into(),
             field: None,
             retry_after: None,
-            extra: None,
+            extra: Vec::new(),
             cause: None,
         }))
     }
@@ -80,7 +82,7 @@ impl ApiError {
 
     /// Adds a member to the error object.
     pub fn with(mut self, key: &'static str, value: serde_json::Value) -> Self {
-        self.extra = Some((key, value));
+        self.extra.push((key, value));
         self
     }
 
@@ -92,8 +94,10 @@ impl ApiError {
             "message": this.message,
             "field": this.field,
         });
-        if let (Some((key, value)), Some(object)) = (this.extra, error.as_object_mut()) {
-            object.insert(key.to_owned(), value);
+        if let Some(object) = error.as_object_mut() {
+            for (key, value) in this.extra {
+                object.insert(key.to_owned(), value);
+            }
         }
         let body = serde_json::json!({ "error": error }).to_string();
         let mut response = Response::new(Full::new(Bytes::from(body)));
@@ -149,13 +153,36 @@ impl From<EngineError> for ApiError {
                 err
             }
             EngineError::TooSoon { retry_after } => {
-                let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+                let seconds = whole_seconds(retry_after);
+                counted_refusal("resend_cooldown");
                 let mut err = ApiError::new(
                     S::TOO_MANY_REQUESTS,
                     "too_soon",
                     format!("a new code can be requested in {seconds} s"),
-                );
+                )
+                .with("reason", "resend_cooldown".into());
                 err.retry_after = Some(seconds);
+                err
+            }
+            EngineError::RateLimited {
+                reason,
+                limit,
+                per,
+                retry_after,
+            } => rate_limited(Limited {
+                reason,
+                rate: Rate { count: limit, per },
+                retry_after,
+            }),
+            EngineError::DestinationNotAllowed(why) => {
+                counted_refusal("sms_country_not_allowed");
+                tracing::warn!(
+                    reason = "sms_country_not_allowed",
+                    "SMS refused: destination country not allowed"
+                );
+                let mut err = ApiError::new(S::CONFLICT, "destination_not_allowed", why)
+                    .with("reason", "sms_country_not_allowed".into());
+                err.field = Some("channel".into());
                 err
             }
             EngineError::Storage(cause) => {
@@ -173,6 +200,40 @@ impl From<EngineError> for ApiError {
     }
 }
 
+/// 429 for a rate limit, with `Retry-After`, the limit's name (`reason`) and
+/// its rate. Counted in `otpd_rate_limited_total{reason}`.
+pub fn rate_limited(limited: Limited) -> ApiError {
+    let seconds = whole_seconds(limited.retry_after);
+    counted_refusal(limited.reason);
+    if limited.reason.starts_with("sms_") {
+        // Budgets are the SMS-pumping defence: an operator wants to see these.
+        tracing::warn!(reason = limited.reason, "SMS refused: budget exhausted");
+    }
+    let mut err = ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+        format!(
+            "too many requests: the {} limit allows {} per {} s; retry in {seconds} s",
+            limited.reason,
+            limited.rate.count,
+            limited.rate.per.as_secs()
+        ),
+    )
+    .with("reason", limited.reason.into())
+    .with("limit", limited.rate.count.into())
+    .with("period_seconds", limited.rate.per.as_secs().into());
+    err.retry_after = Some(seconds);
+    err
+}
+
+fn whole_seconds(d: Duration) -> u64 {
+    (d.as_secs() + u64::from(d.subsec_nanos() > 0)).max(1)
+}
+
+fn counted_refusal(reason: &'static str) {
+    metrics::counter!("otpd_rate_limited_total", "reason" => reason).increment(1);
+}
+
 /// 423 for a locked account.
 pub fn locked() -> ApiError {
     ApiError::new(
@@ -185,7 +246,6 @@ pub fn locked() -> ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[test]
     fn every_engine_error_gets_a_deliberate_status() {
@@ -210,6 +270,16 @@ mod tests {
                 },
                 429,
             ),
+            (
+                EngineError::RateLimited {
+                    reason: "account_issue_rate",
+                    limit: 5,
+                    per: Duration::from_secs(600),
+                    retry_after: Duration::from_secs(120),
+                },
+                429,
+            ),
+            (EngineError::DestinationNotAllowed("no"), 409),
             (EngineError::Storage("disk full".into()), 503),
             (EngineError::Corrupt("bad".into()), 500),
             (EngineError::Internal("bug".into()), 500),

@@ -3,6 +3,7 @@
 pub mod config;
 pub mod delivery;
 pub mod error;
+pub mod limits;
 mod routes;
 pub mod secrets;
 pub mod startup;

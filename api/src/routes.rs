@@ -1,6 +1,7 @@
 //! Routing, request checks (auth, content type, size, JSON) and the handlers.
 
 use std::convert::Infallible;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -18,7 +19,8 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use crate::error::{ApiError, locked};
+use crate::error::{ApiError, locked, rate_limited};
+use crate::limits::Cost;
 use crate::startup::AppState;
 use crate::wire;
 
@@ -128,6 +130,7 @@ fn route(method: &Method, path: &str) -> Result<(Route, &'static str), (ApiError
 /// Serves one request: never panics, never lets an error escape as anything but JSON.
 pub async fn handle(
     state: Arc<AppState>,
+    peer: IpAddr,
     request: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let started = Instant::now();
@@ -138,7 +141,7 @@ pub async fn handle(
         Err((error, label)) => (label, Err(error)),
         Ok((route, label)) => {
             let timeout = Duration::from_millis(state.config.server.request_timeout_ms);
-            let result = match tokio::time::timeout(timeout, dispatch(&state, route, request)).await
+            let result = match tokio::time::timeout(timeout, dispatch(&state, peer, route, request)).await
             {
                 Ok(result) => result,
                 Err(_) => Err(ApiError::new(
@@ -205,40 +208,77 @@ fn request_id(request: &Request<Incoming>) -> String {
     }
 }
 
-async fn dispatch(state: &Arc<AppState>, route: Route, request: Request<Incoming>) -> Reply {
+impl Route {
+    /// The scope a client needs, and what the request spends of the limits.
+    fn policy(&self) -> (Option<Scope>, Cost) {
+        use Cost::{Attempt, Free, Issue, IssueAndAttempt};
+        match self {
+            Route::Livez | Route::Readyz | Route::Metrics => (None, Free),
+            Route::Register
+            | Route::PreRegister
+            | Route::ReadAccount(_)
+            | Route::CancelAccount(_)
+            | Route::PushDevice(_) => (Some(Scope::Accounts), Free),
+            Route::ChangePin(_) | Route::ConfirmContactChange => (Some(Scope::Accounts), Attempt),
+            Route::BeginContactChange(_) => (Some(Scope::Accounts), IssueAndAttempt),
+            Route::Login => (Some(Scope::Auth), IssueAndAttempt),
+            Route::Verify | Route::StepUpVerify | Route::ActivationComplete => {
+                (Some(Scope::Auth), Attempt)
+            }
+            Route::StepUp | Route::Resend(_) | Route::ActivationRequest => {
+                (Some(Scope::Auth), Issue)
+            }
+            Route::ChallengeStatus(_) => (Some(Scope::Auth), Free),
+            Route::Lock(_) | Route::Unlock(_) | Route::ResetPin(_) | Route::Import => {
+                (Some(Scope::Admin), Free)
+            }
+        }
+    }
+}
+
+async fn dispatch(
+    state: &Arc<AppState>,
+    peer: IpAddr,
+    route: Route,
+    request: Request<Incoming>,
+) -> Reply {
+    let (scope, cost) = route.policy();
+    if let Some(scope) = scope {
+        let client = authorize(state, &request, scope)?;
+        if cost != Cost::Free {
+            let source = state.gate.source(peer, request.headers());
+            state
+                .gate
+                .check(cost, source, &client)
+                .map_err(rate_limited)?;
+        }
+    }
     match route {
         Route::Livez => ok(json!({ "status": "ok" })),
         Route::Readyz => readyz(state),
         Route::Metrics => metrics(state),
         Route::Register => {
-            authorize(state, &request, Scope::Accounts)?;
             register(state, body(state, request).await?).await
         }
         Route::PreRegister => {
-            authorize(state, &request, Scope::Accounts)?;
             pre_register(state, body(state, request).await?).await
         }
         Route::ReadAccount(id) => {
-            authorize(state, &request, Scope::Accounts)?;
             let view = state.engine.account(account_id(&id)?)?;
             ok(wire::account(&view))
         }
         Route::CancelAccount(id) => {
-            authorize(state, &request, Scope::Accounts)?;
             let id = account_id(&id)?;
             state.engine.cancel(id)?.wait_async().await?;
             ok(json!({ "account_id": id.to_string(), "state": "cancelled" }))
         }
         Route::ChangePin(id) => {
-            authorize(state, &request, Scope::Accounts)?;
             change_pin(state, account_id(&id)?, body(state, request).await?).await
         }
         Route::BeginContactChange(id) => {
-            authorize(state, &request, Scope::Accounts)?;
             begin_contact_change(state, account_id(&id)?, body(state, request).await?).await
         }
         Route::ConfirmContactChange => {
-            authorize(state, &request, Scope::Accounts)?;
             let input: wire::VerifyIn = body(state, request).await?;
             let challenge = challenge_id(&input.challenge_id)?;
             let outcome = state
@@ -249,7 +289,6 @@ async fn dispatch(state: &Arc<AppState>, route: Route, request: Request<Incoming
             verification(state, outcome)
         }
         Route::PushDevice(id) => {
-            authorize(state, &request, Scope::Accounts)?;
             let id = account_id(&id)?;
             let input: wire::PushDeviceIn = body(state, request).await?;
             let token = PushToken::parse(&input.push_token)?;
@@ -261,11 +300,9 @@ async fn dispatch(state: &Arc<AppState>, route: Route, request: Request<Incoming
             ok(json!({ "account_id": id.to_string(), "has_push_device": true }))
         }
         Route::Login => {
-            authorize(state, &request, Scope::Auth)?;
             login(state, body(state, request).await?).await
         }
         Route::Verify | Route::StepUpVerify => {
-            authorize(state, &request, Scope::Auth)?;
             let purpose = if matches!(route, Route::Verify) {
                 Purpose::Login
             } else {
@@ -281,7 +318,6 @@ async fn dispatch(state: &Arc<AppState>, route: Route, request: Request<Incoming
             verification(state, outcome)
         }
         Route::StepUp => {
-            authorize(state, &request, Scope::Auth)?;
             let input: wire::StepUpIn = body(state, request).await?;
             let account = AccountId::parse("account_id", &input.account_id)?;
             let issued = state
@@ -297,12 +333,10 @@ async fn dispatch(state: &Arc<AppState>, route: Route, request: Request<Incoming
             sent(state, &issued)
         }
         Route::ChallengeStatus(id) => {
-            authorize(state, &request, Scope::Auth)?;
             let status = state.engine.challenge_status(challenge_id(&id)?)?;
             ok(wire::status(&status))
         }
         Route::Resend(id) => {
-            authorize(state, &request, Scope::Auth)?;
             let issued = state
                 .engine
                 .resend(challenge_id(&id)?, None)?
@@ -311,7 +345,6 @@ async fn dispatch(state: &Arc<AppState>, route: Route, request: Request<Incoming
             sent(state, &issued)
         }
         Route::ActivationRequest => {
-            authorize(state, &request, Scope::Auth)?;
             let input: wire::ActivationRequestIn = body(state, request).await?;
             let identity = input.identity.parse()?;
             let birth = wire::birth_date(Some(&input.birth_date), state.engine.now())?
@@ -326,7 +359,6 @@ async fn dispatch(state: &Arc<AppState>, route: Route, request: Request<Incoming
             sent(state, &issued)
         }
         Route::ActivationComplete => {
-            authorize(state, &request, Scope::Auth)?;
             let input: wire::ActivationCompleteIn = body(state, request).await?;
             let challenge = challenge_id(&input.challenge_id)?;
             let (code, pin) = (Code::new(input.code), Pin::new(input.pin));
@@ -339,20 +371,17 @@ async fn dispatch(state: &Arc<AppState>, route: Route, request: Request<Incoming
             verification(state, outcome)
         }
         Route::Lock(id) => {
-            authorize(state, &request, Scope::Admin)?;
             let id = account_id(&id)?;
             let input: wire::LockIn = body(state, request).await?;
             state.engine.lock(id, &input.reason)?.wait_async().await?;
             ok(wire::account(&state.engine.account(id)?))
         }
         Route::Unlock(id) => {
-            authorize(state, &request, Scope::Admin)?;
             let id = account_id(&id)?;
             state.engine.unlock(id)?.wait_async().await?;
             ok(wire::account(&state.engine.account(id)?))
         }
         Route::ResetPin(id) => {
-            authorize(state, &request, Scope::Admin)?;
             let id = account_id(&id)?;
             let input: wire::ResetPinIn = body(state, request).await?;
             let pin = Pin::new(input.pin);
@@ -363,7 +392,6 @@ async fn dispatch(state: &Arc<AppState>, route: Route, request: Request<Incoming
             ok(wire::account(&state.engine.account(id)?))
         }
         Route::Import => {
-            authorize(state, &request, Scope::Admin)?;
             import(state, body(state, request).await?).await
         }
     }
@@ -405,7 +433,12 @@ fn metrics(state: &AppState) -> Reply {
     Ok(response)
 }
 
-fn authorize(state: &AppState, request: &Request<Incoming>, scope: Scope) -> Result<(), ApiError> {
+/// Checks the client's key and scope; returns the client's name.
+fn authorize(
+    state: &AppState,
+    request: &Request<Incoming>,
+    scope: Scope,
+) -> Result<String, ApiError> {
     let unauthenticated = || {
         ApiError::new(
             StatusCode::UNAUTHORIZED,
@@ -434,7 +467,7 @@ fn authorize(state: &AppState, request: &Request<Incoming>, scope: Scope) -> Res
             ),
         ));
     }
-    Ok(())
+    Ok(client.name)
 }
 
 /// Reads a JSON body: right content type, within the size limit, well formed.

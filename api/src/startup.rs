@@ -16,6 +16,7 @@ use tokio::sync::Semaphore;
 
 use crate::config::Config;
 use crate::delivery::{Channel, Dispatcher, Wakeup, run_sender};
+use crate::limits::Gate;
 use crate::routes;
 use crate::telemetry;
 
@@ -35,6 +36,8 @@ pub struct AppState {
     pub draining: AtomicBool,
     /// The metrics recorder's handle.
     pub metrics: PrometheusHandle,
+    /// Per-IP and per-client rate limits.
+    pub gate: Gate,
 }
 
 impl std::fmt::Debug for AppState {
@@ -82,7 +85,12 @@ impl App {
         let mut engine_config = config.engine_config();
         // Codes are refused up front for channels that cannot deliver.
         engine_config.outbox.enabled = dispatcher.enabled();
-        let engine = Engine::open(engine_config, deps.code_key, deps.clock, deps.rng)
+        let engine = Engine::open(
+            engine_config,
+            deps.code_key,
+            Arc::clone(&deps.clock),
+            deps.rng,
+        )
             .map_err(|e| format!("cannot open the store: {e}"))?;
         let engine = Arc::new(engine);
         let sweeper = engine
@@ -94,7 +102,9 @@ impl App {
             0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
             n => n as usize,
         };
+        let gate = Gate::new(&config.limits, &deps.clock)?;
         let state = Arc::new(AppState {
+            gate,
             engine,
             dispatcher,
             wakeup: Wakeup::default(),
@@ -144,11 +154,11 @@ impl App {
                 }
                 () = &mut shutdown => break,
             };
-            let stream = tokio::select! {
+            let (stream, peer) = tokio::select! {
                 accepted = listener.accept() => match accepted {
-                    Ok((stream, _peer)) => {
+                    Ok((stream, peer)) => {
                         backoff = Duration::from_millis(5);
-                        stream
+                        (stream, peer.ip())
                     }
                     Err(e) => {
                         // Usually out of file descriptors: back off rather than spin.
@@ -163,7 +173,7 @@ impl App {
             let _ = stream.set_nodelay(true);
             let handler_state = Arc::clone(&state);
             let service =
-                service_fn(move |request| routes::handle(Arc::clone(&handler_state), request));
+                service_fn(move |request| routes::handle(Arc::clone(&handler_state), peer, request));
             let connection = http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(Duration::from_millis(server.header_read_timeout_ms))
@@ -197,6 +207,40 @@ impl App {
     }
 }
 
+/// Limiter sizes, and SMS conversion per country with the pumping alarm.
+fn publish_limits(state: &AppState) {
+    state.gate.prune();
+    for (limit, keys, overflowed) in state.gate.usage() {
+        metrics::gauge!("otpd_limiter_keys", "limit" => limit).set(keys as f64);
+        metrics::counter!("otpd_limiter_overflow_total", "limit" => limit).absolute(overflowed);
+    }
+    metrics::gauge!("otpd_limiter_keys", "limit" => "account_and_destination")
+        .set(state.engine.stats().limiter_keys as f64);
+    for c in state.engine.sms_conversion() {
+        let code = c.calling_code.to_string();
+        metrics::counter!("otpd_sms_codes_sent_total", "calling_code" => code.clone())
+            .absolute(c.sent);
+        metrics::counter!("otpd_sms_codes_verified_total", "calling_code" => code.clone())
+            .absolute(c.verified);
+        let ratio = if c.recent_sent == 0 {
+            1.0
+        } else {
+            c.recent_verified as f64 / c.recent_sent as f64
+        };
+        metrics::gauge!("otpd_sms_verify_ratio", "calling_code" => code.clone()).set(ratio);
+        let alarm = metrics::gauge!("otpd_sms_pumping_alarm", "calling_code" => code.clone());
+        alarm.set(if c.alarm { 1.0 } else { 0.0 });
+        if c.alarm {
+            tracing::warn!(
+                calling_code = %code,
+                sent = c.recent_sent,
+                verified = c.recent_verified,
+                "SMS pumping suspected: few codes sent to this country are verified"
+            );
+        }
+    }
+}
+
 /// Refreshes gauges from the engine and runs the exporter's upkeep.
 async fn upkeep(state: Arc<AppState>) {
     let mut tick = tokio::time::interval(Duration::from_secs(5));
@@ -212,6 +256,7 @@ async fn upkeep(state: Arc<AppState>) {
             .absolute(u64::try_from(stats.flush.flush_time.as_micros()).unwrap_or(u64::MAX));
         metrics::counter!("otpd_store_writes_total").absolute(stats.flush.writes);
         metrics::counter!("otpd_lockouts_total").absolute(stats.lockouts);
+        publish_limits(&state);
         state.metrics.run_upkeep();
     }
 }

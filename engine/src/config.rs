@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use crate::code::CodePolicies;
 use crate::error::{EngineError, Result};
+use crate::limits::IssueLimitsConfig;
 use crate::lockout::LockoutPolicy;
 use crate::outbox::OutboxPolicy;
 use crate::pin::{Argon2Params, PinPolicy};
@@ -26,6 +27,8 @@ pub struct EngineConfig {
     pub store: StoreConfig,
     /// How the outbox retries.
     pub outbox: OutboxPolicy,
+    /// How many codes may be sent, and where SMS may go.
+    pub limits: IssueLimitsConfig,
 }
 
 /// The least time between issuing a code and resending it.
@@ -44,6 +47,7 @@ impl EngineConfig {
         Self {
             argon2: Argon2Params::INSECURE_FOR_TESTS,
             store: StoreConfig::temporary(),
+            limits: IssueLimitsConfig::off(),
             ..Self::default()
         }
     }
@@ -73,6 +77,7 @@ impl EngineConfig {
                 "must be 1 to 100",
             ));
         }
+        self.limits.validate()?;
         self.codes.validate()
     }
 }

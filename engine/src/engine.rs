@@ -33,6 +33,7 @@ use crate::config::EngineConfig;
 use crate::error::{EngineError, Result};
 use crate::id::{AccountId, ChallengeId};
 use crate::identity::{BirthDate, Email, Identity, Phone, PostalAddress, PushToken};
+use crate::limits::{IssueLimits, SmsConversion};
 use crate::lockout::{Event, Transition};
 use crate::outbox::{
     DeadLetter, DeliveryState, Locale, Message, MessageId, Outgoing, SendResult, seal, unseal,
@@ -191,6 +192,8 @@ pub struct Stats {
     pub lockouts: u64,
     /// Messages waiting in the outbox.
     pub outbox: u64,
+    /// Keys held by the per-account and per-destination issuance limiters.
+    pub limiter_keys: u64,
 }
 
 /// A change being prepared for one account.
@@ -267,6 +270,7 @@ impl Tx {
 /// The otpd engine. Share it behind an `Arc`; every method takes `&self`.
 pub struct Engine {
     config: EngineConfig,
+    limits: IssueLimits,
     clock: Monotonic,
     rng: Mutex<ChaCha20Rng>,
     pins: PinHasher,
@@ -302,8 +306,10 @@ impl Engine {
         config.validate()?;
         let pins = PinHasher::new(config.argon2, &mut rng)?;
         let store = Store::open(&config.store)?;
+        let limits = IssueLimits::new(config.limits.clone(), Arc::clone(&clock));
         let engine = Engine {
             config,
+            limits,
             clock: Monotonic::new(clock),
             rng: Mutex::new(rng),
             pins,
@@ -861,6 +867,7 @@ impl Engine {
             }
             Some(l) => l,
         };
+        self.limits.admit(tx.account.id, channel, &destination)?;
         let id = ChallengeId(self.random());
         let message_id = MessageId(self.random());
         let code = policy.generate(&mut self.rng());
@@ -962,6 +969,9 @@ impl Engine {
                 tx.remove_message(message);
             }
             tx.lockout(Event::CodeSucceeded, now, self);
+            if c.channel == Channel::Sms {
+                self.limits.verified_sms(&c.destination);
+            }
             let slot = &mut tx.account_mut().current[c.purpose.slot()];
             if *slot == Some(c.id) {
                 *slot = None;
@@ -1492,8 +1502,10 @@ impl Engine {
         Ok(all)
     }
 
-    /// Deletes expired challenges from memory and disk; returns how many.
+    /// Deletes expired challenges from memory and disk, and forgets rate-limit
+    /// keys whose buckets have refilled; returns how many challenges went.
     pub fn sweep_expired(&self) -> Result<usize> {
+        self.limits.prune();
         let now = self.now();
         let expired: Vec<(ChallengeId, AccountId)> = self
             .challenges
@@ -1641,7 +1653,13 @@ impl Engine {
             flush: self.store.stats(),
             lockouts: self.lockouts.load(std::sync::atomic::Ordering::Relaxed),
             outbox: self.outbox.len() as u64,
+            limiter_keys: self.limits.keys() as u64,
         }
+    }
+
+    /// SMS codes sent and verified per country calling code, with the pumping alarm.
+    pub fn sms_conversion(&self) -> Vec<SmsConversion> {
+        self.limits.sms_conversion()
     }
 
     /// Bytes the store occupies on disk.

@@ -46,6 +46,21 @@ pub enum EngineError {
         /// How long the caller must wait.
         retry_after: Duration,
     },
+    /// A rate limit refused the operation.
+    #[error("rate limit {reason} ({limit} per {} s) reached; retry in {} s", per.as_secs(), retry_after.as_secs().max(1))]
+    RateLimited {
+        /// Which limit (machine-readable).
+        reason: &'static str,
+        /// The limit's count...
+        limit: u32,
+        /// ...per this period.
+        per: Duration,
+        /// When a retry can succeed.
+        retry_after: Duration,
+    },
+    /// Policy forbids sending to this destination.
+    #[error("{0}")]
+    DestinationNotAllowed(&'static str),
     /// The store failed; the operation did not take effect.
     #[error("storage failure: {0}")]
     Storage(String),

@@ -16,6 +16,7 @@ mod engine;
 mod error;
 mod id;
 mod identity;
+mod limits;
 mod lockout;
 mod outbox;
 mod pin;
@@ -37,6 +38,9 @@ pub use engine::{
 pub use error::{EngineError, Result};
 pub use id::{AccountId, ChallengeId};
 pub use identity::{BirthDate, Email, Identity, IdentityKind, Phone, PostalAddress, PushToken};
+pub use limits::{
+    GlobalLimit, IssueLimitsConfig, KeyedLimit, Limited, Rate, SmsConversion, calling_code,
+};
 pub use lockout::{Event, Lock, LockMode, LockReason, Lockout, LockoutPolicy, Transition};
 pub use outbox::{
     DeadLetter, DeliveryState, Locale, MessageId, OutboxPolicy, Outgoing, SendResult,

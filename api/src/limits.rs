@@ -1,0 +1,299 @@
+//! Per-source-IP and per-client rate limits, applied before a request does
+//! any work. Per-account, per-destination and SMS limits live in the engine,
+//! which alone knows where a code goes.
+//!
+//! The source IP is the connection's peer, or, when the peer is a trusted
+//! proxy, the right-most address in `X-Forwarded-For` that is not itself a
+//! trusted proxy (the left part of that header is whatever the client
+//! claimed). IPv6 sources are keyed by their /64, the block one subscriber
+//! usually holds, so rotating addresses within it gains nothing.
+
+use std::net::{IpAddr, Ipv6Addr};
+use std::sync::Arc;
+
+use engine::{Clock, KeyedLimit, Limited, Rate};
+use hyper::HeaderMap;
+
+use crate::config::LimitsConfig;
+
+/// What a request spends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cost {
+    /// Nothing limited here (reads, admin, health).
+    Free,
+    /// It may send a code.
+    Issue,
+    /// It checks a PIN or a code.
+    Attempt,
+    /// Both (a login checks the PIN and sends a code).
+    IssueAndAttempt,
+}
+
+/// An address range: `10.0.0.0/8`, `::1/128`, or a single address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    network: u128,
+    prefix: u32,
+}
+
+impl Cidr {
+    fn parse(text: &str) -> Result<Cidr, String> {
+        let bad = || format!("limits.trusted_proxies: {text:?} is not an address or CIDR range");
+        let (addr, prefix) = match text.trim().split_once('/') {
+            Some((a, p)) => (a, Some(p.parse::<u32>().map_err(|_| bad())?)),
+            None => (text.trim(), None),
+        };
+        let addr: IpAddr = addr.parse().map_err(|_| bad())?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = prefix.unwrap_or(max);
+        if prefix > max {
+            return Err(bad());
+        }
+        // IPv4 lives in the IPv4-mapped range, so one comparison covers both.
+        let prefix = if addr.is_ipv4() { prefix + 96 } else { prefix };
+        Ok(Cidr {
+            network: bits(addr) & mask(prefix),
+            prefix,
+        })
+    }
+
+    fn contains(&self, addr: IpAddr) -> bool {
+        bits(addr) & mask(self.prefix) == self.network
+    }
+}
+
+fn bits(addr: IpAddr) -> u128 {
+    let v6 = match addr {
+        IpAddr::V4(v4) => v4.to_ipv6_mapped(),
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(v6, |v4| v4.to_ipv6_mapped()),
+    };
+    u128::from(v6)
+}
+
+fn mask(prefix: u32) -> u128 {
+    u128::MAX.checked_shl(128 - prefix).unwrap_or(0)
+}
+
+/// Parses `limits.trusted_proxies`.
+pub fn parse_proxies(list: &[String]) -> Result<Vec<Cidr>, String> {
+    list.iter().map(|p| Cidr::parse(p)).collect()
+}
+
+/// The key a source address is limited under: IPv4 as is, IPv6 by its /64.
+fn source_key(addr: IpAddr) -> u128 {
+    let b = bits(addr);
+    if Ipv6Addr::from(b).to_ipv4_mapped().is_some() {
+        b
+    } else {
+        b & mask(64)
+    }
+}
+
+/// The request-level limits.
+pub struct Gate {
+    trusted: Vec<Cidr>,
+    issue_ip: KeyedLimit<u128>,
+    issue_client: KeyedLimit<String>,
+    attempt_ip: KeyedLimit<u128>,
+    attempt_client: KeyedLimit<String>,
+}
+
+impl std::fmt::Debug for Gate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gate")
+            .field("trusted", &self.trusted)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Gate {
+    /// Builds the limits from configuration.
+    pub fn new(config: &LimitsConfig, clock: &Arc<dyn Clock>) -> Result<Gate, String> {
+        let keys = config.max_keys as usize;
+        let per_minute = Rate::per_minute;
+        Ok(Gate {
+            trusted: parse_proxies(&config.trusted_proxies)?,
+            issue_ip: KeyedLimit::new(
+                "ip_issue_rate",
+                per_minute(config.issue_per_ip_minute),
+                keys,
+                Arc::clone(clock),
+            ),
+            issue_client: KeyedLimit::new(
+                "client_issue_rate",
+                per_minute(config.issue_per_client_minute),
+                keys,
+                Arc::clone(clock),
+            ),
+            attempt_ip: KeyedLimit::new(
+                "ip_attempt_rate",
+                per_minute(config.attempts_per_ip_minute),
+                keys,
+                Arc::clone(clock),
+            ),
+            attempt_client: KeyedLimit::new(
+                "client_attempt_rate",
+                per_minute(config.attempts_per_client_minute),
+                keys,
+                Arc::clone(clock),
+            ),
+        })
+    }
+
+    /// The address a request comes from (see the module documentation).
+    pub fn source(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+        let trusted = |a: IpAddr| self.trusted.iter().any(|c| c.contains(a));
+        if !trusted(peer) {
+            return peer;
+        }
+        let hops: Vec<&str> = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .collect();
+        let mut source = peer;
+        for hop in hops.iter().rev() {
+            match hop.trim().parse::<IpAddr>() {
+                Ok(addr) => {
+                    source = addr;
+                    if !trusted(addr) {
+                        break;
+                    }
+                }
+                // A malformed hop: the last good address is as far as we can trust.
+                Err(_) => break,
+            }
+        }
+        source
+    }
+
+    /// Spends what `cost` says for `source` and `client`, or says which limit refuses.
+    /// Per-IP limits are checked first, so one noisy address does not spend
+    /// its client's allowance.
+    pub fn check(&self, cost: Cost, source: IpAddr, client: &str) -> Result<(), Limited> {
+        let key = source_key(source);
+        let client = client.to_owned();
+        if matches!(cost, Cost::Attempt | Cost::IssueAndAttempt) {
+            self.attempt_ip.check(&key)?;
+            self.attempt_client.check(&client)?;
+        }
+        if matches!(cost, Cost::Issue | Cost::IssueAndAttempt) {
+            self.issue_ip.check(&key)?;
+            self.issue_client.check(&client)?;
+        }
+        Ok(())
+    }
+
+    /// Forgets keys whose buckets have refilled.
+    pub fn prune(&self) {
+        for l in self.ip_limits() {
+            l.prune();
+        }
+        self.issue_client.prune();
+        self.attempt_client.prune();
+    }
+
+    fn ip_limits(&self) -> [&KeyedLimit<u128>; 2] {
+        [&self.issue_ip, &self.attempt_ip]
+    }
+
+    /// Keys held and overflow counts, per limit, for metrics.
+    pub fn usage(&self) -> Vec<(&'static str, usize, u64)> {
+        let mut out: Vec<_> = self
+            .ip_limits()
+            .iter()
+            .map(|l| (l.reason(), l.keys(), l.overflowed()))
+            .collect();
+        for l in [&self.issue_client, &self.attempt_client] {
+            out.push((l.reason(), l.keys(), l.overflowed()));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use engine::{ManualClock, Timestamp};
+    use hyper::header::HeaderValue;
+
+    fn gate(trusted: &[&str]) -> Gate {
+        let config = LimitsConfig {
+            trusted_proxies: trusted.iter().map(|s| (*s).to_owned()).collect(),
+            ..LimitsConfig::default()
+        };
+        let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(Timestamp(0)));
+        Gate::new(&config, &clock).unwrap()
+    }
+
+    fn forwarded(value: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", HeaderValue::from_str(value).unwrap());
+        h
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_trusted_proxies() {
+        let g = gate(&["10.0.0.0/8", "::1"]);
+        let h = forwarded("6.6.6.6, 203.0.113.9, 10.1.1.1");
+        // From a trusted proxy: skip trusted hops, take the first untrusted one.
+        assert_eq!(g.source(ip("10.0.0.1"), &h), ip("203.0.113.9"));
+        assert_eq!(g.source(ip("::1"), &h), ip("203.0.113.9"));
+        // From anyone else: the header is ignored.
+        assert_eq!(g.source(ip("198.51.100.7"), &h), ip("198.51.100.7"));
+        // Garbage stops the walk at the last good address.
+        let h = forwarded("1.2.3.4, nonsense");
+        assert_eq!(g.source(ip("10.0.0.1"), &h), ip("10.0.0.1"));
+        assert_eq!(g.source(ip("10.0.0.1"), &HeaderMap::new()), ip("10.0.0.1"));
+    }
+
+    #[test]
+    fn bad_proxy_entries_are_named() {
+        let err = parse_proxies(&["10.0.0.0/33".into()]).unwrap_err();
+        assert!(err.contains("10.0.0.0/33"), "{err}");
+        assert!(parse_proxies(&["localhost".into()]).is_err());
+        assert!(parse_proxies(&["2001:db8::/32".into(), "127.0.0.1".into()]).is_ok());
+    }
+
+    #[test]
+    fn ipv6_sources_share_a_limit_per_64_and_ipv4_mapped_is_ipv4() {
+        assert_eq!(
+            source_key(ip("2001:db8:1:2::1")),
+            source_key(ip("2001:db8:1:2:ffff::9"))
+        );
+        assert_ne!(
+            source_key(ip("2001:db8:1:2::1")),
+            source_key(ip("2001:db8:1:3::1"))
+        );
+        assert_eq!(source_key(ip("::ffff:1.2.3.4")), source_key(ip("1.2.3.4")));
+        assert_ne!(source_key(ip("1.2.3.4")), source_key(ip("1.2.3.5")));
+    }
+
+    #[test]
+    fn each_cost_spends_its_own_limits() {
+        let config = LimitsConfig {
+            attempts_per_ip_minute: 2,
+            issue_per_ip_minute: 1,
+            ..LimitsConfig::default()
+        };
+        let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(Timestamp(0)));
+        let g = Gate::new(&config, &clock).unwrap();
+        let a = ip("192.0.2.1");
+        g.check(Cost::Attempt, a, "front").unwrap();
+        g.check(Cost::Attempt, a, "front").unwrap();
+        let refused = g.check(Cost::Attempt, a, "front").unwrap_err();
+        assert_eq!(refused.reason, "ip_attempt_rate");
+        g.check(Cost::Issue, a, "front").unwrap();
+        assert_eq!(
+            g.check(Cost::Issue, a, "front").unwrap_err().reason,
+            "ip_issue_rate"
+        );
+        g.check(Cost::Free, a, "front").unwrap();
+        g.check(Cost::Attempt, ip("192.0.2.2"), "front").unwrap();
+    }
+}
