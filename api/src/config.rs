@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use engine::{
-    Alphabet, Argon2Params, CodePolicies, CodePolicy, EngineConfig, LockMode, LockoutPolicy,
-    IssueLimitsConfig, PinPolicy, Rate, ResendCooldown, StoreConfig,
+    Alphabet, Argon2Params, CodePolicies, CodePolicy, EngineConfig, IssueLimitsConfig, LockMode,
+    LockoutPolicy, PinPolicy, Rate, ResendCooldown, StoreConfig,
 };
 use serde::{Deserialize, Serialize};
 
@@ -181,7 +181,10 @@ impl LimitsConfig {
             };
             budgets.insert(
                 parsed,
-                vec![Rate::per_hour(budget.per_hour), Rate::per_day(budget.per_day)],
+                vec![
+                    Rate::per_hour(budget.per_hour),
+                    Rate::per_day(budget.per_day),
+                ],
             );
         }
         Ok(IssueLimitsConfig {

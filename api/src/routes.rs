@@ -141,15 +141,15 @@ pub async fn handle(
         Err((error, label)) => (label, Err(error)),
         Ok((route, label)) => {
             let timeout = Duration::from_millis(state.config.server.request_timeout_ms);
-            let result = match tokio::time::timeout(timeout, dispatch(&state, peer, route, request)).await
-            {
-                Ok(result) => result,
-                Err(_) => Err(ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "timeout",
-                    "the request took too long; it may or may not have taken effect",
-                )),
-            };
+            let result =
+                match tokio::time::timeout(timeout, dispatch(&state, peer, route, request)).await {
+                    Ok(result) => result,
+                    Err(_) => Err(ApiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "timeout",
+                        "the request took too long; it may or may not have taken effect",
+                    )),
+                };
             (label, result)
         }
     };
@@ -257,12 +257,8 @@ async fn dispatch(
         Route::Livez => ok(json!({ "status": "ok" })),
         Route::Readyz => readyz(state),
         Route::Metrics => metrics(state),
-        Route::Register => {
-            register(state, body(state, request).await?).await
-        }
-        Route::PreRegister => {
-            pre_register(state, body(state, request).await?).await
-        }
+        Route::Register => register(state, body(state, request).await?).await,
+        Route::PreRegister => pre_register(state, body(state, request).await?).await,
         Route::ReadAccount(id) => {
             let view = state.engine.account(account_id(&id)?)?;
             ok(wire::account(&view))
@@ -299,9 +295,7 @@ async fn dispatch(
                 .await?;
             ok(json!({ "account_id": id.to_string(), "has_push_device": true }))
         }
-        Route::Login => {
-            login(state, body(state, request).await?).await
-        }
+        Route::Login => login(state, body(state, request).await?).await,
         Route::Verify | Route::StepUpVerify => {
             let purpose = if matches!(route, Route::Verify) {
                 Purpose::Login
@@ -391,9 +385,7 @@ async fn dispatch(
             .await?;
             ok(wire::account(&state.engine.account(id)?))
         }
-        Route::Import => {
-            import(state, body(state, request).await?).await
-        }
+        Route::Import => import(state, body(state, request).await?).await,
     }
 }
 

@@ -91,7 +91,7 @@ impl App {
             Arc::clone(&deps.clock),
             deps.rng,
         )
-            .map_err(|e| format!("cannot open the store: {e}"))?;
+        .map_err(|e| format!("cannot open the store: {e}"))?;
         let engine = Arc::new(engine);
         let sweeper = engine
             .start_sweeper(Duration::from_millis(
@@ -172,8 +172,9 @@ impl App {
             };
             let _ = stream.set_nodelay(true);
             let handler_state = Arc::clone(&state);
-            let service =
-                service_fn(move |request| routes::handle(Arc::clone(&handler_state), peer, request));
+            let service = service_fn(move |request| {
+                routes::handle(Arc::clone(&handler_state), peer, request)
+            });
             let connection = http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(Duration::from_millis(server.header_read_timeout_ms))
@@ -256,6 +257,7 @@ async fn upkeep(state: Arc<AppState>) {
             .absolute(u64::try_from(stats.flush.flush_time.as_micros()).unwrap_or(u64::MAX));
         metrics::counter!("otpd_store_writes_total").absolute(stats.flush.writes);
         metrics::counter!("otpd_lockouts_total").absolute(stats.lockouts);
+        metrics::counter!("otpd_argon2_runs_total").absolute(stats.argon2_runs);
         publish_limits(&state);
         state.metrics.run_upkeep();
     }

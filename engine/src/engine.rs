@@ -194,6 +194,8 @@ pub struct Stats {
     pub outbox: u64,
     /// Keys held by the per-account and per-destination issuance limiters.
     pub limiter_keys: u64,
+    /// Argon2 hashes and verifications since start.
+    pub argon2_runs: u64,
 }
 
 /// A change being prepared for one account.
@@ -685,6 +687,27 @@ impl Engine {
         self.index.get(&identity.index_key()).map(|id| *id)
     }
 
+    /// Refuses, before any Argon2 work, a presented PIN that no PIN could be:
+    /// empty, over 64 bytes, with control or non-ASCII characters, or with
+    /// non-digits when PINs are digits only. The answer does not depend on
+    /// any account, so it reveals nothing.
+    fn check_presented_pin(&self, field: &'static str, pin: &Pin) -> Result<()> {
+        let raw = pin.expose();
+        if raw.is_empty() || raw.len() > 64 || !raw.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(EngineError::invalid(
+                field,
+                "must be 1 to 64 printable ASCII characters",
+            ));
+        }
+        if self.config.pin.digits_only && !raw.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(EngineError::invalid(
+                field,
+                "must contain only the digits 0-9",
+            ));
+        }
+        Ok(())
+    }
+
     /// The live account this phone or email logs in to, if any.
     pub fn find_by_login(&self, login: &LoginId) -> Option<AccountId> {
         self.index.get(&login.index_key()).map(|id| *id)
@@ -703,13 +726,7 @@ impl Engine {
         lifetime: Option<Duration>,
         locale: Option<Locale>,
     ) -> Result<Durable<LoginOutcome>> {
-        let raw = pin.expose();
-        if raw.is_empty() || raw.len() > 64 || raw.chars().any(char::is_control) {
-            return Err(EngineError::invalid(
-                "pin",
-                "must be 1 to 64 printable characters",
-            ));
-        }
+        self.check_presented_pin("pin", pin)?;
         let now = self.now();
         let found = self.find_by_login(login).and_then(|id| {
             self.accounts.get(&id).map(|a| {
@@ -718,16 +735,18 @@ impl Engine {
             })
         });
         let (id, stored) = match found {
-            Some((_, _, Status::Cancelled(_), _)) | None => {
-                self.pins.verify_dummy(pin);
-                return Ok(self.ready(LoginOutcome::InvalidCredentials));
-            }
             Some((_, _, _, true)) => return Ok(self.ready(LoginOutcome::Locked)),
             Some((id, Some(hash), Status::Active, false)) => (id, hash),
-            Some(_) => {
-                // Pending activation: there is no PIN to match.
+            // Unknown, cancelled, or pending activation (no PIN to match):
+            // the same Argon2 work and the same durable write as a wrong PIN.
+            _ => {
                 self.pins.verify_dummy(pin);
-                return Ok(self.ready(LoginOutcome::InvalidCredentials));
+                let ticket = self.store.decoy_write()?;
+                return Ok(Durable::new(
+                    LoginOutcome::InvalidCredentials,
+                    Some(ticket),
+                    self.store.commit_handle(),
+                ));
             }
         };
         let pin_ok = self.pins.verify(pin, &stored);
@@ -1096,6 +1115,7 @@ impl Engine {
         new_pin: &Pin,
     ) -> Result<Durable<PinChange>> {
         self.config.pin.check("new_pin", new_pin)?;
+        self.check_presented_pin("current_pin", current_pin)?;
         if current_pin.expose() == new_pin.expose() {
             return Err(EngineError::invalid(
                 "new_pin",
@@ -1654,6 +1674,7 @@ impl Engine {
             lockouts: self.lockouts.load(std::sync::atomic::Ordering::Relaxed),
             outbox: self.outbox.len() as u64,
             limiter_keys: self.limits.keys() as u64,
+            argon2_runs: self.pins.runs(),
         }
     }
 

@@ -285,8 +285,8 @@ impl GlobalLimit {
 /// three (the codes are prefix-free, so this is exact).
 pub fn calling_code(e164: &str) -> Option<u16> {
     const TWO_DIGIT: [u16; 44] = [
-        20, 27, 30, 31, 32, 33, 34, 36, 39, 40, 41, 43, 44, 45, 46, 47, 48, 49, 51, 52, 53, 54,
-        55, 56, 57, 58, 60, 61, 62, 63, 64, 65, 66, 81, 82, 84, 86, 90, 91, 92, 93, 94, 95, 98,
+        20, 27, 30, 31, 32, 33, 34, 36, 39, 40, 41, 43, 44, 45, 46, 47, 48, 49, 51, 52, 53, 54, 55,
+        56, 57, 58, 60, 61, 62, 63, 64, 65, 66, 81, 82, 84, 86, 90, 91, 92, 93, 94, 95, 98,
     ];
     let digits = e164.strip_prefix('+')?.as_bytes();
     if digits.len() < 4 || !digits.iter().all(u8::is_ascii_digit) || digits[0] == b'0' {
@@ -494,9 +494,19 @@ impl IssueLimits {
         };
         Self {
             account: keyed("account_issue_rate", &config.per_account, &config, &clock),
-            destination: keyed("destination_issue_rate", &config.per_destination, &config, &clock),
+            destination: keyed(
+                "destination_issue_rate",
+                &config.per_destination,
+                &config,
+                &clock,
+            ),
             destination_hasher: std::collections::hash_map::RandomState::new(),
-            country: keyed("sms_country_budget", &config.sms_per_calling_code, &config, &clock),
+            country: keyed(
+                "sms_country_budget",
+                &config.sms_per_calling_code,
+                &config,
+                &clock,
+            ),
             country_budgets: config
                 .sms_calling_code_budgets
                 .iter()
@@ -736,20 +746,38 @@ mod tests {
             ..IssueLimitsConfig::default()
         };
         let limits = IssueLimits::new(config, clock);
-        limits.admit(account(1), Channel::Sms, "+351911111111").unwrap();
+        limits
+            .admit(account(1), Channel::Sms, "+351911111111")
+            .unwrap();
         for _ in 0..5 {
             let e = limits
                 .admit(account(1), Channel::Sms, "+351911111111")
                 .unwrap_err();
-            assert!(matches!(e, EngineError::RateLimited { reason: "account_issue_rate", .. }));
+            assert!(matches!(
+                e,
+                EngineError::RateLimited {
+                    reason: "account_issue_rate",
+                    ..
+                }
+            ));
         }
-        limits.admit(account(2), Channel::Sms, "+351922222222").unwrap();
+        limits
+            .admit(account(2), Channel::Sms, "+351922222222")
+            .unwrap();
         let e = limits
             .admit(account(3), Channel::Sms, "+351933333333")
             .unwrap_err();
-        assert!(matches!(e, EngineError::RateLimited { reason: "sms_global_budget", .. }));
+        assert!(matches!(
+            e,
+            EngineError::RateLimited {
+                reason: "sms_global_budget",
+                ..
+            }
+        ));
         // Email is outside the SMS budgets.
-        limits.admit(account(4), Channel::Email, "a@example.org").unwrap();
+        limits
+            .admit(account(4), Channel::Email, "a@example.org")
+            .unwrap();
     }
 
     #[test]
@@ -775,11 +803,18 @@ mod tests {
             refused("+18765550100"),
             EngineError::DestinationNotAllowed(_)
         ));
-        limits.admit(account(1), Channel::Sms, "+447700900001").unwrap();
-        limits.admit(account(1), Channel::Sms, "+447700900002").unwrap();
+        limits
+            .admit(account(1), Channel::Sms, "+447700900001")
+            .unwrap();
+        limits
+            .admit(account(1), Channel::Sms, "+447700900002")
+            .unwrap();
         assert!(matches!(
             refused("+447700900003"),
-            EngineError::RateLimited { reason: "sms_country_budget", .. }
+            EngineError::RateLimited {
+                reason: "sms_country_budget",
+                ..
+            }
         ));
         for n in 0..3 {
             limits
@@ -788,9 +823,14 @@ mod tests {
         }
         assert!(matches!(
             refused("+351910000009"),
-            EngineError::RateLimited { reason: "sms_country_budget", .. }
+            EngineError::RateLimited {
+                reason: "sms_country_budget",
+                ..
+            }
         ));
-        limits.admit(account(1), Channel::Sms, "+14155550100").unwrap();
+        limits
+            .admit(account(1), Channel::Sms, "+14155550100")
+            .unwrap();
     }
 
     #[test]
@@ -820,7 +860,10 @@ mod tests {
         };
         assert!(!by_code(351).alarm);
         let ng = by_code(234);
-        assert_eq!((ng.recent_sent, ng.recent_verified, ng.alarm), (10, 1, true));
+        assert_eq!(
+            (ng.recent_sent, ng.recent_verified, ng.alarm),
+            (10, 1, true)
+        );
         // Two hours on, the window is empty and the alarm clears; totals remain.
         manual.advance(Duration::from_secs(7200));
         let ng = by_code(234);

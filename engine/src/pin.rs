@@ -128,6 +128,7 @@ impl Argon2Params {
 pub(crate) struct PinHasher {
     argon2: Argon2<'static>,
     dummy: PinHash,
+    runs: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for PinHasher {
@@ -149,6 +150,7 @@ impl PinHasher {
         let mut hasher = Self {
             argon2,
             dummy: PinHash::from_phc_unchecked(String::new()),
+            runs: std::sync::atomic::AtomicU64::new(0),
         };
         let mut filler = [0u8; 16];
         rng.fill_bytes(&mut filler);
@@ -166,6 +168,7 @@ impl PinHasher {
 
     /// Hashes `pin` with `salt`, which must be fresh and random.
     pub(crate) fn hash(&self, pin: &Pin, salt: [u8; 16]) -> Result<PinHash> {
+        self.count();
         let phc = self
             .argon2
             .hash_password_with_salt(pin.expose().as_bytes(), &salt)
@@ -176,12 +179,22 @@ impl PinHasher {
     /// True when `pin` matches `hash`. The hash's own parameters are used, so
     /// imported hashes with other costs still verify.
     pub(crate) fn verify(&self, pin: &Pin, hash: &PinHash) -> bool {
+        self.count();
         self.argon2
             .verify_password(pin.expose().as_bytes(), hash.as_phc())
             .is_ok()
     }
 
     /// Spends the time of one verification on nothing, for unknown accounts.
+    fn count(&self) {
+        self.runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Hashes and verifications so far.
+    pub(crate) fn runs(&self) -> u64 {
+        self.runs.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     pub(crate) fn verify_dummy(&self, pin: &Pin) {
         let _ = self.verify(pin, &self.dummy);
     }

@@ -386,6 +386,15 @@ impl Store {
         Ok(ticket)
     }
 
+    /// Writes a throw-away record the size of an account and returns its
+    /// ticket: a login for an unknown account pays the same write and flush
+    /// as a wrong PIN on a known one, so timing does not tell them apart.
+    pub(crate) fn decoy_write(&self) -> Result<u64> {
+        let mut batch = sled::Batch::default();
+        batch.insert(&b"m:decoy"[..], &[0u8; 256][..]);
+        self.write(batch)
+    }
+
     /// Every stored value under `prefix`, in key order.
     pub(crate) fn scan(&self, prefix: u8) -> impl Iterator<Item = Result<sled::IVec>> + '_ {
         self.db

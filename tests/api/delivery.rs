@@ -30,7 +30,7 @@ fn code_in(text: &str) -> String {
 }
 use crate::peers::{Answer, HttpPeer, SmtpSink};
 
-fn sms_gateway(peer: &HttpPeer, format: BodyFormat) -> SmsGatewayConfig {
+pub fn sms_gateway(peer: &HttpPeer, format: BodyFormat) -> SmsGatewayConfig {
     SmsGatewayConfig {
         name: "local".into(),
         url: format!("{}/send", peer.url),

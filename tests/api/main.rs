@@ -4,6 +4,7 @@
 
 mod accounts;
 mod admin;
+mod attacks;
 mod bad_input;
 mod delivery;
 mod helpers;
