@@ -177,13 +177,46 @@ impl CodePolicies {
     }
 
     /// Validates every policy.
+    ///
+    /// Bounds from NIST SP 800-63B §5.1.3 (out-of-band codes: about 20 bits,
+    /// a 6-digit code, and at most 10 minutes) and SP 800-63A §4.4.1.6
+    /// (enrollment codes: 10 minutes by phone, 24 hours by email, 30 days
+    /// by post).
     pub fn validate(&self) -> Result<()> {
-        self.login.validate("codes.login")?;
-        self.step_up.validate("codes.step_up")?;
-        self.activation_sms.validate("codes.activation_sms")?;
-        self.activation_email.validate("codes.activation_email")?;
-        self.activation_letter.validate("codes.activation_letter")?;
-        self.contact_change.validate("codes.contact_change")
+        const MINUTE: u64 = 60;
+        let bounds = [
+            ("codes.login", &self.login, 10 * MINUTE),
+            ("codes.step_up", &self.step_up, 10 * MINUTE),
+            ("codes.contact_change", &self.contact_change, 10 * MINUTE),
+            ("codes.activation_sms", &self.activation_sms, 10 * MINUTE),
+            (
+                "codes.activation_email",
+                &self.activation_email,
+                24 * 60 * MINUTE,
+            ),
+            (
+                "codes.activation_letter",
+                &self.activation_letter,
+                30 * 24 * 60 * MINUTE,
+            ),
+        ];
+        for (name, policy, max_lifetime) in bounds {
+            policy.validate(name)?;
+            if policy.lifetime > Duration::from_secs(max_lifetime) {
+                return Err(EngineError::invalid(
+                    name,
+                    format!("code lifetime must be at most {max_lifetime} s"),
+                ));
+            }
+            // log2(10^6) = 19.93: NIST counts six digits as its 20 bits.
+            if policy.entropy_bits() < 19.9 {
+                return Err(EngineError::invalid(
+                    name,
+                    "codes need about 20 bits of entropy (6 digits or more)",
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -216,6 +249,25 @@ mod tests {
         let letter = policies.activation_letter.generate(&mut rng);
         assert_eq!(letter.expose().len(), 10);
         assert!(!letter.expose().contains(['0', 'O', '1', 'I', 'L']));
+    }
+
+    #[test]
+    fn policies_outside_the_nist_bounds_are_refused() {
+        assert!(CodePolicies::default().validate().is_ok());
+        let mut p = CodePolicies::default();
+        p.login.lifetime = Duration::from_secs(601);
+        let e = p.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("codes.login") && e.contains("at most 600 s"),
+            "{e}"
+        );
+        let mut p = CodePolicies::default();
+        p.step_up.length = 5;
+        let e = p.validate().unwrap_err().to_string();
+        assert!(e.contains("codes.step_up") && e.contains("20 bits"), "{e}");
+        let mut p = CodePolicies::default();
+        p.activation_letter.lifetime = Duration::from_secs(31 * 86_400);
+        assert!(p.validate().is_err());
     }
 
     #[test]

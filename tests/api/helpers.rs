@@ -174,6 +174,17 @@ async fn spawn(adjust: impl FnOnce(&mut Config), capture: bool) -> TestApp {
     start(config, dir, ManualClock::new(START), None, capture).await
 }
 
+/// A different seed for every server in the binary: tests run side by side
+/// and share one log, so equal code sequences would make one test's codes
+/// show up in another's log.
+fn next_seed() -> [u8; 32] {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let mut seed = [7; 32];
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    seed[..8].copy_from_slice(&n.to_le_bytes());
+    seed
+}
+
 async fn start(
     config: Config,
     dir: Arc<tempfile::TempDir>,
@@ -184,7 +195,7 @@ async fn start(
     let outbox = Outbox::default();
     let deps = Dependencies {
         clock: Arc::new(clock.clone()),
-        rng: seeded_rng([7; 32]),
+        rng: seeded_rng(next_seed()),
         code_key: CodeKey::new([42; 32]),
         delivery: capture.then(|| Arc::new(outbox.clone()) as Arc<dyn Channel>),
     };
