@@ -45,7 +45,7 @@ pub use lockout::{Event, Lock, LockMode, LockReason, Lockout, LockoutPolicy, Tra
 pub use outbox::{
     DeadLetter, DeliveryState, Locale, MessageId, OutboxPolicy, Outgoing, SendResult,
 };
-pub use pin::{Argon2Params, PinPolicy};
+pub use pin::{Argon2Params, PinPolicy, hash_pin_phc};
 pub use secret::{Code, CodeKey, Pin, PinHash};
 pub use store::{Durable, DurableWait, FlushStats, StoreConfig};
 

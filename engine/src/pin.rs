@@ -124,6 +124,22 @@ impl Argon2Params {
     };
 }
 
+/// An Argon2id PHC string for `pin` at `params`, for bulk imports from
+/// another system or seeding test accounts. `salt` must be random.
+pub fn hash_pin_phc(pin: &Pin, params: Argon2Params, salt: [u8; 16]) -> Result<String> {
+    let params = Params::new(
+        params.memory_kib,
+        params.iterations,
+        params.parallelism,
+        None,
+    )
+    .map_err(|e| EngineError::invalid("argon2", e.to_string()))?;
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+        .hash_password_with_salt(pin.expose().as_bytes(), &salt)
+        .map(|phc| phc.to_string())
+        .map_err(|e| EngineError::Internal(format!("argon2 hash: {e}")))
+}
+
 /// Hashes and verifies PINs with the configured parameters.
 pub(crate) struct PinHasher {
     argon2: Argon2<'static>,

@@ -1,0 +1,14 @@
+//! otp-loadtest: drives otpd's real flows (issue, delivery to a sink,
+//! verify) with an open or closed arrival model, and reports latency
+//! percentiles per step and per flow from HdrHistograms, measured from each
+//! arrival's intended start so queueing is not hidden (coordinated omission).
+
+pub mod report;
+pub mod run;
+pub mod seed;
+pub mod sink;
+pub mod stats;
+
+pub use report::{Report, Threshold};
+pub use run::{Account, Flow, Http, Mix, Model, Options, run};
+pub use sink::Sink;

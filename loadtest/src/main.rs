@@ -1,0 +1,188 @@
+//! The `otp-loadtest` command line. See docs/LOADTEST.md.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use engine::Argon2Params;
+use loadtest::{Http, Mix, Model, Options, Sink, Threshold, run, seed};
+
+/// Load otpd with real flows; codes arrive at a built-in SMS sink.
+#[derive(Debug, Parser)]
+#[command(name = "otp-loadtest", version)]
+struct Args {
+    /// otpd's base URL.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    target: String,
+    /// Client API key (scope auth; admin too for --seed). Or OTPD_LOADTEST_KEY.
+    #[arg(long, env = "OTPD_LOADTEST_KEY", hide_env_values = true)]
+    key: String,
+    /// Where the delivery sink listens; otpd's SMS gateway URL must point at it.
+    #[arg(long, default_value = "127.0.0.1:9900")]
+    sink: String,
+    /// A flow (step-up, login, wrong-code, status) or a weighted mix, e.g. step-up=90,login=10.
+    #[arg(long, default_value = "step-up")]
+    flow: String,
+    /// Open model: flows started per second.
+    #[arg(long, conflicts_with = "concurrency")]
+    rate: Option<f64>,
+    /// Closed model: workers, each starting a flow when its last one ends.
+    #[arg(long)]
+    concurrency: Option<usize>,
+    /// Seconds to ramp up to --rate.
+    #[arg(long, default_value_t = 0.0)]
+    ramp: f64,
+    /// Seconds at the start that are not counted.
+    #[arg(long, default_value_t = 2.0)]
+    warmup: f64,
+    /// Seconds to run after the warm-up.
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Stop after this many flows (whichever comes first with --duration).
+    #[arg(long)]
+    max_flows: Option<u64>,
+    /// Open model: flows in flight at most; later arrivals are dropped and counted.
+    #[arg(long, default_value_t = 10_000)]
+    max_in_flight: usize,
+    /// Create this many accounts through the bulk import (needs the admin scope).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Number of the first seeded account (phones are +3519 and 8 digits).
+    #[arg(long, default_value_t = 0)]
+    seed_from: u64,
+    /// File of seeded accounts: written by --seed, read otherwise.
+    #[arg(long, default_value = "loadtest-accounts.txt")]
+    accounts_file: PathBuf,
+    /// The test accounts' PIN.
+    #[arg(long, default_value = "4821")]
+    pin: String,
+    /// Argon2 memory (KiB) for the seeded PIN hash: use the server's.
+    #[arg(long, default_value_t = 19_456)]
+    argon2_memory_kib: u32,
+    /// Argon2 iterations for the seeded PIN hash.
+    #[arg(long, default_value_t = 2)]
+    argon2_iterations: u32,
+    /// Seconds allowed for each request and each code's delivery.
+    #[arg(long, default_value_t = 10.0)]
+    timeout: f64,
+    /// After the run, measure /livez with this many connections (the bare-HTTP ceiling).
+    #[arg(long)]
+    ceiling: Option<usize>,
+    /// Seconds of the ceiling measurement.
+    #[arg(long, default_value_t = 5.0)]
+    ceiling_seconds: f64,
+    /// Fail (exit 1) unless this holds, e.g. 'verify.p99<5ms', 'errors<0.1%', 'throughput>1000'.
+    #[arg(long = "threshold")]
+    thresholds: Vec<String>,
+    /// Write the results as JSON.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Draw latency over time and the percentile spectrum as SVG.
+    #[arg(long)]
+    plot: Option<PathBuf>,
+    /// No progress line.
+    #[arg(long)]
+    quiet: bool,
+}
+
+fn seconds(s: f64, what: &str) -> Result<Duration, String> {
+    Duration::try_from_secs_f64(s).map_err(|_| format!("--{what} must be a number of seconds ≥ 0"))
+}
+
+async fn main_inner() -> Result<bool, String> {
+    let args = Args::parse();
+    let thresholds = args
+        .thresholds
+        .iter()
+        .map(|t| Threshold::parse(t))
+        .collect::<Result<Vec<_>, _>>()?;
+    let model = match (args.rate, args.concurrency) {
+        (Some(rate), None) => Model::Open { rate },
+        (None, Some(concurrency)) => Model::Closed { concurrency },
+        (None, None) => return Err("give --rate (open model) or --concurrency (closed)".into()),
+        (Some(_), Some(_)) => unreachable!("clap rejects both"),
+    };
+    let timeout = seconds(args.timeout, "timeout")?;
+    let sink = Sink::bind(&args.sink).await?;
+    let http = Http::new(&args.target, &args.key, timeout);
+    let accounts = match args.seed {
+        Some(count) => {
+            eprintln!(
+                "seeding {count} accounts through {}/v1/admin/import ...",
+                args.target
+            );
+            let params = Argon2Params {
+                memory_kib: args.argon2_memory_kib,
+                iterations: args.argon2_iterations,
+                parallelism: 1,
+            };
+            let accounts = seed::seed(&http, args.seed_from, count, &args.pin, params).await?;
+            seed::save(&args.accounts_file, &accounts)?;
+            eprintln!("seeded; accounts saved to {}", args.accounts_file.display());
+            accounts
+        }
+        None => seed::load(&args.accounts_file)?,
+    };
+    let options = Options {
+        target: args.target.clone(),
+        key: args.key.clone(),
+        mix: Mix::parse(&args.flow)?,
+        model,
+        ramp: seconds(args.ramp, "ramp")?,
+        warmup: seconds(args.warmup, "warmup")?,
+        duration: Some(seconds(args.duration, "duration")?),
+        max_flows: args.max_flows,
+        max_in_flight: args.max_in_flight,
+        pin: args.pin.clone(),
+        timeout,
+        progress: !args.quiet,
+        ceiling: match args.ceiling {
+            Some(c) => Some((c, seconds(args.ceiling_seconds, "ceiling-seconds")?)),
+            None => None,
+        },
+    };
+    eprintln!(
+        "sink at {} (otpd's SMS gateway url must be this)",
+        sink.url()
+    );
+    let report = run(options, sink, accounts).await?;
+    print!("{}", report.table());
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(&report.json()).map_err(|e| e.to_string())?;
+        std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
+    if let Some(path) = &args.plot {
+        std::fs::write(path, report.svg())
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
+    let mut passed = true;
+    for t in &thresholds {
+        if let Err(why) = t.check(&report) {
+            println!("FAIL {why}");
+            passed = false;
+        }
+    }
+    Ok(passed)
+}
+
+fn main() -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("otp-loadtest: cannot start the runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(main_inner()) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("otp-loadtest: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,224 @@
+//! otp-loadtest against an in-process otpd on loopback: short, bounded runs
+//! that check the flows complete, the counts add up, thresholds pass and
+//! fail as they should, and the JSON and SVG are written.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use engine::{Argon2Params, CodeKey, Durable, Scope, Scopes, SystemClock, seeded_rng};
+use loadtest::{Http, Mix, Model, Options, Report, Sink, Threshold, run, seed};
+use otpd::config::{BodyFormat, Config, LimitsConfig, SmsGatewayConfig};
+use otpd::{App, Dependencies};
+use tokio::sync::oneshot;
+
+struct Server {
+    url: String,
+    key: String,
+    stop: Option<oneshot::Sender<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+const TEST_ARGON2: Argon2Params = Argon2Params::INSECURE_FOR_TESTS;
+
+/// An otpd whose SMS gateway is the sink, with limits off (a load test
+/// measures the code path, not the abuse defences).
+async fn otpd_for(sink: &Sink) -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config {
+        listen: "127.0.0.1:0".into(),
+        data_dir: dir.path().join("data"),
+        limits: LimitsConfig::off(),
+        ..Config::default()
+    };
+    config.argon2.memory_kib = TEST_ARGON2.memory_kib;
+    config.argon2.iterations = TEST_ARGON2.iterations;
+    config.delivery.log_sink = false;
+    config.delivery.sms = vec![SmsGatewayConfig {
+        name: "loadtest".into(),
+        url: sink.url(),
+        auth_header: String::new(),
+        auth_value: String::new(),
+        body: BodyFormat::Json,
+        template: r#"{"to":"{to}","text":"{message}"}"#.into(),
+    }];
+    let deps = Dependencies {
+        clock: Arc::new(SystemClock::new()),
+        rng: seeded_rng([3; 32]),
+        code_key: CodeKey::new([9; 32]),
+        delivery: None,
+    };
+    let app = App::build(config, deps).unwrap();
+    let (_, key) = app
+        .state()
+        .engine
+        .add_client("loadtest", Scopes::of(&[Scope::Auth, Scope::Admin]))
+        .and_then(Durable::wait)
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(app.serve(listener, async {
+        let _ = stopped.await;
+    }));
+    Server {
+        url,
+        key: key.expose().to_owned(),
+        stop: Some(stop),
+        _dir: dir,
+    }
+}
+
+fn options(server: &Server, mix: &str, model: Model) -> Options {
+    Options {
+        target: server.url.clone(),
+        key: server.key.clone(),
+        mix: Mix::parse(mix).unwrap(),
+        model,
+        ramp: Duration::ZERO,
+        warmup: Duration::ZERO,
+        duration: Some(Duration::from_secs(20)),
+        max_flows: Some(200),
+        max_in_flight: 1000,
+        pin: "4821".into(),
+        timeout: Duration::from_secs(10),
+        progress: false,
+        ceiling: None,
+    }
+}
+
+async fn seeded(server: &Server, count: u64) -> Vec<loadtest::Account> {
+    let http = Http::new(&server.url, &server.key, Duration::from_secs(30));
+    seed::seed(&http, 0, count, "4821", TEST_ARGON2)
+        .await
+        .unwrap()
+}
+
+fn ok(report: &Report, name: &str) -> u64 {
+    report.series(name).map_or(0, |s| s.ok)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_model_mix_completes_and_its_counts_add_up() {
+    let sink = Sink::bind("127.0.0.1:0").await.unwrap();
+    let server = otpd_for(&sink).await;
+    let accounts = seeded(&server, 300).await;
+    assert_eq!(accounts.len(), 300);
+    let mix = "step-up=5,login=2,wrong-code=2,status=1";
+    let report = run(
+        options(&server, mix, Model::Open { rate: 400.0 }),
+        sink,
+        accounts,
+    )
+    .await
+    .unwrap();
+    let table = report.table();
+    assert_eq!(report.error_rate(), 0.0, "{table}");
+    let flows: u64 = report.recorded.flows.values().map(|s| s.ok).sum();
+    assert_eq!(flows, 200, "every arrival is a recorded flow: {table}");
+    // Every code issued was delivered to the sink and matched to its flow,
+    // and every delivered code was verified.
+    let issued = ok(&report, "issue") + ok(&report, "login");
+    assert_eq!(ok(&report, "deliver"), issued, "{table}");
+    assert_eq!(report.sink.0, issued, "{table}");
+    assert_eq!(report.sink.1, 0, "no unmatched messages: {table}");
+    // A status read that finds no challenge yet issues one and reads it
+    // instead; only those issued codes go unverified.
+    let verified = ok(&report, "verify") + ok(&report, "verify-login");
+    assert!(
+        verified <= issued && issued - verified <= ok(&report, "status"),
+        "{table}"
+    );
+    assert_eq!(ok(&report, "wrong"), ok(&report, "wrong-code"), "{table}");
+    for flow in ["step-up", "login", "wrong-code", "status"] {
+        assert!(ok(&report, flow) > 0, "{flow} ran: {table}");
+    }
+    assert!(
+        Threshold::parse("errors<0.1%")
+            .unwrap()
+            .check(&report)
+            .is_ok()
+    );
+    assert!(
+        Threshold::parse("verify.p99<60s")
+            .unwrap()
+            .check(&report)
+            .is_ok()
+    );
+    let failed = Threshold::parse("verify.p50<1us").unwrap().check(&report);
+    assert!(failed.unwrap_err().contains("violated"));
+    assert!(
+        Threshold::parse("throughput>1000000")
+            .unwrap()
+            .check(&report)
+            .is_err()
+    );
+    assert!(
+        Threshold::parse("nothing.p99<1s")
+            .unwrap()
+            .check(&report)
+            .is_err()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_model_run_writes_json_and_svg_and_measures_the_ceiling() {
+    let sink = Sink::bind("127.0.0.1:0").await.unwrap();
+    let server = otpd_for(&sink).await;
+    let accounts = seeded(&server, 50).await;
+    let mut opts = options(&server, "step-up", Model::Closed { concurrency: 8 });
+    opts.max_flows = Some(100);
+    opts.ceiling = Some((4, Duration::from_millis(300)));
+    let report = run(opts, sink, accounts).await.unwrap();
+    assert_eq!(ok(&report, "step-up"), 100, "{}", report.table());
+    let ceiling = report.ceiling.unwrap();
+    assert!(ceiling > 0.0);
+    let json = report.json();
+    assert_eq!(json["flows"]["step-up"]["ok"], 100);
+    assert!(json["steps"]["verify"]["p99_us"].as_u64().unwrap() > 0);
+    assert!(
+        json["steps"]["verify"]["ceiling_fraction"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
+    let svg = report.svg();
+    assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+    assert!(
+        svg.matches("<polyline").count() >= 3,
+        "p50, p99 and spectrum lines"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("run.json");
+    std::fs::write(&path, serde_json::to_string(&json).unwrap()).unwrap();
+    let back: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    assert_eq!(back["flows"]["step-up"]["ok"], 100);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seeding_refuses_accounts_that_already_exist() {
+    let sink = Sink::bind("127.0.0.1:0").await.unwrap();
+    let server = otpd_for(&sink).await;
+    seeded(&server, 5).await;
+    let http = Http::new(&server.url, &server.key, Duration::from_secs(30));
+    let err = seed::seed(&http, 0, 5, "4821", TEST_ARGON2)
+        .await
+        .unwrap_err();
+    assert!(err.contains("reuse the accounts file"), "{err}");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("accounts.txt");
+    let accounts = seed::seed(&http, 100, 3, "4821", TEST_ARGON2)
+        .await
+        .unwrap();
+    seed::save(&file, &accounts).unwrap();
+    assert_eq!(seed::load(&file).unwrap(), accounts);
+}
