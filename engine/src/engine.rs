@@ -202,6 +202,8 @@ pub struct Stats {
 struct Tx {
     account: Account,
     dirty: bool,
+    /// The account record itself changed (not only its challenges or messages).
+    account_changed: bool,
     locked_now: bool,
     puts: Vec<Challenge>,
     removes: Vec<ChallengeId>,
@@ -216,6 +218,7 @@ impl Tx {
         Self {
             account,
             dirty: false,
+            account_changed: false,
             locked_now: false,
             puts: Vec::new(),
             removes: Vec::new(),
@@ -228,6 +231,7 @@ impl Tx {
 
     fn account_mut(&mut self) -> &mut Account {
         self.dirty = true;
+        self.account_changed = true;
         &mut self.account
     }
 
@@ -251,6 +255,7 @@ impl Tx {
 
     fn lockout(&mut self, event: Event, now: Timestamp, engine: &Engine) -> Transition {
         let failure = matches!(event, Event::PinFailed | Event::CodeFailed);
+        let before = (self.dirty, self.account_changed);
         let transition = self
             .account_mut()
             .lockout
@@ -260,10 +265,7 @@ impl Tx {
         }
         if transition == Transition::Refused {
             // Nothing changed; don't write for it.
-            self.dirty = !self.puts.is_empty()
-                || !self.removes.is_empty()
-                || !self.messages.is_empty()
-                || !self.message_removes.is_empty();
+            (self.dirty, self.account_changed) = before;
         }
         transition
     }
@@ -440,9 +442,13 @@ impl Engine {
             return Ok(self.ready(value));
         }
         let mut account = tx.account;
-        account.updated_at = now;
         let mut batch = sled::Batch::default();
-        batch.insert(&account_key(id)[..], encode_account(&account));
+        // A delivery report or a claim touches only challenges and messages:
+        // the account record is rewritten only when it changed.
+        if tx.account_changed {
+            account.updated_at = now;
+            batch.insert(&account_key(id)[..], encode_account(&account));
+        }
         for c in &tx.puts {
             batch.insert(&challenge_key(c.id)[..], encode_challenge(c));
         }

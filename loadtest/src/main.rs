@@ -15,8 +15,8 @@ struct Args {
     /// otpd's base URL.
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     target: String,
-    /// Client API key (scope auth; admin too for --seed). Or OTPD_LOADTEST_KEY.
-    #[arg(long, env = "OTPD_LOADTEST_KEY", hide_env_values = true)]
+    /// Client API key (scope auth; admin too for --seed). Or OTP_LOADTEST_KEY.
+    #[arg(long, env = "OTP_LOADTEST_KEY", hide_env_values = true)]
     key: String,
     /// Where the delivery sink listens; otpd's SMS gateway URL must point at it.
     #[arg(long, default_value = "127.0.0.1:9900")]

@@ -215,8 +215,8 @@ pub async fn run_sender(
     let poll = Duration::from_millis(d.poll_interval_ms.max(1));
     let send_timeout = Duration::from_millis(d.send_timeout_ms);
     loop {
+        // The depth gauge is refreshed by the upkeep task, not per batch.
         let due = engine.outbox_due(d.concurrency.max(1) as usize);
-        metrics::gauge!("otpd_outbox_depth").set(engine.stats().outbox as f64);
         if due.is_empty() {
             tokio::select! {
                 () = wakeup.0.notified() => {}
