@@ -89,13 +89,15 @@ fn source_key(addr: IpAddr) -> u128 {
     }
 }
 
-/// The request-level limits.
+/// The request-level limits. Every limit is keyed by a `u128`: a source
+/// address (see [`source_key`]) or a hash of the client's name.
 pub struct Gate {
     trusted: Vec<Cidr>,
+    clients: std::collections::hash_map::RandomState,
     issue_ip: KeyedLimit<u128>,
-    issue_client: KeyedLimit<String>,
+    issue_client: KeyedLimit<u128>,
     attempt_ip: KeyedLimit<u128>,
-    attempt_client: KeyedLimit<String>,
+    attempt_client: KeyedLimit<u128>,
 }
 
 impl std::fmt::Debug for Gate {
@@ -109,34 +111,21 @@ impl std::fmt::Debug for Gate {
 impl Gate {
     /// Builds the limits from configuration.
     pub fn new(config: &LimitsConfig, clock: &Arc<dyn Clock>) -> Result<Gate, String> {
-        let keys = config.max_keys as usize;
-        let per_minute = Rate::per_minute;
+        let limit = |reason, per_minute| {
+            KeyedLimit::new(
+                reason,
+                Rate::per_minute(per_minute),
+                config.max_keys as usize,
+                Arc::clone(clock),
+            )
+        };
         Ok(Gate {
             trusted: parse_proxies(&config.trusted_proxies)?,
-            issue_ip: KeyedLimit::new(
-                "ip_issue_rate",
-                per_minute(config.issue_per_ip_minute),
-                keys,
-                Arc::clone(clock),
-            ),
-            issue_client: KeyedLimit::new(
-                "client_issue_rate",
-                per_minute(config.issue_per_client_minute),
-                keys,
-                Arc::clone(clock),
-            ),
-            attempt_ip: KeyedLimit::new(
-                "ip_attempt_rate",
-                per_minute(config.attempts_per_ip_minute),
-                keys,
-                Arc::clone(clock),
-            ),
-            attempt_client: KeyedLimit::new(
-                "client_attempt_rate",
-                per_minute(config.attempts_per_client_minute),
-                keys,
-                Arc::clone(clock),
-            ),
+            clients: std::collections::hash_map::RandomState::new(),
+            issue_ip: limit("ip_issue_rate", config.issue_per_ip_minute),
+            issue_client: limit("client_issue_rate", config.issue_per_client_minute),
+            attempt_ip: limit("ip_attempt_rate", config.attempts_per_ip_minute),
+            attempt_client: limit("client_attempt_rate", config.attempts_per_client_minute),
         })
     }
 
@@ -173,7 +162,7 @@ impl Gate {
     /// its client's allowance.
     pub fn check(&self, cost: Cost, source: IpAddr, client: &str) -> Result<(), Limited> {
         let key = source_key(source);
-        let client = client.to_owned();
+        let client = u128::from(std::hash::BuildHasher::hash_one(&self.clients, client));
         if matches!(cost, Cost::Attempt | Cost::IssueAndAttempt) {
             self.attempt_ip.check(&key)?;
             self.attempt_client.check(&client)?;
@@ -185,30 +174,28 @@ impl Gate {
         Ok(())
     }
 
-    /// Forgets keys whose buckets have refilled.
-    pub fn prune(&self) {
-        for l in self.ip_limits() {
-            l.prune();
-        }
-        self.issue_client.prune();
-        self.attempt_client.prune();
+    fn limits(&self) -> [&KeyedLimit<u128>; 4] {
+        [
+            &self.issue_ip,
+            &self.attempt_ip,
+            &self.issue_client,
+            &self.attempt_client,
+        ]
     }
 
-    fn ip_limits(&self) -> [&KeyedLimit<u128>; 2] {
-        [&self.issue_ip, &self.attempt_ip]
+    /// Forgets keys whose buckets have refilled.
+    pub fn prune(&self) {
+        for l in self.limits() {
+            l.prune();
+        }
     }
 
     /// Keys held and overflow counts, per limit, for metrics.
     pub fn usage(&self) -> Vec<(&'static str, usize, u64)> {
-        let mut out: Vec<_> = self
-            .ip_limits()
+        self.limits()
             .iter()
             .map(|l| (l.reason(), l.keys(), l.overflowed()))
-            .collect();
-        for l in [&self.issue_client, &self.attempt_client] {
-            out.push((l.reason(), l.keys(), l.overflowed()));
-        }
-        out
+            .collect()
     }
 }
 

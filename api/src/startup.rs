@@ -209,14 +209,14 @@ impl App {
 }
 
 /// Limiter sizes, and SMS conversion per country with the pumping alarm.
-fn publish_limits(state: &AppState) {
+fn publish_limits(state: &AppState, stats: &engine::Stats) {
     state.gate.prune();
     for (limit, keys, overflowed) in state.gate.usage() {
         metrics::gauge!("otpd_limiter_keys", "limit" => limit).set(keys as f64);
         metrics::counter!("otpd_limiter_overflow_total", "limit" => limit).absolute(overflowed);
     }
     metrics::gauge!("otpd_limiter_keys", "limit" => "account_and_destination")
-        .set(state.engine.stats().limiter_keys as f64);
+        .set(stats.limiter_keys as f64);
     for c in state.engine.sms_conversion() {
         let code = c.calling_code.to_string();
         metrics::counter!("otpd_sms_codes_sent_total", "calling_code" => code.clone())
@@ -258,7 +258,7 @@ async fn upkeep(state: Arc<AppState>) {
         metrics::counter!("otpd_store_writes_total").absolute(stats.flush.writes);
         metrics::counter!("otpd_lockouts_total").absolute(stats.lockouts);
         metrics::counter!("otpd_argon2_runs_total").absolute(stats.argon2_runs);
-        publish_limits(&state);
+        publish_limits(&state, &stats);
         state.metrics.run_upkeep();
     }
 }

@@ -113,6 +113,20 @@ impl GovernorClock for LimiterClock {
     }
 }
 
+/// The refusal a limiter's "not until" answer amounts to.
+fn refusal(
+    reason: &'static str,
+    rate: Rate,
+    clock: &LimiterClock,
+    not_until: &governor::NotUntil<Duration>,
+) -> Limited {
+    Limited {
+        reason,
+        rate,
+        retry_after: not_until.wait_time_from(clock.now()),
+    }
+}
+
 /// Keyed state with a cap: unseen keys share one bucket when full.
 struct BoundedStore<K: Hash + Eq + Clone> {
     keys: DashMapStateStore<K>,
@@ -204,11 +218,9 @@ impl<K: Hash + Eq + Clone> KeyedLimit<K> {
         let Some(limiter) = &self.limiter else {
             return Ok(());
         };
-        limiter.check_key(key).map_err(|not_until| Limited {
-            reason: self.reason,
-            rate: self.rate,
-            retry_after: not_until.wait_time_from(self.clock.now()),
-        })
+        limiter
+            .check_key(key)
+            .map_err(|n| refusal(self.reason, self.rate, &self.clock, &n))
     }
 
     /// Forgets keys whose bucket has refilled (they are no different from new ones).
@@ -272,11 +284,9 @@ impl GlobalLimit {
         let Some(limiter) = &self.limiter else {
             return Ok(());
         };
-        limiter.check().map_err(|not_until| Limited {
-            reason: self.reason,
-            rate: self.rate,
-            retry_after: not_until.wait_time_from(self.clock.now()),
-        })
+        limiter
+            .check()
+            .map_err(|n| refusal(self.reason, self.rate, &self.clock, &n))
     }
 }
 
