@@ -41,7 +41,8 @@ use crate::outbox::{
 use crate::pin::PinHasher;
 use crate::secret::{Code, CodeKey, Pin, PinHash};
 use crate::store::{
-    Durable, FlushStats, Store, account_key, challenge_key, client_key, dead_letter_key, outbox_key,
+    Durable, FlushStats, Store, Writes, account_key, challenge_key, client_key, dead_letter_key,
+    outbox_key,
 };
 
 /// A ChaCha20 generator seeded from the operating system.
@@ -353,7 +354,7 @@ impl Engine {
         }
         self.clock.observe(newest);
         let now = self.clock.now();
-        let mut dead = sled::Batch::default();
+        let mut dead = Writes::default();
         let mut any_dead = false;
         for value in self.store.scan_challenges() {
             let challenge = decode_challenge(&value?)?;
@@ -442,7 +443,7 @@ impl Engine {
             return Ok(self.ready(value));
         }
         let mut account = tx.account;
-        let mut batch = sled::Batch::default();
+        let mut batch = Writes::default();
         // A delivery report or a claim touches only challenges and messages:
         // the account record is rewritten only when it changed.
         if tx.account_changed {
@@ -534,7 +535,7 @@ impl Engine {
             }
             reserved.push(key);
         }
-        let mut batch = sled::Batch::default();
+        let mut batch = Writes::default();
         batch.insert(&account_key(id)[..], encode_account(&guard));
         match self.store.write(batch) {
             Ok(ticket) => Ok(Durable::new(id, Some(ticket), self.store.commit_handle())),
@@ -1539,7 +1540,7 @@ impl Engine {
             .filter(|c| now >= c.expires_at)
             .map(|c| (c.id, c.account))
             .collect();
-        let mut batch = sled::Batch::default();
+        let mut batch = Writes::default();
         let mut swept = 0;
         for (id, account) in expired {
             let owner = self.accounts.get_mut(&account);
@@ -1620,7 +1621,7 @@ impl Engine {
             },
             secret_hash: hash_secret(&secret),
         };
-        let mut batch = sled::Batch::default();
+        let mut batch = Writes::default();
         batch.insert(&client_key(id)[..], encode_client(&client));
         let ticket = self.store.write(batch)?;
         let info = client.info.clone();
@@ -1657,7 +1658,7 @@ impl Engine {
             .map(|c| c.clone())
             .ok_or_else(|| EngineError::Internal("client vanished".into()))?;
         revoked.info.revoked_at = Some(self.now());
-        let mut batch = sled::Batch::default();
+        let mut batch = Writes::default();
         batch.insert(&client_key(id)[..], encode_client(&revoked));
         let ticket = self.store.write(batch)?;
         self.clients.insert(id, revoked);
