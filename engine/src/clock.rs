@@ -132,7 +132,8 @@ impl Clock for ManualClock {
 #[derive(Debug)]
 pub(crate) struct Monotonic {
     inner: Arc<dyn Clock>,
-    anchor_wall: Timestamp,
+    /// Wall time at start, raised to any observed floor: time runs on from it.
+    anchor_wall: AtomicU64,
     anchor_monotonic: Duration,
     high_water: AtomicU64,
 }
@@ -143,20 +144,27 @@ impl Monotonic {
         let anchor_monotonic = inner.monotonic();
         Self {
             inner,
-            anchor_wall,
+            anchor_wall: AtomicU64::new(anchor_wall.0),
             anchor_monotonic,
             high_water: AtomicU64::new(anchor_wall.0),
         }
     }
 
     /// Raises the floor, e.g. to the newest time found in the store on start.
+    ///
+    /// Time then runs on *from* the floor at the monotonic clock's pace: a
+    /// wall clock that went back while otpd was stopped must not freeze time
+    /// at the floor until it catches up, which would stretch every code and
+    /// lock recovered from the store by the size of the step.
     pub(crate) fn observe(&self, t: Timestamp) {
         self.high_water.fetch_max(t.0, Ordering::SeqCst);
+        self.anchor_wall.fetch_max(t.0, Ordering::SeqCst);
     }
 
     pub(crate) fn now(&self) -> Timestamp {
         let elapsed = self.inner.monotonic().saturating_sub(self.anchor_monotonic);
-        let t = self.inner.now().max(self.anchor_wall.plus(elapsed)).0;
+        let anchor = Timestamp(self.anchor_wall.load(Ordering::SeqCst));
+        let t = self.inner.now().max(anchor.plus(elapsed)).0;
         let previous = self.high_water.fetch_max(t, Ordering::SeqCst);
         Timestamp(t.max(previous))
     }
@@ -201,6 +209,15 @@ mod tests {
         let clock = Monotonic::new(Arc::new(manual));
         clock.observe(Timestamp(99));
         assert_eq!(clock.now(), Timestamp(99));
+    }
+
+    #[test]
+    fn time_runs_on_from_an_observed_floor_ahead_of_the_wall_clock() {
+        let manual = ManualClock::new(Timestamp(5_000));
+        let clock = Monotonic::new(Arc::new(manual.clone()));
+        clock.observe(Timestamp(60_000));
+        manual.advance(Duration::from_secs(2));
+        assert_eq!(clock.now(), Timestamp(62_000), "not frozen at the floor");
     }
 
     #[test]

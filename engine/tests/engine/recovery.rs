@@ -202,3 +202,69 @@ fn the_background_sweeper_removes_expired_challenges_by_itself() {
         "the sweep reached the disk too"
     );
 }
+
+/// Issue 8, clock jumps: a year forward, then an hour back, with live codes
+/// and both kinds of lock in place, and across a restart.
+#[test]
+fn clock_jumps_never_stretch_codes_or_locks() {
+    const OTHER: &str = "+351912345679";
+    const HOUR: Duration = Duration::from_secs(3_600);
+    let t = TestEngine::with_config(|c| {
+        c.lockout.mode = LockMode::Temporary {
+            first: Duration::from_secs(900),
+            max: Duration::from_secs(86_400),
+        };
+    });
+    t.register(PHONE);
+    let other = t.register(OTHER);
+    let live = t.login_code(PHONE);
+    for _ in 0..t.config.lockout.pin_threshold {
+        assert!(matches!(
+            t.login(OTHER, OTHER_PIN),
+            LoginOutcome::InvalidCredentials | LoginOutcome::Locked
+        ));
+    }
+    assert!(matches!(t.login(OTHER, PIN), LoginOutcome::Locked));
+
+    // An hour back: neither the code nor the 15-minute lock gets longer.
+    t.clock.set(Timestamp(START.0 - 3_600_000));
+    t.advance(Duration::from_secs(299));
+    assert!(matches!(t.login(OTHER, PIN), LoginOutcome::Locked));
+    t.advance(Duration::from_secs(2));
+    assert_eq!(
+        t.verify(live.challenge_id, live.code.expose()),
+        Verification::Expired,
+        "5 minutes of real time have passed however the wall clock moved"
+    );
+    t.advance(Duration::from_secs(600));
+    let code = t.login_code(OTHER);
+    assert!(matches!(
+        t.verify(code.challenge_id, code.code.expose()),
+        Verification::Approved(_)
+    ));
+
+    // A year forward: every code dies, temporary locks end, an administrative lock stays.
+    let live = t.login_code(PHONE);
+    t.engine
+        .lock(other, "fraud review")
+        .and_then(Durable::wait)
+        .unwrap();
+    t.advance(365 * 24 * HOUR);
+    assert_eq!(
+        t.verify(live.challenge_id, live.code.expose()),
+        Verification::Expired
+    );
+    assert!(matches!(t.login(OTHER, PIN), LoginOutcome::Locked));
+
+    // Then an hour back, and a restart: a code issued after the jump still
+    // dies on time, and the restart does not run the clock back either.
+    let fresh = t.login_code(PHONE);
+    t.clock.set(Timestamp(t.clock.now().0 - 3_600_000));
+    let t = t.restart();
+    t.advance(Duration::from_secs(301));
+    assert_eq!(
+        t.verify(fresh.challenge_id, fresh.code.expose()),
+        Verification::Expired
+    );
+    assert!(matches!(t.login(OTHER, PIN), LoginOutcome::Locked));
+}
