@@ -16,6 +16,8 @@ mod engine;
 mod error;
 mod id;
 mod identity;
+#[doc(hidden)]
+pub mod internals;
 mod limits;
 mod lockout;
 mod outbox;

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use engine::Argon2Params;
+use loadtest::report::{SweepPoint, sweep_svg};
 use loadtest::{Http, Mix, Model, Options, Sink, Threshold, run, seed};
 
 /// Load otpd with real flows; codes arrive at a built-in SMS sink.
@@ -17,7 +18,7 @@ struct Args {
     target: String,
     /// Client API key (scope auth; admin too for --seed). Or OTP_LOADTEST_KEY.
     #[arg(long, env = "OTP_LOADTEST_KEY", hide_env_values = true)]
-    key: String,
+    key: Option<String>,
     /// Where the delivery sink listens; otpd's SMS gateway URL must point at it.
     #[arg(long, default_value = "127.0.0.1:9900")]
     sink: String,
@@ -84,6 +85,38 @@ struct Args {
     /// No progress line.
     #[arg(long)]
     quiet: bool,
+    /// Instead of a run: draw latency against offered load from REPORTS
+    /// (`--json` files of open-model runs at increasing rates) for the flow
+    /// given by --flow, into this SVG.
+    #[arg(long, value_name = "SVG", requires = "reports")]
+    sweep_plot: Option<PathBuf>,
+    /// The reports for --sweep-plot.
+    #[arg(value_name = "REPORTS", requires = "sweep_plot")]
+    reports: Vec<PathBuf>,
+}
+
+/// `--sweep-plot`: reads the reports and writes the SVG.
+fn sweep_plot(out: &PathBuf, reports: &[PathBuf], flow: &str) -> Result<(), String> {
+    let points = reports
+        .iter()
+        .map(|path| {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            let json: serde_json::Value = serde_json::from_str(&text)
+                .map_err(|e| format!("{} is not a report: {e}", path.display()))?;
+            SweepPoint::from_json(&json, flow).map_err(|e| format!("{}: {e}", path.display()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let title = format!("otp-loadtest sweep: {flow} flows, {} runs", points.len());
+    std::fs::write(out, sweep_svg(&title, &points))
+        .map_err(|e| format!("cannot write {}: {e}", out.display()))?;
+    for p in &points {
+        println!(
+            "offered {:>8.0}/s  completed {:>8.0}/s  p50 {:>9.2} ms  p99 {:>9.2} ms",
+            p.offered, p.achieved, p.p50_ms, p.p99_ms
+        );
+    }
+    Ok(())
 }
 
 fn seconds(s: f64, what: &str) -> Result<Duration, String> {
@@ -92,6 +125,14 @@ fn seconds(s: f64, what: &str) -> Result<Duration, String> {
 
 async fn main_inner() -> Result<bool, String> {
     let args = Args::parse();
+    if let Some(out) = &args.sweep_plot {
+        sweep_plot(out, &args.reports, &args.flow)?;
+        return Ok(true);
+    }
+    let key = args
+        .key
+        .clone()
+        .ok_or("give the client API key with --key or OTP_LOADTEST_KEY")?;
     let thresholds = args
         .thresholds
         .iter()
@@ -105,7 +146,7 @@ async fn main_inner() -> Result<bool, String> {
     };
     let timeout = seconds(args.timeout, "timeout")?;
     let sink = Sink::bind(&args.sink).await?;
-    let http = Http::new(&args.target, &args.key, timeout);
+    let http = Http::new(&args.target, &key, timeout);
     let accounts = match args.seed {
         Some(count) => {
             eprintln!(
@@ -126,7 +167,7 @@ async fn main_inner() -> Result<bool, String> {
     };
     let options = Options {
         target: args.target.clone(),
-        key: args.key.clone(),
+        key,
         mix: Mix::parse(&args.flow)?,
         model,
         ramp: seconds(args.ramp, "ramp")?,

@@ -4,81 +4,20 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use engine::{Argon2Params, CodeKey, Durable, Scope, Scopes, SystemClock, seeded_rng};
+use bench::InProcess;
+use engine::Argon2Params;
 use loadtest::{Http, Mix, Model, Options, Report, Sink, Threshold, run, seed};
-use otpd::config::{BodyFormat, Config, LimitsConfig, SmsGatewayConfig};
-use otpd::{App, Dependencies};
-use tokio::sync::oneshot;
-
-struct Server {
-    url: String,
-    key: String,
-    stop: Option<oneshot::Sender<()>>,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-    }
-}
 
 const TEST_ARGON2: Argon2Params = Argon2Params::INSECURE_FOR_TESTS;
 
-/// An otpd whose SMS gateway is the sink, with limits off (a load test
-/// measures the code path, not the abuse defences).
-async fn otpd_for(sink: &Sink) -> Server {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = Config {
-        listen: "127.0.0.1:0".into(),
-        data_dir: dir.path().join("data"),
-        limits: LimitsConfig::off(),
-        ..Config::default()
-    };
-    config.argon2.memory_kib = TEST_ARGON2.memory_kib;
-    config.argon2.iterations = TEST_ARGON2.iterations;
-    config.delivery.log_sink = false;
-    config.delivery.sms = vec![SmsGatewayConfig {
-        name: "loadtest".into(),
-        url: sink.url(),
-        auth_header: String::new(),
-        auth_value: String::new(),
-        body: BodyFormat::Json,
-        template: r#"{"to":"{to}","text":"{message}"}"#.into(),
-    }];
-    let deps = Dependencies {
-        clock: Arc::new(SystemClock::new()),
-        rng: seeded_rng([3; 32]),
-        code_key: CodeKey::new([9; 32]),
-        delivery: None,
-    };
-    let app = App::build(config, deps).unwrap();
-    let (_, key) = app
-        .state()
-        .engine
-        .add_client("loadtest", Scopes::of(&[Scope::Auth, Scope::Admin]))
-        .and_then(Durable::wait)
-        .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(app.serve(listener, async {
-        let _ = stopped.await;
-    }));
-    Server {
-        url,
-        key: key.expose().to_owned(),
-        stop: Some(stop),
-        _dir: dir,
-    }
+/// An otpd whose SMS gateway is the sink.
+async fn otpd_for(sink: &Sink) -> InProcess {
+    InProcess::start(&sink.url(), TEST_ARGON2).await.unwrap()
 }
 
-fn options(server: &Server, mix: &str, model: Model) -> Options {
+fn options(server: &InProcess, mix: &str, model: Model) -> Options {
     Options {
         target: server.url.clone(),
         key: server.key.clone(),
@@ -96,7 +35,7 @@ fn options(server: &Server, mix: &str, model: Model) -> Options {
     }
 }
 
-async fn seeded(server: &Server, count: u64) -> Vec<loadtest::Account> {
+async fn seeded(server: &InProcess, count: u64) -> Vec<loadtest::Account> {
     let http = Http::new(&server.url, &server.key, Duration::from_secs(30));
     seed::seed(&http, 0, count, "4821", TEST_ARGON2)
         .await

@@ -1,0 +1,279 @@
+//! Pieces of the engine exposed for the benchmarks in `bench/` and nothing
+//! else: not a stable API, hidden from the docs.
+//!
+//! Criterion benchmarks live in another crate, so the parts they time that
+//! are not public (code generation, the code MAC, the record codec, the raw
+//! store and its group commit) are reached through thin wrappers here rather
+//! than by making the parts themselves public.
+
+use crate::account::{Account, Status};
+use crate::challenge::{Challenge, ChallengeState, Channel, Purpose};
+use crate::client::{Client, ClientInfo, Scope, Scopes};
+use crate::clock::Timestamp;
+use crate::code::{CodePolicy, code_mac as mac};
+use crate::codec;
+use crate::error::Result;
+use crate::id::{AccountId, ChallengeId};
+use crate::identity::{Email, Identity, Phone};
+use crate::lockout::Lockout;
+use crate::outbox::{DeadLetter, DeliveryState, Locale, Message, MessageId, seal};
+use crate::pin::{Argon2Params, PinHasher};
+use crate::secret::{Code, CodeKey, Pin, PinHash};
+use crate::store::{Durable, FlushStats, Store, StoreConfig, Writes};
+use rand_chacha::ChaCha20Rng;
+
+/// Draws a code as issuing does.
+pub fn generate_code(policy: &CodePolicy, rng: &mut ChaCha20Rng) -> Code {
+    policy.generate(rng)
+}
+
+/// The keyed hash a code is stored and compared as.
+pub fn code_mac(key: &CodeKey, challenge: ChallengeId, normalised: &str) -> [u8; 32] {
+    mac(key, challenge, normalised).0
+}
+
+/// The engine's Argon2id hasher at chosen parameters.
+#[derive(Debug)]
+pub struct Pins(PinHasher);
+
+impl Pins {
+    /// A hasher at `params` (computing its dummy hash once).
+    pub fn new(params: Argon2Params, rng: &mut ChaCha20Rng) -> Result<Pins> {
+        PinHasher::new(params, rng).map(Pins)
+    }
+
+    /// Hashes `pin` with `salt`, as registration and PIN changes do.
+    pub fn hash(&self, pin: &Pin, salt: [u8; 16]) -> Result<PinHash> {
+        self.0.hash(pin, salt)
+    }
+
+    /// Checks `pin` against `hash`, as login does.
+    pub fn verify(&self, pin: &Pin, hash: &PinHash) -> bool {
+        self.0.verify(pin, hash)
+    }
+}
+
+/// A store with nothing of the engine on top, to time sled and the group commit.
+#[derive(Debug)]
+pub struct RawStore(Store);
+
+impl RawStore {
+    /// Opens (or creates) a store.
+    pub fn open(config: &StoreConfig) -> Result<RawStore> {
+        Store::open(config).map(RawStore)
+    }
+
+    /// Writes one record into sled's log buffer and returns without any flush.
+    pub fn put(&self, key: &[u8], value: &[u8]) -> Result<()> {
+        let mut writes = Writes::default();
+        writes.insert(key, value.to_vec());
+        self.0.apply_unflushed(writes)
+    }
+
+    /// Writes one record and flushes sled by itself, as one writer alone would.
+    pub fn put_flushed(&self, key: &[u8], value: &[u8]) -> Result<()> {
+        self.put(key, value)?;
+        self.0.flush()
+    }
+
+    /// Writes one record and waits for the group commit to make it durable,
+    /// as every engine operation does.
+    pub fn put_durable(&self, key: &[u8], value: &[u8]) -> Result<()> {
+        let mut writes = Writes::default();
+        writes.insert(key, value.to_vec());
+        let ticket = self.0.write(writes)?;
+        Durable::new((), Some(ticket), self.0.commit_handle()).wait()
+    }
+
+    /// The group commit's counters.
+    pub fn flush_stats(&self) -> FlushStats {
+        self.0.stats()
+    }
+
+    /// Bytes sled uses on disk.
+    pub fn size_on_disk(&self) -> Result<u64> {
+        self.0.size_on_disk()
+    }
+}
+
+/// The kinds of stored record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordKind {
+    /// An account.
+    Account,
+    /// A challenge.
+    Challenge,
+    /// A queued outgoing message.
+    Message,
+    /// A message given up on.
+    DeadLetter,
+    /// A relying-party client.
+    Client,
+}
+
+impl RecordKind {
+    /// Every kind.
+    pub const ALL: [RecordKind; 5] = [
+        RecordKind::Account,
+        RecordKind::Challenge,
+        RecordKind::Message,
+        RecordKind::DeadLetter,
+        RecordKind::Client,
+    ];
+
+    /// Its name in benchmark ids.
+    pub fn name(self) -> &'static str {
+        match self {
+            RecordKind::Account => "account",
+            RecordKind::Challenge => "challenge",
+            RecordKind::Message => "message",
+            RecordKind::DeadLetter => "dead_letter",
+            RecordKind::Client => "client",
+        }
+    }
+}
+
+/// One typical record of each kind, as production writes them.
+#[derive(Debug)]
+pub struct Samples {
+    account: Account,
+    challenge: Challenge,
+    message: Message,
+    dead_letter: DeadLetter,
+    client: Client,
+}
+
+/// A decoded record, kept only so the decode is not optimised away.
+#[derive(Debug)]
+pub struct Decoded(#[allow(dead_code)] DecodedRecord);
+
+// Held only to be dropped: boxing the large variant would time an extra allocation.
+#[derive(Debug)]
+#[allow(dead_code, clippy::large_enum_variant)]
+enum DecodedRecord {
+    Account(Account),
+    Challenge(Challenge),
+    Message(Message),
+    DeadLetter(DeadLetter),
+    Client(Client),
+}
+
+impl Default for Samples {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Samples {
+    /// A citizen with a phone and an email, a live SMS step-up challenge with
+    /// its queued message, a dead letter and a client.
+    pub fn new() -> Samples {
+        let account = sample_account();
+        let challenge = Challenge {
+            id: ChallengeId([7; 16]),
+            account: account.id,
+            purpose: Purpose::StepUp,
+            channel: Channel::Sms,
+            destination: "+351912345678".into(),
+            mac: mac(&CodeKey::new([1; 32]), ChallengeId([7; 16]), "123456"),
+            created_at: Timestamp(1_795_392_000_000),
+            expires_at: Timestamp(1_795_392_300_000),
+            attempts: 0,
+            max_attempts: 3,
+            state: ChallengeState::Live,
+            delivery: DeliveryState::Queued,
+            message: Some(MessageId([8; 16])),
+            locale: Locale::Pt,
+        };
+        let message = Message {
+            id: MessageId([8; 16]),
+            challenge: challenge.id,
+            account: account.id,
+            purpose: Purpose::StepUp,
+            channel: Channel::Sms,
+            destination: "+351912345678".into(),
+            sealed_code: seal(
+                &CodeKey::new([1; 32]),
+                MessageId([8; 16]),
+                &Code::new("123456"),
+            ),
+            locale: Locale::Pt,
+            expires_at: challenge.expires_at,
+            created_at: challenge.created_at,
+            attempts: 0,
+            next_attempt_at: challenge.created_at,
+            in_flight: false,
+        };
+        let dead_letter = DeadLetter {
+            id: MessageId([9; 16]),
+            challenge_id: challenge.id,
+            channel: Channel::Sms,
+            attempts: 8,
+            reason: "gateway answered 400: invalid destination".into(),
+            failed_at: challenge.created_at,
+        };
+        let client = Client {
+            id: [3; 8],
+            info: ClientInfo {
+                name: "portal-financas".into(),
+                scopes: Scopes::of(&Scope::ALL),
+                created_at: Timestamp(1_795_392_000_000),
+                revoked_at: None,
+            },
+            secret_hash: [4; 32],
+        };
+        Samples {
+            account,
+            challenge,
+            message,
+            dead_letter,
+            client,
+        }
+    }
+
+    /// Encodes the sample of `kind` as the store would.
+    pub fn encode(&self, kind: RecordKind) -> Vec<u8> {
+        match kind {
+            RecordKind::Account => codec::encode_account(&self.account),
+            RecordKind::Challenge => codec::encode_challenge(&self.challenge),
+            RecordKind::Message => codec::encode_message(&self.message),
+            RecordKind::DeadLetter => codec::encode_dead_letter(&self.dead_letter),
+            RecordKind::Client => codec::encode_client(&self.client),
+        }
+    }
+
+    /// Decodes a record of `kind` as recovery would.
+    pub fn decode(kind: RecordKind, bytes: &[u8]) -> Result<Decoded> {
+        Ok(Decoded(match kind {
+            RecordKind::Account => DecodedRecord::Account(codec::decode_account(bytes)?),
+            RecordKind::Challenge => DecodedRecord::Challenge(codec::decode_challenge(bytes)?),
+            RecordKind::Message => DecodedRecord::Message(codec::decode_message(bytes)?),
+            RecordKind::DeadLetter => DecodedRecord::DeadLetter(codec::decode_dead_letter(bytes)?),
+            RecordKind::Client => DecodedRecord::Client(codec::decode_client(bytes)?),
+        }))
+    }
+}
+
+/// A typical active account: civil ID, Portuguese mobile, email, a PIN hash at
+/// the default Argon2 cost (so the PHC string has its real length).
+pub(crate) fn sample_account() -> Account {
+    Account {
+        id: AccountId([3; 16]),
+        identity: Identity::CivilId("12345678".into()),
+        phone: Phone::parse("+351912345678").ok(),
+        email: Email::parse("ana.silva@example.pt").ok(),
+        birth_date: None,
+        postal_address: None,
+        push_token: None,
+        pin: Some(PinHash::from_phc_unchecked(
+            "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$\
+             r0y8X9QaEgnQpT3nJk1kqFZB0W0t3l0m8S5b7VvXc2M"
+                .into(),
+        )),
+        status: Status::Active,
+        lockout: Lockout::default(),
+        created_at: Timestamp(1_795_392_000_000),
+        updated_at: Timestamp(1_795_392_000_000),
+        current: [None; 4],
+    }
+}
