@@ -30,6 +30,10 @@ const CHALLENGE_PREFIX: u8 = b'c';
 const FORMAT_KEY: &[u8] = b"m:format";
 const FORMAT_VERSION: &[u8] = b"otpd-1";
 const CLOCK_KEY: &[u8] = b"m:clock";
+/// The number of the last write round applied (u64, big-endian).
+const ROUND_KEY: &[u8] = b"m:round";
+/// Beside sled's files: the number of the last round acknowledged to callers.
+const ACKNOWLEDGED_FILE: &str = "acknowledged-round";
 const CLIENT_PREFIX: u8 = b'k';
 const OUTBOX_PREFIX: u8 = b'o';
 const DEAD_LETTER_PREFIX: u8 = b'x';
@@ -225,7 +229,10 @@ impl GroupCommit {
         Poll::Pending
     }
 
-    fn run_flusher(&self, db: &sled::Db) {
+    /// The writer thread. Each round carries its number into sled with its
+    /// changes; once flushed, the number goes to `acknowledged` (the guard
+    /// file), so a store that later opens with an older round lost writes.
+    fn run_flusher(&self, db: &sled::Db, mut round: u64, acknowledged: Option<std::fs::File>) {
         let mut state = self.lock();
         loop {
             while state.requested == state.flushed.max(state.failed_through) && !state.shutdown {
@@ -249,9 +256,18 @@ impl GroupCommit {
             for writes in queued {
                 writes.add_to(&mut batch);
             }
+            batch.insert(ROUND_KEY, &(round + 1).to_be_bytes());
             let started = Instant::now();
             let result = db.apply_batch(batch).and_then(|()| db.flush());
             let took = started.elapsed();
+            if result.is_ok() {
+                round += 1;
+                if let Some(file) = &acknowledged {
+                    // Eight bytes rewritten in place need no new disk space; if
+                    // this fails the guard is only older, never ahead of sled.
+                    let _ = std::os::unix::fs::FileExt::write_all_at(file, &round.to_be_bytes(), 0);
+                }
+            }
             state = self.lock();
             let batch = target - state.flushed.max(state.failed_through);
             state.stats.last_flush = took;
@@ -404,12 +420,17 @@ impl Store {
                 ));
             }
         }
+        let round = read_round(db.get(ROUND_KEY)?.as_deref())?;
+        let acknowledged = match &config.path {
+            Some(path) => Some(check_acknowledged(path, round)?),
+            None => None,
+        };
         let commit = Arc::new(GroupCommit::default());
         let flusher = {
             let (db, commit) = (db.clone(), Arc::clone(&commit));
             std::thread::Builder::new()
                 .name("otpd-flusher".into())
-                .spawn(move || commit.run_flusher(&db))
+                .spawn(move || commit.run_flusher(&db, round, acknowledged))
                 .map_err(|e| EngineError::Storage(format!("cannot start the flusher: {e}")))?
         };
         Ok(Store {
@@ -518,6 +539,58 @@ impl Store {
         self.db.flush()?;
         Ok(())
     }
+}
+
+fn read_round(bytes: Option<&[u8]>) -> Result<u64> {
+    match bytes {
+        None => Ok(0),
+        Some(bytes) => bytes
+            .try_into()
+            .map(u64::from_be_bytes)
+            .map_err(|_| EngineError::Corrupt("the write-round record is not 8 bytes".into())),
+    }
+}
+
+/// Refuses a store whose last applied round is older than the last one
+/// acknowledged to callers: its files were truncated, damaged in a way sled
+/// recovers from by dropping the tail, deleted, or replaced by an older
+/// copy. Starting on it would forget acknowledged locks, used codes and PIN
+/// changes. Returns the guard file, open for the writer thread.
+fn check_acknowledged(dir: &std::path::Path, round: u64) -> Result<std::fs::File> {
+    use std::io::Read;
+    let path = dir.join(ACKNOWLEDGED_FILE);
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| EngineError::Storage(format!("cannot open {}: {e}", path.display())))?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)
+        .map_err(|e| EngineError::Storage(format!("cannot read {}: {e}", path.display())))?;
+    let acknowledged = match bytes.len() {
+        0 => 0,
+        8 => read_round(Some(&bytes))?,
+        n => {
+            return Err(EngineError::Corrupt(format!(
+                "{} holds {n} bytes, not 8",
+                path.display()
+            )));
+        }
+    };
+    if acknowledged > round {
+        return Err(EngineError::Corrupt(format!(
+            "the store in {} ends at write round {round}, but round {acknowledged} was \
+             acknowledged to clients: its files were truncated, damaged or replaced by an \
+             older copy, and starting would forget acknowledged changes (locks, used codes, \
+             PIN changes). Restore the data directory from a backup; to start \
+             from what is left anyway, delete {} first",
+            dir.display(),
+            path.display()
+        )));
+    }
+    Ok(file)
 }
 
 /// sled 0.34 releases its directory lock from a background thread shortly

@@ -268,3 +268,112 @@ fn clock_jumps_never_stretch_codes_or_locks() {
     );
     assert!(matches!(t.login(OTHER, PIN), LoginOutcome::Locked));
 }
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// Issue 8, corrupted store: whatever is done to the data files, the engine
+/// either refuses to open with an error naming the problem, or opens with
+/// every acknowledged change. It never opens with less (an emptier store
+/// forgets locks).
+#[test]
+fn a_damaged_store_never_opens_with_less_than_was_acknowledged() {
+    let t = TestEngine::new();
+    let first = t.register(PHONE);
+    let path = t.config.store.path.clone().unwrap();
+    let older = t.dir.path().join("older-copy");
+    t.engine.flush().unwrap();
+    copy_dir(&path, &older);
+    let mut accounts = vec![first];
+    for n in 0..30 {
+        accounts.push(t.register(&format!("+3519123450{n:02}")));
+    }
+    t.engine
+        .lock(first, "fraud review")
+        .and_then(Durable::wait)
+        .unwrap();
+    let config = t.config.clone();
+    drop(t.engine);
+
+    let damages: [(&str, &dyn Fn(&std::path::Path)); 5] = [
+        ("log truncated to half", &|dir| truncate(&dir.join("db"), 2)),
+        ("log emptied", &|dir| truncate(&dir.join("db"), 0)),
+        ("bytes flipped in the log", &|dir| flip(&dir.join("db"))),
+        ("log deleted", &|dir| {
+            std::fs::remove_file(dir.join("db")).unwrap()
+        }),
+        ("replaced by an older copy", &|dir| {
+            let guard = std::fs::read(dir.join("acknowledged-round")).unwrap();
+            std::fs::remove_dir_all(dir).unwrap();
+            copy_dir(&older, dir);
+            std::fs::write(dir.join("acknowledged-round"), guard).unwrap();
+        }),
+    ];
+    for (what, damage) in damages {
+        let copy = path.with_extension(what.replace(' ', "-"));
+        copy_dir(&path, &copy);
+        damage(&copy);
+        let mut config = config.clone();
+        config.store.path = Some(copy.clone());
+        let opened = Engine::open(
+            config,
+            CodeKey::new([42; 32]),
+            std::sync::Arc::new(ManualClock::new(START)),
+            seeded_rng([9; 32]),
+        );
+        match opened {
+            Err(e) => {
+                let text = e.to_string();
+                assert!(!text.is_empty(), "{what}: an error must say why");
+                eprintln!("{what}: refused: {text}");
+            }
+            Ok(engine) => {
+                for id in &accounts {
+                    assert!(engine.account(*id).is_ok(), "{what}: opened without {id}");
+                }
+                assert!(
+                    matches!(
+                        engine.account(first).unwrap().state,
+                        AccountState::Locked(_)
+                    ),
+                    "{what}: opened without the lock"
+                );
+                eprintln!("{what}: opened with everything");
+            }
+        }
+    }
+}
+
+fn truncate(file: &std::path::Path, fraction_denominator: u64) {
+    let len = std::fs::metadata(file).unwrap().len();
+    let keep = if fraction_denominator == 0 {
+        0
+    } else {
+        len / fraction_denominator
+    };
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(file)
+        .unwrap()
+        .set_len(keep)
+        .unwrap();
+}
+
+fn flip(file: &std::path::Path) {
+    let mut bytes = std::fs::read(file).unwrap();
+    let len = bytes.len();
+    for i in (len / 4..len).step_by(97) {
+        bytes[i] ^= 0x5a;
+    }
+    std::fs::write(file, bytes).unwrap();
+}
