@@ -305,7 +305,8 @@ fn a_damaged_store_never_opens_with_less_than_was_acknowledged() {
     let config = t.config.clone();
     drop(t.engine);
 
-    let damages: [(&str, &dyn Fn(&std::path::Path)); 5] = [
+    type Damage<'a> = &'a dyn Fn(&std::path::Path);
+    let damages: [(&str, Damage); 5] = [
         ("log truncated to half", &|dir| truncate(&dir.join("db"), 2)),
         ("log emptied", &|dir| truncate(&dir.join("db"), 0)),
         ("bytes flipped in the log", &|dir| flip(&dir.join("db"))),
@@ -354,13 +355,10 @@ fn a_damaged_store_never_opens_with_less_than_was_acknowledged() {
     }
 }
 
-fn truncate(file: &std::path::Path, fraction_denominator: u64) {
+/// Cuts `file` to `1/denominator` of its length (0: to nothing).
+fn truncate(file: &std::path::Path, denominator: u64) {
     let len = std::fs::metadata(file).unwrap().len();
-    let keep = if fraction_denominator == 0 {
-        0
-    } else {
-        len / fraction_denominator
-    };
+    let keep = len.checked_div(denominator).unwrap_or(0);
     std::fs::OpenOptions::new()
         .write(true)
         .open(file)
