@@ -102,16 +102,18 @@ pub fn populate(accounts: u64, challenges: bool) -> Result<Populated, String> {
             })
             .map_err(|e| format!("import account {n}: {e}"))?;
         ids.push(*imported.peek());
+        // Like API callers, who each wait: keep the writer's queue bounded.
+        if n % 1_000 == 999 {
+            imported.wait().map_err(|e| e.to_string())?;
+        }
     }
     if challenges {
         for (n, id) in ids.iter().enumerate() {
-            // Durable once the store is flushed below.
-            drop(
-                engine
-                    .issue_step_up(*id, Some(Channel::Sms), None, None)
-                    .map_err(|e| format!("issue a code to account {n}: {e}"))?,
-            );
-            if n % 10_000 == 9_999 {
+            let issued = engine
+                .issue_step_up(*id, Some(Channel::Sms), None, None)
+                .map_err(|e| format!("issue a code to account {n}: {e}"))?;
+            if n % 1_000 == 999 {
+                issued.wait().map_err(|e| e.to_string())?;
                 drain_outbox(&engine)?;
             }
         }
@@ -129,11 +131,16 @@ pub fn drain_outbox(engine: &Engine) -> Result<(), String> {
         if due.is_empty() {
             return Ok(());
         }
+        let mut last = None;
         for message in due {
-            engine
-                .outbox_report(message.id, SendResult::Sent)
-                .map(drop)
-                .map_err(|e| format!("report a message sent: {e}"))?;
+            last = Some(
+                engine
+                    .outbox_report(message.id, SendResult::Sent)
+                    .map_err(|e| format!("report a message sent: {e}"))?,
+            );
+        }
+        if let Some(last) = last {
+            last.wait().map_err(|e| e.to_string())?;
         }
     }
 }

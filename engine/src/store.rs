@@ -32,6 +32,8 @@ const FORMAT_VERSION: &[u8] = b"otpd-1";
 const CLOCK_KEY: &[u8] = b"m:clock";
 /// The number of the last write round applied (u64, big-endian).
 const ROUND_KEY: &[u8] = b"m:round";
+/// The most queued changes one write round applies.
+const MAX_ROUND: usize = 4_096;
 /// Beside sled's files: the number of the last round acknowledged to callers.
 const ACKNOWLEDGED_FILE: &str = "acknowledged-round";
 const CLIENT_PREFIX: u8 = b'k';
@@ -243,14 +245,20 @@ impl GroupCommit {
                     .unwrap_or_else(PoisonError::into_inner);
             }
             state.writer_idle = false;
-            let target = state.requested;
-            if target == state.flushed.max(state.failed_through) {
+            let settled = state.flushed.max(state.failed_through);
+            if state.requested == settled {
                 // Shut down with nothing outstanding.
                 state.wake_settled();
                 self.done.notify_all();
                 return;
             }
-            let queued = std::mem::take(&mut state.queued);
+            // Tickets settled+1 ..= requested are queued in order, one each.
+            // A round takes at most MAX_ROUND of them: a caller that queues
+            // without waiting (a bulk load) must not make one giant batch,
+            // which sled holds in memory whole.
+            let take = state.queued.len().min(MAX_ROUND);
+            let queued: Vec<Writes> = state.queued.drain(..take).collect();
+            let target = settled + take as u64;
             drop(state);
             let mut batch = sled::Batch::default();
             for writes in queued {
@@ -683,6 +691,28 @@ mod tests {
         assert_eq!(store.db.get(b"x-same").unwrap().unwrap().as_ref(), [99]);
         // 100 keys x0..x99 written, the 50 even ones removed by the next write.
         assert_eq!(store.scan(b'x').count(), 1 + 50);
+    }
+
+    #[test]
+    fn a_long_queue_is_applied_in_bounded_rounds() {
+        let store = Store::open(&StoreConfig::temporary()).unwrap();
+        let n = 3 * MAX_ROUND;
+        {
+            // Queue everything while the writer cannot look, as behind a slow disk.
+            let mut state = store.commit.lock();
+            for i in 0..n as u32 {
+                let mut writes = Writes::default();
+                writes.insert(&i.to_be_bytes(), vec![1]);
+                state.queued.push(writes);
+            }
+            state.requested += n as u64;
+        }
+        store.commit.work.notify_one();
+        store.flush().unwrap();
+        let stats = store.stats();
+        assert_eq!(stats.writes, n as u64);
+        assert_eq!(stats.flushes, 3, "rounds of MAX_ROUND: {stats:?}");
+        assert_eq!(store.scan(0).count(), n);
     }
 
     #[test]
