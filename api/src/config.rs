@@ -38,6 +38,8 @@ pub struct Config {
     pub code_key_file: String,
     /// The HTTP server.
     pub server: ServerConfig,
+    /// The embedded store.
+    pub store: StoreSettings,
     /// What a PIN must look like.
     pub pin: PinConfig,
     /// Argon2id cost for PINs.
@@ -422,6 +424,28 @@ pub enum LogFormat {
     Json,
 }
 
+/// The embedded store (under `<data_dir>/store`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreSettings {
+    /// sled's page cache in MiB (the engine keeps its state in memory besides).
+    pub cache_mb: u64,
+    /// Free space the data directory's file system must keep, in MiB. Below
+    /// it writes are refused with 503 and `/readyz` is not ready, until space
+    /// returns. 0 turns the check off.
+    pub min_free_mb: u64,
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        let store = StoreConfig::default();
+        Self {
+            cache_mb: store.cache_bytes >> 20,
+            min_free_mb: store.min_free_bytes >> 20,
+        }
+    }
+}
+
 /// HTTP server limits.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -644,6 +668,7 @@ impl Default for Config {
             log_level: "info".into(),
             code_key_file: String::new(),
             server: ServerConfig::default(),
+            store: StoreSettings::default(),
             pin: PinConfig::default(),
             argon2: Argon2Config::default(),
             lockout: LockoutConfig::default(),
@@ -791,7 +816,8 @@ impl Config {
             resend_cooldown: ResendCooldown(Duration::from_secs(self.resend_cooldown_seconds)),
             store: StoreConfig {
                 path: Some(self.data_dir.join("store")),
-                ..StoreConfig::default()
+                cache_bytes: self.store.cache_mb.saturating_mul(1 << 20),
+                min_free_bytes: self.store.min_free_mb.saturating_mul(1 << 20),
             },
             // validate() reports a bad budget; here it only falls back.
             limits: self.limits.issue_limits().unwrap_or_default(),

@@ -186,11 +186,17 @@ impl From<EngineError> for ApiError {
                 err
             }
             EngineError::Storage(cause) => {
-                let mut err = ApiError::new(
-                    S::SERVICE_UNAVAILABLE,
-                    "storage_unavailable",
-                    "the store cannot take writes right now; nothing was changed",
-                );
+                // A write refused up front changed nothing; one whose round
+                // failed on disk was not acknowledged, and is not promised undone.
+                let message = if cause.starts_with("disk full") {
+                    "the store's disk is full, so it takes no writes until space is freed; \
+                     nothing was changed"
+                } else if cause.starts_with("flush failed") || cause.starts_with("a write") {
+                    "the store failed to write this change, so it is not acknowledged"
+                } else {
+                    "the store cannot take writes right now; nothing was changed"
+                };
+                let mut err = ApiError::new(S::SERVICE_UNAVAILABLE, "storage_unavailable", message);
                 err.retry_after = Some(5);
                 err.cause = Some(cause);
                 err

@@ -412,6 +412,11 @@ fn readyz(state: &AppState) -> Reply {
         e.retry_after = Some(1);
         return Err(e);
     }
+    if let Err(e) = state.engine.writable() {
+        let mut e = ApiError::from(e);
+        e.message = format!("not ready: {}", e.cause.take().unwrap_or_default());
+        return Err(e);
+    }
     ok(json!({ "status": "ready" }))
 }
 

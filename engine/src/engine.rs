@@ -395,8 +395,9 @@ impl Engine {
             }
         }
         if any_dead {
-            // Only garbage goes here; if the removal is lost it is redone next start.
-            self.store.write(dead)?;
+            // Only garbage goes here; if the removal is lost (or refused on
+            // a short disk) it is redone next start.
+            let _ = self.store.write(dead);
         }
         Ok(())
     }
@@ -1688,6 +1689,13 @@ impl Engine {
     /// SMS codes sent and verified per country calling code, with the pumping alarm.
     pub fn sms_conversion(&self) -> Vec<SmsConversion> {
         self.limits.sms_conversion()
+    }
+
+    /// `Ok` when the store takes writes; otherwise why not: its disk is
+    /// below the free-space reserve (cleared when space returns), or a write
+    /// failed and writes are stopped until a restart.
+    pub fn writable(&self) -> Result<()> {
+        self.store.writable()
     }
 
     /// Bytes the store occupies on disk.

@@ -17,6 +17,7 @@
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::thread::JoinHandle;
@@ -48,6 +49,11 @@ pub struct StoreConfig {
     /// sled's page cache, in bytes. The engine keeps its own state in memory,
     /// so this only needs to cover writes and recovery.
     pub cache_bytes: u64,
+    /// Free space the store's file system must keep. Below it new writes
+    /// are refused (nothing changes, callers are told why) until space
+    /// returns; the reserve absorbs the writes already in flight, so sled
+    /// never meets a full disk in the middle of a batch. 0 turns it off.
+    pub min_free_bytes: u64,
 }
 
 impl Default for StoreConfig {
@@ -55,6 +61,7 @@ impl Default for StoreConfig {
         Self {
             path: Some(PathBuf::from("otpd-data")),
             cache_bytes: 64 * 1024 * 1024,
+            min_free_bytes: 128 * 1024 * 1024,
         }
     }
 }
@@ -65,6 +72,7 @@ impl StoreConfig {
         Self {
             path: None,
             cache_bytes: 16 * 1024 * 1024,
+            min_free_bytes: 0,
         }
     }
 }
@@ -191,8 +199,83 @@ impl CommitState {
     }
 }
 
+/// Whether the store can take writes. Checked before a change touches
+/// memory, so a refused change leaves nothing behind.
+#[derive(Debug, Default)]
+struct Health {
+    /// The store's directory, whose file system is watched; `None` for a temporary store.
+    path: Option<PathBuf>,
+    /// Free space to keep (0: not watched).
+    min_free: u64,
+    /// Free space fell below `min_free`; cleared when a check finds it back.
+    short: AtomicBool,
+    /// Set once a write round failed in sled. Its changes were already in
+    /// memory, so memory may be ahead of disk: writes stop until a restart
+    /// reloads the store from what is on disk.
+    failed: AtomicBool,
+    failure: Mutex<Option<String>>,
+}
+
+impl Health {
+    fn free_bytes(&self) -> Option<u64> {
+        let path = self.path.as_ref().filter(|_| self.min_free > 0)?;
+        let stat = rustix::fs::statvfs(path).ok()?;
+        Some(stat.f_bavail.saturating_mul(stat.f_frsize))
+    }
+
+    /// The writer calls this before each round: one `statvfs` per round.
+    fn observe(&self) {
+        if self.free_bytes().is_some_and(|free| free < self.min_free) {
+            self.short.store(true, Ordering::Release);
+        }
+    }
+
+    fn fail(&self, why: &str) {
+        let mut failure = self.failure.lock().unwrap_or_else(PoisonError::into_inner);
+        failure.get_or_insert_with(|| why.to_owned());
+        self.failed.store(true, Ordering::Release);
+    }
+
+    /// `Ok` when a write may go ahead; otherwise the reason, for the caller.
+    fn check(&self) -> Result<()> {
+        if self.failed.load(Ordering::Acquire) {
+            let why = self
+                .failure
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone()
+                .unwrap_or_default();
+            return Err(EngineError::Storage(format!(
+                "a write to the store failed ({why}); writes stay stopped until otpd is \
+                 restarted and reloads the store"
+            )));
+        }
+        if self.short.load(Ordering::Acquire) {
+            // Only while short: a `statvfs` per refused write notices at
+            // once when space comes back.
+            match self.free_bytes() {
+                Some(free) if free < self.min_free => {
+                    return Err(EngineError::Storage(format!(
+                        "disk full: {} MiB free on the file system of {}, below the reserve \
+                         of {} MiB (store.min_free_mb); writes resume when space is freed",
+                        free >> 20,
+                        self.path
+                            .as_deref()
+                            .unwrap_or(std::path::Path::new(""))
+                            .display(),
+                        self.min_free >> 20
+                    )));
+                }
+                _ => self.short.store(false, Ordering::Release),
+            }
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct GroupCommit {
+    health: Health,
     state: Mutex<CommitState>,
     work: Condvar,
     done: Condvar,
@@ -265,6 +348,7 @@ impl GroupCommit {
                 writes.add_to(&mut batch);
             }
             batch.insert(ROUND_KEY, &(round + 1).to_be_bytes());
+            self.health.observe();
             let started = Instant::now();
             let result = db.apply_batch(batch).and_then(|()| db.flush());
             let took = started.elapsed();
@@ -287,6 +371,7 @@ impl GroupCommit {
                     state.stats.writes += batch;
                 }
                 Err(e) => {
+                    self.health.fail(&e.to_string());
                     state.failed_through = target;
                     state.last_error = Some(e.to_string());
                     state.stats.failures += 1;
@@ -433,7 +518,15 @@ impl Store {
             Some(path) => Some(check_acknowledged(path, round)?),
             None => None,
         };
-        let commit = Arc::new(GroupCommit::default());
+        let commit = Arc::new(GroupCommit {
+            health: Health {
+                path: config.path.clone(),
+                min_free: config.min_free_bytes,
+                ..Health::default()
+            },
+            ..GroupCommit::default()
+        });
+        commit.health.observe();
         let flusher = {
             let (db, commit) = (db.clone(), Arc::clone(&commit));
             std::thread::Builder::new()
@@ -455,6 +548,7 @@ impl Store {
     /// Queues `writes` for the writer thread and returns the ticket to wait
     /// on. They reach sled, atomically, in the writer's next round.
     pub(crate) fn write(&self, writes: Writes) -> Result<u64> {
+        self.commit.health.check()?;
         let mut state = self.commit.lock();
         if state.shutdown {
             return Err(EngineError::Storage("the store is closing".into()));
@@ -530,6 +624,13 @@ impl Store {
             .try_into()
             .map_err(|_| EngineError::Corrupt("clock floor is not 8 bytes".into()))?;
         Ok(crate::Timestamp(u64::from_be_bytes(bytes)))
+    }
+
+    /// `Ok` when the store takes writes; otherwise why not (disk short of
+    /// its reserve, or a failed write round).
+    pub(crate) fn writable(&self) -> Result<()> {
+        self.commit.health.observe();
+        self.commit.health.check()
     }
 
     pub(crate) fn stats(&self) -> FlushStats {
@@ -765,6 +866,7 @@ mod tests {
         let config = StoreConfig {
             path: Some(dir.clone()),
             cache_bytes: 1 << 20,
+            min_free_bytes: 0,
         };
         assert!(matches!(Store::open(&config), Err(EngineError::Corrupt(_))));
         let _ = std::fs::remove_dir_all(dir);
@@ -781,6 +883,7 @@ mod tests {
         let config = StoreConfig {
             path: Some(dir.clone()),
             cache_bytes: 1 << 20,
+            min_free_bytes: 0,
         };
         assert!(matches!(Store::open(&config), Err(EngineError::Corrupt(_))));
         let _ = std::fs::remove_dir_all(dir);
@@ -792,6 +895,7 @@ mod tests {
         let config = StoreConfig {
             path: Some(dir.clone()),
             cache_bytes: 1 << 20,
+            min_free_bytes: 0,
         };
         let _held = Store::open(&config).unwrap();
         match Store::open(&config) {
@@ -808,6 +912,7 @@ mod tests {
         let config = StoreConfig {
             path: Some(dir.clone()),
             cache_bytes: 1 << 20,
+            min_free_bytes: 0,
         };
         for _ in 0..5 {
             drop(Store::open(&config).unwrap());

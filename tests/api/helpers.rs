@@ -245,8 +245,19 @@ async fn start(
 
 impl TestApp {
     /// Stops the server (graceful drain and flush) and starts a new one on the same data.
-    pub async fn restart(mut self) -> TestApp {
-        self.stop().await;
+    pub async fn restart(self) -> TestApp {
+        self.restart_expecting(Ok(())).await
+    }
+
+    /// As `restart`, where the stop's outcome is `stopped` (a store that
+    /// failed cannot make its final flush).
+    pub async fn restart_expecting(mut self, stopped: Result<(), &str>) -> TestApp {
+        let outcome = self.stop().await;
+        match (stopped, &outcome) {
+            (Ok(()), Ok(())) => {}
+            (Err(part), Err(why)) if why.contains(part) => {}
+            _ => panic!("stopped with {outcome:?}, expected {stopped:?}"),
+        }
         let keys = [
             self.auth_key.clone(),
             self.accounts_key.clone(),
@@ -273,12 +284,13 @@ impl TestApp {
         start(config, dir, clock, Some(keys), capture).await
     }
 
-    pub async fn stop(&mut self) {
+    pub async fn stop(&mut self) -> Result<(), String> {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        if let Some(server) = self.server.take() {
-            server.await.unwrap().unwrap();
+        match self.server.take() {
+            Some(server) => server.await.unwrap(),
+            None => Ok(()),
         }
     }
 

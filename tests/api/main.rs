@@ -7,6 +7,7 @@ mod admin;
 mod attacks;
 mod bad_input;
 mod delivery;
+mod faults;
 mod helpers;
 mod login;
 mod operations;
