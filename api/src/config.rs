@@ -19,6 +19,8 @@ use serde::{Deserialize, Serialize};
 pub const ENV_CONFIG_FILE: &str = "OTPD_CONFIG";
 /// The code key in hex (64 digits), instead of a key file.
 pub const ENV_CODE_KEY: &str = "OTPD_CODE_KEY";
+/// An admin-scoped client key, for `otpd backup` to ask a running server.
+pub const ENV_ADMIN_KEY: &str = "OTPD_ADMIN_KEY";
 
 /// Where the service runs and what it is told.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -714,7 +716,9 @@ impl Config {
         }
         let variables = env_variables();
         for (name, value) in env {
-            if !name.starts_with("OTPD_") || name == ENV_CONFIG_FILE || name == ENV_CODE_KEY {
+            if !name.starts_with("OTPD_")
+                || [ENV_CONFIG_FILE, ENV_CODE_KEY, ENV_ADMIN_KEY].contains(&name.as_str())
+            {
                 continue;
             }
             let Some(path) = variables.get(&name) else {

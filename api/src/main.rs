@@ -55,6 +55,33 @@ enum Command {
     Config,
     /// List messages that failed for good (run while the server is stopped).
     DeadLetters,
+    /// Write a consistent copy of the store into DIR/otpd.backup. With the
+    /// server stopped, reads the store directly; with it running, asks it
+    /// (an admin-scoped key in OTPD_ADMIN_KEY) and moves its copy into DIR.
+    Backup {
+        /// A new or empty directory for the backup.
+        #[arg(long)]
+        to: PathBuf,
+        /// The running server's base URL [default: http:// and the listen address].
+        #[arg(long)]
+        server: Option<String>,
+    },
+    /// Replace the data directory's store with a backup (server stopped).
+    Restore {
+        /// The directory `otpd backup` wrote.
+        #[arg(long)]
+        from: PathBuf,
+        /// Set an existing store aside (renamed, never deleted) and restore in its place.
+        #[arg(long)]
+        replace: bool,
+    },
+    /// Check the data directory offline (server stopped): the store opens,
+    /// no acknowledged write is missing, every record decodes; print counts.
+    Check {
+        /// Check this backup directory instead: checksum and every record.
+        #[arg(long)]
+        backup: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -132,6 +159,9 @@ fn run(cli: Cli) -> Result<(), String> {
             }
             Ok(())
         }
+        Command::Backup { to, server } => backup(&config, &to, server),
+        Command::Restore { from, replace } => restore(&config, &from, replace),
+        Command::Check { backup } => check(&config, backup.as_deref()),
         Command::Config => {
             let text = toml::to_string(&config).map_err(|e| e.to_string())?;
             print!("{text}");
@@ -182,7 +212,10 @@ fn serve(config: Config) -> Result<(), String> {
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
-        tracing::info!(address = %listen, "otpd listening");
+        let bound = listener
+            .local_addr()
+            .map_err(|e| format!("cannot read the listening address: {e}"))?;
+        tracing::info!(address = %bound, "otpd listening");
         app.serve(listener, shutdown_signal()).await
     })
 }
@@ -256,5 +289,214 @@ fn manage_clients(config: &Config, action: ClientAction) -> Result<(), String> {
             eprintln!("client {name:?} revoked");
         }
     }
+    Ok(())
+}
+
+fn print_backup(summary: &engine::BackupSummary) {
+    println!(
+        "{}: {} records, write round {}, {} bytes, sha256 {}",
+        summary.file.display(),
+        summary.records,
+        summary.round,
+        summary.bytes,
+        summary.sha256
+    );
+}
+
+fn print_counts(engine: &Engine) -> Result<(), String> {
+    let stats = engine.stats();
+    let dead = engine.dead_letters().map_err(|e| e.to_string())?.len();
+    println!(
+        "{} accounts, {} live challenges, {} queued messages, {} dead letters, {} clients, {} bytes on disk",
+        stats.accounts,
+        stats.challenges,
+        stats.outbox,
+        dead,
+        engine.clients().len(),
+        engine.disk_bytes().map_err(|e| e.to_string())?
+    );
+    Ok(())
+}
+
+fn store_dir(config: &Config) -> PathBuf {
+    config.data_dir.join("store")
+}
+
+fn backup(config: &Config, to: &std::path::Path, server: Option<String>) -> Result<(), String> {
+    let store = store_dir(config);
+    let running = engine::store_in_use(&store).map_err(|e| e.to_string())?;
+    let summary = if server.is_none() && !running {
+        if !store.exists() {
+            return Err(format!(
+                "no store at {}: nothing to back up",
+                store.display()
+            ));
+        }
+        open_offline(config)?
+            .backup_to(to)
+            .map_err(|e| format!("the backup failed: {e}"))?
+    } else {
+        let written = ask_server_for_backup(config, server)?;
+        move_backup(&written, to)?;
+        engine::verify_backup(to).map_err(|e| format!("the moved backup fails its check: {e}"))?
+    };
+    print_backup(&summary);
+    Ok(())
+}
+
+/// Asks the running server to write a backup; returns the file it wrote.
+fn ask_server_for_backup(config: &Config, server: Option<String>) -> Result<PathBuf, String> {
+    use http_body_util::{BodyExt, Full};
+    let key = std::env::var(config::ENV_ADMIN_KEY).map_err(|_| {
+        format!(
+            "otpd is running on {}: set {} to an admin-scoped client key so it can write the \
+             backup (or stop it and run this again)",
+            config.data_dir.display(),
+            config::ENV_ADMIN_KEY
+        )
+    })?;
+    let base = match server {
+        Some(url) => url.trim_end_matches('/').to_owned(),
+        None => {
+            let mut address = config.listen_addr()?;
+            if address.ip().is_unspecified() {
+                address.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+            }
+            format!("http://{address}")
+        }
+    };
+    let url = format!("{base}/v1/admin/backup");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    let (status, body) = runtime.block_on(async {
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http::<Full<bytes::Bytes>>();
+        let request = hyper::Request::post(&url)
+            .header("authorization", format!("Bearer {key}"))
+            .body(Full::default())
+            .map_err(|e| format!("bad server URL {url}: {e}"))?;
+        let response = client
+            .request(request)
+            .await
+            .map_err(|e| format!("cannot reach the server at {url}: {e}"))?;
+        let status = response.status();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| format!("the server's answer broke off: {e}"))?
+            .to_bytes();
+        Ok::<_, String>((status, body))
+    })?;
+    let answer: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    if status != hyper::StatusCode::OK {
+        return Err(format!(
+            "the server refused the backup ({status}): {}",
+            answer["error"]["message"]
+                .as_str()
+                .unwrap_or("no reason given")
+        ));
+    }
+    answer["file"]
+        .as_str()
+        .map(PathBuf::from)
+        .ok_or_else(|| format!("the server's answer names no file: {answer}"))
+}
+
+/// Moves the server's backup file into `to`, then removes its directory.
+fn move_backup(written: &std::path::Path, to: &std::path::Path) -> Result<(), String> {
+    std::fs::create_dir_all(to).map_err(|e| format!("cannot create {}: {e}", to.display()))?;
+    let dest = to.join(engine::BACKUP_FILE);
+    if dest.exists() {
+        return Err(format!(
+            "{} already exists; back up into a new directory (the server's copy stays at {})",
+            dest.display(),
+            written.display()
+        ));
+    }
+    if std::fs::rename(written, &dest).is_err() {
+        // Another file system: copy, sync, then remove the original.
+        std::fs::copy(written, &dest)
+            .and_then(|_| std::fs::File::open(&dest)?.sync_all())
+            .map_err(|e| {
+                format!(
+                    "cannot copy {} to {}: {e}",
+                    written.display(),
+                    dest.display()
+                )
+            })?;
+        std::fs::remove_file(written)
+            .map_err(|e| format!("cannot remove {}: {e}", written.display()))?;
+    }
+    if let Some(parent) = written.parent() {
+        let _ = std::fs::remove_dir(parent);
+    }
+    Ok(())
+}
+
+fn restore(config: &Config, from: &std::path::Path, replace: bool) -> Result<(), String> {
+    engine::verify_backup(from).map_err(|e| e.to_string())?;
+    let store = store_dir(config);
+    if store.exists() {
+        if engine::store_in_use(&store).map_err(|e| e.to_string())? {
+            return Err(format!(
+                "otpd is running on {}; stop it before restoring",
+                config.data_dir.display()
+            ));
+        }
+        if !replace {
+            return Err(format!(
+                "{} already holds a store; pass --replace to set it aside (renamed, not \
+                 deleted) and restore in its place",
+                store.display()
+            ));
+        }
+        let since_epoch = engine::Clock::now(&SystemClock::new()).0 / 1_000;
+        let aside = config
+            .data_dir
+            .join(format!("store.replaced-{since_epoch}"));
+        std::fs::rename(&store, &aside).map_err(|e| {
+            format!(
+                "cannot set {} aside as {}: {e}",
+                store.display(),
+                aside.display()
+            )
+        })?;
+        eprintln!("the previous store is kept at {}", aside.display());
+    }
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|e| format!("cannot create {}: {e}", config.data_dir.display()))?;
+    let summary = engine::restore_backup(from, &store).map_err(|e| e.to_string())?;
+    print_backup(&summary);
+    let engine = open_offline(config)?;
+    print!("restored into {}: ", store.display());
+    print_counts(&engine)
+}
+
+fn check(config: &Config, backup: Option<&std::path::Path>) -> Result<(), String> {
+    if let Some(dir) = backup {
+        let summary = engine::verify_backup(dir).map_err(|e| e.to_string())?;
+        print_backup(&summary);
+        println!("backup ok");
+        return Ok(());
+    }
+    let store = store_dir(config);
+    if !store.exists() {
+        return Err(format!("no store at {}: nothing to check", store.display()));
+    }
+    if engine::store_in_use(&store).map_err(|e| e.to_string())? {
+        return Err(format!(
+            "otpd is running on {}: `otpd check` reads the store offline, so stop it first \
+             (or take a backup and check that with --backup)",
+            config.data_dir.display()
+        ));
+    }
+    let engine = open_offline(config)?;
+    print!("{}: ", store.display());
+    print_counts(&engine)?;
+    println!("store ok");
     Ok(())
 }

@@ -52,6 +52,7 @@ enum Route {
     Unlock(String),
     ResetPin(String),
     Import,
+    Backup,
 }
 
 /// Matches method and path; the label is the route's template, for logs and metrics.
@@ -85,6 +86,7 @@ fn route(method: &Method, path: &str) -> Result<(Route, &'static str), (ApiError
             ("/v1/admin/accounts/{id}/pin-reset", &[Method::POST])
         }
         ["v1", "admin", "import"] => ("/v1/admin/import", &[Method::POST]),
+        ["v1", "admin", "backup"] => ("/v1/admin/backup", &[Method::POST]),
         _ => {
             let e = ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint");
             return Err((e, "unknown"));
@@ -122,6 +124,7 @@ fn route(method: &Method, path: &str) -> Result<(Route, &'static str), (ApiError
         (["v1", "admin", "accounts", a, "lock"], _) => Route::Lock(id(a)),
         (["v1", "admin", "accounts", a, "unlock"], _) => Route::Unlock(id(a)),
         (["v1", "admin", "accounts", a, "pin-reset"], _) => Route::ResetPin(id(a)),
+        (["v1", "admin", "backup"], _) => Route::Backup,
         _ => Route::Import,
     };
     Ok((route, label))
@@ -229,9 +232,11 @@ impl Route {
                 (Some(Scope::Auth), Issue)
             }
             Route::ChallengeStatus(_) => (Some(Scope::Auth), Free),
-            Route::Lock(_) | Route::Unlock(_) | Route::ResetPin(_) | Route::Import => {
-                (Some(Scope::Admin), Free)
-            }
+            Route::Lock(_)
+            | Route::Unlock(_)
+            | Route::ResetPin(_)
+            | Route::Import
+            | Route::Backup => (Some(Scope::Admin), Free),
         }
     }
 }
@@ -386,7 +391,48 @@ async fn dispatch(
             ok(wire::account(&state.engine.account(id)?))
         }
         Route::Import => import(state, body(state, request).await?).await,
+        Route::Backup => backup(state).await,
     }
+}
+
+/// Writes a consistent copy of the store under `<data_dir>/backups/`, for
+/// `otpd backup` to move where the operator wants it.
+async fn backup(state: &Arc<AppState>) -> Reply {
+    if state.backing_up.swap(true, Ordering::SeqCst) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "backup_running",
+            "a backup is already being written; wait for it to finish",
+        ));
+    }
+    let now = state.engine.now();
+    let name = format!(
+        "{}-{:03}",
+        crate::wire_time(now).replace(':', "-"),
+        now.0 % 1_000
+    );
+    let dir = state.config.data_dir.join("backups").join(name);
+    let engine = Arc::clone(&state.engine);
+    let written = tokio::task::spawn_blocking(move || engine.backup_to(&dir)).await;
+    state.backing_up.store(false, Ordering::SeqCst);
+    let summary = written
+        .map_err(|e| ApiError::internal(format!("backup task failed: {e}")))?
+        .map_err(|e| {
+            tracing::error!(error = %e, "backup failed");
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "backup_failed",
+                format!("the backup failed: {e}"),
+            )
+        })?;
+    tracing::info!(file = %summary.file.display(), records = summary.records, "backup written");
+    ok(json!({
+        "file": summary.file.display().to_string(),
+        "records": summary.records,
+        "round": summary.round,
+        "bytes": summary.bytes,
+        "sha256": summary.sha256,
+    }))
 }
 
 fn ok(value: Value) -> Reply {

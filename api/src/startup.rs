@@ -34,6 +34,8 @@ pub struct AppState {
     pub argon2: Semaphore,
     /// Set when shutdown begins; `/readyz` then answers 503.
     pub draining: AtomicBool,
+    /// Set while a backup is being written (one at a time).
+    pub backing_up: AtomicBool,
     /// The metrics recorder's handle.
     pub metrics: PrometheusHandle,
     /// Per-IP and per-client rate limits.
@@ -110,6 +112,7 @@ impl App {
             wakeup: Wakeup::default(),
             argon2: Semaphore::new(workers),
             draining: AtomicBool::new(false),
+            backing_up: AtomicBool::new(false),
             metrics: telemetry::metrics()?,
             config,
         });

@@ -1698,6 +1698,13 @@ impl Engine {
         self.store.writable()
     }
 
+    /// Writes a consistent copy of the store into `dir` (see [`crate::BackupSummary`]):
+    /// every write acknowledged before the call, none half-applied. Writes
+    /// queue while the store is read.
+    pub fn backup_to(&self, dir: &std::path::Path) -> Result<crate::BackupSummary> {
+        crate::backup::write(&self.store, dir)
+    }
+
     /// Bytes the store occupies on disk.
     pub fn disk_bytes(&self) -> Result<u64> {
         self.store.size_on_disk()

@@ -6,6 +6,7 @@
 //! nothing changed.
 
 mod account;
+mod backup;
 mod challenge;
 mod client;
 mod clock;
@@ -26,6 +27,7 @@ mod secret;
 mod store;
 
 pub use account::{AccountState, AccountView};
+pub use backup::{BACKUP_FILE, BackupSummary, restore as restore_backup, verify as verify_backup};
 pub use challenge::{
     Approval, ChallengeStatus, ChallengeStatusKind, Channel, Issued, Purpose, Verification,
 };
@@ -49,7 +51,7 @@ pub use outbox::{
 };
 pub use pin::{Argon2Params, PinPolicy, hash_pin_phc};
 pub use secret::{Code, CodeKey, Pin, PinHash};
-pub use store::{Durable, DurableWait, FlushStats, StoreConfig};
+pub use store::{Durable, DurableWait, FlushStats, StoreConfig, in_use as store_in_use};
 
 /// The RNG the engine draws ids, salts and codes from.
 pub use rand_chacha::ChaCha20Rng;

@@ -276,6 +276,9 @@ impl Health {
 #[derive(Debug, Default)]
 pub(crate) struct GroupCommit {
     health: Health,
+    /// Held by the writer for each round and by an export for its whole
+    /// scan, so a backup sees sled between two rounds, never inside one.
+    rounds: Mutex<()>,
     state: Mutex<CommitState>,
     work: Condvar,
     done: Condvar,
@@ -349,6 +352,7 @@ impl GroupCommit {
             }
             batch.insert(ROUND_KEY, &(round + 1).to_be_bytes());
             self.health.observe();
+            let between_rounds = self.rounds.lock().unwrap_or_else(PoisonError::into_inner);
             let started = Instant::now();
             let result = db.apply_batch(batch).and_then(|()| db.flush());
             let took = started.elapsed();
@@ -360,6 +364,7 @@ impl GroupCommit {
                     let _ = std::os::unix::fs::FileExt::write_all_at(file, &round.to_be_bytes(), 0);
                 }
             }
+            drop(between_rounds);
             state = self.lock();
             let batch = target - state.flushed.max(state.failed_through);
             state.stats.last_flush = took;
@@ -626,6 +631,78 @@ impl Store {
         Ok(crate::Timestamp(u64::from_be_bytes(bytes)))
     }
 
+    /// Calls `each` with every key and value in the store, in key order,
+    /// with the writer paused between two rounds: the copy holds every
+    /// write acknowledged before it began, and no half of any round.
+    /// Writes queue meanwhile. Returns the round the copy ends at.
+    pub(crate) fn export(
+        &self,
+        mut each: impl FnMut(&[u8], &[u8]) -> std::io::Result<()>,
+    ) -> Result<u64> {
+        let _between_rounds = self
+            .commit
+            .rounds
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let round = read_round(self.db.get(ROUND_KEY)?.as_deref())?;
+        for item in self.db.iter() {
+            let (key, value) = item?;
+            each(&key, &value)
+                .map_err(|e| EngineError::Storage(format!("cannot write the copy: {e}")))?;
+        }
+        Ok(round)
+    }
+
+    /// Creates a store at `path` (which must hold none) from `records`, as
+    /// an export wrote them, ending at write round `round`.
+    pub(crate) fn import(
+        path: &std::path::Path,
+        records: impl Iterator<Item = Result<(Vec<u8>, Vec<u8>)>>,
+        round: u64,
+    ) -> Result<()> {
+        if std::fs::read_dir(path).is_ok_and(|mut d| d.next().is_some()) {
+            return Err(EngineError::Storage(format!(
+                "{} is not empty; restore only into a new directory",
+                path.display()
+            )));
+        }
+        let db = sled::Config::new()
+            .path(path)
+            .mode(sled::Mode::HighThroughput)
+            .open()?;
+        let mut batch = sled::Batch::default();
+        let mut in_batch = 0;
+        let mut format = None;
+        for record in records {
+            let (key, value) = record?;
+            if key == FORMAT_KEY {
+                format = Some(value.clone());
+            }
+            batch.insert(key, value);
+            in_batch += 1;
+            if in_batch == 10_000 {
+                db.apply_batch(std::mem::take(&mut batch))?;
+                in_batch = 0;
+            }
+        }
+        if format.as_deref() != Some(FORMAT_VERSION) {
+            return Err(EngineError::Corrupt(format!(
+                "the copy's data format is {:?}, not {:?}",
+                format.map(|f| String::from_utf8_lossy(&f).into_owned()),
+                String::from_utf8_lossy(FORMAT_VERSION)
+            )));
+        }
+        batch.insert(ROUND_KEY, &round.to_be_bytes());
+        db.apply_batch(batch)?;
+        db.flush()?;
+        drop(db);
+        let guard = path.join(ACKNOWLEDGED_FILE);
+        std::fs::write(&guard, round.to_be_bytes())
+            .and_then(|()| std::fs::File::open(&guard)?.sync_all())
+            .map_err(|e| EngineError::Storage(format!("cannot write {}: {e}", guard.display())))?;
+        Ok(())
+    }
+
     /// `Ok` when the store takes writes; otherwise why not (disk short of
     /// its reserve, or a failed write round).
     pub(crate) fn writable(&self) -> Result<()> {
@@ -647,6 +724,32 @@ impl Store {
         self.commit.wait(queued)?;
         self.db.flush()?;
         Ok(())
+    }
+}
+
+/// Whether a live process has the store at `path` open: it holds sled's
+/// lock on the `db` file (a lock dies with its process, so a crashed
+/// server's store reads as free).
+pub fn in_use(path: &std::path::Path) -> Result<bool> {
+    let db = path.join("db");
+    let file = match std::fs::File::open(&db) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => {
+            return Err(EngineError::Storage(format!(
+                "cannot open {}: {e}",
+                db.display()
+            )));
+        }
+    };
+    match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        // Closing the file lets the probe's lock go.
+        Ok(()) => Ok(false),
+        Err(e) if e == rustix::io::Errno::WOULDBLOCK => Ok(true),
+        Err(e) => Err(EngineError::Storage(format!(
+            "cannot test the lock on {}: {e}",
+            db.display()
+        ))),
     }
 }
 

@@ -1,0 +1,771 @@
+//! Crash safety of the real `otpd` binary: SIGKILL at random moments under a
+//! mixed load, and SIGTERM under load. After each stop the server restarts
+//! on the same data directory and every change it acknowledged must be
+//! there: registrations, PIN changes, locks, cancellations, failure
+//! counters, and used codes stay used.
+//!
+//! `CRASH_SOAK_CYCLES=N` runs N kill cycles instead of 20 (a long soak);
+//! `CRASH_SEED=N` replays one run. All traffic is on loopback, every wait is
+//! bounded, and the server is killed when a test ends.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::HashMap;
+use std::io::BufRead;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{Method, Request, StatusCode};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde_json::{Value, json};
+
+const OTPD: &str = env!("CARGO_BIN_EXE_otpd");
+const WORKERS: u64 = 6;
+/// Each worker keeps at most this many live citizens of its own.
+const CITIZENS_PER_WORKER: usize = 12;
+/// Longest wait for anything the server should do promptly.
+const PATIENCE: Duration = Duration::from_secs(30);
+
+/// Settings for every start: cheap Argon2 (a debug build), no rate limits
+/// (the load would trip them), small lockout thresholds (so locks happen),
+/// codes through the development log sink, JSON logs to read them from.
+fn settings() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("OTPD_ARGON2_MEMORY_KIB", "64"),
+        ("OTPD_ARGON2_ITERATIONS", "1"),
+        ("OTPD_LOCKOUT_PIN_THRESHOLD", "3"),
+        ("OTPD_LOCKOUT_CODE_THRESHOLD", "3"),
+        ("OTPD_RESEND_COOLDOWN_SECONDS", "0"),
+        ("OTPD_LIMITS_ATTEMPTS_PER_CLIENT_MINUTE", "0"),
+        ("OTPD_LIMITS_ATTEMPTS_PER_IP_MINUTE", "0"),
+        ("OTPD_LIMITS_ISSUE_PER_ACCOUNT_10MIN", "0"),
+        ("OTPD_LIMITS_ISSUE_PER_ACCOUNT_DAY", "0"),
+        ("OTPD_LIMITS_ISSUE_PER_CLIENT_MINUTE", "0"),
+        ("OTPD_LIMITS_ISSUE_PER_DESTINATION_10MIN", "0"),
+        ("OTPD_LIMITS_ISSUE_PER_DESTINATION_DAY", "0"),
+        ("OTPD_LIMITS_ISSUE_PER_IP_MINUTE", "0"),
+        ("OTPD_LIMITS_SMS_GLOBAL_HOUR", "0"),
+        ("OTPD_LIMITS_SMS_PER_COUNTRY_DAY", "0"),
+        ("OTPD_LIMITS_SMS_PER_COUNTRY_HOUR", "0"),
+        ("OTPD_LIMITS_SMS_COUNTRY_BUDGETS_351_PER_DAY", "0"),
+        ("OTPD_LIMITS_SMS_COUNTRY_BUDGETS_351_PER_HOUR", "0"),
+        ("OTPD_DELIVERY_LOG_SINK", "true"),
+        ("OTPD_SERVER_SHUTDOWN_GRACE_MS", "5000"),
+    ]
+}
+
+fn otpd(data: &Path) -> Command {
+    let mut command = Command::new(OTPD);
+    command
+        .arg("--data-dir")
+        .arg(data)
+        .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
+        .env("OTPD_CODE_KEY", "2a".repeat(32))
+        .envs(settings());
+    command
+}
+
+/// Registers the test's client offline and returns its key.
+fn add_client(data: &Path) -> String {
+    let out = otpd(data)
+        .args([
+            "client",
+            "add",
+            "crash-test",
+            "--scopes",
+            "auth,accounts,admin",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// Codes the log sink wrote, by challenge id.
+#[derive(Default)]
+struct Codes {
+    by_challenge: Mutex<HashMap<String, String>>,
+    arrived: tokio::sync::Notify,
+    /// The server's log ended (it exited): no more codes will come.
+    ended: std::sync::atomic::AtomicBool,
+}
+
+impl Codes {
+    async fn for_challenge(&self, challenge: &str) -> Option<String> {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let arrived = self.arrived.notified();
+            if let Some(code) = self.by_challenge.lock().unwrap().get(challenge) {
+                return Some(code.clone());
+            }
+            if self.ended.load(std::sync::atomic::Ordering::SeqCst) {
+                return None;
+            }
+            if tokio::time::timeout_at(deadline, arrived).await.is_err() {
+                return None;
+            }
+        }
+    }
+}
+
+/// A running `otpd`, killed if still running when dropped.
+struct Server {
+    child: Child,
+    address: SocketAddr,
+    codes: Arc<Codes>,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Server {
+    fn start(data: &Path) -> Server {
+        let codes = Arc::new(Codes::default());
+        let mut child = otpd(data)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (found, address) = std::sync::mpsc::channel();
+        {
+            let (codes, log) = (Arc::clone(&codes), Arc::clone(&log));
+            std::thread::spawn(move || {
+                for line in std::io::BufReader::new(stderr).lines() {
+                    let Ok(line) = line else { break };
+                    if let Ok(entry) = serde_json::from_str::<Value>(&line) {
+                        // The JSON log puts an event's fields beside its message.
+                        let fields = if entry["fields"].is_object() {
+                            &entry["fields"]
+                        } else {
+                            &entry
+                        };
+                        if fields["message"] == "otpd listening" {
+                            let _ = found.send(fields["address"].as_str().unwrap().to_owned());
+                        }
+                        if let (Some(challenge), Some(code)) =
+                            (fields["challenge_id"].as_str(), fields["code"].as_str())
+                        {
+                            codes
+                                .by_challenge
+                                .lock()
+                                .unwrap()
+                                .insert(challenge.to_owned(), code.to_owned());
+                            codes.arrived.notify_waiters();
+                            continue;
+                        }
+                    }
+                    log.lock().unwrap().push(line);
+                }
+                codes.ended.store(true, std::sync::atomic::Ordering::SeqCst);
+                codes.arrived.notify_waiters();
+            });
+        }
+        let Ok(address) = address.recv_timeout(PATIENCE) else {
+            let _ = child.kill();
+            let status = child.wait().unwrap();
+            panic!(
+                "otpd did not start ({status}):\n{}",
+                log.lock().unwrap().join("\n")
+            );
+        };
+        Server {
+            child,
+            address: address.parse().unwrap(),
+            codes,
+            log,
+        }
+    }
+
+    fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// SIGTERM, then the exit status (bounded wait).
+    fn terminate(mut self) -> ExitStatus {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(sent.success());
+        let deadline = std::time::Instant::now() + PATIENCE;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "otpd did not stop after SIGTERM:\n{}",
+                self.log.lock().unwrap().join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An answer, or `None` when no answer came (the server died or closed the
+/// connection): the request's outcome is then unknown.
+type Answer = Option<(StatusCode, Value)>;
+
+#[derive(Clone)]
+struct Api {
+    client: Client<HttpConnector, Full<Bytes>>,
+    base: String,
+    key: String,
+    codes: Arc<Codes>,
+}
+
+impl Api {
+    fn new(server: &Server, key: &str) -> Api {
+        Api {
+            // A fresh connection per request: a reused one the server has
+            // already closed would blur "refused" and "cut off".
+            client: Client::builder(TokioExecutor::new())
+                .pool_max_idle_per_host(0)
+                .build_http(),
+            base: format!("http://{}", server.address),
+            key: key.to_owned(),
+            codes: Arc::clone(&server.codes),
+        }
+    }
+
+    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Answer {
+        let request = Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base))
+            .header("authorization", format!("Bearer {}", self.key))
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(
+                body.map(|b| b.to_string()).unwrap_or_default(),
+            )))
+            .unwrap();
+        let response = tokio::time::timeout(PATIENCE, self.client.request(request))
+            .await
+            .ok()?
+            .ok()?;
+        let status = response.status();
+        let bytes = response.into_body().collect().await.ok()?.to_bytes();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            // Refused (the server is draining): not acknowledged, like no answer.
+            return None;
+        }
+        Some((
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        ))
+    }
+
+    async fn post(&self, path: &str, body: Value) -> Answer {
+        self.call(Method::POST, path, Some(body)).await
+    }
+
+    async fn account(&self, id: &str) -> Answer {
+        self.call(Method::GET, &format!("/v1/accounts/{id}"), None)
+            .await
+    }
+}
+
+/// What the test knows of one citizen from acknowledged answers.
+#[derive(Clone, Debug)]
+struct Citizen {
+    id: String,
+    phone: String,
+    pin: String,
+    /// `state`, `pin_failures`, `code_failures` as last acknowledged.
+    state: String,
+    pin_failures: u64,
+    code_failures: u64,
+    /// An operation on it got no answer: it may or may not have happened.
+    unsure: Option<Op>,
+    /// Its PIN changed since the last check.
+    pin_changed: bool,
+    /// Its PIN is unknown (a PIN change got no answer); it is left alone.
+    retired: bool,
+}
+
+impl Citizen {
+    fn take(&mut self, account: &Value) {
+        self.state = account["state"].as_str().unwrap().to_owned();
+        self.pin_failures = account["pin_failures"].as_u64().unwrap();
+        self.code_failures = account["code_failures"].as_u64().unwrap();
+    }
+
+    fn usable(&self) -> bool {
+        !self.retired && self.unsure.is_none() && self.state != "cancelled"
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Op {
+    Login,
+    WrongPin,
+    WrongCode,
+    ChangePin,
+    Cancel,
+    Unlock,
+}
+
+/// Everything acknowledged so far.
+#[derive(Default)]
+struct Ledger {
+    citizens: Vec<Citizen>,
+    /// (challenge, code) pairs acknowledged as approved: never again.
+    used: Vec<(String, String)>,
+    /// `used[..checked]` were checked after a restart.
+    checked: usize,
+    acknowledged: u64,
+}
+
+/// xorshift64*: reproducible choices without a dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// One worker's share of the load: its own citizens, one operation at a
+/// time, until an operation gets no answer (the server is gone).
+async fn work(
+    api: Api,
+    mut citizens: Vec<Citizen>,
+    mut rng: Rng,
+    numbers: Arc<Mutex<u64>>,
+) -> Ledger {
+    let mut ledger = Ledger::default();
+    loop {
+        let live: Vec<usize> = (0..citizens.len())
+            .filter(|&i| citizens[i].usable())
+            .collect();
+        let register = live.len() < CITIZENS_PER_WORKER && (live.is_empty() || rng.below(4) == 0);
+        let alive = if register {
+            let n = {
+                let mut next = numbers.lock().unwrap();
+                *next += 1;
+                *next
+            };
+            let phone = format!("+3519{n:08}");
+            let answer = api
+                .post(
+                    "/v1/accounts",
+                    json!({
+                        "identity": { "kind": "civil_id", "number": format!("{n:08}") },
+                        "phone": phone,
+                        "pin": "4821",
+                    }),
+                )
+                .await;
+            match answer {
+                Some((StatusCode::CREATED, account)) => {
+                    let mut citizen = Citizen {
+                        id: account["account_id"].as_str().unwrap().to_owned(),
+                        phone,
+                        pin: "4821".into(),
+                        state: String::new(),
+                        pin_failures: 0,
+                        code_failures: 0,
+                        unsure: None,
+                        pin_changed: false,
+                        retired: false,
+                    };
+                    citizen.take(&account);
+                    citizens.push(citizen);
+                    ledger.acknowledged += 1;
+                    true
+                }
+                Some((status, body)) => panic!("registration answered {status}: {body}"),
+                None => false,
+            }
+        } else {
+            let i = live[usize::try_from(rng.below(live.len() as u64)).unwrap()];
+            let op = if citizens[i].state == "locked" {
+                Op::Unlock
+            } else {
+                match rng.below(20) {
+                    0..=6 => Op::Login,
+                    7..=10 => Op::WrongPin,
+                    11..=14 => Op::WrongCode,
+                    15..=17 => Op::ChangePin,
+                    _ => Op::Cancel,
+                }
+            };
+            let fresh = (rng.next() % 9_000 + 1_000).to_string();
+            let done = run(&api, &mut citizens[i], op, &fresh, &mut ledger).await;
+            if done.is_none() {
+                citizens[i].unsure = Some(op);
+            }
+            done.is_some()
+        };
+        if !alive {
+            ledger.citizens = citizens;
+            return ledger;
+        }
+    }
+}
+
+/// Runs `op` on `c`; `None` when some step got no answer. Every answer is
+/// checked against what the citizen's known state allows.
+async fn run(
+    api: &Api,
+    c: &mut Citizen,
+    op: Op,
+    fresh_pin: &str,
+    ledger: &mut Ledger,
+) -> Option<()> {
+    let login = |pin: String| {
+        let phone = c.phone.clone();
+        async move {
+            api.post("/v1/login", json!({ "phone": phone, "pin": pin }))
+                .await
+        }
+    };
+    match op {
+        Op::Login | Op::WrongCode => {
+            let (status, challenge) = login(c.pin.clone()).await?;
+            assert_eq!(status, StatusCode::CREATED, "login of {c:?}: {challenge}");
+            let id = challenge["challenge_id"].as_str().unwrap().to_owned();
+            let code = api.codes.for_challenge(&id).await?;
+            let sent = if op == Op::Login {
+                code.clone()
+            } else {
+                format!("{:06}", (code.parse::<u64>().unwrap() + 1) % 1_000_000)
+            };
+            let (status, answer) = api
+                .post("/v1/verify", json!({ "challenge_id": id, "code": sent }))
+                .await?;
+            if op == Op::Login {
+                assert_eq!(status, StatusCode::OK, "right code for {c:?}: {answer}");
+                assert_eq!(answer["result"], "approved");
+                ledger.used.push((id, code));
+            } else {
+                assert!(
+                    [
+                        StatusCode::UNAUTHORIZED,
+                        StatusCode::GONE,
+                        StatusCode::LOCKED
+                    ]
+                    .contains(&status),
+                    "wrong code for {c:?}: {status} {answer}"
+                );
+            }
+        }
+        Op::WrongPin => {
+            let wrong = if c.pin == "1357" { "2468" } else { "1357" };
+            let (status, answer) = login(wrong.to_owned()).await?;
+            assert!(
+                [StatusCode::UNAUTHORIZED, StatusCode::LOCKED].contains(&status),
+                "wrong PIN for {c:?}: {status} {answer}"
+            );
+        }
+        Op::ChangePin => {
+            let (status, challenge) = api
+                .post("/v1/step-up", json!({ "account_id": c.id }))
+                .await?;
+            assert_eq!(
+                status,
+                StatusCode::CREATED,
+                "step-up for {c:?}: {challenge}"
+            );
+            let id = challenge["challenge_id"].as_str().unwrap().to_owned();
+            let code = api.codes.for_challenge(&id).await?;
+            let (status, answer) = api
+                .post(
+                    &format!("/v1/accounts/{}/pin", c.id),
+                    json!({ "current_pin": c.pin, "challenge_id": id, "code": code, "new_pin": fresh_pin }),
+                )
+                .await
+                .or_else(|| {
+                    // No answer: the new PIN may or may not be in force.
+                    c.retired = true;
+                    None
+                })?;
+            if status == StatusCode::OK {
+                c.pin = fresh_pin.to_owned();
+                c.pin_changed = true;
+                ledger.used.push((id, code));
+            } else {
+                // A PIN the policy refuses (too simple) changes nothing.
+                assert_eq!(
+                    status,
+                    StatusCode::BAD_REQUEST,
+                    "PIN change for {c:?}: {answer}"
+                );
+            }
+        }
+        Op::Cancel => {
+            let (status, answer) = api
+                .call(Method::DELETE, &format!("/v1/accounts/{}", c.id), None)
+                .await?;
+            assert_eq!(status, StatusCode::OK, "cancel {c:?}: {answer}");
+        }
+        Op::Unlock => {
+            let (status, answer) = api
+                .post(&format!("/v1/admin/accounts/{}/unlock", c.id), json!({}))
+                .await?;
+            assert_eq!(status, StatusCode::OK, "unlock {c:?}: {answer}");
+        }
+    }
+    ledger.acknowledged += 1;
+    // This worker alone touches `c`, so what the server holds now is what
+    // it acknowledged: the floor the next restart must keep.
+    let (status, account) = api.account(&c.id).await?;
+    assert_eq!(status, StatusCode::OK, "{account}");
+    c.take(&account);
+    Some(())
+}
+
+/// After a restart: every acknowledged change is there, exactly for
+/// citizens with no unanswered operation, and at least as far for the rest;
+/// no used code is accepted again.
+async fn check(api: &Api, ledger: &mut Ledger) {
+    for c in ledger.citizens.iter_mut() {
+        let (status, account) = api
+            .account(&c.id)
+            .await
+            .expect("the restarted server answers");
+        assert_eq!(
+            status,
+            StatusCode::OK,
+            "acknowledged registration {} lost: {account}",
+            c.id
+        );
+        let (state, pin_failures, code_failures) = (
+            account["state"].as_str().unwrap(),
+            account["pin_failures"].as_u64().unwrap(),
+            account["code_failures"].as_u64().unwrap(),
+        );
+        match c.unsure {
+            None => {
+                assert_eq!(
+                    (state, pin_failures, code_failures),
+                    (c.state.as_str(), c.pin_failures, c.code_failures),
+                    "acknowledged state of {} changed across a crash: {account}",
+                    c.id
+                );
+            }
+            // An unanswered operation may or may not have happened, but
+            // nothing it could do takes back an acknowledged failure count,
+            // lock or cancellation. (A wrong-code round starts with a good
+            // login, which may reset the PIN counter.)
+            Some(op) => {
+                let back = match op {
+                    Op::WrongPin => {
+                        pin_failures < c.pin_failures || code_failures < c.code_failures
+                    }
+                    Op::WrongCode => code_failures < c.code_failures,
+                    _ => false,
+                };
+                assert!(
+                    !back,
+                    "failure counters of {} went back: {c:?} → {account}",
+                    c.id
+                );
+                let undone = match c.state.as_str() {
+                    "cancelled" => state != "cancelled",
+                    "locked" => op != Op::Unlock && state != "locked",
+                    _ => false,
+                };
+                assert!(
+                    !undone,
+                    "acknowledged {} of {} undone: {account}",
+                    c.state, c.id
+                );
+            }
+        }
+        c.take(&account);
+        c.unsure = None;
+        if c.pin_changed && c.state == "active" && !c.retired {
+            let (status, answer) = api
+                .post("/v1/login", json!({ "phone": c.phone, "pin": c.pin }))
+                .await
+                .unwrap();
+            assert_eq!(
+                status,
+                StatusCode::CREATED,
+                "acknowledged new PIN of {} lost: {answer}",
+                c.id
+            );
+            let (_, account) = api.account(&c.id).await.unwrap();
+            c.take(&account);
+        }
+        c.pin_changed = false;
+    }
+    // Codes used since the last check, and a sample of older ones (each
+    // was checked after the restart that followed its use).
+    let older = ledger.checked;
+    let sample = (0..older.min(50)).map(|i| (i * 7_919) % older);
+    let picks: Vec<usize> = sample.chain(older..ledger.used.len()).collect();
+    ledger.checked = ledger.used.len();
+    for (challenge, code) in picks.into_iter().map(|i| &ledger.used[i]) {
+        let (status, answer) = api
+            .post(
+                "/v1/verify",
+                json!({ "challenge_id": challenge, "code": code }),
+            )
+            .await
+            .unwrap();
+        assert_ne!(
+            status,
+            StatusCode::OK,
+            "used code accepted again after a crash: {answer}"
+        );
+    }
+}
+
+/// Runs the workers until they stop (after `stop`), folding their results into `ledger`.
+async fn load(
+    api: &Api,
+    ledger: &mut Ledger,
+    rng: &mut Rng,
+    numbers: &Arc<Mutex<u64>>,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    let mut shares: Vec<Vec<Citizen>> = vec![Vec::new(); WORKERS as usize];
+    for (i, c) in ledger.citizens.drain(..).enumerate() {
+        shares[i % WORKERS as usize].push(c);
+    }
+    let workers: Vec<_> = shares
+        .into_iter()
+        .map(|share| {
+            let worker = work(api.clone(), share, Rng(rng.next() | 1), Arc::clone(numbers));
+            tokio::spawn(worker)
+        })
+        .collect();
+    stop.await;
+    for worker in workers {
+        let done = worker.await.unwrap();
+        ledger.citizens.extend(done.citizens);
+        ledger.used.extend(done.used);
+        ledger.acknowledged += done.acknowledged;
+    }
+}
+
+fn seed() -> u64 {
+    std::env::var("CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x005e_ed0f_c4a5)
+}
+
+struct Run {
+    _dir: tempfile::TempDir,
+    data: PathBuf,
+    key: String,
+}
+
+impl Run {
+    fn new() -> Run {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let key = add_client(&data);
+        Run {
+            _dir: dir,
+            data,
+            key,
+        }
+    }
+
+    fn start(&self) -> (Server, Api) {
+        let server = Server::start(&self.data);
+        let api = Api::new(&server, &self.key);
+        (server, api)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_under_load_loses_nothing_acknowledged() {
+    let cycles: u64 = std::env::var("CRASH_SOAK_CYCLES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20);
+    let seed = seed();
+    println!("seed {seed} (CRASH_SEED={seed} replays), {cycles} cycles");
+    let mut rng = Rng(seed | 1);
+    let run = Run::new();
+    let numbers = Arc::new(Mutex::new(0u64));
+    let mut ledger = Ledger::default();
+    let (mut server, mut api) = run.start();
+    for cycle in 0..cycles {
+        let after = Duration::from_millis(50 + rng.below(400));
+        let (killed, kill) = tokio::sync::oneshot::channel();
+        let killer = std::thread::spawn(move || {
+            // Wall time is the point here: the kill lands wherever the load is.
+            std::thread::sleep(after);
+            server.kill();
+            let _ = killed.send(());
+        });
+        load(&api, &mut ledger, &mut rng, &numbers, async {
+            let _ = kill.await;
+        })
+        .await;
+        killer.join().unwrap();
+        let restarted = std::time::Instant::now();
+        (server, api) = run.start();
+        let started = restarted.elapsed();
+        check(&api, &mut ledger).await;
+        let checked = restarted.elapsed() - started;
+        let unsure = ledger.citizens.iter().filter(|c| c.retired).count();
+        println!(
+            "cycle {cycle}: killed after {after:?}, restarted in {started:.0?}, checked in {checked:.0?}; {} citizens, {} used codes, {} acknowledged operations so far, {unsure} retired",
+            ledger.citizens.len(),
+            ledger.used.len(),
+            ledger.acknowledged
+        );
+    }
+    assert!(
+        ledger.acknowledged > cycles * 5,
+        "too little load to mean anything"
+    );
+    assert!(ledger.citizens.iter().any(|c| c.state == "cancelled"));
+    server.kill();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_under_load_answers_or_refuses_and_keeps_everything() {
+    let mut rng = Rng(seed() | 1);
+    let run = Run::new();
+    let numbers = Arc::new(Mutex::new(0u64));
+    let mut ledger = Ledger::default();
+    let (server, api) = run.start();
+    let (stopped, stop) = tokio::sync::oneshot::channel();
+    let stopper = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(400));
+        let status = server.terminate();
+        let _ = stopped.send(());
+        status
+    });
+    load(&api, &mut ledger, &mut rng, &numbers, async {
+        let _ = stop.await;
+    })
+    .await;
+    let status = stopper.join().unwrap();
+    assert!(status.success(), "otpd exited with {status} after SIGTERM");
+    assert!(ledger.acknowledged > 5);
+    let (server, api) = run.start();
+    check(&api, &mut ledger).await;
+    server.kill();
+}
