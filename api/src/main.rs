@@ -251,7 +251,7 @@ fn open_offline(config: &Config) -> Result<Engine, String> {
         Arc::new(SystemClock::new()),
         os_seeded_rng().map_err(|e| e.to_string())?,
     )
-    .map_err(|e| format!("cannot open the store (is the server running?): {e}"))
+    .map_err(|e| format!("cannot open the store: {e}"))
 }
 
 fn manage_clients(config: &Config, action: ClientAction) -> Result<(), String> {

@@ -411,7 +411,14 @@ async fn backup(state: &Arc<AppState>) -> Reply {
         crate::wire_time(now).replace(':', "-"),
         now.0 % 1_000
     );
-    let dir = state.config.data_dir.join("backups").join(name);
+    let backups = state.config.data_dir.join("backups");
+    let mut dir = backups.join(&name);
+    for n in 2.. {
+        if !dir.exists() {
+            break;
+        }
+        dir = backups.join(format!("{name}-{n}"));
+    }
     let engine = Arc::clone(&state.engine);
     let written = tokio::task::spawn_blocking(move || engine.backup_to(&dir)).await;
     state.backing_up.store(false, Ordering::SeqCst);

@@ -672,7 +672,7 @@ fn seed() -> u64 {
 }
 
 struct Run {
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     data: PathBuf,
     key: String,
 }
@@ -682,11 +682,7 @@ impl Run {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
         let key = add_client(&data);
-        Run {
-            _dir: dir,
-            data,
-            key,
-        }
+        Run { dir, data, key }
     }
 
     fn start(&self) -> (Server, Api) {
@@ -767,5 +763,117 @@ async fn sigterm_under_load_answers_or_refuses_and_keeps_everything() {
     assert!(ledger.acknowledged > 5);
     let (server, api) = run.start();
     check(&api, &mut ledger).await;
+    server.kill();
+}
+
+/// Runs an offline `otpd` command: (succeeded, stdout, stderr).
+fn cli(data: &Path, args: &[&str]) -> (bool, String, String) {
+    let out = otpd(data).args(args).output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `otpd` on a damaged store: exits with the reason (bounded wait; a
+/// server that starts anyway fails the test).
+fn refused_start(data: &Path) -> String {
+    let mut child = otpd(data)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("otpd started on a damaged store");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_store_stops_serve_and_check_and_a_backup_brings_it_back() {
+    let run = Run::new();
+    let (server, api) = run.start();
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        let (status, account) = api
+            .post(
+                "/v1/accounts",
+                json!({
+                    "identity": { "kind": "civil_id", "number": format!("{n:08}") },
+                    "phone": format!("+3519{n:08}"),
+                    "pin": "4821",
+                }),
+            )
+            .await
+            .unwrap();
+        assert_eq!(status, StatusCode::CREATED, "{account}");
+        ids.push(account["account_id"].as_str().unwrap().to_owned());
+    }
+    let (status, _) = api
+        .post(
+            &format!("/v1/admin/accounts/{}/lock", ids[0]),
+            json!({ "reason": "fraud" }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::OK);
+    // While it runs, `check` refuses and points to a backup instead.
+    let (ok, _, err) = cli(&run.data, &["check"]);
+    assert!(!ok && err.contains("running"), "{err}");
+    assert!(server.terminate().success());
+
+    let (ok, out, err) = cli(&run.data, &["check"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("3 accounts") && out.contains("store ok"),
+        "{out}"
+    );
+    let backup = run.dir.path().join("backup");
+    let backup_arg = backup.to_str().unwrap();
+    let (ok, out, err) = cli(&run.data, &["backup", "--to", backup_arg]);
+    assert!(ok, "{err}");
+    assert!(out.contains("otpd.backup"), "{out}");
+
+    // The log emptied: sled alone would open an empty store, forgetting the lock.
+    let log = run.data.join("store").join("db");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&log)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    let (ok, _, err) = cli(&run.data, &["check"]);
+    assert!(!ok, "check passed a damaged store");
+    assert!(
+        err.contains("acknowledged") || err.contains("corrupt"),
+        "{err}"
+    );
+    let why = refused_start(&run.data);
+    assert!(
+        why.contains("acknowledged") || why.contains("corrupt"),
+        "{why}"
+    );
+
+    let (ok, _, err) = cli(&run.data, &["restore", "--from", backup_arg]);
+    assert!(!ok && err.contains("--replace"), "{err}");
+    let (ok, out, err) = cli(&run.data, &["restore", "--from", backup_arg, "--replace"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("3 accounts"), "{out}");
+    assert!(err.contains("store.replaced-"), "{err}");
+    let (ok, _, err) = cli(&run.data, &["check"]);
+    assert!(ok, "{err}");
+
+    let (server, api) = run.start();
+    let (status, account) = api.account(&ids[0]).await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(account["state"], "locked", "{account}");
     server.kill();
 }

@@ -284,6 +284,23 @@ impl TestApp {
         start(config, dir, clock, Some(keys), capture).await
     }
 
+    /// A second server on a copy of this one's data in `data_dir` (restored
+    /// from a backup, say): same clients and keys, same clock.
+    pub async fn spawn_on_copy(&self, data_dir: std::path::PathBuf) -> TestApp {
+        let dir = Arc::new(tempfile::tempdir().unwrap());
+        let config = Config {
+            data_dir,
+            ..self.config.clone()
+        };
+        let keys = [
+            self.auth_key.clone(),
+            self.accounts_key.clone(),
+            self.admin_key.clone(),
+            self.all_key.clone(),
+        ];
+        start(config, dir, self.clock.clone(), Some(keys), self.capture).await
+    }
+
     pub async fn stop(&mut self) -> Result<(), String> {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());

@@ -1,5 +1,6 @@
 use std::sync::atomic::Ordering;
 
+use hyper::StatusCode;
 use serde_json::json;
 
 use crate::helpers::*;
@@ -138,4 +139,39 @@ fn contains_token(haystack: &str, needle: &str) -> bool {
         let hexish = |b: Option<u8>| b.is_some_and(|b| b.is_ascii_hexdigit());
         !hexish(before) && !hexish(after)
     })
+}
+
+#[tokio::test]
+async fn an_admin_backup_restores_into_a_working_server() {
+    let app = spawn_app().await;
+    let account = app.registered(PHONE, "12345678").await;
+    let locked = app
+        .admin(&account, "lock", json!({ "reason": "fraud" }))
+        .await;
+    assert_eq!(locked.status, StatusCode::OK, "{}", locked.text);
+
+    let refused = app.post("/v1/admin/backup", &app.auth_key, json!({})).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    let first = app
+        .post("/v1/admin/backup", &app.admin_key, json!({}))
+        .await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.text);
+    let second = app
+        .post("/v1/admin/backup", &app.admin_key, json!({}))
+        .await;
+    assert_eq!(second.status, StatusCode::OK, "{}", second.text);
+    assert_ne!(first.body["file"], second.body["file"]);
+    let file = std::path::PathBuf::from(first.body["file"].as_str().unwrap());
+    assert!(file.starts_with(app.config.data_dir.join("backups")));
+    assert!(first.body["records"].as_u64().unwrap() >= 2);
+
+    let elsewhere = tempfile::tempdir().unwrap();
+    let data = elsewhere.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let restored = engine::restore_backup(file.parent().unwrap(), &data.join("store")).unwrap();
+    assert_eq!(restored.sha256, first.body["sha256"].as_str().unwrap());
+    let copy = app.spawn_on_copy(data).await;
+    let view = copy.account(&account).await;
+    assert_eq!(view.status, StatusCode::OK, "{}", view.text);
+    assert_eq!(view.body["state"], "locked");
 }
