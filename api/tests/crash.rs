@@ -825,9 +825,32 @@ async fn a_damaged_store_stops_serve_and_check_and_a_backup_brings_it_back() {
         .await
         .unwrap();
     assert_eq!(status, StatusCode::OK);
-    // While it runs, `check` refuses and points to a backup instead.
+    // While it runs, `check` refuses and points to a backup instead, and
+    // `backup` asks the server for its copy.
     let (ok, _, err) = cli(&run.data, &["check"]);
     assert!(!ok && err.contains("running"), "{err}");
+    let live = run.dir.path().join("live-backup");
+    let live_arg = live.to_str().unwrap();
+    let (ok, _, err) = cli(&run.data, &["backup", "--to", live_arg]);
+    assert!(!ok && err.contains("OTPD_ADMIN_KEY"), "{err}");
+    let out = otpd(&run.data)
+        .env("OTPD_ADMIN_KEY", &run.key)
+        .args([
+            "backup",
+            "--to",
+            live_arg,
+            "--server",
+            &format!("http://{}", server.address),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (ok, out, err) = cli(&run.data, &["check", "--backup", live_arg]);
+    assert!(ok && out.contains("backup ok"), "{out}{err}");
     assert!(server.terminate().success());
 
     let (ok, out, err) = cli(&run.data, &["check"]);
