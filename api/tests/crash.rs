@@ -74,22 +74,18 @@ fn otpd(data: &Path) -> Command {
 
 /// Registers the test's client offline and returns its key.
 fn add_client(data: &Path) -> String {
-    let out = otpd(data)
-        .args([
+    let (ok, key, err) = cli(
+        data,
+        &[
             "client",
             "add",
             "crash-test",
             "--scopes",
             "auth,accounts,admin",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        ],
     );
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    assert!(ok, "{err}");
+    key.trim().to_owned()
 }
 
 /// Codes the log sink wrote, by challenge id.

@@ -68,23 +68,31 @@ fn civil_id(n: u64) -> String {
     format!("{n:08}")
 }
 
-#[tokio::test]
-async fn a_full_disk_fails_writes_closed_and_service_resumes_when_space_returns() {
+/// A server whose data directory is on a fresh 64 MiB tmpfs, keeping
+/// `min_free_mb` free; `None` (with the reason printed) where mounting is not allowed.
+async fn on_small_disk(min_free_mb: u64) -> Option<(Tmpfs, TestApp)> {
     let tmpfs = match Tmpfs::mount(64) {
         Ok(t) => t,
         Err(why) => {
             println!("skipped: cannot mount a tmpfs to fill ({why})");
-            return;
+            return None;
         }
     };
-    let data = tmpfs.path.join("data");
-    let data_dir = data.clone();
+    let data_dir = tmpfs.path.join("data");
     let app = spawn_app_with(move |c| {
         c.data_dir = data_dir;
         c.store.cache_mb = 4;
-        c.store.min_free_mb = 16;
+        c.store.min_free_mb = min_free_mb;
     })
     .await;
+    Some((tmpfs, app))
+}
+
+#[tokio::test]
+async fn a_full_disk_fails_writes_closed_and_service_resumes_when_space_returns() {
+    let Some((tmpfs, app)) = on_small_disk(16).await else {
+        return;
+    };
     let mut accounts = Vec::new();
     for n in 0..5 {
         accounts.push(app.registered(&phone(n), &civil_id(n)).await);
@@ -155,20 +163,9 @@ async fn a_full_disk_fails_writes_closed_and_service_resumes_when_space_returns(
 /// store; everything acknowledged before is still there after it.
 #[tokio::test]
 async fn a_disk_full_under_the_store_stops_writes_until_a_restart() {
-    let tmpfs = match Tmpfs::mount(64) {
-        Ok(t) => t,
-        Err(why) => {
-            println!("skipped: cannot mount a tmpfs to fill ({why})");
-            return;
-        }
+    let Some((tmpfs, app)) = on_small_disk(0).await else {
+        return;
     };
-    let data_dir = tmpfs.path.join("data");
-    let app = spawn_app_with(move |c| {
-        c.data_dir = data_dir;
-        c.store.cache_mb = 4;
-        c.store.min_free_mb = 0;
-    })
-    .await;
     let mut accounts = Vec::new();
     for n in 0..5 {
         accounts.push(app.registered(&phone(n), &civil_id(n)).await);
