@@ -78,6 +78,11 @@ pub(crate) fn write(store: &Store, dir: &Path) -> Result<BackupSummary> {
             path.display()
         )));
     }
+    // A backup written beside the store must not eat the free-space reserve
+    // the store's writes depend on: refuse up front, and stop if it shrinks.
+    store
+        .writable()
+        .map_err(|e| EngineError::Storage(format!("no backup taken: {e}")))?;
     let partial = dir.join(format!("{BACKUP_FILE}.partial"));
     let file = File::create(&partial).map_err(io_error("create", &partial))?;
     let mut out = Hashing {
@@ -93,6 +98,11 @@ pub(crate) fn write(store: &Store, dir: &Path) -> Result<BackupSummary> {
         put(&mut out, &VERSION.to_be_bytes())?;
         let mut records = 0u64;
         let round = store.export(|key, value| {
+            if records % 4_096 == 0 {
+                store.writable().map_err(|e| {
+                    std::io::Error::other(format!("stopped to keep the store writable: {e}"))
+                })?;
+            }
             for field in [key, value] {
                 let len = u32::try_from(field.len())
                     .ok()

@@ -351,8 +351,9 @@ impl GroupCommit {
                 writes.add_to(&mut batch);
             }
             batch.insert(ROUND_KEY, &(round + 1).to_be_bytes());
-            self.health.observe();
             let between_rounds = self.rounds.lock().unwrap_or_else(PoisonError::into_inner);
+            // After the lock: a backup that just ran may have used space.
+            self.health.observe();
             let started = Instant::now();
             let result = db.apply_batch(batch).and_then(|()| db.flush());
             let took = started.elapsed();

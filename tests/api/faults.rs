@@ -136,6 +136,12 @@ async fn a_full_disk_fails_writes_closed_and_service_resumes_when_space_returns(
         "{}",
         refused.text
     );
+    // A backup beside the store would eat what is left: refused, with why.
+    let backup = app
+        .post("/v1/admin/backup", &app.admin_key, serde_json::json!({}))
+        .await;
+    assert_eq!(backup.error_code(), "backup_failed", "{}", backup.text);
+    assert!(backup.text.contains("disk full"), "{}", backup.text);
     // Reads answer from memory.
     for id in &accounts {
         assert_eq!(app.account(id).await.status, StatusCode::OK);
