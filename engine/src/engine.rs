@@ -283,7 +283,10 @@ pub struct Engine {
     store: Store,
     accounts: DashMap<AccountId, Account>,
     index: DashMap<String, AccountId>,
-    challenges: DashMap<ChallengeId, Challenge>,
+    /// Boxed: a map's tables run at 44–87 % load, and slack slots of a
+    /// pointer cost 8 bytes where slots of a whole challenge cost ~130
+    /// (docs/CAPACITY.md, memory per live challenge).
+    challenges: DashMap<ChallengeId, Box<Challenge>>,
     clients: DashMap<[u8; 8], Client>,
     outbox: DashMap<MessageId, Message>,
     lockouts: std::sync::atomic::AtomicU64,
@@ -379,7 +382,7 @@ impl Engine {
                 }
             }
             drop(owner);
-            self.challenges.insert(challenge.id, challenge);
+            self.challenges.insert(challenge.id, Box::new(challenge));
         }
         for value in self.store.scan_outbox() {
             let message = decode_message(&value?)?;
@@ -468,7 +471,13 @@ impl Engine {
         }
         let ticket = self.store.write(batch)?;
         for c in tx.puts {
-            self.challenges.insert(c.id, c);
+            // An update (a verify, a delivery report) reuses the box.
+            match self.challenges.get_mut(&c.id) {
+                Some(mut held) => **held = c,
+                None => {
+                    self.challenges.insert(c.id, Box::new(c));
+                }
+            }
         }
         for removed in tx.removes {
             self.challenges.remove(&removed);
@@ -501,7 +510,7 @@ impl Engine {
         if tx.removes.contains(&id) {
             return None;
         }
-        self.challenges.get(&id).map(|c| c.clone())
+        self.challenges.get(&id).map(|c| Challenge::clone(&c))
     }
 
     /// Adds a new account, reserving its identity and contacts atomically.
