@@ -81,7 +81,7 @@ pub(crate) fn write(store: &Store, dir: &Path) -> Result<BackupSummary> {
     // A backup written beside the store must not eat the free-space reserve
     // the store's writes depend on: refuse up front, and stop if it shrinks.
     store
-        .writable()
+        .has_room()
         .map_err(|e| EngineError::Storage(format!("no backup taken: {e}")))?;
     let partial = dir.join(format!("{BACKUP_FILE}.partial"));
     let file = File::create(&partial).map_err(io_error("create", &partial))?;
@@ -99,7 +99,7 @@ pub(crate) fn write(store: &Store, dir: &Path) -> Result<BackupSummary> {
         let mut records = 0u64;
         let round = store.export(|key, value| {
             if records % 4_096 == 0 {
-                store.writable().map_err(|e| {
+                store.has_room().map_err(|e| {
                     std::io::Error::other(format!("stopped to keep the store writable: {e}"))
                 })?;
             }

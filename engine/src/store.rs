@@ -250,6 +250,11 @@ impl Health {
                  restarted and reloads the store"
             )));
         }
+        self.check_room()
+    }
+
+    /// `Ok` unless free space is below the reserve.
+    fn check_room(&self) -> Result<()> {
         if self.short.load(Ordering::Acquire) {
             // Only while short: a `statvfs` per refused write notices at
             // once when space comes back.
@@ -709,6 +714,13 @@ impl Store {
     pub(crate) fn writable(&self) -> Result<()> {
         self.commit.health.observe();
         self.commit.health.check()
+    }
+
+    /// `Ok` unless the file system is below the free-space reserve (a
+    /// backup checks this: it may still copy a store whose writes failed).
+    pub(crate) fn has_room(&self) -> Result<()> {
+        self.commit.health.observe();
+        self.commit.health.check_room()
     }
 
     pub(crate) fn stats(&self) -> FlushStats {

@@ -203,6 +203,18 @@ async fn a_disk_full_under_the_store_stops_writes_until_a_restart() {
     assert_eq!(live.status, StatusCode::OK);
 
     std::fs::remove_file(&filler).unwrap();
+    // Writes stay stopped, but what is on disk can still be backed up.
+    let refused = app.register(&phone(400), &civil_id(400)).await;
+    assert_eq!(
+        refused.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        refused.text
+    );
+    let backup = app
+        .post("/v1/admin/backup", &app.admin_key, serde_json::json!({}))
+        .await;
+    assert_eq!(backup.status, StatusCode::OK, "{}", backup.text);
     let app = app.restart_expecting(Err("No space left")).await;
     for id in &accounts {
         let r = app.account(id).await;
