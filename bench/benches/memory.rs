@@ -33,7 +33,7 @@ fn main() {
     eprintln!("memory: stores written in {:.1?}", started.elapsed());
 
     let measure = |path: std::path::PathBuf, accounts, challenges| -> Opened {
-        let opened = open_in_child(&path).unwrap();
+        let opened = open_in_child(&path, 1 << 20).unwrap();
         assert_eq!((opened.accounts, opened.challenges), (accounts, challenges));
         opened
     };

@@ -1,7 +1,8 @@
 //! sled and the group commit: a record write without a flush, with its own
 //! flush, and through the group commit with 1, 16 and 64 concurrent writers;
 //! then recovery (opening an engine, in a fresh process each time, as after a
-//! restart) with 100,000 and 1,000,000 live challenges.
+//! restart, with the deployment's default sled cache) with 100,000 and
+//! 1,000,000 live challenges.
 //!
 //! `cargo bench -p otp-bench --bench storage`
 //! (`OTP_BENCH_RECOVERY=100000` limits recovery to the sizes listed.)
@@ -98,7 +99,11 @@ fn recovery(c: &mut Criterion) {
                 b.iter_custom(|iters| {
                     (0..iters)
                         .map(|_| {
-                            let opened = open_in_child(&populated.path()).unwrap();
+                            let opened = open_in_child(
+                                &populated.path(),
+                                StoreConfig::default().cache_bytes,
+                            )
+                            .unwrap();
                             assert_eq!((opened.accounts, opened.challenges), (live, live));
                             opened.recovery
                         })

@@ -165,12 +165,12 @@ pub struct Opened {
 /// The argument a benchmark binary's `main` recognises as "be the child".
 pub const CHILD_FLAG: &str = "--open-child";
 
-/// In the child: opens an engine on `path` with sled's cache at 1 MiB (so
-/// resident memory is the engine's own) and prints what [`Opened`] holds.
-pub fn child_main(path: &Path) -> Result<(), String> {
+/// In the child: opens an engine on `path` with sled's cache at
+/// `cache_bytes` and prints what [`Opened`] holds.
+pub fn child_main(path: &Path, cache_bytes: u64) -> Result<(), String> {
     let rss_before = resident_bytes().ok_or("no /proc/self/status")?;
     let mut config = engine_config(path);
-    config.store.cache_bytes = 1024 * 1024;
+    config.store.cache_bytes = cache_bytes;
     let started = std::time::Instant::now();
     let (engine, _clock) = open_with(config)?;
     let recovery = started.elapsed();
@@ -186,14 +186,17 @@ pub fn child_main(path: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// Runs this executable as a child (`CHILD_FLAG path`) and reads its report:
-/// every recovery starts in a fresh process, as after a restart, and leaves
-/// nothing behind in the benchmark's own memory.
-pub fn open_in_child(path: &Path) -> Result<Opened, String> {
+/// Runs this executable as a child (`CHILD_FLAG path cache_bytes`) and
+/// reads its report: every recovery starts in a fresh process, as after a
+/// restart, and leaves nothing behind in the benchmark's own memory. sled's
+/// page cache is `cache_bytes`: the deployment default to time recovery as
+/// operators will see it, 1 MiB to read the engine's own memory.
+pub fn open_in_child(path: &Path, cache_bytes: u64) -> Result<Opened, String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let out = std::process::Command::new(exe)
         .arg(CHILD_FLAG)
         .arg(path)
+        .arg(cache_bytes.to_string())
         .output()
         .map_err(|e| e.to_string())?;
     if !out.status.success() {
@@ -226,11 +229,12 @@ pub fn run_as_child() -> bool {
     let Some(i) = args.iter().position(|a| a == CHILD_FLAG) else {
         return false;
     };
-    let Some(path) = args.get(i + 1) else {
-        eprintln!("{CHILD_FLAG} needs a data directory");
+    let (Some(path), Some(Ok(cache_bytes))) = (args.get(i + 1), args.get(i + 2).map(|c| c.parse()))
+    else {
+        eprintln!("{CHILD_FLAG} needs a data directory and a cache size in bytes");
         std::process::exit(2);
     };
-    if let Err(e) = child_main(Path::new(path)) {
+    if let Err(e) = child_main(Path::new(path), cache_bytes) {
         eprintln!("{e}");
         std::process::exit(1);
     }

@@ -335,54 +335,74 @@ impl Engine {
         Ok(engine)
     }
 
+    /// Reads the store back into memory. Accounts, then challenges, are
+    /// each scanned on one thread per CPU (key ranges split by id): every
+    /// structure they fill is a concurrent map, and a challenge is placed
+    /// while its account's entry is held.
     fn recover(&self) -> Result<()> {
-        let mut newest = self.store.clock_floor()?;
-        for value in self.store.scan_accounts() {
-            let account = decode_account(&value?)?;
-            newest = newest.max(account.updated_at);
-            if !account.is_cancelled() {
-                for (key, field) in account.index_keys() {
-                    if self.index.insert(key, account.id).is_some() {
-                        return Err(EngineError::Corrupt(format!(
-                            "two live accounts share one {field}"
-                        )));
+        let parts = std::thread::available_parallelism().map_or(1, |n| n.get().min(16));
+        let floor = self.store.clock_floor()?;
+        let newest = self.store.scan_accounts_parallel(
+            parts,
+            |newest: &mut Timestamp, value| {
+                let account = decode_account(&value)?;
+                *newest = (*newest).max(account.updated_at);
+                if !account.is_cancelled() {
+                    for (key, field) in account.index_keys() {
+                        if self.index.insert(key, account.id).is_some() {
+                            return Err(EngineError::Corrupt(format!(
+                                "two live accounts share one {field}"
+                            )));
+                        }
                     }
                 }
-            }
-            self.accounts.insert(account.id, account);
-        }
+                self.accounts.insert(account.id, account);
+                Ok(())
+            },
+            || floor,
+        )?;
+        let newest = newest.into_iter().fold(floor, Timestamp::max);
         for value in self.store.scan_clients() {
             let client = decode_client(&value?)?;
             self.clients.insert(client.id, client);
         }
         self.clock.observe(newest);
         let now = self.clock.now();
+        let dead_parts = self.store.scan_challenges_parallel(
+            parts,
+            |dead: &mut Vec<ChallengeId>, value| {
+                let challenge = decode_challenge(&value)?;
+                let owner = self.accounts.get_mut(&challenge.account);
+                let Some(mut owner) = owner.filter(|a| !a.is_cancelled()) else {
+                    dead.push(challenge.id);
+                    return Ok(());
+                };
+                if now >= challenge.expires_at {
+                    dead.push(challenge.id);
+                    return Ok(());
+                }
+                if challenge.state == ChallengeState::Live {
+                    let slot = &mut owner.current[challenge.purpose.slot()];
+                    let newer = slot
+                        .and_then(|id| self.challenges.get(&id).map(|c| c.created_at))
+                        .is_none_or(|t| t <= challenge.created_at);
+                    if newer {
+                        *slot = Some(challenge.id);
+                    }
+                }
+                // Inserted while the owner is held: a challenge in a slot is
+                // always in the map when another thread compares with it.
+                self.challenges.insert(challenge.id, Box::new(challenge));
+                drop(owner);
+                Ok(())
+            },
+            Vec::new,
+        )?;
         let mut dead = Writes::default();
         let mut any_dead = false;
-        for value in self.store.scan_challenges() {
-            let challenge = decode_challenge(&value?)?;
-            let owner = self.accounts.get_mut(&challenge.account);
-            let Some(mut owner) = owner.filter(|a| !a.is_cancelled()) else {
-                dead.remove(&challenge_key(challenge.id)[..]);
-                any_dead = true;
-                continue;
-            };
-            if now >= challenge.expires_at {
-                dead.remove(&challenge_key(challenge.id)[..]);
-                any_dead = true;
-                continue;
-            }
-            if challenge.state == ChallengeState::Live {
-                let slot = &mut owner.current[challenge.purpose.slot()];
-                let newer = slot
-                    .and_then(|id| self.challenges.get(&id).map(|c| c.created_at))
-                    .is_none_or(|t| t <= challenge.created_at);
-                if newer {
-                    *slot = Some(challenge.id);
-                }
-            }
-            drop(owner);
-            self.challenges.insert(challenge.id, Box::new(challenge));
+        for id in dead_parts.into_iter().flatten() {
+            dead.remove(&challenge_key(id)[..]);
+            any_dead = true;
         }
         for value in self.store.scan_outbox() {
             let message = decode_message(&value?)?;

@@ -600,8 +600,68 @@ impl Store {
             .map(|item| item.map(|(_, v)| v).map_err(EngineError::from))
     }
 
-    pub(crate) fn scan_accounts(&self) -> impl Iterator<Item = Result<sled::IVec>> + '_ {
-        self.scan(ACCOUNT_PREFIX)
+    /// Runs `each` on every stored value under `prefix`, split by the key's
+    /// first id byte into `parts` ranges scanned on as many threads. Ids are
+    /// random, so the parts are even. Returns each part's result, or the
+    /// first error.
+    fn scan_parallel<R: Send>(
+        &self,
+        prefix: u8,
+        parts: usize,
+        each: impl Fn(&mut R, sled::IVec) -> Result<()> + Sync,
+        start: impl Fn() -> R + Sync,
+    ) -> Result<Vec<R>> {
+        let parts = parts.clamp(1, 256);
+        let bound = |i: usize| (i * 256 / parts) as u16;
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..parts)
+                .map(|i| {
+                    let (lo, hi) = (bound(i), bound(i + 1));
+                    let (each, start) = (&each, &start);
+                    scope.spawn(move || -> Result<R> {
+                        let mut out = start();
+                        let from = vec![prefix, lo as u8];
+                        let to = if hi == 256 {
+                            vec![prefix + 1]
+                        } else {
+                            vec![prefix, hi as u8]
+                        };
+                        let items = self.db.range(from..to);
+                        for item in items {
+                            each(&mut out, item?.1)?;
+                        }
+                        Ok(out)
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .map(|w| {
+                    w.join()
+                        .map_err(|_| EngineError::Internal("a recovery thread panicked".into()))?
+                })
+                .collect()
+        })
+    }
+
+    /// Every account record, as [`Store::scan_parallel`].
+    pub(crate) fn scan_accounts_parallel<R: Send>(
+        &self,
+        parts: usize,
+        each: impl Fn(&mut R, sled::IVec) -> Result<()> + Sync,
+        start: impl Fn() -> R + Sync,
+    ) -> Result<Vec<R>> {
+        self.scan_parallel(ACCOUNT_PREFIX, parts, each, start)
+    }
+
+    /// Every challenge record, as [`Store::scan_parallel`].
+    pub(crate) fn scan_challenges_parallel<R: Send>(
+        &self,
+        parts: usize,
+        each: impl Fn(&mut R, sled::IVec) -> Result<()> + Sync,
+        start: impl Fn() -> R + Sync,
+    ) -> Result<Vec<R>> {
+        self.scan_parallel(CHALLENGE_PREFIX, parts, each, start)
     }
 
     pub(crate) fn scan_outbox(&self) -> impl Iterator<Item = Result<sled::IVec>> + '_ {
@@ -614,10 +674,6 @@ impl Store {
 
     pub(crate) fn scan_clients(&self) -> impl Iterator<Item = Result<sled::IVec>> + '_ {
         self.scan(CLIENT_PREFIX)
-    }
-
-    pub(crate) fn scan_challenges(&self) -> impl Iterator<Item = Result<sled::IVec>> + '_ {
-        self.scan(CHALLENGE_PREFIX)
     }
 
     /// Records the newest time the engine has seen, so a restart never runs earlier.
