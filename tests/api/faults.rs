@@ -60,6 +60,10 @@ fn fill(dir: &Path, leave: u64) -> PathBuf {
     path
 }
 
+fn assert_unavailable(r: &Response) {
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text);
+}
+
 fn phone(n: u64) -> String {
     format!("+3519{n:08}")
 }
@@ -102,40 +106,20 @@ async fn a_full_disk_fails_writes_closed_and_service_resumes_when_space_returns(
     // Below the reserve: every write is refused before it changes anything.
     let filler = fill(&tmpfs.path, 8 << 20);
     let ready = app.request(hyper::Method::GET, "/readyz", None, None).await;
-    assert_eq!(
-        ready.status,
-        StatusCode::SERVICE_UNAVAILABLE,
-        "{}",
-        ready.text
-    );
+    assert_unavailable(&ready);
     assert!(ready.text.contains("disk full"), "{}", ready.text);
     let live = app.request(hyper::Method::GET, "/livez", None, None).await;
     assert_eq!(live.status, StatusCode::OK);
 
     let refused = app.register(&phone(100), &civil_id(100)).await;
-    assert_eq!(
-        refused.status,
-        StatusCode::SERVICE_UNAVAILABLE,
-        "{}",
-        refused.text
-    );
+    assert_unavailable(&refused);
     assert_eq!(refused.error_code(), "storage_unavailable");
     assert!(refused.text.contains("disk is full"), "{}", refused.text);
     assert!(refused.headers.contains_key("retry-after"));
     let refused = app.verify(&pending, &code).await;
-    assert_eq!(
-        refused.status,
-        StatusCode::SERVICE_UNAVAILABLE,
-        "{}",
-        refused.text
-    );
+    assert_unavailable(&refused);
     let refused = app.login(&phone(1), PIN).await;
-    assert_eq!(
-        refused.status,
-        StatusCode::SERVICE_UNAVAILABLE,
-        "{}",
-        refused.text
-    );
+    assert_unavailable(&refused);
     // A backup beside the store would eat what is left: refused, with why.
     let backup = app
         .post("/v1/admin/backup", &app.admin_key, serde_json::json!({}))
@@ -192,12 +176,7 @@ async fn a_disk_full_under_the_store_stops_writes_until_a_restart() {
     println!("{} acknowledged, {refused} refused", accounts.len());
     assert!(refused > 0, "a full disk refused nothing");
     let ready = app.request(hyper::Method::GET, "/readyz", None, None).await;
-    assert_eq!(
-        ready.status,
-        StatusCode::SERVICE_UNAVAILABLE,
-        "{}",
-        ready.text
-    );
+    assert_unavailable(&ready);
     println!("{}", ready.text);
     let live = app.request(hyper::Method::GET, "/livez", None, None).await;
     assert_eq!(live.status, StatusCode::OK);
@@ -205,12 +184,7 @@ async fn a_disk_full_under_the_store_stops_writes_until_a_restart() {
     std::fs::remove_file(&filler).unwrap();
     // Writes stay stopped, but what is on disk can still be backed up.
     let refused = app.register(&phone(400), &civil_id(400)).await;
-    assert_eq!(
-        refused.status,
-        StatusCode::SERVICE_UNAVAILABLE,
-        "{}",
-        refused.text
-    );
+    assert_unavailable(&refused);
     let backup = app
         .post("/v1/admin/backup", &app.admin_key, serde_json::json!({}))
         .await;
