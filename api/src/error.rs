@@ -185,25 +185,34 @@ impl From<EngineError> for ApiError {
                 err.field = Some("channel".into());
                 err
             }
-            EngineError::Storage(cause) => {
-                // A write refused up front changed nothing; one whose round
-                // failed on disk was not acknowledged, and is not promised undone.
-                let message = if cause.starts_with("disk full") {
-                    "the store's disk is full, so it takes no writes until space is freed; \
-                     nothing was changed"
-                } else if cause.starts_with("flush failed") || cause.starts_with("a write") {
-                    "the store failed to write this change, so it is not acknowledged"
-                } else {
-                    "the store cannot take writes right now; nothing was changed"
-                };
-                let mut err = ApiError::new(S::SERVICE_UNAVAILABLE, "storage_unavailable", message);
-                err.retry_after = Some(5);
-                err.cause = Some(cause);
-                err
-            }
+            EngineError::Storage(cause) => storage_unavailable(
+                "the store cannot take writes right now; nothing was changed",
+                cause,
+            ),
+            e @ EngineError::DiskFull(_) => storage_unavailable(
+                "the store's disk is full, so it takes no writes until space is freed; \
+                 nothing was changed",
+                e.to_string(),
+            ),
+            EngineError::NotStored(cause) => storage_unavailable(
+                "the store failed to write this change, so it is not acknowledged",
+                cause,
+            ),
             EngineError::Corrupt(cause) | EngineError::Internal(cause) => ApiError::internal(cause),
         }
     }
+}
+
+/// 503 `storage_unavailable`: `message` for the caller, `cause` for the log.
+fn storage_unavailable(message: &str, cause: String) -> ApiError {
+    let mut err = ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "storage_unavailable",
+        message,
+    );
+    err.retry_after = Some(5);
+    err.cause = Some(cause);
+    err
 }
 
 /// 429 for a rate limit, with `Retry-After`, the limit's name (`reason`) and
@@ -286,7 +295,9 @@ mod tests {
                 429,
             ),
             (EngineError::DestinationNotAllowed("no"), 409),
-            (EngineError::Storage("disk full".into()), 503),
+            (EngineError::Storage("closing".into()), 503),
+            (EngineError::DiskFull("1 MiB free".into()), 503),
+            (EngineError::NotStored("flush failed".into()), 503),
             (EngineError::Corrupt("bad".into()), 500),
             (EngineError::Internal("bug".into()), 500),
         ];

@@ -64,6 +64,14 @@ pub enum EngineError {
     /// The store failed; the operation did not take effect.
     #[error("storage failure: {0}")]
     Storage(String),
+    /// The store's disk is below its free-space reserve; the operation was
+    /// refused before it changed anything.
+    #[error("disk full: {0}")]
+    DiskFull(String),
+    /// The change was made in memory but its write to disk failed: it is
+    /// not acknowledged, and not promised undone.
+    #[error("not stored: {0}")]
+    NotStored(String),
     /// The store holds data the engine cannot read; it refuses to run on it.
     #[error("the data directory is corrupt: {0}")]
     Corrupt(String),

@@ -176,10 +176,10 @@ impl CommitState {
         }
         if self.failed_through >= ticket {
             let why = self.last_error.clone().unwrap_or_default();
-            return Some(Err(EngineError::Storage(format!("flush failed: {why}"))));
+            return Some(Err(EngineError::NotStored(format!("flush failed: {why}"))));
         }
         if self.shutdown && self.requested == self.flushed.max(self.failed_through) {
-            return Some(Err(EngineError::Storage(
+            return Some(Err(EngineError::NotStored(
                 "store closed before flushing".into(),
             )));
         }
@@ -260,8 +260,8 @@ impl Health {
             // once when space comes back.
             match self.free_bytes() {
                 Some(free) if free < self.min_free => {
-                    return Err(EngineError::Storage(format!(
-                        "disk full: {} MiB free on the file system of {}, below the reserve \
+                    return Err(EngineError::DiskFull(format!(
+                        "{} MiB free on the file system of {}, below the reserve \
                          of {} MiB (store.min_free_mb); writes resume when space is freed",
                         free >> 20,
                         self.path
