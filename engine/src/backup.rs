@@ -173,8 +173,9 @@ pub fn verify(dir: &Path) -> Result<BackupSummary> {
 }
 
 /// Restores the backup in `dir` as a new store at `store_path`, which must
-/// not exist yet. The store is built beside it and renamed into place only
-/// once complete.
+/// not exist yet. The checksum is checked first; the records' framing is
+/// checked as they are imported. The store is built beside the target and
+/// renamed into place only once complete.
 pub fn restore(dir: &Path, store_path: &Path) -> Result<BackupSummary> {
     if store_path.exists() {
         return Err(EngineError::Storage(format!(
@@ -182,7 +183,16 @@ pub fn restore(dir: &Path, store_path: &Path) -> Result<BackupSummary> {
             store_path.display()
         )));
     }
-    let summary = verify(dir)?;
+    let file = dir.join(BACKUP_FILE);
+    let sha256 = check_digest(&file)?;
+    let (records, round, bytes) = read_trailer(&file)?;
+    let summary = BackupSummary {
+        file,
+        records,
+        round,
+        bytes,
+        sha256,
+    };
     let mut building = store_path.as_os_str().to_owned();
     building.push(".restoring");
     let building = PathBuf::from(building);
@@ -213,6 +223,22 @@ pub fn restore(dir: &Path, store_path: &Path) -> Result<BackupSummary> {
     }
     std::fs::rename(&building, store_path).map_err(io_error("rename", &building))?;
     Ok(summary)
+}
+
+/// The record count and round stored just before the checksum, and the
+/// file's size (the file's checksum is checked already).
+fn read_trailer(path: &Path) -> Result<(u64, u64, u64)> {
+    use std::io::{Seek, SeekFrom};
+    let mut file = File::open(path).map_err(io_error("open", path))?;
+    let len = file.metadata().map_err(io_error("read", path))?.len();
+    let too_short =
+        || EngineError::Corrupt(format!("{} is too short for a backup", path.display()));
+    let at = len.checked_sub(48).ok_or_else(too_short)?;
+    file.seek(SeekFrom::Start(at))
+        .map_err(io_error("read", path))?;
+    let count = read_u64(&mut file).map_err(io_error("read", path))?;
+    let round = read_u64(&mut file).map_err(io_error("read", path))?;
+    Ok((count, round, len))
 }
 
 fn check_digest(path: &Path) -> Result<String> {
