@@ -127,6 +127,14 @@ impl Argon2Params {
 /// An Argon2id PHC string for `pin` at `params`, for bulk imports from
 /// another system or seeding test accounts. `salt` must be random.
 pub fn hash_pin_phc(pin: &Pin, params: Argon2Params, salt: [u8; 16]) -> Result<String> {
+    argon2id(params)?
+        .hash_password_with_salt(pin.expose().as_bytes(), &salt)
+        .map(|phc| phc.to_string())
+        .map_err(|e| EngineError::Internal(format!("argon2 hash: {e}")))
+}
+
+/// Argon2id (version 0x13) at `params`; bad parameters are an `argon2` field error.
+fn argon2id(params: Argon2Params) -> Result<Argon2<'static>> {
     let params = Params::new(
         params.memory_kib,
         params.iterations,
@@ -134,10 +142,7 @@ pub fn hash_pin_phc(pin: &Pin, params: Argon2Params, salt: [u8; 16]) -> Result<S
         None,
     )
     .map_err(|e| EngineError::invalid("argon2", e.to_string()))?;
-    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
-        .hash_password_with_salt(pin.expose().as_bytes(), &salt)
-        .map(|phc| phc.to_string())
-        .map_err(|e| EngineError::Internal(format!("argon2 hash: {e}")))
+    Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
 }
 
 /// Hashes and verifies PINs with the configured parameters.
@@ -155,14 +160,7 @@ impl std::fmt::Debug for PinHasher {
 
 impl PinHasher {
     pub(crate) fn new(params: Argon2Params, rng: &mut ChaCha20Rng) -> Result<Self> {
-        let params = Params::new(
-            params.memory_kib,
-            params.iterations,
-            params.parallelism,
-            None,
-        )
-        .map_err(|e| EngineError::invalid("argon2", e.to_string()))?;
-        let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
+        let argon2 = argon2id(params)?;
         let mut hasher = Self {
             argon2,
             dummy: PinHash::from_phc_unchecked(String::new()),
