@@ -458,6 +458,9 @@ pub struct ServerConfig {
     pub header_read_timeout_ms: u64,
     /// Time allowed for a whole request; past it the answer is 503.
     pub request_timeout_ms: u64,
+    /// Time allowed to send the request body once the headers are in;
+    /// past it the answer is 408 and nothing is done.
+    pub body_read_timeout_ms: u64,
     /// Largest request body.
     pub body_limit_bytes: u32,
     /// Largest body of a bulk import.
@@ -466,6 +469,9 @@ pub struct ServerConfig {
     pub shutdown_grace_ms: u64,
     /// Argon2 computations at once (0: one per CPU).
     pub argon2_workers: u32,
+    /// Niceness added to the Argon2 threads (0-19; 0: none), so verifies
+    /// and step-ups keep their latency while logins use the idle CPU.
+    pub argon2_nice: i32,
     /// How often expired challenges are swept.
     pub sweep_interval_ms: u64,
 }
@@ -476,13 +482,39 @@ impl Default for ServerConfig {
             max_connections: 1024,
             header_read_timeout_ms: 5_000,
             request_timeout_ms: 10_000,
+            body_read_timeout_ms: 5_000,
             body_limit_bytes: 16 * 1024,
             import_body_limit_bytes: 8 * 1024 * 1024,
             shutdown_grace_ms: 10_000,
             argon2_workers: 0,
+            argon2_nice: 5,
             sweep_interval_ms: 60_000,
         }
     }
+}
+
+/// A level (`error`, `warn`, `info`, `debug`, `trace`, `off`) or a list of
+/// `target=level` directives. A bare word that is not a level would be read
+/// by the filter as a target name and silence every other log: refused.
+fn check_log_level(level: &str) -> Result<(), String> {
+    const LEVELS: [&str; 6] = ["error", "warn", "info", "debug", "trace", "off"];
+    let well_formed = !level.trim().is_empty()
+        && level.split(',').all(|directive| {
+            let directive = directive.trim();
+            match directive.split_once('=') {
+                Some((target, level)) => {
+                    !target.is_empty() && LEVELS.contains(&level.to_ascii_lowercase().as_str())
+                }
+                None => LEVELS.contains(&directive.to_ascii_lowercase().as_str()),
+            }
+        });
+    if !well_formed || tracing_subscriber::EnvFilter::try_new(level).is_err() {
+        return Err(format!(
+            "log_level: {level:?} is not a level (error, warn, info, debug, trace, off) \
+             or a list of target=level directives"
+        ));
+    }
+    Ok(())
 }
 
 /// PIN policy.
@@ -748,6 +780,7 @@ impl Config {
     /// Checks what serde cannot.
     pub fn validate(&self) -> Result<(), String> {
         self.listen_addr()?;
+        check_log_level(&self.log_level)?;
         if self.server.max_connections == 0 {
             return Err("server.max_connections must be at least 1".into());
         }
@@ -758,9 +791,40 @@ impl Config {
         if self.server.body_limit_bytes < 256 {
             return Err("server.body_limit_bytes must be at least 256".into());
         }
+        if self.server.body_read_timeout_ms == 0
+            || self.server.body_read_timeout_ms >= self.server.request_timeout_ms
+        {
+            return Err(
+                "server.body_read_timeout_ms must be above 0 and below server.request_timeout_ms"
+                    .into(),
+            );
+        }
+        if !(0..=19).contains(&self.server.argon2_nice) {
+            return Err("server.argon2_nice must be 0 to 19".into());
+        }
         self.engine_config()
             .validate()
             .map_err(|e| format!("invalid setting {e}"))
+    }
+
+    /// A copy for printing: every inline secret (SMTP password, gateway,
+    /// push and letter credentials) replaced by `<redacted>`; references
+    /// (`env:NAME`, `file:/path`) kept, as they reveal nothing.
+    pub fn redacted(&self) -> Config {
+        fn redact(value: &mut String) {
+            let reference = value.starts_with("env:") || value.starts_with("file:");
+            if !value.is_empty() && !reference {
+                *value = "<redacted>".into();
+            }
+        }
+        let mut copy = self.clone();
+        for gateway in &mut copy.delivery.sms {
+            redact(&mut gateway.auth_value);
+        }
+        redact(&mut copy.delivery.email.password);
+        redact(&mut copy.delivery.push.auth_value);
+        redact(&mut copy.delivery.letter.auth_value);
+        copy
     }
 
     /// The listen address.
@@ -928,6 +992,73 @@ mod tests {
         assert_eq!(engine.argon2.memory_kib, 19_456);
         assert_eq!(engine.lockout.pin_threshold, 5);
         assert_eq!(config.listen, "127.0.0.1:8080");
+    }
+
+    #[test]
+    fn the_defaults_in_the_operations_guide_are_the_defaults() {
+        let guide = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/OPERATIONS.md"),
+        )
+        .unwrap();
+        let block = guide
+            .split_once("The defaults:\n\n```toml\n")
+            .and_then(|(_, rest)| rest.split_once("```"))
+            .map(|(block, _)| block)
+            .expect("docs/OPERATIONS.md has the defaults block");
+        let documented: Vec<&str> = block
+            .lines()
+            .map(|l| {
+                l.split_once(" #")
+                    .map_or(l, |(setting, _)| setting)
+                    .trim_end()
+            })
+            .collect();
+        let actual = toml::to_string(&Config::default()).unwrap();
+        let actual: Vec<&str> = actual.lines().map(str::trim_end).collect();
+        assert_eq!(documented, actual, "update docs/OPERATIONS.md's defaults");
+    }
+
+    #[test]
+    fn log_levels_are_levels_or_directives_and_nothing_else() {
+        for good in ["info", "WARN", "otpd=debug,hyper=warn", "debug,sled=error"] {
+            let config = Config::load(
+                None,
+                env(&[("OTPD_LOG_LEVEL", good)]),
+                &Overrides::default(),
+            );
+            assert!(config.is_ok(), "{good}: {config:?}");
+        }
+        for bad in ["infoo", "", "verbose", "otpd=loud", "=info"] {
+            let err = Config::load(None, env(&[("OTPD_LOG_LEVEL", bad)]), &Overrides::default())
+                .unwrap_err();
+            assert!(err.contains("log_level"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn printing_redacts_inline_secrets_and_keeps_references() {
+        let mut config = Config::default();
+        config.delivery.email.password = "hunter2".into();
+        config.delivery.push.auth_value = "env:PUSH_TOKEN".into();
+        config.delivery.letter.auth_value = "Bearer print-house-secret".into();
+        config.delivery.sms.push(SmsGatewayConfig {
+            name: "gw".into(),
+            url: "https://sms.example/send".into(),
+            auth_header: "authorization".into(),
+            auth_value: "Bearer sms-secret".into(),
+            body: BodyFormat::Json,
+            template: "{}".into(),
+        });
+        let text = toml::to_string(&config.redacted()).unwrap();
+        for secret in ["hunter2", "print-house-secret", "sms-secret"] {
+            assert!(!text.contains(secret), "{secret} printed:\n{text}");
+        }
+        assert!(text.contains("env:PUSH_TOKEN"));
+        assert_eq!(text.matches("<redacted>").count(), 3, "{text}");
+        assert_eq!(
+            config.delivery.email.password, "hunter2",
+            "the original is untouched"
+        );
     }
 
     #[test]

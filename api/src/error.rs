@@ -139,7 +139,7 @@ impl From<EngineError> for ApiError {
             EngineError::ActivationNotFound => ApiError::new(
                 S::NOT_FOUND,
                 "activation_not_found",
-                "no pending registration matches this identity and birth date",
+                "no pending activation matches this identity (and birth date), or it cannot be activated now; check them, or ask for a new code",
             ),
             EngineError::Locked { .. } => locked(),
             EngineError::WrongState(why) => ApiError::new(S::CONFLICT, "wrong_state", why),
@@ -198,7 +198,9 @@ impl From<EngineError> for ApiError {
                 "the store failed to write this change, so it is not acknowledged",
                 cause,
             ),
-            EngineError::Corrupt(cause) | EngineError::Internal(cause) => ApiError::internal(cause),
+            EngineError::Corrupt(cause)
+            | EngineError::StoreInUse(cause)
+            | EngineError::Internal(cause) => ApiError::internal(cause),
         }
     }
 }
@@ -299,6 +301,7 @@ mod tests {
             (EngineError::DiskFull("1 MiB free".into()), 503),
             (EngineError::NotStored("flush failed".into()), 503),
             (EngineError::Corrupt("bad".into()), 500),
+            (EngineError::StoreInUse("held".into()), 500),
             (EngineError::Internal("bug".into()), 500),
         ];
         for (error, status) in cases {

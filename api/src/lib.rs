@@ -3,7 +3,9 @@
 pub mod config;
 pub mod delivery;
 pub mod error;
+pub mod failure;
 pub mod limits;
+pub mod pin_workers;
 mod routes;
 pub mod secrets;
 pub mod startup;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand, ValueEnum};
 use engine::{Durable, Engine, Scope, Scopes, SystemClock, os_seeded_rng};
 use otpd::config::{self, Config, Environment, LogFormat, Overrides};
+use otpd::failure::Failure;
 use otpd::secrets::{KeySource, load_code_key};
 use otpd::{App, Dependencies, telemetry};
 
@@ -119,14 +120,14 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("otpd: {message}");
-            std::process::ExitCode::FAILURE
+        Err(failure) => {
+            eprintln!("otpd: {failure}");
+            std::process::ExitCode::from(failure.exit_code())
         }
     }
 }
 
-fn run(cli: Cli) -> Result<(), String> {
+fn run(cli: Cli) -> Result<(), Failure> {
     let overrides = Overrides {
         listen: cli.listen,
         data_dir: cli.data_dir,
@@ -139,7 +140,8 @@ fn run(cli: Cli) -> Result<(), String> {
             EnvironmentArg::Production => Environment::Production,
         }),
     };
-    let config = Config::load(cli.config.as_deref(), std::env::vars(), &overrides)?;
+    let config = Config::load(cli.config.as_deref(), std::env::vars(), &overrides)
+        .map_err(Failure::Config)?;
     telemetry::init_logging(config.log_format, &config.log_level);
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(config),
@@ -163,7 +165,8 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::Restore { from, replace } => restore(&config, &from, replace),
         Command::Check { backup } => check(&config, backup.as_deref()),
         Command::Config => {
-            let text = toml::to_string(&config).map_err(|e| e.to_string())?;
+            // Inline secrets print as <redacted>; env:/file: references as they are.
+            let text = toml::to_string(&config.redacted()).map_err(|e| e.to_string())?;
             print!("{text}");
             Ok(())
         }
@@ -176,9 +179,9 @@ fn run(cli: Cli) -> Result<(), String> {
     }
 }
 
-fn code_key(config: &Config) -> Result<engine::CodeKey, String> {
+fn code_key(config: &Config) -> Result<engine::CodeKey, Failure> {
     let from_env = std::env::var(config::ENV_CODE_KEY).ok();
-    let (key, source) = load_code_key(config, from_env.as_deref())?;
+    let (key, source) = load_code_key(config, from_env.as_deref()).map_err(Failure::Config)?;
     match source {
         KeySource::Generated(path) => tracing::warn!(
             path = %path.display(),
@@ -190,7 +193,7 @@ fn code_key(config: &Config) -> Result<engine::CodeKey, String> {
     Ok(key)
 }
 
-fn serve(config: Config) -> Result<(), String> {
+fn serve(config: Config) -> Result<(), Failure> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -216,7 +219,7 @@ fn serve(config: Config) -> Result<(), String> {
             .local_addr()
             .map_err(|e| format!("cannot read the listening address: {e}"))?;
         tracing::info!(address = %bound, "otpd listening");
-        app.serve(listener, shutdown_signal()).await
+        Ok(app.serve(listener, shutdown_signal()).await?)
     })
 }
 
@@ -244,17 +247,17 @@ async fn shutdown_signal() {
 }
 
 /// Opens the store directly, for the offline commands.
-fn open_offline(config: &Config) -> Result<Engine, String> {
+fn open_offline(config: &Config) -> Result<Engine, Failure> {
     Engine::open(
         config.engine_config(),
         code_key(config)?,
         Arc::new(SystemClock::new()),
         os_seeded_rng().map_err(|e| e.to_string())?,
     )
-    .map_err(|e| format!("cannot open the store: {e}"))
+    .map_err(|e| Failure::opening("cannot open the store", e))
 }
 
-fn manage_clients(config: &Config, action: ClientAction) -> Result<(), String> {
+fn manage_clients(config: &Config, action: ClientAction) -> Result<(), Failure> {
     let engine = open_offline(config)?;
     match action {
         ClientAction::Add { name, scopes } => {
@@ -303,7 +306,7 @@ fn print_backup(summary: &engine::BackupSummary) {
     );
 }
 
-fn print_counts(engine: &Engine) -> Result<(), String> {
+fn print_counts(engine: &Engine) -> Result<(), Failure> {
     let stats = engine.stats();
     let dead = engine.dead_letters().map_err(|e| e.to_string())?.len();
     println!(
@@ -322,15 +325,15 @@ fn store_dir(config: &Config) -> PathBuf {
     config.data_dir.join("store")
 }
 
-fn backup(config: &Config, to: &std::path::Path, server: Option<String>) -> Result<(), String> {
+fn backup(config: &Config, to: &std::path::Path, server: Option<String>) -> Result<(), Failure> {
     let store = store_dir(config);
     let running = engine::store_in_use(&store).map_err(|e| e.to_string())?;
     let summary = if server.is_none() && !running {
         if !store.exists() {
-            return Err(format!(
+            return Err(Failure::Other(format!(
                 "no store at {}: nothing to back up",
                 store.display()
-            ));
+            )));
         }
         open_offline(config)?
             .backup_to(to)
@@ -437,22 +440,22 @@ fn move_backup(written: &std::path::Path, to: &std::path::Path) -> Result<(), St
     Ok(())
 }
 
-fn restore(config: &Config, from: &std::path::Path, replace: bool) -> Result<(), String> {
-    engine::verify_backup(from).map_err(|e| e.to_string())?;
+fn restore(config: &Config, from: &std::path::Path, replace: bool) -> Result<(), Failure> {
+    engine::verify_backup(from).map_err(|e| Failure::opening("the backup", e))?;
     let store = store_dir(config);
     if store.exists() {
         if engine::store_in_use(&store).map_err(|e| e.to_string())? {
-            return Err(format!(
+            return Err(Failure::StoreInUse(format!(
                 "otpd is running on {}; stop it before restoring",
                 config.data_dir.display()
-            ));
+            )));
         }
         if !replace {
-            return Err(format!(
+            return Err(Failure::Other(format!(
                 "{} already holds a store; pass --replace to set it aside (renamed, not \
                  deleted) and restore in its place",
                 store.display()
-            ));
+            )));
         }
         let since_epoch = engine::Clock::now(&SystemClock::new()).0 / 1_000;
         let aside = config
@@ -476,23 +479,26 @@ fn restore(config: &Config, from: &std::path::Path, replace: bool) -> Result<(),
     print_counts(&engine)
 }
 
-fn check(config: &Config, backup: Option<&std::path::Path>) -> Result<(), String> {
+fn check(config: &Config, backup: Option<&std::path::Path>) -> Result<(), Failure> {
     if let Some(dir) = backup {
-        let summary = engine::verify_backup(dir).map_err(|e| e.to_string())?;
+        let summary = engine::verify_backup(dir).map_err(|e| Failure::opening("the backup", e))?;
         print_backup(&summary);
         println!("backup ok");
         return Ok(());
     }
     let store = store_dir(config);
     if !store.exists() {
-        return Err(format!("no store at {}: nothing to check", store.display()));
+        return Err(Failure::Other(format!(
+            "no store at {}: nothing to check",
+            store.display()
+        )));
     }
     if engine::store_in_use(&store).map_err(|e| e.to_string())? {
-        return Err(format!(
+        return Err(Failure::StoreInUse(format!(
             "otpd is running on {}: `otpd check` reads the store offline, so stop it first \
              (or take a backup and check that with --backup)",
             config.data_dir.display()
-        ));
+        )));
     }
     let engine = open_offline(config)?;
     print!("{}: ", store.display());

@@ -2,16 +2,18 @@
 
 use std::convert::Infallible;
 use std::net::IpAddr;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use engine::{
-    AccountId, ChallengeId, Code, Contact, ContactChangeStart, Durable, Engine, EngineError,
-    ImportAccount, ImportState, Issued, LoginId, LoginOutcome, Pin, PinChange, PreRegistration,
-    Purpose, PushToken, Scope, Verification,
+    AccountId, ActivationTarget, ChallengeId, Contact, ContactChangeStart, Durable, Engine,
+    EngineError, ImportAccount, ImportState, Issued, LoginId, LoginOutcome, PinChange,
+    PreRegistration, Purpose, PushToken, Scope, Verification,
 };
+use futures_util::FutureExt;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
@@ -21,6 +23,7 @@ use serde_json::{Value, json};
 
 use crate::error::{ApiError, locked, rate_limited};
 use crate::limits::Cost;
+use crate::pin_workers::Lost;
 use crate::startup::AppState;
 use crate::wire;
 
@@ -53,6 +56,9 @@ enum Route {
     ResetPin(String),
     Import,
     Backup,
+    /// A handler that panics, to test that a panic still gets an answer.
+    #[cfg(test)]
+    Panic,
 }
 
 /// Matches method and path; the label is the route's template, for logs and metrics.
@@ -87,6 +93,8 @@ fn route(method: &Method, path: &str) -> Result<(Route, &'static str), (ApiError
         }
         ["v1", "admin", "import"] => ("/v1/admin/import", &[Method::POST]),
         ["v1", "admin", "backup"] => ("/v1/admin/backup", &[Method::POST]),
+        #[cfg(test)]
+        ["test", "panic"] => ("/test/panic", &[Method::GET]),
         _ => {
             let e = ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint");
             return Err((e, "unknown"));
@@ -125,6 +133,8 @@ fn route(method: &Method, path: &str) -> Result<(Route, &'static str), (ApiError
         (["v1", "admin", "accounts", a, "unlock"], _) => Route::Unlock(id(a)),
         (["v1", "admin", "accounts", a, "pin-reset"], _) => Route::ResetPin(id(a)),
         (["v1", "admin", "backup"], _) => Route::Backup,
+        #[cfg(test)]
+        (["test", "panic"], _) => Route::Panic,
         _ => Route::Import,
     };
     Ok((route, label))
@@ -144,15 +154,22 @@ pub async fn handle(
         Err((error, label)) => (label, Err(error)),
         Ok((route, label)) => {
             let timeout = Duration::from_millis(state.config.server.request_timeout_ms);
-            let result =
-                match tokio::time::timeout(timeout, dispatch(&state, peer, route, request)).await {
-                    Ok(result) => result,
-                    Err(_) => Err(ApiError::new(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "timeout",
-                        "the request took too long; it may or may not have taken effect",
-                    )),
-                };
+            // A panic in a handler is a bug; it still gets an answer (an
+            // opaque 500 with the request id) and an ERROR line, not a
+            // dropped connection.
+            let guarded = AssertUnwindSafe(dispatch(&state, peer, route, request)).catch_unwind();
+            let result = match tokio::time::timeout(timeout, guarded).await {
+                Ok(Ok(result)) => result,
+                Ok(Err(panic)) => Err(ApiError::internal(format!(
+                    "the handler panicked: {}",
+                    panic_message(panic.as_ref())
+                ))),
+                Err(_) => Err(ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "timeout",
+                    "the request took too long; it may or may not have taken effect",
+                )),
+            };
             (label, result)
         }
     };
@@ -191,6 +208,14 @@ pub async fn handle(
     Ok(response)
 }
 
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)")
+}
+
 fn request_id(request: &Request<Incoming>) -> String {
     let given = request
         .headers()
@@ -206,7 +231,7 @@ fn request_id(request: &Request<Incoming>) -> String {
         None => {
             let mut bytes = [0u8; 8];
             let _ = getrandom::fill(&mut bytes);
-            bytes.iter().map(|b| format!("{b:02x}")).collect()
+            hex::encode(bytes)
         }
     }
 }
@@ -217,6 +242,8 @@ impl Route {
         use Cost::{Attempt, Free, Issue, IssueAndAttempt};
         match self {
             Route::Livez | Route::Readyz | Route::Metrics => (None, Free),
+            #[cfg(test)]
+            Route::Panic => (None, Free),
             Route::Register
             | Route::PreRegister
             | Route::ReadAccount(_)
@@ -284,7 +311,7 @@ async fn dispatch(
             let challenge = challenge_id(&input.challenge_id)?;
             let outcome = state
                 .engine
-                .confirm_contact_change(challenge, &Code::new(input.code))?
+                .confirm_contact_change(challenge, &input.code)?
                 .wait_async()
                 .await?;
             verification(state, outcome)
@@ -311,7 +338,7 @@ async fn dispatch(
             let challenge = challenge_id(&input.challenge_id)?;
             let outcome = state
                 .engine
-                .verify(challenge, purpose, &Code::new(input.code))?
+                .verify(challenge, purpose, &input.code)?
                 .wait_async()
                 .await?;
             verification(state, outcome)
@@ -359,14 +386,27 @@ async fn dispatch(
         }
         Route::ActivationComplete => {
             let input: wire::ActivationCompleteIn = body(state, request).await?;
-            let challenge = challenge_id(&input.challenge_id)?;
-            let (code, pin) = (Code::new(input.code), Pin::new(input.pin));
-            let outcome = blocking(state, move |engine| {
-                engine
-                    .activate(challenge, &code, &pin)
-                    .and_then(Durable::wait)
-            })
-            .await?;
+            let birth_date = wire::birth_date(input.birth_date.as_deref(), state.engine.now())?;
+            let target = match (input.challenge_id.as_deref(), &input.identity) {
+                (Some(id), None) => ActivationTarget::Challenge {
+                    id: challenge_id(id)?,
+                    birth_date,
+                },
+                (None, Some(identity)) => ActivationTarget::Identity {
+                    identity: identity.parse()?,
+                    birth_date,
+                },
+                _ => {
+                    return Err(ApiError::invalid(
+                        "challenge_id",
+                        "send exactly one of challenge_id or identity",
+                    ));
+                }
+            };
+            let (code, pin) = (input.code, input.pin);
+            let outcome =
+                blocking_durable(state, move |engine| engine.activate(&target, &code, &pin))
+                    .await?;
             verification(state, outcome)
         }
         Route::Lock(id) => {
@@ -383,15 +423,14 @@ async fn dispatch(
         Route::ResetPin(id) => {
             let id = account_id(&id)?;
             let input: wire::ResetPinIn = body(state, request).await?;
-            let pin = Pin::new(input.pin);
-            blocking(state, move |engine| {
-                engine.reset_pin(id, &pin).and_then(Durable::wait)
-            })
-            .await?;
+            let pin = input.pin;
+            blocking_durable(state, move |engine| engine.reset_pin(id, &pin)).await?;
             ok(wire::account(&state.engine.account(id)?))
         }
         Route::Import => import(state, body(state, request).await?).await,
         Route::Backup => backup(state).await,
+        #[cfg(test)]
+        Route::Panic => panic!("a deliberate panic in a handler"),
     }
 }
 
@@ -425,12 +464,20 @@ async fn backup(state: &Arc<AppState>) -> Reply {
     let summary = written
         .map_err(|e| ApiError::internal(format!("backup task failed: {e}")))?
         .map_err(|e| {
-            tracing::error!(error = %e, "backup failed");
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "backup_failed",
-                format!("the backup failed: {e}"),
-            )
+            // The cause (paths, disk errors) goes to the log with the request id, not to the caller.
+            let short = matches!(e, EngineError::DiskFull(_));
+            let mut error = ApiError::internal(format!("backup failed: {e}"));
+            error.code = "backup_failed";
+            if short {
+                error.status = StatusCode::SERVICE_UNAVAILABLE;
+                error.message = "the backup was refused (disk full: the store's file system is \
+                                 below its free-space reserve); free space and retry"
+                    .into();
+                error.retry_after = Some(60);
+            } else {
+                error.message = "the backup failed; the cause is in the server's log".into();
+            }
+            error
         })?;
     tracing::info!(file = %summary.file.display(), records = summary.records, "backup written");
     ok(json!({
@@ -561,9 +608,23 @@ async fn body<T: DeserializeOwned>(
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(too_large());
     }
-    let bytes = Limited::new(request.into_body(), limit)
-        .collect()
-        .await
+    let patience = Duration::from_millis(state.config.server.body_read_timeout_ms);
+    let collected =
+        tokio::time::timeout(patience, Limited::new(request.into_body(), limit).collect())
+            .await
+            .map_err(|_| {
+                // A client that announced more than it sent: its fault, not the server's.
+                ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "body_timeout",
+                    format!(
+                        "the request body did not arrive within {} ms (is Content-Length right?); \
+                     nothing was done",
+                        patience.as_millis()
+                    ),
+                )
+            })?;
+    let bytes = collected
         .map_err(|e| {
             if e.is::<http_body_util::LengthLimitError>() {
                 too_large()
@@ -572,17 +633,36 @@ async fn body<T: DeserializeOwned>(
             }
         })?
         .to_bytes();
-    serde_json::from_slice(&bytes).map_err(|e| json_error(&e))
+    parse_json(&bytes)
 }
 
-/// A 400 naming the field serde complained about, where it says.
-fn json_error(e: &serde_json::Error) -> ApiError {
-    let text = e.to_string();
-    let field = text
-        .split('`')
-        .nth(1)
-        .filter(|_| text.starts_with("unknown field") || text.starts_with("missing field"))
-        .unwrap_or("body");
+/// Parses a JSON body; a 400 names the field at fault by its full path
+/// (`identity.number`), or `body` when the JSON itself is broken.
+fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(&mut deserializer).map_err(|e| json_error(&e))
+}
+
+fn json_error(e: &serde_path_to_error::Error<serde_json::Error>) -> ApiError {
+    let inner = e.inner();
+    let text = inner.to_string();
+    let path = e.path().to_string();
+    let named = text.split('`').nth(1);
+    let field = if inner.is_syntax() || inner.is_eof() {
+        "body".to_owned()
+    } else if text.starts_with("missing field") {
+        // The path is the object missing it.
+        match (path.as_str(), named) {
+            (".", Some(name)) => name.to_owned(),
+            (object, Some(name)) => format!("{object}.{name}"),
+            (object, None) => object.to_owned(),
+        }
+    } else if path == "." || path.starts_with('[') {
+        // The body as a whole is the wrong shape (e.g. an array).
+        "body".to_owned()
+    } else {
+        path
+    };
     let mut error = ApiError::invalid(field, format!("malformed JSON: {text}"));
     error.code = "malformed_json";
     error
@@ -600,21 +680,31 @@ fn lifetime(seconds: Option<u64>) -> Option<Duration> {
     seconds.map(Duration::from_secs)
 }
 
-/// Runs Argon2-heavy engine work on the blocking pool, at most `argon2_workers` at once.
+/// Runs Argon2-heavy engine work on a PIN worker (`server.argon2_workers`
+/// threads). The worker is freed as the work ends: the caller waits for
+/// durability afterwards, so a worker never sits idle through a flush.
 async fn blocking<T: Send + 'static>(
     state: &Arc<AppState>,
     work: impl FnOnce(&Engine) -> Result<T, EngineError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    let _permit = state
-        .argon2
-        .acquire()
-        .await
-        .map_err(|_| ApiError::internal("argon2 pool closed"))?;
     let engine = Arc::clone(&state.engine);
-    tokio::task::spawn_blocking(move || work(&engine))
-        .await
-        .map_err(|e| ApiError::internal(format!("blocking task failed: {e}")))?
-        .map_err(ApiError::from)
+    match state.pin_workers.run(move || work(&engine)).await {
+        Ok(result) => result.map_err(ApiError::from),
+        Err(Lost::Panicked) => Err(ApiError::internal("a PIN worker's job panicked")),
+        Err(Lost::Stopped) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "draining",
+            "the server is shutting down",
+        )),
+    }
+}
+
+/// [`blocking`] for work that changes state, then the wait until it is durable.
+async fn blocking_durable<T: Send + Unpin + 'static>(
+    state: &Arc<AppState>,
+    work: impl FnOnce(&Engine) -> Result<Durable<T>, EngineError> + Send + 'static,
+) -> Result<T, ApiError> {
+    Ok(blocking(state, work).await?.wait_async().await?)
 }
 
 /// Wakes the sender for the new code (already in the outbox) and answers
@@ -688,14 +778,11 @@ async fn register(state: &Arc<AppState>, input: wire::RegisterIn) -> Reply {
         identity: input.identity.parse()?,
         phone: wire::phone(input.phone.as_deref())?,
         email: wire::email(input.email.as_deref())?,
-        pin: Pin::new(input.pin),
+        pin: input.pin,
         birth_date: wire::birth_date(input.birth_date.as_deref(), state.engine.now())?,
         postal_address: wire::address(input.postal_address.as_deref())?,
     };
-    let id = blocking(state, move |engine| {
-        engine.register(new).and_then(Durable::wait)
-    })
-    .await?;
+    let id = blocking_durable(state, move |engine| engine.register(new)).await?;
     let view = state.engine.account(id)?;
     Ok(json_response(StatusCode::CREATED, &wire::account(&view)))
 }
@@ -728,11 +815,9 @@ async fn login(state: &Arc<AppState>, input: wire::LoginIn) -> Reply {
     let channel = wire::channel(input.channel.as_deref())?;
     let lifetime = lifetime(input.lifetime_seconds);
     let locale = wire::locale(input.locale.as_deref())?;
-    let pin = Pin::new(input.pin);
-    let outcome = blocking(state, move |engine| {
-        engine
-            .login(&login, &pin, channel, lifetime, locale)
-            .and_then(Durable::wait)
+    let pin = input.pin;
+    let outcome = blocking_durable(state, move |engine| {
+        engine.login(&login, &pin, channel, lifetime, locale)
     })
     .await?;
     match outcome {
@@ -748,15 +833,9 @@ async fn login(state: &Arc<AppState>, input: wire::LoginIn) -> Reply {
 
 async fn change_pin(state: &Arc<AppState>, account: AccountId, input: wire::ChangePinIn) -> Reply {
     let challenge = challenge_id(&input.challenge_id)?;
-    let (current, code, new) = (
-        Pin::new(input.current_pin),
-        Code::new(input.code),
-        Pin::new(input.new_pin),
-    );
-    let outcome = blocking(state, move |engine| {
-        engine
-            .change_pin(account, &current, challenge, &code, &new)
-            .and_then(Durable::wait)
+    let (current, code, new) = (input.current_pin, input.code, input.new_pin);
+    let outcome = blocking_durable(state, move |engine| {
+        engine.change_pin(account, &current, challenge, &code, &new)
     })
     .await?;
     match outcome {
@@ -792,7 +871,7 @@ async fn begin_contact_change(
         .begin_contact_change(
             account,
             proof,
-            &Code::new(input.proof_code),
+            &input.proof_code,
             contact,
             wire::locale(input.locale.as_deref())?,
         )?
@@ -817,18 +896,21 @@ async fn import(state: &Arc<AppState>, input: wire::ImportIn) -> Reply {
     for a in input.accounts {
         parsed.push(parse_import(a, today));
     }
-    let results = blocking(state, move |engine| {
-        let pending: Vec<Result<Durable<AccountId>, ApiError>> = parsed
+    let pending = blocking(state, move |engine| {
+        Ok(parsed
             .into_iter()
             .map(|p| p.and_then(|a| engine.import(a).map_err(ApiError::from)))
-            .collect();
-        // Waiting after all writes lets one flush cover the whole batch.
-        Ok(pending
-            .into_iter()
-            .map(|p| p.and_then(|d| d.wait().map_err(ApiError::from)))
-            .collect::<Vec<_>>())
+            .collect::<Vec<Result<Durable<AccountId>, ApiError>>>())
     })
     .await?;
+    // Waiting after all writes lets one flush cover the whole batch.
+    let mut results = Vec::with_capacity(pending.len());
+    for p in pending {
+        results.push(match p {
+            Ok(durable) => durable.wait_async().await.map_err(ApiError::from),
+            Err(e) => Err(e),
+        });
+    }
     let imported = results.iter().filter(|r| r.is_ok()).count();
     let items: Vec<Value> = results
         .into_iter()
@@ -906,15 +988,122 @@ mod tests {
         assert_eq!((e.status, label), (StatusCode::NOT_FOUND, "unknown"));
     }
 
+    /// Log lines written on this thread while the guard lives.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_panicking_handler_answers_500_with_the_request_id_and_logs_an_error() {
+        let logs = Captured::default();
+        let writer = logs.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = crate::config::Config {
+            listen: "127.0.0.1:0".into(),
+            data_dir: dir.path().join("data"),
+            ..crate::config::Config::default()
+        };
+        config.argon2.memory_kib = 64;
+        config.argon2.iterations = 1;
+        let deps = crate::Dependencies {
+            clock: Arc::new(engine::ManualClock::new(engine::Timestamp(
+                1_795_392_000_000,
+            ))),
+            rng: engine::seeded_rng([3; 32]),
+            code_key: engine::CodeKey::new([4; 32]),
+            delivery: None,
+        };
+        let app = crate::App::build(config, deps).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(app.serve(listener, async {
+            let _ = stopped.await;
+        }));
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http::<Full<Bytes>>();
+        let request = Request::get(format!("http://{address}/test/panic"))
+            .header("x-request-id", "panic-test-1")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let response = client.request(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(response.headers()["x-request-id"], "panic-test-1");
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        let body: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["error"]["code"], "internal", "{body}");
+        assert!(
+            !body.to_string().contains("deliberate"),
+            "5xx bodies stay opaque: {body}"
+        );
+        // The server still serves.
+        let again = client
+            .request(
+                Request::get(format!("http://{address}/livez"))
+                    .body(Full::new(Bytes::new()))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(again.status(), StatusCode::OK);
+        let _ = stop.send(());
+        server.await.unwrap().unwrap();
+        let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+        let line = logs
+            .lines()
+            .find(|l| l.contains("ERROR") && l.contains("panic-test-1"))
+            .unwrap_or_else(|| panic!("no ERROR line with the request id in:\n{logs}"));
+        assert!(line.contains("deliberate panic"), "{line}");
+    }
+
     #[test]
-    fn json_errors_name_the_unknown_or_missing_field() {
-        let e =
-            serde_json::from_str::<wire::VerifyIn>(r#"{"challenge_id":"x","code":"1","extra":1}"#)
-                .unwrap_err();
-        assert_eq!(json_error(&e).field.as_deref(), Some("extra"));
-        let e = serde_json::from_str::<wire::VerifyIn>(r#"{"challenge_id":"x"}"#).unwrap_err();
-        assert_eq!(json_error(&e).field.as_deref(), Some("code"));
-        let e = serde_json::from_str::<wire::VerifyIn>("[").unwrap_err();
-        assert_eq!(json_error(&e).field.as_deref(), Some("body"));
+    fn json_errors_name_the_unknown_or_missing_field_by_its_path() {
+        let field = |json: &str| {
+            parse_json::<wire::RegisterIn>(json.as_bytes())
+                .unwrap_err()
+                .field
+                .clone()
+                .unwrap_or_default()
+        };
+        let identity = r#""identity":{"kind":"civil_id","number":"12345678"}"#;
+        assert_eq!(
+            field(&format!(r#"{{{identity},"pin":"1","extra":1}}"#)),
+            "extra"
+        );
+        assert_eq!(field(&format!(r#"{{{identity}}}"#)), "pin");
+        assert_eq!(
+            field(r#"{"identity":{"kind":"civil_id"},"pin":"4821"}"#),
+            "identity.number"
+        );
+        assert_eq!(
+            field(r#"{"identity":{"kind":"civil_id","number":"1","colour":"red"},"pin":"4821"}"#),
+            "identity.colour"
+        );
+        assert_eq!(
+            field(r#"{"identity":{"kind":"civil_id","number":12},"pin":"4821"}"#),
+            "identity.number"
+        );
+        assert_eq!(field("["), "body");
+        assert_eq!(field("[1]"), "body");
+        assert_eq!(field(r#"{"identity":"#), "body");
     }
 }

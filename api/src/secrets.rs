@@ -23,8 +23,8 @@ pub fn load_code_key(
     config: &Config,
     from_env: Option<&str>,
 ) -> Result<(CodeKey, KeySource), String> {
-    if let Some(hex) = from_env {
-        let key = parse_key(hex.trim().as_bytes())
+    if let Some(text) = from_env {
+        let key = parse_key(text.trim().as_bytes())
             .ok_or("OTPD_CODE_KEY must be 64 hexadecimal digits (32 bytes)")?;
         return Ok((key, KeySource::Environment));
     }
@@ -77,13 +77,8 @@ fn parse_key(bytes: &[u8]) -> Option<CodeKey> {
         return Some(CodeKey::new(raw));
     }
     let text = std::str::from_utf8(bytes).ok()?.trim();
-    if text.len() != 64 {
-        return None;
-    }
     let mut key = [0u8; 32];
-    for (i, byte) in key.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
+    hex::decode_to_slice(text, &mut key).ok()?;
     Some(CodeKey::new(key))
 }
 
@@ -98,8 +93,8 @@ fn write_new_key(path: &Path, key: &CodeKey) -> Result<(), String> {
     let mut file = options
         .open(path)
         .map_err(|e| format!("cannot create code key file {}: {e}", path.display()))?;
-    let hex: String = key.to_bytes().iter().map(|b| format!("{b:02x}")).collect();
-    file.write_all(format!("{hex}\n").as_bytes())
+    let text = hex::encode(key.to_bytes());
+    file.write_all(format!("{text}\n").as_bytes())
         .and_then(|()| file.sync_all())
         .map_err(|e| format!("cannot write code key file {}: {e}", path.display()))
 }

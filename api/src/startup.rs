@@ -16,7 +16,9 @@ use tokio::sync::Semaphore;
 
 use crate::config::Config;
 use crate::delivery::{Channel, Dispatcher, Wakeup, run_sender};
+use crate::failure::Failure;
 use crate::limits::Gate;
+use crate::pin_workers::PinWorkers;
 use crate::routes;
 use crate::telemetry;
 
@@ -30,8 +32,8 @@ pub struct AppState {
     pub dispatcher: Arc<Dispatcher>,
     /// Wakes the sender when a code is queued.
     pub wakeup: Wakeup,
-    /// Bounds Argon2 work on the blocking pool.
-    pub argon2: Semaphore,
+    /// The threads that hash and verify PINs.
+    pub pin_workers: PinWorkers,
     /// Set when shutdown begins; `/readyz` then answers 503.
     pub draining: AtomicBool,
     /// Set while a backup is being written (one at a time).
@@ -82,8 +84,9 @@ pub struct App {
 
 impl App {
     /// Opens the engine (recovering its data) and prepares the server.
-    pub fn build(config: Config, deps: Dependencies) -> Result<App, String> {
-        let dispatcher = Arc::new(Dispatcher::from_config(&config, deps.delivery)?);
+    pub fn build(config: Config, deps: Dependencies) -> Result<App, Failure> {
+        let dispatcher =
+            Arc::new(Dispatcher::from_config(&config, deps.delivery).map_err(Failure::Config)?);
         let mut engine_config = config.engine_config();
         // Codes are refused up front for channels that cannot deliver.
         engine_config.outbox.enabled = dispatcher.enabled();
@@ -93,7 +96,7 @@ impl App {
             Arc::clone(&deps.clock),
             deps.rng,
         )
-        .map_err(|e| format!("cannot open the store: {e}"))?;
+        .map_err(|e| Failure::opening("cannot open the store", e))?;
         let engine = Arc::new(engine);
         let sweeper = engine
             .start_sweeper(Duration::from_millis(
@@ -104,13 +107,13 @@ impl App {
             0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
             n => n as usize,
         };
-        let gate = Gate::new(&config.limits, &deps.clock)?;
+        let gate = Gate::new(&config.limits, &deps.clock).map_err(Failure::Config)?;
         let state = Arc::new(AppState {
             gate,
             engine,
             dispatcher,
             wakeup: Wakeup::default(),
-            argon2: Semaphore::new(workers),
+            pin_workers: PinWorkers::start(workers, config.server.argon2_nice)?,
             draining: AtomicBool::new(false),
             backing_up: AtomicBool::new(false),
             metrics: telemetry::metrics()?,
@@ -261,6 +264,7 @@ async fn upkeep(state: Arc<AppState>) {
         metrics::counter!("otpd_store_writes_total").absolute(stats.flush.writes);
         metrics::counter!("otpd_lockouts_total").absolute(stats.lockouts);
         metrics::counter!("otpd_argon2_runs_total").absolute(stats.argon2_runs);
+        metrics::gauge!("otpd_argon2_memory_bytes").set(stats.argon2_memory_bytes as f64);
         publish_limits(&state, &stats);
         state.metrics.run_upkeep();
     }

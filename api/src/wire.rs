@@ -1,10 +1,10 @@
 //! JSON shapes of requests and responses, and their conversion to engine types.
 
 use engine::{
-    AccountView, BirthDate, ChallengeStatus, Channel, Email, Identity, IdentityKind, Issued, Phone,
-    PostalAddress, Timestamp,
+    AccountView, BirthDate, ChallengeStatus, Channel, Code, Email, Identity, IdentityKind, Issued,
+    Phone, Pin, PostalAddress, Timestamp,
 };
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 use serde_json::{Value, json};
 
 use crate::error::ApiError;
@@ -40,7 +40,8 @@ pub struct RegisterIn {
     pub identity: IdentityIn,
     pub phone: Option<String>,
     pub email: Option<String>,
-    pub pin: String,
+    #[serde(deserialize_with = "pin")]
+    pub pin: Pin,
     pub birth_date: Option<String>,
     pub postal_address: Option<String>,
 }
@@ -62,7 +63,8 @@ pub struct PreRegisterIn {
 pub struct LoginIn {
     pub phone: Option<String>,
     pub email: Option<String>,
-    pub pin: String,
+    #[serde(deserialize_with = "pin")]
+    pub pin: Pin,
     pub channel: Option<String>,
     pub lifetime_seconds: Option<u64>,
     /// `pt` or `en`: the language of the message.
@@ -74,7 +76,8 @@ pub struct LoginIn {
 #[serde(deny_unknown_fields)]
 pub struct VerifyIn {
     pub challenge_id: String,
-    pub code: String,
+    #[serde(deserialize_with = "code")]
+    pub code: Code,
 }
 
 /// `POST /v1/step-up`.
@@ -97,23 +100,31 @@ pub struct ActivationRequestIn {
     pub locale: Option<String>,
 }
 
-/// `POST /v1/activation/complete`.
+/// `POST /v1/activation/complete`: the code with the challenge id the
+/// request answered, or with the identity (as typed from a letter).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ActivationCompleteIn {
-    pub challenge_id: String,
-    pub code: String,
-    pub pin: String,
+    pub challenge_id: Option<String>,
+    pub identity: Option<IdentityIn>,
+    pub birth_date: Option<String>,
+    #[serde(deserialize_with = "code")]
+    pub code: Code,
+    #[serde(deserialize_with = "pin")]
+    pub pin: Pin,
 }
 
 /// `POST /v1/accounts/{id}/pin`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChangePinIn {
-    pub current_pin: String,
+    #[serde(deserialize_with = "pin")]
+    pub current_pin: Pin,
     pub challenge_id: String,
-    pub code: String,
-    pub new_pin: String,
+    #[serde(deserialize_with = "code")]
+    pub code: Code,
+    #[serde(deserialize_with = "pin")]
+    pub new_pin: Pin,
 }
 
 /// `POST /v1/accounts/{id}/contact`.
@@ -121,7 +132,8 @@ pub struct ChangePinIn {
 #[serde(deny_unknown_fields)]
 pub struct ContactChangeIn {
     pub proof_challenge_id: String,
-    pub proof_code: String,
+    #[serde(deserialize_with = "code")]
+    pub proof_code: Code,
     pub phone: Option<String>,
     pub email: Option<String>,
     pub locale: Option<String>,
@@ -145,7 +157,8 @@ pub struct LockIn {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ResetPinIn {
-    pub pin: String,
+    #[serde(deserialize_with = "pin")]
+    pub pin: Pin,
 }
 
 /// `POST /v1/admin/import`.
@@ -169,6 +182,17 @@ pub struct ImportAccountIn {
     pub state: Option<String>,
     /// Why it is locked, for `locked`.
     pub lock_reason: Option<String>,
+}
+
+/// A PIN goes straight into the engine's redacting, zeroing type, so the
+/// `Debug` of a request never shows it.
+fn pin<'de, D: Deserializer<'de>>(d: D) -> Result<Pin, D::Error> {
+    String::deserialize(d).map(Pin::new)
+}
+
+/// A code, likewise.
+fn code<'de, D: Deserializer<'de>>(d: D) -> Result<Code, D::Error> {
+    String::deserialize(d).map(Code::new)
 }
 
 /// Parses an optional phone.
@@ -289,6 +313,23 @@ pub fn rfc3339(t: Timestamp) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn requests_never_show_pins_or_codes_in_debug() {
+        let change: ChangePinIn = serde_json::from_str(
+            r#"{"current_pin":"4821","challenge_id":"x","code":"123456","new_pin":"5930"}"#,
+        )
+        .unwrap();
+        let printed = format!("{change:?}");
+        for secret in ["4821", "123456", "5930"] {
+            assert!(!printed.contains(secret), "{printed}");
+        }
+        let register: RegisterIn = serde_json::from_str(
+            r#"{"identity":{"kind":"civil_id","number":"12345678"},"phone":"+351912345678","pin":"7391"}"#,
+        )
+        .unwrap();
+        assert!(!format!("{register:?}").contains("7391"));
+    }
 
     #[test]
     fn timestamps_are_rfc3339_utc() {

@@ -10,272 +10,19 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::HashMap;
-use std::io::BufRead;
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+mod support;
+
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::{Method, Request, StatusCode};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use hyper::{Method, StatusCode};
 use serde_json::{Value, json};
+use support::{Api, Server, add_client, cli, otpd, refused_start};
 
-const OTPD: &str = env!("CARGO_BIN_EXE_otpd");
 const WORKERS: u64 = 6;
 /// Each worker keeps at most this many live citizens of its own.
 const CITIZENS_PER_WORKER: usize = 12;
-/// Longest wait for anything the server should do promptly.
-const PATIENCE: Duration = Duration::from_secs(30);
-
-/// Settings for every start: cheap Argon2 (a debug build), no rate limits
-/// (the load would trip them), small lockout thresholds (so locks happen),
-/// codes through the development log sink, JSON logs to read them from.
-fn settings() -> Vec<(&'static str, &'static str)> {
-    vec![
-        ("OTPD_ARGON2_MEMORY_KIB", "64"),
-        ("OTPD_ARGON2_ITERATIONS", "1"),
-        ("OTPD_LOCKOUT_PIN_THRESHOLD", "3"),
-        ("OTPD_LOCKOUT_CODE_THRESHOLD", "3"),
-        ("OTPD_RESEND_COOLDOWN_SECONDS", "0"),
-        ("OTPD_LIMITS_ATTEMPTS_PER_CLIENT_MINUTE", "0"),
-        ("OTPD_LIMITS_ATTEMPTS_PER_IP_MINUTE", "0"),
-        ("OTPD_LIMITS_ISSUE_PER_ACCOUNT_10MIN", "0"),
-        ("OTPD_LIMITS_ISSUE_PER_ACCOUNT_DAY", "0"),
-        ("OTPD_LIMITS_ISSUE_PER_CLIENT_MINUTE", "0"),
-        ("OTPD_LIMITS_ISSUE_PER_DESTINATION_10MIN", "0"),
-        ("OTPD_LIMITS_ISSUE_PER_DESTINATION_DAY", "0"),
-        ("OTPD_LIMITS_ISSUE_PER_IP_MINUTE", "0"),
-        ("OTPD_LIMITS_SMS_GLOBAL_HOUR", "0"),
-        ("OTPD_LIMITS_SMS_PER_COUNTRY_DAY", "0"),
-        ("OTPD_LIMITS_SMS_PER_COUNTRY_HOUR", "0"),
-        ("OTPD_LIMITS_SMS_COUNTRY_BUDGETS_351_PER_DAY", "0"),
-        ("OTPD_LIMITS_SMS_COUNTRY_BUDGETS_351_PER_HOUR", "0"),
-        ("OTPD_DELIVERY_LOG_SINK", "true"),
-        ("OTPD_SERVER_SHUTDOWN_GRACE_MS", "5000"),
-    ]
-}
-
-fn otpd(data: &Path) -> Command {
-    let mut command = Command::new(OTPD);
-    command
-        .arg("--data-dir")
-        .arg(data)
-        .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
-        .env("OTPD_CODE_KEY", "2a".repeat(32))
-        .envs(settings());
-    command
-}
-
-/// Registers the test's client offline and returns its key.
-fn add_client(data: &Path) -> String {
-    let (ok, key, err) = cli(
-        data,
-        &[
-            "client",
-            "add",
-            "crash-test",
-            "--scopes",
-            "auth,accounts,admin",
-        ],
-    );
-    assert!(ok, "{err}");
-    key.trim().to_owned()
-}
-
-/// Codes the log sink wrote, by challenge id.
-#[derive(Default)]
-struct Codes {
-    by_challenge: Mutex<HashMap<String, String>>,
-    arrived: tokio::sync::Notify,
-    /// The server's log ended (it exited): no more codes will come.
-    ended: std::sync::atomic::AtomicBool,
-}
-
-impl Codes {
-    async fn for_challenge(&self, challenge: &str) -> Option<String> {
-        let deadline = tokio::time::Instant::now() + PATIENCE;
-        loop {
-            let arrived = self.arrived.notified();
-            if let Some(code) = self.by_challenge.lock().unwrap().get(challenge) {
-                return Some(code.clone());
-            }
-            if self.ended.load(std::sync::atomic::Ordering::SeqCst) {
-                return None;
-            }
-            if tokio::time::timeout_at(deadline, arrived).await.is_err() {
-                return None;
-            }
-        }
-    }
-}
-
-/// A running `otpd`, killed if still running when dropped.
-struct Server {
-    child: Child,
-    address: SocketAddr,
-    codes: Arc<Codes>,
-    log: Arc<Mutex<Vec<String>>>,
-}
-
-impl Server {
-    fn start(data: &Path) -> Server {
-        let codes = Arc::new(Codes::default());
-        let mut child = otpd(data)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let (found, address) = std::sync::mpsc::channel();
-        {
-            let (codes, log) = (Arc::clone(&codes), Arc::clone(&log));
-            std::thread::spawn(move || {
-                for line in std::io::BufReader::new(stderr).lines() {
-                    let Ok(line) = line else { break };
-                    if let Ok(entry) = serde_json::from_str::<Value>(&line) {
-                        // The JSON log puts an event's fields beside its message.
-                        let fields = if entry["fields"].is_object() {
-                            &entry["fields"]
-                        } else {
-                            &entry
-                        };
-                        if fields["message"] == "otpd listening" {
-                            let _ = found.send(fields["address"].as_str().unwrap().to_owned());
-                        }
-                        if let (Some(challenge), Some(code)) =
-                            (fields["challenge_id"].as_str(), fields["code"].as_str())
-                        {
-                            codes
-                                .by_challenge
-                                .lock()
-                                .unwrap()
-                                .insert(challenge.to_owned(), code.to_owned());
-                            codes.arrived.notify_waiters();
-                            continue;
-                        }
-                    }
-                    log.lock().unwrap().push(line);
-                }
-                codes.ended.store(true, std::sync::atomic::Ordering::SeqCst);
-                codes.arrived.notify_waiters();
-            });
-        }
-        let Ok(address) = address.recv_timeout(PATIENCE) else {
-            let _ = child.kill();
-            let status = child.wait().unwrap();
-            panic!(
-                "otpd did not start ({status}):\n{}",
-                log.lock().unwrap().join("\n")
-            );
-        };
-        Server {
-            child,
-            address: address.parse().unwrap(),
-            codes,
-            log,
-        }
-    }
-
-    fn kill(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-
-    /// SIGTERM, then the exit status (bounded wait).
-    fn terminate(mut self) -> ExitStatus {
-        let pid = self.child.id().to_string();
-        let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        assert!(sent.success());
-        let deadline = std::time::Instant::now() + PATIENCE;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "otpd did not stop after SIGTERM:\n{}",
-                self.log.lock().unwrap().join("\n")
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// An answer, or `None` when no answer came (the server died or closed the
-/// connection): the request's outcome is then unknown.
-type Answer = Option<(StatusCode, Value)>;
-
-#[derive(Clone)]
-struct Api {
-    client: Client<HttpConnector, Full<Bytes>>,
-    base: String,
-    key: String,
-    codes: Arc<Codes>,
-}
-
-impl Api {
-    fn new(server: &Server, key: &str) -> Api {
-        Api {
-            // A fresh connection per request: a reused one the server has
-            // already closed would blur "refused" and "cut off".
-            client: Client::builder(TokioExecutor::new())
-                .pool_max_idle_per_host(0)
-                .build_http(),
-            base: format!("http://{}", server.address),
-            key: key.to_owned(),
-            codes: Arc::clone(&server.codes),
-        }
-    }
-
-    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Answer {
-        let request = Request::builder()
-            .method(method)
-            .uri(format!("{}{path}", self.base))
-            .header("authorization", format!("Bearer {}", self.key))
-            .header("content-type", "application/json")
-            .body(Full::new(Bytes::from(
-                body.map(|b| b.to_string()).unwrap_or_default(),
-            )))
-            .unwrap();
-        let response = tokio::time::timeout(PATIENCE, self.client.request(request))
-            .await
-            .ok()?
-            .ok()?;
-        let status = response.status();
-        let bytes = response.into_body().collect().await.ok()?.to_bytes();
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            // Refused (the server is draining): not acknowledged, like no answer.
-            return None;
-        }
-        Some((
-            status,
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        ))
-    }
-
-    async fn post(&self, path: &str, body: Value) -> Answer {
-        self.call(Method::POST, path, Some(body)).await
-    }
-
-    async fn account(&self, id: &str) -> Answer {
-        self.call(Method::GET, &format!("/v1/accounts/{id}"), None)
-            .await
-    }
-}
 
 /// What the test knows of one citizen from acknowledged answers.
 #[derive(Clone, Debug)]
@@ -783,37 +530,6 @@ async fn sigterm_under_load_answers_or_refuses_and_keeps_everything() {
     server.kill();
 }
 
-/// Runs an offline `otpd` command: (succeeded, stdout, stderr).
-fn cli(data: &Path, args: &[&str]) -> (bool, String, String) {
-    let out = otpd(data).args(args).output().unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-/// `otpd` on a damaged store: exits with the reason (bounded wait; a
-/// server that starts anyway fails the test).
-fn refused_start(data: &Path) -> String {
-    let mut child = otpd(data)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + PATIENCE;
-    while child.try_wait().unwrap().is_none() {
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("otpd started on a damaged store");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let out = child.wait_with_output().unwrap();
-    assert!(!out.status.success());
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_damaged_store_stops_serve_and_check_and_a_backup_brings_it_back() {
     let run = Run::new();
@@ -896,11 +612,12 @@ async fn a_damaged_store_stops_serve_and_check_and_a_backup_brings_it_back() {
         err.contains("acknowledged") || err.contains("corrupt"),
         "{err}"
     );
-    let why = refused_start(&run.data);
+    let (code, why) = refused_start(&run.data);
     assert!(
         why.contains("acknowledged") || why.contains("corrupt"),
         "{why}"
     );
+    assert_eq!(code, 65, "a damaged store exits with EX_DATAERR: {why}");
 
     let (ok, _, err) = cli(&run.data, &["restore", "--from", backup_arg]);
     assert!(!ok && err.contains("--replace"), "{err}");

@@ -3,6 +3,11 @@
 //! a costlier setting. One hash per iteration on one thread, so the
 //! throughput criterion prints is PIN operations per second per core.
 //!
+//! `crate-verify/...` times the argon2 crate alone (`verify_password`, which
+//! allocates and zeroes its memory on every call) beside otpd's hasher
+//! (which reuses one block of memory per worker), in the same run: the raw
+//! rate a login rate is compared with (docs/CAPACITY.md).
+//!
 //! `cargo bench -p otp-bench --bench argon2`
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -12,7 +17,7 @@ use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use engine::internals::Pins;
-use engine::{Argon2Params, Pin, seeded_rng};
+use engine::{Argon2Params, Pin, hash_pin_phc, seeded_rng};
 
 /// The parameter sets compared, named as in `docs/CAPACITY.md`.
 const SETTINGS: [(&str, Argon2Params); 3] = [
@@ -62,6 +67,27 @@ fn argon2(c: &mut Criterion) {
         });
         group.bench_function(format!("verify/{name}"), |b| {
             b.iter(|| assert!(pins.verify(black_box(&pin), &hash)))
+        });
+        let raw = argon2::Argon2::new(
+            argon2::Algorithm::Argon2id,
+            argon2::Version::V0x13,
+            argon2::Params::new(
+                params.memory_kib,
+                params.iterations,
+                params.parallelism,
+                None,
+            )
+            .unwrap(),
+        );
+        let phc = hash_pin_phc(&pin, params, [9; 16]).unwrap();
+        group.bench_function(format!("crate-verify/{name}"), |b| {
+            b.iter(|| {
+                use argon2::password_hash::PasswordVerifier;
+                assert!(
+                    raw.verify_password(black_box(b"4821"), phc.as_str())
+                        .is_ok()
+                )
+            })
         });
     }
     group.finish();

@@ -299,7 +299,7 @@ impl InProcess {
             code_key: CodeKey::new([9; 32]),
             delivery: None,
         };
-        let app = App::build(config, deps)?;
+        let app = App::build(config, deps).map_err(|e| e.to_string())?;
         let (_, key) = app
             .state()
             .engine

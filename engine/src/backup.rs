@@ -46,6 +46,14 @@ pub struct BackupSummary {
     pub sha256: String,
 }
 
+/// The store's disk is below its reserve: no backup, and why.
+fn no_room(e: EngineError) -> EngineError {
+    match e {
+        EngineError::DiskFull(why) => EngineError::DiskFull(format!("no backup taken: {why}")),
+        other => EngineError::Storage(format!("no backup taken: {other}")),
+    }
+}
+
 fn io_error(what: &str, path: &Path) -> impl Fn(std::io::Error) -> EngineError {
     let message = format!("cannot {what} {}", path.display());
     move |e| EngineError::Storage(format!("{message}: {e}"))
@@ -80,9 +88,7 @@ pub(crate) fn write(store: &Store, dir: &Path) -> Result<BackupSummary> {
     }
     // A backup written beside the store must not eat the free-space reserve
     // the store's writes depend on: refuse up front, and stop if it shrinks.
-    store
-        .has_room()
-        .map_err(|e| EngineError::Storage(format!("no backup taken: {e}")))?;
+    store.has_room().map_err(no_room)?;
     let partial = dir.join(format!("{BACKUP_FILE}.partial"));
     let file = File::create(&partial).map_err(io_error("create", &partial))?;
     let mut out = Hashing {
@@ -98,7 +104,7 @@ pub(crate) fn write(store: &Store, dir: &Path) -> Result<BackupSummary> {
         put(&mut out, &VERSION.to_be_bytes())?;
         let mut records = 0u64;
         let round = store.export(|key, value| {
-            if records % 4_096 == 0 {
+            if records.is_multiple_of(4_096) {
                 store.has_room().map_err(|e| {
                     std::io::Error::other(format!("stopped to keep the store writable: {e}"))
                 })?;
@@ -126,12 +132,14 @@ pub(crate) fn write(store: &Store, dir: &Path) -> Result<BackupSummary> {
             .and_then(|()| out.inner.flush())
             .and_then(|()| out.inner.get_ref().sync_all())
             .map_err(io_error("write", &partial))?;
-        Ok((records, round, hex(&digest)))
+        Ok((records, round, crate::hex::encode(digest)))
     });
     let (records, round, sha256) = match finish {
         Ok(done) => done,
         Err(e) => {
             let _ = std::fs::remove_file(&partial);
+            // Stopped for the reserve: say so as such, not as a failed write.
+            store.has_room().map_err(no_room)?;
             return Err(e);
         }
     };
@@ -273,7 +281,7 @@ fn check_digest(path: &Path) -> Result<String> {
             path.display()
         )));
     }
-    Ok(hex(&digest))
+    Ok(crate::hex::encode(digest))
 }
 
 /// Reads every record in order, then the end; `end` gets the count, the
@@ -351,8 +359,4 @@ fn read_field(reader: &mut impl Read, len: u32) -> std::io::Result<Vec<u8>> {
     let mut field = vec![0u8; len as usize];
     reader.read_exact(&mut field)?;
     Ok(field)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

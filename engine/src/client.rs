@@ -12,6 +12,7 @@ use zeroize::{Zeroize, ZeroizeOnDrop};
 
 use crate::clock::Timestamp;
 use crate::error::{EngineError, Result};
+use crate::hex;
 
 /// What a client may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -123,7 +124,7 @@ pub struct ApiKey(String);
 
 impl ApiKey {
     pub(crate) fn new(id: [u8; 8], secret: &[u8; 32]) -> Self {
-        ApiKey(format!("otpd_{}_{}", hex(&id), hex(secret)))
+        ApiKey(format!("otpd_{}_{}", hex::encode(id), hex::encode(secret)))
     }
 
     /// The key, to hand to the client's operator.
@@ -135,9 +136,9 @@ impl ApiKey {
     pub(crate) fn split(presented: &str) -> Option<([u8; 8], Vec<u8>)> {
         let rest = presented.strip_prefix("otpd_")?;
         let (id_hex, secret_hex) = rest.split_once('_')?;
-        let id: [u8; 8] = unhex(id_hex)?.try_into().ok()?;
-        let secret = unhex(secret_hex)?;
-        (secret.len() == 32).then_some((id, secret))
+        let id: [u8; 8] = hex::decode_array(id_hex)?;
+        let secret: [u8; 32] = hex::decode_array(secret_hex)?;
+        Some((id, secret.to_vec()))
     }
 }
 
@@ -164,20 +165,6 @@ pub(crate) fn check_name(name: &str) -> Result<String> {
         ));
     }
     Ok(name.to_owned())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 || !text.is_ascii() {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).ok())
-        .collect()
 }
 
 #[cfg(test)]

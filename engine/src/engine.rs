@@ -158,6 +158,26 @@ pub enum LoginOutcome {
     Locked,
 }
 
+/// Which pending activation a code is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ActivationTarget {
+    /// The challenge the activation request answered with.
+    Challenge {
+        /// The challenge id.
+        id: ChallengeId,
+        /// If given, must match the birth date on file.
+        birth_date: Option<BirthDate>,
+    },
+    /// The identity the citizen types with the code from a letter (as the
+    /// Social Security guide has it: NISS and code), for any channel.
+    Identity {
+        /// The identity pre-registered.
+        identity: Identity,
+        /// If given, must match the birth date on file.
+        birth_date: Option<BirthDate>,
+    },
+}
+
 /// The outcome of an authenticated PIN change.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PinChange {
@@ -197,6 +217,8 @@ pub struct Stats {
     pub limiter_keys: u64,
     /// Argon2 hashes and verifications since start.
     pub argon2_runs: u64,
+    /// Bytes of Argon2 memory held for reuse (one block per run that ran at once).
+    pub argon2_memory_bytes: u64,
 }
 
 /// A change being prepared for one account.
@@ -1003,6 +1025,21 @@ impl Engine {
         code: &Code,
         now: Timestamp,
     ) -> Result<Verification> {
+        self.check_code_then(tx, challenge, expected, code, now, true)
+    }
+
+    /// [`Engine::check_code`]; with `consume` false, a right code is
+    /// reported but left usable (nothing changes), so costly work that must
+    /// follow a right code (Argon2) can run before the code is spent.
+    fn check_code_then(
+        &self,
+        tx: &mut Tx,
+        challenge: ChallengeId,
+        expected: Purpose,
+        code: &Code,
+        now: Timestamp,
+        consume: bool,
+    ) -> Result<Verification> {
         let mut c = self
             .challenge_in(tx, challenge)
             .filter(|c| c.account == tx.account.id && c.purpose == expected)
@@ -1019,6 +1056,14 @@ impl Engine {
             return Ok(refusal);
         }
         if code_mac(&self.key, c.id, &typed).matches(&c.mac) {
+            let approval = Approval {
+                account_id: tx.account.id,
+                identity: tx.account.identity.clone(),
+                purpose: expected,
+            };
+            if !consume {
+                return Ok(Verification::Approved(approval));
+            }
             c.state = ChallengeState::Consumed;
             if let Some(message) = c.message.take() {
                 // Used before the gateway took it (e.g. read from a retried send).
@@ -1033,11 +1078,7 @@ impl Engine {
                 *slot = None;
             }
             tx.put(c);
-            return Ok(Verification::Approved(Approval {
-                account_id: tx.account.id,
-                identity: tx.account.identity.clone(),
-                purpose: expected,
-            }));
+            return Ok(Verification::Approved(approval));
         }
         c.attempts = c.attempts.saturating_add(1);
         let attempts_remaining = u32::from(c.max_attempts.saturating_sub(c.attempts));
@@ -1117,21 +1158,30 @@ impl Engine {
         })
     }
 
-    /// Completes activation: the code proves the contact, and the new PIN is set.
+    /// Completes activation: the code proves the contact (or, for a
+    /// letter, the postal address), and the new PIN is set.
+    ///
+    /// The code is checked first, without spending it; only a right code
+    /// pays for the Argon2 hash of the new PIN, after which the code is
+    /// checked again and spent with the PIN set, in one change. A wrong
+    /// code counts against the challenge and the account as at login.
     pub fn activate(
         &self,
-        challenge: ChallengeId,
+        target: &ActivationTarget,
         code: &Code,
         new_pin: &Pin,
     ) -> Result<Durable<Verification>> {
         self.config.pin.check("pin", new_pin)?;
-        let account = self.challenge_owner(challenge)?;
+        let (account, challenge) = self.activation_challenge(target)?;
+        let first = self.mutate(account, |tx, now| {
+            self.activation_check(tx, target, challenge, code, now, false)
+        })?;
+        if !matches!(first.peek(), Verification::Approved(_)) {
+            return Ok(first);
+        }
         let hash = self.hash_pin(new_pin)?;
         self.mutate(account, |tx, now| {
-            if tx.account.status != Status::PendingActivation {
-                return Err(EngineError::ChallengeNotFound);
-            }
-            let outcome = self.check_code(tx, challenge, Purpose::Activation, code, now)?;
+            let outcome = self.activation_check(tx, target, challenge, code, now, true)?;
             if matches!(outcome, Verification::Approved(_)) {
                 let account = tx.account_mut();
                 account.pin = Some(hash);
@@ -1139,6 +1189,68 @@ impl Engine {
             }
             Ok(outcome)
         })
+    }
+
+    /// The account and the activation challenge `target` names. By
+    /// identity, everything that is not about the code itself (unknown
+    /// identity, nothing pending, another birth date, no code sent, a
+    /// lock) is one answer, so it reveals nothing about the identity.
+    fn activation_challenge(&self, target: &ActivationTarget) -> Result<(AccountId, ChallengeId)> {
+        match target {
+            ActivationTarget::Challenge { id, .. } => Ok((self.challenge_owner(*id)?, *id)),
+            ActivationTarget::Identity { identity, .. } => {
+                let now = self.now();
+                let account = self
+                    .find_by_identity(identity)
+                    .ok_or(EngineError::ActivationNotFound)?;
+                let entry = self
+                    .accounts
+                    .get(&account)
+                    .ok_or(EngineError::ActivationNotFound)?;
+                let challenge = entry
+                    .current(Purpose::Activation)
+                    .filter(|_| entry.status == Status::PendingActivation)
+                    .filter(|_| entry.lockout.lock_at(now).is_none())
+                    .ok_or(EngineError::ActivationNotFound)?;
+                Ok((account, challenge))
+            }
+        }
+    }
+
+    /// One check of an activation code in `tx`, spending it if `consume`.
+    fn activation_check(
+        &self,
+        tx: &mut Tx,
+        target: &ActivationTarget,
+        challenge: ChallengeId,
+        code: &Code,
+        now: Timestamp,
+        consume: bool,
+    ) -> Result<Verification> {
+        let birth_date = match target {
+            ActivationTarget::Challenge { birth_date, .. }
+            | ActivationTarget::Identity { birth_date, .. } => *birth_date,
+        };
+        let by_identity = matches!(target, ActivationTarget::Identity { .. });
+        let birth_matches = birth_date.is_none_or(|b| tx.account.birth_date == Some(b));
+        if tx.account.status != Status::PendingActivation || !birth_matches {
+            if by_identity || !birth_matches {
+                return Err(EngineError::ActivationNotFound);
+            }
+            // Activated already: a second use of its code is "already used", as at verify.
+            let used = self.challenge_in(tx, challenge).is_some_and(|c| {
+                c.purpose == Purpose::Activation && c.state == ChallengeState::Consumed
+            });
+            return if used {
+                Ok(Verification::AlreadyUsed)
+            } else {
+                Err(EngineError::ChallengeNotFound)
+            };
+        }
+        if by_identity && tx.account.lockout.lock_at(now).is_some() {
+            return Err(EngineError::ActivationNotFound);
+        }
+        self.check_code_then(tx, challenge, Purpose::Activation, code, now, consume)
     }
 
     /// Changes the PIN of an authenticated citizen: needs the current PIN and
@@ -1387,10 +1499,10 @@ impl Engine {
             tx.unindex.extend(old);
             Ok(outcome)
         });
-        if result.is_err() {
-            if let Some(key) = reserved {
-                self.index.remove_if(&key, |_, owner| *owner == account);
-            }
+        if result.is_err()
+            && let Some(key) = reserved
+        {
+            self.index.remove_if(&key, |_, owner| *owner == account);
         }
         result
     }
@@ -1712,6 +1824,7 @@ impl Engine {
             outbox: self.outbox.len() as u64,
             limiter_keys: self.limits.keys() as u64,
             argon2_runs: self.pins.runs(),
+            argon2_memory_bytes: self.pins.pooled_memory().1,
         }
     }
 

@@ -72,6 +72,9 @@ pub enum EngineError {
     /// not acknowledged, and not promised undone.
     #[error("not stored: {0}")]
     NotStored(String),
+    /// The data directory is held by another live process (one process per store).
+    #[error("{0}")]
+    StoreInUse(String),
     /// The store holds data the engine cannot read; it refuses to run on it.
     #[error("the data directory is corrupt: {0}")]
     Corrupt(String),

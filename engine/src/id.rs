@@ -11,18 +11,12 @@ macro_rules! opaque_id {
         pub struct $name(pub(crate) [u8; 16]);
 
         impl $name {
-            /// Parses the 32-hex-digit form; `field` names the input in the error.
+            /// Parses the 32-hex-digit form (ASCII digits and letters a-f,
+            /// either case, nothing else); `field` names the input in the error.
             pub fn parse(field: &'static str, text: &str) -> Result<Self> {
-                let text = text.trim();
-                if text.len() != 32 {
-                    return Err(EngineError::invalid(field, "must be 32 hexadecimal digits"));
-                }
-                let mut bytes = [0u8; 16];
-                for (i, byte) in bytes.iter_mut().enumerate() {
-                    *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16)
-                        .map_err(|_| EngineError::invalid(field, "must be 32 hexadecimal digits"))?;
-                }
-                Ok(Self(bytes))
+                crate::hex::decode_array(text.trim())
+                    .map(Self)
+                    .ok_or_else(|| EngineError::invalid(field, "must be 32 hexadecimal digits"))
             }
 
             /// The raw bytes.
@@ -33,10 +27,7 @@ macro_rules! opaque_id {
 
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                for b in self.0 {
-                    write!(f, "{b:02x}")?;
-                }
-                Ok(())
+                crate::hex::write(f, &self.0)
             }
         }
 
@@ -83,6 +74,12 @@ mod tests {
             &"zz".repeat(16),
             &"é".repeat(16),
             &"a".repeat(33),
+            // 32 bytes whose char boundaries are not at even offsets (issue #14).
+            &format!("aa{}", "€".repeat(10)),
+            // `from_str_radix` takes a sign: every pair of `+f` once parsed.
+            &"+f".repeat(16),
+            &"-0".repeat(16),
+            &" f".repeat(16),
         ] {
             match ChallengeId::parse("challenge_id", bad) {
                 Err(EngineError::Invalid { field, .. }) => assert_eq!(field, "challenge_id"),

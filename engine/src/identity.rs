@@ -68,12 +68,19 @@ fn compact(input: &str) -> String {
 }
 
 impl Identity {
-    /// Parses an identity of `kind`. `country` is required for passports only.
+    /// Parses an identity of `kind`. `country` is required for passports and refused for the others.
     pub fn parse(kind: IdentityKind, number: &str, country: Option<&str>) -> Result<Self> {
         if number.len() > 64 {
             return Err(EngineError::invalid("identity.number", "is too long"));
         }
         let number = compact(number);
+        if country.is_some() && kind != IdentityKind::Passport {
+            // Dropping it silently would store less than was sent.
+            return Err(EngineError::invalid(
+                "identity.country",
+                "only passports have a country: a civil ID or a NISS is Portuguese",
+            ));
+        }
         match kind {
             IdentityKind::CivilId => parse_civil_id(&number).map(Identity::CivilId),
             IdentityKind::Passport => {
@@ -192,7 +199,7 @@ fn citizen_card_checksum_is_valid(number: &str) -> bool {
         }
         sum += value;
     }
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 /// NISS: first digit 1 (person) or 2 (company); check digit is
@@ -268,13 +275,13 @@ impl Phone {
                 "must be + followed by 7 to 15 digits (E.164)",
             ));
         }
-        if let Some(national) = digits.strip_prefix("351") {
-            if national.len() != 9 || !national.starts_with('9') {
-                return Err(EngineError::invalid(
-                    "phone",
-                    "a Portuguese mobile number has 9 digits starting with 9",
-                ));
-            }
+        if let Some(national) = digits.strip_prefix("351")
+            && (national.len() != 9 || !national.starts_with('9'))
+        {
+            return Err(EngineError::invalid(
+                "phone",
+                "a Portuguese mobile number has 9 digits starting with 9",
+            ));
         }
         Ok(Phone(format!("+{digits}")))
     }
@@ -436,7 +443,7 @@ impl fmt::Display for BirthDate {
 }
 
 fn days_in_month(year: u16, month: u8) -> u8 {
-    let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    let leap = (year.is_multiple_of(4) && !year.is_multiple_of(100)) || year.is_multiple_of(400);
     match month {
         2 if leap => 29,
         2 => 28,
@@ -531,6 +538,21 @@ mod tests {
         sorted.sort_unstable();
         sorted.dedup();
         assert_eq!(sorted, codes, "the list is sorted and has no duplicates");
+    }
+
+    #[test]
+    fn only_passports_take_a_country() {
+        for kind in [IdentityKind::CivilId, IdentityKind::SocialSecurity] {
+            let number = if kind == IdentityKind::CivilId {
+                "12345678"
+            } else {
+                "11234567892"
+            };
+            let err = Identity::parse(kind, number, Some("PT")).unwrap_err();
+            assert_eq!(field_of(err), "identity.country");
+            assert!(Identity::parse(kind, number, None).is_ok());
+        }
+        assert!(Identity::parse(IdentityKind::Passport, "AB123456", Some("PT")).is_ok());
     }
 
     #[test]

@@ -15,6 +15,7 @@ mod codec;
 mod config;
 mod engine;
 mod error;
+mod hex;
 mod id;
 mod identity;
 #[doc(hidden)]
@@ -36,8 +37,9 @@ pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use code::{Alphabet, CodePolicies, CodePolicy};
 pub use config::{EngineConfig, ResendCooldown};
 pub use engine::{
-    Contact, ContactChangeStart, Engine, ImportAccount, ImportState, LoginId, LoginOutcome,
-    NewAccount, PinChange, PreRegistration, Stats, Sweeper, os_seeded_rng, seeded_rng,
+    ActivationTarget, Contact, ContactChangeStart, Engine, ImportAccount, ImportState, LoginId,
+    LoginOutcome, NewAccount, PinChange, PreRegistration, Stats, Sweeper, os_seeded_rng,
+    seeded_rng,
 };
 pub use error::{EngineError, Result};
 pub use id::{AccountId, ChallengeId};

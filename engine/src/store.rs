@@ -490,7 +490,7 @@ impl Store {
             None => sled_config.temporary(true),
         };
         let db = open_with_lock_retry(&sled_config).map_err(|e| match e {
-            sled::Error::Io(io) if is_lock_contention(&io) => EngineError::Storage(format!(
+            sled::Error::Io(io) if is_lock_contention(&io) => EngineError::StoreInUse(format!(
                 "the data directory {:?} is in use by another process (is another otpd running?)",
                 config
                     .path
@@ -1071,7 +1071,7 @@ mod tests {
         };
         let _held = Store::open(&config).unwrap();
         match Store::open(&config) {
-            Err(EngineError::Storage(why)) => assert!(why.contains("in use"), "{why}"),
+            Err(EngineError::StoreInUse(why)) => assert!(why.contains("in use"), "{why}"),
             other => panic!("{other:?}"),
         }
         drop(_held);

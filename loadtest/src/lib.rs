@@ -3,12 +3,14 @@
 //! percentiles per step and per flow from HdrHistograms, measured from each
 //! arrival's intended start so queueing is not hidden (coordinated omission).
 
+pub mod argon2;
 pub mod report;
 pub mod run;
 pub mod seed;
 pub mod sink;
 pub mod stats;
 
+pub use argon2::Argon2Ceiling;
 pub use report::{Report, Threshold};
 pub use run::{Account, Flow, Http, Mix, Model, Options, run};
 pub use sink::Sink;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::Parser;
 use engine::Argon2Params;
 use loadtest::report::{SweepPoint, sweep_svg};
-use loadtest::{Http, Mix, Model, Options, Sink, Threshold, run, seed};
+use loadtest::{Argon2Ceiling, Http, Mix, Model, Options, Sink, Threshold, run, seed};
 
 /// Load otpd with real flows; codes arrive at a built-in SMS sink.
 #[derive(Debug, Parser)]
@@ -73,6 +73,12 @@ struct Args {
     /// Seconds of the ceiling measurement.
     #[arg(long, default_value_t = 5.0)]
     ceiling_seconds: f64,
+    /// Before and after the run, with otpd idle, measure the argon2 crate's
+    /// own verification rate on this many threads at the seeded cost
+    /// (--argon2-*), each for --ceiling-seconds: the login rate's ceiling
+    /// on the same cores (the report gives the mean of the two).
+    #[arg(long)]
+    argon2_ceiling: Option<usize>,
     /// Fail (exit 1) unless this holds, e.g. 'verify.p99<5ms', 'errors<0.1%', 'throughput>1000'.
     #[arg(long = "threshold")]
     thresholds: Vec<String>,
@@ -147,17 +153,17 @@ async fn main_inner() -> Result<bool, String> {
     let timeout = seconds(args.timeout, "timeout")?;
     let sink = Sink::bind(&args.sink).await?;
     let http = Http::new(&args.target, &key, timeout);
+    let params = Argon2Params {
+        memory_kib: args.argon2_memory_kib,
+        iterations: args.argon2_iterations,
+        parallelism: 1,
+    };
     let accounts = match args.seed {
         Some(count) => {
             eprintln!(
                 "seeding {count} accounts through {}/v1/admin/import ...",
                 args.target
             );
-            let params = Argon2Params {
-                memory_kib: args.argon2_memory_kib,
-                iterations: args.argon2_iterations,
-                parallelism: 1,
-            };
             let accounts = seed::seed(&http, args.seed_from, count, &args.pin, params).await?;
             seed::save(&args.accounts_file, &accounts)?;
             eprintln!("seeded; accounts saved to {}", args.accounts_file.display());
@@ -180,6 +186,14 @@ async fn main_inner() -> Result<bool, String> {
         progress: !args.quiet,
         ceiling: match args.ceiling {
             Some(c) => Some((c, seconds(args.ceiling_seconds, "ceiling-seconds")?)),
+            None => None,
+        },
+        argon2_ceiling: match args.argon2_ceiling {
+            Some(threads) => Some(Argon2Ceiling {
+                params,
+                threads,
+                duration: seconds(args.ceiling_seconds, "ceiling-seconds")?,
+            }),
             None => None,
         },
     };

@@ -13,6 +13,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde_json::{Value, json};
 
+use crate::argon2::Argon2Ceiling;
 use crate::report::Report;
 use crate::sink::Sink;
 use crate::stats::Recorder;
@@ -153,6 +154,8 @@ pub struct Options {
     pub progress: bool,
     /// After the run, measure `/livez` with this many connections for this long.
     pub ceiling: Option<(usize, Duration)>,
+    /// After the run, measure the argon2 crate's raw verification rate.
+    pub argon2_ceiling: Option<Argon2Ceiling>,
 }
 
 /// An HTTP client for otpd.
@@ -466,6 +469,12 @@ pub async fn run(options: Options, sink: Sink, accounts: Vec<Account>) -> Result
         return Err("no test accounts: seed some first".into());
     }
     let http = Http::new(&options.target, &options.key, options.timeout);
+    // Before the run and after it, with otpd idle: the mean of the two
+    // evens out a machine whose speed drifts during the run.
+    let argon2_before = match options.argon2_ceiling {
+        Some(raw) => Some(raw_argon2(raw).await?),
+        None => None,
+    };
     let start = Instant::now();
     let warmup_end = start + options.warmup;
     let shared = Arc::new(Shared {
@@ -582,13 +591,26 @@ pub async fn run(options: Options, sink: Sink, accounts: Vec<Account>) -> Result
         Some((connections, how_long)) => Some(ceiling(&http, connections, how_long).await),
         None => None,
     };
-    Ok(Report::new(
+    let argon2_ceiling = match (options.argon2_ceiling, argon2_before) {
+        (Some(raw), Some(before)) => Some((before + raw_argon2(raw).await?) / 2.0),
+        _ => None,
+    };
+    let mut report = Report::new(
         &options,
         shared.recorder.snapshot(),
         measured,
         ceiling,
         sink.counts(),
-    ))
+    );
+    report.argon2_ceiling = argon2_ceiling;
+    Ok(report)
+}
+
+/// The raw Argon2 rate (on the blocking pool: it keeps the cores busy).
+async fn raw_argon2(raw: Argon2Ceiling) -> Result<f64, String> {
+    tokio::task::spawn_blocking(move || crate::argon2::raw_verify_rate(raw))
+        .await
+        .map_err(|e| format!("the Argon2 measurement failed: {e}"))?
 }
 
 /// Bare-HTTP throughput: `connections` workers calling `/livez` for `how_long`.

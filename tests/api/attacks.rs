@@ -513,7 +513,8 @@ async fn odd_input_is_refused_before_argon2_runs() {
             "/v1/login",
             format!(r#"{{"phone":{deep},"pin":"{PIN}"}}"#),
             StatusCode::BAD_REQUEST,
-            "body",
+            // Refused at the first bracket: a phone is a string.
+            "phone",
         ),
         (
             "/v1/verify",

@@ -2,6 +2,7 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{Method, Request};
 use serde_json::json;
+use std::time::Duration;
 
 use crate::helpers::*;
 
@@ -191,4 +192,43 @@ async fn a_client_that_never_sends_its_headers_is_cut_off() {
     )
     .await;
     assert!(read.is_ok(), "the server kept a stalled connection open");
+}
+
+#[tokio::test]
+async fn a_body_shorter_than_its_content_length_is_a_408_and_nothing_is_done() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = spawn_app_with(|c| c.server.body_read_timeout_ms = 200).await;
+    let body = format!(
+        r#"{{"identity":{{"kind":"civil_id","number":"12345678"}},"phone":"{PHONE}","pin":"{PIN}"}}"#
+    );
+    let address = app.address.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let head = format!(
+        "POST /v1/accounts HTTP/1.1\r\nhost: {address}\r\nauthorization: Bearer {}\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        app.accounts_key,
+        body.len() + 10
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(body.as_bytes()).await.unwrap();
+    // The server's own body timeout answers; nothing here waits on a clock.
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&answer).contains("}}") {
+        let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf))
+            .await
+            .expect("an answer, not a hang")
+            .unwrap();
+        if n == 0 {
+            break;
+        }
+        answer.extend_from_slice(&buf[..n]);
+    }
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("\"code\":\"body_timeout\""), "{answer}");
+    assert!(answer.contains("Content-Length"), "{answer}");
+    // Nothing was registered.
+    let r = app.register(PHONE, "12345678").await;
+    assert_eq!(r.status, 201, "{}", r.text);
 }

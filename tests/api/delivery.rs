@@ -356,22 +356,7 @@ async fn letters_are_spooled_as_files_a_print_house_can_collect() {
         )
         .await;
     let challenge = r.body["challenge_id"].as_str().unwrap().to_owned();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    let letter = loop {
-        let files: Vec<_> = std::fs::read_dir(spool.path())
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_some_and(|e| e == "txt"))
-            .collect();
-        if let Some(file) = files.first() {
-            break std::fs::read_to_string(file).unwrap();
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no letter was written"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    };
+    let letter = spooled_letter(spool.path()).await;
     assert!(
         letter.starts_with("Maria Silva\nRua Augusta 1\n1100-048 Lisboa"),
         "{letter}"
@@ -380,11 +365,7 @@ async fn letters_are_spooled_as_files_a_print_house_can_collect() {
         letter.contains("Válido até 2026-12-23"),
         "30 days: {letter}"
     );
-    let line = letter
-        .lines()
-        .find(|l| l.starts_with("Código de ativação: "))
-        .unwrap();
-    let code = line.trim_start_matches("Código de ativação: ");
+    let code = letter_code(&letter);
     assert_eq!(code.len(), 11, "printed in two groups: {code}");
     let done = app
         .post(
@@ -394,6 +375,162 @@ async fn letters_are_spooled_as_files_a_print_house_can_collect() {
         )
         .await;
     assert_eq!(done.status, 200, "{}", done.text);
+}
+
+/// Waits (up to 10 s) for the one letter in the spool and reads it.
+async fn spooled_letter(spool: &std::path::Path) -> String {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let files: Vec<_> = std::fs::read_dir(spool)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "txt"))
+            .collect();
+        if let Some(file) = files.first() {
+            return std::fs::read_to_string(file).unwrap();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no letter was written"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The activation code as a letter prints it.
+fn letter_code(letter: &str) -> String {
+    letter
+        .lines()
+        .find_map(|l| l.strip_prefix("Código de ativação: "))
+        .unwrap_or_else(|| panic!("no code in the letter: {letter}"))
+        .to_owned()
+}
+
+#[tokio::test]
+async fn a_citizen_activates_from_the_letter_with_the_niss_and_the_code_then_logs_in() {
+    let spool = tempfile::tempdir().unwrap();
+    let dir = spool.path().to_str().unwrap().to_owned();
+    let app = spawn_app_with(move |c| {
+        fast_retries(c);
+        c.delivery.letter.mode = LetterMode::Spool;
+        c.delivery.letter.spool_dir = dir;
+    })
+    .await;
+    let niss = json!({ "kind": "social_security", "number": "11234567892" });
+    let r = app
+        .post(
+            "/v1/accounts/pre-register",
+            &app.accounts_key,
+            json!({
+                "identity": niss,
+                "birth_date": "1980-04-25",
+                "email": "maria@example.pt",
+                "postal_address": "Maria Silva\nRua Augusta 1\n1100-048 Lisboa",
+            }),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let r = app
+        .post(
+            "/v1/activation/request",
+            &app.auth_key,
+            json!({ "identity": niss, "birth_date": "1980-04-25", "channel": "letter" }),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert!(r.body["challenge_id"].is_string());
+    // The letter carries the code, not the challenge id: days later the
+    // citizen types the NISS and the code, and chooses a PIN.
+    let code = letter_code(&spooled_letter(spool.path()).await);
+    let complete = |code: String, extra: serde_json::Value| {
+        let mut body = json!({ "identity": niss, "code": code, "pin": PIN });
+        if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+            b.extend(e.clone());
+        }
+        app.post("/v1/activation/complete", &app.auth_key, body)
+    };
+    let wrong = complete("ABCDE-FGHJK".into(), json!({})).await;
+    assert_eq!(
+        (wrong.status.as_u16(), wrong.error_code()),
+        (401, "wrong_code"),
+        "{}",
+        wrong.text
+    );
+    let other_birth = complete(code.clone(), json!({ "birth_date": "1980-04-26" })).await;
+    assert_eq!(
+        (other_birth.status.as_u16(), other_birth.error_code()),
+        (404, "activation_not_found")
+    );
+    let done = complete(code.clone(), json!({ "birth_date": "1980-04-25" })).await;
+    assert_eq!(done.status, 200, "{}", done.text);
+    assert_eq!(done.body["result"], "approved");
+    assert_eq!(done.body["state"], "active");
+    let again = complete(code, json!({})).await;
+    assert_eq!(
+        (again.status.as_u16(), again.error_code()),
+        (404, "activation_not_found"),
+        "nothing is pending any more"
+    );
+    let login = app
+        .post(
+            "/v1/login",
+            &app.auth_key,
+            json!({ "email": "maria@example.pt", "pin": PIN }),
+        )
+        .await;
+    assert_eq!(login.status, 201, "{}", login.text);
+    let challenge = login.body["challenge_id"].as_str().unwrap();
+    let code = app.outbox.code_for(challenge).await;
+    assert_eq!(app.verify(challenge, &code).await.status, 200);
+}
+
+#[tokio::test]
+async fn an_activation_code_used_twice_is_gone_and_the_body_names_one_target() {
+    let app = spawn_app().await;
+    let niss = json!({ "kind": "social_security", "number": "11234567892" });
+    app.post(
+        "/v1/accounts/pre-register",
+        &app.accounts_key,
+        json!({ "identity": niss, "birth_date": "1980-04-25", "phone": PHONE }),
+    )
+    .await;
+    let r = app
+        .post(
+            "/v1/activation/request",
+            &app.auth_key,
+            json!({ "identity": niss, "birth_date": "1980-04-25", "channel": "sms" }),
+        )
+        .await;
+    let challenge = r.body["challenge_id"].as_str().unwrap().to_owned();
+    let code = app.outbox.code_for(&challenge).await;
+    for body in [
+        json!({ "code": code, "pin": PIN }),
+        json!({ "challenge_id": challenge, "identity": niss, "code": code, "pin": PIN }),
+    ] {
+        let r = app
+            .post("/v1/activation/complete", &app.auth_key, body)
+            .await;
+        assert_eq!(
+            (r.status.as_u16(), r.body["error"]["field"].as_str()),
+            (400, Some("challenge_id")),
+            "{}",
+            r.text
+        );
+    }
+    let body = json!({ "challenge_id": challenge, "code": code, "pin": PIN });
+    let first = app
+        .post("/v1/activation/complete", &app.auth_key, body.clone())
+        .await;
+    assert_eq!(first.status, 200, "{}", first.text);
+    let second = app
+        .post("/v1/activation/complete", &app.auth_key, body)
+        .await;
+    assert_eq!(
+        (second.status.as_u16(), second.error_code()),
+        (410, "already_used"),
+        "{}",
+        second.text
+    );
 }
 
 #[tokio::test]
@@ -578,7 +715,8 @@ async fn the_log_sink_refuses_to_run_in_production() {
         delivery: None,
     };
     let err = otpd::App::build(config.clone(), deps()).unwrap_err();
-    assert!(err.contains("development only"), "{err}");
+    assert!(err.to_string().contains("development only"), "{err}");
+    assert_eq!(err.exit_code(), otpd::failure::Failure::CONFIG);
     config.delivery.log_sink = false;
     assert!(otpd::App::build(config, deps()).is_ok());
 }

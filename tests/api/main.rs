@@ -4,6 +4,7 @@
 
 mod accounts;
 mod admin;
+mod arbitrary_input;
 mod attacks;
 mod bad_input;
 mod delivery;

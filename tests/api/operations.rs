@@ -175,3 +175,37 @@ async fn an_admin_backup_restores_into_a_working_server() {
     assert_eq!(view.status, StatusCode::OK, "{}", view.text);
     assert_eq!(view.body["state"], "locked");
 }
+
+#[tokio::test]
+async fn a_failed_backup_is_an_opaque_500_whose_cause_is_logged() {
+    let app = spawn_app().await;
+    // Where the server writes backups, a file: the backup cannot be made.
+    std::fs::write(app.config.data_dir.join("backups"), b"in the way").unwrap();
+    let r = app
+        .request(
+            hyper::Method::POST,
+            "/v1/admin/backup",
+            Some(&app.admin_key),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(
+        (r.status.as_u16(), r.error_code()),
+        (500, "backup_failed"),
+        "{}",
+        r.text
+    );
+    let data_dir = app.config.data_dir.display().to_string();
+    assert!(
+        !r.text.contains(&data_dir) && !r.text.contains("backups"),
+        "5xx bodies name no paths or causes: {}",
+        r.text
+    );
+    let request_id = r.headers["x-request-id"].to_str().unwrap().to_owned();
+    let logs = String::from_utf8(captured_logs().lock().unwrap().clone()).unwrap();
+    assert!(
+        logs.lines()
+            .any(|l| l.contains("ERROR") && l.contains(&request_id) && l.contains("backup failed")),
+        "no ERROR line with the cause for request {request_id}"
+    );
+}

@@ -32,6 +32,7 @@ fn options(server: &InProcess, mix: &str, model: Model) -> Options {
         timeout: Duration::from_secs(10),
         progress: false,
         ceiling: None,
+        argon2_ceiling: None,
     }
 }
 
@@ -132,6 +133,7 @@ async fn a_closed_model_run_writes_json_and_svg_and_measures_the_ceiling() {
     );
     let svg = report.svg();
     assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+    assert!(report.argon2_ceiling.is_none());
     assert!(
         svg.matches("<polyline").count() >= 3,
         "p50, p99 and spectrum lines"
@@ -141,6 +143,31 @@ async fn a_closed_model_run_writes_json_and_svg_and_measures_the_ceiling() {
     std::fs::write(&path, serde_json::to_string(&json).unwrap()).unwrap();
     let back: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
     assert_eq!(back["flows"]["step-up"]["ok"], 100);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_run_is_compared_with_the_raw_argon2_rate() {
+    let sink = Sink::bind("127.0.0.1:0").await.unwrap();
+    let server = otpd_for(&sink).await;
+    let accounts = seeded(&server, 20).await;
+    let mut opts = options(&server, "login", Model::Closed { concurrency: 4 });
+    opts.max_flows = Some(40);
+    opts.argon2_ceiling = Some(loadtest::Argon2Ceiling {
+        params: TEST_ARGON2,
+        threads: 2,
+        duration: Duration::from_millis(200),
+    });
+    let report = run(opts, sink, accounts).await.unwrap();
+    assert_eq!(ok(&report, "login"), 40, "{}", report.table());
+    assert!(report.argon2_ceiling.unwrap() > 0.0);
+    let json = report.json();
+    assert!(json["argon2_ceiling_per_second"].as_f64().unwrap() > 0.0);
+    assert!(json["flows"]["login"]["argon2_fraction"].as_f64().unwrap() > 0.0);
+    assert!(
+        report.table().contains("the raw Argon2 rate"),
+        "{}",
+        report.table()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -138,19 +138,18 @@ impl Dispatcher {
             fallback,
             service_name: d.service_name.clone(),
         };
-        if config.environment == Environment::Production {
-            if let Some(f) = dispatcher
+        if config.environment == Environment::Production
+            && let Some(f) = dispatcher
                 .fallback
                 .as_ref()
                 .filter(|f| !f.fit_for_production())
-            {
-                return Err(format!(
-                    "delivery: {:?} prints codes to the log and is for development only; \
+        {
+            return Err(format!(
+                "delivery: {:?} prints codes to the log and is for development only; \
                      set delivery.log_sink = false and configure the channels, \
                      or set environment = \"development\"",
-                    f.name()
-                ));
-            }
+                f.name()
+            ));
         }
         Ok(dispatcher)
     }

@@ -30,6 +30,136 @@ fn niss() -> Identity {
     Identity::parse(IdentityKind::SocialSecurity, "11234567892", None).unwrap()
 }
 
+fn by_challenge(id: ChallengeId) -> ActivationTarget {
+    ActivationTarget::Challenge {
+        id,
+        birth_date: None,
+    }
+}
+
+fn by_niss(birth_date: Option<BirthDate>) -> ActivationTarget {
+    ActivationTarget::Identity {
+        identity: niss(),
+        birth_date,
+    }
+}
+
+fn activate(t: &TestEngine, target: &ActivationTarget, code: &str) -> Result<Verification> {
+    t.engine
+        .activate(target, &Code::new(code), &Pin::new(PIN))
+        .and_then(Durable::wait)
+}
+
+#[test]
+fn a_letter_code_activates_with_the_niss_alone_as_the_social_security_guide_has_it() {
+    let t = TestEngine::new();
+    let id = pre_register(&t, None, Some("Rua Augusta 1\n1100-048 Lisboa"));
+    let letter = t
+        .engine
+        .request_activation(&niss(), birth(), Channel::Letter, None)
+        .unwrap()
+        .wait()
+        .unwrap();
+    t.advance(Duration::from_secs(8 * 86_400));
+    let t = t.restart();
+    let typed = letter.code.expose().to_lowercase();
+    assert!(matches!(
+        activate(&t, &by_niss(None), &typed).unwrap(),
+        Verification::Approved(_)
+    ));
+    assert_eq!(t.view(id).state, AccountState::Active);
+    // The same code again: by its challenge it is "already used" (as at
+    // verify); by identity there is nothing pending any more.
+    assert_eq!(
+        activate(&t, &by_challenge(letter.challenge_id), &typed).unwrap(),
+        Verification::AlreadyUsed
+    );
+    assert!(matches!(
+        activate(&t, &by_niss(None), &typed),
+        Err(EngineError::ActivationNotFound)
+    ));
+}
+
+#[test]
+fn activation_by_identity_counts_wrong_codes_and_hashes_only_after_a_right_one() {
+    let t = TestEngine::with_config(|c| c.lockout.code_threshold = 3);
+    let id = pre_register(&t, Some(PHONE), None);
+    let sms = t
+        .engine
+        .request_activation(&niss(), birth(), Channel::Sms, None)
+        .unwrap()
+        .wait()
+        .unwrap();
+    let runs = t.engine.stats().argon2_runs;
+    let wrong = wrong(&sms.code);
+    assert!(matches!(
+        activate(&t, &by_niss(Some(birth())), &wrong).unwrap(),
+        Verification::WrongCode {
+            attempts_remaining: 2
+        }
+    ));
+    assert_eq!(t.view(id).code_failures, 1);
+    assert_eq!(
+        t.engine.stats().argon2_runs,
+        runs,
+        "a wrong code costs no Argon2"
+    );
+    // Another birth date, an unknown identity: one answer, nothing counted.
+    let other_day = BirthDate::parse("1980-04-26", START).unwrap();
+    assert!(matches!(
+        activate(&t, &by_niss(Some(other_day)), sms.code.expose()),
+        Err(EngineError::ActivationNotFound)
+    ));
+    let stranger = ActivationTarget::Identity {
+        identity: Identity::parse(IdentityKind::SocialSecurity, "12345678902", None).unwrap(),
+        birth_date: None,
+    };
+    assert!(matches!(
+        activate(&t, &stranger, sms.code.expose()),
+        Err(EngineError::ActivationNotFound)
+    ));
+    assert_eq!(t.view(id).code_failures, 1);
+    assert_eq!(t.engine.stats().argon2_runs, runs);
+    assert!(matches!(
+        activate(&t, &by_niss(Some(birth())), sms.code.expose()).unwrap(),
+        Verification::Approved(_)
+    ));
+    assert_eq!(
+        t.engine.stats().argon2_runs,
+        runs + 1,
+        "one hash, for the right code"
+    );
+    assert_eq!(t.view(id).state, AccountState::Active);
+}
+
+#[test]
+fn a_locked_pending_account_answers_by_identity_as_an_unknown_one() {
+    let t = TestEngine::with_config(|c| c.lockout.code_threshold = 2);
+    let id = pre_register(&t, Some(PHONE), None);
+    let sms = t
+        .engine
+        .request_activation(&niss(), birth(), Channel::Sms, None)
+        .unwrap()
+        .wait()
+        .unwrap();
+    let wrong = wrong(&sms.code);
+    activate(&t, &by_niss(None), &wrong).unwrap();
+    assert_eq!(
+        activate(&t, &by_niss(None), &wrong).unwrap(),
+        Verification::Locked
+    );
+    assert!(matches!(t.view(id).state, AccountState::Locked(_)));
+    assert!(matches!(
+        activate(&t, &by_niss(None), sms.code.expose()),
+        Err(EngineError::ActivationNotFound)
+    ));
+    assert_eq!(
+        activate(&t, &by_challenge(sms.challenge_id), sms.code.expose()).unwrap(),
+        Verification::Locked,
+        "by challenge id, a lock answers as at verify"
+    );
+}
+
 #[test]
 fn a_pre_registered_account_activates_with_an_sms_code_and_a_new_pin() {
     let t = TestEngine::new();
@@ -47,16 +177,22 @@ fn a_pre_registered_account_activates_with_an_sms_code_and_a_new_pin() {
         .unwrap();
     assert_eq!(issued.purpose, Purpose::Activation);
     assert_eq!(issued.expires_at, START.plus(Duration::from_secs(600)));
-    let weak = t
-        .engine
-        .activate(issued.challenge_id, &issued.code, &Pin::new("1111"));
+    let weak = t.engine.activate(
+        &by_challenge(issued.challenge_id),
+        &issued.code,
+        &Pin::new("1111"),
+    );
     assert!(matches!(
         weak,
         Err(EngineError::Invalid { field: "pin", .. })
     ));
     let outcome = t
         .engine
-        .activate(issued.challenge_id, &issued.code, &Pin::new(PIN))
+        .activate(
+            &by_challenge(issued.challenge_id),
+            &issued.code,
+            &Pin::new(PIN),
+        )
         .unwrap()
         .wait()
         .unwrap();
@@ -118,7 +254,11 @@ fn a_letter_code_lives_thirty_days_and_survives_restarts() {
     let typed = format!("{}-{}", &typed[..5], &typed[5..]);
     let outcome = t
         .engine
-        .activate(issued.challenge_id, &Code::new(typed), &Pin::new(PIN))
+        .activate(
+            &by_challenge(issued.challenge_id),
+            &Code::new(typed),
+            &Pin::new(PIN),
+        )
         .unwrap()
         .wait()
         .unwrap();
@@ -144,14 +284,18 @@ fn a_newer_activation_code_supersedes_the_letter() {
         .unwrap();
     let old = t
         .engine
-        .activate(letter.challenge_id, &letter.code, &Pin::new(PIN))
+        .activate(
+            &by_challenge(letter.challenge_id),
+            &letter.code,
+            &Pin::new(PIN),
+        )
         .unwrap()
         .wait()
         .unwrap();
     assert_eq!(old, Verification::Superseded);
     let new = t
         .engine
-        .activate(sms.challenge_id, &sms.code, &Pin::new(PIN))
+        .activate(&by_challenge(sms.challenge_id), &sms.code, &Pin::new(PIN))
         .unwrap()
         .wait()
         .unwrap();

@@ -11,4 +11,5 @@ mod lifecycle;
 mod lockout;
 mod model;
 mod outbox;
+mod parsers;
 mod recovery;

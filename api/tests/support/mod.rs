@@ -1,0 +1,333 @@
+//! The real `otpd` binary as a child process on loopback, for the tests
+//! that need a whole process: crash safety, resident memory, exit codes.
+//! Codes are read from the development log sink's JSON lines.
+
+#![allow(dead_code)] // Each test binary uses part of it.
+
+use std::collections::HashMap;
+use std::io::BufRead;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{Method, Request, StatusCode};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde_json::Value;
+
+pub const OTPD: &str = env!("CARGO_BIN_EXE_otpd");
+/// Longest wait for anything the server should do promptly.
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+/// Settings for every start: cheap Argon2 (a debug build), no rate limits
+/// (the load would trip them), small lockout thresholds (so locks happen),
+/// codes through the development log sink, JSON logs to read them from.
+pub fn settings() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("OTPD_ARGON2_MEMORY_KIB", "64"),
+        ("OTPD_ARGON2_ITERATIONS", "1"),
+        ("OTPD_LOCKOUT_PIN_THRESHOLD", "3"),
+        ("OTPD_LOCKOUT_CODE_THRESHOLD", "3"),
+        ("OTPD_RESEND_COOLDOWN_SECONDS", "0"),
+        ("OTPD_LIMITS_ATTEMPTS_PER_CLIENT_MINUTE", "0"),
+        ("OTPD_LIMITS_ATTEMPTS_PER_IP_MINUTE", "0"),
+        ("OTPD_LIMITS_ISSUE_PER_ACCOUNT_10MIN", "0"),
+        ("OTPD_LIMITS_ISSUE_PER_ACCOUNT_DAY", "0"),
+        ("OTPD_LIMITS_ISSUE_PER_CLIENT_MINUTE", "0"),
+        ("OTPD_LIMITS_ISSUE_PER_DESTINATION_10MIN", "0"),
+        ("OTPD_LIMITS_ISSUE_PER_DESTINATION_DAY", "0"),
+        ("OTPD_LIMITS_ISSUE_PER_IP_MINUTE", "0"),
+        ("OTPD_LIMITS_SMS_GLOBAL_HOUR", "0"),
+        ("OTPD_LIMITS_SMS_PER_COUNTRY_DAY", "0"),
+        ("OTPD_LIMITS_SMS_PER_COUNTRY_HOUR", "0"),
+        ("OTPD_LIMITS_SMS_COUNTRY_BUDGETS_351_PER_DAY", "0"),
+        ("OTPD_LIMITS_SMS_COUNTRY_BUDGETS_351_PER_HOUR", "0"),
+        ("OTPD_DELIVERY_LOG_SINK", "true"),
+        ("OTPD_SERVER_SHUTDOWN_GRACE_MS", "5000"),
+    ]
+}
+
+/// `otpd` on `data` with the test settings.
+pub fn otpd(data: &Path) -> Command {
+    otpd_with(data, &settings())
+}
+
+/// `otpd` on `data`, listening on loopback port 0, JSON logs, with `settings` as `OTPD_*` variables.
+pub fn otpd_with(data: &Path, settings: &[(&str, &str)]) -> Command {
+    let mut command = Command::new(OTPD);
+    command
+        .arg("--data-dir")
+        .arg(data)
+        .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
+        .env("OTPD_CODE_KEY", "2a".repeat(32))
+        .envs(settings.iter().copied());
+    command
+}
+
+/// Registers the test's client offline and returns its key.
+pub fn add_client(data: &Path) -> String {
+    let (ok, key, err) = cli(
+        data,
+        &[
+            "client",
+            "add",
+            "crash-test",
+            "--scopes",
+            "auth,accounts,admin",
+        ],
+    );
+    assert!(ok, "{err}");
+    key.trim().to_owned()
+}
+
+/// Codes the log sink wrote, by challenge id.
+#[derive(Default)]
+pub struct Codes {
+    by_challenge: Mutex<HashMap<String, String>>,
+    arrived: tokio::sync::Notify,
+    /// The server's log ended (it exited): no more codes will come.
+    ended: std::sync::atomic::AtomicBool,
+}
+
+impl Codes {
+    pub async fn for_challenge(&self, challenge: &str) -> Option<String> {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let arrived = self.arrived.notified();
+            if let Some(code) = self.by_challenge.lock().unwrap().get(challenge) {
+                return Some(code.clone());
+            }
+            if self.ended.load(std::sync::atomic::Ordering::SeqCst) {
+                return None;
+            }
+            if tokio::time::timeout_at(deadline, arrived).await.is_err() {
+                return None;
+            }
+        }
+    }
+}
+
+/// A running `otpd`, killed if still running when dropped.
+pub struct Server {
+    pub child: Child,
+    pub address: SocketAddr,
+    pub codes: Arc<Codes>,
+    pub log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Server {
+    /// Starts `otpd` on `data` with the test settings.
+    pub fn start(data: &Path) -> Server {
+        Server::spawn(otpd(data))
+    }
+
+    /// Starts `command` (an [`otpd_with`]) and waits until it listens.
+    pub fn spawn(mut command: Command) -> Server {
+        let codes = Arc::new(Codes::default());
+        let mut child = command
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (found, address) = std::sync::mpsc::channel();
+        {
+            let (codes, log) = (Arc::clone(&codes), Arc::clone(&log));
+            std::thread::spawn(move || {
+                for line in std::io::BufReader::new(stderr).lines() {
+                    let Ok(line) = line else { break };
+                    if let Ok(entry) = serde_json::from_str::<Value>(&line) {
+                        // The JSON log puts an event's fields beside its message.
+                        let fields = if entry["fields"].is_object() {
+                            &entry["fields"]
+                        } else {
+                            &entry
+                        };
+                        if fields["message"] == "otpd listening" {
+                            let _ = found.send(fields["address"].as_str().unwrap().to_owned());
+                        }
+                        if let (Some(challenge), Some(code)) =
+                            (fields["challenge_id"].as_str(), fields["code"].as_str())
+                        {
+                            codes
+                                .by_challenge
+                                .lock()
+                                .unwrap()
+                                .insert(challenge.to_owned(), code.to_owned());
+                            codes.arrived.notify_waiters();
+                            continue;
+                        }
+                    }
+                    log.lock().unwrap().push(line);
+                }
+                codes.ended.store(true, std::sync::atomic::Ordering::SeqCst);
+                codes.arrived.notify_waiters();
+            });
+        }
+        let Ok(address) = address.recv_timeout(PATIENCE) else {
+            let _ = child.kill();
+            let status = child.wait().unwrap();
+            panic!(
+                "otpd did not start ({status}):\n{}",
+                log.lock().unwrap().join("\n")
+            );
+        };
+        Server {
+            child,
+            address: address.parse().unwrap(),
+            codes,
+            log,
+        }
+    }
+
+    pub fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// SIGTERM, then the exit status (bounded wait).
+    pub fn terminate(mut self) -> ExitStatus {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(sent.success());
+        let deadline = std::time::Instant::now() + PATIENCE;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "otpd did not stop after SIGTERM:\n{}",
+                self.log.lock().unwrap().join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An answer, or `None` when no answer came (the server died or closed the
+/// connection): the request's outcome is then unknown.
+pub type Answer = Option<(StatusCode, Value)>;
+
+#[derive(Clone)]
+pub struct Api {
+    client: Client<HttpConnector, Full<Bytes>>,
+    pub base: String,
+    pub key: String,
+    pub codes: Arc<Codes>,
+}
+
+impl Api {
+    pub fn new(server: &Server, key: &str) -> Api {
+        Api {
+            // A fresh connection per request: a reused one the server has
+            // already closed would blur "refused" and "cut off".
+            client: Client::builder(TokioExecutor::new())
+                .pool_max_idle_per_host(0)
+                .build_http(),
+            base: format!("http://{}", server.address),
+            key: key.to_owned(),
+            codes: Arc::clone(&server.codes),
+        }
+    }
+
+    pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Answer {
+        let request = Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base))
+            .header("authorization", format!("Bearer {}", self.key))
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(
+                body.map(|b| b.to_string()).unwrap_or_default(),
+            )))
+            .unwrap();
+        let response = tokio::time::timeout(PATIENCE, self.client.request(request))
+            .await
+            .ok()?
+            .ok()?;
+        let status = response.status();
+        let bytes = response.into_body().collect().await.ok()?.to_bytes();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            // Refused (the server is draining): not acknowledged, like no answer.
+            return None;
+        }
+        Some((
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        ))
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Answer {
+        self.call(Method::POST, path, Some(body)).await
+    }
+
+    pub async fn account(&self, id: &str) -> Answer {
+        self.call(Method::GET, &format!("/v1/accounts/{id}"), None)
+            .await
+    }
+}
+
+/// Runs an offline `otpd` command: (succeeded, stdout, stderr).
+pub fn cli(data: &Path, args: &[&str]) -> (bool, String, String) {
+    let out = otpd(data).args(args).output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `otpd` on `data` that must refuse to start: (exit code, stderr). A
+/// server that starts anyway fails the test (bounded wait).
+pub fn refused_start(data: &Path) -> (i32, String) {
+    refused(otpd(data))
+}
+
+/// Runs `command`, which must exit by itself with a failure: (exit code, stderr).
+pub fn refused(mut command: Command) -> (i32, String) {
+    let mut child = command
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("otpd did not exit");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A valid social-security number (NISS) for a person: `1`, nine digits of
+/// `n`, and the check digit `9 - (Σ dᵢ·wᵢ mod 10)`.
+pub fn niss(n: u64) -> String {
+    const WEIGHTS: [u32; 10] = [29, 23, 19, 17, 13, 11, 7, 5, 3, 2];
+    let body = format!("1{:09}", n % 1_000_000_000);
+    let sum: u32 = body
+        .bytes()
+        .zip(WEIGHTS)
+        .map(|(d, w)| u32::from(d - b'0') * w)
+        .sum();
+    format!("{body}{}", 9 - sum % 10)
+}
