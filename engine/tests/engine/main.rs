@@ -5,6 +5,7 @@
 mod accounts;
 mod backup;
 mod codes;
+mod compat;
 mod concurrency;
 mod helpers;
 mod lifecycle;
