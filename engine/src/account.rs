@@ -1,11 +1,11 @@
 //! Accounts: an identity bound to at most one phone, at most one email, and a PIN.
 
-use crate::challenge::Purpose;
 use crate::clock::Timestamp;
 use crate::id::{AccountId, ChallengeId};
 use crate::identity::{BirthDate, Email, Identity, Phone, PostalAddress, PushToken};
 use crate::lockout::{Lock, Lockout};
 use crate::secret::PinHash;
+use crate::terms::Purpose;
 
 /// The life stage of an account, apart from locks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

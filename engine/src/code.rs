@@ -12,10 +12,10 @@ use rand_chacha::ChaCha20Rng;
 use rand_chacha::rand_core::Rng;
 use sha2::Sha256;
 
-use crate::challenge::{Channel, Purpose};
 use crate::error::{EngineError, Result};
 use crate::id::ChallengeId;
 use crate::secret::{Code, CodeKey, CodeMac};
+use crate::terms::{Channel, Purpose};
 
 /// The symbols a code is made of.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

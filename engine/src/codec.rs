@@ -7,15 +7,16 @@
 use bincode::{Decode, Encode};
 
 use crate::account::{Account, Status};
-use crate::challenge::{Challenge, ChallengeState, Channel, Purpose};
+use crate::challenge::{Challenge, ChallengeState};
 use crate::client::{Client, ClientInfo, Scopes};
 use crate::clock::Timestamp;
 use crate::error::{EngineError, Result};
 use crate::id::{AccountId, ChallengeId};
 use crate::identity::{BirthDate, Email, Identity, Phone, PostalAddress, PushToken};
 use crate::lockout::{Lock, LockReason, Lockout};
-use crate::outbox::{DeadLetter, DeliveryState, Locale, Message, MessageId};
+use crate::outbox::{DeadLetter, Message};
 use crate::secret::{CodeMac, PinHash};
+use crate::terms::{Channel, DeliveryState, Locale, MessageId, Purpose};
 
 const CONFIG: bincode::config::Configuration = bincode::config::standard();
 

@@ -19,8 +19,7 @@ use rand_chacha::rand_core::{Rng, SeedableRng};
 
 use crate::account::{Account, AccountView, Status, email_key, phone_key};
 use crate::challenge::{
-    Approval, Challenge, ChallengeState, ChallengeStatus, Channel, Issued, Purpose, Verification,
-    mask_destination,
+    Approval, Challenge, ChallengeState, ChallengeStatus, Issued, Verification, mask_destination,
 };
 use crate::client::{ApiKey, Client, ClientInfo, Scopes, check_name, hash_secret};
 use crate::clock::{Clock, Monotonic, Timestamp};
@@ -35,15 +34,14 @@ use crate::id::{AccountId, ChallengeId};
 use crate::identity::{BirthDate, Email, Identity, Phone, PostalAddress, PushToken};
 use crate::limits::{IssueLimits, SmsConversion};
 use crate::lockout::{Event, Transition};
-use crate::outbox::{
-    DeadLetter, DeliveryState, Locale, Message, MessageId, Outgoing, SendResult, seal, unseal,
-};
+use crate::outbox::{DeadLetter, Message, Outgoing, SendResult, seal, unseal};
 use crate::pin::PinHasher;
 use crate::secret::{Code, CodeKey, Pin, PinHash};
 use crate::store::{
     Durable, FlushStats, Store, Writes, account_key, challenge_key, client_key, dead_letter_key,
     outbox_key,
 };
+use crate::terms::{Channel, DeliveryState, Locale, MessageId, Purpose};
 
 /// A ChaCha20 generator seeded from the operating system.
 pub fn os_seeded_rng() -> Result<ChaCha20Rng> {

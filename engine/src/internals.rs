@@ -7,7 +7,7 @@
 //! than by making the parts themselves public.
 
 use crate::account::{Account, Status};
-use crate::challenge::{Challenge, ChallengeState, Channel, Purpose};
+use crate::challenge::{Challenge, ChallengeState};
 use crate::client::{Client, ClientInfo, Scope, Scopes};
 use crate::clock::Timestamp;
 use crate::code::{CodePolicy, code_mac as mac};
@@ -16,10 +16,11 @@ use crate::error::Result;
 use crate::id::{AccountId, ChallengeId};
 use crate::identity::{Email, Identity, Phone};
 use crate::lockout::Lockout;
-use crate::outbox::{DeadLetter, DeliveryState, Locale, Message, MessageId, seal};
+use crate::outbox::{DeadLetter, Message, seal};
 use crate::pin::{Argon2Params, PinHasher};
 use crate::secret::{Code, CodeKey, Pin, PinHash};
 use crate::store::{Durable, FlushStats, Store, StoreConfig, Writes};
+use crate::terms::{Channel, DeliveryState, Locale, MessageId, Purpose};
 use rand_chacha::ChaCha20Rng;
 
 /// Draws a code as issuing does.

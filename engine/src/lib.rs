@@ -26,12 +26,11 @@ mod outbox;
 mod pin;
 mod secret;
 mod store;
+mod terms;
 
 pub use account::{AccountState, AccountView};
 pub use backup::{BACKUP_FILE, BackupSummary, restore as restore_backup, verify as verify_backup};
-pub use challenge::{
-    Approval, ChallengeStatus, ChallengeStatusKind, Channel, Issued, Purpose, Verification,
-};
+pub use challenge::{Approval, ChallengeStatus, ChallengeStatusKind, Issued, Verification};
 pub use client::{ApiKey, ClientInfo, Scope, Scopes};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use code::{Alphabet, CodePolicies, CodePolicy};
@@ -48,12 +47,11 @@ pub use limits::{
     GlobalLimit, IssueLimitsConfig, KeyedLimit, Limited, Rate, SmsConversion, calling_code,
 };
 pub use lockout::{Event, Lock, LockMode, LockReason, Lockout, LockoutPolicy, Transition};
-pub use outbox::{
-    DeadLetter, DeliveryState, Locale, MessageId, OutboxPolicy, Outgoing, SendResult,
-};
+pub use outbox::{DeadLetter, OutboxPolicy, Outgoing, SendResult};
 pub use pin::{Argon2Params, PinPolicy, hash_pin_phc};
 pub use secret::{Code, CodeKey, Pin, PinHash};
 pub use store::{Durable, DurableWait, FlushStats, StoreConfig, in_use as store_in_use};
+pub use terms::{Channel, DeliveryState, Locale, MessageId, Purpose};
 
 /// The RNG the engine draws ids, salts and codes from.
 pub use rand_chacha::ChaCha20Rng;

@@ -27,10 +27,10 @@ use governor::state::keyed::{DashMapStateStore, ShrinkableKeyedStateStore};
 use governor::state::{InMemoryState, NotKeyed, StateStore};
 use governor::{Quota, RateLimiter};
 
-use crate::challenge::Channel;
 use crate::clock::Clock;
 use crate::error::{EngineError, Result};
 use crate::id::AccountId;
+use crate::terms::Channel;
 
 /// At most `count` events per `per`; a count of 0 means no limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -12,95 +12,11 @@ use std::time::Duration;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
-use crate::challenge::{Channel, Purpose};
 use crate::clock::Timestamp;
 use crate::error::{EngineError, Result};
 use crate::id::{AccountId, ChallengeId};
 use crate::secret::{Code, CodeKey};
-
-/// The language of a message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Locale {
-    /// Portuguese.
-    Pt,
-    /// English.
-    En,
-}
-
-impl Locale {
-    /// Parses `pt` or `en` (a region such as `pt-PT` is accepted and ignored).
-    pub fn parse(text: &str) -> Result<Locale> {
-        let lang = text.trim().split(['-', '_']).next().unwrap_or("");
-        match lang.to_ascii_lowercase().as_str() {
-            "pt" => Ok(Locale::Pt),
-            "en" => Ok(Locale::En),
-            _ => Err(EngineError::invalid("locale", "must be pt or en")),
-        }
-    }
-
-    /// The language tag.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Locale::Pt => "pt",
-            Locale::En => "en",
-        }
-    }
-
-    pub(crate) fn tag(self) -> u8 {
-        match self {
-            Locale::Pt => 0,
-            Locale::En => 1,
-        }
-    }
-
-    pub(crate) fn from_tag(tag: u8) -> Option<Locale> {
-        match tag {
-            0 => Some(Locale::Pt),
-            1 => Some(Locale::En),
-            _ => None,
-        }
-    }
-}
-
-/// Where a challenge's message stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DeliveryState {
-    /// Waiting in the outbox (or between retries).
-    Queued,
-    /// Accepted by the gateway.
-    Sent,
-    /// Failed for good; see the dead-letter record.
-    Failed,
-    /// Not sent because the code expired or was replaced first.
-    Dropped,
-}
-
-impl DeliveryState {
-    /// The API name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DeliveryState::Queued => "queued",
-            DeliveryState::Sent => "sent",
-            DeliveryState::Failed => "failed",
-            DeliveryState::Dropped => "dropped",
-        }
-    }
-
-    pub(crate) fn tag(self) -> u8 {
-        match self {
-            DeliveryState::Queued => 0,
-            DeliveryState::Sent => 1,
-            DeliveryState::Failed => 2,
-            DeliveryState::Dropped => 3,
-        }
-    }
-
-    pub(crate) fn from_tag(tag: u8) -> Option<Self> {
-        [Self::Queued, Self::Sent, Self::Failed, Self::Dropped]
-            .get(usize::from(tag))
-            .copied()
-    }
-}
+use crate::terms::{Channel, Locale, MessageId, Purpose};
 
 /// How the outbox retries.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -129,23 +45,6 @@ impl Default for OutboxPolicy {
             default_locale: Locale::Pt,
             enabled: vec![Channel::Sms, Channel::Email, Channel::Push, Channel::Letter],
         }
-    }
-}
-
-/// A message id: the idempotency key towards the gateway.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct MessageId(pub(crate) [u8; 16]);
-
-impl MessageId {
-    /// A message id from its bytes (for tests and tools).
-    pub fn from_bytes(bytes: [u8; 16]) -> Self {
-        MessageId(bytes)
-    }
-}
-
-impl std::fmt::Display for MessageId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        crate::hex::write(f, &self.0)
     }
 }
 
@@ -269,12 +168,5 @@ mod tests {
         assert!(other.map(|c| c.expose() != "ABCDEFGHJK").unwrap_or(true));
         let other_id = unseal(&key, MessageId([4; 16]), &sealed);
         assert!(other_id.map(|c| c.expose() != "ABCDEFGHJK").unwrap_or(true));
-    }
-
-    #[test]
-    fn locales_parse_with_or_without_region() {
-        assert_eq!(Locale::parse("pt-PT").unwrap(), Locale::Pt);
-        assert_eq!(Locale::parse("EN").unwrap(), Locale::En);
-        assert!(Locale::parse("fr").is_err());
     }
 }

@@ -85,11 +85,11 @@ pub(crate) fn challenge_key(id: ChallengeId) -> [u8; 17] {
     prefixed(CHALLENGE_PREFIX, id.0)
 }
 
-pub(crate) fn outbox_key(id: crate::outbox::MessageId) -> [u8; 17] {
+pub(crate) fn outbox_key(id: crate::terms::MessageId) -> [u8; 17] {
     prefixed(OUTBOX_PREFIX, id.0)
 }
 
-pub(crate) fn dead_letter_key(id: crate::outbox::MessageId) -> [u8; 17] {
+pub(crate) fn dead_letter_key(id: crate::terms::MessageId) -> [u8; 17] {
     prefixed(DEAD_LETTER_PREFIX, id.0)
 }
 

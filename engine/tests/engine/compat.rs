@@ -120,7 +120,11 @@ fn a_store_written_by_the_v14_version_opens_and_means_the_same() {
     let view = engine.account(account).unwrap();
     assert_eq!(view.state, AccountState::Active);
     assert_eq!(view.phone.unwrap().as_str(), PHONE);
-    assert!(engine.authenticate_client(&expected["client_key"]).is_some());
+    assert!(
+        engine
+            .authenticate_client(&expected["client_key"])
+            .is_some()
+    );
     assert_eq!(engine.dead_letters().unwrap().len(), 1);
 
     // The queued step-up message still unseals to its code...
