@@ -24,10 +24,6 @@ use crate::challenge::{
 use crate::client::{ApiKey, Client, ClientInfo, Scopes, check_name, hash_secret};
 use crate::clock::{Clock, Monotonic, Timestamp};
 use crate::code::code_mac;
-use crate::codec::{
-    decode_account, decode_challenge, decode_client, decode_dead_letter, decode_message,
-    encode_account, encode_challenge, encode_client, encode_dead_letter, encode_message,
-};
 use crate::config::EngineConfig;
 use crate::error::{EngineError, Result};
 use crate::id::{AccountId, ChallengeId};
@@ -37,10 +33,7 @@ use crate::lockout::{Event, Transition};
 use crate::outbox::{DeadLetter, Message, Outgoing, SendResult, seal, unseal};
 use crate::pin::PinHasher;
 use crate::secret::{Code, CodeKey, Pin, PinHash};
-use crate::store::{
-    Durable, FlushStats, Store, Writes, account_key, challenge_key, client_key, dead_letter_key,
-    outbox_key,
-};
+use crate::store::{Change, Changes, Commit, Durable, FlushStats, Store};
 use crate::terms::{Channel, DeliveryState, Locale, MessageId, Purpose};
 
 /// A ChaCha20 generator seeded from the operating system.
@@ -300,7 +293,9 @@ pub struct Engine {
     rng: Mutex<ChaCha20Rng>,
     pins: PinHasher,
     key: CodeKey,
-    store: Store,
+    store: Arc<dyn Store>,
+    /// The store's durability, kept to hand to each `Durable`.
+    commit: Arc<dyn Commit>,
     accounts: DashMap<AccountId, Account>,
     index: DashMap<String, AccountId>,
     /// Boxed: a map's tables run at 44–87 % load, and slack slots of a
@@ -329,11 +324,35 @@ impl Engine {
         config: EngineConfig,
         key: CodeKey,
         clock: Arc<dyn Clock>,
-        mut rng: ChaCha20Rng,
+        rng: ChaCha20Rng,
     ) -> Result<Engine> {
         config.validate()?;
+        let store = crate::store::open(&config.store)?;
+        Self::open_on(store, config, key, clock, rng)
+    }
+
+    /// Opens the engine on records kept in memory (tests): `store` outlives
+    /// the engine, so opening another engine on it is a restart.
+    pub fn open_in_memory(
+        store: &crate::store::memory::MemoryStore,
+        config: EngineConfig,
+        key: CodeKey,
+        clock: Arc<dyn Clock>,
+        rng: ChaCha20Rng,
+    ) -> Result<Engine> {
+        config.validate()?;
+        Self::open_on(Arc::new(store.clone()), config, key, clock, rng)
+    }
+
+    fn open_on(
+        store: Arc<dyn Store>,
+        config: EngineConfig,
+        key: CodeKey,
+        clock: Arc<dyn Clock>,
+        mut rng: ChaCha20Rng,
+    ) -> Result<Engine> {
         let pins = PinHasher::new(config.argon2, &mut rng)?;
-        let store = Store::open(&config.store)?;
+        let commit = store.commit();
         let limits = IssueLimits::new(config.limits.clone(), Arc::clone(&clock));
         let engine = Engine {
             config,
@@ -343,6 +362,7 @@ impl Engine {
             pins,
             key,
             store,
+            commit,
             accounts: DashMap::new(),
             index: DashMap::new(),
             challenges: DashMap::new(),
@@ -362,70 +382,57 @@ impl Engine {
     fn recover(&self) -> Result<()> {
         let parts = std::thread::available_parallelism().map_or(1, |n| n.get().min(16));
         let floor = self.store.clock_floor()?;
-        let newest = self.store.scan_accounts_parallel(
-            parts,
-            |newest: &mut Timestamp, value| {
-                let account = decode_account(&value)?;
-                *newest = (*newest).max(account.updated_at);
-                if !account.is_cancelled() {
-                    for (key, field) in account.index_keys() {
-                        if self.index.insert(key, account.id).is_some() {
-                            return Err(EngineError::Corrupt(format!(
-                                "two live accounts share one {field}"
-                            )));
-                        }
+        let newest = std::sync::atomic::AtomicU64::new(floor.0);
+        self.store.scan_accounts(parts, &|account| {
+            newest.fetch_max(account.updated_at.0, std::sync::atomic::Ordering::Relaxed);
+            if !account.is_cancelled() {
+                for (key, field) in account.index_keys() {
+                    if self.index.insert(key, account.id).is_some() {
+                        return Err(EngineError::Corrupt(format!(
+                            "two live accounts share one {field}"
+                        )));
                     }
                 }
-                self.accounts.insert(account.id, account);
-                Ok(())
-            },
-            || floor,
-        )?;
-        let newest = newest.into_iter().fold(floor, Timestamp::max);
-        for value in self.store.scan_clients() {
-            let client = decode_client(&value?)?;
+            }
+            self.accounts.insert(account.id, account);
+            Ok(())
+        })?;
+        self.store.scan_clients(&mut |client| {
             self.clients.insert(client.id, client);
-        }
-        self.clock.observe(newest);
+            Ok(())
+        })?;
+        self.clock
+            .observe(Timestamp(newest.load(std::sync::atomic::Ordering::Relaxed)));
         let now = self.clock.now();
-        let dead_parts = self.store.scan_challenges_parallel(
-            parts,
-            |dead: &mut Vec<ChallengeId>, value| {
-                let challenge = decode_challenge(&value)?;
-                let owner = self.accounts.get_mut(&challenge.account);
-                let Some(mut owner) = owner.filter(|a| !a.is_cancelled()) else {
-                    dead.push(challenge.id);
-                    return Ok(());
-                };
-                if now >= challenge.expires_at {
-                    dead.push(challenge.id);
-                    return Ok(());
+        let dead = Mutex::new(Vec::new());
+        self.store.scan_challenges(parts, &|challenge| {
+            let owner = self.accounts.get_mut(&challenge.account);
+            let Some(mut owner) = owner.filter(|a| !a.is_cancelled()) else {
+                lock(&dead).push(challenge.id);
+                return Ok(());
+            };
+            if now >= challenge.expires_at {
+                lock(&dead).push(challenge.id);
+                return Ok(());
+            }
+            if challenge.state == ChallengeState::Live {
+                let slot = &mut owner.current[challenge.purpose.slot()];
+                let newer = slot
+                    .and_then(|id| self.challenges.get(&id).map(|c| c.created_at))
+                    .is_none_or(|t| t <= challenge.created_at);
+                if newer {
+                    *slot = Some(challenge.id);
                 }
-                if challenge.state == ChallengeState::Live {
-                    let slot = &mut owner.current[challenge.purpose.slot()];
-                    let newer = slot
-                        .and_then(|id| self.challenges.get(&id).map(|c| c.created_at))
-                        .is_none_or(|t| t <= challenge.created_at);
-                    if newer {
-                        *slot = Some(challenge.id);
-                    }
-                }
-                // Inserted while the owner is held: a challenge in a slot is
-                // always in the map when another thread compares with it.
-                self.challenges.insert(challenge.id, Box::new(challenge));
-                drop(owner);
-                Ok(())
-            },
-            Vec::new,
-        )?;
-        let mut dead = Writes::default();
-        let mut any_dead = false;
-        for id in dead_parts.into_iter().flatten() {
-            dead.remove(&challenge_key(id)[..]);
-            any_dead = true;
-        }
-        for value in self.store.scan_outbox() {
-            let message = decode_message(&value?)?;
+            }
+            // Inserted while the owner is held: a challenge in a slot is
+            // always in the map when another thread compares with it.
+            self.challenges.insert(challenge.id, Box::new(challenge));
+            drop(owner);
+            Ok(())
+        })?;
+        let dead_challenges = dead.into_inner().unwrap_or_else(PoisonError::into_inner);
+        let mut dead_messages = Vec::new();
+        self.store.scan_messages(&mut |message| {
             let queued = self
                 .challenges
                 .get(&message.challenge)
@@ -433,14 +440,21 @@ impl Engine {
             if queued {
                 self.outbox.insert(message.id, message);
             } else {
-                dead.remove(&outbox_key(message.id)[..]);
-                any_dead = true;
+                dead_messages.push(message.id);
             }
-        }
-        if any_dead {
+            Ok(())
+        })?;
+        let mut garbage = Changes::default();
+        garbage
+            .0
+            .extend(dead_challenges.into_iter().map(Change::RemoveChallenge));
+        garbage
+            .0
+            .extend(dead_messages.into_iter().map(Change::RemoveMessage));
+        if !garbage.is_empty() {
             // Only garbage goes here; if the removal is lost (or refused on
             // a short disk) it is redone next start.
-            let _ = self.store.write(dead);
+            let _ = self.store.write(garbage);
         }
         Ok(())
     }
@@ -466,7 +480,11 @@ impl Engine {
     }
 
     fn ready<T>(&self, value: T) -> Durable<T> {
-        Durable::new(value, None, self.store.commit_handle())
+        Durable::new(value, None, Arc::clone(&self.commit))
+    }
+
+    fn durable<T>(&self, value: T, ticket: crate::store::Ticket) -> Durable<T> {
+        Durable::new(value, Some(ticket), Arc::clone(&self.commit))
     }
 
     /// Runs `change` on a copy of the account while holding its entry, then
@@ -487,29 +505,27 @@ impl Engine {
             return Ok(self.ready(value));
         }
         let mut account = tx.account;
-        let mut batch = Writes::default();
         // A delivery report or a claim touches only challenges and messages:
         // the account record is rewritten only when it changed.
         if tx.account_changed {
             account.updated_at = now;
-            batch.insert(&account_key(id)[..], encode_account(&account));
         }
-        for c in &tx.puts {
-            batch.insert(&challenge_key(c.id)[..], encode_challenge(c));
+        let mut changes = Changes::default();
+        if tx.account_changed {
+            changes.push(Change::Account(&account));
         }
-        for removed in &tx.removes {
-            batch.remove(&challenge_key(*removed)[..]);
-        }
-        for m in &tx.messages {
-            batch.insert(&outbox_key(m.id)[..], encode_message(m));
-        }
-        for removed in &tx.message_removes {
-            batch.remove(&outbox_key(*removed)[..]);
-        }
-        for d in &tx.dead {
-            batch.insert(&dead_letter_key(d.id)[..], encode_dead_letter(d));
-        }
-        let ticket = self.store.write(batch)?;
+        changes.0.extend(tx.puts.iter().map(Change::Challenge));
+        changes
+            .0
+            .extend(tx.removes.iter().map(|id| Change::RemoveChallenge(*id)));
+        changes.0.extend(tx.messages.iter().map(Change::Message));
+        changes.0.extend(
+            tx.message_removes
+                .iter()
+                .map(|id| Change::RemoveMessage(*id)),
+        );
+        changes.0.extend(tx.dead.iter().map(Change::DeadLetter));
+        let ticket = self.store.write(changes)?;
         for c in tx.puts {
             // An update (a verify, a delivery report) reuses the box.
             match self.challenges.get_mut(&c.id) {
@@ -536,11 +552,7 @@ impl Engine {
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         *entry = account;
-        Ok(Durable::new(
-            value,
-            Some(ticket),
-            self.store.commit_handle(),
-        ))
+        Ok(self.durable(value, ticket))
     }
 
     fn challenge_in(&self, tx: &Tx, id: ChallengeId) -> Option<Challenge> {
@@ -585,10 +597,8 @@ impl Engine {
             }
             reserved.push(key);
         }
-        let mut batch = Writes::default();
-        batch.insert(&account_key(id)[..], encode_account(&guard));
-        match self.store.write(batch) {
-            Ok(ticket) => Ok(Durable::new(id, Some(ticket), self.store.commit_handle())),
+        match self.store.write(Changes(vec![Change::Account(&guard)])) {
+            Ok(ticket) => Ok(self.durable(id, ticket)),
             Err(e) => {
                 release(&reserved);
                 drop(guard);
@@ -798,12 +808,8 @@ impl Engine {
             // the same Argon2 work and the same durable write as a wrong PIN.
             _ => {
                 self.pins.verify_dummy(pin);
-                let ticket = self.store.decoy_write()?;
-                return Ok(Durable::new(
-                    LoginOutcome::InvalidCredentials,
-                    Some(ticket),
-                    self.store.commit_handle(),
-                ));
+                let ticket = self.store.write(Changes(vec![Change::Decoy]))?;
+                return Ok(self.durable(LoginOutcome::InvalidCredentials, ticket));
             }
         };
         let pin_ok = self.pins.verify(pin, &stored);
@@ -1660,11 +1666,11 @@ impl Engine {
 
     /// Messages that failed for good, newest last.
     pub fn dead_letters(&self) -> Result<Vec<DeadLetter>> {
-        let mut all = self
-            .store
-            .scan_dead_letters()
-            .map(|v| decode_dead_letter(&v?))
-            .collect::<Result<Vec<_>>>()?;
+        let mut all = Vec::new();
+        self.store.scan_dead_letters(&mut |d| {
+            all.push(d);
+            Ok(())
+        })?;
         all.sort_by_key(|d| d.failed_at);
         Ok(all)
     }
@@ -1680,7 +1686,7 @@ impl Engine {
             .filter(|c| now >= c.expires_at)
             .map(|c| (c.id, c.account))
             .collect();
-        let mut batch = Writes::default();
+        let mut batch = Changes::default();
         let mut swept = 0;
         for (id, account) in expired {
             let owner = self.accounts.get_mut(&account);
@@ -1692,10 +1698,10 @@ impl Engine {
                 }
             }
             if let Some((_, gone)) = self.challenges.remove_if(&id, |_, c| now >= c.expires_at) {
-                batch.remove(&challenge_key(id)[..]);
+                batch.push(Change::RemoveChallenge(id));
                 if let Some(message) = gone.message {
                     self.outbox.remove(&message);
-                    batch.remove(&outbox_key(message)[..]);
+                    batch.push(Change::RemoveMessage(message));
                 }
                 swept += 1;
             }
@@ -1761,16 +1767,10 @@ impl Engine {
             },
             secret_hash: hash_secret(&secret),
         };
-        let mut batch = Writes::default();
-        batch.insert(&client_key(id)[..], encode_client(&client));
-        let ticket = self.store.write(batch)?;
+        let ticket = self.store.write(Changes(vec![Change::Client(&client)]))?;
         let info = client.info.clone();
         self.clients.insert(id, client);
-        Ok(Durable::new(
-            (info, ApiKey::new(id, &secret)),
-            Some(ticket),
-            self.store.commit_handle(),
-        ))
+        Ok(self.durable((info, ApiKey::new(id, &secret)), ticket))
     }
 
     /// Every client ever added, revoked ones included, by name.
@@ -1798,11 +1798,9 @@ impl Engine {
             .map(|c| c.clone())
             .ok_or_else(|| EngineError::Internal("client vanished".into()))?;
         revoked.info.revoked_at = Some(self.now());
-        let mut batch = Writes::default();
-        batch.insert(&client_key(id)[..], encode_client(&revoked));
-        let ticket = self.store.write(batch)?;
+        let ticket = self.store.write(Changes(vec![Change::Client(&revoked)]))?;
         self.clients.insert(id, revoked);
-        Ok(Durable::new((), Some(ticket), self.store.commit_handle()))
+        Ok(self.durable((), ticket))
     }
 
     /// The client whose API key this is, if it is valid and not revoked.
@@ -1842,7 +1840,7 @@ impl Engine {
     /// every write acknowledged before the call, none half-applied. Writes
     /// queue while the store is read.
     pub fn backup_to(&self, dir: &std::path::Path) -> Result<crate::BackupSummary> {
-        crate::backup::write(&self.store, dir)
+        self.store.backup_to(dir)
     }
 
     /// Bytes the store occupies on disk.
@@ -1877,6 +1875,10 @@ impl Drop for Sweeper {
             let _ = handle.join();
         }
     }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 fn check_reason(reason: &str) -> Result<String> {

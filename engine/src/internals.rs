@@ -11,7 +11,6 @@ use crate::challenge::{Challenge, ChallengeState};
 use crate::client::{Client, ClientInfo, Scope, Scopes};
 use crate::clock::Timestamp;
 use crate::code::{CodePolicy, code_mac as mac};
-use crate::codec;
 use crate::error::Result;
 use crate::id::{AccountId, ChallengeId};
 use crate::identity::{Email, Identity, Phone};
@@ -19,7 +18,9 @@ use crate::lockout::Lockout;
 use crate::outbox::{DeadLetter, Message, seal};
 use crate::pin::{Argon2Params, PinHasher};
 use crate::secret::{Code, CodeKey, Pin, PinHash};
-use crate::store::{Durable, FlushStats, Store, StoreConfig, Writes};
+use crate::store::codec;
+use crate::store::sled::{SledStore, Writes};
+use crate::store::{Durable, FlushStats, Store, StoreConfig};
 use crate::terms::{Channel, DeliveryState, Locale, MessageId, Purpose};
 use rand_chacha::ChaCha20Rng;
 
@@ -56,12 +57,12 @@ impl Pins {
 
 /// A store with nothing of the engine on top, to time sled and the group commit.
 #[derive(Debug)]
-pub struct RawStore(Store);
+pub struct RawStore(SledStore);
 
 impl RawStore {
     /// Opens (or creates) a store.
     pub fn open(config: &StoreConfig) -> Result<RawStore> {
-        Store::open(config).map(RawStore)
+        SledStore::open(config).map(RawStore)
     }
 
     /// Writes one record into sled's log buffer and returns without any flush.
@@ -82,8 +83,8 @@ impl RawStore {
     pub fn put_durable(&self, key: &[u8], value: &[u8]) -> Result<()> {
         let mut writes = Writes::default();
         writes.insert(key, value.to_vec());
-        let ticket = self.0.write(writes)?;
-        Durable::new((), Some(ticket), self.0.commit_handle()).wait()
+        let ticket = self.0.write_raw(writes)?;
+        Durable::new((), Some(ticket), self.0.commit()).wait()
     }
 
     /// The group commit's counters.

@@ -6,12 +6,10 @@
 //! nothing changed.
 
 mod account;
-mod backup;
 mod challenge;
 mod client;
 mod clock;
 mod code;
-mod codec;
 mod config;
 mod engine;
 mod error;
@@ -29,7 +27,6 @@ mod store;
 mod terms;
 
 pub use account::{AccountState, AccountView};
-pub use backup::{BACKUP_FILE, BackupSummary, restore as restore_backup, verify as verify_backup};
 pub use challenge::{Approval, ChallengeStatus, ChallengeStatusKind, Issued, Verification};
 pub use client::{ApiKey, ClientInfo, Scope, Scopes};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
@@ -50,7 +47,11 @@ pub use lockout::{Event, Lock, LockMode, LockReason, Lockout, LockoutPolicy, Tra
 pub use outbox::{DeadLetter, OutboxPolicy, Outgoing, SendResult};
 pub use pin::{Argon2Params, PinPolicy, hash_pin_phc};
 pub use secret::{Code, CodeKey, Pin, PinHash};
-pub use store::{Durable, DurableWait, FlushStats, StoreConfig, in_use as store_in_use};
+pub use store::memory::MemoryStore;
+pub use store::{
+    BACKUP_FILE, BackupSummary, Durable, DurableWait, FlushStats, StoreConfig,
+    in_use as store_in_use, restore as restore_backup, verify as verify_backup,
+};
 pub use terms::{Channel, DeliveryState, Locale, MessageId, Purpose};
 
 /// The RNG the engine draws ids, salts and codes from.

@@ -16,6 +16,15 @@ pub const START: Timestamp = Timestamp(1_795_392_000_000);
 pub const PIN: &str = "4821";
 pub const OTHER_PIN: &str = "9135";
 
+/// Which implementation of the storage port an engine runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// sled in a temporary directory.
+    Sled,
+    /// Records in memory, kept across restarts.
+    Memory,
+}
+
 pub struct TestEngine {
     pub engine: Arc<Engine>,
     pub clock: ManualClock,
@@ -23,6 +32,28 @@ pub struct TestEngine {
     key: CodeKey,
     seed: u64,
     pub dir: tempfile::TempDir,
+    /// Set when the engine runs on the in-memory store.
+    memory: Option<MemoryStore>,
+}
+
+fn open(
+    config: &EngineConfig,
+    key: &CodeKey,
+    clock: &ManualClock,
+    seed: u64,
+    memory: Option<&MemoryStore>,
+) -> Engine {
+    let (config, key, clock, rng) = (
+        config.clone(),
+        key.clone(),
+        Arc::new(clock.clone()),
+        seeded(seed),
+    );
+    match memory {
+        Some(store) => Engine::open_in_memory(store, config, key, clock, rng),
+        None => Engine::open(config, key, clock, rng),
+    }
+    .expect("engine opens")
 }
 
 impl TestEngine {
@@ -31,19 +62,19 @@ impl TestEngine {
     }
 
     pub fn with_config(adjust: impl FnOnce(&mut EngineConfig)) -> Self {
+        Self::on(Backend::Sled, adjust)
+    }
+
+    /// An engine on `backend`, with the test configuration adjusted.
+    pub fn on(backend: Backend, adjust: impl FnOnce(&mut EngineConfig)) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut config = EngineConfig::for_tests();
         config.store.path = Some(dir.path().join("data"));
         adjust(&mut config);
         let clock = ManualClock::new(START);
         let key = CodeKey::new([42; 32]);
-        let engine = Engine::open(
-            config.clone(),
-            key.clone(),
-            Arc::new(clock.clone()),
-            seeded(1),
-        )
-        .expect("engine opens");
+        let memory = (backend == Backend::Memory).then(MemoryStore::new);
+        let engine = open(&config, &key, &clock, 1, memory.as_ref());
         Self {
             engine: Arc::new(engine),
             clock,
@@ -51,10 +82,11 @@ impl TestEngine {
             key,
             seed: 1,
             dir,
+            memory,
         }
     }
 
-    /// Drops the engine (flushing it) and opens a new one on the same directory.
+    /// Drops the engine (flushing it) and opens a new one on the same store.
     pub fn restart(self) -> Self {
         let TestEngine {
             engine,
@@ -63,15 +95,10 @@ impl TestEngine {
             key,
             seed,
             dir,
+            memory,
         } = self;
         drop(Arc::into_inner(engine).expect("no other engine handles"));
-        let engine = Engine::open(
-            config.clone(),
-            key.clone(),
-            Arc::new(clock.clone()),
-            seeded(seed + 1),
-        )
-        .expect("engine reopens");
+        let engine = open(&config, &key, &clock, seed + 1, memory.as_ref());
         Self {
             engine: Arc::new(engine),
             clock,
@@ -79,6 +106,7 @@ impl TestEngine {
             key,
             seed: seed + 1,
             dir,
+            memory,
         }
     }
 

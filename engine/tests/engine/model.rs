@@ -80,8 +80,8 @@ impl Dice {
     }
 }
 
-fn run(seed: u64, steps: usize) {
-    let mut t = TestEngine::new();
+fn run(backend: Backend, seed: u64, steps: usize) {
+    let mut t = TestEngine::on(backend, |_| {});
     let mut m = Model {
         accounts: Vec::new(),
         next_identity: 0,
@@ -90,7 +90,7 @@ fn run(seed: u64, steps: usize) {
     for step in 0..steps {
         let now = t.clock.now().0;
         let op = dice.below(100);
-        let context = format!("seed {seed} step {step} op {op}");
+        let context = format!("{backend:?} seed {seed} step {step} op {op}");
         match op {
             0..=9 => {
                 let phone = dice.below(PHONES.len());
@@ -328,13 +328,25 @@ fn pick<'m>(m: &'m mut Model, dice: &mut Dice) -> Option<&'m mut MAccount> {
     m.accounts.get_mut(i)
 }
 
-#[test]
-fn random_operations_with_restarts_agree_with_the_model() {
-    let seeds: u64 = std::env::var("OTPD_MODEL_SEEDS")
+fn seeds() -> u64 {
+    std::env::var("OTPD_MODEL_SEEDS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(12);
-    for seed in 0..seeds {
-        run(seed, 300);
+        .unwrap_or(12)
+}
+
+#[test]
+fn random_operations_with_restarts_agree_with_the_model() {
+    for seed in 0..seeds() {
+        run(Backend::Sled, seed, 300);
+    }
+}
+
+/// The same operations on the in-memory store: both implementations of the
+/// storage port must give what the model predicts, restarts included.
+#[test]
+fn the_in_memory_store_keeps_the_same_contract_under_the_model() {
+    for seed in 0..seeds() {
+        run(Backend::Memory, seed, 300);
     }
 }

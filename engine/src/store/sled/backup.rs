@@ -20,8 +20,8 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+use super::SledStore;
 use crate::error::{EngineError, Result};
-use crate::store::Store;
 
 /// The file a backup directory holds.
 pub const BACKUP_FILE: &str = "otpd.backup";
@@ -77,7 +77,7 @@ impl<W: Write> Hashing<W> {
 /// backup there is never overwritten). The file is written under a
 /// temporary name, synced, then renamed, so a crash leaves no half backup
 /// under the real name.
-pub(crate) fn write(store: &Store, dir: &Path) -> Result<BackupSummary> {
+pub(crate) fn write(store: &SledStore, dir: &Path) -> Result<BackupSummary> {
     std::fs::create_dir_all(dir).map_err(io_error("create", dir))?;
     let path = dir.join(BACKUP_FILE);
     if path.exists() {
@@ -103,19 +103,21 @@ pub(crate) fn write(store: &Store, dir: &Path) -> Result<BackupSummary> {
         put(&mut out, MAGIC)?;
         put(&mut out, &VERSION.to_be_bytes())?;
         let mut records = 0u64;
-        let round = store.export(|key, value| {
+        let copy_failed =
+            |e: std::io::Error| EngineError::Storage(format!("cannot write the copy: {e}"));
+        let round = store.export_raw(&mut |key, value| {
             if records.is_multiple_of(4_096) {
                 store.has_room().map_err(|e| {
-                    std::io::Error::other(format!("stopped to keep the store writable: {e}"))
+                    EngineError::Storage(format!("stopped to keep the store writable: {e}"))
                 })?;
             }
             for field in [key, value] {
                 let len = u32::try_from(field.len())
                     .ok()
                     .filter(|&l| l < MAX_FIELD)
-                    .ok_or_else(|| std::io::Error::other("a record is too large"))?;
-                out.put(&len.to_be_bytes())?;
-                out.put(field)?;
+                    .ok_or_else(|| EngineError::Storage("a record is too large".into()))?;
+                out.put(&len.to_be_bytes()).map_err(copy_failed)?;
+                out.put(field).map_err(copy_failed)?;
             }
             records += 1;
             Ok(())
@@ -223,7 +225,7 @@ pub fn restore(dir: &Path, store_path: &Path) -> Result<BackupSummary> {
             let _ = sender.send(Err(e));
         }
     });
-    let imported = Store::import(&building, receiver.into_iter(), summary.round);
+    let imported = SledStore::import(&building, receiver.into_iter(), summary.round);
     let _ = reader.join();
     if let Err(e) = imported {
         let _ = std::fs::remove_dir_all(&building);
