@@ -222,10 +222,7 @@ impl SledStore {
     /// with the writer paused between two rounds: the copy holds every
     /// write acknowledged before it began, and no half of any round.
     /// Writes queue meanwhile. Returns the round the copy ends at.
-    pub(crate) fn export_raw(
-        &self,
-        each: &mut RawRecord<'_>,
-    ) -> Result<u64> {
+    pub(crate) fn export_raw(&self, each: &mut RawRecord<'_>) -> Result<u64> {
         let _between_rounds = self
             .commit
             .rounds

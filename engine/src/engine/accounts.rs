@@ -1,0 +1,359 @@
+//! Accounts: registration, pre-registration, import, reading, and the privileged operations (lock, unlock, cancel) and the push device.
+
+use dashmap::mapref::entry::Entry;
+
+use crate::account::{Account, AccountView, Status, email_key, phone_key};
+
+use crate::error::{EngineError, Result};
+use crate::id::{AccountId, ChallengeId};
+use crate::identity::{BirthDate, Email, Identity, Phone, PostalAddress, PushToken};
+use crate::lockout::Event;
+use crate::pin::PinHasher;
+use crate::secret::Pin;
+use crate::store::{Change, Changes, Durable};
+use crate::terms::{MessageId, Purpose};
+
+use super::{Engine, Tx, ensure_usable};
+
+/// A registration with a PIN.
+#[derive(Debug, Clone)]
+pub struct NewAccount {
+    /// The identity document.
+    pub identity: Identity,
+    /// The mobile number, if any.
+    pub phone: Option<Phone>,
+    /// The email, if any.
+    pub email: Option<Email>,
+    /// The chosen PIN.
+    pub pin: Pin,
+    /// Date of birth, if known.
+    pub birth_date: Option<BirthDate>,
+    /// Postal address, if known.
+    pub postal_address: Option<PostalAddress>,
+}
+
+/// A pre-registration, to be activated with a code.
+#[derive(Debug, Clone)]
+pub struct PreRegistration {
+    /// The identity document.
+    pub identity: Identity,
+    /// Date of birth: the second thing the citizen must know to activate.
+    pub birth_date: BirthDate,
+    /// The mobile number on file, if any.
+    pub phone: Option<Phone>,
+    /// The email on file, if any.
+    pub email: Option<Email>,
+    /// The postal address on file, if any (for letters).
+    pub postal_address: Option<PostalAddress>,
+}
+
+/// An account migrated from another system.
+#[derive(Debug, Clone)]
+pub struct ImportAccount {
+    /// The identity document.
+    pub identity: Identity,
+    /// The mobile number, if any.
+    pub phone: Option<Phone>,
+    /// The email, if any.
+    pub email: Option<Email>,
+    /// Date of birth, if known.
+    pub birth_date: Option<BirthDate>,
+    /// Postal address, if known.
+    pub postal_address: Option<PostalAddress>,
+    /// An existing Argon2 PHC string; required unless pending activation.
+    pub pin_hash: Option<String>,
+    /// The state to import into.
+    pub state: ImportState,
+}
+
+/// The state an imported account starts in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImportState {
+    /// Usable at once.
+    Active,
+    /// Waits for activation.
+    PendingActivation,
+    /// Locked by the previous system, with its reason.
+    Locked(String),
+}
+
+fn check_reason(reason: &str) -> Result<String> {
+    let reason = reason.trim();
+    if reason.is_empty() || reason.chars().count() > 200 || reason.chars().any(char::is_control) {
+        return Err(EngineError::invalid(
+            "reason",
+            "must be 1 to 200 printable characters",
+        ));
+    }
+    Ok(reason.to_owned())
+}
+
+impl Engine {
+    /// Adds a new account, reserving its identity and contacts atomically.
+    fn insert_account(&self, account: Account) -> Result<Durable<AccountId>> {
+        let id = account.id;
+        let keys = account.index_keys();
+        let Entry::Vacant(slot) = self.accounts.entry(id) else {
+            return Err(EngineError::Internal("account id collision".into()));
+        };
+        let guard = slot.insert(account);
+        let mut reserved: Vec<String> = Vec::new();
+        let release = |reserved: &[String]| {
+            for key in reserved {
+                self.index.remove_if(key, |_, owner| *owner == id);
+            }
+        };
+        for (key, field) in keys {
+            // Decide under the index entry, act after it is released: rolling
+            // back while holding it deadlocks when an earlier key shares its shard.
+            let taken = match self.index.entry(key.clone()) {
+                Entry::Occupied(_) => true,
+                Entry::Vacant(vacant) => {
+                    vacant.insert(id);
+                    false
+                }
+            };
+            if taken {
+                release(&reserved);
+                drop(guard);
+                self.accounts.remove(&id);
+                return Err(EngineError::Conflict { field });
+            }
+            reserved.push(key);
+        }
+        match self.store.write(Changes(vec![Change::Account(&guard)])) {
+            Ok(ticket) => Ok(self.durable(id, ticket)),
+            Err(e) => {
+                release(&reserved);
+                drop(guard);
+                self.accounts.remove(&id);
+                Err(e)
+            }
+        }
+    }
+
+    fn new_account(
+        &self,
+        identity: Identity,
+        phone: Option<Phone>,
+        email: Option<Email>,
+        birth_date: Option<BirthDate>,
+        postal_address: Option<PostalAddress>,
+    ) -> Account {
+        let now = self.now();
+        Account {
+            id: AccountId(self.random()),
+            identity,
+            phone,
+            email,
+            birth_date,
+            postal_address,
+            push_token: None,
+            pin: None,
+            status: Status::Active,
+            lockout: Default::default(),
+            created_at: now,
+            updated_at: now,
+            current: [None; 4],
+        }
+    }
+
+    /// Registers a citizen with a PIN. The identity, phone and email must not
+    /// belong to another live account.
+    pub fn register(&self, new: NewAccount) -> Result<Durable<AccountId>> {
+        if new.phone.is_none() && new.email.is_none() {
+            return Err(EngineError::invalid(
+                "phone",
+                "a mobile number or an email address is required",
+            ));
+        }
+        self.config.pin.check("pin", &new.pin)?;
+        self.ensure_free(&new.identity, new.phone.as_ref(), new.email.as_ref())?;
+        let pin = self.hash_pin(&new.pin)?;
+        let mut account = self.new_account(
+            new.identity,
+            new.phone,
+            new.email,
+            new.birth_date,
+            new.postal_address,
+        );
+        account.pin = Some(pin);
+        self.insert_account(account)
+    }
+
+    /// Fails early (before Argon2) when an identifier is visibly taken; the
+    /// reservation in `insert_account` is what makes it certain.
+    fn ensure_free(
+        &self,
+        identity: &Identity,
+        phone: Option<&Phone>,
+        email: Option<&Email>,
+    ) -> Result<()> {
+        if self.index.contains_key(&identity.index_key()) {
+            return Err(EngineError::Conflict { field: "identity" });
+        }
+        if phone.is_some_and(|p| self.index.contains_key(&phone_key(p))) {
+            return Err(EngineError::Conflict { field: "phone" });
+        }
+        if email.is_some_and(|e| self.index.contains_key(&email_key(e))) {
+            return Err(EngineError::Conflict { field: "email" });
+        }
+        Ok(())
+    }
+
+    /// Pre-registers an identity with the contacts on file; it is activated
+    /// later with a code sent by SMS, email or letter.
+    pub fn pre_register(&self, pre: PreRegistration) -> Result<Durable<AccountId>> {
+        if pre.phone.is_none() && pre.email.is_none() && pre.postal_address.is_none() {
+            return Err(EngineError::invalid(
+                "postal_address",
+                "a mobile number, an email or a postal address is needed to send the activation code",
+            ));
+        }
+        let mut account = self.new_account(
+            pre.identity,
+            pre.phone,
+            pre.email,
+            Some(pre.birth_date),
+            pre.postal_address,
+        );
+        account.status = Status::PendingActivation;
+        self.insert_account(account)
+    }
+
+    /// Imports an account from another system, keeping its Argon2 PIN hash.
+    pub fn import(&self, import: ImportAccount) -> Result<Durable<AccountId>> {
+        let pin = import
+            .pin_hash
+            .as_deref()
+            .map(PinHasher::parse_imported)
+            .transpose()?;
+        let status = match (&import.state, &pin) {
+            (ImportState::PendingActivation, _) => Status::PendingActivation,
+            (_, None) => {
+                return Err(EngineError::invalid(
+                    "pin_hash",
+                    "is required for an active or locked account",
+                ));
+            }
+            (ImportState::Active | ImportState::Locked(_), Some(_)) => Status::Active,
+        };
+        if import.phone.is_none() && import.email.is_none() && import.postal_address.is_none() {
+            return Err(EngineError::invalid(
+                "phone",
+                "a mobile number, an email or a postal address is required",
+            ));
+        }
+        let now = self.now();
+        let mut account = self.new_account(
+            import.identity,
+            import.phone,
+            import.email,
+            import.birth_date,
+            import.postal_address,
+        );
+        account.pin = pin;
+        account.status = status;
+        if let ImportState::Locked(reason) = import.state {
+            account.lockout.apply(
+                Event::AdminLock(check_reason(&reason)?),
+                now,
+                &self.config.lockout,
+            );
+        }
+        self.insert_account(account)
+    }
+
+    /// A read-only view of an account.
+    pub fn account(&self, id: AccountId) -> Result<AccountView> {
+        let now = self.now();
+        self.accounts
+            .get(&id)
+            .map(|a| a.view(now))
+            .ok_or(EngineError::AccountNotFound)
+    }
+
+    /// The live account registered with this identity, if any.
+    pub fn find_by_identity(&self, identity: &Identity) -> Option<AccountId> {
+        self.index.get(&identity.index_key()).map(|id| *id)
+    }
+
+    /// Locks an account (privileged), with a reason kept for audit.
+    pub fn lock(&self, account: AccountId, reason: &str) -> Result<Durable<()>> {
+        let reason = check_reason(reason)?;
+        self.mutate(account, |tx, now| {
+            if tx.account.is_cancelled() {
+                return Err(EngineError::WrongState("the account is cancelled"));
+            }
+            tx.lockout(Event::AdminLock(reason), now, self);
+            Ok(())
+        })
+    }
+
+    /// Unlocks an account (privileged): counters cleared, outstanding codes killed.
+    pub fn unlock(&self, account: AccountId) -> Result<Durable<()>> {
+        self.mutate(account, |tx, now| {
+            if tx.account.is_cancelled() {
+                return Err(EngineError::WrongState("the account is cancelled"));
+            }
+            tx.lockout(Event::AdminUnlock, now, self);
+            self.supersede_all(tx);
+            Ok(())
+        })
+    }
+
+    /// Cancels a registration: its identity and contacts are freed for reuse,
+    /// its codes deleted, and its record kept for audit.
+    pub fn cancel(&self, account: AccountId) -> Result<Durable<()>> {
+        self.mutate(account, |tx, now| {
+            if tx.account.is_cancelled() {
+                return Err(EngineError::WrongState("the account is already cancelled"));
+            }
+            let owned: Vec<(ChallengeId, Option<MessageId>)> = self
+                .challenges
+                .iter()
+                .filter(|c| c.account == tx.account.id)
+                .map(|c| (c.id, c.message))
+                .collect();
+            for (challenge, message) in owned {
+                tx.removes.push(challenge);
+                if let Some(message) = message {
+                    tx.remove_message(message);
+                }
+            }
+            tx.unindex = tx
+                .account
+                .index_keys()
+                .into_iter()
+                .map(|(k, _)| k)
+                .collect();
+            let account = tx.account_mut();
+            account.status = Status::Cancelled(now);
+            account.current = [None; 4];
+            account.push_token = None;
+            Ok(())
+        })
+    }
+
+    /// Registers (or replaces) the citizen's app for push codes.
+    pub fn register_push_device(
+        &self,
+        account: AccountId,
+        token: PushToken,
+    ) -> Result<Durable<()>> {
+        self.mutate(account, |tx, now| {
+            ensure_usable(&tx.account, now)?;
+            tx.account_mut().push_token = Some(token);
+            Ok(())
+        })
+    }
+
+    pub(super) fn supersede_all(&self, tx: &mut Tx) {
+        for purpose in Purpose::ALL {
+            if let Some(id) = tx.account.current(purpose) {
+                self.supersede(tx, id);
+                tx.account_mut().current[purpose.slot()] = None;
+            }
+        }
+    }
+}

@@ -1,0 +1,338 @@
+//! Codes: issuing one (superseding the last), resending, checking one against its challenge, and a challenge's status.
+
+use std::time::Duration;
+
+use crate::account::{Account, Status};
+use crate::challenge::{
+    Approval, Challenge, ChallengeState, ChallengeStatus, Issued, Verification, mask_destination,
+};
+use crate::clock::Timestamp;
+use crate::code::code_mac;
+use crate::error::{EngineError, Result};
+use crate::id::{AccountId, ChallengeId};
+use crate::lockout::{Event, Transition};
+use crate::outbox::{Message, seal};
+use crate::secret::Code;
+use crate::store::Durable;
+use crate::terms::{Channel, DeliveryState, Locale, MessageId, Purpose};
+
+use super::{Engine, Tx};
+
+pub(super) fn ensure_usable(account: &Account, now: Timestamp) -> Result<()> {
+    match account.status {
+        Status::Cancelled(_) => Err(EngineError::WrongState("the account is cancelled")),
+        Status::PendingActivation => Err(EngineError::WrongState("the account is not activated")),
+        Status::Active => match account.lockout.lock_at(now) {
+            Some(lock) => Err(EngineError::Locked { until: lock.until }),
+            None => Ok(()),
+        },
+    }
+}
+
+pub(super) fn choose_channel(account: &Account, requested: Option<Channel>) -> Result<Channel> {
+    if let Some(channel) = requested {
+        return Ok(channel);
+    }
+    match (&account.phone, &account.email, &account.push_token) {
+        (Some(_), None, _) => Ok(Channel::Sms),
+        (None, Some(_), _) => Ok(Channel::Email),
+        (None, None, Some(_)) => Ok(Channel::Push),
+        (None, None, None) => Err(EngineError::ChannelUnavailable("contact")),
+        (Some(_), Some(_), _) => Err(EngineError::invalid(
+            "channel",
+            "the account has a mobile number and an email: choose sms or email",
+        )),
+    }
+}
+
+pub(super) fn destination_for(
+    account: &Account,
+    channel: Channel,
+    purpose: Purpose,
+) -> Result<String> {
+    let missing = EngineError::ChannelUnavailable;
+    match channel {
+        Channel::Sms => account
+            .phone
+            .as_ref()
+            .map(|p| p.as_str().to_owned())
+            .ok_or(missing("mobile number")),
+        Channel::Email => account
+            .email
+            .as_ref()
+            .map(|e| e.as_str().to_owned())
+            .ok_or(missing("email address")),
+        Channel::Push => account
+            .push_token
+            .as_ref()
+            .map(|t| t.as_str().to_owned())
+            .ok_or(missing("registered app")),
+        Channel::Letter if purpose == Purpose::Activation => account
+            .postal_address
+            .as_ref()
+            .map(|a| a.as_str().to_owned())
+            .ok_or(missing("postal address")),
+        Channel::Letter => Err(EngineError::invalid(
+            "channel",
+            "letters carry activation codes only",
+        )),
+    }
+}
+
+impl Engine {
+    /// Sends a new code for a challenge's purpose to the same destination; the
+    /// old code dies. Refused within the resend cooldown.
+    pub fn resend(
+        &self,
+        challenge: ChallengeId,
+        locale: Option<Locale>,
+    ) -> Result<Durable<Issued>> {
+        let account = self.challenge_owner(challenge)?;
+        self.mutate(account, |tx, now| {
+            let old = self
+                .challenge_in(tx, challenge)
+                .ok_or(EngineError::ChallengeNotFound)?;
+            if tx.account.current(old.purpose) != Some(challenge) {
+                return Err(EngineError::WrongState(
+                    "only the most recent code of a challenge can be resent",
+                ));
+            }
+            if let Some(lock) = tx.account.lockout.lock_at(now) {
+                return Err(EngineError::Locked { until: lock.until });
+            }
+            let ready_at = old.created_at.plus(self.config.resend_cooldown.0);
+            if now < ready_at {
+                return Err(EngineError::TooSoon {
+                    retry_after: now.until(ready_at),
+                });
+            }
+            let lifetime = old.created_at.until(old.expires_at);
+            let destination = old.destination.to_string();
+            let locale = locale.or(Some(old.locale));
+            self.issue_in(
+                tx,
+                old.purpose,
+                old.channel,
+                destination,
+                Some(lifetime),
+                locale,
+                now,
+            )
+        })
+    }
+
+    pub(super) fn challenge_owner(&self, challenge: ChallengeId) -> Result<AccountId> {
+        self.challenges
+            .get(&challenge)
+            .map(|c| c.account)
+            .ok_or(EngineError::ChallengeNotFound)
+    }
+
+    /// Creates a challenge and its outgoing message in `tx`, superseding the
+    /// account's previous challenge of the same purpose.
+    #[allow(clippy::too_many_arguments)] // One private call site per purpose.
+    pub(super) fn issue_in(
+        &self,
+        tx: &mut Tx,
+        purpose: Purpose,
+        channel: Channel,
+        destination: String,
+        lifetime: Option<Duration>,
+        locale: Option<Locale>,
+        now: Timestamp,
+    ) -> Result<Issued> {
+        if !self.config.outbox.enabled.contains(&channel) {
+            return Err(EngineError::ChannelUnavailable(match channel {
+                Channel::Sms => "SMS delivery (disabled here)",
+                Channel::Email => "email delivery (disabled here)",
+                Channel::Push => "push delivery (disabled here)",
+                Channel::Letter => "letter delivery (disabled here)",
+            }));
+        }
+        let policy = self.config.codes.for_code(purpose, channel);
+        let lifetime = match lifetime {
+            None => policy.lifetime,
+            Some(l) if l > policy.lifetime => {
+                return Err(EngineError::invalid(
+                    "lifetime",
+                    format!("must not exceed {} s", policy.lifetime.as_secs()),
+                ));
+            }
+            Some(l) if l < Duration::from_secs(10) => {
+                return Err(EngineError::invalid("lifetime", "must be at least 10 s"));
+            }
+            Some(l) => l,
+        };
+        self.limits.admit(tx.account.id, channel, &destination)?;
+        let id = ChallengeId(self.random());
+        let message_id = MessageId(self.random());
+        let code = policy.generate(&mut self.rng());
+        if let Some(previous) = tx.account.current(purpose) {
+            self.supersede(tx, previous);
+        }
+        tx.account_mut().current[purpose.slot()] = Some(id);
+        let challenge = Challenge {
+            id,
+            account: tx.account.id,
+            purpose,
+            channel,
+            destination: destination.clone().into_boxed_str(),
+            mac: code_mac(&self.key, id, code.expose()),
+            created_at: now,
+            expires_at: now.plus(lifetime),
+            attempts: 0,
+            max_attempts: u8::try_from(policy.max_attempts).unwrap_or(u8::MAX),
+            state: ChallengeState::Live,
+            delivery: DeliveryState::Queued,
+            message: Some(message_id),
+            locale: locale.unwrap_or(self.config.outbox.default_locale),
+        };
+        let expires_at = challenge.expires_at;
+        tx.put_message(Message {
+            id: message_id,
+            challenge: id,
+            account: tx.account.id,
+            purpose,
+            channel,
+            destination: destination.clone().into_boxed_str(),
+            sealed_code: seal(&self.key, message_id, &code),
+            locale: challenge.locale,
+            expires_at,
+            created_at: now,
+            attempts: 0,
+            next_attempt_at: now,
+            in_flight: false,
+        });
+        tx.put(challenge);
+        Ok(Issued {
+            challenge_id: id,
+            account_id: tx.account.id,
+            purpose,
+            channel,
+            masked_destination: mask_destination(channel, &destination),
+            destination,
+            expires_at,
+            code,
+            message_id,
+        })
+    }
+
+    /// Marks a live challenge superseded and drops its message if still queued.
+    pub(super) fn supersede(&self, tx: &mut Tx, id: ChallengeId) {
+        let Some(mut old) = self.challenge_in(tx, id) else {
+            return;
+        };
+        if old.state != ChallengeState::Live {
+            return;
+        }
+        old.state = ChallengeState::Superseded;
+        if let Some(message) = old.message.take() {
+            tx.remove_message(message);
+            old.delivery = DeliveryState::Dropped;
+        }
+        tx.put(old);
+    }
+
+    /// Checks `code` against a challenge of `expected` purpose on `tx`'s account.
+    /// Counts a wrong code against the challenge and the account.
+    pub(super) fn check_code(
+        &self,
+        tx: &mut Tx,
+        challenge: ChallengeId,
+        expected: Purpose,
+        code: &Code,
+        now: Timestamp,
+    ) -> Result<Verification> {
+        self.check_code_then(tx, challenge, expected, code, now, true)
+    }
+
+    /// [`Engine::check_code`]; with `consume` false, a right code is
+    /// reported but left usable (nothing changes), so costly work that must
+    /// follow a right code (Argon2) can run before the code is spent.
+    pub(super) fn check_code_then(
+        &self,
+        tx: &mut Tx,
+        challenge: ChallengeId,
+        expected: Purpose,
+        code: &Code,
+        now: Timestamp,
+        consume: bool,
+    ) -> Result<Verification> {
+        let mut c = self
+            .challenge_in(tx, challenge)
+            .filter(|c| c.account == tx.account.id && c.purpose == expected)
+            .ok_or(EngineError::ChallengeNotFound)?;
+        let typed = self
+            .config
+            .codes
+            .for_code(c.purpose, c.channel)
+            .normalise_input(code)?;
+        if tx.account.lockout.lock_at(now).is_some() {
+            return Ok(Verification::Locked);
+        }
+        if let Some(refusal) = c.refusal(now) {
+            return Ok(refusal);
+        }
+        if code_mac(&self.key, c.id, &typed).matches(&c.mac) {
+            let approval = Approval {
+                account_id: tx.account.id,
+                identity: tx.account.identity.clone(),
+                purpose: expected,
+            };
+            if !consume {
+                return Ok(Verification::Approved(approval));
+            }
+            c.state = ChallengeState::Consumed;
+            if let Some(message) = c.message.take() {
+                // Used before the gateway took it (e.g. read from a retried send).
+                tx.remove_message(message);
+            }
+            tx.lockout(Event::CodeSucceeded, now, self);
+            if c.channel == Channel::Sms {
+                self.limits.verified_sms(&c.destination);
+            }
+            let slot = &mut tx.account_mut().current[c.purpose.slot()];
+            if *slot == Some(c.id) {
+                *slot = None;
+            }
+            tx.put(c);
+            return Ok(Verification::Approved(approval));
+        }
+        c.attempts = c.attempts.saturating_add(1);
+        let attempts_remaining = u32::from(c.max_attempts.saturating_sub(c.attempts));
+        tx.put(c);
+        Ok(match tx.lockout(Event::CodeFailed, now, self) {
+            Transition::Counted { .. } => Verification::WrongCode { attempts_remaining },
+            _ => Verification::Locked,
+        })
+    }
+
+    /// Second factor: checks a login or step-up code. A code verifies at most
+    /// once, however many requests carry it at the same time.
+    pub fn verify(
+        &self,
+        challenge: ChallengeId,
+        expected: Purpose,
+        code: &Code,
+    ) -> Result<Durable<Verification>> {
+        if !matches!(expected, Purpose::Login | Purpose::StepUp) {
+            return Err(EngineError::invalid(
+                "purpose",
+                "activation and contact-change codes have their own operations",
+            ));
+        }
+        let account = self.challenge_owner(challenge)?;
+        self.mutate(account, |tx, now| {
+            self.check_code(tx, challenge, expected, code, now)
+        })
+    }
+
+    /// Where a challenge stands.
+    pub fn challenge_status(&self, challenge: ChallengeId) -> Result<ChallengeStatus> {
+        let now = self.now();
+        self.challenges
+            .get(&challenge)
+            .map(|c| c.status(now))
+            .ok_or(EngineError::ChallengeNotFound)
+    }
+}

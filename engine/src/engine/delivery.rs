@@ -1,0 +1,179 @@
+//! The outbox as the sender sees it: messages due now, claimed; the outcome of each send (sent, retry with backoff, dead letter, SMS-to-email fallback).
+
+use std::time::Duration;
+
+use crate::challenge::ChallengeState;
+use crate::clock::Timestamp;
+use crate::error::Result;
+use crate::id::AccountId;
+use crate::outbox::{DeadLetter, Message, Outgoing, SendResult, seal, unseal};
+use crate::store::Durable;
+use crate::terms::{Channel, DeliveryState, MessageId};
+
+use super::Engine;
+
+impl Engine {
+    /// Up to `limit` messages due now, oldest first, marked in flight. Messages
+    /// whose code has died (expired, superseded, used) are dropped instead:
+    /// a code is never sent late.
+    pub fn outbox_due(&self, limit: usize) -> Vec<Outgoing> {
+        let now = self.now();
+        let mut due: Vec<(Timestamp, MessageId, AccountId)> = self
+            .outbox
+            .iter()
+            .filter(|m| !m.in_flight && m.next_attempt_at <= now)
+            .map(|m| (m.next_attempt_at, m.id, m.account))
+            .collect();
+        due.sort_unstable();
+        let mut outgoing = Vec::new();
+        for (_, id, account) in due {
+            if outgoing.len() >= limit {
+                break;
+            }
+            let claimed = self.mutate(account, |tx, now| {
+                let Some(message) = self.outbox.get(&id).map(|m| m.clone()) else {
+                    return Ok(None);
+                };
+                let challenge = self
+                    .challenge_in(tx, message.challenge)
+                    .filter(|c| c.message == Some(id));
+                let Some(mut challenge) = challenge else {
+                    tx.remove_message(id);
+                    return Ok(None);
+                };
+                if challenge.state != ChallengeState::Live || now >= challenge.expires_at {
+                    tx.remove_message(id);
+                    challenge.message = None;
+                    challenge.delivery = DeliveryState::Dropped;
+                    tx.put(challenge);
+                    return Ok(None);
+                }
+                if let Some(mut entry) = self.outbox.get_mut(&id) {
+                    entry.in_flight = true;
+                }
+                Ok(Some(Outgoing {
+                    id,
+                    challenge_id: message.challenge,
+                    purpose: message.purpose,
+                    channel: message.channel,
+                    destination: message.destination.to_string(),
+                    code: unseal(&self.key, id, &message.sealed_code)?,
+                    locale: message.locale,
+                    expires_at: message.expires_at,
+                    attempt: message.attempts + 1,
+                }))
+            });
+            // A drop that is lost in a crash is simply made again on the next start.
+            if let Ok(Some(item)) = claimed.map(|d| d.peek().clone()) {
+                outgoing.push(item);
+            }
+        }
+        outgoing
+    }
+
+    /// Records what a send came to: sent, retry later (with backoff and
+    /// jitter, honouring the gateway's wait), or failed for good (dead letter,
+    /// and the optional SMS-to-email fallback).
+    pub fn outbox_report(&self, id: MessageId, result: SendResult) -> Result<Durable<()>> {
+        let Some(account) = self.outbox.get(&id).map(|m| m.account) else {
+            // Dropped meanwhile (superseded, cancelled, swept): nothing to record.
+            return Ok(self.ready(()));
+        };
+        let policy = &self.config.outbox;
+        self.mutate(account, |tx, now| {
+            let Some(mut message) = self.outbox.get(&id).map(|m| m.clone()) else {
+                return Ok(());
+            };
+            message.in_flight = false;
+            message.attempts += 1;
+            let challenge = self
+                .challenge_in(tx, message.challenge)
+                .filter(|c| c.message == Some(id));
+            let reason = match result {
+                SendResult::Sent => {
+                    tx.remove_message(id);
+                    if let Some(mut c) = challenge {
+                        c.message = None;
+                        c.delivery = DeliveryState::Sent;
+                        tx.put(c);
+                    }
+                    return Ok(());
+                }
+                SendResult::Retry { after, .. } if message.attempts < policy.max_attempts => {
+                    let wait = after.unwrap_or_else(|| self.backoff(message.attempts));
+                    message.next_attempt_at = now.plus(wait);
+                    tx.put_message(message);
+                    return Ok(());
+                }
+                SendResult::Retry { reason, .. } => {
+                    format!("gave up after {} attempts: {reason}", message.attempts)
+                }
+                SendResult::Permanent { reason } => reason,
+            };
+            tx.remove_message(id);
+            tx.dead.push(DeadLetter {
+                id,
+                challenge_id: message.challenge,
+                channel: message.channel,
+                attempts: message.attempts,
+                reason,
+                failed_at: now,
+            });
+            let Some(mut c) = challenge else {
+                return Ok(());
+            };
+            c.message = None;
+            c.delivery = DeliveryState::Failed;
+            let fallback = policy.sms_fallback_to_email
+                && message.channel == Channel::Sms
+                && c.state == ChallengeState::Live
+                && now < c.expires_at;
+            if let (true, Some(email)) = (fallback, tx.account.email.clone()) {
+                let code = unseal(&self.key, id, &message.sealed_code)?;
+                let new_id = MessageId(self.random());
+                c.channel = Channel::Email;
+                c.destination = email.as_str().into();
+                c.delivery = DeliveryState::Queued;
+                c.message = Some(new_id);
+                tx.put_message(Message {
+                    id: new_id,
+                    channel: Channel::Email,
+                    destination: email.as_str().into(),
+                    sealed_code: seal(&self.key, new_id, &code),
+                    attempts: 0,
+                    next_attempt_at: now,
+                    in_flight: false,
+                    created_at: now,
+                    ..message
+                });
+            }
+            tx.put(c);
+            Ok(())
+        })
+    }
+
+    /// The wait before retry `attempt`: `first · 2^(attempt-1)`, capped, less
+    /// up to half at random so retries from many messages spread out.
+    fn backoff(&self, attempt: u32) -> Duration {
+        let policy = &self.config.outbox;
+        let doublings = attempt.saturating_sub(1).min(31);
+        let full = policy
+            .backoff_first
+            .saturating_mul(1u32 << doublings)
+            .min(policy.backoff_max);
+        let [r0, r1, r2, r3] = self.random::<4>();
+        let fraction = f64::from(u32::from_le_bytes([r0, r1, r2, r3])) / f64::from(u32::MAX);
+        full.mul_f64(1.0 - fraction / 2.0)
+    }
+
+    /// Messages that failed for good, newest last.
+    pub fn dead_letters(&self) -> Result<Vec<DeadLetter>> {
+        let mut all = Vec::new();
+        self.store.scan_dead_letters(&mut |d| {
+            all.push(d);
+            Ok(())
+        })?;
+        all.sort_by_key(|d| d.failed_at);
+        Ok(all)
+    }
+}

@@ -1,0 +1,159 @@
+//! Login (phone or email and PIN, then a code) and step-up codes for citizens already authenticated.
+
+use std::time::Duration;
+
+use crate::account::{Status, email_key, phone_key};
+use crate::challenge::Issued;
+
+use crate::error::{EngineError, Result};
+use crate::id::AccountId;
+use crate::identity::{Email, Phone};
+use crate::lockout::{Event, Transition};
+use crate::secret::Pin;
+use crate::store::{Change, Changes, Durable};
+use crate::terms::{Channel, Locale, Purpose};
+
+use super::{Engine, choose_channel, destination_for, ensure_usable};
+
+/// What a citizen logs in with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoginId {
+    /// The mobile number.
+    Phone(Phone),
+    /// The email address.
+    Email(Email),
+}
+
+impl LoginId {
+    fn index_key(&self) -> String {
+        match self {
+            LoginId::Phone(p) => phone_key(p),
+            LoginId::Email(e) => email_key(e),
+        }
+    }
+}
+
+/// The outcome of the PIN step of a login.
+#[derive(Debug, Clone)]
+pub enum LoginOutcome {
+    /// The PIN was right; a code was issued.
+    CodeSent(Issued),
+    /// Unknown login or wrong PIN: deliberately indistinguishable.
+    InvalidCredentials,
+    /// The account is locked.
+    Locked,
+}
+
+impl Engine {
+    /// Refuses, before any Argon2 work, a presented PIN that no PIN could be:
+    /// empty, over 64 bytes, with control or non-ASCII characters, or with
+    /// non-digits when PINs are digits only. The answer does not depend on
+    /// any account, so it reveals nothing.
+    pub(super) fn check_presented_pin(&self, field: &'static str, pin: &Pin) -> Result<()> {
+        let raw = pin.expose();
+        if raw.is_empty() || raw.len() > 64 || !raw.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(EngineError::invalid(
+                field,
+                "must be 1 to 64 printable ASCII characters",
+            ));
+        }
+        if self.config.pin.digits_only && !raw.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(EngineError::invalid(
+                field,
+                "must contain only the digits 0-9",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The live account this phone or email logs in to, if any.
+    pub fn find_by_login(&self, login: &LoginId) -> Option<AccountId> {
+        self.index.get(&login.index_key()).map(|id| *id)
+    }
+
+    /// First factor: checks the PIN and, if right, sends a new login code by
+    /// the chosen channel (or the only one the account has).
+    ///
+    /// Unknown logins cost one Argon2 verification against a dummy hash and
+    /// answer exactly as a wrong PIN does.
+    pub fn login(
+        &self,
+        login: &LoginId,
+        pin: &Pin,
+        channel: Option<Channel>,
+        lifetime: Option<Duration>,
+        locale: Option<Locale>,
+    ) -> Result<Durable<LoginOutcome>> {
+        self.check_presented_pin("pin", pin)?;
+        let now = self.now();
+        let found = self.find_by_login(login).and_then(|id| {
+            self.accounts.get(&id).map(|a| {
+                let locked = a.lockout.lock_at(now).is_some();
+                (id, a.pin.clone(), a.status, locked)
+            })
+        });
+        let (id, stored) = match found {
+            Some((_, _, _, true)) => return Ok(self.ready(LoginOutcome::Locked)),
+            Some((id, Some(hash), Status::Active, false)) => (id, hash),
+            // Unknown, cancelled, or pending activation (no PIN to match):
+            // the same Argon2 work and the same durable write as a wrong PIN.
+            _ => {
+                self.pins.verify_dummy(pin);
+                let ticket = self.store.write(Changes(vec![Change::Decoy]))?;
+                return Ok(self.durable(LoginOutcome::InvalidCredentials, ticket));
+            }
+        };
+        let pin_ok = self.pins.verify(pin, &stored);
+        self.mutate(id, |tx, now| {
+            if tx.account.is_cancelled() || tx.account.pin.as_ref() != Some(&stored) {
+                // Cancelled or PIN changed while we were hashing: the check is moot.
+                return Ok(LoginOutcome::InvalidCredentials);
+            }
+            if !pin_ok {
+                return Ok(match tx.lockout(Event::PinFailed, now, self) {
+                    Transition::Counted { .. } => LoginOutcome::InvalidCredentials,
+                    _ => LoginOutcome::Locked,
+                });
+            }
+            if tx.lockout(Event::PinSucceeded, now, self) == Transition::Refused {
+                return Ok(LoginOutcome::Locked);
+            }
+            let channel = choose_channel(&tx.account, channel)?;
+            let destination = destination_for(&tx.account, channel, Purpose::Login)?;
+            let issued = self.issue_in(
+                tx,
+                Purpose::Login,
+                channel,
+                destination,
+                lifetime,
+                locale,
+                now,
+            )?;
+            Ok(LoginOutcome::CodeSent(issued))
+        })
+    }
+
+    /// Issues a step-up code to an account a client has already authenticated.
+    pub fn issue_step_up(
+        &self,
+        account: AccountId,
+        channel: Option<Channel>,
+        lifetime: Option<Duration>,
+        locale: Option<Locale>,
+    ) -> Result<Durable<Issued>> {
+        self.mutate(account, |tx, now| {
+            ensure_usable(&tx.account, now)?;
+            let channel = choose_channel(&tx.account, channel)?;
+            let destination = destination_for(&tx.account, channel, Purpose::StepUp)?;
+            self.issue_in(
+                tx,
+                Purpose::StepUp,
+                channel,
+                destination,
+                lifetime,
+                locale,
+                now,
+            )
+        })
+    }
+}

@@ -1,0 +1,111 @@
+//! PIN changes by the citizen (current PIN and a step-up code) and privileged resets.
+
+use crate::account::Status;
+use crate::challenge::Verification;
+
+use crate::error::{EngineError, Result};
+use crate::id::{AccountId, ChallengeId};
+use crate::lockout::{Event, Transition};
+use crate::secret::{Code, Pin};
+use crate::store::Durable;
+use crate::terms::Purpose;
+
+use super::Engine;
+
+/// The outcome of an authenticated PIN change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PinChange {
+    /// The PIN was changed.
+    Changed,
+    /// The current PIN was wrong (and counted).
+    WrongPin,
+    /// The account is locked.
+    Locked,
+    /// The PIN was right but the code was not accepted.
+    CodeRejected(Verification),
+}
+
+impl Engine {
+    /// Changes the PIN of an authenticated citizen: needs the current PIN and
+    /// a fresh step-up code.
+    pub fn change_pin(
+        &self,
+        account: AccountId,
+        current_pin: &Pin,
+        challenge: ChallengeId,
+        code: &Code,
+        new_pin: &Pin,
+    ) -> Result<Durable<PinChange>> {
+        self.config.pin.check("new_pin", new_pin)?;
+        self.check_presented_pin("current_pin", current_pin)?;
+        if current_pin.expose() == new_pin.expose() {
+            return Err(EngineError::invalid(
+                "new_pin",
+                "must differ from the current PIN",
+            ));
+        }
+        let now = self.now();
+        let stored = {
+            let a = self
+                .accounts
+                .get(&account)
+                .ok_or(EngineError::AccountNotFound)?;
+            if a.lockout.lock_at(now).is_some() {
+                return Ok(self.ready(PinChange::Locked));
+            }
+            match (a.status, &a.pin) {
+                (Status::Active, Some(pin)) => pin.clone(),
+                _ => return Err(EngineError::WrongState("the account is not active")),
+            }
+        };
+        let pin_ok = self.pins.verify(current_pin, &stored);
+        let new_hash = if pin_ok {
+            Some(self.hash_pin(new_pin)?)
+        } else {
+            None
+        };
+        self.mutate(account, |tx, now| {
+            if tx.account.pin.as_ref() != Some(&stored) {
+                return Err(EngineError::WrongState(
+                    "the PIN was changed by another request",
+                ));
+            }
+            let Some(new_hash) = new_hash else {
+                return Ok(match tx.lockout(Event::PinFailed, now, self) {
+                    Transition::Counted { .. } => PinChange::WrongPin,
+                    _ => PinChange::Locked,
+                });
+            };
+            if tx.lockout(Event::PinSucceeded, now, self) == Transition::Refused {
+                return Ok(PinChange::Locked);
+            }
+            match self.check_code(tx, challenge, Purpose::StepUp, code, now)? {
+                Verification::Approved(_) => {
+                    tx.account_mut().pin = Some(new_hash);
+                    Ok(PinChange::Changed)
+                }
+                Verification::Locked => Ok(PinChange::Locked),
+                other => Ok(PinChange::CodeRejected(other)),
+            }
+        })
+    }
+
+    /// Sets a new PIN without the old one (privileged). Also unlocks the
+    /// account, clears its counters, activates a pending account, and kills
+    /// every outstanding code.
+    pub fn reset_pin(&self, account: AccountId, new_pin: &Pin) -> Result<Durable<()>> {
+        self.config.pin.check("pin", new_pin)?;
+        let hash = self.hash_pin(new_pin)?;
+        self.mutate(account, |tx, now| {
+            if tx.account.is_cancelled() {
+                return Err(EngineError::WrongState("the account is cancelled"));
+            }
+            tx.lockout(Event::AdminUnlock, now, self);
+            self.supersede_all(tx);
+            let account = tx.account_mut();
+            account.pin = Some(hash);
+            account.status = Status::Active;
+            Ok(())
+        })
+    }
+}

@@ -1,0 +1,96 @@
+//! Recovery: the store read back into memory on open (accounts, then challenges, on one thread per CPU), expired and orphaned records removed.
+
+use std::sync::{Mutex, PoisonError};
+
+use crate::challenge::ChallengeState;
+use crate::clock::Timestamp;
+use crate::error::{EngineError, Result};
+use crate::store::{Change, Changes};
+
+use super::{Engine, lock};
+
+impl Engine {
+    /// Reads the store back into memory. Accounts, then challenges, are
+    /// each scanned on one thread per CPU (key ranges split by id): every
+    /// structure they fill is a concurrent map, and a challenge is placed
+    /// while its account's entry is held.
+    pub(super) fn recover(&self) -> Result<()> {
+        let parts = std::thread::available_parallelism().map_or(1, |n| n.get().min(16));
+        let floor = self.store.clock_floor()?;
+        let newest = std::sync::atomic::AtomicU64::new(floor.0);
+        self.store.scan_accounts(parts, &|account| {
+            newest.fetch_max(account.updated_at.0, std::sync::atomic::Ordering::Relaxed);
+            if !account.is_cancelled() {
+                for (key, field) in account.index_keys() {
+                    if self.index.insert(key, account.id).is_some() {
+                        return Err(EngineError::Corrupt(format!(
+                            "two live accounts share one {field}"
+                        )));
+                    }
+                }
+            }
+            self.accounts.insert(account.id, account);
+            Ok(())
+        })?;
+        self.store.scan_clients(&mut |client| {
+            self.clients.insert(client.id, client);
+            Ok(())
+        })?;
+        self.clock
+            .observe(Timestamp(newest.load(std::sync::atomic::Ordering::Relaxed)));
+        let now = self.clock.now();
+        let dead = Mutex::new(Vec::new());
+        self.store.scan_challenges(parts, &|challenge| {
+            let owner = self.accounts.get_mut(&challenge.account);
+            let Some(mut owner) = owner.filter(|a| !a.is_cancelled()) else {
+                lock(&dead).push(challenge.id);
+                return Ok(());
+            };
+            if now >= challenge.expires_at {
+                lock(&dead).push(challenge.id);
+                return Ok(());
+            }
+            if challenge.state == ChallengeState::Live {
+                let slot = &mut owner.current[challenge.purpose.slot()];
+                let newer = slot
+                    .and_then(|id| self.challenges.get(&id).map(|c| c.created_at))
+                    .is_none_or(|t| t <= challenge.created_at);
+                if newer {
+                    *slot = Some(challenge.id);
+                }
+            }
+            // Inserted while the owner is held: a challenge in a slot is
+            // always in the map when another thread compares with it.
+            self.challenges.insert(challenge.id, Box::new(challenge));
+            drop(owner);
+            Ok(())
+        })?;
+        let dead_challenges = dead.into_inner().unwrap_or_else(PoisonError::into_inner);
+        let mut dead_messages = Vec::new();
+        self.store.scan_messages(&mut |message| {
+            let queued = self
+                .challenges
+                .get(&message.challenge)
+                .is_some_and(|c| c.message == Some(message.id));
+            if queued {
+                self.outbox.insert(message.id, message);
+            } else {
+                dead_messages.push(message.id);
+            }
+            Ok(())
+        })?;
+        let mut garbage = Changes::default();
+        garbage
+            .0
+            .extend(dead_challenges.into_iter().map(Change::RemoveChallenge));
+        garbage
+            .0
+            .extend(dead_messages.into_iter().map(Change::RemoveMessage));
+        if !garbage.is_empty() {
+            // Only garbage goes here; if the removal is lost (or refused on
+            // a short disk) it is redone next start.
+            let _ = self.store.write(garbage);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,154 @@
+//! Upkeep: sweeping expired challenges, the sweeper thread, counters for metrics, and the store's health, size, backups and flush.
+
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crate::error::{EngineError, Result};
+use crate::id::{AccountId, ChallengeId};
+use crate::limits::SmsConversion;
+use crate::store::{Change, Changes, FlushStats};
+
+use super::Engine;
+
+/// Sizes and counters, for metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stats {
+    /// Accounts held, cancelled ones included.
+    pub accounts: u64,
+    /// Challenges held, not yet swept.
+    pub challenges: u64,
+    /// Group-commit counters.
+    pub flush: FlushStats,
+    /// Accounts locked by failures since start.
+    pub lockouts: u64,
+    /// Messages waiting in the outbox.
+    pub outbox: u64,
+    /// Keys held by the per-account and per-destination issuance limiters.
+    pub limiter_keys: u64,
+    /// Argon2 hashes and verifications since start.
+    pub argon2_runs: u64,
+    /// Bytes of Argon2 memory held for reuse (one block per run that ran at once).
+    pub argon2_memory_bytes: u64,
+}
+
+/// Stops the background sweeper when dropped.
+#[derive(Debug)]
+pub struct Sweeper {
+    stop: Option<mpsc::Sender<()>>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl Engine {
+    /// Deletes expired challenges from memory and disk, and forgets rate-limit
+    /// keys whose buckets have refilled; returns how many challenges went.
+    pub fn sweep_expired(&self) -> Result<usize> {
+        self.limits.prune();
+        let now = self.now();
+        let expired: Vec<(ChallengeId, AccountId)> = self
+            .challenges
+            .iter()
+            .filter(|c| now >= c.expires_at)
+            .map(|c| (c.id, c.account))
+            .collect();
+        let mut batch = Changes::default();
+        let mut swept = 0;
+        for (id, account) in expired {
+            let owner = self.accounts.get_mut(&account);
+            if let Some(mut owner) = owner {
+                for slot in owner.current.iter_mut() {
+                    if *slot == Some(id) {
+                        *slot = None;
+                    }
+                }
+            }
+            if let Some((_, gone)) = self.challenges.remove_if(&id, |_, c| now >= c.expires_at) {
+                batch.push(Change::RemoveChallenge(id));
+                if let Some(message) = gone.message {
+                    self.outbox.remove(&message);
+                    batch.push(Change::RemoveMessage(message));
+                }
+                swept += 1;
+            }
+        }
+        if swept > 0 {
+            // Deleting dead records needs no flush: if lost, recovery deletes them again.
+            self.store.write(batch)?;
+        }
+        self.store.save_clock_floor(now)?;
+        Ok(swept)
+    }
+
+    /// Sweeps expired challenges every `every` on a background thread until
+    /// the returned handle is dropped.
+    pub fn start_sweeper(self: &Arc<Self>, every: Duration) -> Result<Sweeper> {
+        let (stop, stopped) = mpsc::channel::<()>();
+        let engine = Arc::clone(self);
+        let handle = std::thread::Builder::new()
+            .name("otpd-sweeper".into())
+            .spawn(move || {
+                while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(every) {
+                    // A failed sweep is retried on the next tick.
+                    let _ = engine.sweep_expired();
+                }
+            })
+            .map_err(|e| EngineError::Internal(format!("cannot start the sweeper: {e}")))?;
+        Ok(Sweeper {
+            stop: Some(stop),
+            handle: Some(handle),
+        })
+    }
+
+    /// Sizes and counters.
+    pub fn stats(&self) -> Stats {
+        Stats {
+            accounts: self.accounts.len() as u64,
+            challenges: self.challenges.len() as u64,
+            flush: self.store.stats(),
+            lockouts: self.lockouts.load(std::sync::atomic::Ordering::Relaxed),
+            outbox: self.outbox.len() as u64,
+            limiter_keys: self.limits.keys() as u64,
+            argon2_runs: self.pins.runs(),
+            argon2_memory_bytes: self.pins.pooled_memory().1,
+        }
+    }
+
+    /// SMS codes sent and verified per country calling code, with the pumping alarm.
+    pub fn sms_conversion(&self) -> Vec<SmsConversion> {
+        self.limits.sms_conversion()
+    }
+
+    /// `Ok` when the store takes writes; otherwise why not: its disk is
+    /// below the free-space reserve (cleared when space returns), or a write
+    /// failed and writes are stopped until a restart.
+    pub fn writable(&self) -> Result<()> {
+        self.store.writable()
+    }
+
+    /// Writes a consistent copy of the store into `dir` (see [`crate::BackupSummary`]):
+    /// every write acknowledged before the call, none half-applied. Writes
+    /// queue while the store is read.
+    pub fn backup_to(&self, dir: &std::path::Path) -> Result<crate::BackupSummary> {
+        self.store.backup_to(dir)
+    }
+
+    /// Bytes the store occupies on disk.
+    pub fn disk_bytes(&self) -> Result<u64> {
+        self.store.size_on_disk()
+    }
+
+    /// Flushes the store now (for shutdown).
+    pub fn flush(&self) -> Result<()> {
+        self.store.flush()
+    }
+}
+
+impl Drop for Sweeper {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(handle) = self.handle.take() {
+            let _ = handle.join();
+        }
+    }
+}
