@@ -314,7 +314,7 @@ async fn dispatch(
                 .confirm_contact_change(challenge, &input.code)?
                 .wait_async()
                 .await?;
-            verification(state, outcome)
+            verification(outcome)
         }
         Route::PushDevice(id) => {
             let id = account_id(&id)?;
@@ -341,7 +341,7 @@ async fn dispatch(
                 .verify(challenge, purpose, &input.code)?
                 .wait_async()
                 .await?;
-            verification(state, outcome)
+            verification(outcome)
         }
         Route::StepUp => {
             let input: wire::StepUpIn = body(state, request).await?;
@@ -407,25 +407,25 @@ async fn dispatch(
             let outcome =
                 blocking_durable(state, move |engine| engine.activate(&target, &code, &pin))
                     .await?;
-            verification(state, outcome)
+            verification(outcome)
         }
         Route::Lock(id) => {
             let id = account_id(&id)?;
             let input: wire::LockIn = body(state, request).await?;
-            state.engine.lock(id, &input.reason)?.wait_async().await?;
-            ok(wire::account(&state.engine.account(id)?))
+            let view = state.engine.lock(id, &input.reason)?.wait_async().await?;
+            ok(wire::account(&view))
         }
         Route::Unlock(id) => {
             let id = account_id(&id)?;
-            state.engine.unlock(id)?.wait_async().await?;
-            ok(wire::account(&state.engine.account(id)?))
+            let view = state.engine.unlock(id)?.wait_async().await?;
+            ok(wire::account(&view))
         }
         Route::ResetPin(id) => {
             let id = account_id(&id)?;
             let input: wire::ResetPinIn = body(state, request).await?;
             let pin = input.pin;
-            blocking_durable(state, move |engine| engine.reset_pin(id, &pin)).await?;
-            ok(wire::account(&state.engine.account(id)?))
+            let view = blocking_durable(state, move |engine| engine.reset_pin(id, &pin)).await?;
+            ok(wire::account(&view))
         }
         Route::Import => import(state, body(state, request).await?).await,
         Route::Backup => backup(state).await,
@@ -721,16 +721,15 @@ fn sent(state: &AppState, issued: &Issued) -> Reply {
 }
 
 /// Answers a code check: 200 approved, or a typed failure.
-fn verification(state: &AppState, outcome: Verification) -> Reply {
+fn verification(outcome: Verification) -> Reply {
     let (label, result) = match outcome {
         Verification::Approved(approval) => {
-            let view = state.engine.account(approval.account_id)?;
             let body = json!({
                 "result": "approved",
                 "account_id": approval.account_id.to_string(),
                 "identity": wire::identity(&approval.identity),
                 "purpose": approval.purpose.as_str(),
-                "state": view.state.as_str(),
+                "state": approval.state.as_str(),
             });
             ("approved", Ok(json_response(StatusCode::OK, &body)))
         }
@@ -782,8 +781,7 @@ async fn register(state: &Arc<AppState>, input: wire::RegisterIn) -> Reply {
         birth_date: wire::birth_date(input.birth_date.as_deref(), state.engine.now())?,
         postal_address: wire::address(input.postal_address.as_deref())?,
     };
-    let id = blocking_durable(state, move |engine| engine.register(new)).await?;
-    let view = state.engine.account(id)?;
+    let view = blocking_durable(state, move |engine| engine.register(new)).await?;
     Ok(json_response(StatusCode::CREATED, &wire::account(&view)))
 }
 
@@ -796,8 +794,7 @@ async fn pre_register(state: &Arc<AppState>, input: wire::PreRegisterIn) -> Repl
         email: wire::email(input.email.as_deref())?,
         postal_address: wire::address(input.postal_address.as_deref())?,
     };
-    let id = state.engine.pre_register(pre)?.wait_async().await?;
-    let view = state.engine.account(id)?;
+    let view = state.engine.pre_register(pre)?.wait_async().await?;
     Ok(json_response(StatusCode::CREATED, &wire::account(&view)))
 }
 
@@ -846,7 +843,7 @@ async fn change_pin(state: &Arc<AppState>, account: AccountId, input: wire::Chan
             "the current PIN is not right",
         )),
         PinChange::Locked => Err(locked()),
-        PinChange::CodeRejected(v) => verification(state, v),
+        PinChange::CodeRejected(v) => verification(v),
     }
 }
 
@@ -879,7 +876,7 @@ async fn begin_contact_change(
         .await?;
     match started {
         ContactChangeStart::CodeSent(issued) => sent(state, &issued),
-        ContactChangeStart::ProofRejected(v) => verification(state, v),
+        ContactChangeStart::ProofRejected(v) => verification(v),
     }
 }
 

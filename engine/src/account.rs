@@ -54,13 +54,18 @@ impl Account {
         keys
     }
 
-    pub(crate) fn view(&self, now: Timestamp) -> AccountView {
-        let state = match (self.status, self.lockout.lock_at(now)) {
+    /// Its state at `now`, apart from the rest of the view.
+    pub(crate) fn state(&self, now: Timestamp) -> AccountState {
+        match (self.status, self.lockout.lock_at(now)) {
             (Status::Cancelled(at), _) => AccountState::Cancelled { at },
             (_, Some(lock)) => AccountState::Locked(lock.clone()),
             (Status::PendingActivation, None) => AccountState::PendingActivation,
             (Status::Active, None) => AccountState::Active,
-        };
+        }
+    }
+
+    pub(crate) fn view(&self, now: Timestamp) -> AccountView {
+        let state = self.state(now);
         AccountView {
             id: self.id,
             identity: self.identity.clone(),

@@ -1,5 +1,6 @@
 //! Challenges: one issued code, what it is for, where it went, and how it ended.
 
+use crate::account::AccountState;
 use crate::clock::Timestamp;
 use crate::id::{AccountId, ChallengeId};
 use crate::identity::Identity;
@@ -139,6 +140,9 @@ pub struct Approval {
     pub identity: Identity,
     /// The challenge's purpose.
     pub purpose: Purpose,
+    /// The account's state once the code was accepted (an activation code
+    /// leaves it `Active`), so callers need not read the account again.
+    pub state: AccountState,
 }
 
 /// Where a challenge stands, for status reads.

@@ -3,6 +3,7 @@
 use dashmap::mapref::entry::Entry;
 
 use crate::account::{Account, AccountView, Status, email_key, phone_key};
+use crate::clock::Timestamp;
 
 use crate::error::{EngineError, Result};
 use crate::id::{AccountId, ChallengeId};
@@ -89,8 +90,13 @@ fn check_reason(reason: &str) -> Result<String> {
 }
 
 impl Engine {
-    /// Adds a new account, reserving its identity and contacts atomically.
-    fn insert_account(&self, account: Account) -> Result<Durable<AccountId>> {
+    /// Adds a new account, reserving its identity and contacts atomically;
+    /// `describe` says what the caller gets back.
+    fn insert_account<T>(
+        &self,
+        account: Account,
+        describe: impl FnOnce(&Account, Timestamp) -> T,
+    ) -> Result<Durable<T>> {
         let id = account.id;
         let keys = account.index_keys();
         let Entry::Vacant(slot) = self.accounts.entry(id) else {
@@ -122,7 +128,7 @@ impl Engine {
             reserved.push(key);
         }
         match self.store.write(Changes(vec![Change::Account(&guard)])) {
-            Ok(ticket) => Ok(self.durable(id, ticket)),
+            Ok(ticket) => Ok(self.durable(describe(&guard, self.now()), ticket)),
             Err(e) => {
                 release(&reserved);
                 drop(guard);
@@ -160,7 +166,8 @@ impl Engine {
 
     /// Registers a citizen with a PIN. The identity, phone and email must not
     /// belong to another live account.
-    pub fn register(&self, new: NewAccount) -> Result<Durable<AccountId>> {
+    /// Answers with the new account's view.
+    pub fn register(&self, new: NewAccount) -> Result<Durable<AccountView>> {
         if new.phone.is_none() && new.email.is_none() {
             return Err(EngineError::invalid(
                 "phone",
@@ -178,7 +185,7 @@ impl Engine {
             new.postal_address,
         );
         account.pin = Some(pin);
-        self.insert_account(account)
+        self.insert_account(account, Account::view)
     }
 
     /// Fails early (before Argon2) when an identifier is visibly taken; the
@@ -203,7 +210,8 @@ impl Engine {
 
     /// Pre-registers an identity with the contacts on file; it is activated
     /// later with a code sent by SMS, email or letter.
-    pub fn pre_register(&self, pre: PreRegistration) -> Result<Durable<AccountId>> {
+    /// Answers with the new account's view.
+    pub fn pre_register(&self, pre: PreRegistration) -> Result<Durable<AccountView>> {
         if pre.phone.is_none() && pre.email.is_none() && pre.postal_address.is_none() {
             return Err(EngineError::invalid(
                 "postal_address",
@@ -218,7 +226,7 @@ impl Engine {
             pre.postal_address,
         );
         account.status = Status::PendingActivation;
-        self.insert_account(account)
+        self.insert_account(account, Account::view)
     }
 
     /// Imports an account from another system, keeping its Argon2 PIN hash.
@@ -261,7 +269,7 @@ impl Engine {
                 &self.config.lockout,
             );
         }
-        self.insert_account(account)
+        self.insert_account(account, |account, _| account.id)
     }
 
     /// A read-only view of an account.
@@ -278,28 +286,38 @@ impl Engine {
         self.index.get(&identity.index_key()).map(|id| *id)
     }
 
-    /// Locks an account (privileged), with a reason kept for audit.
-    pub fn lock(&self, account: AccountId, reason: &str) -> Result<Durable<()>> {
+    /// Locks an account (privileged), with a reason kept for audit;
+    /// answers with the account's view.
+    pub fn lock(&self, account: AccountId, reason: &str) -> Result<Durable<AccountView>> {
         let reason = check_reason(reason)?;
-        self.mutate(account, |tx, now| {
-            if tx.account.is_cancelled() {
-                return Err(EngineError::WrongState("the account is cancelled"));
-            }
-            tx.lockout(Event::AdminLock(reason), now, self);
-            Ok(())
-        })
+        self.mutate_then(
+            account,
+            |tx, now| {
+                if tx.account.is_cancelled() {
+                    return Err(EngineError::WrongState("the account is cancelled"));
+                }
+                tx.lockout(Event::AdminLock(reason), now, self);
+                Ok(())
+            },
+            |(), account, now| account.view(now),
+        )
     }
 
-    /// Unlocks an account (privileged): counters cleared, outstanding codes killed.
-    pub fn unlock(&self, account: AccountId) -> Result<Durable<()>> {
-        self.mutate(account, |tx, now| {
-            if tx.account.is_cancelled() {
-                return Err(EngineError::WrongState("the account is cancelled"));
-            }
-            tx.lockout(Event::AdminUnlock, now, self);
-            self.supersede_all(tx);
-            Ok(())
-        })
+    /// Unlocks an account (privileged): counters cleared, outstanding codes
+    /// killed; answers with the account's view.
+    pub fn unlock(&self, account: AccountId) -> Result<Durable<AccountView>> {
+        self.mutate_then(
+            account,
+            |tx, now| {
+                if tx.account.is_cancelled() {
+                    return Err(EngineError::WrongState("the account is cancelled"));
+                }
+                tx.lockout(Event::AdminUnlock, now, self);
+                self.supersede_all(tx);
+                Ok(())
+            },
+            |(), account, now| account.view(now),
+        )
     }
 
     /// Cancels a registration: its identity and contacts are freed for reuse,

@@ -96,11 +96,12 @@ impl Engine {
         }
         let hash = self.hash_pin(new_pin)?;
         self.mutate(account, |tx, now| {
-            let outcome = self.activation_check(tx, target, challenge, code, now, true)?;
-            if matches!(outcome, Verification::Approved(_)) {
+            let mut outcome = self.activation_check(tx, target, challenge, code, now, true)?;
+            if let Verification::Approved(approval) = &mut outcome {
                 let account = tx.account_mut();
                 account.pin = Some(hash);
                 account.status = Status::Active;
+                approval.state = account.state(now);
             }
             Ok(outcome)
         })

@@ -274,10 +274,11 @@ impl Engine {
             return Ok(refusal);
         }
         if code_mac(&self.key, c.id, &typed).matches(&c.mac) {
-            let approval = Approval {
+            let mut approval = Approval {
                 account_id: tx.account.id,
                 identity: tx.account.identity.clone(),
                 purpose: expected,
+                state: tx.account.state(now),
             };
             if !consume {
                 return Ok(Verification::Approved(approval));
@@ -296,6 +297,7 @@ impl Engine {
                 *slot = None;
             }
             tx.put(c);
+            approval.state = tx.account.state(now);
             return Ok(Verification::Approved(approval));
         }
         c.attempts = c.attempts.saturating_add(1);

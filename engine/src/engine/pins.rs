@@ -1,6 +1,6 @@
 //! PIN changes by the citizen (current PIN and a step-up code) and privileged resets.
 
-use crate::account::Status;
+use crate::account::{AccountView, Status};
 use crate::challenge::Verification;
 
 use crate::error::{EngineError, Result};
@@ -92,20 +92,24 @@ impl Engine {
 
     /// Sets a new PIN without the old one (privileged). Also unlocks the
     /// account, clears its counters, activates a pending account, and kills
-    /// every outstanding code.
-    pub fn reset_pin(&self, account: AccountId, new_pin: &Pin) -> Result<Durable<()>> {
+    /// every outstanding code; answers with the account's view.
+    pub fn reset_pin(&self, account: AccountId, new_pin: &Pin) -> Result<Durable<AccountView>> {
         self.config.pin.check("pin", new_pin)?;
         let hash = self.hash_pin(new_pin)?;
-        self.mutate(account, |tx, now| {
-            if tx.account.is_cancelled() {
-                return Err(EngineError::WrongState("the account is cancelled"));
-            }
-            tx.lockout(Event::AdminUnlock, now, self);
-            self.supersede_all(tx);
-            let account = tx.account_mut();
-            account.pin = Some(hash);
-            account.status = Status::Active;
-            Ok(())
-        })
+        self.mutate_then(
+            account,
+            |tx, now| {
+                if tx.account.is_cancelled() {
+                    return Err(EngineError::WrongState("the account is cancelled"));
+                }
+                tx.lockout(Event::AdminUnlock, now, self);
+                self.supersede_all(tx);
+                let account = tx.account_mut();
+                account.pin = Some(hash);
+                account.status = Status::Active;
+                Ok(())
+            },
+            |(), account, now| account.view(now),
+        )
     }
 }

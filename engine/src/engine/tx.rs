@@ -93,6 +93,17 @@ impl Engine {
         id: AccountId,
         change: impl FnOnce(&mut Tx, Timestamp) -> Result<T>,
     ) -> Result<Durable<T>> {
+        self.mutate_then(id, change, |value, _, _| value)
+    }
+
+    /// As [`Engine::mutate`]; `finish` then sees the account as the change
+    /// left it, still held (to describe it to the caller without a second read).
+    pub(super) fn mutate_then<T, U>(
+        &self,
+        id: AccountId,
+        change: impl FnOnce(&mut Tx, Timestamp) -> Result<T>,
+        finish: impl FnOnce(T, &Account, Timestamp) -> U,
+    ) -> Result<Durable<U>> {
         let mut entry = self
             .accounts
             .get_mut(&id)
@@ -101,7 +112,7 @@ impl Engine {
         let mut tx = Tx::new(entry.clone());
         let value = change(&mut tx, now)?;
         if !tx.dirty {
-            return Ok(self.ready(value));
+            return Ok(self.ready(finish(value, &entry, now)));
         }
         let mut account = tx.account;
         // A delivery report or a claim touches only challenges and messages:
@@ -151,7 +162,7 @@ impl Engine {
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         *entry = account;
-        Ok(self.durable(value, ticket))
+        Ok(self.durable(finish(value, &entry, now), ticket))
     }
 
     pub(super) fn challenge_in(&self, tx: &Tx, id: ChallengeId) -> Option<Challenge> {

@@ -48,7 +48,7 @@ fn a_backup_taken_during_writes_restores_everything_acknowledged_before_it() {
                         birth_date: None,
                         postal_address: None,
                     };
-                    let id = engine.register(account).unwrap().wait().unwrap();
+                    let id = engine.register(account).unwrap().wait().unwrap().id;
                     if !started.load(Ordering::SeqCst) {
                         before.push(id);
                     }

@@ -59,7 +59,8 @@ fn write_the_v14_fixture() {
             postal_address: None,
         })
         .and_then(Durable::wait)
-        .unwrap();
+        .unwrap()
+        .id;
     let login = match engine
         .login(
             &LoginId::Phone(Phone::parse(PHONE).unwrap()),

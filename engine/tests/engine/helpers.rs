@@ -141,6 +141,7 @@ impl TestEngine {
             })
             .and_then(Durable::wait)
             .expect("registration succeeds")
+            .id
     }
 
     pub fn login(&self, phone: &str, pin: &str) -> LoginOutcome {

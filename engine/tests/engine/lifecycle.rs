@@ -24,6 +24,7 @@ fn pre_register(t: &TestEngine, phone: Option<&str>, address: Option<&str>) -> A
         .unwrap()
         .wait()
         .unwrap()
+        .id
 }
 
 fn niss() -> Identity {

@@ -120,7 +120,7 @@ fn run(backend: Backend, seed: u64, steps: usize) {
                     );
                 } else {
                     m.accounts.push(MAccount {
-                        id: result.expect(&context),
+                        id: result.expect(&context).id,
                         phone,
                         pin,
                         cancelled: false,
@@ -209,6 +209,7 @@ fn run(backend: Backend, seed: u64, steps: usize) {
                         account_id: a.id,
                         identity: t.view(a.id).identity,
                         purpose: Purpose::Login,
+                        state: AccountState::Active,
                     })
                 } else {
                     c.attempts += 1;
