@@ -4,6 +4,7 @@
 //! arrival's intended start so queueing is not hidden (coordinated omission).
 
 pub mod argon2;
+pub mod options;
 pub mod report;
 pub mod run;
 pub mod seed;
@@ -11,6 +12,7 @@ pub mod sink;
 pub mod stats;
 
 pub use argon2::Argon2Ceiling;
+pub use options::{Flow, Mix, Model, Options};
 pub use report::{Report, Threshold};
-pub use run::{Account, Flow, Http, Mix, Model, Options, run};
+pub use run::{Account, Http, run};
 pub use sink::Sink;

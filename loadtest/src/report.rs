@@ -6,7 +6,7 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use serde_json::{Value, json};
 
-use crate::run::{Model, Options};
+use crate::options::{Model, Options};
 use crate::stats::{Recorded, Series};
 
 /// Percentiles reported for every series.

@@ -1,4 +1,4 @@
-//! Options, flows, the arrival scheduler and the ceiling run.
+//! Running the load: the HTTP client for otpd, the arrival scheduler, each flow's steps and the ceiling runs.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -14,107 +14,10 @@ use hyper_util::rt::TokioExecutor;
 use serde_json::{Value, json};
 
 use crate::argon2::Argon2Ceiling;
+use crate::options::{Flow, Model, Options};
 use crate::report::Report;
 use crate::sink::Sink;
 use crate::stats::Recorder;
-
-/// A flow: one citizen's whole interaction.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Flow {
-    /// Step-up: issue a code, receive it at the sink, verify it.
-    StepUp,
-    /// Login: phone + PIN (Argon2), receive the code, verify it.
-    Login,
-    /// A step-up whose first code typed is wrong (401), then the right one.
-    WrongCode,
-    /// A status read of a recent challenge.
-    Status,
-}
-
-impl Flow {
-    /// Its name in options and results.
-    pub fn name(self) -> &'static str {
-        match self {
-            Flow::StepUp => "step-up",
-            Flow::Login => "login",
-            Flow::WrongCode => "wrong-code",
-            Flow::Status => "status",
-        }
-    }
-
-    fn parse(s: &str) -> Result<Flow, String> {
-        Ok(match s.trim() {
-            "step-up" => Flow::StepUp,
-            "login" => Flow::Login,
-            "wrong-code" => Flow::WrongCode,
-            "status" => Flow::Status,
-            other => {
-                return Err(format!(
-                    "unknown flow {other:?}: use step-up, login, wrong-code or status"
-                ));
-            }
-        })
-    }
-}
-
-/// Flows and their weights: `step-up` or `step-up=80,login=5,status=15`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Mix(pub Vec<(Flow, u32)>);
-
-impl Mix {
-    /// Parses a flow name or a weighted list.
-    pub fn parse(text: &str) -> Result<Mix, String> {
-        let mut out = Vec::new();
-        for part in text.split(',') {
-            let (name, weight) = match part.split_once('=') {
-                Some((n, w)) => (
-                    n,
-                    w.trim()
-                        .parse::<u32>()
-                        .map_err(|_| format!("weight in {part:?} is not a whole number"))?,
-                ),
-                None => (part, 1),
-            };
-            if weight > 0 {
-                out.push((Flow::parse(name)?, weight));
-            }
-        }
-        if out.is_empty() {
-            return Err("the mix has no flow with a weight above 0".into());
-        }
-        Ok(Mix(out))
-    }
-
-    /// The flow of arrival `n`: a deterministic interleaving by weight.
-    fn pick(&self, n: u64) -> Flow {
-        let total: u64 = self.0.iter().map(|(_, w)| u64::from(*w)).sum();
-        // Spread arrivals with a multiplicative hash so weights interleave.
-        let mut slot = n.wrapping_mul(0x9E37_79B9_7F4A_7C15) % total;
-        for (flow, weight) in &self.0 {
-            if slot < u64::from(*weight) {
-                return *flow;
-            }
-            slot -= u64::from(*weight);
-        }
-        self.0[0].0
-    }
-}
-
-/// How arrivals come.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Model {
-    /// Open: `rate` flows a second at fixed intended times, whatever the
-    /// server does (latency counts from the intended time).
-    Open {
-        /// Flows per second (after the ramp).
-        rate: f64,
-    },
-    /// Closed: `concurrency` workers, each starting a flow when its last ends.
-    Closed {
-        /// Workers.
-        concurrency: usize,
-    },
-}
 
 /// One test account.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -123,39 +26,6 @@ pub struct Account {
     pub id: String,
     /// Its phone (the sink matches codes by it).
     pub phone: String,
-}
-
-/// Everything a run needs.
-#[derive(Debug, Clone)]
-pub struct Options {
-    /// otpd's base URL, e.g. `http://127.0.0.1:8080`.
-    pub target: String,
-    /// A client key with the `auth` scope (and `admin` to seed).
-    pub key: String,
-    /// The flows.
-    pub mix: Mix,
-    /// Open or closed.
-    pub model: Model,
-    /// Time to reach the full rate (open model).
-    pub ramp: Duration,
-    /// Time at the start whose flows are not counted.
-    pub warmup: Duration,
-    /// How long to send (after warm-up); `None`: until `max_flows`.
-    pub duration: Option<Duration>,
-    /// Flows to start at most.
-    pub max_flows: Option<u64>,
-    /// Open model: flows in flight at most; arrivals beyond are dropped.
-    pub max_in_flight: usize,
-    /// The PIN of the test accounts.
-    pub pin: String,
-    /// Time allowed for each request and for each code to arrive.
-    pub timeout: Duration,
-    /// Print a progress line every second.
-    pub progress: bool,
-    /// After the run, measure `/livez` with this many connections for this long.
-    pub ceiling: Option<(usize, Duration)>,
-    /// After the run, measure the argon2 crate's raw verification rate.
-    pub argon2_ceiling: Option<Argon2Ceiling>,
 }
 
 /// An HTTP client for otpd.
@@ -636,17 +506,6 @@ async fn ceiling(http: &Http, connections: usize, how_long: Duration) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn mixes_parse_and_interleave_by_weight() {
-        let mix = Mix::parse("step-up=3,login=1").unwrap();
-        let picks: Vec<Flow> = (0..4000).map(|n| mix.pick(n)).collect();
-        let logins = picks.iter().filter(|f| **f == Flow::Login).count();
-        assert!((900..1100).contains(&logins), "{logins}");
-        assert!(Mix::parse("teleport").is_err());
-        assert!(Mix::parse("login=0").is_err());
-        assert_eq!(Mix::parse("status").unwrap().0, vec![(Flow::Status, 1)]);
-    }
 
     #[test]
     fn arrivals_ramp_linearly_then_hold_the_rate() {

@@ -5,19 +5,12 @@ use crate::helpers::*;
 #[tokio::test]
 async fn a_registered_account_reads_back_masked_and_without_its_pin_hash() {
     let app = spawn_app().await;
-    let r = app
-        .post(
-            "/v1/accounts",
-            &app.accounts_key,
-            json!({
-                "identity": { "kind": "social_security", "number": "11234567892" },
-                "phone": PHONE,
-                "email": "joana@example.pt",
-                "pin": PIN,
-                "birth_date": "1980-04-25",
-            }),
-        )
-        .await;
+    let joana = NewAccount::new(Identity::social_security("11234567892"))
+        .phone(PHONE)
+        .email("joana@example.pt")
+        .pin(PIN)
+        .birth_date("1980-04-25");
+    let r = app.register_account(&joana).await;
     assert_eq!(r.status, 201, "{}", r.text);
     let id = r.body["account_id"].as_str().unwrap();
     let read = app.account(id).await;
@@ -96,19 +89,16 @@ async fn invalid_fields_are_named() {
 async fn changing_the_pin_needs_the_current_pin_and_a_step_up_code() {
     let app = spawn_app().await;
     let account = app.registered(PHONE, "12345678").await;
-    let step_up = app.step_up(&account).await;
-    let challenge = step_up.body["challenge_id"].as_str().unwrap();
-    let code = app.outbox.code_for(challenge).await;
-    let path = format!("/v1/accounts/{account}/pin");
+    let (challenge, code) = app.step_up_code(&account).await;
     let wrong_pin = app
-        .post(&path, &app.accounts_key, json!({ "current_pin": "9135", "challenge_id": challenge, "code": code, "new_pin": "5829" }))
+        .change_pin(&account, "9135", (&challenge, &code), "5829")
         .await;
     assert_eq!(
         (wrong_pin.status.as_u16(), wrong_pin.error_code()),
         (401, "invalid_credentials")
     );
     let ok = app
-        .post(&path, &app.accounts_key, json!({ "current_pin": PIN, "challenge_id": challenge, "code": code, "new_pin": "5829" }))
+        .change_pin(&account, PIN, (&challenge, &code), "5829")
         .await;
     assert_eq!(ok.status, 200, "{}", ok.text);
     assert_eq!(app.login(PHONE, PIN).await.status, 401);
@@ -119,27 +109,19 @@ async fn changing_the_pin_needs_the_current_pin_and_a_step_up_code() {
 async fn changing_the_phone_proves_both_numbers() {
     let app = spawn_app().await;
     let account = app.registered(PHONE, "12345678").await;
-    let proof = app.step_up(&account).await;
-    let proof_id = proof.body["challenge_id"].as_str().unwrap();
-    let proof_code = app.outbox.code_for(proof_id).await;
+    let (proof_id, proof_code) = app.step_up_code(&account).await;
     let r = app
-        .post(
-            &format!("/v1/accounts/{account}/contact"),
-            &app.accounts_key,
-            json!({ "proof_challenge_id": proof_id, "proof_code": proof_code, "phone": "+351934567890" }),
+        .begin_contact_change(
+            &account,
+            (&proof_id, &proof_code),
+            Contact::Phone("+351934567890"),
         )
         .await;
     assert_eq!(r.status, 201, "{}", r.text);
     assert_eq!(r.body["masked_destination"], "+351******890");
     let new_id = r.body["challenge_id"].as_str().unwrap();
     let new_code = app.outbox.code_for(new_id).await;
-    let done = app
-        .post(
-            "/v1/contact-changes/confirm",
-            &app.accounts_key,
-            json!({ "challenge_id": new_id, "code": new_code }),
-        )
-        .await;
+    let done = app.confirm_contact_change(new_id, &new_code).await;
     assert_eq!(done.status, 200, "{}", done.text);
     assert_eq!(app.account(&account).await.body["phone"], "+351******890");
     assert_eq!(app.login("+351934567890", PIN).await.status, 201);
@@ -149,24 +131,10 @@ async fn changing_the_phone_proves_both_numbers() {
 async fn cancelling_frees_the_phone_and_keeps_the_record() {
     let app = spawn_app().await;
     let account = app.registered(PHONE, "12345678").await;
-    let r = app
-        .request(
-            hyper::Method::DELETE,
-            &format!("/v1/accounts/{account}"),
-            Some(&app.accounts_key),
-            None,
-        )
-        .await;
+    let r = app.cancel(&account).await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(app.account(&account).await.body["state"], "cancelled");
-    let again = app
-        .request(
-            hyper::Method::DELETE,
-            &format!("/v1/accounts/{account}"),
-            Some(&app.accounts_key),
-            None,
-        )
-        .await;
+    let again = app.cancel(&account).await;
     assert_eq!(
         (again.status.as_u16(), again.error_code()),
         (409, "wrong_state")
@@ -177,44 +145,23 @@ async fn cancelling_frees_the_phone_and_keeps_the_record() {
 #[tokio::test]
 async fn a_pre_registered_citizen_activates_by_sms_or_letter() {
     let app = spawn_app().await;
-    let r = app
-        .post(
-            "/v1/accounts/pre-register",
-            &app.accounts_key,
-            json!({
-                "identity": { "kind": "social_security", "number": "11234567892" },
-                "birth_date": "1980-04-25",
-                "phone": PHONE,
-                "postal_address": "Rua Augusta 1\n1100-048 Lisboa",
-            }),
-        )
-        .await;
+    let niss = Identity::social_security("11234567892");
+    let pending = NewAccount::new(niss.clone())
+        .birth_date("1980-04-25")
+        .phone(PHONE)
+        .postal_address("Rua Augusta 1\n1100-048 Lisboa");
+    let r = app.pre_register(&pending).await;
     assert_eq!(r.status, 201, "{}", r.text);
     assert_eq!(r.body["state"], "pending_activation");
-    let request = |channel: &str, birth: &str| {
-        json!({
-            "identity": { "kind": "social_security", "number": "11234567892" },
-            "birth_date": birth,
-            "channel": channel,
-        })
-    };
     let wrong_birth = app
-        .post(
-            "/v1/activation/request",
-            &app.auth_key,
-            request("sms", "1980-04-26"),
-        )
+        .request_activation(&niss, "1980-04-26", Sending::by("sms"))
         .await;
     assert_eq!(
         (wrong_birth.status.as_u16(), wrong_birth.error_code()),
         (404, "activation_not_found")
     );
     let letter = app
-        .post(
-            "/v1/activation/request",
-            &app.auth_key,
-            request("letter", "1980-04-25"),
-        )
+        .request_activation(&niss, "1980-04-25", Sending::by("letter"))
         .await;
     assert_eq!(letter.status, 201, "{}", letter.text);
     assert_eq!(
@@ -225,11 +172,7 @@ async fn a_pre_registered_citizen_activates_by_sms_or_letter() {
     let letter_code = app.outbox.code_for(letter_id).await;
     assert_eq!(letter_code.len(), 10);
     let done = app
-        .post(
-            "/v1/activation/complete",
-            &app.auth_key,
-            json!({ "challenge_id": letter_id, "code": letter_code, "pin": PIN }),
-        )
+        .complete_activation(&Activation::by_challenge(letter_id, &letter_code, PIN))
         .await;
     assert_eq!(done.status, 200, "{}", done.text);
     assert_eq!(done.body["state"], "active");

@@ -21,7 +21,7 @@ async fn five_wrong_pins_lock_and_a_privileged_unlock_kills_old_codes() {
     let read = app.account(&account).await;
     assert_eq!(read.body["state"], "locked");
     assert_eq!(read.body["lock"]["reason"], "pin_failures");
-    let unlocked = app.admin(&account, "unlock", json!({})).await;
+    let unlocked = app.unlock(&account).await;
     assert_eq!(unlocked.status, 200, "{}", unlocked.text);
     assert_eq!(unlocked.body["state"], "active");
     assert_eq!(app.verify(&old, &old_code).await.error_code(), "superseded");
@@ -32,29 +32,19 @@ async fn five_wrong_pins_lock_and_a_privileged_unlock_kills_old_codes() {
 async fn admin_lock_with_reason_and_pin_reset_which_also_unlocks() {
     let app = spawn_app().await;
     let account = app.registered(PHONE, "12345678").await;
-    let r = app
-        .admin(
-            &account,
-            "lock",
-            json!({ "reason": "reported stolen phone" }),
-        )
-        .await;
+    let r = app.lock(&account, "reported stolen phone").await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(
         r.body["lock"]["reason"],
         "administrative: reported stolen phone"
     );
     assert_eq!(app.login(PHONE, PIN).await.status, 423);
-    let weak = app
-        .admin(&account, "pin-reset", json!({ "pin": "0000" }))
-        .await;
+    let weak = app.reset_pin(&account, "0000").await;
     assert_eq!(
         (weak.status.as_u16(), weak.body["error"]["field"].as_str()),
         (400, Some("pin"))
     );
-    let reset = app
-        .admin(&account, "pin-reset", json!({ "pin": "5829" }))
-        .await;
+    let reset = app.reset_pin(&account, "5829").await;
     assert_eq!(reset.status, 200, "{}", reset.text);
     assert_eq!(reset.body["state"], "active");
     assert_eq!(app.login(PHONE, "5829").await.status, 201);
@@ -65,18 +55,24 @@ async fn bulk_import_keeps_argon2_hashes_and_reports_each_row() {
     let app = spawn_app().await;
     // PIN 4821 hashed by the reference C implementation (argon2-cffi).
     let phc = "$argon2id$v=19$m=64,t=1,p=1$AAAAAAAAAAAAAAAAAAAAAA$vVdDII2mHU6HzA/gjXRyKBXF7r1B3vYaLi/FqG604wU";
+    let civil_id = |number| NewAccount::new(Identity::civil_id(number));
     let r = app
-        .post(
-            "/v1/admin/import",
-            &app.admin_key,
-            json!({ "accounts": [
-                { "identity": { "kind": "civil_id", "number": "12345678" }, "phone": PHONE, "pin_hash": phc },
-                { "identity": { "kind": "civil_id", "number": "22345678" }, "phone": "+351934567890", "pin_hash": phc, "state": "locked", "lock_reason": "migrated" },
-                { "identity": { "kind": "civil_id", "number": "32345678" }, "email": "x@example.pt", "state": "pending_activation", "birth_date": "1970-01-01" },
-                { "identity": { "kind": "civil_id", "number": "42345678" }, "phone": PHONE, "pin_hash": phc },
-                { "identity": { "kind": "civil_id", "number": "52345678" }, "phone": "+351945678901", "pin_hash": "plain" },
-            ] }),
-        )
+        .import(&[
+            civil_id("12345678").phone(PHONE).pin_hash(phc),
+            civil_id("22345678")
+                .phone("+351934567890")
+                .pin_hash(phc)
+                .state("locked")
+                .lock_reason("migrated"),
+            civil_id("32345678")
+                .email("x@example.pt")
+                .state("pending_activation")
+                .birth_date("1970-01-01"),
+            civil_id("42345678").phone(PHONE).pin_hash(phc),
+            civil_id("52345678")
+                .phone("+351945678901")
+                .pin_hash("plain"),
+        ])
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(
@@ -96,21 +92,25 @@ async fn clients_without_the_scope_are_forbidden_and_strangers_unauthenticated()
     let cases = [
         (
             "/v1/login",
-            &app.accounts_key,
-            json!({ "phone": PHONE, "pin": PIN }),
+            app.with_key(&app.accounts_key).login(PHONE, PIN).await,
         ),
-        ("/v1/accounts", &app.auth_key, json!({})),
-        ("/v1/admin/import", &app.auth_key, json!({ "accounts": [] })),
+        (
+            "/v1/accounts",
+            app.post("/v1/accounts", &app.auth_key, json!({})).await,
+        ),
+        (
+            "/v1/admin/import",
+            app.with_key(&app.auth_key).import(&[]).await,
+        ),
     ];
-    for (path, key, body) in cases {
-        let r = app.post(path, key, body).await;
+    for (path, r) in cases {
         assert_eq!(
             (r.status.as_u16(), r.error_code()),
             (403, "forbidden"),
             "{path}"
         );
     }
-    let lock = app.admin(&account, "lock", json!({ "reason": "x" })).await;
+    let lock = app.lock(&account, "x").await;
     assert_eq!(lock.status, 200, "the admin key works");
     let none = app
         .request(hyper::Method::POST, "/v1/login", None, Some(json!({})))
@@ -123,13 +123,7 @@ async fn clients_without_the_scope_are_forbidden_and_strangers_unauthenticated()
         .post("/v1/login", "otpd_0000000000000000_00", json!({}))
         .await;
     assert_eq!(forged.status, 401);
-    let all = app
-        .post(
-            "/v1/login",
-            &app.all_key,
-            json!({ "phone": PHONE, "pin": PIN }),
-        )
-        .await;
+    let all = app.with_key(&app.all_key).login(PHONE, PIN).await;
     assert_eq!(all.status, 423, "authorised; the account is locked");
     app.state
         .engine
@@ -137,12 +131,6 @@ async fn clients_without_the_scope_are_forbidden_and_strangers_unauthenticated()
         .unwrap()
         .wait()
         .unwrap();
-    let revoked = app
-        .post(
-            "/v1/login",
-            &app.all_key,
-            json!({ "phone": PHONE, "pin": PIN }),
-        )
-        .await;
+    let revoked = app.with_key(&app.all_key).login(PHONE, PIN).await;
     assert_eq!(revoked.status, 401);
 }

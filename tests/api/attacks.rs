@@ -10,7 +10,7 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{Request, StatusCode};
 use otpd::config::{BodyFormat, Config};
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::task::JoinSet;
 
 use crate::delivery::sms_gateway;
@@ -20,17 +20,6 @@ use crate::peers::HttpPeer;
 /// Lets tests claim a source address through `X-Forwarded-For` from loopback.
 fn trust_loopback(c: &mut Config) {
     c.limits.trusted_proxies = vec!["127.0.0.1".into()];
-}
-
-/// A POST that says it was forwarded for `ip` (believed only from a trusted proxy).
-async fn post_from(app: &TestApp, ip: &str, path: &str, key: &str, body: Value) -> Response {
-    let request = Request::post(format!("{}{path}", app.address))
-        .header("authorization", format!("Bearer {key}"))
-        .header("content-type", "application/json")
-        .header("x-forwarded-for", ip)
-        .body(Full::new(Bytes::from(body.to_string())))
-        .unwrap();
-    app.send(request).await
 }
 
 async fn failures(app: &TestApp, account: &str) -> (u64, u64, String) {
@@ -101,13 +90,7 @@ async fn resending_resets_no_counter_and_hits_the_send_cap() {
             "nothing resets"
         );
         app.clock.advance(Duration::from_secs(30)); // past the resend cooldown
-        let r = app
-            .post(
-                &format!("/v1/challenges/{id}/resend"),
-                &app.auth_key,
-                json!({}),
-            )
-            .await;
+        let r = app.resend(&id).await;
         if r.status == StatusCode::TOO_MANY_REQUESTS {
             break r;
         }
@@ -202,22 +185,14 @@ async fn one_guess_sprayed_over_many_accounts_trips_ip_then_client_limits() {
         let account = app
             .registered(&format!("+3519100000{i:02}"), &format!("310000{i:02}"))
             .await;
-        let r = post_from(
-            &app,
-            "10.0.0.1",
-            "/v1/step-up",
-            &app.auth_key,
-            json!({ "account_id": account }),
-        )
-        .await;
+        let r = app.forwarded_for("10.0.0.1").step_up(&account).await;
         assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
         challenges.push(r.body["challenge_id"].as_str().unwrap().to_owned());
     }
     let mut answers = Vec::new();
     for (n, id) in challenges.iter().enumerate() {
         let ip = if n < 25 { "203.0.113.7" } else { "203.0.113.8" };
-        let body = json!({ "challenge_id": id, "code": "123456" });
-        let r = post_from(&app, ip, "/v1/step-up/verify", &app.auth_key, body).await;
+        let r = app.forwarded_for(ip).step_up_verify(id, "123456").await;
         if r.status == StatusCode::TOO_MANY_REQUESTS {
             assert_retry_after(&r);
         }
@@ -251,15 +226,10 @@ async fn rotating_source_addresses_still_lock_the_account() {
     let app = spawn_app_with(trust_loopback).await;
     let account = app.registered(PHONE, "30000006").await;
     for n in 1..=5 {
-        let body = json!({ "phone": PHONE, "pin": "9513" });
-        let r = post_from(
-            &app,
-            &format!("198.51.100.{n}"),
-            "/v1/login",
-            &app.auth_key,
-            body,
-        )
-        .await;
+        let r = app
+            .forwarded_for(&format!("198.51.100.{n}"))
+            .login(PHONE, "9513")
+            .await;
         let expected = if n < 5 {
             StatusCode::UNAUTHORIZED
         } else {
@@ -267,8 +237,7 @@ async fn rotating_source_addresses_still_lock_the_account() {
         };
         assert_eq!(r.status, expected, "attempt {n}: {}", r.text);
     }
-    let body = json!({ "phone": PHONE, "pin": PIN });
-    let r = post_from(&app, "192.0.2.200", "/v1/login", &app.auth_key, body).await;
+    let r = app.forwarded_for("192.0.2.200").login(PHONE, PIN).await;
     assert_eq!(
         r.status,
         StatusCode::LOCKED,
@@ -281,16 +250,11 @@ async fn rotating_source_addresses_still_lock_the_account() {
 #[tokio::test]
 async fn phone_and_email_share_one_failure_counter() {
     let app = spawn_app().await;
-    let r = app
-        .post(
-            "/v1/accounts",
-            &app.accounts_key,
-            json!({
-                "identity": { "kind": "civil_id", "number": "30000007" },
-                "phone": PHONE, "email": "ana@example.pt", "pin": PIN,
-            }),
-        )
-        .await;
+    let ana = NewAccount::new(Identity::civil_id("30000007"))
+        .phone(PHONE)
+        .email("ana@example.pt")
+        .pin(PIN);
+    let r = app.register_account(&ana).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
     let account = r.body["account_id"].as_str().unwrap().to_owned();
     for _ in 0..3 {
@@ -300,11 +264,7 @@ async fn phone_and_email_share_one_failure_counter() {
         );
     }
     let by_email = |pin: &'static str| {
-        app.post(
-            "/v1/login",
-            &app.auth_key,
-            json!({ "email": "ana@example.pt", "pin": pin }),
-        )
+        app.login_with(Contact::Email("ana@example.pt"), pin, Sending::default())
     };
     assert_eq!(by_email("9513").await.status, StatusCode::UNAUTHORIZED);
     assert_eq!(failures(&app, &account).await.0, 4);
@@ -323,13 +283,7 @@ async fn a_locked_account_answers_right_and_wrong_codes_alike() {
     let app = spawn_app().await;
     let account = app.registered(PHONE, "30000008").await;
     let (id, code) = app.login_code(PHONE).await;
-    let r = app
-        .admin(
-            &account,
-            "lock",
-            json!({ "reason": "reported stolen phone" }),
-        )
-        .await;
+    let r = app.lock(&account, "reported stolen phone").await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     let right = app.verify(&id, &code).await;
     let wrong_one = app.verify(&id, &wrong(&code)).await;
@@ -343,10 +297,7 @@ async fn a_locked_account_answers_right_and_wrong_codes_alike() {
         "locked",
         "the right code unlocked nothing"
     );
-    assert_eq!(
-        app.admin(&account, "unlock", json!({})).await.status,
-        StatusCode::OK
-    );
+    assert_eq!(app.unlock(&account).await.status, StatusCode::OK);
     let r = app.verify(&id, &code).await;
     assert_eq!(r.status, StatusCode::GONE, "{}", r.text);
     // A new login works.
@@ -363,9 +314,7 @@ async fn a_pin_spray_locks_login_but_a_privileged_reset_recovers() {
         app.login(PHONE, pin).await;
     }
     assert_eq!(app.login(PHONE, PIN).await.status, StatusCode::LOCKED);
-    let r = app
-        .admin(&account, "pin-reset", json!({ "pin": "5937" }))
-        .await;
+    let r = app.reset_pin(&account, "5937").await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(r.body["state"], "active");
     assert_eq!(
@@ -597,7 +546,7 @@ async fn sms_to_blocked_countries_and_bursts_never_reach_the_gateway() {
     // Nothing else is queued: the refused codes were never made.
     assert_eq!(app.state.engine.stats().outbox, 0);
     assert_eq!(gateway.received().len(), 3);
-    let metrics = app.get("/metrics", &app.auth_key).await.text;
+    let metrics = app.metrics().await.text;
     assert!(
         metrics.contains(r#"otpd_rate_limited_total{reason="sms_country_budget"} 2"#),
         "{metrics}"
@@ -625,8 +574,7 @@ async fn a_random_key_spray_cannot_grow_the_limiters() {
             let mut limited = 0;
             for n in 0..250u32 {
                 let ip = format!("10.{}.{}.{}", worker, n / 256, n % 256);
-                let body = json!({ "challenge_id": bogus, "code": "123456" });
-                let r = post_from(&app, &ip, "/v1/verify", &app.auth_key, body).await;
+                let r = app.forwarded_for(&ip).verify(bogus, "123456").await;
                 match r.status {
                     StatusCode::NOT_FOUND => {}
                     StatusCode::TOO_MANY_REQUESTS => limited += 1,

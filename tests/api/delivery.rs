@@ -44,21 +44,22 @@ pub fn sms_gateway(peer: &HttpPeer, format: BodyFormat) -> SmsGatewayConfig {
     }
 }
 
+/// Ana: civil id 12345678, an email and `PIN` (tests add a phone where they need one).
+fn ana() -> NewAccount {
+    NewAccount::new(Identity::civil_id("12345678"))
+        .email("ana@example.pt")
+        .pin(PIN)
+}
+
 fn fast_retries(c: &mut Config) {
     c.delivery.poll_interval_ms = 10;
     c.delivery.log_sink = false;
 }
 
-async fn status_of(app: &TestApp, challenge: &str) -> serde_json::Value {
-    app.get(&format!("/v1/challenges/{challenge}"), &app.auth_key)
-        .await
-        .body
-}
-
 /// Waits (up to 10 s) for the challenge's delivery state; `nudge` runs between looks.
 async fn wait_for_delivery(app: &TestApp, challenge: &str, state: &str, mut nudge: impl FnMut()) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while status_of(app, challenge).await["delivery"] != state {
+    while app.challenge_status(challenge).await.body["delivery"] != state {
         assert!(
             tokio::time::Instant::now() < deadline,
             "delivery never became {state}"
@@ -114,12 +115,8 @@ async fn form_bodies_and_english_messages_are_supported() {
     })
     .await;
     let account = app.registered(PHONE, "12345678").await;
-    app.post(
-        "/v1/step-up",
-        &app.auth_key,
-        json!({ "account_id": account, "locale": "en" }),
-    )
-    .await;
+    app.step_up_with(&account, Sending::default().locale("en"))
+        .await;
     let request = &gateway.wait_for(1, || {}).await[0];
     assert_eq!(
         request.headers["content-type"],
@@ -230,20 +227,10 @@ async fn email_goes_over_smtp_with_text_and_html_parts() {
         c.delivery.email.from = "Autenticação <no-reply@gov.example>".into();
     })
     .await;
-    let r = app
-        .post(
-            "/v1/accounts",
-            &app.accounts_key,
-            json!({ "identity": { "kind": "civil_id", "number": "12345678" }, "email": "ana@example.pt", "pin": PIN }),
-        )
-        .await;
+    let r = app.register_account(&ana()).await;
     assert_eq!(r.status, 201);
     let login = app
-        .post(
-            "/v1/login",
-            &app.auth_key,
-            json!({ "email": "ana@example.pt", "pin": PIN }),
-        )
+        .login_with(Contact::Email("ana@example.pt"), PIN, Sending::default())
         .await;
     let challenge = login.body["challenge_id"].as_str().unwrap().to_owned();
     let mail = smtp.wait_for(1, || {}).await.remove(0);
@@ -268,18 +255,9 @@ async fn smtp_4xx_is_retried_and_5xx_is_final() {
         c.delivery.email.tls = SmtpTls::None;
     })
     .await;
-    app.post(
-        "/v1/accounts",
-        &app.accounts_key,
-        json!({ "identity": { "kind": "civil_id", "number": "12345678" }, "email": "ana@example.pt", "pin": PIN }),
-    )
-    .await;
+    app.register_account(&ana()).await;
     let login = app
-        .post(
-            "/v1/login",
-            &app.auth_key,
-            json!({ "email": "ana@example.pt", "pin": PIN }),
-        )
+        .login_with(Contact::Email("ana@example.pt"), PIN, Sending::default())
         .await;
     let challenge = login.body["challenge_id"].as_str().unwrap().to_owned();
     let clock = app.clock.clone();
@@ -305,20 +283,8 @@ async fn push_codes_go_to_the_relay_as_json() {
     })
     .await;
     let account = app.registered(PHONE, "12345678").await;
-    app.request(
-        hyper::Method::PUT,
-        &format!("/v1/accounts/{account}/push-device"),
-        Some(&app.accounts_key),
-        Some(json!({ "push_token": "device-token-0123456789" })),
-    )
-    .await;
-    let issued = app
-        .post(
-            "/v1/step-up",
-            &app.auth_key,
-            json!({ "account_id": account, "channel": "push" }),
-        )
-        .await;
+    app.push_device(&account, "device-token-0123456789").await;
+    let issued = app.step_up_with(&account, Sending::by("push")).await;
     let challenge = issued.body["challenge_id"].as_str().unwrap();
     let body = relay.wait_for(1, || {}).await[0].json();
     assert_eq!(body["device_token"], "device-token-0123456789");
@@ -328,8 +294,8 @@ async fn push_codes_go_to_the_relay_as_json() {
     assert_eq!(app.step_up_verify(challenge, code).await.status, 200);
 }
 
-#[tokio::test]
-async fn letters_are_spooled_as_files_a_print_house_can_collect() {
+/// A server that spools letters into the directory it returns.
+async fn spawn_app_spooling_letters() -> (tempfile::TempDir, TestApp) {
     let spool = tempfile::tempdir().unwrap();
     let dir = spool.path().to_str().unwrap().to_owned();
     let app = spawn_app_with(move |c| {
@@ -338,22 +304,23 @@ async fn letters_are_spooled_as_files_a_print_house_can_collect() {
         c.delivery.letter.spool_dir = dir;
     })
     .await;
-    app.post(
-        "/v1/accounts/pre-register",
-        &app.accounts_key,
-        json!({
-            "identity": { "kind": "social_security", "number": "11234567892" },
-            "birth_date": "1980-04-25",
-            "postal_address": "Maria Silva\nRua Augusta 1\n1100-048 Lisboa",
-        }),
-    )
-    .await;
+    (spool, app)
+}
+
+/// Maria, pending activation by letter: her NISS, birth date and postal address.
+fn maria(niss: &Identity) -> NewAccount {
+    NewAccount::new(niss.clone())
+        .birth_date("1980-04-25")
+        .postal_address("Maria Silva\nRua Augusta 1\n1100-048 Lisboa")
+}
+
+#[tokio::test]
+async fn letters_are_spooled_as_files_a_print_house_can_collect() {
+    let (spool, app) = spawn_app_spooling_letters().await;
+    let niss = Identity::social_security("11234567892");
+    app.pre_register(&maria(&niss)).await;
     let r = app
-        .post(
-            "/v1/activation/request",
-            &app.auth_key,
-            json!({ "identity": { "kind": "social_security", "number": "11234567892" }, "birth_date": "1980-04-25", "channel": "letter" }),
-        )
+        .request_activation(&niss, "1980-04-25", Sending::by("letter"))
         .await;
     let challenge = r.body["challenge_id"].as_str().unwrap().to_owned();
     let letter = spooled_letter(spool.path()).await;
@@ -368,11 +335,7 @@ async fn letters_are_spooled_as_files_a_print_house_can_collect() {
     let code = letter_code(&letter);
     assert_eq!(code.len(), 11, "printed in two groups: {code}");
     let done = app
-        .post(
-            "/v1/activation/complete",
-            &app.auth_key,
-            json!({ "challenge_id": challenge, "code": code, "pin": PIN }),
-        )
+        .complete_activation(&Activation::by_challenge(&challenge, &code, PIN))
         .await;
     assert_eq!(done.status, 200, "{}", done.text);
 }
@@ -408,75 +371,49 @@ fn letter_code(letter: &str) -> String {
 
 #[tokio::test]
 async fn a_citizen_activates_from_the_letter_with_the_niss_and_the_code_then_logs_in() {
-    let spool = tempfile::tempdir().unwrap();
-    let dir = spool.path().to_str().unwrap().to_owned();
-    let app = spawn_app_with(move |c| {
-        fast_retries(c);
-        c.delivery.letter.mode = LetterMode::Spool;
-        c.delivery.letter.spool_dir = dir;
-    })
-    .await;
-    let niss = json!({ "kind": "social_security", "number": "11234567892" });
+    let (spool, app) = spawn_app_spooling_letters().await;
+    let niss = Identity::social_security("11234567892");
     let r = app
-        .post(
-            "/v1/accounts/pre-register",
-            &app.accounts_key,
-            json!({
-                "identity": niss,
-                "birth_date": "1980-04-25",
-                "email": "maria@example.pt",
-                "postal_address": "Maria Silva\nRua Augusta 1\n1100-048 Lisboa",
-            }),
-        )
+        .pre_register(&maria(&niss).email("maria@example.pt"))
         .await;
     assert_eq!(r.status, 201, "{}", r.text);
     let r = app
-        .post(
-            "/v1/activation/request",
-            &app.auth_key,
-            json!({ "identity": niss, "birth_date": "1980-04-25", "channel": "letter" }),
-        )
+        .request_activation(&niss, "1980-04-25", Sending::by("letter"))
         .await;
     assert_eq!(r.status, 201, "{}", r.text);
     assert!(r.body["challenge_id"].is_string());
     // The letter carries the code, not the challenge id: days later the
     // citizen types the NISS and the code, and chooses a PIN.
     let code = letter_code(&spooled_letter(spool.path()).await);
-    let complete = |code: String, extra: serde_json::Value| {
-        let mut body = json!({ "identity": niss, "code": code, "pin": PIN });
-        if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
-            b.extend(e.clone());
-        }
-        app.post("/v1/activation/complete", &app.auth_key, body)
-    };
-    let wrong = complete("ABCDE-FGHJK".into(), json!({})).await;
+    let by_niss = |code: &str| Activation::by_identity(&niss, code, PIN);
+    let wrong = app.complete_activation(&by_niss("ABCDE-FGHJK")).await;
     assert_eq!(
         (wrong.status.as_u16(), wrong.error_code()),
         (401, "wrong_code"),
         "{}",
         wrong.text
     );
-    let other_birth = complete(code.clone(), json!({ "birth_date": "1980-04-26" })).await;
+    let other_birth = app
+        .complete_activation(&by_niss(&code).birth_date("1980-04-26"))
+        .await;
     assert_eq!(
         (other_birth.status.as_u16(), other_birth.error_code()),
         (404, "activation_not_found")
     );
-    let done = complete(code.clone(), json!({ "birth_date": "1980-04-25" })).await;
+    let done = app
+        .complete_activation(&by_niss(&code).birth_date("1980-04-25"))
+        .await;
     assert_eq!(done.status, 200, "{}", done.text);
     assert_eq!(done.body["result"], "approved");
     assert_eq!(done.body["state"], "active");
-    let again = complete(code, json!({})).await;
+    let again = app.complete_activation(&by_niss(&code)).await;
     assert_eq!(
         (again.status.as_u16(), again.error_code()),
         (404, "activation_not_found"),
         "nothing is pending any more"
     );
     let login = app
-        .post(
-            "/v1/login",
-            &app.auth_key,
-            json!({ "email": "maria@example.pt", "pin": PIN }),
-        )
+        .login_with(Contact::Email("maria@example.pt"), PIN, Sending::default())
         .await;
     assert_eq!(login.status, 201, "{}", login.text);
     let challenge = login.body["challenge_id"].as_str().unwrap();
@@ -487,25 +424,21 @@ async fn a_citizen_activates_from_the_letter_with_the_niss_and_the_code_then_log
 #[tokio::test]
 async fn an_activation_code_used_twice_is_gone_and_the_body_names_one_target() {
     let app = spawn_app().await;
-    let niss = json!({ "kind": "social_security", "number": "11234567892" });
-    app.post(
-        "/v1/accounts/pre-register",
-        &app.accounts_key,
-        json!({ "identity": niss, "birth_date": "1980-04-25", "phone": PHONE }),
-    )
-    .await;
+    let niss = Identity::social_security("11234567892");
+    let pending = NewAccount::new(niss.clone())
+        .birth_date("1980-04-25")
+        .phone(PHONE);
+    app.pre_register(&pending).await;
     let r = app
-        .post(
-            "/v1/activation/request",
-            &app.auth_key,
-            json!({ "identity": niss, "birth_date": "1980-04-25", "channel": "sms" }),
-        )
+        .request_activation(&niss, "1980-04-25", Sending::by("sms"))
         .await;
     let challenge = r.body["challenge_id"].as_str().unwrap().to_owned();
     let code = app.outbox.code_for(&challenge).await;
+    // Neither target, then both: odd bodies, sent as written.
+    let niss_json = json!({ "kind": "social_security", "number": "11234567892" });
     for body in [
         json!({ "code": code, "pin": PIN }),
-        json!({ "challenge_id": challenge, "identity": niss, "code": code, "pin": PIN }),
+        json!({ "challenge_id": challenge, "identity": niss_json, "code": code, "pin": PIN }),
     ] {
         let r = app
             .post("/v1/activation/complete", &app.auth_key, body)
@@ -517,14 +450,10 @@ async fn an_activation_code_used_twice_is_gone_and_the_body_names_one_target() {
             r.text
         );
     }
-    let body = json!({ "challenge_id": challenge, "code": code, "pin": PIN });
-    let first = app
-        .post("/v1/activation/complete", &app.auth_key, body.clone())
-        .await;
+    let activation = Activation::by_challenge(&challenge, &code, PIN);
+    let first = app.complete_activation(&activation).await;
     assert_eq!(first.status, 200, "{}", first.text);
-    let second = app
-        .post("/v1/activation/complete", &app.auth_key, body)
-        .await;
+    let second = app.complete_activation(&activation).await;
     assert_eq!(
         (second.status.as_u16(), second.error_code()),
         (410, "already_used"),
@@ -548,24 +477,18 @@ async fn failed_sms_falls_back_to_email_when_configured() {
         c.delivery.email.tls = SmtpTls::None;
     })
     .await;
-    app.post(
-        "/v1/accounts",
-        &app.accounts_key,
-        json!({ "identity": { "kind": "civil_id", "number": "12345678" }, "phone": PHONE, "email": "ana@example.pt", "pin": PIN }),
-    )
-    .await;
+    app.register_account(&ana().phone(PHONE)).await;
     let login = app
-        .post(
-            "/v1/login",
-            &app.auth_key,
-            json!({ "phone": PHONE, "pin": PIN, "channel": "sms" }),
-        )
+        .login_with(Contact::Phone(PHONE), PIN, Sending::by("sms"))
         .await;
     let challenge = login.body["challenge_id"].as_str().unwrap().to_owned();
     let mail = smtp.wait_for(1, || {}).await.remove(0);
     let code = code_in(&mail.data);
     assert_eq!(app.verify(&challenge, &code).await.status, 200);
-    assert_eq!(status_of(&app, &challenge).await["channel"], "email");
+    assert_eq!(
+        app.challenge_status(&challenge).await.body["channel"],
+        "email"
+    );
 }
 
 #[tokio::test]
@@ -615,32 +538,14 @@ async fn a_disabled_channel_is_refused_when_the_code_is_requested() {
         c.delivery.sms = vec![sms_gateway(&g, BodyFormat::Json)];
     })
     .await;
-    let r = app
-        .post(
-            "/v1/accounts",
-            &app.accounts_key,
-            json!({ "identity": { "kind": "civil_id", "number": "12345678" }, "phone": PHONE, "email": "ana@example.pt", "pin": PIN }),
-        )
-        .await;
+    let r = app.register_account(&ana().phone(PHONE)).await;
     let account = r.body["account_id"].as_str().unwrap().to_owned();
-    let by_email = app
-        .post(
-            "/v1/step-up",
-            &app.auth_key,
-            json!({ "account_id": account, "channel": "email" }),
-        )
-        .await;
+    let by_email = app.step_up_with(&account, Sending::by("email")).await;
     assert_eq!(
         (by_email.status.as_u16(), by_email.error_code()),
         (409, "channel_unavailable")
     );
-    let by_sms = app
-        .post(
-            "/v1/step-up",
-            &app.auth_key,
-            json!({ "account_id": account, "channel": "sms" }),
-        )
-        .await;
+    let by_sms = app.step_up_with(&account, Sending::by("sms")).await;
     assert_eq!(by_sms.status, 201);
 }
 
@@ -656,22 +561,14 @@ async fn letters_can_be_posted_to_a_print_house_webhook_and_delivery_is_measured
         c.delivery.letter.auth_value = "printer-key".into();
     })
     .await;
-    app.post(
-        "/v1/accounts/pre-register",
-        &app.accounts_key,
-        json!({
-            "identity": { "kind": "civil_id", "number": "12345678" },
-            "birth_date": "1980-04-25",
-            "postal_address": "Rua Augusta 1\n1100-048 Lisboa",
-        }),
-    )
-    .await;
+    let civil_id = Identity::civil_id("12345678");
+    let pending = NewAccount::new(civil_id.clone())
+        .birth_date("1980-04-25")
+        .postal_address("Rua Augusta 1\n1100-048 Lisboa");
+    app.pre_register(&pending).await;
+    let in_english = Sending::by("letter").locale("en");
     let r = app
-        .post(
-            "/v1/activation/request",
-            &app.auth_key,
-            json!({ "identity": { "kind": "civil_id", "number": "12345678" }, "birth_date": "1980-04-25", "channel": "letter", "locale": "en" }),
-        )
+        .request_activation(&civil_id, "1980-04-25", in_english)
         .await;
     assert_eq!(r.status, 201, "{}", r.text);
     let request = printer.wait_for(1, || {}).await.remove(0);
@@ -687,10 +584,7 @@ async fn letters_can_be_posted_to_a_print_house_webhook_and_delivery_is_measured
     );
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let metrics = app
-            .request(hyper::Method::GET, "/metrics", None, None)
-            .await
-            .text;
+        let metrics = app.metrics().await.text;
         if metrics.contains("otpd_delivery_attempts_total{channel=\"letter\",outcome=\"sent\"}") {
             assert!(metrics.contains("otpd_delivery_seconds_bucket{channel=\"letter\""));
             break;

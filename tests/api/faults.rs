@@ -105,10 +105,10 @@ async fn a_full_disk_fails_writes_closed_and_service_resumes_when_space_returns(
 
     // Below the reserve: every write is refused before it changes anything.
     let filler = fill(&tmpfs.path, 8 << 20);
-    let ready = app.request(hyper::Method::GET, "/readyz", None, None).await;
+    let ready = app.readyz().await;
     assert_unavailable(&ready);
     assert!(ready.text.contains("disk full"), "{}", ready.text);
-    let live = app.request(hyper::Method::GET, "/livez", None, None).await;
+    let live = app.livez().await;
     assert_eq!(live.status, StatusCode::OK);
 
     let refused = app.register(&phone(100), &civil_id(100)).await;
@@ -121,9 +121,7 @@ async fn a_full_disk_fails_writes_closed_and_service_resumes_when_space_returns(
     let refused = app.login(&phone(1), PIN).await;
     assert_unavailable(&refused);
     // A backup beside the store would eat what is left: refused, with why.
-    let backup = app
-        .post("/v1/admin/backup", &app.admin_key, serde_json::json!({}))
-        .await;
+    let backup = app.backup().await;
     assert_eq!(backup.error_code(), "backup_failed", "{}", backup.text);
     assert!(backup.text.contains("disk full"), "{}", backup.text);
     // Reads answer from memory.
@@ -133,7 +131,7 @@ async fn a_full_disk_fails_writes_closed_and_service_resumes_when_space_returns(
 
     // Space returns: service resumes, and the refused changes never happened.
     std::fs::remove_file(&filler).unwrap();
-    let ready = app.request(hyper::Method::GET, "/readyz", None, None).await;
+    let ready = app.readyz().await;
     assert_eq!(ready.status, StatusCode::OK, "{}", ready.text);
     let approved = app.verify(&pending, &code).await;
     assert_eq!(approved.status, StatusCode::OK, "{}", approved.text);
@@ -175,19 +173,17 @@ async fn a_disk_full_under_the_store_stops_writes_until_a_restart() {
     }
     println!("{} acknowledged, {refused} refused", accounts.len());
     assert!(refused > 0, "a full disk refused nothing");
-    let ready = app.request(hyper::Method::GET, "/readyz", None, None).await;
+    let ready = app.readyz().await;
     assert_unavailable(&ready);
     println!("{}", ready.text);
-    let live = app.request(hyper::Method::GET, "/livez", None, None).await;
+    let live = app.livez().await;
     assert_eq!(live.status, StatusCode::OK);
 
     std::fs::remove_file(&filler).unwrap();
     // Writes stay stopped, but what is on disk can still be backed up.
     let refused = app.register(&phone(400), &civil_id(400)).await;
     assert_unavailable(&refused);
-    let backup = app
-        .post("/v1/admin/backup", &app.admin_key, serde_json::json!({}))
-        .await;
+    let backup = app.backup().await;
     assert_eq!(backup.status, StatusCode::OK, "{}", backup.text);
     let app = app.restart_expecting(Err("No space left")).await;
     for id in &accounts {
@@ -199,6 +195,6 @@ async fn a_disk_full_under_the_store_stops_writes_until_a_restart() {
             r.text
         );
     }
-    let ready = app.request(hyper::Method::GET, "/readyz", None, None).await;
+    let ready = app.readyz().await;
     assert_eq!(ready.status, StatusCode::OK, "{}", ready.text);
 }

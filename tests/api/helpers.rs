@@ -1,5 +1,6 @@
 //! `spawn_app`: a real otpd on 127.0.0.1 port 0 with a temporary data directory,
-//! a manual clock and a delivery sink the test can read.
+//! a manual clock and a delivery sink the test can read, called through one
+//! method per endpoint.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -95,21 +96,25 @@ impl Response {
 }
 
 pub struct TestApp {
-    pub address: String,
+    api: ApiClient,
     pub clock: ManualClock,
     pub outbox: Outbox,
     pub state: Arc<otpd::AppState>,
-    /// Keys with one scope each, and one with all.
-    pub auth_key: String,
-    pub accounts_key: String,
-    pub admin_key: String,
-    pub all_key: String,
-    client: Client<HttpConnector, Full<Bytes>>,
     stop: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<Result<(), String>>>,
     pub config: Config,
     pub dir: Arc<tempfile::TempDir>,
     capture: bool,
+}
+
+/// Tests call endpoints on the app itself (`app.login(..)`): the server's
+/// handles and the client that talks to it are one thing to a test.
+impl std::ops::Deref for TestApp {
+    type Target = ApiClient;
+
+    fn deref(&self) -> &ApiClient {
+        &self.api
+    }
 }
 
 pub fn test_config(dir: &std::path::Path) -> Config {
@@ -226,15 +231,19 @@ async fn start(
     let [auth_key, accounts_key, admin_key, all_key] = keys;
     drop(engine);
     TestApp {
-        address,
+        api: ApiClient {
+            address,
+            auth_key,
+            accounts_key,
+            admin_key,
+            all_key,
+            client: Client::builder(TokioExecutor::new()).build_http(),
+            key: None,
+            forwarded_for: None,
+        },
         clock,
         outbox,
         state,
-        auth_key,
-        accounts_key,
-        admin_key,
-        all_key,
-        client: Client::builder(TokioExecutor::new()).build_http(),
         stop: Some(stop),
         server: Some(server),
         config,
@@ -301,6 +310,24 @@ impl TestApp {
         start(config, dir, self.clock.clone(), Some(keys), self.capture).await
     }
 
+    /// Logs in and returns (challenge id, delivered code).
+    pub async fn login_code(&self, phone: &str) -> (String, String) {
+        let r = self.login(phone, PIN).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+        let id = r.body["challenge_id"].as_str().unwrap().to_owned();
+        let code = self.outbox.code_for(&id).await;
+        (id, code)
+    }
+
+    /// Steps up and returns (challenge id, delivered code).
+    pub async fn step_up_code(&self, account_id: &str) -> (String, String) {
+        let r = self.step_up(account_id).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+        let id = r.body["challenge_id"].as_str().unwrap().to_owned();
+        let code = self.outbox.code_for(&id).await;
+        (id, code)
+    }
+
     pub async fn stop(&mut self) -> Result<(), String> {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
@@ -310,7 +337,52 @@ impl TestApp {
             None => Ok(()),
         }
     }
+}
 
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// How a test talks to the server: one method per endpoint, each sent with
+/// the key of its endpoint's scope, plus raw requests for odd input.
+#[derive(Clone)]
+pub struct ApiClient {
+    pub address: String,
+    /// Keys with one scope each, and one with all.
+    pub auth_key: String,
+    pub accounts_key: String,
+    pub admin_key: String,
+    pub all_key: String,
+    client: Client<HttpConnector, Full<Bytes>>,
+    /// Sent instead of each endpoint's own key (see `with_key`).
+    key: Option<String>,
+    /// Sent as `X-Forwarded-For` (see `forwarded_for`).
+    forwarded_for: Option<String>,
+}
+
+impl ApiClient {
+    /// The same endpoints called with `key` instead of their scope's key.
+    pub fn with_key(&self, key: &str) -> ApiClient {
+        ApiClient {
+            key: Some(key.to_owned()),
+            ..self.clone()
+        }
+    }
+
+    /// The same endpoints called as forwarded for `ip` (believed only from a
+    /// trusted proxy).
+    pub fn forwarded_for(&self, ip: &str) -> ApiClient {
+        ApiClient {
+            forwarded_for: Some(ip.to_owned()),
+            ..self.clone()
+        }
+    }
+
+    /// A raw request: for odd input, and paths no endpoint method covers.
     pub async fn request(
         &self,
         method: Method,
@@ -323,6 +395,9 @@ impl TestApp {
             .uri(format!("{}{path}", self.address));
         if let Some(key) = key {
             builder = builder.header("authorization", format!("Bearer {key}"));
+        }
+        if let Some(ip) = &self.forwarded_for {
+            builder = builder.header("x-forwarded-for", ip);
         }
         let body = match body {
             Some(value) => {
@@ -361,19 +436,54 @@ impl TestApp {
         self.request(Method::GET, path, Some(key), None).await
     }
 
-    // One method per endpoint.
+    /// A call to an endpoint of `scope`, with its key (or the chosen one).
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        scope: Scope,
+        body: Option<Value>,
+    ) -> Response {
+        let own = match scope {
+            Scope::Auth => &self.auth_key,
+            Scope::Accounts => &self.accounts_key,
+            Scope::Admin => &self.admin_key,
+        };
+        let key = self.key.as_deref().unwrap_or(own);
+        self.request(method, path, Some(key), body).await
+    }
 
+    async fn post_as(&self, scope: Scope, path: &str, body: Value) -> Response {
+        self.call(Method::POST, path, scope, Some(body)).await
+    }
+
+    // Operations (no key).
+
+    pub async fn livez(&self) -> Response {
+        self.request(Method::GET, "/livez", None, None).await
+    }
+
+    pub async fn readyz(&self) -> Response {
+        self.request(Method::GET, "/readyz", None, None).await
+    }
+
+    pub async fn metrics(&self) -> Response {
+        self.request(Method::GET, "/metrics", None, None).await
+    }
+
+    // Accounts (scope `accounts`).
+
+    pub async fn register_account(&self, account: &NewAccount) -> Response {
+        self.post_as(Scope::Accounts, "/v1/accounts", account.0.clone())
+            .await
+    }
+
+    /// Registers a civil id with a phone and `PIN`.
     pub async fn register(&self, phone: &str, civil_id: &str) -> Response {
-        self.post(
-            "/v1/accounts",
-            &self.accounts_key,
-            json!({
-                "identity": { "kind": "civil_id", "number": civil_id },
-                "phone": phone,
-                "pin": PIN,
-            }),
-        )
-        .await
+        let account = NewAccount::new(Identity::civil_id(civil_id))
+            .phone(phone)
+            .pin(PIN);
+        self.register_account(&account).await
     }
 
     /// Registers and returns the account id.
@@ -383,71 +493,312 @@ impl TestApp {
         r.body["account_id"].as_str().unwrap().to_owned()
     }
 
-    pub async fn login(&self, phone: &str, pin: &str) -> Response {
-        self.post(
-            "/v1/login",
-            &self.auth_key,
-            json!({ "phone": phone, "pin": pin }),
-        )
-        .await
-    }
-
-    /// Logs in and returns (challenge id, delivered code).
-    pub async fn login_code(&self, phone: &str) -> (String, String) {
-        let r = self.login(phone, PIN).await;
-        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
-        let id = r.body["challenge_id"].as_str().unwrap().to_owned();
-        let code = self.outbox.code_for(&id).await;
-        (id, code)
-    }
-
-    pub async fn verify(&self, challenge_id: &str, code: &str) -> Response {
-        self.post(
-            "/v1/verify",
-            &self.auth_key,
-            json!({ "challenge_id": challenge_id, "code": code }),
-        )
-        .await
-    }
-
-    pub async fn step_up(&self, account_id: &str) -> Response {
-        self.post(
-            "/v1/step-up",
-            &self.auth_key,
-            json!({ "account_id": account_id }),
-        )
-        .await
-    }
-
-    pub async fn step_up_verify(&self, challenge_id: &str, code: &str) -> Response {
-        self.post(
-            "/v1/step-up/verify",
-            &self.auth_key,
-            json!({ "challenge_id": challenge_id, "code": code }),
-        )
-        .await
+    pub async fn pre_register(&self, account: &NewAccount) -> Response {
+        let path = "/v1/accounts/pre-register";
+        self.post_as(Scope::Accounts, path, account.0.clone()).await
     }
 
     pub async fn account(&self, account_id: &str) -> Response {
-        self.get(&format!("/v1/accounts/{account_id}"), &self.accounts_key)
+        let path = format!("/v1/accounts/{account_id}");
+        self.call(Method::GET, &path, Scope::Accounts, None).await
+    }
+
+    pub async fn cancel(&self, account_id: &str) -> Response {
+        let path = format!("/v1/accounts/{account_id}");
+        self.call(Method::DELETE, &path, Scope::Accounts, None)
             .await
     }
 
-    pub async fn admin(&self, account_id: &str, action: &str, body: Value) -> Response {
-        self.post(
-            &format!("/v1/admin/accounts/{account_id}/{action}"),
-            &self.admin_key,
-            body,
-        )
-        .await
+    /// Changes the PIN with the current one and a step-up code.
+    pub async fn change_pin(
+        &self,
+        account_id: &str,
+        current_pin: &str,
+        (challenge_id, code): (&str, &str),
+        new_pin: &str,
+    ) -> Response {
+        let body = json!({ "current_pin": current_pin, "challenge_id": challenge_id,
+            "code": code, "new_pin": new_pin });
+        let path = format!("/v1/accounts/{account_id}/pin");
+        self.post_as(Scope::Accounts, &path, body).await
+    }
+
+    /// Starts replacing a contact, proven by a step-up code sent to a current one.
+    pub async fn begin_contact_change(
+        &self,
+        account_id: &str,
+        (proof_challenge_id, proof_code): (&str, &str),
+        new: Contact<'_>,
+    ) -> Response {
+        let mut body =
+            json!({ "proof_challenge_id": proof_challenge_id, "proof_code": proof_code });
+        new.add_to(&mut body);
+        let path = format!("/v1/accounts/{account_id}/contact");
+        self.post_as(Scope::Accounts, &path, body).await
+    }
+
+    pub async fn confirm_contact_change(&self, challenge_id: &str, code: &str) -> Response {
+        let path = "/v1/contact-changes/confirm";
+        self.post_as(Scope::Accounts, path, answer(challenge_id, code))
+            .await
+    }
+
+    pub async fn push_device(&self, account_id: &str, push_token: &str) -> Response {
+        let path = format!("/v1/accounts/{account_id}/push-device");
+        let body = json!({ "push_token": push_token });
+        self.call(Method::PUT, &path, Scope::Accounts, Some(body))
+            .await
+    }
+
+    // Login, step-up and challenges (scope `auth`).
+
+    pub async fn login(&self, phone: &str, pin: &str) -> Response {
+        self.login_with(Contact::Phone(phone), pin, Sending::default())
+            .await
+    }
+
+    /// A login by phone or email, with the optional choices.
+    pub async fn login_with(&self, by: Contact<'_>, pin: &str, sending: Sending<'_>) -> Response {
+        let mut body = json!({ "pin": pin });
+        by.add_to(&mut body);
+        sending.add_to(&mut body);
+        self.post_as(Scope::Auth, "/v1/login", body).await
+    }
+
+    pub async fn verify(&self, challenge_id: &str, code: &str) -> Response {
+        self.post_as(Scope::Auth, "/v1/verify", answer(challenge_id, code))
+            .await
+    }
+
+    pub async fn resend(&self, challenge_id: &str) -> Response {
+        let path = format!("/v1/challenges/{challenge_id}/resend");
+        self.post_as(Scope::Auth, &path, json!({})).await
+    }
+
+    pub async fn challenge_status(&self, challenge_id: &str) -> Response {
+        let path = format!("/v1/challenges/{challenge_id}");
+        self.call(Method::GET, &path, Scope::Auth, None).await
+    }
+
+    pub async fn step_up(&self, account_id: &str) -> Response {
+        self.step_up_with(account_id, Sending::default()).await
+    }
+
+    pub async fn step_up_with(&self, account_id: &str, sending: Sending<'_>) -> Response {
+        let mut body = json!({ "account_id": account_id });
+        sending.add_to(&mut body);
+        self.post_as(Scope::Auth, "/v1/step-up", body).await
+    }
+
+    pub async fn step_up_verify(&self, challenge_id: &str, code: &str) -> Response {
+        let path = "/v1/step-up/verify";
+        self.post_as(Scope::Auth, path, answer(challenge_id, code))
+            .await
+    }
+
+    // Activation (scope `auth`).
+
+    /// Asks for an activation code; `sending` must name the channel.
+    pub async fn request_activation(
+        &self,
+        identity: &Identity,
+        birth_date: &str,
+        sending: Sending<'_>,
+    ) -> Response {
+        let mut body = json!({ "identity": identity.0, "birth_date": birth_date });
+        sending.add_to(&mut body);
+        self.post_as(Scope::Auth, "/v1/activation/request", body)
+            .await
+    }
+
+    pub async fn complete_activation(&self, activation: &Activation) -> Response {
+        let path = "/v1/activation/complete";
+        self.post_as(Scope::Auth, path, activation.0.clone()).await
+    }
+
+    // Administration (scope `admin`).
+
+    pub async fn lock(&self, account_id: &str, reason: &str) -> Response {
+        let path = format!("/v1/admin/accounts/{account_id}/lock");
+        self.post_as(Scope::Admin, &path, json!({ "reason": reason }))
+            .await
+    }
+
+    pub async fn unlock(&self, account_id: &str) -> Response {
+        let path = format!("/v1/admin/accounts/{account_id}/unlock");
+        self.post_as(Scope::Admin, &path, json!({})).await
+    }
+
+    pub async fn reset_pin(&self, account_id: &str, pin: &str) -> Response {
+        let path = format!("/v1/admin/accounts/{account_id}/pin-reset");
+        self.post_as(Scope::Admin, &path, json!({ "pin": pin }))
+            .await
+    }
+
+    pub async fn import(&self, accounts: &[NewAccount]) -> Response {
+        let accounts: Vec<&Value> = accounts.iter().map(|a| &a.0).collect();
+        let body = json!({ "accounts": accounts });
+        self.post_as(Scope::Admin, "/v1/admin/import", body).await
+    }
+
+    pub async fn backup(&self) -> Response {
+        self.post_as(Scope::Admin, "/v1/admin/backup", json!({}))
+            .await
     }
 }
 
-impl Drop for TestApp {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
+/// The body of every call that answers a challenge with its code.
+fn answer(challenge_id: &str, code: &str) -> Value {
+    json!({ "challenge_id": challenge_id, "code": code })
+}
+
+/// An identity as the API takes it.
+#[derive(Debug, Clone)]
+pub struct Identity(Value);
+
+impl Identity {
+    pub fn civil_id(number: &str) -> Identity {
+        Identity(json!({ "kind": "civil_id", "number": number }))
+    }
+
+    pub fn social_security(number: &str) -> Identity {
+        Identity(json!({ "kind": "social_security", "number": number }))
+    }
+
+    pub fn passport(number: &str, country: &str) -> Identity {
+        Identity(json!({ "kind": "passport", "number": number, "country": country }))
+    }
+}
+
+/// An account as registration, pre-registration or import takes it: an
+/// identity and the fields the call sets.
+#[derive(Debug, Clone)]
+pub struct NewAccount(Value);
+
+impl NewAccount {
+    pub fn new(identity: Identity) -> NewAccount {
+        NewAccount(json!({ "identity": identity.0 }))
+    }
+
+    fn with(mut self, field: &str, value: &str) -> NewAccount {
+        self.0[field] = value.into();
+        self
+    }
+
+    pub fn phone(self, phone: &str) -> NewAccount {
+        self.with("phone", phone)
+    }
+
+    pub fn email(self, email: &str) -> NewAccount {
+        self.with("email", email)
+    }
+
+    pub fn pin(self, pin: &str) -> NewAccount {
+        self.with("pin", pin)
+    }
+
+    pub fn birth_date(self, date: &str) -> NewAccount {
+        self.with("birth_date", date)
+    }
+
+    pub fn postal_address(self, address: &str) -> NewAccount {
+        self.with("postal_address", address)
+    }
+
+    /// Import only: an Argon2 PHC string.
+    pub fn pin_hash(self, hash: &str) -> NewAccount {
+        self.with("pin_hash", hash)
+    }
+
+    /// Import only: `active`, `pending_activation` or `locked`.
+    pub fn state(self, state: &str) -> NewAccount {
+        self.with("state", state)
+    }
+
+    /// Import only: why a `locked` account is locked.
+    pub fn lock_reason(self, reason: &str) -> NewAccount {
+        self.with("lock_reason", reason)
+    }
+}
+
+/// A phone or an email: how a login names its account, or a new contact.
+#[derive(Debug, Clone, Copy)]
+pub enum Contact<'a> {
+    Phone(&'a str),
+    Email(&'a str),
+}
+
+impl Contact<'_> {
+    fn add_to(self, body: &mut Value) {
+        match self {
+            Contact::Phone(phone) => body["phone"] = phone.into(),
+            Contact::Email(email) => body["email"] = email.into(),
         }
+    }
+}
+
+/// The optional choices of a call that sends a code (none: the server's defaults).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Sending<'a> {
+    channel: Option<&'a str>,
+    lifetime_seconds: Option<u64>,
+    locale: Option<&'a str>,
+}
+
+impl<'a> Sending<'a> {
+    /// By `channel`: `sms`, `email`, `push` or `letter`.
+    pub fn by(channel: &'a str) -> Sending<'a> {
+        Sending {
+            channel: Some(channel),
+            ..Sending::default()
+        }
+    }
+
+    pub fn lifetime_seconds(self, seconds: u64) -> Sending<'a> {
+        Sending {
+            lifetime_seconds: Some(seconds),
+            ..self
+        }
+    }
+
+    pub fn locale(self, locale: &'a str) -> Sending<'a> {
+        Sending {
+            locale: Some(locale),
+            ..self
+        }
+    }
+
+    fn add_to(self, body: &mut Value) {
+        if let Some(channel) = self.channel {
+            body["channel"] = channel.into();
+        }
+        if let Some(seconds) = self.lifetime_seconds {
+            body["lifetime_seconds"] = seconds.into();
+        }
+        if let Some(locale) = self.locale {
+            body["locale"] = locale.into();
+        }
+    }
+}
+
+/// What completes an activation: the code with a new PIN, for a challenge
+/// or (as typed from a letter) for an identity.
+#[derive(Debug, Clone)]
+pub struct Activation(Value);
+
+impl Activation {
+    pub fn by_challenge(challenge_id: &str, code: &str, pin: &str) -> Activation {
+        Activation(json!({ "challenge_id": challenge_id, "code": code, "pin": pin }))
+    }
+
+    pub fn by_identity(identity: &Identity, code: &str, pin: &str) -> Activation {
+        Activation(json!({ "identity": identity.0, "code": code, "pin": pin }))
+    }
+
+    /// Must match the birth date on file.
+    pub fn birth_date(mut self, date: &str) -> Activation {
+        self.0["birth_date"] = date.into();
+        self
     }
 }
 

@@ -56,9 +56,7 @@ async fn only_the_last_code_sent_is_valid() {
     let (second, second_code) = app.login_code(PHONE).await;
     let old = app.verify(&first, &first_code).await;
     assert_eq!((old.status.as_u16(), old.error_code()), (410, "superseded"));
-    let status = app
-        .get(&format!("/v1/challenges/{first}"), &app.auth_key)
-        .await;
+    let status = app.challenge_status(&first).await;
     assert_eq!(status.body["state"], "superseded");
     assert_eq!(app.verify(&second, &second_code).await.status, 200);
 }
@@ -80,9 +78,7 @@ async fn wrong_expired_and_exhausted_codes_get_typed_failures() {
     app.clock.advance(Duration::from_secs(300));
     let r = app.verify(&id, &code).await;
     assert_eq!((r.status.as_u16(), r.error_code()), (410, "expired"));
-    let status = app
-        .get(&format!("/v1/challenges/{id}"), &app.auth_key)
-        .await;
+    let status = app.challenge_status(&id).await;
     assert_eq!(status.body["state"], "expired");
 }
 
@@ -91,23 +87,11 @@ async fn resend_has_a_cooldown_and_kills_the_previous_code() {
     let app = spawn_app().await;
     app.registered(PHONE, "12345678").await;
     let (id, code) = app.login_code(PHONE).await;
-    let r = app
-        .post(
-            &format!("/v1/challenges/{id}/resend"),
-            &app.auth_key,
-            json!({}),
-        )
-        .await;
+    let r = app.resend(&id).await;
     assert_eq!((r.status.as_u16(), r.error_code()), (429, "too_soon"));
     assert_eq!(r.headers["retry-after"], "30");
     app.clock.advance(Duration::from_secs(30));
-    let r = app
-        .post(
-            &format!("/v1/challenges/{id}/resend"),
-            &app.auth_key,
-            json!({}),
-        )
-        .await;
+    let r = app.resend(&id).await;
     assert_eq!(r.status, 201, "{}", r.text);
     let new_id = r.body["challenge_id"].as_str().unwrap();
     assert_eq!(app.verify(&id, &code).await.error_code(), "superseded");
@@ -118,27 +102,15 @@ async fn resend_has_a_cooldown_and_kills_the_previous_code() {
 #[tokio::test]
 async fn login_by_email_with_a_chosen_channel_and_a_shorter_lifetime() {
     let app = spawn_app().await;
-    let r = app
-        .post(
-            "/v1/accounts",
-            &app.accounts_key,
-            json!({
-                "identity": { "kind": "passport", "number": "ab123456", "country": "br" },
-                "phone": "+55 11 91234-5678",
-                "email": "Ana@Example.com",
-                "pin": PIN,
-            }),
-        )
-        .await;
+    let ana = NewAccount::new(Identity::passport("ab123456", "br"))
+        .phone("+55 11 91234-5678")
+        .email("Ana@Example.com")
+        .pin(PIN);
+    let r = app.register_account(&ana).await;
     assert_eq!(r.status, 201, "{}", r.text);
     assert_eq!(r.body["identity"]["country"], "BR");
-    let ambiguous = app
-        .post(
-            "/v1/login",
-            &app.auth_key,
-            json!({ "email": "ana@example.com", "pin": PIN }),
-        )
-        .await;
+    let by_email = Contact::Email("ana@example.com");
+    let ambiguous = app.login_with(by_email, PIN, Sending::default()).await;
     assert_eq!(
         (
             ambiguous.status.as_u16(),
@@ -147,21 +119,13 @@ async fn login_by_email_with_a_chosen_channel_and_a_shorter_lifetime() {
         (400, Some("channel"))
     );
     let r = app
-        .post(
-            "/v1/login",
-            &app.auth_key,
-            json!({ "email": "ana@example.com", "pin": PIN, "channel": "email", "lifetime_seconds": 60 }),
-        )
+        .login_with(by_email, PIN, Sending::by("email").lifetime_seconds(60))
         .await;
     assert_eq!(r.status, 201, "{}", r.text);
     assert_eq!(r.body["masked_destination"], "a***@example.com");
     assert_eq!(r.body["expires_at"], "2026-11-23T00:01:00.000Z");
     let too_long = app
-        .post(
-            "/v1/login",
-            &app.auth_key,
-            json!({ "email": "ana@example.com", "pin": PIN, "channel": "email", "lifetime_seconds": 301 }),
-        )
+        .login_with(by_email, PIN, Sending::by("email").lifetime_seconds(301))
         .await;
     assert_eq!(too_long.body["error"]["field"], "lifetime");
 }
@@ -186,33 +150,16 @@ async fn step_up_issues_and_verifies_without_a_pin() {
 async fn push_device_registration_enables_the_push_channel() {
     let app = spawn_app().await;
     let account = app.registered(PHONE, "12345678").await;
-    let no_device = app
-        .post(
-            "/v1/step-up",
-            &app.auth_key,
-            json!({ "account_id": account, "channel": "push" }),
-        )
-        .await;
+    let no_device = app.step_up_with(&account, Sending::by("push")).await;
     assert_eq!(
         (no_device.status.as_u16(), no_device.error_code()),
         (409, "channel_unavailable")
     );
     let r = app
-        .request(
-            hyper::Method::PUT,
-            &format!("/v1/accounts/{account}/push-device"),
-            Some(&app.accounts_key),
-            Some(json!({ "push_token": "fcm-token-0123456789abcdef" })),
-        )
+        .push_device(&account, "fcm-token-0123456789abcdef")
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
-    let r = app
-        .post(
-            "/v1/step-up",
-            &app.auth_key,
-            json!({ "account_id": account, "channel": "push" }),
-        )
-        .await;
+    let r = app.step_up_with(&account, Sending::by("push")).await;
     assert_eq!(r.status, 201, "{}", r.text);
     assert_eq!(r.body["masked_destination"], "registered app");
     let challenge = r.body["challenge_id"].as_str().unwrap();

@@ -1,22 +1,19 @@
 use std::sync::atomic::Ordering;
 
 use hyper::StatusCode;
-use serde_json::json;
 
 use crate::helpers::*;
 
 #[tokio::test]
 async fn livez_readyz_and_metrics_answer_without_a_key() {
     let app = spawn_app().await;
-    let live = app.request(hyper::Method::GET, "/livez", None, None).await;
+    let live = app.livez().await;
     assert_eq!(live.status, 200);
-    let ready = app.request(hyper::Method::GET, "/readyz", None, None).await;
+    let ready = app.readyz().await;
     assert_eq!(ready.status, 200);
     app.registered(PHONE, "12345678").await;
     app.login_code(PHONE).await;
-    let metrics = app
-        .request(hyper::Method::GET, "/metrics", None, None)
-        .await;
+    let metrics = app.metrics().await;
     assert_eq!(metrics.status, 200);
     for needle in [
         "otpd_http_requests_total",
@@ -36,20 +33,15 @@ async fn livez_readyz_and_metrics_answer_without_a_key() {
 async fn readyz_is_503_while_draining() {
     let app = spawn_app().await;
     app.state.draining.store(true, Ordering::SeqCst);
-    let r = app.request(hyper::Method::GET, "/readyz", None, None).await;
+    let r = app.readyz().await;
     assert_eq!((r.status.as_u16(), r.error_code()), (503, "draining"));
-    assert_eq!(
-        app.request(hyper::Method::GET, "/livez", None, None)
-            .await
-            .status,
-        200
-    );
+    assert_eq!(app.livez().await.status, 200);
 }
 
 #[tokio::test]
 async fn responses_carry_a_request_id() {
     let app = spawn_app().await;
-    let r = app.request(hyper::Method::GET, "/livez", None, None).await;
+    let r = app.livez().await;
     assert_eq!(r.headers["x-request-id"].len(), 16);
 }
 
@@ -58,8 +50,7 @@ async fn a_restart_keeps_accounts_locks_and_live_challenges() {
     let app = spawn_app().await;
     let active = app.registered(PHONE, "12345678").await;
     let locked = app.registered("+351934567890", "22345678").await;
-    app.admin(&locked, "lock", json!({ "reason": "audit" }))
-        .await;
+    app.lock(&locked, "audit").await;
     let (challenge, code) = app.login_code(PHONE).await;
     let wrong_once = app.verify(&challenge, &wrong(&code)).await;
     assert_eq!(wrong_once.status, 401);
@@ -68,9 +59,7 @@ async fn a_restart_keeps_accounts_locks_and_live_challenges() {
     assert_eq!(app.account(&active).await.body["code_failures"], 1);
     assert_eq!(app.account(&locked).await.body["state"], "locked");
     assert_eq!(app.login("+351934567890", PIN).await.status, 423);
-    let status = app
-        .get(&format!("/v1/challenges/{challenge}"), &app.auth_key)
-        .await;
+    let status = app.challenge_status(&challenge).await;
     assert_eq!(status.body["state"], "pending");
     assert_eq!(status.body["attempts_remaining"], 2);
     let v = app.verify(&challenge, &code).await;
@@ -82,29 +71,15 @@ async fn logs_never_contain_pins_codes_keys_or_phone_numbers() {
     let app = spawn_app().await;
     let phone = "+351967452301";
     let pin = "82649173";
-    let r = app
-        .post(
-            "/v1/accounts",
-            &app.accounts_key,
-            json!({ "identity": { "kind": "civil_id", "number": "31415926" }, "phone": phone, "pin": pin }),
-        )
-        .await;
+    let account = NewAccount::new(Identity::civil_id("31415926"))
+        .phone(phone)
+        .pin(pin);
+    let r = app.register_account(&account).await;
     assert_eq!(r.status, 201);
-    let login = app
-        .post(
-            "/v1/login",
-            &app.auth_key,
-            json!({ "phone": phone, "pin": pin }),
-        )
-        .await;
+    let login = app.login(phone, pin).await;
     let challenge = login.body["challenge_id"].as_str().unwrap().to_owned();
     let code = app.outbox.code_for(&challenge).await;
-    app.post(
-        "/v1/login",
-        &app.auth_key,
-        json!({ "phone": phone, "pin": "8265" }),
-    )
-    .await;
+    app.login(phone, "8265").await;
     app.verify(&challenge, &wrong(&code)).await;
     app.verify(&challenge, &code).await;
     let logs = String::from_utf8(captured_logs().lock().unwrap().clone()).unwrap();
@@ -145,20 +120,14 @@ fn contains_token(haystack: &str, needle: &str) -> bool {
 async fn an_admin_backup_restores_into_a_working_server() {
     let app = spawn_app().await;
     let account = app.registered(PHONE, "12345678").await;
-    let locked = app
-        .admin(&account, "lock", json!({ "reason": "fraud" }))
-        .await;
+    let locked = app.lock(&account, "fraud").await;
     assert_eq!(locked.status, StatusCode::OK, "{}", locked.text);
 
-    let refused = app.post("/v1/admin/backup", &app.auth_key, json!({})).await;
+    let refused = app.with_key(&app.auth_key).backup().await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN);
-    let first = app
-        .post("/v1/admin/backup", &app.admin_key, json!({}))
-        .await;
+    let first = app.backup().await;
     assert_eq!(first.status, StatusCode::OK, "{}", first.text);
-    let second = app
-        .post("/v1/admin/backup", &app.admin_key, json!({}))
-        .await;
+    let second = app.backup().await;
     assert_eq!(second.status, StatusCode::OK, "{}", second.text);
     assert_ne!(first.body["file"], second.body["file"]);
     let file = std::path::PathBuf::from(first.body["file"].as_str().unwrap());
@@ -181,14 +150,7 @@ async fn a_failed_backup_is_an_opaque_500_whose_cause_is_logged() {
     let app = spawn_app().await;
     // Where the server writes backups, a file: the backup cannot be made.
     std::fs::write(app.config.data_dir.join("backups"), b"in the way").unwrap();
-    let r = app
-        .request(
-            hyper::Method::POST,
-            "/v1/admin/backup",
-            Some(&app.admin_key),
-            Some(json!({})),
-        )
-        .await;
+    let r = app.backup().await;
     assert_eq!(
         (r.status.as_u16(), r.error_code()),
         (500, "backup_failed"),

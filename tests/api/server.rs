@@ -2,7 +2,6 @@
 
 use std::time::Duration;
 
-use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -57,13 +56,7 @@ async fn a_request_over_its_time_limit_gets_503() {
         c.server.request_timeout_ms = 50;
     })
     .await;
-    let r = app
-        .post(
-            "/v1/accounts",
-            &app.accounts_key,
-            json!({ "identity": { "kind": "civil_id", "number": "12345678" }, "phone": PHONE, "pin": PIN }),
-        )
-        .await;
+    let r = app.register(PHONE, "12345678").await;
     assert_eq!((r.status.as_u16(), r.error_code()), (503, "timeout"));
 }
 
@@ -77,20 +70,15 @@ async fn verifies_complete_while_logins_queue_for_argon2() {
         .await,
     );
     // Seed the account without Argon2 through the import path (pending; no PIN needed).
-    let r = app
-        .post(
-            "/v1/admin/import",
-            &app.admin_key,
-            json!({ "accounts": [{ "identity": { "kind": "civil_id", "number": "12345678" },
-                "phone": PHONE, "state": "pending_activation" }] }),
-        )
-        .await;
+    let pending = NewAccount::new(Identity::civil_id("12345678"))
+        .phone(PHONE)
+        .state("pending_activation");
+    let r = app.import(&[pending]).await;
     let account = r.body["results"][0]["account_id"]
         .as_str()
         .unwrap()
         .to_owned();
-    app.admin(&account, "pin-reset", json!({ "pin": PIN }))
-        .await;
+    app.reset_pin(&account, PIN).await;
     let logins: Vec<_> = (0..3)
         .map(|_| {
             let app = std::sync::Arc::clone(&app);
@@ -98,11 +86,8 @@ async fn verifies_complete_while_logins_queue_for_argon2() {
         })
         .collect();
     // While three slow Argon2 logins queue on one worker, a step-up round trip completes.
-    let issued = app.step_up(&account).await;
-    let challenge = issued.body["challenge_id"].as_str().unwrap().to_owned();
-    let verified = app
-        .step_up_verify(&challenge, &app.outbox.code_for(&challenge).await)
-        .await;
+    let (challenge, code) = app.step_up_code(&account).await;
+    let verified = app.step_up_verify(&challenge, &code).await;
     assert_eq!(verified.status, 200, "{}", verified.text);
     let still_running = logins.iter().filter(|l| !l.is_finished()).count();
     assert!(still_running > 0, "verify finished only after every login");
