@@ -98,9 +98,18 @@ async fn logs_never_contain_pins_codes_keys_or_phone_numbers() {
     ] {
         let leaks: Vec<&str> = logs
             .lines()
-            .filter(|line| contains_token(line, secret))
+            .filter(|line| contains_token(without_timestamp(line), secret))
             .collect();
         assert!(leaks.is_empty(), "the log contains {secret}: {leaks:?}");
+    }
+}
+
+/// A log line without its leading timestamp, whose six digits of
+/// microseconds can match a six-digit code by chance.
+fn without_timestamp(line: &str) -> &str {
+    match line.split_once(' ') {
+        Some((first, rest)) if first.ends_with('Z') && first.contains('T') => rest,
+        _ => line,
     }
 }
 
