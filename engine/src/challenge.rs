@@ -4,6 +4,7 @@ use crate::account::AccountState;
 use crate::clock::Timestamp;
 use crate::id::{AccountId, ChallengeId};
 use crate::identity::Identity;
+use crate::keys::MacKey;
 use crate::secret::{Code, CodeMac};
 use crate::terms::{Channel, DeliveryState, Locale, MessageId, Purpose};
 
@@ -24,6 +25,8 @@ pub(crate) struct Challenge {
     pub(crate) channel: Channel,
     pub(crate) destination: Box<str>,
     pub(crate) mac: CodeMac,
+    /// Which key made `mac`.
+    pub(crate) mac_key: MacKey,
     pub(crate) created_at: Timestamp,
     pub(crate) expires_at: Timestamp,
     pub(crate) attempts: u8,

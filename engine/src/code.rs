@@ -7,14 +7,11 @@
 
 use std::time::Duration;
 
-use hmac::{Hmac, KeyInit, Mac};
 use rand_chacha::ChaCha20Rng;
 use rand_chacha::rand_core::Rng;
-use sha2::Sha256;
 
 use crate::error::{EngineError, Result};
-use crate::id::ChallengeId;
-use crate::secret::{Code, CodeKey, CodeMac};
+use crate::secret::Code;
 use crate::terms::{Channel, Purpose};
 
 /// The symbols a code is made of.
@@ -220,20 +217,6 @@ impl CodePolicies {
     }
 }
 
-/// `HMAC-SHA-256(key, challenge id || normalised code)`.
-pub(crate) fn code_mac(key: &CodeKey, challenge: ChallengeId, normalised: &str) -> CodeMac {
-    // HMAC takes keys of any length, so this cannot fail for a 32-byte key.
-    let mut mac = match <Hmac<Sha256> as KeyInit>::new_from_slice(key.expose()) {
-        Ok(mac) => mac,
-        Err(_) => unreachable!("HMAC accepts any key length"),
-    };
-    mac.update(&challenge.0);
-    mac.update(normalised.as_bytes());
-    let mut out = [0u8; 32];
-    out.copy_from_slice(&mac.finalize().into_bytes());
-    CodeMac(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -315,20 +298,6 @@ mod tests {
         }
         let huge = "1".repeat(10_000);
         assert!(policies.login.normalise_input(&Code::new(huge)).is_err());
-    }
-
-    #[test]
-    fn mac_depends_on_key_challenge_and_code() {
-        let key = CodeKey::new([1; 32]);
-        let a = code_mac(&key, ChallengeId([1; 16]), "123456");
-        assert!(a.matches(&code_mac(&key, ChallengeId([1; 16]), "123456")));
-        assert!(!a.matches(&code_mac(&key, ChallengeId([2; 16]), "123456")));
-        assert!(!a.matches(&code_mac(&key, ChallengeId([1; 16]), "123457")));
-        assert!(!a.matches(&code_mac(
-            &CodeKey::new([2; 32]),
-            ChallengeId([1; 16]),
-            "123456"
-        )));
     }
 
     #[test]

@@ -10,12 +10,13 @@ use crate::account::{Account, Status};
 use crate::challenge::{Challenge, ChallengeState};
 use crate::client::{Client, ClientInfo, Scope, Scopes};
 use crate::clock::Timestamp;
-use crate::code::{CodePolicy, code_mac as mac};
+use crate::code::CodePolicy;
 use crate::error::Result;
 use crate::id::{AccountId, ChallengeId};
 use crate::identity::{Email, Identity, Phone};
+use crate::keys::{Keys, MacKey, Seal};
 use crate::lockout::Lockout;
-use crate::outbox::{DeadLetter, Message, seal};
+use crate::outbox::{DeadLetter, Message};
 use crate::pin::{Argon2Params, PinHasher};
 use crate::secret::{Code, CodeKey, Pin, PinHash};
 use crate::store::codec;
@@ -29,9 +30,20 @@ pub fn generate_code(policy: &CodePolicy, rng: &mut ChaCha20Rng) -> Code {
     policy.generate(rng)
 }
 
-/// The keyed hash a code is stored and compared as.
-pub fn code_mac(key: &CodeKey, challenge: ChallengeId, normalised: &str) -> [u8; 32] {
-    mac(key, challenge, normalised).0
+/// The subkeys of a code key, as the engine holds them.
+#[derive(Debug)]
+pub struct CodeKeys(Keys);
+
+impl CodeKeys {
+    /// Derives the subkeys (HKDF), as opening the engine does.
+    pub fn derive(key: &CodeKey) -> CodeKeys {
+        CodeKeys(Keys::derive(key))
+    }
+
+    /// The keyed hash a code is stored and compared as.
+    pub fn code_mac(&self, challenge: ChallengeId, normalised: &str) -> [u8; 32] {
+        self.0.code_mac(MacKey::Derived, challenge, normalised).0
+    }
 }
 
 /// The engine's Argon2id hasher at chosen parameters.
@@ -177,7 +189,12 @@ impl Samples {
             purpose: Purpose::StepUp,
             channel: Channel::Sms,
             destination: "+351912345678".into(),
-            mac: mac(&CodeKey::new([1; 32]), ChallengeId([7; 16]), "123456"),
+            mac: Keys::derive(&CodeKey::new([1; 32])).code_mac(
+                MacKey::Derived,
+                ChallengeId([7; 16]),
+                "123456",
+            ),
+            mac_key: MacKey::Derived,
             created_at: Timestamp(1_795_392_000_000),
             expires_at: Timestamp(1_795_392_300_000),
             attempts: 0,
@@ -194,11 +211,9 @@ impl Samples {
             purpose: Purpose::StepUp,
             channel: Channel::Sms,
             destination: "+351912345678".into(),
-            sealed_code: seal(
-                &CodeKey::new([1; 32]),
-                MessageId([8; 16]),
-                &Code::new("123456"),
-            ),
+            sealed_code: Keys::derive(&CodeKey::new([1; 32]))
+                .seal(MessageId([8; 16]), &Code::new("123456")),
+            seal: Seal::Aead,
             locale: Locale::Pt,
             expires_at: challenge.expires_at,
             created_at: challenge.created_at,

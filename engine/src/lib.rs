@@ -18,6 +18,7 @@ mod id;
 mod identity;
 #[doc(hidden)]
 pub mod internals;
+mod keys;
 mod limits;
 mod lockout;
 mod outbox;

@@ -1,21 +1,18 @@
 //! The outbox: each issued code's outgoing message, stored with its challenge until delivered.
 //!
-//! A message is written in the same sled batch as its challenge, so a crash
-//! can never keep one without the other. The code inside is sealed: XORed
-//! with `HMAC-SHA-256(key, "otpd-outbox" ‖ message id)`, a one-time pad from
-//! a PRF keyed by the code key, which is not in the database. A message is
-//! deleted once sent, dropped if its code died first, and moved to a
-//! dead-letter record (without the code) when it fails for good.
+//! A message is written in the same batch as its challenge, so a crash can
+//! never keep one without the other. The code inside is sealed with
+//! ChaCha20-Poly1305 under a subkey of the code key, which is not in the
+//! database (see `keys.rs`). A message is deleted once sent, dropped if its
+//! code died first, and moved to a dead-letter record (without the code)
+//! when it fails for good.
 
 use std::time::Duration;
 
-use hmac::{Hmac, KeyInit, Mac};
-use sha2::Sha256;
-
 use crate::clock::Timestamp;
-use crate::error::{EngineError, Result};
 use crate::id::{AccountId, ChallengeId};
-use crate::secret::{Code, CodeKey};
+use crate::keys::Seal;
+use crate::secret::Code;
 use crate::terms::{Channel, Locale, MessageId, Purpose};
 
 /// How the outbox retries.
@@ -58,6 +55,8 @@ pub(crate) struct Message {
     pub(crate) channel: Channel,
     pub(crate) destination: Box<str>,
     pub(crate) sealed_code: Vec<u8>,
+    /// How `sealed_code` is sealed.
+    pub(crate) seal: Seal,
     pub(crate) locale: Locale,
     pub(crate) expires_at: Timestamp,
     pub(crate) created_at: Timestamp,
@@ -124,49 +123,4 @@ pub struct DeadLetter {
     pub reason: String,
     /// When it was given up.
     pub failed_at: Timestamp,
-}
-
-fn pad(key: &CodeKey, id: MessageId) -> [u8; 32] {
-    let mut mac = match <Hmac<Sha256> as KeyInit>::new_from_slice(key.expose()) {
-        Ok(mac) => mac,
-        Err(_) => unreachable!("HMAC accepts any key length"),
-    };
-    mac.update(b"otpd-outbox");
-    mac.update(&id.0);
-    let mut out = [0u8; 32];
-    out.copy_from_slice(&mac.finalize().into_bytes());
-    out
-}
-
-/// Seals a code of at most 32 bytes for storage.
-pub(crate) fn seal(key: &CodeKey, id: MessageId, code: &Code) -> Vec<u8> {
-    let pad = pad(key, id);
-    code.expose().bytes().zip(pad).map(|(c, p)| c ^ p).collect()
-}
-
-/// Opens a sealed code.
-pub(crate) fn unseal(key: &CodeKey, id: MessageId, sealed: &[u8]) -> Result<Code> {
-    let pad = pad(key, id);
-    let bytes: Vec<u8> = sealed.iter().zip(pad).map(|(c, p)| c ^ p).collect();
-    String::from_utf8(bytes).map(Code::new).map_err(|_| {
-        EngineError::Corrupt("an outbox message does not open with this code key".into())
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sealed_codes_open_only_with_their_key_and_id() {
-        let key = CodeKey::new([1; 32]);
-        let id = MessageId([2; 16]);
-        let sealed = seal(&key, id, &Code::new("ABCDEFGHJK"));
-        assert_ne!(sealed, b"ABCDEFGHJK");
-        assert_eq!(unseal(&key, id, &sealed).unwrap().expose(), "ABCDEFGHJK");
-        let other = unseal(&CodeKey::new([3; 32]), id, &sealed);
-        assert!(other.map(|c| c.expose() != "ABCDEFGHJK").unwrap_or(true));
-        let other_id = unseal(&key, MessageId([4; 16]), &sealed);
-        assert!(other_id.map(|c| c.expose() != "ABCDEFGHJK").unwrap_or(true));
-    }
 }

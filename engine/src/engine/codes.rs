@@ -7,11 +7,11 @@ use crate::challenge::{
     Approval, Challenge, ChallengeState, ChallengeStatus, Issued, Verification, mask_destination,
 };
 use crate::clock::Timestamp;
-use crate::code::code_mac;
 use crate::error::{EngineError, Result};
 use crate::id::{AccountId, ChallengeId};
+use crate::keys::{MacKey, Seal};
 use crate::lockout::{Event, Transition};
-use crate::outbox::{Message, seal};
+use crate::outbox::Message;
 use crate::secret::Code;
 use crate::store::Durable;
 use crate::terms::{Channel, DeliveryState, Locale, MessageId, Purpose};
@@ -177,7 +177,8 @@ impl Engine {
             purpose,
             channel,
             destination: destination.clone().into_boxed_str(),
-            mac: code_mac(&self.key, id, code.expose()),
+            mac: self.keys.code_mac(MacKey::Derived, id, code.expose()),
+            mac_key: MacKey::Derived,
             created_at: now,
             expires_at: now.plus(lifetime),
             attempts: 0,
@@ -195,7 +196,8 @@ impl Engine {
             purpose,
             channel,
             destination: destination.clone().into_boxed_str(),
-            sealed_code: seal(&self.key, message_id, &code),
+            sealed_code: self.keys.seal(message_id, &code),
+            seal: Seal::Aead,
             locale: challenge.locale,
             expires_at,
             created_at: now,
@@ -273,7 +275,7 @@ impl Engine {
         if let Some(refusal) = c.refusal(now) {
             return Ok(refusal);
         }
-        if code_mac(&self.key, c.id, &typed).matches(&c.mac) {
+        if self.keys.code_mac(c.mac_key, c.id, &typed).matches(&c.mac) {
             let mut approval = Approval {
                 account_id: tx.account.id,
                 identity: tx.account.identity.clone(),

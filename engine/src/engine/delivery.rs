@@ -6,7 +6,8 @@ use crate::challenge::ChallengeState;
 use crate::clock::Timestamp;
 use crate::error::Result;
 use crate::id::AccountId;
-use crate::outbox::{DeadLetter, Message, Outgoing, SendResult, seal, unseal};
+use crate::keys::Seal;
+use crate::outbox::{DeadLetter, Message, Outgoing, SendResult};
 use crate::store::Durable;
 use crate::terms::{Channel, DeliveryState, MessageId};
 
@@ -57,7 +58,7 @@ impl Engine {
                     purpose: message.purpose,
                     channel: message.channel,
                     destination: message.destination.to_string(),
-                    code: unseal(&self.key, id, &message.sealed_code)?,
+                    code: self.keys.unseal(message.seal, id, &message.sealed_code)?,
                     locale: message.locale,
                     expires_at: message.expires_at,
                     attempt: message.attempts + 1,
@@ -129,7 +130,7 @@ impl Engine {
                 && c.state == ChallengeState::Live
                 && now < c.expires_at;
             if let (true, Some(email)) = (fallback, tx.account.email.clone()) {
-                let code = unseal(&self.key, id, &message.sealed_code)?;
+                let code = self.keys.unseal(message.seal, id, &message.sealed_code)?;
                 let new_id = MessageId(self.random());
                 c.channel = Channel::Email;
                 c.destination = email.as_str().into();
@@ -139,7 +140,8 @@ impl Engine {
                     id: new_id,
                     channel: Channel::Email,
                     destination: email.as_str().into(),
-                    sealed_code: seal(&self.key, new_id, &code),
+                    sealed_code: self.keys.seal(new_id, &code),
+                    seal: Seal::Aead,
                     attempts: 0,
                     next_attempt_at: now,
                     in_flight: false,

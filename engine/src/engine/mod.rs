@@ -35,6 +35,7 @@ use crate::clock::{Clock, Monotonic, Timestamp};
 use crate::config::EngineConfig;
 use crate::error::{EngineError, Result};
 use crate::id::{AccountId, ChallengeId};
+use crate::keys::Keys;
 use crate::limits::IssueLimits;
 use crate::outbox::Message;
 use crate::pin::PinHasher;
@@ -71,7 +72,8 @@ pub struct Engine {
     clock: Monotonic,
     rng: Mutex<ChaCha20Rng>,
     pins: PinHasher,
-    key: CodeKey,
+    /// The subkeys of the code key (code MACs, sealing queued codes).
+    keys: Keys,
     store: Arc<dyn Store>,
     /// The store's durability, kept to hand to each `Durable`.
     commit: Arc<dyn Commit>,
@@ -134,7 +136,7 @@ impl Engine {
             clock: Monotonic::new(clock),
             rng: Mutex::new(rng),
             pins,
-            key,
+            keys: Keys::derive(&key),
             store,
             commit,
             accounts: DashMap::new(),

@@ -13,6 +13,7 @@ use crate::clock::Timestamp;
 use crate::error::{EngineError, Result};
 use crate::id::{AccountId, ChallengeId};
 use crate::identity::{BirthDate, Email, Identity, Phone, PostalAddress, PushToken};
+use crate::keys::{MacKey, Seal};
 use crate::lockout::{Lock, LockReason, Lockout};
 use crate::outbox::{DeadLetter, Message};
 use crate::secret::{CodeMac, PinHash};
@@ -78,6 +79,16 @@ enum DbLockReasonV1 {
 pub(crate) enum DbChallenge {
     V1(DbChallengeV1),
     V2(DbChallengeV2),
+    V3(DbChallengeV3),
+}
+
+/// V3 names the key that made the MAC: V1 and V2 were made by the root
+/// code key itself, before keys had purposes.
+#[derive(Debug, Encode, Decode, PartialEq)]
+pub(crate) struct DbChallengeV3 {
+    base: DbChallengeV2,
+    /// 0 the root key, 1 the `code-mac` subkey.
+    mac_key: u8,
 }
 
 /// V2 adds the delivery state and the queued message.
@@ -212,42 +223,58 @@ pub(crate) fn decode_account(bytes: &[u8]) -> Result<Account> {
 }
 
 pub(crate) fn encode_challenge(c: &Challenge) -> Vec<u8> {
-    encode(&DbChallenge::V2(DbChallengeV2 {
-        base: DbChallengeV1 {
-            id: c.id.0,
-            account: c.account.0,
-            purpose: u8::try_from(c.purpose.slot()).unwrap_or(u8::MAX),
-            channel: c.channel.tag(),
-            destination: c.destination.to_string(),
-            mac: c.mac.0,
-            created_at: c.created_at.0,
-            expires_at: c.expires_at.0,
-            attempts: c.attempts,
-            max_attempts: c.max_attempts,
-            state: match c.state {
-                ChallengeState::Live => 0,
-                ChallengeState::Consumed => 1,
-                ChallengeState::Superseded => 2,
+    encode(&DbChallenge::V3(DbChallengeV3 {
+        mac_key: c.mac_key.tag(),
+        base: DbChallengeV2 {
+            base: DbChallengeV1 {
+                id: c.id.0,
+                account: c.account.0,
+                purpose: u8::try_from(c.purpose.slot()).unwrap_or(u8::MAX),
+                channel: c.channel.tag(),
+                destination: c.destination.to_string(),
+                mac: c.mac.0,
+                created_at: c.created_at.0,
+                expires_at: c.expires_at.0,
+                attempts: c.attempts,
+                max_attempts: c.max_attempts,
+                state: match c.state {
+                    ChallengeState::Live => 0,
+                    ChallengeState::Consumed => 1,
+                    ChallengeState::Superseded => 2,
+                },
             },
+            delivery: c.delivery.tag(),
+            message: c.message.map(|m| m.0),
+            locale: c.locale.tag(),
         },
-        delivery: c.delivery.tag(),
-        message: c.message.map(|m| m.0),
-        locale: c.locale.tag(),
     }))
 }
 
 pub(crate) fn decode_challenge(bytes: &[u8]) -> Result<Challenge> {
     let corrupt = |what: &str| EngineError::Corrupt(format!("challenge record: invalid {what}"));
-    let (r, delivery, message, locale) = match decode(bytes, "challenge")? {
+    let (v2, mac_key) = match decode(bytes, "challenge")? {
         // V1 predates the outbox: its code went to the delivery sink at once.
-        DbChallenge::V1(r) => (r, DeliveryState::Sent, None, Locale::Pt),
-        DbChallenge::V2(v2) => (
-            v2.base,
-            DeliveryState::from_tag(v2.delivery).ok_or_else(|| corrupt("delivery"))?,
-            v2.message.map(MessageId),
-            Locale::from_tag(v2.locale).ok_or_else(|| corrupt("locale"))?,
+        DbChallenge::V1(base) => (
+            DbChallengeV2 {
+                base,
+                delivery: DeliveryState::Sent.tag(),
+                message: None,
+                locale: Locale::Pt.tag(),
+            },
+            MacKey::Root,
+        ),
+        DbChallenge::V2(v2) => (v2, MacKey::Root),
+        DbChallenge::V3(v3) => (
+            v3.base,
+            MacKey::from_tag(v3.mac_key).ok_or_else(|| corrupt("MAC key"))?,
         ),
     };
+    let (r, delivery, message, locale) = (
+        v2.base,
+        DeliveryState::from_tag(v2.delivery).ok_or_else(|| corrupt("delivery"))?,
+        v2.message.map(MessageId),
+        Locale::from_tag(v2.locale).ok_or_else(|| corrupt("locale"))?,
+    );
     Ok(Challenge {
         id: ChallengeId(r.id),
         account: AccountId(r.account),
@@ -255,6 +282,7 @@ pub(crate) fn decode_challenge(bytes: &[u8]) -> Result<Challenge> {
         channel: Channel::from_tag(r.channel).ok_or_else(|| corrupt("channel"))?,
         destination: r.destination.into_boxed_str(),
         mac: CodeMac(r.mac),
+        mac_key,
         created_at: Timestamp(r.created_at),
         expires_at: Timestamp(r.expires_at),
         attempts: r.attempts,
@@ -275,6 +303,15 @@ pub(crate) fn decode_challenge(bytes: &[u8]) -> Result<Challenge> {
 #[derive(Debug, Encode, Decode, PartialEq)]
 pub(crate) enum DbMessage {
     V1(DbMessageV1),
+    V2(DbMessageV2),
+}
+
+/// V2 names how the code is sealed: V1 used an HMAC pad of the root key.
+#[derive(Debug, Encode, Decode, PartialEq)]
+pub(crate) struct DbMessageV2 {
+    base: DbMessageV1,
+    /// 0 the HMAC pad, 1 ChaCha20-Poly1305.
+    seal: u8,
 }
 
 #[derive(Debug, Encode, Decode, PartialEq)]
@@ -294,25 +331,34 @@ pub(crate) struct DbMessageV1 {
 }
 
 pub(crate) fn encode_message(m: &Message) -> Vec<u8> {
-    encode(&DbMessage::V1(DbMessageV1 {
-        id: m.id.0,
-        challenge: m.challenge.0,
-        account: m.account.0,
-        purpose: u8::try_from(m.purpose.slot()).unwrap_or(u8::MAX),
-        channel: m.channel.tag(),
-        destination: m.destination.to_string(),
-        sealed_code: m.sealed_code.clone(),
-        locale: m.locale.tag(),
-        expires_at: m.expires_at.0,
-        created_at: m.created_at.0,
-        attempts: m.attempts,
-        next_attempt_at: m.next_attempt_at.0,
+    encode(&DbMessage::V2(DbMessageV2 {
+        seal: m.seal.tag(),
+        base: DbMessageV1 {
+            id: m.id.0,
+            challenge: m.challenge.0,
+            account: m.account.0,
+            purpose: u8::try_from(m.purpose.slot()).unwrap_or(u8::MAX),
+            channel: m.channel.tag(),
+            destination: m.destination.to_string(),
+            sealed_code: m.sealed_code.clone(),
+            locale: m.locale.tag(),
+            expires_at: m.expires_at.0,
+            created_at: m.created_at.0,
+            attempts: m.attempts,
+            next_attempt_at: m.next_attempt_at.0,
+        },
     }))
 }
 
 pub(crate) fn decode_message(bytes: &[u8]) -> Result<Message> {
-    let DbMessage::V1(r) = decode(bytes, "outbox")?;
     let corrupt = |what: &str| EngineError::Corrupt(format!("outbox record: invalid {what}"));
+    let (r, seal) = match decode(bytes, "outbox")? {
+        DbMessage::V1(r) => (r, Seal::Pad),
+        DbMessage::V2(v2) => (
+            v2.base,
+            Seal::from_tag(v2.seal).ok_or_else(|| corrupt("seal"))?,
+        ),
+    };
     Ok(Message {
         id: MessageId(r.id),
         challenge: ChallengeId(r.challenge),
@@ -321,6 +367,7 @@ pub(crate) fn decode_message(bytes: &[u8]) -> Result<Message> {
         channel: Channel::from_tag(r.channel).ok_or_else(|| corrupt("channel"))?,
         destination: r.destination.into_boxed_str(),
         sealed_code: r.sealed_code,
+        seal,
         locale: Locale::from_tag(r.locale).ok_or_else(|| corrupt("locale"))?,
         expires_at: Timestamp(r.expires_at),
         created_at: Timestamp(r.created_at),
@@ -480,6 +527,7 @@ mod tests {
             channel: Channel::Letter,
             destination: "Rua A 1".into(),
             mac: CodeMac([4; 32]),
+            mac_key: MacKey::Derived,
             created_at: Timestamp(10),
             expires_at: Timestamp(20),
             attempts: 2,
@@ -512,6 +560,49 @@ mod tests {
         let c = decode_challenge(&encode(&v1)).unwrap();
         assert_eq!(c.delivery, DeliveryState::Sent);
         assert_eq!(c.message, None);
+        assert_eq!(c.mac_key, MacKey::Root, "made before keys had purposes");
+    }
+
+    #[test]
+    fn challenges_and_messages_record_which_key_and_seal_they_use() {
+        let mut c = decode_challenge(&encode(&DbChallenge::V1(DbChallengeV1 {
+            id: [1; 16],
+            account: [2; 16],
+            purpose: 1,
+            channel: 0,
+            destination: "+351912345678".into(),
+            mac: [3; 32],
+            created_at: 1,
+            expires_at: 2,
+            attempts: 0,
+            max_attempts: 3,
+            state: 0,
+        })))
+        .unwrap();
+        c.mac_key = MacKey::Derived;
+        let bytes = encode_challenge(&c);
+        assert_eq!(bytes[0], 2, "written as V3");
+        assert_eq!(decode_challenge(&bytes).unwrap().mac_key, MacKey::Derived);
+        let v1 = DbMessage::V1(DbMessageV1 {
+            id: [1; 16],
+            challenge: [2; 16],
+            account: [3; 16],
+            purpose: 1,
+            channel: 0,
+            destination: "+351912345678".into(),
+            sealed_code: vec![9; 6],
+            locale: 0,
+            expires_at: 2,
+            created_at: 1,
+            attempts: 0,
+            next_attempt_at: 1,
+        });
+        let mut m = decode_message(&encode(&v1)).unwrap();
+        assert_eq!(m.seal, Seal::Pad, "V1 messages were sealed with the pad");
+        m.seal = Seal::Aead;
+        let bytes = encode_message(&m);
+        assert_eq!(bytes[0], 1, "written as V2");
+        assert_eq!(decode_message(&bytes).unwrap().seal, Seal::Aead);
     }
 
     #[test]
