@@ -40,10 +40,10 @@ pub use engine::{
 };
 pub use error::{EngineError, Result};
 pub use id::{AccountId, ChallengeId};
-pub use identity::{BirthDate, Email, Identity, IdentityKind, Phone, PostalAddress, PushToken};
-pub use limits::{
-    GlobalLimit, IssueLimitsConfig, KeyedLimit, Limited, Rate, SmsConversion, calling_code,
+pub use identity::{
+    BirthDate, Email, Identity, IdentityKind, Phone, PostalAddress, PushToken, calling_code,
 };
+pub use limits::{GlobalLimit, IssueLimitsConfig, KeyedLimit, Limited, Rate, SmsConversion};
 pub use lockout::{Event, Lock, LockMode, LockReason, Lockout, LockoutPolicy, Transition};
 pub use outbox::{DeadLetter, OutboxPolicy, Outgoing, SendResult};
 pub use pin::{Argon2Params, PinPolicy, hash_pin_phc};
