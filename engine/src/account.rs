@@ -34,7 +34,7 @@ pub(crate) struct Account {
     pub(crate) created_at: Timestamp,
     pub(crate) updated_at: Timestamp,
     /// The live challenge of each purpose (memory only; rebuilt on start).
-    pub(crate) current: [Option<ChallengeId>; 4],
+    pub(crate) current: [Option<ChallengeId>; 5],
 }
 
 impl Account {

@@ -2,6 +2,7 @@
 
 use crate::account::AccountState;
 use crate::clock::Timestamp;
+use crate::document::Document;
 use crate::id::{AccountId, ChallengeId};
 use crate::identity::Identity;
 use crate::keys::MacKey;
@@ -27,6 +28,8 @@ pub(crate) struct Challenge {
     pub(crate) mac: CodeMac,
     /// Which key made `mac`.
     pub(crate) mac_key: MacKey,
+    /// For a signature: the document the code approves (its hash is in `mac`).
+    pub(crate) document: Option<Box<Document>>,
     pub(crate) created_at: Timestamp,
     pub(crate) expires_at: Timestamp,
     pub(crate) attempts: u8,
@@ -110,6 +113,8 @@ pub struct Issued {
     pub code: Code,
     /// The outgoing message queued for it.
     pub message_id: MessageId,
+    /// For a signature: the document the code is bound to.
+    pub document: Option<Box<Document>>,
 }
 
 /// The outcome of presenting a code.
@@ -146,6 +151,10 @@ pub struct Approval {
     /// The account's state once the code was accepted (an activation code
     /// leaves it `Active`), so callers need not read the account again.
     pub state: AccountState,
+    /// How the code reached the citizen.
+    pub channel: Channel,
+    /// For a signature: the document the citizen approved.
+    pub document: Option<Document>,
 }
 
 /// Where a challenge stands, for status reads.

@@ -170,6 +170,8 @@ impl CodePolicies {
             (Purpose::Activation, Channel::Email) => &self.activation_email,
             (Purpose::Activation, _) => &self.activation_sms,
             (Purpose::ContactChange, _) => &self.contact_change,
+            // A signature code is a login code bound to a document.
+            (Purpose::Signature, _) => &self.login,
         }
     }
 

@@ -42,7 +42,9 @@ impl CodeKeys {
 
     /// The keyed hash a code is stored and compared as.
     pub fn code_mac(&self, challenge: ChallengeId, normalised: &str) -> [u8; 32] {
-        self.0.code_mac(MacKey::Derived, challenge, normalised).0
+        self.0
+            .code_mac(MacKey::Derived, challenge, normalised, None)
+            .0
     }
 }
 
@@ -193,7 +195,9 @@ impl Samples {
                 MacKey::Derived,
                 ChallengeId([7; 16]),
                 "123456",
+                None,
             ),
+            document: None,
             mac_key: MacKey::Derived,
             created_at: Timestamp(1_795_392_000_000),
             expires_at: Timestamp(1_795_392_300_000),
@@ -291,6 +295,6 @@ pub(crate) fn sample_account() -> Account {
         lockout: Lockout::default(),
         created_at: Timestamp(1_795_392_000_000),
         updated_at: Timestamp(1_795_392_000_000),
-        current: [None; 4],
+        current: [None; 5],
     }
 }

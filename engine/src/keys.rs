@@ -117,20 +117,25 @@ impl Keys {
         }
     }
 
-    /// `HMAC-SHA-256(key, challenge id ‖ normalised code)` with the key `which` names.
+    /// `HMAC-SHA-256(key, challenge id ‖ normalised code)` with the key
+    /// `which` names; for a code bound to a document, `‖ 0x00 ‖ "doc" ‖
+    /// SHA-256 of the document` as well (a code holds no NUL, so the parts
+    /// cannot run into each other).
     pub(crate) fn code_mac(
         &self,
         which: MacKey,
         challenge: ChallengeId,
         normalised: &str,
+        document: Option<&[u8; 32]>,
     ) -> CodeMac {
         let key = match which {
             MacKey::Root => &self.root,
             MacKey::Derived => &self.code_mac,
         };
-        let mut out = [0u8; 32];
-        out.copy_from_slice(&hmac(key, &[&challenge.0, normalised.as_bytes()]));
-        CodeMac(out)
+        CodeMac(match document {
+            None => hmac(key, &[&challenge.0, normalised.as_bytes()]),
+            Some(hash) => hmac(key, &[&challenge.0, normalised.as_bytes(), b"\0doc", hash]),
+        })
     }
 
     /// Seals `code` for message `id` (ChaCha20-Poly1305; the message id is
@@ -265,19 +270,31 @@ mod tests {
     #[test]
     fn a_mac_depends_on_key_challenge_and_code() {
         let k = keys();
-        let a = k.code_mac(MacKey::Derived, ChallengeId([1; 16]), "123456");
-        assert!(a.matches(&k.code_mac(MacKey::Derived, ChallengeId([1; 16]), "123456")));
-        assert!(!a.matches(&k.code_mac(MacKey::Derived, ChallengeId([2; 16]), "123456")));
-        assert!(!a.matches(&k.code_mac(MacKey::Derived, ChallengeId([1; 16]), "123457")));
+        let a = k.code_mac(MacKey::Derived, ChallengeId([1; 16]), "123456", None);
+        assert!(a.matches(&k.code_mac(MacKey::Derived, ChallengeId([1; 16]), "123456", None)));
+        assert!(!a.matches(&k.code_mac(MacKey::Derived, ChallengeId([2; 16]), "123456", None)));
+        assert!(!a.matches(&k.code_mac(MacKey::Derived, ChallengeId([1; 16]), "123457", None)));
         let other = Keys::derive(&CodeKey::new([2; 32]));
-        assert!(!a.matches(&other.code_mac(MacKey::Derived, ChallengeId([1; 16]), "123456")));
+        assert!(!a.matches(&other.code_mac(MacKey::Derived, ChallengeId([1; 16]), "123456", None)));
+    }
+
+    #[test]
+    fn a_mac_bound_to_a_document_holds_for_that_document_only() {
+        let k = keys();
+        let id = ChallengeId([7; 16]);
+        let a = k.code_mac(MacKey::Derived, id, "123456", Some(&[1; 32]));
+        assert!(a.matches(&k.code_mac(MacKey::Derived, id, "123456", Some(&[1; 32]))));
+        let mut one_bit = [1; 32];
+        one_bit[31] ^= 1;
+        assert!(!a.matches(&k.code_mac(MacKey::Derived, id, "123456", Some(&one_bit))));
+        assert!(!a.matches(&k.code_mac(MacKey::Derived, id, "123456", None)));
     }
 
     #[test]
     fn macs_differ_by_key_and_match_the_old_scheme_with_the_root() {
         let id = ChallengeId([6; 16]);
-        let derived = keys().code_mac(MacKey::Derived, id, "123456");
-        let root = keys().code_mac(MacKey::Root, id, "123456");
+        let derived = keys().code_mac(MacKey::Derived, id, "123456", None);
+        let root = keys().code_mac(MacKey::Root, id, "123456", None);
         assert!(!derived.matches(&root));
         assert_eq!(root.0, hmac(&[1; 32], &[&id.0, b"123456"]));
     }

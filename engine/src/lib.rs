@@ -11,6 +11,7 @@ mod client;
 mod clock;
 mod code;
 mod config;
+mod document;
 mod engine;
 mod error;
 mod hex;
@@ -33,6 +34,7 @@ pub use client::{ApiKey, ClientInfo, Scope, Scopes};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use code::{Alphabet, CodePolicies, CodePolicy};
 pub use config::{EngineConfig, ResendCooldown};
+pub use document::Document;
 pub use engine::{
     ActivationTarget, Contact, ContactChangeStart, Engine, ImportAccount, ImportState, LoginId,
     LoginOutcome, NewAccount, PinChange, PreRegistration, Stats, Sweeper, os_seeded_rng,

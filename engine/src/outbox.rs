@@ -10,6 +10,7 @@
 use std::time::Duration;
 
 use crate::clock::Timestamp;
+use crate::document::Document;
 use crate::id::{AccountId, ChallengeId};
 use crate::keys::Seal;
 use crate::secret::Code;
@@ -87,6 +88,8 @@ pub struct Outgoing {
     pub expires_at: Timestamp,
     /// Which try this is (1 for the first).
     pub attempt: u32,
+    /// For a signature: the document the code approves (its message names it).
+    pub document: Option<Document>,
 }
 
 /// What a send attempt came to.

@@ -16,15 +16,18 @@ pub enum Purpose {
     Activation,
     /// Proof of a new phone number or email address.
     ContactChange,
+    /// Authorisation to sign one document (the code is bound to its hash).
+    Signature,
 }
 
 impl Purpose {
     /// Every purpose, in slot order.
-    pub const ALL: [Purpose; 4] = [
+    pub const ALL: [Purpose; 5] = [
         Purpose::Login,
         Purpose::StepUp,
         Purpose::Activation,
         Purpose::ContactChange,
+        Purpose::Signature,
     ];
 
     pub(crate) fn slot(self) -> usize {
@@ -33,6 +36,7 @@ impl Purpose {
             Purpose::StepUp => 1,
             Purpose::Activation => 2,
             Purpose::ContactChange => 3,
+            Purpose::Signature => 4,
         }
     }
 
@@ -47,6 +51,7 @@ impl Purpose {
             Purpose::StepUp => "step_up",
             Purpose::Activation => "activation",
             Purpose::ContactChange => "contact_change",
+            Purpose::Signature => "signature",
         }
     }
 }

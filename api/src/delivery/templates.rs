@@ -1,7 +1,9 @@
 //! The words of each message, in Portuguese and English. Short, and always
-//! telling the citizen never to share the code.
+//! telling the citizen never to share the code. A signature code's message
+//! names the document it approves (its name and a fingerprint of its hash),
+//! so the citizen sees what they are about to sign.
 
-use engine::{Locale, Outgoing, Purpose, Timestamp};
+use engine::{Document, Locale, Outgoing, Purpose, Timestamp};
 
 /// A message in words, for every channel.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,6 +24,9 @@ pub struct Rendered {
 pub fn render(message: &Outgoing, service: &str, now: Timestamp) -> Rendered {
     let code = message.code.expose();
     let minutes = now.until(message.expires_at).as_secs().div_ceil(60).max(1);
+    if let Some(document) = &message.document {
+        return signature(message.locale, document, code, minutes, service);
+    }
     let expires = crate::wire::rfc3339(message.expires_at);
     let expires_day = &expires[..10];
     let (purpose_pt, purpose_en) = match message.purpose {
@@ -29,6 +34,7 @@ pub fn render(message: &Outgoing, service: &str, now: Timestamp) -> Rendered {
         Purpose::StepUp => ("confirmação", "confirmation"),
         Purpose::Activation => ("ativação", "activation"),
         Purpose::ContactChange => ("alteração de contacto", "contact change"),
+        Purpose::Signature => ("assinatura", "signature"),
     };
     let readable = group(code);
     match message.locale {
@@ -63,6 +69,59 @@ pub fn render(message: &Outgoing, service: &str, now: Timestamp) -> Rendered {
                     "{service}\n\nActivation code: {readable}\nValid until {expires_day}.\n\nTo activate your account, enter your identification number, your date of birth and this code.\nNever share this code with anyone.\n"
                 ),
                 short,
+                text,
+            }
+        }
+    }
+}
+
+/// A signature code's message: what is being signed, then the code.
+fn signature(
+    locale: Locale,
+    document: &Document,
+    code: &str,
+    minutes: u64,
+    service: &str,
+) -> Rendered {
+    let fingerprint = document.fingerprint();
+    let hash = document.sha256_hex();
+    // The SMS line keeps to 160 characters: the name gives way.
+    let short = |words: &dyn Fn(&str) -> String| {
+        let room = 160usize.saturating_sub(words("").chars().count()).max(12);
+        words(&document.short_name(room))
+    };
+    match locale {
+        Locale::Pt => {
+            let text = format!(
+                "Pediu para assinar este documento:\n\n{}\nSHA-256: {hash}\n(impressão digital {fingerprint})\n\nO código que autoriza esta assinatura, e só esta, é {code}.\nÉ válido durante {minutes} minutos e só pode ser usado uma vez.\nSe não reconhece o documento, não use o código.\nNunca partilhe este código com ninguém: os nossos serviços nunca o pedem.\n\n{service}\n",
+                document.name()
+            );
+            Rendered {
+                short: short(&|name| {
+                    format!(
+                        "{service}: assinar \"{name}\" ({fingerprint}) com o código {code}. Válido {minutes} min. Nunca o partilhe."
+                    )
+                }),
+                subject: format!("{service}: código para assinar um documento"),
+                html: html(&text, code),
+                letter: text.clone(),
+                text,
+            }
+        }
+        Locale::En => {
+            let text = format!(
+                "You asked to sign this document:\n\n{}\nSHA-256: {hash}\n(fingerprint {fingerprint})\n\nThe code that authorises this signature, and only this one, is {code}.\nIt is valid for {minutes} minutes and can be used once.\nIf you do not recognise the document, do not use the code.\nNever share this code with anyone: we will never ask you for it.\n\n{service}\n",
+                document.name()
+            );
+            Rendered {
+                short: short(&|name| {
+                    format!(
+                        "{service}: sign \"{name}\" ({fingerprint}) with code {code}. Valid {minutes} min. Never share it."
+                    )
+                }),
+                subject: format!("{service}: code to sign a document"),
+                html: html(&text, code),
+                letter: text.clone(),
                 text,
             }
         }
@@ -113,6 +172,7 @@ mod tests {
             locale,
             expires_at: Timestamp(300_000),
             attempt: 1,
+            document: None,
         }
     }
 
@@ -138,6 +198,37 @@ mod tests {
         );
         assert!(en.short.contains("Never share"));
         assert!(en.short.chars().count() <= 160, "{}", en.short);
+    }
+
+    #[test]
+    fn a_signature_code_names_the_document_and_its_fingerprint_in_both_languages() {
+        let hash = "3a7f9c21".repeat(8);
+        let name = format!("Contrato de arrendamento <{}>.pdf", "x".repeat(150));
+        let document = Document::parse(&name, &hash, Some(2048)).unwrap();
+        for locale in [Locale::Pt, Locale::En] {
+            let mut m = message(locale, Purpose::Signature, "482913");
+            m.document = Some(document.clone());
+            let r = render(&m, "autenticacao.gov.pt", Timestamp(0));
+            assert!(
+                r.short.contains("482913") && r.short.contains("3a7f-9c21"),
+                "{}",
+                r.short
+            );
+            assert!(r.short.contains("Contrato de arrendamento"), "{}", r.short);
+            assert!(
+                r.short.chars().count() <= 160,
+                "{} chars: {}",
+                r.short.chars().count(),
+                r.short
+            );
+            assert!(r.short.contains("partilhe") || r.short.contains("Never share"));
+            assert!(
+                r.text.contains(&name) && r.text.contains(&hash),
+                "the email names it in full"
+            );
+            assert!(r.html.contains("&lt;xxxx"), "HTML escapes the name");
+            assert!(!r.html.contains("<xxxx"));
+        }
     }
 
     #[test]

@@ -160,7 +160,7 @@ impl Engine {
             lockout: Default::default(),
             created_at: now,
             updated_at: now,
-            current: [None; 4],
+            current: [None; 5],
         }
     }
 
@@ -347,7 +347,7 @@ impl Engine {
                 .collect();
             let account = tx.account_mut();
             account.status = Status::Cancelled(now);
-            account.current = [None; 4];
+            account.current = [None; 5];
             account.push_token = None;
             Ok(())
         })

@@ -10,6 +10,7 @@ use crate::secret::{Code, Pin};
 use crate::store::Durable;
 use crate::terms::{Channel, Locale, Purpose};
 
+use super::codes::Issue;
 use super::{Engine, Tx, destination_for};
 
 /// Which pending activation a code is for.
@@ -63,11 +64,14 @@ impl Engine {
             let destination = destination_for(&tx.account, channel, Purpose::Activation)?;
             self.issue_in(
                 tx,
-                Purpose::Activation,
-                channel,
-                destination,
-                None,
-                locale,
+                Issue {
+                    purpose: Purpose::Activation,
+                    channel,
+                    destination,
+                    lifetime: None,
+                    locale,
+                    document: None,
+                },
                 now,
             )
         })

@@ -7,6 +7,7 @@ use crate::challenge::{
     Approval, Challenge, ChallengeState, ChallengeStatus, Issued, Verification, mask_destination,
 };
 use crate::clock::Timestamp;
+use crate::document::Document;
 use crate::error::{EngineError, Result};
 use crate::id::{AccountId, ChallengeId};
 use crate::keys::{MacKey, Seal};
@@ -79,6 +80,18 @@ pub(super) fn destination_for(
     }
 }
 
+/// What to issue: a code of `purpose` by `channel` to `destination`.
+pub(super) struct Issue {
+    pub(super) purpose: Purpose,
+    pub(super) channel: Channel,
+    pub(super) destination: String,
+    /// Shorter than the policy's, if asked.
+    pub(super) lifetime: Option<Duration>,
+    pub(super) locale: Option<Locale>,
+    /// For a signature: the document the code will be bound to.
+    pub(super) document: Option<Document>,
+}
+
 impl Engine {
     /// Sends a new code for a challenge's purpose to the same destination; the
     /// old code dies. Refused within the resend cooldown.
@@ -106,18 +119,16 @@ impl Engine {
                     retry_after: now.until(ready_at),
                 });
             }
-            let lifetime = old.created_at.until(old.expires_at);
-            let destination = old.destination.to_string();
-            let locale = locale.or(Some(old.locale));
-            self.issue_in(
-                tx,
-                old.purpose,
-                old.channel,
-                destination,
-                Some(lifetime),
-                locale,
-                now,
-            )
+            let issue = Issue {
+                purpose: old.purpose,
+                channel: old.channel,
+                destination: old.destination.to_string(),
+                lifetime: Some(old.created_at.until(old.expires_at)),
+                locale: locale.or(Some(old.locale)),
+                // A new code for the same document: it is bound to it too.
+                document: old.document.map(|d| *d),
+            };
+            self.issue_in(tx, issue, now)
         })
     }
 
@@ -130,17 +141,15 @@ impl Engine {
 
     /// Creates a challenge and its outgoing message in `tx`, superseding the
     /// account's previous challenge of the same purpose.
-    #[allow(clippy::too_many_arguments)] // One private call site per purpose.
-    pub(super) fn issue_in(
-        &self,
-        tx: &mut Tx,
-        purpose: Purpose,
-        channel: Channel,
-        destination: String,
-        lifetime: Option<Duration>,
-        locale: Option<Locale>,
-        now: Timestamp,
-    ) -> Result<Issued> {
+    pub(super) fn issue_in(&self, tx: &mut Tx, issue: Issue, now: Timestamp) -> Result<Issued> {
+        let Issue {
+            purpose,
+            channel,
+            destination,
+            lifetime,
+            locale,
+            document,
+        } = issue;
         if !self.config.outbox.enabled.contains(&channel) {
             return Err(EngineError::ChannelUnavailable(match channel {
                 Channel::Sms => "SMS delivery (disabled here)",
@@ -177,8 +186,14 @@ impl Engine {
             purpose,
             channel,
             destination: destination.clone().into_boxed_str(),
-            mac: self.keys.code_mac(MacKey::Derived, id, code.expose()),
+            mac: self.keys.code_mac(
+                MacKey::Derived,
+                id,
+                code.expose(),
+                document.as_ref().map(|d| d.sha256()).as_ref(),
+            ),
             mac_key: MacKey::Derived,
+            document: document.map(Box::new),
             created_at: now,
             expires_at: now.plus(lifetime),
             attempts: 0,
@@ -189,6 +204,7 @@ impl Engine {
             locale: locale.unwrap_or(self.config.outbox.default_locale),
         };
         let expires_at = challenge.expires_at;
+        let challenge_document = challenge.document.clone();
         tx.put_message(Message {
             id: message_id,
             challenge: id,
@@ -216,6 +232,7 @@ impl Engine {
             expires_at,
             code,
             message_id,
+            document: challenge_document,
         })
     }
 
@@ -275,12 +292,19 @@ impl Engine {
         if let Some(refusal) = c.refusal(now) {
             return Ok(refusal);
         }
-        if self.keys.code_mac(c.mac_key, c.id, &typed).matches(&c.mac) {
+        let bound = c.document.as_ref().map(|d| d.sha256());
+        if self
+            .keys
+            .code_mac(c.mac_key, c.id, &typed, bound.as_ref())
+            .matches(&c.mac)
+        {
             let mut approval = Approval {
                 account_id: tx.account.id,
                 identity: tx.account.identity.clone(),
                 purpose: expected,
                 state: tx.account.state(now),
+                channel: c.channel,
+                document: c.document.as_deref().cloned(),
             };
             if !consume {
                 return Ok(Verification::Approved(approval));
@@ -319,7 +343,10 @@ impl Engine {
         expected: Purpose,
         code: &Code,
     ) -> Result<Durable<Verification>> {
-        if !matches!(expected, Purpose::Login | Purpose::StepUp) {
+        if !matches!(
+            expected,
+            Purpose::Login | Purpose::StepUp | Purpose::Signature
+        ) {
             return Err(EngineError::invalid(
                 "purpose",
                 "activation and contact-change codes have their own operations",
@@ -338,5 +365,87 @@ impl Engine {
             .get(&challenge)
             .map(|c| c.status(now))
             .ok_or(EngineError::ChallengeNotFound)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::config::EngineConfig;
+    use crate::engine::{LoginId, LoginOutcome, NewAccount};
+    use crate::identity::{Identity, IdentityKind, Phone};
+    use crate::secret::{CodeKey, Pin};
+    use crate::store::memory::MemoryStore;
+
+    const HASH_A: &str = "3a7f9c21d0e4b5a6978877665544332211ffeeddccbbaa009988776655443322";
+    const HASH_B: &str = "3a7f9c21d0e4b5a6978877665544332211ffeeddccbbaa009988776655443323";
+
+    /// Someone who can rewrite a stored challenge points it at another
+    /// document: its code must not approve that one, because the code's MAC
+    /// covers the document's hash.
+    #[test]
+    fn a_code_for_one_document_never_approves_another() {
+        let engine = Engine::open_in_memory(
+            &MemoryStore::new(),
+            EngineConfig::for_tests(),
+            CodeKey::new([5; 32]),
+            Arc::new(ManualClock::new(Timestamp(1_795_392_000_000))),
+            crate::seeded_rng([6; 32]),
+        )
+        .unwrap();
+        let phone = Phone::parse("+351912345000").unwrap();
+        engine
+            .register(NewAccount {
+                identity: Identity::parse(IdentityKind::CivilId, "12345678", None).unwrap(),
+                phone: Some(phone.clone()),
+                email: None,
+                pin: Pin::new("4821"),
+                birth_date: None,
+                postal_address: None,
+            })
+            .and_then(Durable::wait)
+            .unwrap();
+        let request = |hash: &str| {
+            let outcome = engine
+                .request_signature(
+                    &LoginId::Phone(phone.clone()),
+                    &Pin::new("4821"),
+                    Document::parse("a.pdf", hash, None).unwrap(),
+                    None,
+                    None,
+                    None,
+                )
+                .and_then(Durable::wait)
+                .unwrap();
+            match outcome {
+                LoginOutcome::CodeSent(issued) => issued,
+                other => panic!("{other:?}"),
+            }
+        };
+        let issued = request(HASH_A);
+        let forged = Document::parse("b.pdf", HASH_B, None).unwrap();
+        engine
+            .challenges
+            .get_mut(&issued.challenge_id)
+            .unwrap()
+            .document = Some(Box::new(forged));
+        let outcome = engine
+            .verify(issued.challenge_id, Purpose::Signature, &issued.code)
+            .and_then(Durable::wait)
+            .unwrap();
+        assert!(
+            matches!(outcome, Verification::WrongCode { .. }),
+            "{outcome:?}"
+        );
+        // The same code on the document it was made for is right.
+        let honest = request(HASH_A);
+        let outcome = engine
+            .verify(honest.challenge_id, Purpose::Signature, &honest.code)
+            .and_then(Durable::wait)
+            .unwrap();
+        assert!(matches!(outcome, Verification::Approved(_)), "{outcome:?}");
     }
 }

@@ -11,6 +11,7 @@ use crate::secret::Code;
 use crate::store::Durable;
 use crate::terms::{Channel, Locale, Purpose};
 
+use super::codes::Issue;
 use super::{Engine, ensure_usable};
 
 /// A contact detail that can be changed.
@@ -61,11 +62,14 @@ impl Engine {
             }
             let issued = self.issue_in(
                 tx,
-                Purpose::ContactChange,
-                channel,
-                destination,
-                None,
-                locale,
+                Issue {
+                    purpose: Purpose::ContactChange,
+                    channel,
+                    destination,
+                    lifetime: None,
+                    locale,
+                    document: None,
+                },
                 now,
             )?;
             Ok(ContactChangeStart::CodeSent(issued))

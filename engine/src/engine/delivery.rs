@@ -62,6 +62,7 @@ impl Engine {
                     locale: message.locale,
                     expires_at: message.expires_at,
                     attempt: message.attempts + 1,
+                    document: challenge.document.as_deref().cloned(),
                 }))
             });
             // A drop that is lost in a crash is simply made again on the next start.

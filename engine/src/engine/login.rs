@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use crate::account::{Status, email_key, phone_key};
 use crate::challenge::Issued;
+use crate::document::Document;
 
 use crate::error::{EngineError, Result};
 use crate::id::AccountId;
@@ -13,6 +14,7 @@ use crate::secret::Pin;
 use crate::store::{Change, Changes, Durable};
 use crate::terms::{Channel, Locale, Purpose};
 
+use super::codes::Issue;
 use super::{Engine, choose_channel, destination_for, ensure_usable};
 
 /// What a citizen logs in with.
@@ -84,6 +86,46 @@ impl Engine {
         lifetime: Option<Duration>,
         locale: Option<Locale>,
     ) -> Result<Durable<LoginOutcome>> {
+        self.first_factor(login, pin, Purpose::Login, None, channel, lifetime, locale)
+    }
+
+    /// Asks the citizen to authorise signing `document`: checks the PIN as
+    /// a login does (same counting, same lockout) and, if right, sends a
+    /// code bound to the document's hash, naming the document in its
+    /// message. The code approves this document and nothing else; a new
+    /// request supersedes the previous one.
+    pub fn request_signature(
+        &self,
+        login: &LoginId,
+        pin: &Pin,
+        document: Document,
+        channel: Option<Channel>,
+        lifetime: Option<Duration>,
+        locale: Option<Locale>,
+    ) -> Result<Durable<LoginOutcome>> {
+        self.first_factor(
+            login,
+            pin,
+            Purpose::Signature,
+            Some(document),
+            channel,
+            lifetime,
+            locale,
+        )
+    }
+
+    /// The PIN, then a code of `purpose` (bound to `document` if given).
+    #[allow(clippy::too_many_arguments)] // Two callers, each naming every part.
+    fn first_factor(
+        &self,
+        login: &LoginId,
+        pin: &Pin,
+        purpose: Purpose,
+        document: Option<Document>,
+        channel: Option<Channel>,
+        lifetime: Option<Duration>,
+        locale: Option<Locale>,
+    ) -> Result<Durable<LoginOutcome>> {
         self.check_presented_pin("pin", pin)?;
         let now = self.now();
         let found = self.find_by_login(login).and_then(|id| {
@@ -119,17 +161,16 @@ impl Engine {
                 return Ok(LoginOutcome::Locked);
             }
             let channel = choose_channel(&tx.account, channel)?;
-            let destination = destination_for(&tx.account, channel, Purpose::Login)?;
-            let issued = self.issue_in(
-                tx,
-                Purpose::Login,
+            let destination = destination_for(&tx.account, channel, purpose)?;
+            let issue = Issue {
+                purpose,
                 channel,
                 destination,
                 lifetime,
                 locale,
-                now,
-            )?;
-            Ok(LoginOutcome::CodeSent(issued))
+                document,
+            };
+            Ok(LoginOutcome::CodeSent(self.issue_in(tx, issue, now)?))
         })
     }
 
@@ -147,11 +188,14 @@ impl Engine {
             let destination = destination_for(&tx.account, channel, Purpose::StepUp)?;
             self.issue_in(
                 tx,
-                Purpose::StepUp,
-                channel,
-                destination,
-                lifetime,
-                locale,
+                Issue {
+                    purpose: Purpose::StepUp,
+                    channel,
+                    destination,
+                    lifetime,
+                    locale,
+                    document: None,
+                },
                 now,
             )
         })

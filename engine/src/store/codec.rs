@@ -14,6 +14,7 @@ use crate::account::{Account, Status};
 use crate::challenge::{Challenge, ChallengeState};
 use crate::client::{Client, ClientInfo, Scopes};
 use crate::clock::Timestamp;
+use crate::document::Document;
 use crate::error::{EngineError, Result};
 use crate::id::{AccountId, ChallengeId};
 use crate::identity::{BirthDate, Email, Identity, Phone, PostalAddress, PushToken};
@@ -93,6 +94,15 @@ pub(crate) struct DbChallengeV3 {
     base: DbChallengeV2,
     /// 0 the root key, 1 the `code-mac` subkey.
     mac_key: u8,
+    /// For a signature: the document its code is bound to.
+    document: Option<DbDocumentV1>,
+}
+
+#[derive(Debug, Encode, Decode, PartialEq)]
+pub(crate) struct DbDocumentV1 {
+    name: String,
+    sha256: [u8; 32],
+    size: Option<u64>,
 }
 
 /// V2 adds the delivery state and the queued message.
@@ -222,13 +232,18 @@ pub(crate) fn decode_account(bytes: &[u8]) -> Result<Account> {
         },
         created_at: Timestamp(r.created_at),
         updated_at: Timestamp(r.updated_at),
-        current: [None; 4],
+        current: [None; 5],
     })
 }
 
 pub(crate) fn encode_challenge(c: &Challenge) -> Vec<u8> {
     encode(&DbChallenge::V3(DbChallengeV3 {
         mac_key: c.mac_key.tag(),
+        document: c.document.as_ref().map(|d| DbDocumentV1 {
+            name: d.name().to_owned(),
+            sha256: d.sha256(),
+            size: d.size(),
+        }),
         base: DbChallengeV2 {
             base: DbChallengeV1 {
                 id: c.id.0,
@@ -256,7 +271,7 @@ pub(crate) fn encode_challenge(c: &Challenge) -> Vec<u8> {
 
 pub(crate) fn decode_challenge(bytes: &[u8]) -> Result<Challenge> {
     let corrupt = |what: &str| EngineError::Corrupt(format!("challenge record: invalid {what}"));
-    let (v2, mac_key) = match decode(bytes, "challenge")? {
+    let (v2, mac_key, document) = match decode(bytes, "challenge")? {
         // V1 predates the outbox: its code went to the delivery sink at once.
         DbChallenge::V1(base) => (
             DbChallengeV2 {
@@ -266,11 +281,14 @@ pub(crate) fn decode_challenge(bytes: &[u8]) -> Result<Challenge> {
                 locale: Locale::Pt.tag(),
             },
             MacKey::Root,
+            None,
         ),
-        DbChallenge::V2(v2) => (v2, MacKey::Root),
+        DbChallenge::V2(v2) => (v2, MacKey::Root, None),
         DbChallenge::V3(v3) => (
             v3.base,
             MacKey::from_tag(v3.mac_key).ok_or_else(|| corrupt("MAC key"))?,
+            v3.document
+                .map(|d| Box::new(Document::from_parts(d.name, d.sha256, d.size))),
         ),
     };
     let (r, delivery, message, locale) = (
@@ -287,6 +305,7 @@ pub(crate) fn decode_challenge(bytes: &[u8]) -> Result<Challenge> {
         destination: r.destination.into_boxed_str(),
         mac: CodeMac(r.mac),
         mac_key,
+        document,
         created_at: Timestamp(r.created_at),
         expires_at: Timestamp(r.expires_at),
         attempts: r.attempts,
@@ -510,7 +529,7 @@ mod tests {
             },
             created_at: Timestamp(1),
             updated_at: Timestamp(2),
-            current: [None; 4],
+            current: [None; 5],
         }
     }
 
@@ -532,6 +551,11 @@ mod tests {
             destination: "Rua A 1".into(),
             mac: CodeMac([4; 32]),
             mac_key: MacKey::Derived,
+            document: Some(Box::new(Document::from_parts(
+                "contrato.pdf".into(),
+                [8; 32],
+                Some(1024),
+            ))),
             created_at: Timestamp(10),
             expires_at: Timestamp(20),
             attempts: 2,

@@ -14,3 +14,4 @@ mod model;
 mod outbox;
 mod parsers;
 mod recovery;
+mod signatures;

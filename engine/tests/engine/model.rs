@@ -210,6 +210,8 @@ fn run(backend: Backend, seed: u64, steps: usize) {
                         identity: t.view(a.id).identity,
                         purpose: Purpose::Login,
                         state: AccountState::Active,
+                        channel: Channel::Sms,
+                        document: None,
                     })
                 } else {
                     c.attempts += 1;
