@@ -8,6 +8,7 @@ pub mod limits;
 pub mod pin_workers;
 mod routes;
 pub mod secrets;
+pub mod signing;
 pub mod startup;
 pub mod telemetry;
 mod wire;

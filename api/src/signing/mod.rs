@@ -1,0 +1,34 @@
+//! Signed attestations for relying parties and signing services: the
+//! Ed25519 key ring (`keyring.rs`), public keys as JWKs (`jwk.rs`), and the
+//! tokens themselves (`attestation.rs`).
+
+pub mod attestation;
+pub mod jwk;
+pub mod keyring;
+
+use std::path::Path;
+
+pub use attestation::{Attester, Claims, verify};
+pub use jwk::{PublicKey, key_set};
+pub use keyring::{KeyInfo, KeyRing, KeyState};
+
+/// Why a signing-key operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SigningError {
+    /// A file could not be read or written.
+    #[error("{0}")]
+    Io(String),
+    /// A key file or the manifest is not what otpd wrote.
+    #[error("{0}")]
+    Damaged(String),
+    /// The operation does not apply (unknown key, retiring the active one).
+    #[error("{0}")]
+    Refused(String),
+}
+
+impl SigningError {
+    fn io(what: &'static str, path: &Path) -> impl Fn(std::io::Error) -> SigningError {
+        let path = path.display().to_string();
+        move |e| SigningError::Io(format!("cannot {what} {path}: {e}"))
+    }
+}
