@@ -1,8 +1,10 @@
 //! JSON shapes of requests and responses, and their conversion to engine types.
 
+use std::time::Duration;
+
 use engine::{
-    AccountView, BirthDate, ChallengeStatus, Channel, Code, Email, Identity, IdentityKind, Issued,
-    Phone, Pin, PostalAddress, Timestamp,
+    AccountView, BirthDate, ChallengeId, ChallengeStatus, Channel, Code, Email, Identity,
+    IdentityKind, Issued, Phone, Pin, PostalAddress, Timestamp,
 };
 use serde::{Deserialize, Deserializer};
 use serde_json::{Value, json};
@@ -193,6 +195,16 @@ fn pin<'de, D: Deserializer<'de>>(d: D) -> Result<Pin, D::Error> {
 /// A code, likewise.
 fn code<'de, D: Deserializer<'de>>(d: D) -> Result<Code, D::Error> {
     String::deserialize(d).map(Code::new)
+}
+
+/// Parses a challenge id sent in a body.
+pub fn challenge_id(text: &str) -> Result<ChallengeId, ApiError> {
+    Ok(ChallengeId::parse("challenge_id", text)?)
+}
+
+/// A code's requested lifetime (`lifetime_seconds`).
+pub fn lifetime(seconds: Option<u64>) -> Option<Duration> {
+    seconds.map(Duration::from_secs)
 }
 
 /// Parses an optional phone.
