@@ -6,10 +6,44 @@ use engine::{
     AccountView, BirthDate, ChallengeId, ChallengeStatus, Channel, Code, Email, Identity,
     IdentityKind, Issued, Phone, Pin, PostalAddress, Timestamp,
 };
+use serde::de::{MapAccess, Visitor, value::MapAccessDeserializer};
 use serde::{Deserialize, Deserializer};
 use serde_json::{Value, json};
 
 use crate::error::ApiError;
+
+/// A JSON object read as `T`, and only an object: serde's derive would also
+/// take an array of the fields in order (`["+351…", null, "4821"]`).
+#[derive(Debug)]
+pub struct Object<T>(pub T);
+
+impl<T> std::ops::Deref for Object<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Only<T>(std::marker::PhantomData<T>);
+
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for Only<T> {
+            type Value = Object<T>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Object<T>, A::Error> {
+                T::deserialize(MapAccessDeserializer::new(map)).map(Object)
+            }
+        }
+
+        d.deserialize_map(Only(std::marker::PhantomData))
+    }
+}
 
 /// An identity as sent.
 #[derive(Debug, Deserialize)]
@@ -39,7 +73,7 @@ impl IdentityIn {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterIn {
-    pub identity: IdentityIn,
+    pub identity: Object<IdentityIn>,
     pub phone: Option<String>,
     pub email: Option<String>,
     #[serde(deserialize_with = "pin")]
@@ -52,7 +86,7 @@ pub struct RegisterIn {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PreRegisterIn {
-    pub identity: IdentityIn,
+    pub identity: Object<IdentityIn>,
     pub birth_date: String,
     pub phone: Option<String>,
     pub email: Option<String>,
@@ -96,7 +130,7 @@ pub struct StepUpIn {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ActivationRequestIn {
-    pub identity: IdentityIn,
+    pub identity: Object<IdentityIn>,
     pub birth_date: String,
     pub channel: String,
     pub locale: Option<String>,
@@ -108,7 +142,7 @@ pub struct ActivationRequestIn {
 #[serde(deny_unknown_fields)]
 pub struct ActivationCompleteIn {
     pub challenge_id: Option<String>,
-    pub identity: Option<IdentityIn>,
+    pub identity: Option<Object<IdentityIn>>,
     pub birth_date: Option<String>,
     #[serde(deserialize_with = "code")]
     pub code: Code,
@@ -167,14 +201,14 @@ pub struct ResetPinIn {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ImportIn {
-    pub accounts: Vec<ImportAccountIn>,
+    pub accounts: Vec<Object<ImportAccountIn>>,
 }
 
 /// One account in a bulk import.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ImportAccountIn {
-    pub identity: IdentityIn,
+    pub identity: Object<IdentityIn>,
     pub phone: Option<String>,
     pub email: Option<String>,
     pub birth_date: Option<String>,

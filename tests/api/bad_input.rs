@@ -232,3 +232,76 @@ async fn a_body_shorter_than_its_content_length_is_a_408_and_nothing_is_done() {
     let r = app.register(PHONE, "12345678").await;
     assert_eq!(r.status, 201, "{}", r.text);
 }
+
+#[tokio::test]
+async fn a_body_that_is_not_exactly_one_json_object_is_400_on_body() {
+    let app = spawn_app().await;
+    app.registered(PHONE, "12345678").await;
+    let login = format!(r#"{{"phone":"{PHONE}","pin":"{PIN}"}}"#);
+    for body in [
+        // serde's derive would read an array as the fields in order.
+        format!(r#"["{PHONE}",null,"{PIN}",null,null,null]"#),
+        "null".to_owned(),
+        r#""text""#.to_owned(),
+        // Data after the object used to be ignored.
+        format!("{login} x"),
+        format!(r#"{login}{{"x":1}}"#),
+    ] {
+        let r = app
+            .send(raw(
+                &app,
+                Method::POST,
+                "/v1/login",
+                Some("application/json"),
+                body.clone().into_bytes(),
+            ))
+            .await;
+        assert_eq!(
+            (
+                r.status.as_u16(),
+                r.error_code(),
+                r.body["error"]["field"].as_str()
+            ),
+            (400, "malformed_json", Some("body")),
+            "{body}: {}",
+            r.text
+        );
+        assert!(
+            !r.text.contains("LoginIn") && !r.text.contains("struct"),
+            "no Rust type names: {}",
+            r.text
+        );
+    }
+    let r = app
+        .send(raw(
+            &app,
+            Method::POST,
+            "/v1/login",
+            Some("application/json"),
+            format!("{login}\n").into_bytes(),
+        ))
+        .await;
+    assert_eq!(r.status, 201, "trailing whitespace is fine: {}", r.text);
+}
+
+#[tokio::test]
+async fn a_nested_object_sent_as_an_array_is_400_on_its_field() {
+    let app = spawn_app().await;
+    let r = app
+        .post(
+            "/v1/accounts",
+            &app.all_key,
+            json!({ "identity": ["civil_id", "12345678", null], "phone": PHONE, "pin": PIN }),
+        )
+        .await;
+    assert_eq!(
+        (
+            r.status.as_u16(),
+            r.error_code(),
+            r.body["error"]["field"].as_str()
+        ),
+        (400, "malformed_json", Some("identity")),
+        "{}",
+        r.text
+    );
+}

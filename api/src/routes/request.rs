@@ -15,6 +15,7 @@ use serde::de::DeserializeOwned;
 use super::table::{Body, Found};
 use crate::error::ApiError;
 use crate::state::AppState;
+use crate::wire;
 
 /// Checks the client's key and scope; returns the client's name.
 pub fn authorize(state: &AppState, headers: &HeaderMap, scope: Scope) -> Result<String, ApiError> {
@@ -133,11 +134,19 @@ fn is_json(headers: &HeaderMap) -> bool {
         })
 }
 
-/// Parses a JSON body; a 400 names the field at fault by its full path
-/// (`identity.number`), or `body` when the JSON itself is broken.
+/// Parses a body that must be one JSON object and nothing more; a 400 names
+/// the field at fault by its full path (`identity.number`), or `body` when
+/// the JSON itself is broken or is not an object.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(&mut deserializer).map_err(|e| json_error(&e))
+    let wire::Object(value) =
+        serde_path_to_error::deserialize(&mut deserializer).map_err(|e| json_error(&e))?;
+    // Data after the object (`{…} x`, `{…}{…}`) is not ignored.
+    deserializer.end().map_err(|e| ApiError::MalformedJson {
+        field: "body".into(),
+        message: format!("malformed JSON: {e}"),
+    })?;
+    Ok(value)
 }
 
 fn json_error(e: &serde_path_to_error::Error<serde_json::Error>) -> ApiError {
@@ -202,5 +211,39 @@ mod tests {
         assert_eq!(field("["), "body");
         assert_eq!(field("[1]"), "body");
         assert_eq!(field(r#"{"identity":"#), "body");
+    }
+
+    #[test]
+    fn a_body_must_be_an_object_and_the_message_names_no_rust_type() {
+        for json in [
+            r#"["+351912345679",null,"4821",null,null,null]"#,
+            "null",
+            "\"text\"",
+            "12",
+        ] {
+            let (field, message) = refused::<wire::LoginIn>(json);
+            assert_eq!(field, "body", "{json}");
+            assert!(message.contains("a JSON object"), "{json}: {message}");
+            assert!(
+                !message.contains("LoginIn") && !message.contains("struct"),
+                "{message}"
+            );
+        }
+        let nested = r#"{"identity":["civil_id","12345678",null],"pin":"4821"}"#;
+        let (field, message) = refused::<wire::RegisterIn>(nested);
+        assert_eq!(field, "identity", "{message}");
+        assert!(!message.contains("IdentityIn"), "{message}");
+    }
+
+    #[test]
+    fn anything_after_the_object_is_refused() {
+        let login = r#"{"phone":"+351912345679","pin":"4821"}"#;
+        assert!(parse_json::<wire::LoginIn>(login.as_bytes()).is_ok());
+        assert!(parse_json::<wire::LoginIn>(format!("{login} \n").as_bytes()).is_ok());
+        for trailing in [" x", r#"{"x":1}"#, "}", "[]"] {
+            let (field, message) = refused::<wire::LoginIn>(&format!("{login}{trailing}"));
+            assert_eq!(field, "body", "{trailing}");
+            assert!(message.contains("trailing"), "{message}");
+        }
     }
 }

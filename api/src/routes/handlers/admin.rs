@@ -52,7 +52,7 @@ pub async fn import(state: &Arc<AppState>, input: Input) -> Reply {
     let parsed: Vec<Result<ImportAccount, ApiError>> = input
         .accounts
         .into_iter()
-        .map(|a| parse_import(a, today))
+        .map(|a| parse_import(a.0, today))
         .collect();
     let pending = blocking(state, move |engine| {
         Ok(parsed
