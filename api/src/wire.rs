@@ -45,6 +45,11 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
     }
 }
 
+/// The body of an endpoint that takes no input: nothing, or `{}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoInput {}
+
 /// An identity as sent.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

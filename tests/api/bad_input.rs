@@ -305,3 +305,72 @@ async fn a_nested_object_sent_as_an_array_is_400_on_its_field() {
         r.text
     );
 }
+
+#[tokio::test]
+async fn endpoints_that_take_no_input_accept_nothing_or_an_empty_object_only() {
+    let app = spawn_app().await;
+    let account = app.registered(PHONE, "12345678").await;
+    let (challenge, _) = app.login_code(PHONE).await;
+    let resend = format!("/v1/challenges/{challenge}/resend");
+    let unlock = format!("/v1/admin/accounts/{account}/unlock");
+    let cancel = format!("/v1/accounts/{account}");
+    let json = Some("application/json");
+    for (method, path, content_type, body, status, field) in [
+        (Method::POST, &resend, json, r#"{"x":1}"#, 400, Some("x")),
+        (Method::POST, &resend, json, "garbage", 400, Some("body")),
+        (Method::POST, &unlock, json, "garbage", 400, Some("body")),
+        (Method::POST, &unlock, json, "[]", 400, Some("body")),
+        (Method::POST, &unlock, Some("text/plain"), "{}", 415, None),
+        (Method::DELETE, &cancel, json, "garbage", 400, Some("body")),
+        (
+            Method::POST,
+            &"/v1/admin/backup".to_owned(),
+            json,
+            r#"{"to":"/etc"}"#,
+            400,
+            Some("to"),
+        ),
+    ] {
+        let r = app
+            .send(raw(
+                &app,
+                method.clone(),
+                path,
+                content_type,
+                body.as_bytes().to_vec(),
+            ))
+            .await;
+        assert_eq!(
+            (r.status.as_u16(), r.body["error"]["field"].as_str()),
+            (status, field),
+            "{method} {path} {body}: {}",
+            r.text
+        );
+    }
+    assert!(
+        !app.config.data_dir.join("backups").exists(),
+        "a refused backup writes nothing"
+    );
+    // Accepted: no body at all (with or without a content type), or `{}`.
+    app.clock.advance(Duration::from_secs(30)); // past the resend cooldown
+    let r = app
+        .send(raw(&app, Method::POST, &resend, None, Vec::new()))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    for (content_type, body) in [(None, ""), (json, ""), (json, "{}"), (json, " { } ")] {
+        let r = app
+            .send(raw(
+                &app,
+                Method::POST,
+                &unlock,
+                content_type,
+                body.as_bytes().to_vec(),
+            ))
+            .await;
+        assert_eq!(r.status, 200, "unlock with {body:?}: {}", r.text);
+    }
+    let r = app
+        .send(raw(&app, Method::DELETE, &cancel, None, Vec::new()))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+}

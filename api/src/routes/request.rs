@@ -49,7 +49,8 @@ pub struct Input {
 }
 
 impl Input {
-    /// Prepares `request` for its handler.
+    /// Prepares `request` for its handler. An endpoint that takes no input
+    /// has its body checked here: empty, or `{}`.
     pub async fn new(
         state: &AppState,
         found: Found,
@@ -58,16 +59,19 @@ impl Input {
         let server = &state.config.server;
         let limit = match found.endpoint.body {
             Body::Bulk => server.import_body_limit_bytes,
-            Body::Ignored | Body::Json => server.body_limit_bytes,
+            Body::Ignored | Body::Empty | Body::Json => server.body_limit_bytes,
         };
         let (parts, body) = request.into_parts();
-        let input = Input {
+        let mut input = Input {
             id: found.id,
             headers: parts.headers,
             body: Some(body),
             limit: limit as usize,
             patience: Duration::from_millis(server.body_read_timeout_ms),
         };
+        if found.endpoint.body == Body::Empty {
+            input.nothing().await?;
+        }
         Ok(input)
     }
 
@@ -92,6 +96,18 @@ impl Input {
             return Err(ApiError::UnsupportedMediaType);
         }
         parse_json(&self.read().await?)
+    }
+
+    /// Checks a body that must say nothing: empty, or `{}` (sent as JSON).
+    async fn nothing(&mut self) -> Result<(), ApiError> {
+        let body = self.read().await?;
+        if body.is_empty() {
+            return Ok(());
+        }
+        if !is_json(&self.headers) {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+        parse_json::<wire::NoInput>(&body).map(|_| ())
     }
 
     /// The body, within the size limit and the body timeout.
@@ -245,5 +261,15 @@ mod tests {
             assert_eq!(field, "body", "{trailing}");
             assert!(message.contains("trailing"), "{message}");
         }
+    }
+
+    #[test]
+    fn no_input_is_an_empty_object_and_nothing_else() {
+        assert!(parse_json::<wire::NoInput>(b"{}").is_ok());
+        assert!(parse_json::<wire::NoInput>(b" { } ").is_ok());
+        assert_eq!(refused::<wire::NoInput>(r#"{"x":1}"#).0, "x");
+        assert_eq!(refused::<wire::NoInput>(r#"{"to":"/etc"}"#).0, "to");
+        assert_eq!(refused::<wire::NoInput>("garbage").0, "body");
+        assert_eq!(refused::<wire::NoInput>("[]").0, "body");
     }
 }

@@ -45,8 +45,10 @@ pub enum Route {
 /// What an endpoint reads from the request body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Body {
-    /// Nothing; a body is not read.
+    /// Nothing; a body is not read (GET).
     Ignored,
+    /// No input: an empty body or `{}`, refused otherwise.
+    Empty,
     /// A JSON object within `server.body_limit_bytes`.
     Json,
     /// A JSON object within `server.import_body_limit_bytes`.
@@ -95,7 +97,7 @@ const ADMIN: Option<Scope> = Some(Scope::Admin);
 /// Every endpoint.
 #[rustfmt::skip]
 pub static TABLE: &[Endpoint] = {
-    use Body::{Bulk, Ignored, Json};
+    use Body::{Bulk, Empty, Ignored, Json};
     use Cost::{Attempt, Free, Issue, IssueAndAttempt};
     use Method as M;
     use Route as R;
@@ -106,7 +108,7 @@ pub static TABLE: &[Endpoint] = {
         row(M::POST, "/v1/accounts", R::Register, ACCOUNTS, Json, Free),
         row(M::POST, "/v1/accounts/pre-register", R::PreRegister, ACCOUNTS, Json, Free),
         row(M::GET, "/v1/accounts/{id}", R::ReadAccount, ACCOUNTS, Ignored, Free),
-        row(M::DELETE, "/v1/accounts/{id}", R::CancelAccount, ACCOUNTS, Ignored, Free),
+        row(M::DELETE, "/v1/accounts/{id}", R::CancelAccount, ACCOUNTS, Empty, Free),
         row(M::POST, "/v1/accounts/{id}/pin", R::ChangePin, ACCOUNTS, Json, Attempt),
         row(M::POST, "/v1/accounts/{id}/contact", R::BeginContactChange, ACCOUNTS, Json, IssueAndAttempt),
         row(M::PUT, "/v1/accounts/{id}/push-device", R::PushDevice, ACCOUNTS, Json, Free),
@@ -116,14 +118,14 @@ pub static TABLE: &[Endpoint] = {
         row(M::POST, "/v1/step-up", R::StepUp, AUTH, Json, Issue),
         row(M::POST, "/v1/step-up/verify", R::StepUpVerify, AUTH, Json, Attempt),
         row(M::GET, "/v1/challenges/{id}", R::ChallengeStatus, AUTH, Ignored, Free),
-        row(M::POST, "/v1/challenges/{id}/resend", R::Resend, AUTH, Ignored, Issue),
+        row(M::POST, "/v1/challenges/{id}/resend", R::Resend, AUTH, Empty, Issue),
         row(M::POST, "/v1/activation/request", R::ActivationRequest, AUTH, Json, Issue),
         row(M::POST, "/v1/activation/complete", R::ActivationComplete, AUTH, Json, Attempt),
         row(M::POST, "/v1/admin/accounts/{id}/lock", R::Lock, ADMIN, Json, Free),
-        row(M::POST, "/v1/admin/accounts/{id}/unlock", R::Unlock, ADMIN, Ignored, Free),
+        row(M::POST, "/v1/admin/accounts/{id}/unlock", R::Unlock, ADMIN, Empty, Free),
         row(M::POST, "/v1/admin/accounts/{id}/pin-reset", R::ResetPin, ADMIN, Json, Free),
         row(M::POST, "/v1/admin/import", R::Import, ADMIN, Bulk, Free),
-        row(M::POST, "/v1/admin/backup", R::Backup, ADMIN, Ignored, Free),
+        row(M::POST, "/v1/admin/backup", R::Backup, ADMIN, Empty, Free),
         #[cfg(test)]
         row(M::GET, "/test/panic", R::Panic, None, Ignored, Free),
     ]
@@ -271,6 +273,12 @@ mod tests {
             }
             let ops = ["/livez", "/readyz", "/metrics", "/test/panic"].contains(&a.path);
             assert_eq!(a.scope.is_none(), ops, "{}", a.path);
+            assert_eq!(
+                a.method == Method::GET,
+                a.body == Body::Ignored,
+                "{}",
+                a.path
+            );
         }
     }
 }
