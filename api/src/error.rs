@@ -336,11 +336,19 @@ impl From<Limited> for ApiError {
     }
 }
 
+/// The engine names a few inputs differently from the API's JSON.
+fn api_field(engine_field: &str) -> &str {
+    match engine_field {
+        "lifetime" => "lifetime_seconds",
+        other => other,
+    }
+}
+
 fn engine(e: &EngineError) -> Answer {
     use StatusCode as S;
     match e {
         EngineError::Invalid { field, message } => {
-            Answer::new(S::BAD_REQUEST, "invalid_field", message).field(*field)
+            Answer::new(S::BAD_REQUEST, "invalid_field", message).field(api_field(field))
         }
         EngineError::Conflict { field } => Answer::new(
             S::CONFLICT,
@@ -561,6 +569,15 @@ mod tests {
         })
         .into_response();
         assert_eq!(response.headers()[RETRY_AFTER], "2");
+    }
+
+    #[test]
+    fn the_engines_lifetime_is_answered_as_the_apis_lifetime_seconds() {
+        let e = ApiError::from(EngineError::Invalid {
+            field: "lifetime",
+            message: "must be at least 10 s".into(),
+        });
+        assert_eq!(e.answer().field.as_deref(), Some("lifetime_seconds"));
     }
 
     #[test]
