@@ -58,3 +58,62 @@ fn the_printed_configuration_hides_inline_secrets_but_not_references() {
     assert!(text.contains("password = \"<redacted>\""), "{text}");
     assert!(text.contains("env:PUSH_TOKEN"), "{text}");
 }
+
+#[test]
+fn a_configuration_error_names_the_line_or_key_but_never_echoes_a_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let file = dir.path().join("otpd.toml");
+    for (text, named) in [
+        ("[delivery.email]\npassword = hunter2\n", "line 2"),
+        (
+            "[delivery.email]\nport = \"hunter2\"\n",
+            "delivery.email.port",
+        ),
+    ] {
+        std::fs::write(&file, text).unwrap();
+        let mut command = otpd(&data);
+        command.arg("--config").arg(&file).arg("config");
+        let (code, why) = refused(command);
+        assert_eq!(code, 78, "{why}");
+        assert!(why.contains(named), "{why}");
+        assert!(!why.contains("hunter2"), "{why}");
+    }
+}
+
+#[test]
+fn the_printed_configuration_hides_credentials_in_urls() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let file = dir.path().join("otpd.toml");
+    std::fs::write(
+        &file,
+        "[[delivery.sms]]\nurl = \"https://sms.example/send?token=s3cret&from=gov\"\n\
+         template = \"{}\"\n",
+    )
+    .unwrap();
+    let settings: Vec<(&str, &str)> = settings()
+        .into_iter()
+        .chain([
+            ("OTPD_DELIVERY_PUSH_URL", "https://u:s3cret@push.example/x"),
+            (
+                "OTPD_DELIVERY_LETTER_URL",
+                "https://print.example/in?api_key=s3cret",
+            ),
+        ])
+        .collect();
+    let out = otpd_with(&data, &settings)
+        .arg("--config")
+        .arg(&file)
+        .arg("config")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(!text.contains("s3cret"), "{text}");
+    assert!(
+        text.contains("https://u:<redacted>@push.example/x"),
+        "{text}"
+    );
+    assert!(text.contains("from=gov"), "{text}");
+}

@@ -165,12 +165,14 @@ impl LimitsConfig {
     }
 }
 
-/// Parses `limits.trusted_proxies`.
+/// Parses `limits.trusted_proxies`. An error names the entry by its place
+/// in the list, never by its text (configuration errors do not echo values).
 pub fn parse_proxies(list: &[String]) -> Result<Vec<Cidr>, String> {
     list.iter()
-        .map(|p| {
+        .enumerate()
+        .map(|(i, p)| {
             Cidr::parse(p).ok_or_else(|| {
-                format!("limits.trusted_proxies: {p:?} is not an address or CIDR range")
+                format!("limits.trusted_proxies[{i}] is not an address or CIDR range")
             })
         })
         .collect()
@@ -182,8 +184,9 @@ mod tests {
 
     #[test]
     fn bad_proxy_entries_are_named() {
-        let err = parse_proxies(&["10.0.0.0/33".into()]).unwrap_err();
-        assert!(err.contains("10.0.0.0/33"), "{err}");
+        let err = parse_proxies(&["127.0.0.1".into(), "10.0.0.0/33".into()]).unwrap_err();
+        assert!(err.contains("trusted_proxies[1]"), "{err}");
+        assert!(!err.contains("10.0.0.0/33"), "values are not echoed: {err}");
         assert!(parse_proxies(&["localhost".into()]).is_err());
         assert!(parse_proxies(&["2001:db8::/32".into(), "127.0.0.1".into()]).is_ok());
     }

@@ -110,10 +110,11 @@ fn check_log_level(level: &str) -> Result<(), String> {
             }
         });
     if !well_formed || tracing_subscriber::EnvFilter::try_new(level).is_err() {
-        return Err(format!(
-            "log_level: {level:?} is not a level (error, warn, info, debug, trace, off) \
-             or a list of target=level directives"
-        ));
+        return Err(
+            "log_level: not a level (error, warn, info, debug, trace, off) \
+                    or a list of target=level directives"
+                .into(),
+        );
     }
     Ok(())
 }
@@ -234,28 +235,29 @@ impl Config {
     }
 
     /// A copy for printing: every inline secret (SMTP password, gateway,
-    /// push and letter credentials) replaced by `<redacted>`; references
-    /// (`env:NAME`, `file:/path`) kept, as they reveal nothing.
+    /// push and letter credentials) replaced by `<redacted>`, and so are URL
+    /// passwords and secret-looking query values in every URL setting;
+    /// references (`env:NAME`, `file:/path`) kept, as they reveal nothing.
     pub fn redacted(&self) -> Config {
         let mut copy = self.clone();
         let delivery = &mut copy.delivery;
         for gateway in &mut delivery.sms {
             redact::secret(&mut gateway.auth_value);
+            redact::url(&mut gateway.url);
         }
         redact::secret(&mut delivery.email.password);
         redact::secret(&mut delivery.push.auth_value);
+        redact::url(&mut delivery.push.url);
         redact::secret(&mut delivery.letter.auth_value);
+        redact::url(&mut delivery.letter.url);
         copy
     }
 
     /// The listen address.
     pub fn listen_addr(&self) -> Result<SocketAddr, String> {
-        self.listen.parse().map_err(|_| {
-            format!(
-                "listen: {:?} is not an address like 127.0.0.1:8080",
-                self.listen
-            )
-        })
+        self.listen
+            .parse()
+            .map_err(|_| "listen: not an address like 127.0.0.1:8080".to_owned())
     }
 
     /// The engine's part of the configuration.
@@ -484,7 +486,58 @@ mod tests {
             &Overrides::default(),
         )
         .unwrap_err();
-        assert!(err.contains("staging"), "{err}");
+        // Named by its key and the values it takes; the value given is not
+        // echoed (it could be a secret typed on the wrong line).
+        assert!(err.contains("environment"), "{err}");
+        assert!(err.contains("production"), "{err}");
+        assert!(!err.contains("staging"), "{err}");
+    }
+
+    #[test]
+    fn errors_in_the_file_name_the_line_or_key_but_never_echo_a_value() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("otpd.toml");
+        std::fs::write(&file, "[delivery.email]\npassword = hunter2\n").unwrap();
+        let err = Config::load(Some(&file), env(&[]), &Overrides::default()).unwrap_err();
+        assert!(err.contains("line 2"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
+        std::fs::write(&file, "[delivery.email]\nport = \"hunter2\"\n").unwrap();
+        let err = Config::load(Some(&file), env(&[]), &Overrides::default()).unwrap_err();
+        assert!(err.contains("delivery.email.port"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
+        for (variable, value) in [
+            ("OTPD_DELIVERY_EMAIL_PORT", "hunter2"),
+            ("OTPD_LISTEN", "hunter2"),
+            ("OTPD_LOG_LEVEL", "hunter2"),
+            ("OTPD_LIMITS_TRUSTED_PROXIES", "10.0.0.1,hunter2"),
+            ("OTPD_DELIVERY_LOG_SINK", "hunter2"),
+        ] {
+            let err =
+                Config::load(None, env(&[(variable, value)]), &Overrides::default()).unwrap_err();
+            assert!(!err.contains("hunter2"), "{variable}: {err}");
+        }
+    }
+
+    #[test]
+    fn printing_redacts_url_credentials_and_secret_query_values() {
+        let mut config = Config::default();
+        config.delivery.push.url = "https://u:s3cret@push.example/x".into();
+        config.delivery.letter.url = "https://print.example/in?api_key=s3cret&batch=1".into();
+        config.delivery.sms.push(SmsGatewayConfig {
+            name: "gw".into(),
+            url: "https://sms.example/send?token=s3cret".into(),
+            auth_header: String::new(),
+            auth_value: String::new(),
+            body: BodyFormat::Json,
+            template: "{}".into(),
+        });
+        let text = toml::to_string(&config.redacted()).unwrap();
+        assert!(!text.contains("s3cret"), "{text}");
+        assert!(
+            text.contains("https://u:<redacted>@push.example/x"),
+            "{text}"
+        );
+        assert!(text.contains("batch=1"), "{text}");
     }
 
     #[test]
