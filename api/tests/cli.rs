@@ -7,7 +7,7 @@
 
 mod support;
 
-use support::{Server, add_client, cli, otpd, otpd_with, refused, settings};
+use support::{OTPD, Server, add_client, cli, otpd, otpd_with, refused, settings};
 
 #[test]
 fn a_bad_setting_exits_with_ex_config() {
@@ -116,4 +116,30 @@ fn the_printed_configuration_hides_credentials_in_urls() {
         "{text}"
     );
     assert!(text.contains("from=gov"), "{text}");
+}
+
+#[test]
+fn a_server_that_cannot_bind_its_port_leaves_no_data_directory_or_key_behind() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = taken.local_addr().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut command = std::process::Command::new(OTPD);
+    command
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["--listen", &address, "--log-format", "json"])
+        .envs(settings())
+        // No key from the environment: a first start would generate one.
+        .env_remove("OTPD_CODE_KEY")
+        .arg("serve");
+    let (code, why) = refused(command);
+    assert_eq!(code, 1, "{why}");
+    assert!(why.contains("cannot listen"), "{why}");
+    assert!(
+        !data.exists(),
+        "a failed bind created {} (a new code.key?)",
+        data.display()
+    );
+    drop(taken);
 }
