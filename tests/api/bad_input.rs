@@ -374,3 +374,36 @@ async fn endpoints_that_take_no_input_accept_nothing_or_an_empty_object_only() {
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
 }
+
+#[tokio::test]
+async fn head_is_answered_like_get_without_a_body_and_405_lists_the_methods() {
+    let app = spawn_app().await;
+    let get = app.livez().await;
+    let r = app
+        .send(raw(&app, Method::HEAD, "/livez", None, Vec::new()))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(r.text.is_empty(), "{}", r.text);
+    assert_eq!(
+        r.headers["content-length"].to_str().unwrap(),
+        get.text.len().to_string()
+    );
+    let path = format!("/v1/challenges/{}", "0".repeat(32));
+    let r = app
+        .send(raw(&app, Method::HEAD, &path, None, Vec::new()))
+        .await;
+    assert_eq!((r.status.as_u16(), r.text.as_str()), (404, ""));
+    let r = app
+        .send(raw(&app, Method::HEAD, "/v1/login", None, Vec::new()))
+        .await;
+    assert_eq!(r.status, 405);
+    let r = app
+        .send(raw(&app, Method::POST, "/livez", None, Vec::new()))
+        .await;
+    assert_eq!(
+        (r.status.as_u16(), r.error_code()),
+        (405, "method_not_allowed")
+    );
+    assert_eq!(r.headers["allow"], "GET, HEAD");
+    assert_eq!(r.body["error"]["message"], "/livez accepts GET, HEAD");
+}
