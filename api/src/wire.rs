@@ -246,6 +246,27 @@ pub fn lifetime(seconds: Option<u64>) -> Option<Duration> {
     seconds.map(Duration::from_secs)
 }
 
+/// A phone number or an email address: exactly one was sent.
+#[derive(Debug)]
+pub enum PhoneOrEmail {
+    /// The phone number.
+    Phone(Phone),
+    /// The email address.
+    Email(Email),
+}
+
+/// Parses the one of `phone` and `email` that was sent (login, a new contact).
+pub fn phone_or_email(phone: Option<&str>, email: Option<&str>) -> Result<PhoneOrEmail, ApiError> {
+    match (phone, email) {
+        (Some(phone), None) => Ok(PhoneOrEmail::Phone(Phone::parse(phone)?)),
+        (None, Some(email)) => Ok(PhoneOrEmail::Email(Email::parse(email)?)),
+        _ => Err(ApiError::invalid(
+            "phone",
+            "send exactly one of phone or email",
+        )),
+    }
+}
+
 /// Parses an optional phone.
 pub fn phone(raw: Option<&str>) -> Result<Option<Phone>, ApiError> {
     Ok(raw.map(Phone::parse).transpose()?)

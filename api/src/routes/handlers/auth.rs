@@ -8,20 +8,14 @@ use super::{Reply, blocking_durable, ok, sent, verification};
 use crate::error::ApiError;
 use crate::routes::request::Input;
 use crate::state::AppState;
-use crate::wire;
+use crate::wire::{self, PhoneOrEmail};
 
 /// `POST /v1/login`: phone or email and PIN; sends a code.
 pub async fn login(state: &Arc<AppState>, input: Input) -> Reply {
     let input: wire::LoginIn = input.json().await?;
-    let login = match (input.phone.as_deref(), input.email.as_deref()) {
-        (Some(phone), None) => LoginId::Phone(engine::Phone::parse(phone)?),
-        (None, Some(email)) => LoginId::Email(engine::Email::parse(email)?),
-        _ => {
-            return Err(ApiError::invalid(
-                "phone",
-                "send exactly one of phone or email",
-            ));
-        }
+    let login = match wire::phone_or_email(input.phone.as_deref(), input.email.as_deref())? {
+        PhoneOrEmail::Phone(phone) => LoginId::Phone(phone),
+        PhoneOrEmail::Email(email) => LoginId::Email(email),
     };
     let channel = wire::channel(input.channel.as_deref())?;
     let lifetime = wire::lifetime(input.lifetime_seconds);

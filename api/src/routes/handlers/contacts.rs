@@ -5,24 +5,17 @@ use std::sync::Arc;
 use engine::{Contact, ContactChangeStart};
 
 use super::{Reply, sent, verification};
-use crate::error::ApiError;
 use crate::routes::request::Input;
 use crate::state::AppState;
-use crate::wire;
+use crate::wire::{self, PhoneOrEmail};
 
 /// `POST /v1/accounts/{id}/contact`.
 pub async fn begin(state: &Arc<AppState>, input: Input) -> Reply {
     let account = input.account_id()?;
     let input: wire::ContactChangeIn = input.json().await?;
-    let contact = match (input.phone.as_deref(), input.email.as_deref()) {
-        (Some(phone), None) => Contact::Phone(engine::Phone::parse(phone)?),
-        (None, Some(email)) => Contact::Email(engine::Email::parse(email)?),
-        _ => {
-            return Err(ApiError::invalid(
-                "phone",
-                "send exactly one of phone or email",
-            ));
-        }
+    let contact = match wire::phone_or_email(input.phone.as_deref(), input.email.as_deref())? {
+        PhoneOrEmail::Phone(phone) => Contact::Phone(phone),
+        PhoneOrEmail::Email(email) => Contact::Email(email),
     };
     let proof = wire::challenge_id(&input.proof_challenge_id)?;
     let started = state
