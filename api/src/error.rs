@@ -1,23 +1,107 @@
-//! Every error the API can answer, and the one place engine errors become HTTP statuses.
+//! Every error the API answers, and the one place each becomes a status, a code and a body.
 //!
 //! Bodies are `{"error": {"code", "message", "field"}}`. 5xx bodies are
 //! opaque; their cause is logged with the request id.
 
-use bytes::Bytes;
 use std::time::Duration;
 
-use engine::{EngineError, Limited, Rate};
+use bytes::Bytes;
+use engine::{EngineError, Limited, Rate, Scope};
 use http_body_util::Full;
-use hyper::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use hyper::header::{ALLOW, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use hyper::{Response, StatusCode};
+use serde_json::{Value, json};
 
-/// An error answer. Boxed, so `Result<_, ApiError>` stays small on the hot path.
+/// Why a request was not served.
 #[derive(Debug)]
-pub struct ApiError(Box<ApiErrorBody>);
+pub enum ApiError {
+    /// A field failed validation.
+    InvalidField {
+        /// The field at fault, by its path.
+        field: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// The body is not the JSON object the endpoint takes.
+    MalformedJson {
+        /// The field at fault by its path, or `body`.
+        field: String,
+        /// What the JSON reader said, without type names.
+        message: String,
+    },
+    /// No client key, or not a valid one.
+    Unauthenticated,
+    /// The client lacks the endpoint's scope.
+    Forbidden {
+        /// The client's name.
+        client: String,
+        /// The scope it lacks.
+        scope: Scope,
+    },
+    /// No endpoint has this path.
+    NotFound,
+    /// The path exists with other methods.
+    MethodNotAllowed {
+        /// The path's template.
+        path: &'static str,
+        /// The methods it takes.
+        allowed: Vec<&'static str>,
+    },
+    /// The body is over the endpoint's limit (bytes).
+    PayloadTooLarge(usize),
+    /// A body that is not `application/json`.
+    UnsupportedMediaType,
+    /// The body did not arrive within this long of the headers.
+    BodyTimeout(Duration),
+    /// The engine refused or failed.
+    Engine(EngineError),
+    /// A request-level rate limit refused the request.
+    RateLimited(Limited),
+    /// A code was checked and not accepted.
+    CodeRejected(Rejection),
+    /// The account is locked.
+    Locked,
+    /// Login: unknown phone or email, or a wrong PIN (one answer for both).
+    InvalidCredentials,
+    /// A PIN change whose current PIN is wrong.
+    WrongCurrentPin,
+    /// A backup is already being written.
+    BackupRunning,
+    /// The backup could not be written.
+    BackupFailed(EngineError),
+    /// `/readyz`: the store cannot take writes.
+    NotReady(EngineError),
+    /// `/readyz` once shutdown has begun.
+    Draining,
+    /// PIN work refused because the workers are stopping for shutdown.
+    ShuttingDown,
+    /// The request took longer than `server.request_timeout_ms`.
+    Timeout,
+    /// A bug; the cause is logged, never shown.
+    Internal(String),
+}
 
-/// The parts of an error answer.
+/// Why a code was not accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejection {
+    /// Wrong; this many attempts remain.
+    WrongCode {
+        /// Attempts left on the challenge.
+        attempts_remaining: u32,
+    },
+    /// Past its lifetime.
+    Expired,
+    /// A newer code was sent.
+    Superseded,
+    /// Out of attempts.
+    Exhausted,
+    /// Used already.
+    AlreadyUsed,
+}
+
+/// An error as answered: everything the response and the log line need.
 #[derive(Debug)]
-pub struct ApiErrorBody {
+pub struct Answer {
     /// HTTP status.
     pub status: StatusCode,
     /// Machine-readable code.
@@ -29,204 +113,333 @@ pub struct ApiErrorBody {
     /// Seconds to wait, for 429 and 503.
     pub retry_after: Option<u64>,
     /// Extra members of the error object (e.g. `attempts_remaining`).
-    pub extra: Vec<(&'static str, serde_json::Value)>,
+    pub extra: Vec<(&'static str, Value)>,
+    /// The methods a 405's path takes (the `Allow` header).
+    pub allow: Option<String>,
     /// The cause of a 5xx, for the log only.
     pub cause: Option<String>,
 }
 
-impl std::ops::Deref for ApiError {
-    type Target = ApiErrorBody;
-
-    fn deref(&self) -> &ApiErrorBody {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for ApiError {
-    fn deref_mut(&mut self) -> &mut ApiErrorBody {
-        &mut self.0
-    }
-}
-
-impl ApiError {
-    /// An error with a status, code and message.
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self(Box::new(ApiErrorBody {
+impl Answer {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Answer {
+        Answer {
             status,
             code,
             message: message.into(),
             field: None,
             retry_after: None,
             extra: Vec::new(),
+            allow: None,
             cause: None,
-        }))
+        }
     }
 
-    /// 400 for an invalid field.
-    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
-        let mut e = Self::new(StatusCode::BAD_REQUEST, "invalid_field", message);
-        e.field = Some(field.into());
-        e
+    fn field(mut self, field: impl Into<String>) -> Answer {
+        self.field = Some(field.into());
+        self
     }
 
-    /// A 500 whose cause is logged, never shown.
-    pub fn internal(cause: impl Into<String>) -> Self {
-        let mut e = Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "internal error; it has been logged",
-        );
-        e.cause = Some(cause.into());
-        e
-    }
-
-    /// Adds a member to the error object.
-    pub fn with(mut self, key: &'static str, value: serde_json::Value) -> Self {
+    fn with(mut self, key: &'static str, value: Value) -> Answer {
         self.extra.push((key, value));
         self
     }
 
-    /// The response.
-    pub fn into_response(self) -> Response<Full<Bytes>> {
-        let this = *self.0;
-        let mut error = serde_json::json!({
-            "code": this.code,
-            "message": this.message,
-            "field": this.field,
-        });
+    fn retry_after(mut self, seconds: u64) -> Answer {
+        self.retry_after = Some(seconds);
+        self
+    }
+
+    fn cause(mut self, cause: impl Into<String>) -> Answer {
+        self.cause = Some(cause.into());
+        self
+    }
+
+    /// The error object: `{"code", "message", "field", …extra}`.
+    pub fn object(&self) -> Value {
+        let mut error = json!({ "code": self.code, "message": self.message, "field": self.field });
         if let Some(object) = error.as_object_mut() {
-            for (key, value) in this.extra {
-                object.insert(key.to_owned(), value);
+            for (key, value) in &self.extra {
+                object.insert((*key).to_owned(), value.clone());
             }
         }
-        let body = serde_json::json!({ "error": error }).to_string();
+        error
+    }
+
+    /// The response.
+    pub fn into_response(self) -> Response<Full<Bytes>> {
+        let body = json!({ "error": self.object() }).to_string();
         let mut response = Response::new(Full::new(Bytes::from(body)));
-        *response.status_mut() = this.status;
-        response
-            .headers_mut()
-            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        if let Some(seconds) = this.retry_after {
-            response
-                .headers_mut()
-                .insert(RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+        *response.status_mut() = self.status;
+        let headers = response.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let Some(seconds) = self.retry_after {
+            headers.insert(RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+        }
+        if let Some(allow) = self.allow.and_then(|a| HeaderValue::from_str(&a).ok()) {
+            headers.insert(ALLOW, allow);
         }
         response
     }
 }
 
-impl From<EngineError> for ApiError {
-    fn from(e: EngineError) -> Self {
+impl ApiError {
+    /// 400 for an invalid field.
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        ApiError::InvalidField {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    /// How this error is answered. Pure: see [`ApiError::into_answer`].
+    pub fn answer(&self) -> Answer {
         use StatusCode as S;
-        match e {
-            EngineError::Invalid { field, message } => ApiError::invalid(field, message),
-            EngineError::Conflict { field } => {
-                let mut err = ApiError::new(
-                    S::CONFLICT,
-                    "conflict",
-                    format!("this {field} is already registered to another account"),
-                );
-                err.field = Some(field.to_owned());
-                err
+        match self {
+            ApiError::InvalidField { field, message } => {
+                Answer::new(S::BAD_REQUEST, "invalid_field", message).field(field)
             }
-            EngineError::AccountNotFound => {
-                ApiError::new(S::NOT_FOUND, "account_not_found", "no account has this id")
+            ApiError::MalformedJson { field, message } => {
+                Answer::new(S::BAD_REQUEST, "malformed_json", message).field(field)
             }
-            EngineError::ChallengeNotFound => ApiError::new(
-                S::NOT_FOUND,
-                "challenge_not_found",
-                "no challenge of this kind has this id",
+            ApiError::Unauthenticated => Answer::new(
+                S::UNAUTHORIZED,
+                "unauthenticated",
+                "a valid client API key is required: Authorization: Bearer <key>",
             ),
-            EngineError::ActivationNotFound => ApiError::new(
-                S::NOT_FOUND,
-                "activation_not_found",
-                "no pending activation matches this identity (and birth date), or it cannot be activated now; check them, or ask for a new code",
+            ApiError::Forbidden { client, scope } => Answer::new(
+                S::FORBIDDEN,
+                "forbidden",
+                format!("client {client:?} lacks the {:?} scope", scope.as_str()),
             ),
-            EngineError::Locked { .. } => locked(),
-            EngineError::WrongState(why) => ApiError::new(S::CONFLICT, "wrong_state", why),
-            EngineError::ChannelUnavailable(what) => {
-                let mut err = ApiError::new(
-                    S::CONFLICT,
-                    "channel_unavailable",
-                    format!("the account has no {what} to send a code to"),
+            ApiError::NotFound => Answer::new(S::NOT_FOUND, "not_found", "no such endpoint"),
+            ApiError::MethodNotAllowed { path, allowed } => {
+                let allowed = allowed.join(", ");
+                let mut answer = Answer::new(
+                    S::METHOD_NOT_ALLOWED,
+                    "method_not_allowed",
+                    format!("{path} accepts {allowed}"),
                 );
-                err.field = Some("channel".into());
-                err
+                answer.allow = Some(allowed);
+                answer
             }
-            EngineError::TooSoon { retry_after } => {
-                let seconds = whole_seconds(retry_after);
-                counted_refusal("resend_cooldown");
-                let mut err = ApiError::new(
-                    S::TOO_MANY_REQUESTS,
-                    "too_soon",
-                    format!("a new code can be requested in {seconds} s"),
-                )
-                .with("reason", "resend_cooldown".into());
-                err.retry_after = Some(seconds);
-                err
+            ApiError::PayloadTooLarge(limit) => Answer::new(
+                S::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("the body may be at most {limit} bytes"),
+            ),
+            ApiError::UnsupportedMediaType => Answer::new(
+                S::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send the body as Content-Type: application/json",
+            ),
+            // A client that announced more than it sent: its fault, not the server's.
+            ApiError::BodyTimeout(waited) => Answer::new(
+                S::REQUEST_TIMEOUT,
+                "body_timeout",
+                format!(
+                    "the request body did not arrive within {} ms (is Content-Length right?); \
+                     nothing was done",
+                    waited.as_millis()
+                ),
+            ),
+            ApiError::Engine(e) => engine(e),
+            ApiError::RateLimited(limited) => rate_limited(limited),
+            ApiError::CodeRejected(rejection) => rejected(*rejection),
+            ApiError::Locked => locked(),
+            ApiError::InvalidCredentials => Answer::new(
+                S::UNAUTHORIZED,
+                "invalid_credentials",
+                "the phone number, email or PIN is not right",
+            ),
+            ApiError::WrongCurrentPin => Answer::new(
+                S::UNAUTHORIZED,
+                "invalid_credentials",
+                "the current PIN is not right",
+            ),
+            ApiError::BackupRunning => Answer::new(
+                S::CONFLICT,
+                "backup_running",
+                "a backup is already being written; wait for it to finish",
+            ),
+            // The cause (paths, disk errors) goes to the log with the request id, not to the caller.
+            ApiError::BackupFailed(e @ EngineError::DiskFull(_)) => Answer::new(
+                S::SERVICE_UNAVAILABLE,
+                "backup_failed",
+                "the backup was refused (disk full: the store's file system is below its \
+                 free-space reserve); free space and retry",
+            )
+            .retry_after(60)
+            .cause(format!("backup failed: {e}")),
+            ApiError::BackupFailed(e) => Answer::new(
+                S::INTERNAL_SERVER_ERROR,
+                "backup_failed",
+                "the backup failed; the cause is in the server's log",
+            )
+            .cause(format!("backup failed: {e}")),
+            // Readiness says why: an operator reads it, and it holds no request data.
+            ApiError::NotReady(e) => {
+                let mut answer = engine(e);
+                answer.message = format!("not ready: {}", answer.cause.take().unwrap_or_default());
+                answer
             }
-            EngineError::RateLimited {
-                reason,
-                limit,
-                per,
-                retry_after,
-            } => rate_limited(Limited {
-                reason,
-                rate: Rate { count: limit, per },
-                retry_after,
-            }),
-            EngineError::DestinationNotAllowed(why) => {
+            ApiError::Draining => draining().retry_after(1),
+            ApiError::ShuttingDown => draining(),
+            ApiError::Timeout => Answer::new(
+                S::SERVICE_UNAVAILABLE,
+                "timeout",
+                "the request took too long; it may or may not have taken effect",
+            ),
+            ApiError::Internal(cause) => internal(cause.clone()),
+        }
+    }
+
+    /// The answer to send, once: refusals are counted in
+    /// `otpd_rate_limited_total{reason}` and SMS refusals logged.
+    pub fn into_answer(self) -> Answer {
+        match &self {
+            ApiError::Engine(EngineError::TooSoon { .. }) => counted_refusal("resend_cooldown"),
+            ApiError::Engine(EngineError::DestinationNotAllowed(_)) => {
                 counted_refusal("sms_country_not_allowed");
                 tracing::warn!(
                     reason = "sms_country_not_allowed",
                     "SMS refused: destination country not allowed"
                 );
-                let mut err = ApiError::new(S::CONFLICT, "destination_not_allowed", why)
-                    .with("reason", "sms_country_not_allowed".into());
-                err.field = Some("channel".into());
-                err
             }
-            EngineError::Storage(cause) => storage_unavailable(
-                "the store cannot take writes right now; nothing was changed",
-                cause,
-            ),
-            e @ EngineError::DiskFull(_) => storage_unavailable(
-                "the store's disk is full, so it takes no writes until space is freed; \
-                 nothing was changed",
-                e.to_string(),
-            ),
-            EngineError::NotStored(cause) => storage_unavailable(
-                "the store failed to write this change, so it is not acknowledged",
-                cause,
-            ),
-            EngineError::Corrupt(cause)
-            | EngineError::StoreInUse(cause)
-            | EngineError::Internal(cause) => ApiError::internal(cause),
+            ApiError::Engine(EngineError::RateLimited { reason, .. })
+            | ApiError::RateLimited(Limited { reason, .. }) => {
+                counted_refusal(reason);
+                if reason.starts_with("sms_") {
+                    // Budgets are the SMS-pumping defence: an operator wants to see these.
+                    tracing::warn!(reason = *reason, "SMS refused: budget exhausted");
+                }
+            }
+            _ => {}
         }
+        self.answer()
+    }
+
+    /// The response (see [`ApiError::into_answer`]).
+    pub fn into_response(self) -> Response<Full<Bytes>> {
+        self.into_answer().into_response()
+    }
+}
+
+impl From<EngineError> for ApiError {
+    fn from(e: EngineError) -> Self {
+        ApiError::Engine(e)
+    }
+}
+
+impl From<Limited> for ApiError {
+    fn from(limited: Limited) -> Self {
+        ApiError::RateLimited(limited)
+    }
+}
+
+/// The engine names a few inputs differently from the API's JSON.
+fn api_field(engine_field: &str) -> &str {
+    match engine_field {
+        "lifetime" => "lifetime_seconds",
+        other => other,
+    }
+}
+
+fn engine(e: &EngineError) -> Answer {
+    use StatusCode as S;
+    match e {
+        EngineError::Invalid { field, message } => {
+            Answer::new(S::BAD_REQUEST, "invalid_field", message).field(api_field(field))
+        }
+        EngineError::Conflict { field } => Answer::new(
+            S::CONFLICT,
+            "conflict",
+            format!("this {field} is already registered to another account"),
+        )
+        .field(*field),
+        EngineError::AccountNotFound => {
+            Answer::new(S::NOT_FOUND, "account_not_found", "no account has this id")
+        }
+        EngineError::ChallengeNotFound => Answer::new(
+            S::NOT_FOUND,
+            "challenge_not_found",
+            "no challenge of this kind has this id",
+        ),
+        EngineError::ActivationNotFound => Answer::new(
+            S::NOT_FOUND,
+            "activation_not_found",
+            "no pending activation matches this identity (and birth date), or it cannot be \
+             activated now; check them, or ask for a new code",
+        ),
+        EngineError::Locked { .. } => locked(),
+        EngineError::WrongState(why) => Answer::new(S::CONFLICT, "wrong_state", *why),
+        EngineError::ChannelUnavailable(what) => Answer::new(
+            S::CONFLICT,
+            "channel_unavailable",
+            format!("the account has no {what} to send a code to"),
+        )
+        .field("channel"),
+        EngineError::TooSoon { retry_after } => {
+            let seconds = whole_seconds(*retry_after);
+            Answer::new(
+                S::TOO_MANY_REQUESTS,
+                "too_soon",
+                format!("a new code can be requested in {seconds} s"),
+            )
+            .with("reason", "resend_cooldown".into())
+            .retry_after(seconds)
+        }
+        EngineError::RateLimited {
+            reason,
+            limit,
+            per,
+            retry_after,
+        } => rate_limited(&Limited {
+            reason,
+            rate: Rate {
+                count: *limit,
+                per: *per,
+            },
+            retry_after: *retry_after,
+        }),
+        EngineError::DestinationNotAllowed(why) => {
+            Answer::new(S::CONFLICT, "destination_not_allowed", *why)
+                .with("reason", "sms_country_not_allowed".into())
+                .field("channel")
+        }
+        EngineError::Storage(cause) => storage_unavailable(
+            "the store cannot take writes right now; nothing was changed",
+            cause.clone(),
+        ),
+        EngineError::DiskFull(_) => storage_unavailable(
+            "the store's disk is full, so it takes no writes until space is freed; \
+             nothing was changed",
+            e.to_string(),
+        ),
+        EngineError::NotStored(cause) => storage_unavailable(
+            "the store failed to write this change, so it is not acknowledged",
+            cause.clone(),
+        ),
+        EngineError::Corrupt(cause)
+        | EngineError::StoreInUse(cause)
+        | EngineError::Internal(cause) => internal(cause.clone()),
     }
 }
 
 /// 503 `storage_unavailable`: `message` for the caller, `cause` for the log.
-fn storage_unavailable(message: &str, cause: String) -> ApiError {
-    let mut err = ApiError::new(
+fn storage_unavailable(message: &str, cause: String) -> Answer {
+    Answer::new(
         StatusCode::SERVICE_UNAVAILABLE,
         "storage_unavailable",
         message,
-    );
-    err.retry_after = Some(5);
-    err.cause = Some(cause);
-    err
+    )
+    .retry_after(5)
+    .cause(cause)
 }
 
-/// 429 for a rate limit, with `Retry-After`, the limit's name (`reason`) and
-/// its rate. Counted in `otpd_rate_limited_total{reason}`.
-pub fn rate_limited(limited: Limited) -> ApiError {
+/// 429 for a rate limit, with `Retry-After`, the limit's name (`reason`) and its rate.
+fn rate_limited(limited: &Limited) -> Answer {
     let seconds = whole_seconds(limited.retry_after);
-    counted_refusal(limited.reason);
-    if limited.reason.starts_with("sms_") {
-        // Budgets are the SMS-pumping defence: an operator wants to see these.
-        tracing::warn!(reason = limited.reason, "SMS refused: budget exhausted");
-    }
-    let mut err = ApiError::new(
+    Answer::new(
         StatusCode::TOO_MANY_REQUESTS,
         "rate_limited",
         format!(
@@ -238,9 +451,55 @@ pub fn rate_limited(limited: Limited) -> ApiError {
     )
     .with("reason", limited.reason.into())
     .with("limit", limited.rate.count.into())
-    .with("period_seconds", limited.rate.per.as_secs().into());
-    err.retry_after = Some(seconds);
-    err
+    .with("period_seconds", limited.rate.per.as_secs().into())
+    .retry_after(seconds)
+}
+
+fn rejected(rejection: Rejection) -> Answer {
+    let gone = |code, message| Answer::new(StatusCode::GONE, code, message);
+    match rejection {
+        Rejection::WrongCode { attempts_remaining } => {
+            Answer::new(StatusCode::UNAUTHORIZED, "wrong_code", "the code is wrong")
+                .with("attempts_remaining", json!(attempts_remaining))
+        }
+        Rejection::Expired => gone("expired", "the code has expired; ask for a new one"),
+        Rejection::Superseded => gone(
+            "superseded",
+            "a newer code was sent; only the last one is valid",
+        ),
+        Rejection::Exhausted => gone(
+            "exhausted",
+            "too many wrong attempts on this code; ask for a new one",
+        ),
+        Rejection::AlreadyUsed => gone("already_used", "the code was already used"),
+    }
+}
+
+/// 423 for a locked account.
+fn locked() -> Answer {
+    Answer::new(
+        StatusCode::LOCKED,
+        "locked",
+        "the account is locked; it can be unlocked by the service desk",
+    )
+}
+
+fn draining() -> Answer {
+    Answer::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "draining",
+        "the server is shutting down",
+    )
+}
+
+/// A 500 whose cause is logged, never shown.
+fn internal(cause: String) -> Answer {
+    Answer::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        "internal error; it has been logged",
+    )
+    .cause(cause)
 }
 
 fn whole_seconds(d: Duration) -> u64 {
@@ -249,15 +508,6 @@ fn whole_seconds(d: Duration) -> u64 {
 
 fn counted_refusal(reason: &'static str) {
     metrics::counter!("otpd_rate_limited_total", "reason" => reason).increment(1);
-}
-
-/// 423 for a locked account.
-pub fn locked() -> ApiError {
-    ApiError::new(
-        StatusCode::LOCKED,
-        "locked",
-        "the account is locked; it can be unlocked by the service desk",
-    )
 }
 
 #[cfg(test)]
@@ -305,18 +555,39 @@ mod tests {
             (EngineError::Internal("bug".into()), 500),
         ];
         for (error, status) in cases {
-            assert_eq!(ApiError::from(error).status.as_u16(), status);
+            assert_eq!(ApiError::from(error).answer().status.as_u16(), status);
         }
     }
 
     #[test]
     fn server_errors_are_opaque_and_retry_after_is_rounded_up() {
-        let e = ApiError::from(EngineError::Internal("secret detail".into()));
+        let e = ApiError::from(EngineError::Internal("secret detail".into())).answer();
         assert!(!e.message.contains("secret"));
+        assert_eq!(e.cause.as_deref(), Some("secret detail"));
         let response = ApiError::from(EngineError::TooSoon {
             retry_after: Duration::from_millis(1500),
         })
         .into_response();
         assert_eq!(response.headers()[RETRY_AFTER], "2");
+    }
+
+    #[test]
+    fn the_engines_lifetime_is_answered_as_the_apis_lifetime_seconds() {
+        let e = ApiError::from(EngineError::Invalid {
+            field: "lifetime",
+            message: "must be at least 10 s".into(),
+        });
+        assert_eq!(e.answer().field.as_deref(), Some("lifetime_seconds"));
+    }
+
+    #[test]
+    fn a_405_lists_the_allowed_methods_in_its_message_and_allow_header() {
+        let response = ApiError::MethodNotAllowed {
+            path: "/livez",
+            allowed: vec!["GET", "HEAD"],
+        }
+        .into_response();
+        assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(response.headers()[ALLOW], "GET, HEAD");
     }
 }

@@ -1,5 +1,6 @@
 //! otpd: the one-time-code service. This crate alone knows HTTP; the domain is in `engine`.
 
+mod cidr;
 pub mod config;
 pub mod delivery;
 pub mod error;
@@ -10,10 +11,12 @@ mod routes;
 pub mod secrets;
 pub mod signing;
 pub mod startup;
+pub mod state;
 pub mod telemetry;
 mod wire;
 
-pub use startup::{App, AppState, Dependencies};
+pub use startup::{App, Dependencies};
+pub use state::AppState;
 
 /// A timestamp as the API writes it (RFC 3339, UTC).
 pub fn wire_time(t: engine::Timestamp) -> String {

@@ -200,6 +200,15 @@ fn serve(config: Config) -> Result<(), Failure> {
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
     runtime.block_on(async {
         let listen = config.listen_addr()?;
+        // Bind before touching the data directory: a port already taken must
+        // leave nothing behind (no data directory, no newly generated key).
+        // Connections that arrive before the store is open wait in the backlog.
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+        let bound = listener
+            .local_addr()
+            .map_err(|e| format!("cannot read the listening address: {e}"))?;
         if config.delivery.log_sink {
             tracing::warn!(
                 "delivery.log_sink is on: codes for unconfigured channels are written to the log; development only"
@@ -212,12 +221,6 @@ fn serve(config: Config) -> Result<(), Failure> {
             delivery: None,
         };
         let app = App::build(config, deps)?;
-        let listener = tokio::net::TcpListener::bind(listen)
-            .await
-            .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
-        let bound = listener
-            .local_addr()
-            .map_err(|e| format!("cannot read the listening address: {e}"))?;
         tracing::info!(address = %bound, "otpd listening");
         Ok(app.serve(listener, shutdown_signal()).await?)
     })

@@ -10,7 +10,6 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
@@ -20,38 +19,8 @@ use crate::failure::Failure;
 use crate::limits::Gate;
 use crate::pin_workers::PinWorkers;
 use crate::routes;
+use crate::state::AppState;
 use crate::telemetry;
-
-/// What every request handler shares.
-pub struct AppState {
-    /// The domain.
-    pub engine: Arc<Engine>,
-    /// The configuration in force.
-    pub config: Config,
-    /// The delivery channels.
-    pub dispatcher: Arc<Dispatcher>,
-    /// Wakes the sender when a code is queued.
-    pub wakeup: Wakeup,
-    /// The threads that hash and verify PINs.
-    pub pin_workers: PinWorkers,
-    /// Set when shutdown begins; `/readyz` then answers 503.
-    pub draining: AtomicBool,
-    /// Set while a backup is being written (one at a time).
-    pub backing_up: AtomicBool,
-    /// The metrics recorder's handle.
-    pub metrics: PrometheusHandle,
-    /// Per-IP and per-client rate limits.
-    pub gate: Gate,
-}
-
-impl std::fmt::Debug for AppState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AppState")
-            .field("engine", &self.engine)
-            .field("dispatcher", &self.dispatcher)
-            .finish_non_exhaustive()
-    }
-}
 
 /// What the application is built from, beyond configuration.
 pub struct Dependencies {

@@ -1,13 +1,54 @@
 //! JSON shapes of requests and responses, and their conversion to engine types.
 
+use std::time::Duration;
+
 use engine::{
-    AccountView, BirthDate, ChallengeStatus, Channel, Code, Email, Identity, IdentityKind, Issued,
-    Phone, Pin, PostalAddress, Timestamp,
+    AccountView, BirthDate, ChallengeId, ChallengeStatus, Channel, Code, Email, Identity,
+    IdentityKind, Issued, Phone, Pin, PostalAddress, Timestamp,
 };
+use serde::de::{MapAccess, Visitor, value::MapAccessDeserializer};
 use serde::{Deserialize, Deserializer};
 use serde_json::{Value, json};
 
 use crate::error::ApiError;
+
+/// A JSON object read as `T`, and only an object: serde's derive would also
+/// take an array of the fields in order (`["+351…", null, "4821"]`).
+#[derive(Debug)]
+pub struct Object<T>(pub T);
+
+impl<T> std::ops::Deref for Object<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Only<T>(std::marker::PhantomData<T>);
+
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for Only<T> {
+            type Value = Object<T>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Object<T>, A::Error> {
+                T::deserialize(MapAccessDeserializer::new(map)).map(Object)
+            }
+        }
+
+        d.deserialize_map(Only(std::marker::PhantomData))
+    }
+}
+
+/// The body of an endpoint that takes no input: nothing, or `{}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoInput {}
 
 /// An identity as sent.
 #[derive(Debug, Deserialize)]
@@ -37,7 +78,7 @@ impl IdentityIn {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterIn {
-    pub identity: IdentityIn,
+    pub identity: Object<IdentityIn>,
     pub phone: Option<String>,
     pub email: Option<String>,
     #[serde(deserialize_with = "pin")]
@@ -50,7 +91,7 @@ pub struct RegisterIn {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PreRegisterIn {
-    pub identity: IdentityIn,
+    pub identity: Object<IdentityIn>,
     pub birth_date: String,
     pub phone: Option<String>,
     pub email: Option<String>,
@@ -94,7 +135,7 @@ pub struct StepUpIn {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ActivationRequestIn {
-    pub identity: IdentityIn,
+    pub identity: Object<IdentityIn>,
     pub birth_date: String,
     pub channel: String,
     pub locale: Option<String>,
@@ -106,7 +147,7 @@ pub struct ActivationRequestIn {
 #[serde(deny_unknown_fields)]
 pub struct ActivationCompleteIn {
     pub challenge_id: Option<String>,
-    pub identity: Option<IdentityIn>,
+    pub identity: Option<Object<IdentityIn>>,
     pub birth_date: Option<String>,
     #[serde(deserialize_with = "code")]
     pub code: Code,
@@ -165,14 +206,14 @@ pub struct ResetPinIn {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ImportIn {
-    pub accounts: Vec<ImportAccountIn>,
+    pub accounts: Vec<Object<ImportAccountIn>>,
 }
 
 /// One account in a bulk import.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ImportAccountIn {
-    pub identity: IdentityIn,
+    pub identity: Object<IdentityIn>,
     pub phone: Option<String>,
     pub email: Option<String>,
     pub birth_date: Option<String>,
@@ -193,6 +234,37 @@ fn pin<'de, D: Deserializer<'de>>(d: D) -> Result<Pin, D::Error> {
 /// A code, likewise.
 fn code<'de, D: Deserializer<'de>>(d: D) -> Result<Code, D::Error> {
     String::deserialize(d).map(Code::new)
+}
+
+/// Parses a challenge id sent in a body.
+pub fn challenge_id(text: &str) -> Result<ChallengeId, ApiError> {
+    Ok(ChallengeId::parse("challenge_id", text)?)
+}
+
+/// A code's requested lifetime (`lifetime_seconds`).
+pub fn lifetime(seconds: Option<u64>) -> Option<Duration> {
+    seconds.map(Duration::from_secs)
+}
+
+/// A phone number or an email address: exactly one was sent.
+#[derive(Debug)]
+pub enum PhoneOrEmail {
+    /// The phone number.
+    Phone(Phone),
+    /// The email address.
+    Email(Email),
+}
+
+/// Parses the one of `phone` and `email` that was sent (login, a new contact).
+pub fn phone_or_email(phone: Option<&str>, email: Option<&str>) -> Result<PhoneOrEmail, ApiError> {
+    match (phone, email) {
+        (Some(phone), None) => Ok(PhoneOrEmail::Phone(Phone::parse(phone)?)),
+        (None, Some(email)) => Ok(PhoneOrEmail::Email(Email::parse(email)?)),
+        _ => Err(ApiError::invalid(
+            "phone",
+            "send exactly one of phone or email",
+        )),
+    }
 }
 
 /// Parses an optional phone.

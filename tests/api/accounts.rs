@@ -178,3 +178,38 @@ async fn a_pre_registered_citizen_activates_by_sms_or_letter() {
     assert_eq!(done.body["state"], "active");
     assert_eq!(app.login(PHONE, PIN).await.status, 201);
 }
+
+#[tokio::test]
+async fn ids_push_tokens_and_postal_addresses_are_read_as_documented() {
+    let app = spawn_app().await;
+    let id = app.registered(PHONE, "12345678").await;
+    // Ids: either case in, lower case out.
+    let r = app.account(&id.to_uppercase()).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["account_id"], id.as_str());
+    // Push tokens: printable ASCII other than space.
+    let r = app.push_device(&id, "a token with spaces").await;
+    assert_eq!(
+        (r.status.as_u16(), r.body["error"]["field"].as_str()),
+        (400, Some("push_token")),
+        "{}",
+        r.text
+    );
+    assert_eq!(app.push_device(&id, &"t".repeat(16)).await.status, 200);
+    // Postal addresses: lines trimmed, blank lines dropped without an error.
+    let niss = Identity::social_security("11234567892");
+    let pending = NewAccount::new(niss.clone())
+        .birth_date("1980-04-25")
+        .postal_address("Rua Augusta 1\n\n   \n 1100-048 Lisboa ");
+    let r = app.pre_register(&pending).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let letter = app
+        .request_activation(&niss, "1980-04-25", Sending::by("letter"))
+        .await;
+    assert_eq!(letter.status, 201, "{}", letter.text);
+    let (message, _) = app
+        .outbox
+        .message_for(letter.body["challenge_id"].as_str().unwrap())
+        .await;
+    assert_eq!(message.destination, "Rua Augusta 1\n1100-048 Lisboa");
+}

@@ -232,3 +232,178 @@ async fn a_body_shorter_than_its_content_length_is_a_408_and_nothing_is_done() {
     let r = app.register(PHONE, "12345678").await;
     assert_eq!(r.status, 201, "{}", r.text);
 }
+
+#[tokio::test]
+async fn a_body_that_is_not_exactly_one_json_object_is_400_on_body() {
+    let app = spawn_app().await;
+    app.registered(PHONE, "12345678").await;
+    let login = format!(r#"{{"phone":"{PHONE}","pin":"{PIN}"}}"#);
+    for body in [
+        // serde's derive would read an array as the fields in order.
+        format!(r#"["{PHONE}",null,"{PIN}",null,null,null]"#),
+        "null".to_owned(),
+        r#""text""#.to_owned(),
+        // Data after the object used to be ignored.
+        format!("{login} x"),
+        format!(r#"{login}{{"x":1}}"#),
+    ] {
+        let r = app
+            .send(raw(
+                &app,
+                Method::POST,
+                "/v1/login",
+                Some("application/json"),
+                body.clone().into_bytes(),
+            ))
+            .await;
+        assert_eq!(
+            (
+                r.status.as_u16(),
+                r.error_code(),
+                r.body["error"]["field"].as_str()
+            ),
+            (400, "malformed_json", Some("body")),
+            "{body}: {}",
+            r.text
+        );
+        assert!(
+            !r.text.contains("LoginIn") && !r.text.contains("struct"),
+            "no Rust type names: {}",
+            r.text
+        );
+    }
+    let r = app
+        .send(raw(
+            &app,
+            Method::POST,
+            "/v1/login",
+            Some("application/json"),
+            format!("{login}\n").into_bytes(),
+        ))
+        .await;
+    assert_eq!(r.status, 201, "trailing whitespace is fine: {}", r.text);
+}
+
+#[tokio::test]
+async fn a_nested_object_sent_as_an_array_is_400_on_its_field() {
+    let app = spawn_app().await;
+    let r = app
+        .post(
+            "/v1/accounts",
+            &app.all_key,
+            json!({ "identity": ["civil_id", "12345678", null], "phone": PHONE, "pin": PIN }),
+        )
+        .await;
+    assert_eq!(
+        (
+            r.status.as_u16(),
+            r.error_code(),
+            r.body["error"]["field"].as_str()
+        ),
+        (400, "malformed_json", Some("identity")),
+        "{}",
+        r.text
+    );
+}
+
+#[tokio::test]
+async fn endpoints_that_take_no_input_accept_nothing_or_an_empty_object_only() {
+    let app = spawn_app().await;
+    let account = app.registered(PHONE, "12345678").await;
+    let (challenge, _) = app.login_code(PHONE).await;
+    let resend = format!("/v1/challenges/{challenge}/resend");
+    let unlock = format!("/v1/admin/accounts/{account}/unlock");
+    let cancel = format!("/v1/accounts/{account}");
+    let json = Some("application/json");
+    for (method, path, content_type, body, status, field) in [
+        (Method::POST, &resend, json, r#"{"x":1}"#, 400, Some("x")),
+        (Method::POST, &resend, json, "garbage", 400, Some("body")),
+        (Method::POST, &unlock, json, "garbage", 400, Some("body")),
+        (Method::POST, &unlock, json, "[]", 400, Some("body")),
+        (Method::POST, &unlock, Some("text/plain"), "{}", 415, None),
+        (Method::DELETE, &cancel, json, "garbage", 400, Some("body")),
+        (
+            Method::POST,
+            &"/v1/admin/backup".to_owned(),
+            json,
+            r#"{"to":"/etc"}"#,
+            400,
+            Some("to"),
+        ),
+    ] {
+        let r = app
+            .send(raw(
+                &app,
+                method.clone(),
+                path,
+                content_type,
+                body.as_bytes().to_vec(),
+            ))
+            .await;
+        assert_eq!(
+            (r.status.as_u16(), r.body["error"]["field"].as_str()),
+            (status, field),
+            "{method} {path} {body}: {}",
+            r.text
+        );
+    }
+    assert!(
+        !app.config.data_dir.join("backups").exists(),
+        "a refused backup writes nothing"
+    );
+    // Accepted: no body at all (with or without a content type), or `{}`.
+    app.clock.advance(Duration::from_secs(30)); // past the resend cooldown
+    let r = app
+        .send(raw(&app, Method::POST, &resend, None, Vec::new()))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    for (content_type, body) in [(None, ""), (json, ""), (json, "{}"), (json, " { } ")] {
+        let r = app
+            .send(raw(
+                &app,
+                Method::POST,
+                &unlock,
+                content_type,
+                body.as_bytes().to_vec(),
+            ))
+            .await;
+        assert_eq!(r.status, 200, "unlock with {body:?}: {}", r.text);
+    }
+    let r = app
+        .send(raw(&app, Method::DELETE, &cancel, None, Vec::new()))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+}
+
+#[tokio::test]
+async fn head_is_answered_like_get_without_a_body_and_405_lists_the_methods() {
+    let app = spawn_app().await;
+    let get = app.livez().await;
+    let r = app
+        .send(raw(&app, Method::HEAD, "/livez", None, Vec::new()))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(r.text.is_empty(), "{}", r.text);
+    assert_eq!(
+        r.headers["content-length"].to_str().unwrap(),
+        get.text.len().to_string()
+    );
+    let path = format!("/v1/challenges/{}", "0".repeat(32));
+    let r = app
+        .send(raw(&app, Method::HEAD, &path, None, Vec::new()))
+        .await;
+    assert_eq!((r.status.as_u16(), r.text.as_str()), (404, ""));
+    let r = app
+        .send(raw(&app, Method::HEAD, "/v1/login", None, Vec::new()))
+        .await;
+    assert_eq!(r.status, 405);
+    let r = app
+        .send(raw(&app, Method::POST, "/livez", None, Vec::new()))
+        .await;
+    assert_eq!(
+        (r.status.as_u16(), r.error_code()),
+        (405, "method_not_allowed")
+    );
+    assert_eq!(r.headers["allow"], "GET, HEAD");
+    assert_eq!(r.body["error"]["message"], "/livez accepts GET, HEAD");
+}

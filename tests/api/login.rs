@@ -127,7 +127,35 @@ async fn login_by_email_with_a_chosen_channel_and_a_shorter_lifetime() {
     let too_long = app
         .login_with(by_email, PIN, Sending::by("email").lifetime_seconds(301))
         .await;
-    assert_eq!(too_long.body["error"]["field"], "lifetime");
+    assert_eq!(too_long.body["error"]["field"], "lifetime_seconds");
+}
+
+#[tokio::test]
+async fn lifetime_errors_name_lifetime_seconds_whether_range_or_type() {
+    let app = spawn_app().await;
+    let account = app.registered(PHONE, "12345678").await;
+    for (seconds, code) in [
+        (json!(5), "invalid_field"),
+        (json!(301), "invalid_field"),
+        (json!("a minute"), "malformed_json"),
+        (json!(-1), "malformed_json"),
+    ] {
+        let login = json!({ "phone": PHONE, "pin": PIN, "lifetime_seconds": seconds });
+        let step_up = json!({ "account_id": account, "lifetime_seconds": seconds });
+        for (path, body) in [("/v1/login", login), ("/v1/step-up", step_up)] {
+            let r = app.post(path, &app.all_key, body).await;
+            assert_eq!(
+                (
+                    r.status.as_u16(),
+                    r.error_code(),
+                    r.body["error"]["field"].as_str()
+                ),
+                (400, code, Some("lifetime_seconds")),
+                "{path} {seconds}: {}",
+                r.text
+            );
+        }
+    }
 }
 
 #[tokio::test]

@@ -63,7 +63,7 @@ impl HttpClient {
             Ok(request) => request,
             Err(e) => {
                 return SendResult::Permanent {
-                    reason: format!("bad request to {url}: {e}"),
+                    reason: format!("bad request to {}: {e}", host(url)),
                 };
             }
         };
@@ -116,9 +116,12 @@ fn classify(status: StatusCode, retry_after: Option<Duration>, url: &str) -> Sen
 }
 
 /// The host part of a URL, for messages (never its path or query, which may hold keys).
+/// The URL's host and port, for messages: never its path, query or userinfo,
+/// which may hold credentials.
 fn host(url: &str) -> &str {
     let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    rest.split(['/', '?']).next().unwrap_or(rest)
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
+    authority.rsplit('@').next().unwrap_or(authority)
 }
 
 fn auth_header(
@@ -377,6 +380,15 @@ impl Channel for JsonWebhook {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn messages_name_the_host_without_credentials() {
+        assert_eq!(
+            host("https://u:s3cret@sms.example:8443/x?k=1"),
+            "sms.example:8443"
+        );
+        assert_eq!(host("https://sms.example?key=s3cret"), "sms.example");
+    }
 
     #[test]
     fn statuses_are_classified_as_the_gateway_meant_them() {

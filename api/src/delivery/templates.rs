@@ -24,8 +24,9 @@ pub struct Rendered {
 pub fn render(message: &Outgoing, service: &str, now: Timestamp) -> Rendered {
     let code = message.code.expose();
     let minutes = now.until(message.expires_at).as_secs().div_ceil(60).max(1);
+    let validity = Validity::of(minutes);
     if let Some(document) = &message.document {
-        return signature(message.locale, document, code, minutes, service);
+        return signature(message.locale, document, code, validity, service);
     }
     let expires = crate::wire::rfc3339(message.expires_at);
     let expires_day = &expires[..10];
@@ -40,10 +41,12 @@ pub fn render(message: &Outgoing, service: &str, now: Timestamp) -> Rendered {
     match message.locale {
         Locale::Pt => {
             let short = format!(
-                "{service}: código de {purpose_pt} {code}. Válido {minutes} min. Nunca partilhe este código com ninguém."
+                "{service}: código de {purpose_pt} {code}. Válido {}. Nunca partilhe este código com ninguém.",
+                validity.short(Locale::Pt)
             );
             let text = format!(
-                "O seu código de {purpose_pt} é {code}.\n\nÉ válido durante {minutes} minutos e só pode ser usado uma vez.\nNunca partilhe este código com ninguém: os nossos serviços nunca o pedem.\n\n{service}\n"
+                "O seu código de {purpose_pt} é {code}.\n\nÉ válido durante {} e só pode ser usado uma vez.\nNunca partilhe este código com ninguém: os nossos serviços nunca o pedem.\n\n{service}\n",
+                validity.long(Locale::Pt)
             );
             Rendered {
                 subject: format!("{service}: código de {purpose_pt}"),
@@ -57,10 +60,12 @@ pub fn render(message: &Outgoing, service: &str, now: Timestamp) -> Rendered {
         }
         Locale::En => {
             let short = format!(
-                "{service}: {purpose_en} code {code}. Valid {minutes} min. Never share this code with anyone."
+                "{service}: {purpose_en} code {code}. Valid {}. Never share this code with anyone.",
+                validity.short(Locale::En)
             );
             let text = format!(
-                "Your {purpose_en} code is {code}.\n\nIt is valid for {minutes} minutes and can be used once.\nNever share this code with anyone: we will never ask you for it.\n\n{service}\n"
+                "Your {purpose_en} code is {code}.\n\nIt is valid for {} and can be used once.\nNever share this code with anyone: we will never ask you for it.\n\n{service}\n",
+                validity.long(Locale::En)
             );
             Rendered {
                 subject: format!("{service}: {purpose_en} code"),
@@ -80,7 +85,7 @@ fn signature(
     locale: Locale,
     document: &Document,
     code: &str,
-    minutes: u64,
+    validity: Validity,
     service: &str,
 ) -> Rendered {
     let fingerprint = document.fingerprint();
@@ -93,13 +98,15 @@ fn signature(
     match locale {
         Locale::Pt => {
             let text = format!(
-                "Pediu para assinar este documento:\n\n{}\nSHA-256: {hash}\n(impressão digital {fingerprint})\n\nO código que autoriza esta assinatura, e só esta, é {code}.\nÉ válido durante {minutes} minutos e só pode ser usado uma vez.\nSe não reconhece o documento, não use o código.\nNunca partilhe este código com ninguém: os nossos serviços nunca o pedem.\n\n{service}\n",
-                document.name()
+                "Pediu para assinar este documento:\n\n{}\nSHA-256: {hash}\n(impressão digital {fingerprint})\n\nO código que autoriza esta assinatura, e só esta, é {code}.\nÉ válido durante {} e só pode ser usado uma vez.\nSe não reconhece o documento, não use o código.\nNunca partilhe este código com ninguém: os nossos serviços nunca o pedem.\n\n{service}\n",
+                document.name(),
+                validity.long(Locale::Pt)
             );
+            let valid = validity.short(Locale::Pt);
             Rendered {
                 short: short(&|name| {
                     format!(
-                        "{service}: assinar \"{name}\" ({fingerprint}) com o código {code}. Válido {minutes} min. Nunca o partilhe."
+                        "{service}: assinar \"{name}\" ({fingerprint}) com o código {code}. Válido {valid}. Nunca o partilhe."
                     )
                 }),
                 subject: format!("{service}: código para assinar um documento"),
@@ -110,13 +117,15 @@ fn signature(
         }
         Locale::En => {
             let text = format!(
-                "You asked to sign this document:\n\n{}\nSHA-256: {hash}\n(fingerprint {fingerprint})\n\nThe code that authorises this signature, and only this one, is {code}.\nIt is valid for {minutes} minutes and can be used once.\nIf you do not recognise the document, do not use the code.\nNever share this code with anyone: we will never ask you for it.\n\n{service}\n",
-                document.name()
+                "You asked to sign this document:\n\n{}\nSHA-256: {hash}\n(fingerprint {fingerprint})\n\nThe code that authorises this signature, and only this one, is {code}.\nIt is valid for {} and can be used once.\nIf you do not recognise the document, do not use the code.\nNever share this code with anyone: we will never ask you for it.\n\n{service}\n",
+                document.name(),
+                validity.long(Locale::En)
             );
+            let valid = validity.short(Locale::En);
             Rendered {
                 short: short(&|name| {
                     format!(
-                        "{service}: sign \"{name}\" ({fingerprint}) with code {code}. Valid {minutes} min. Never share it."
+                        "{service}: sign \"{name}\" ({fingerprint}) with code {code}. Valid {valid}. Never share it."
                     )
                 }),
                 subject: format!("{service}: code to sign a document"),
@@ -124,6 +133,54 @@ fn signature(
                 letter: text.clone(),
                 text,
             }
+        }
+    }
+}
+
+/// How long a code stays valid, in the unit that reads naturally: minutes
+/// under two hours, hours under two days, then days. Whole units are
+/// rounded down, so a message never promises more time than is left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Validity {
+    Minutes(u64),
+    Hours(u64),
+    Days(u64),
+}
+
+impl Validity {
+    fn of(minutes: u64) -> Validity {
+        const HOUR: u64 = 60;
+        const DAY: u64 = 24 * HOUR;
+        if minutes >= 2 * DAY {
+            Validity::Days(minutes / DAY)
+        } else if minutes >= 2 * HOUR {
+            Validity::Hours(minutes / HOUR)
+        } else {
+            Validity::Minutes(minutes)
+        }
+    }
+
+    /// For SMS and push: `5 min`, `24 h`, `30 dias`.
+    fn short(self, locale: Locale) -> String {
+        match (self, locale) {
+            (Validity::Minutes(n), _) => format!("{n} min"),
+            (Validity::Hours(n), _) => format!("{n} h"),
+            (Validity::Days(n), Locale::Pt) => format!("{n} dias"),
+            (Validity::Days(n), Locale::En) => format!("{n} days"),
+        }
+    }
+
+    /// For email: `5 minutos`, `24 hours`.
+    fn long(self, locale: Locale) -> String {
+        match (self, locale) {
+            (Validity::Minutes(1), Locale::Pt) => "1 minuto".into(),
+            (Validity::Minutes(1), Locale::En) => "1 minute".into(),
+            (Validity::Minutes(n), Locale::Pt) => format!("{n} minutos"),
+            (Validity::Minutes(n), Locale::En) => format!("{n} minutes"),
+            (Validity::Hours(n), Locale::Pt) => format!("{n} horas"),
+            (Validity::Hours(n), Locale::En) => format!("{n} hours"),
+            (Validity::Days(n), Locale::Pt) => format!("{n} dias"),
+            (Validity::Days(n), Locale::En) => format!("{n} days"),
         }
     }
 }
@@ -229,6 +286,35 @@ mod tests {
             assert!(r.html.contains("&lt;xxxx"), "HTML escapes the name");
             assert!(!r.html.contains("<xxxx"));
         }
+    }
+
+    #[test]
+    fn long_lifetimes_read_in_hours_then_days_never_rounded_up() {
+        let valid_for = |locale, minutes: u64| {
+            let mut m = message(locale, Purpose::Activation, "123456");
+            m.expires_at = Timestamp(minutes * 60_000);
+            render(&m, "gov.pt", Timestamp(0))
+        };
+        let day = valid_for(Locale::Pt, 1440);
+        assert!(day.short.contains("Válido 24 h."), "{}", day.short);
+        assert!(day.text.contains("durante 24 horas"), "{}", day.text);
+        assert!(!day.short.contains("1440"), "{}", day.short);
+        let day = valid_for(Locale::En, 1440);
+        assert!(day.short.contains("Valid 24 h."), "{}", day.short);
+        assert!(day.text.contains("valid for 24 hours"), "{}", day.text);
+        let month = valid_for(Locale::Pt, 30 * 1440);
+        assert!(month.short.contains("Válido 30 dias."), "{}", month.short);
+        assert!(valid_for(Locale::En, 30 * 1440).text.contains("30 days"));
+        assert!(valid_for(Locale::Pt, 119).short.contains("119 min"));
+        assert!(valid_for(Locale::Pt, 150).short.contains("Válido 2 h."));
+        assert!(valid_for(Locale::Pt, 2879).short.contains("Válido 47 h."));
+        assert!(valid_for(Locale::Pt, 2880).short.contains("Válido 2 dias."));
+        assert!(
+            valid_for(Locale::En, 1)
+                .text
+                .contains("valid for 1 minute ")
+        );
+        assert!(valid_for(Locale::Pt, 1).text.contains("durante 1 minuto "));
     }
 
     #[test]

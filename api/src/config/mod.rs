@@ -1,0 +1,570 @@
+//! Configuration: safe defaults, then a TOML file, then `OTPD_*` variables, then flags.
+//!
+//! Every layer rejects keys it does not know. The environment layer is
+//! derived from the defaults themselves: each setting `a.b_c` is also
+//! `OTPD_A_B_C`, so the two can never drift apart.
+
+mod delivery;
+mod layers;
+mod limits;
+mod policy;
+mod redact;
+mod server;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use engine::{
+    Argon2Params, CodePolicies, EngineConfig, LockMode, LockoutPolicy, PinPolicy, ResendCooldown,
+    StoreConfig,
+};
+use serde::{Deserialize, Serialize};
+
+pub use delivery::{
+    BodyFormat, DeliveryConfig, EmailConfig, LetterConfig, LetterMode, PushConfig,
+    SmsGatewayConfig, SmtpTls,
+};
+pub use limits::{CountryBudget, LimitsConfig, parse_proxies};
+pub use policy::{
+    AlphabetConfig, Argon2Config, CodeConfig, CodesConfig, LockModeConfig, LockoutConfig, PinConfig,
+};
+pub use server::{ServerConfig, StoreSettings};
+
+/// Variables read from the environment that are not settings.
+pub const ENV_CONFIG_FILE: &str = "OTPD_CONFIG";
+/// The code key in hex (64 digits), instead of a key file.
+pub const ENV_CODE_KEY: &str = "OTPD_CODE_KEY";
+/// An admin-scoped client key, for `otpd backup` to ask a running server.
+pub const ENV_ADMIN_KEY: &str = "OTPD_ADMIN_KEY";
+
+/// Where the service runs and what it is told.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address to listen on.
+    pub listen: String,
+    /// Data directory: the sled store and, unless set elsewhere, the code key.
+    pub data_dir: PathBuf,
+    /// `development` or `production`; production refuses development-only parts.
+    pub environment: Environment,
+    /// `human` or `json` logs.
+    pub log_format: LogFormat,
+    /// A tracing filter such as `info` or `otpd=debug,info`.
+    pub log_level: String,
+    /// File holding the 32-byte code key (raw or 64 hex digits). Empty: `<data_dir>/code.key`.
+    pub code_key_file: String,
+    /// The HTTP server.
+    pub server: ServerConfig,
+    /// The embedded store.
+    pub store: StoreSettings,
+    /// What a PIN must look like.
+    pub pin: PinConfig,
+    /// Argon2id cost for PINs.
+    pub argon2: Argon2Config,
+    /// When accounts lock.
+    pub lockout: LockoutConfig,
+    /// Code shape, lifetime and attempts per purpose.
+    pub codes: CodesConfig,
+    /// Least time between a code and its resend.
+    pub resend_cooldown_seconds: u64,
+    /// How codes reach citizens.
+    pub delivery: DeliveryConfig,
+    /// Rate limits and SMS budgets (0 turns a limit off).
+    pub limits: LimitsConfig,
+}
+
+/// Deployment kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Environment {
+    /// Local use: the log delivery sink is allowed.
+    Development,
+    /// Real citizens: development-only parts refuse to start.
+    Production,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Readable text.
+    Human,
+    /// One JSON object a line.
+    Json,
+}
+
+/// A level (`error`, `warn`, `info`, `debug`, `trace`, `off`) or a list of
+/// `target=level` directives. A bare word that is not a level would be read
+/// by the filter as a target name and silence every other log: refused.
+fn check_log_level(level: &str) -> Result<(), String> {
+    const LEVELS: [&str; 6] = ["error", "warn", "info", "debug", "trace", "off"];
+    let well_formed = !level.trim().is_empty()
+        && level.split(',').all(|directive| {
+            let directive = directive.trim();
+            match directive.split_once('=') {
+                Some((target, level)) => {
+                    !target.is_empty() && LEVELS.contains(&level.to_ascii_lowercase().as_str())
+                }
+                None => LEVELS.contains(&directive.to_ascii_lowercase().as_str()),
+            }
+        });
+    if !well_formed || tracing_subscriber::EnvFilter::try_new(level).is_err() {
+        return Err(
+            "log_level: not a level (error, warn, info, debug, trace, off) \
+                    or a list of target=level directives"
+                .into(),
+        );
+    }
+    Ok(())
+}
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            data_dir: PathBuf::from("otpd-data"),
+            environment: Environment::Development,
+            log_format: LogFormat::Human,
+            log_level: "info".into(),
+            code_key_file: String::new(),
+            server: ServerConfig::default(),
+            store: StoreSettings::default(),
+            pin: PinConfig::default(),
+            argon2: Argon2Config::default(),
+            lockout: LockoutConfig::default(),
+            codes: CodesConfig::default(),
+            resend_cooldown_seconds: ResendCooldown::default().0.as_secs(),
+            delivery: DeliveryConfig::default(),
+            limits: LimitsConfig::default(),
+        }
+    }
+}
+
+/// Settings given as command-line flags, applied last.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--listen`.
+    pub listen: Option<String>,
+    /// `--data-dir`.
+    pub data_dir: Option<PathBuf>,
+    /// `--log-format`.
+    pub log_format: Option<LogFormat>,
+    /// `--environment`.
+    pub environment: Option<Environment>,
+}
+
+impl Config {
+    /// Builds the configuration from the layers. `file` is the TOML file (if
+    /// any); `env` is the process environment (passed in for testing).
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+        overrides: &Overrides,
+    ) -> Result<Config, String> {
+        let defaults = toml::Table::try_from(Config::default())
+            .map_err(|e| format!("internal: defaults do not serialise: {e}"))?;
+        let variables = layers::env_variables(&defaults);
+        let mut merged = defaults;
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
+            let table =
+                layers::parse(&text).map_err(|e| format!("config file {}: {e}", path.display()))?;
+            layers::merge(&mut merged, table);
+            layers::check::<Config>(&merged)
+                .map_err(|e| format!("config file {}: {e}", path.display()))?;
+        }
+        for (name, value) in env {
+            if !name.starts_with("OTPD_")
+                || [ENV_CONFIG_FILE, ENV_CODE_KEY, ENV_ADMIN_KEY].contains(&name.as_str())
+            {
+                continue;
+            }
+            let Some(path) = variables.get(&name) else {
+                return Err(format!(
+                    "unknown environment variable {name} (see `otpd --help` and docs/OPERATIONS.md)"
+                ));
+            };
+            layers::set_from_env(&mut merged, path, &value).map_err(|e| format!("{name}: {e}"))?;
+        }
+        let mut config: Config = layers::check(&merged)?;
+        if let Some(listen) = &overrides.listen {
+            config.listen.clone_from(listen);
+        }
+        if let Some(dir) = &overrides.data_dir {
+            config.data_dir.clone_from(dir);
+        }
+        if let Some(format) = overrides.log_format {
+            config.log_format = format;
+        }
+        if let Some(environment) = overrides.environment {
+            config.environment = environment;
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what serde cannot.
+    pub fn validate(&self) -> Result<(), String> {
+        self.listen_addr()?;
+        check_log_level(&self.log_level)?;
+        if self.server.max_connections == 0 {
+            return Err("server.max_connections must be at least 1".into());
+        }
+        engine::Locale::parse(&self.delivery.default_locale)
+            .map_err(|_| "delivery.default_locale must be pt or en".to_owned())?;
+        self.limits.issue_limits()?;
+        parse_proxies(&self.limits.trusted_proxies)?;
+        if self.server.body_limit_bytes < 256 {
+            return Err("server.body_limit_bytes must be at least 256".into());
+        }
+        if self.server.body_read_timeout_ms == 0
+            || self.server.body_read_timeout_ms >= self.server.request_timeout_ms
+        {
+            return Err(
+                "server.body_read_timeout_ms must be above 0 and below server.request_timeout_ms"
+                    .into(),
+            );
+        }
+        if !(0..=19).contains(&self.server.argon2_nice) {
+            return Err("server.argon2_nice must be 0 to 19".into());
+        }
+        self.engine_config()
+            .validate()
+            .map_err(|e| format!("invalid setting {e}"))
+    }
+
+    /// A copy for printing: every inline secret (SMTP password, gateway,
+    /// push and letter credentials) replaced by `<redacted>`, and so are URL
+    /// passwords and secret-looking query values in every URL setting;
+    /// references (`env:NAME`, `file:/path`) kept, as they reveal nothing.
+    pub fn redacted(&self) -> Config {
+        let mut copy = self.clone();
+        let delivery = &mut copy.delivery;
+        for gateway in &mut delivery.sms {
+            redact::secret(&mut gateway.auth_value);
+            redact::url(&mut gateway.url);
+        }
+        redact::secret(&mut delivery.email.password);
+        redact::secret(&mut delivery.push.auth_value);
+        redact::url(&mut delivery.push.url);
+        redact::secret(&mut delivery.letter.auth_value);
+        redact::url(&mut delivery.letter.url);
+        copy
+    }
+
+    /// The listen address.
+    pub fn listen_addr(&self) -> Result<SocketAddr, String> {
+        self.listen
+            .parse()
+            .map_err(|_| "listen: not an address like 127.0.0.1:8080".to_owned())
+    }
+
+    /// The engine's part of the configuration.
+    pub fn engine_config(&self) -> EngineConfig {
+        let d = &self.delivery;
+        EngineConfig {
+            outbox: engine::OutboxPolicy {
+                max_attempts: d.max_attempts,
+                backoff_first: Duration::from_millis(d.backoff_first_ms),
+                backoff_max: Duration::from_millis(d.backoff_max_ms),
+                sms_fallback_to_email: d.sms_fallback_to_email,
+                default_locale: engine::Locale::parse(&d.default_locale)
+                    .unwrap_or(engine::Locale::Pt),
+                ..engine::OutboxPolicy::default()
+            },
+            pin: PinPolicy {
+                min_length: self.pin.min_length as usize,
+                max_length: self.pin.max_length as usize,
+                digits_only: self.pin.digits_only,
+                reject_trivial: self.pin.reject_trivial,
+                blocklist: self.pin.blocklist.clone(),
+            },
+            argon2: Argon2Params {
+                memory_kib: self.argon2.memory_kib,
+                iterations: self.argon2.iterations,
+                parallelism: self.argon2.parallelism,
+            },
+            lockout: LockoutPolicy {
+                pin_threshold: self.lockout.pin_threshold,
+                code_threshold: self.lockout.code_threshold,
+                mode: match self.lockout.mode {
+                    LockModeConfig::UntilUnlocked => LockMode::UntilUnlocked,
+                    LockModeConfig::Temporary => LockMode::Temporary {
+                        first: Duration::from_secs(self.lockout.temporary_first_seconds),
+                        max: Duration::from_secs(self.lockout.temporary_max_seconds),
+                    },
+                },
+            },
+            codes: CodePolicies {
+                login: self.codes.login.policy(),
+                step_up: self.codes.step_up.policy(),
+                activation_sms: self.codes.activation_sms.policy(),
+                activation_email: self.codes.activation_email.policy(),
+                activation_letter: self.codes.activation_letter.policy(),
+                contact_change: self.codes.contact_change.policy(),
+            },
+            resend_cooldown: ResendCooldown(Duration::from_secs(self.resend_cooldown_seconds)),
+            store: StoreConfig {
+                path: Some(self.data_dir.join("store")),
+                cache_bytes: self.store.cache_mb.saturating_mul(1 << 20),
+                min_free_bytes: self.store.min_free_mb.saturating_mul(1 << 20),
+            },
+            // validate() reports a bad budget; here it only falls back.
+            limits: self.limits.issue_limits().unwrap_or_default(),
+        }
+    }
+
+    /// Every `OTPD_*` setting variable and its key, for `--help`.
+    pub fn environment_variables() -> Vec<(String, String)> {
+        let defaults = toml::Table::try_from(Config::default()).unwrap_or_default();
+        layers::env_variables(&defaults)
+            .into_iter()
+            .map(|(var, path)| (var, path.join(".")))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).into(), (*v).into()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_are_valid_and_safe() {
+        let config = Config::load(None, env(&[]), &Overrides::default()).unwrap();
+        assert_eq!(config, Config::default());
+        let engine = config.engine_config();
+        assert_eq!(engine.argon2.memory_kib, 19_456);
+        assert_eq!(engine.lockout.pin_threshold, 5);
+        assert_eq!(config.listen, "127.0.0.1:8080");
+    }
+
+    #[test]
+    fn the_defaults_in_the_operations_guide_are_the_defaults() {
+        let guide = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/OPERATIONS.md"),
+        )
+        .unwrap();
+        let block = guide
+            .split_once("The defaults:\n\n```toml\n")
+            .and_then(|(_, rest)| rest.split_once("```"))
+            .map(|(block, _)| block)
+            .expect("docs/OPERATIONS.md has the defaults block");
+        let documented: Vec<&str> = block
+            .lines()
+            .map(|l| {
+                l.split_once(" #")
+                    .map_or(l, |(setting, _)| setting)
+                    .trim_end()
+            })
+            .collect();
+        let actual = toml::to_string(&Config::default()).unwrap();
+        let actual: Vec<&str> = actual.lines().map(str::trim_end).collect();
+        assert_eq!(documented, actual, "update docs/OPERATIONS.md's defaults");
+    }
+
+    #[test]
+    fn log_levels_are_levels_or_directives_and_nothing_else() {
+        for good in ["info", "WARN", "otpd=debug,hyper=warn", "debug,sled=error"] {
+            let config = Config::load(
+                None,
+                env(&[("OTPD_LOG_LEVEL", good)]),
+                &Overrides::default(),
+            );
+            assert!(config.is_ok(), "{good}: {config:?}");
+        }
+        for bad in ["infoo", "", "verbose", "otpd=loud", "=info"] {
+            let err = Config::load(None, env(&[("OTPD_LOG_LEVEL", bad)]), &Overrides::default())
+                .unwrap_err();
+            assert!(err.contains("log_level"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn printing_redacts_inline_secrets_and_keeps_references() {
+        let mut config = Config::default();
+        config.delivery.email.password = "hunter2".into();
+        config.delivery.push.auth_value = "env:PUSH_TOKEN".into();
+        config.delivery.letter.auth_value = "Bearer print-house-secret".into();
+        config.delivery.sms.push(SmsGatewayConfig {
+            name: "gw".into(),
+            url: "https://sms.example/send".into(),
+            auth_header: "authorization".into(),
+            auth_value: "Bearer sms-secret".into(),
+            body: BodyFormat::Json,
+            template: "{}".into(),
+        });
+        let text = toml::to_string(&config.redacted()).unwrap();
+        for secret in ["hunter2", "print-house-secret", "sms-secret"] {
+            assert!(!text.contains(secret), "{secret} printed:\n{text}");
+        }
+        assert!(text.contains("env:PUSH_TOKEN"));
+        assert_eq!(text.matches("<redacted>").count(), 3, "{text}");
+        assert_eq!(
+            config.delivery.email.password, "hunter2",
+            "the original is untouched"
+        );
+    }
+
+    #[test]
+    fn layers_apply_in_order_file_then_env_then_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("otpd.toml");
+        std::fs::write(
+            &file,
+            "listen = \"127.0.0.1:9000\"\n[lockout]\npin_threshold = 3\n[codes.login]\nlength = 8\nalphabet = \"digits\"\nlifetime_seconds = 120\nmax_attempts = 3\n",
+        )
+        .unwrap();
+        let config = Config::load(
+            Some(&file),
+            env(&[
+                ("OTPD_LOCKOUT_PIN_THRESHOLD", "4"),
+                ("OTPD_SERVER_MAX_CONNECTIONS", "7"),
+                ("PATH", "/bin"),
+            ]),
+            &Overrides {
+                listen: Some("127.0.0.1:9100".into()),
+                ..Overrides::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(config.lockout.pin_threshold, 4, "env beats file");
+        assert_eq!(config.server.max_connections, 7);
+        assert_eq!(config.codes.login.length, 8, "file beats defaults");
+        assert_eq!(config.listen, "127.0.0.1:9100", "flags beat all");
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_in_every_layer() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("otpd.toml");
+        std::fs::write(&file, "[lockout]\npin_treshold = 3\n").unwrap();
+        let err = Config::load(Some(&file), env(&[]), &Overrides::default()).unwrap_err();
+        assert!(err.contains("pin_treshold"), "{err}");
+        let err = Config::load(
+            None,
+            env(&[("OTPD_LOCKOUT_PIN_TRESHOLD", "3")]),
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(err.contains("OTPD_LOCKOUT_PIN_TRESHOLD"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_name_the_setting() {
+        let err = Config::load(
+            None,
+            env(&[("OTPD_SERVER_MAX_CONNECTIONS", "lots")]),
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(err.contains("OTPD_SERVER_MAX_CONNECTIONS"), "{err}");
+        let err = Config::load(
+            None,
+            env(&[("OTPD_LOCKOUT_CODE_THRESHOLD", "1000")]),
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(err.contains("lockout.code_threshold"), "{err}");
+        let err = Config::load(
+            None,
+            env(&[("OTPD_LISTEN", "nowhere")]),
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(err.contains("listen"), "{err}");
+        let err = Config::load(
+            None,
+            env(&[("OTPD_ENVIRONMENT", "staging")]),
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        // Named by its key and the values it takes; the value given is not
+        // echoed (it could be a secret typed on the wrong line).
+        assert!(err.contains("environment"), "{err}");
+        assert!(err.contains("production"), "{err}");
+        assert!(!err.contains("staging"), "{err}");
+    }
+
+    #[test]
+    fn errors_in_the_file_name_the_line_or_key_but_never_echo_a_value() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("otpd.toml");
+        std::fs::write(&file, "[delivery.email]\npassword = hunter2\n").unwrap();
+        let err = Config::load(Some(&file), env(&[]), &Overrides::default()).unwrap_err();
+        assert!(err.contains("line 2"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
+        std::fs::write(&file, "[delivery.email]\nport = \"hunter2\"\n").unwrap();
+        let err = Config::load(Some(&file), env(&[]), &Overrides::default()).unwrap_err();
+        assert!(err.contains("delivery.email.port"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
+        for (variable, value) in [
+            ("OTPD_DELIVERY_EMAIL_PORT", "hunter2"),
+            ("OTPD_LISTEN", "hunter2"),
+            ("OTPD_LOG_LEVEL", "hunter2"),
+            ("OTPD_LIMITS_TRUSTED_PROXIES", "10.0.0.1,hunter2"),
+            ("OTPD_DELIVERY_LOG_SINK", "hunter2"),
+        ] {
+            let err =
+                Config::load(None, env(&[(variable, value)]), &Overrides::default()).unwrap_err();
+            assert!(!err.contains("hunter2"), "{variable}: {err}");
+        }
+    }
+
+    #[test]
+    fn printing_redacts_url_credentials_and_secret_query_values() {
+        let mut config = Config::default();
+        config.delivery.push.url = "https://u:s3cret@push.example/x".into();
+        config.delivery.letter.url = "https://print.example/in?api_key=s3cret&batch=1".into();
+        config.delivery.sms.push(SmsGatewayConfig {
+            name: "gw".into(),
+            url: "https://sms.example/send?token=s3cret".into(),
+            auth_header: String::new(),
+            auth_value: String::new(),
+            body: BodyFormat::Json,
+            template: "{}".into(),
+        });
+        let text = toml::to_string(&config.redacted()).unwrap();
+        assert!(!text.contains("s3cret"), "{text}");
+        assert!(
+            text.contains("https://u:<redacted>@push.example/x"),
+            "{text}"
+        );
+        assert!(text.contains("batch=1"), "{text}");
+    }
+
+    #[test]
+    fn lists_come_from_comma_separated_variables() {
+        let config = Config::load(
+            None,
+            env(&[("OTPD_PIN_BLOCKLIST", "1357, 2468")]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(config.pin.blocklist, vec!["1357", "2468"]);
+    }
+
+    #[test]
+    fn every_setting_has_an_environment_variable() {
+        let vars = Config::environment_variables();
+        let names: Vec<&str> = vars.iter().map(|(v, _)| v.as_str()).collect();
+        for expected in [
+            "OTPD_LISTEN",
+            "OTPD_DATA_DIR",
+            "OTPD_CODES_LOGIN_LIFETIME_SECONDS",
+            "OTPD_ARGON2_MEMORY_KIB",
+        ] {
+            assert!(
+                names.contains(&expected),
+                "{expected} missing from {names:?}"
+            );
+        }
+    }
+}

@@ -1,0 +1,87 @@
+//! Account endpoints: register, pre-register, read, cancel, change the PIN, register a push device.
+
+use std::sync::Arc;
+
+use engine::{PinChange, PreRegistration, PushToken};
+use hyper::StatusCode;
+use serde_json::json;
+
+use super::{Reply, blocking_durable, json_response, ok, verification};
+use crate::error::ApiError;
+use crate::routes::request::Input;
+use crate::state::AppState;
+use crate::wire;
+
+/// `POST /v1/accounts`.
+pub async fn register(state: &Arc<AppState>, input: Input) -> Reply {
+    let input: wire::RegisterIn = input.json().await?;
+    let new = engine::NewAccount {
+        identity: input.identity.parse()?,
+        phone: wire::phone(input.phone.as_deref())?,
+        email: wire::email(input.email.as_deref())?,
+        pin: input.pin,
+        birth_date: wire::birth_date(input.birth_date.as_deref(), state.engine.now())?,
+        postal_address: wire::address(input.postal_address.as_deref())?,
+    };
+    let view = blocking_durable(state, move |engine| engine.register(new)).await?;
+    Ok(json_response(StatusCode::CREATED, &wire::account(&view)))
+}
+
+/// `POST /v1/accounts/pre-register`.
+pub async fn pre_register(state: &Arc<AppState>, input: Input) -> Reply {
+    let input: wire::PreRegisterIn = input.json().await?;
+    let pre = PreRegistration {
+        identity: input.identity.parse()?,
+        birth_date: wire::birth_date(Some(&input.birth_date), state.engine.now())?
+            .ok_or_else(|| ApiError::invalid("birth_date", "is required"))?,
+        phone: wire::phone(input.phone.as_deref())?,
+        email: wire::email(input.email.as_deref())?,
+        postal_address: wire::address(input.postal_address.as_deref())?,
+    };
+    let view = state.engine.pre_register(pre)?.wait_async().await?;
+    Ok(json_response(StatusCode::CREATED, &wire::account(&view)))
+}
+
+/// `GET /v1/accounts/{id}`.
+pub fn read(state: &AppState, input: &Input) -> Reply {
+    let view = state.engine.account(input.account_id()?)?;
+    ok(wire::account(&view))
+}
+
+/// `DELETE /v1/accounts/{id}`.
+pub async fn cancel(state: &AppState, input: &Input) -> Reply {
+    let id = input.account_id()?;
+    state.engine.cancel(id)?.wait_async().await?;
+    ok(json!({ "account_id": id.to_string(), "state": "cancelled" }))
+}
+
+/// `POST /v1/accounts/{id}/pin`: the current PIN and a step-up code.
+pub async fn change_pin(state: &Arc<AppState>, input: Input) -> Reply {
+    let account = input.account_id()?;
+    let input: wire::ChangePinIn = input.json().await?;
+    let challenge = wire::challenge_id(&input.challenge_id)?;
+    let (current, code, new) = (input.current_pin, input.code, input.new_pin);
+    let outcome = blocking_durable(state, move |engine| {
+        engine.change_pin(account, &current, challenge, &code, &new)
+    })
+    .await?;
+    match outcome {
+        PinChange::Changed => ok(json!({ "account_id": account.to_string(), "pin_changed": true })),
+        PinChange::WrongPin => Err(ApiError::WrongCurrentPin),
+        PinChange::Locked => Err(ApiError::Locked),
+        PinChange::CodeRejected(v) => verification(v),
+    }
+}
+
+/// `PUT /v1/accounts/{id}/push-device`.
+pub async fn push_device(state: &AppState, input: Input) -> Reply {
+    let id = input.account_id()?;
+    let input: wire::PushDeviceIn = input.json().await?;
+    let token = PushToken::parse(&input.push_token)?;
+    state
+        .engine
+        .register_push_device(id, token)?
+        .wait_async()
+        .await?;
+    ok(json!({ "account_id": id.to_string(), "has_push_device": true }))
+}

@@ -1,0 +1,162 @@
+//! Administration: lock, unlock, PIN reset, bulk import, backup.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use engine::{AccountId, Durable, ImportAccount, ImportState};
+use serde_json::{Value, json};
+
+use super::{Reply, blocking, blocking_durable, ok};
+use crate::error::ApiError;
+use crate::routes::request::Input;
+use crate::state::AppState;
+use crate::wire;
+
+/// Accounts in one import request, at most.
+const IMPORT_MAX: usize = 10_000;
+
+/// `POST /v1/admin/accounts/{id}/lock`.
+pub async fn lock(state: &AppState, input: Input) -> Reply {
+    let id = input.account_id()?;
+    let input: wire::LockIn = input.json().await?;
+    let view = state.engine.lock(id, &input.reason)?.wait_async().await?;
+    ok(wire::account(&view))
+}
+
+/// `POST /v1/admin/accounts/{id}/unlock`.
+pub async fn unlock(state: &AppState, input: &Input) -> Reply {
+    let id = input.account_id()?;
+    let view = state.engine.unlock(id)?.wait_async().await?;
+    ok(wire::account(&view))
+}
+
+/// `POST /v1/admin/accounts/{id}/pin-reset`: also unlocks and activates.
+pub async fn reset_pin(state: &Arc<AppState>, input: Input) -> Reply {
+    let id = input.account_id()?;
+    let input: wire::ResetPinIn = input.json().await?;
+    let pin = input.pin;
+    let view = blocking_durable(state, move |engine| engine.reset_pin(id, &pin)).await?;
+    ok(wire::account(&view))
+}
+
+/// `POST /v1/admin/import`: each account succeeds or fails on its own.
+pub async fn import(state: &Arc<AppState>, input: Input) -> Reply {
+    let input: wire::ImportIn = input.json().await?;
+    if input.accounts.is_empty() || input.accounts.len() > IMPORT_MAX {
+        return Err(ApiError::invalid(
+            "accounts",
+            format!("send 1 to {IMPORT_MAX} accounts per request"),
+        ));
+    }
+    let today = state.engine.now();
+    let parsed: Vec<Result<ImportAccount, ApiError>> = input
+        .accounts
+        .into_iter()
+        .map(|a| parse_import(a.0, today))
+        .collect();
+    let pending = blocking(state, move |engine| {
+        Ok(parsed
+            .into_iter()
+            .map(|p| p.and_then(|a| engine.import(a).map_err(ApiError::from)))
+            .collect::<Vec<Result<Durable<AccountId>, ApiError>>>())
+    })
+    .await?;
+    // Waiting after all writes lets one flush cover the whole batch.
+    let mut results = Vec::with_capacity(pending.len());
+    for p in pending {
+        results.push(match p {
+            Ok(durable) => durable.wait_async().await.map_err(ApiError::from),
+            Err(e) => Err(e),
+        });
+    }
+    let imported = results.iter().filter(|r| r.is_ok()).count();
+    let items: Vec<Value> = results
+        .into_iter()
+        .enumerate()
+        .map(|(index, r)| match r {
+            Ok(id) => json!({ "index": index, "account_id": id.to_string() }),
+            Err(e) => {
+                let a = e.answer();
+                json!({
+                    "index": index,
+                    "error": { "code": a.code, "message": a.message, "field": a.field },
+                })
+            }
+        })
+        .collect();
+    ok(json!({ "imported": imported, "failed": items.len() - imported, "results": items }))
+}
+
+fn parse_import(
+    a: wire::ImportAccountIn,
+    today: engine::Timestamp,
+) -> Result<ImportAccount, ApiError> {
+    let state = match (a.state.as_deref().unwrap_or("active"), a.lock_reason) {
+        ("active", None) => ImportState::Active,
+        ("pending_activation", None) => ImportState::PendingActivation,
+        ("locked", Some(reason)) => ImportState::Locked(reason),
+        ("locked", None) => {
+            return Err(ApiError::invalid(
+                "lock_reason",
+                "is required for a locked account",
+            ));
+        }
+        ("active" | "pending_activation", Some(_)) => {
+            return Err(ApiError::invalid(
+                "lock_reason",
+                "is only for locked accounts",
+            ));
+        }
+        _ => {
+            return Err(ApiError::invalid(
+                "state",
+                "must be active, pending_activation or locked",
+            ));
+        }
+    };
+    Ok(ImportAccount {
+        identity: a.identity.parse()?,
+        phone: wire::phone(a.phone.as_deref())?,
+        email: wire::email(a.email.as_deref())?,
+        birth_date: wire::birth_date(a.birth_date.as_deref(), today)?,
+        postal_address: wire::address(a.postal_address.as_deref())?,
+        pin_hash: a.pin_hash,
+        state,
+    })
+}
+
+/// `POST /v1/admin/backup`: writes a consistent copy of the store under
+/// `<data_dir>/backups/`, for `otpd backup` to move where the operator wants it.
+pub async fn backup(state: &Arc<AppState>) -> Reply {
+    if state.backing_up.swap(true, Ordering::SeqCst) {
+        return Err(ApiError::BackupRunning);
+    }
+    let now = state.engine.now();
+    let name = format!(
+        "{}-{:03}",
+        crate::wire_time(now).replace(':', "-"),
+        now.0 % 1_000
+    );
+    let backups = state.config.data_dir.join("backups");
+    let mut dir = backups.join(&name);
+    for n in 2.. {
+        if !dir.exists() {
+            break;
+        }
+        dir = backups.join(format!("{name}-{n}"));
+    }
+    let engine = Arc::clone(&state.engine);
+    let written = tokio::task::spawn_blocking(move || engine.backup_to(&dir)).await;
+    state.backing_up.store(false, Ordering::SeqCst);
+    let summary = written
+        .map_err(|e| ApiError::Internal(format!("backup task failed: {e}")))?
+        .map_err(ApiError::BackupFailed)?;
+    tracing::info!(file = %summary.file.display(), records = summary.records, "backup written");
+    ok(json!({
+        "file": summary.file.display().to_string(),
+        "records": summary.records,
+        "round": summary.round,
+        "bytes": summary.bytes,
+        "sha256": summary.sha256,
+    }))
+}

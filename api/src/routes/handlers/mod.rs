@@ -1,0 +1,148 @@
+//! The handlers, one file per group of endpoints, and what they share: JSON
+//! answers, the PIN workers, and the answers to a sent or checked code.
+
+mod accounts;
+mod activation;
+mod admin;
+mod auth;
+mod contacts;
+mod ops;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use engine::{Durable, Engine, EngineError, Issued, Verification};
+use http_body_util::Full;
+use hyper::header::{CONTENT_TYPE, HeaderValue};
+use hyper::{Response, StatusCode};
+use serde_json::{Value, json};
+
+use super::request::Input;
+use super::table::Route;
+use crate::error::{ApiError, Rejection};
+use crate::pin_workers::Lost;
+use crate::state::AppState;
+use crate::wire;
+
+/// A handler's answer.
+pub type Reply = Result<Response<Full<Bytes>>, ApiError>;
+
+/// Runs the handler of `route`.
+pub async fn run(state: &Arc<AppState>, route: Route, input: Input) -> Reply {
+    match route {
+        Route::Livez => ops::livez(),
+        Route::Readyz => ops::readyz(state),
+        Route::Metrics => ops::metrics(state),
+        Route::Register => accounts::register(state, input).await,
+        Route::PreRegister => accounts::pre_register(state, input).await,
+        Route::ReadAccount => accounts::read(state, &input),
+        Route::CancelAccount => accounts::cancel(state, &input).await,
+        Route::ChangePin => accounts::change_pin(state, input).await,
+        Route::PushDevice => accounts::push_device(state, input).await,
+        Route::BeginContactChange => contacts::begin(state, input).await,
+        Route::ConfirmContactChange => contacts::confirm(state, input).await,
+        Route::Login => auth::login(state, input).await,
+        Route::Verify => auth::verify(state, input, engine::Purpose::Login).await,
+        Route::StepUp => auth::step_up(state, input).await,
+        Route::StepUpVerify => auth::verify(state, input, engine::Purpose::StepUp).await,
+        Route::ChallengeStatus => auth::challenge_status(state, &input),
+        Route::Resend => auth::resend(state, &input).await,
+        Route::ActivationRequest => activation::request(state, input).await,
+        Route::ActivationComplete => activation::complete(state, input).await,
+        Route::Lock => admin::lock(state, input).await,
+        Route::Unlock => admin::unlock(state, &input).await,
+        Route::ResetPin => admin::reset_pin(state, input).await,
+        Route::Import => admin::import(state, input).await,
+        Route::Backup => admin::backup(state).await,
+        #[cfg(test)]
+        Route::Panic => panic!("a deliberate panic in a handler"),
+    }
+}
+
+/// 200 with `value`.
+fn ok(value: Value) -> Reply {
+    Ok(json_response(StatusCode::OK, &value))
+}
+
+fn json_response(status: StatusCode, value: &Value) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(value.to_string())));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+/// Runs Argon2-heavy engine work on a PIN worker (`server.argon2_workers`
+/// threads). The worker is freed as the work ends: the caller waits for
+/// durability afterwards, so a worker never sits idle through a flush.
+async fn blocking<T: Send + 'static>(
+    state: &Arc<AppState>,
+    work: impl FnOnce(&Engine) -> Result<T, EngineError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let engine = Arc::clone(&state.engine);
+    match state.pin_workers.run(move || work(&engine)).await {
+        Ok(result) => result.map_err(ApiError::from),
+        Err(Lost::Panicked) => Err(ApiError::Internal("a PIN worker's job panicked".into())),
+        Err(Lost::Stopped) => Err(ApiError::ShuttingDown),
+    }
+}
+
+/// [`blocking`] for work that changes state, then the wait until it is durable.
+async fn blocking_durable<T: Send + Unpin + 'static>(
+    state: &Arc<AppState>,
+    work: impl FnOnce(&Engine) -> Result<Durable<T>, EngineError> + Send + 'static,
+) -> Result<T, ApiError> {
+    Ok(blocking(state, work).await?.wait_async().await?)
+}
+
+/// Wakes the sender for the new code (already in the outbox) and answers
+/// with the challenge, never the code.
+fn sent(state: &AppState, issued: &Issued) -> Reply {
+    state.wakeup.ring();
+    metrics::counter!(
+        "otpd_codes_issued_total",
+        "purpose" => issued.purpose.as_str(),
+        "channel" => issued.channel.as_str()
+    )
+    .increment(1);
+    Ok(json_response(StatusCode::CREATED, &wire::issued(issued)))
+}
+
+/// Answers a code check: 200 approved, or why not.
+fn verification(outcome: Verification) -> Reply {
+    let (label, result) = match outcome {
+        Verification::Approved(approval) => {
+            let body = json!({
+                "result": "approved",
+                "account_id": approval.account_id.to_string(),
+                "identity": wire::identity(&approval.identity),
+                "purpose": approval.purpose.as_str(),
+                "state": approval.state.as_str(),
+            });
+            ("approved", Ok(json_response(StatusCode::OK, &body)))
+        }
+        Verification::WrongCode { attempts_remaining } => (
+            "wrong_code",
+            Err(ApiError::CodeRejected(Rejection::WrongCode {
+                attempts_remaining,
+            })),
+        ),
+        Verification::Expired => ("expired", Err(ApiError::CodeRejected(Rejection::Expired))),
+        Verification::Superseded => (
+            "superseded",
+            Err(ApiError::CodeRejected(Rejection::Superseded)),
+        ),
+        Verification::Exhausted => (
+            "exhausted",
+            Err(ApiError::CodeRejected(Rejection::Exhausted)),
+        ),
+        Verification::AlreadyUsed => (
+            "already_used",
+            Err(ApiError::CodeRejected(Rejection::AlreadyUsed)),
+        ),
+        Verification::Locked => ("locked", Err(ApiError::Locked)),
+    };
+    metrics::counter!("otpd_verify_results_total", "outcome" => label).increment(1);
+    result
+}

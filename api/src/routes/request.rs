@@ -1,0 +1,275 @@
+//! What a handler gets from a request: the client checked against the
+//! endpoint's scope, its path parameter, and its body read within the
+//! limits and parsed as a JSON object.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use engine::{AccountId, ChallengeId, Scope};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::{HeaderMap, Request};
+use serde::de::DeserializeOwned;
+
+use super::table::{Body, Found};
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::wire;
+
+/// Checks the client's key and scope; returns the client's name.
+pub fn authorize(state: &AppState, headers: &HeaderMap, scope: Scope) -> Result<String, ApiError> {
+    let key = headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or(ApiError::Unauthenticated)?;
+    let client = state
+        .engine
+        .authenticate_client(key.trim())
+        .ok_or(ApiError::Unauthenticated)?;
+    if !client.scopes.contains(scope) {
+        return Err(ApiError::Forbidden {
+            client: client.name,
+            scope,
+        });
+    }
+    Ok(client.name)
+}
+
+/// A request on its way to a handler.
+#[derive(Debug)]
+pub struct Input {
+    id: Option<String>,
+    headers: HeaderMap,
+    /// `None` once read.
+    body: Option<Incoming>,
+    limit: usize,
+    patience: Duration,
+}
+
+impl Input {
+    /// Prepares `request` for its handler. An endpoint that takes no input
+    /// has its body checked here: empty, or `{}`.
+    pub async fn new(
+        state: &AppState,
+        found: Found,
+        request: Request<Incoming>,
+    ) -> Result<Input, ApiError> {
+        let server = &state.config.server;
+        let limit = match found.endpoint.body {
+            Body::Bulk => server.import_body_limit_bytes,
+            Body::Ignored | Body::Empty | Body::Json => server.body_limit_bytes,
+        };
+        let (parts, body) = request.into_parts();
+        let mut input = Input {
+            id: found.id,
+            headers: parts.headers,
+            body: Some(body),
+            limit: limit as usize,
+            patience: Duration::from_millis(server.body_read_timeout_ms),
+        };
+        if found.endpoint.body == Body::Empty {
+            input.nothing().await?;
+        }
+        Ok(input)
+    }
+
+    /// The path's `{id}` as an account id.
+    pub fn account_id(&self) -> Result<AccountId, ApiError> {
+        Ok(AccountId::parse("account_id", self.id())?)
+    }
+
+    /// The path's `{id}` as a challenge id.
+    pub fn challenge_id(&self) -> Result<ChallengeId, ApiError> {
+        Ok(ChallengeId::parse("challenge_id", self.id())?)
+    }
+
+    fn id(&self) -> &str {
+        self.id.as_deref().unwrap_or_default()
+    }
+
+    /// Reads the body as the JSON object `T`: right content type, within the
+    /// size limit, well formed, nothing after it.
+    pub async fn json<T: DeserializeOwned>(mut self) -> Result<T, ApiError> {
+        if !is_json(&self.headers) {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+        parse_json(&self.read().await?)
+    }
+
+    /// Checks a body that must say nothing: empty, or `{}` (sent as JSON).
+    async fn nothing(&mut self) -> Result<(), ApiError> {
+        let body = self.read().await?;
+        if body.is_empty() {
+            return Ok(());
+        }
+        if !is_json(&self.headers) {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+        parse_json::<wire::NoInput>(&body).map(|_| ())
+    }
+
+    /// The body, within the size limit and the body timeout.
+    async fn read(&mut self) -> Result<Bytes, ApiError> {
+        let Some(body) = self.body.take() else {
+            return Ok(Bytes::new());
+        };
+        let limit = self.limit;
+        let declared = self
+            .headers
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > limit as u64) {
+            return Err(ApiError::PayloadTooLarge(limit));
+        }
+        let collected = tokio::time::timeout(self.patience, Limited::new(body, limit).collect())
+            .await
+            .map_err(|_| ApiError::BodyTimeout(self.patience))?;
+        Ok(collected
+            .map_err(|e| {
+                if e.is::<http_body_util::LengthLimitError>() {
+                    ApiError::PayloadTooLarge(limit)
+                } else {
+                    ApiError::invalid("body", "the body could not be read")
+                }
+            })?
+            .to_bytes())
+    }
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(';')
+                .next()
+                .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+        })
+}
+
+/// Parses a body that must be one JSON object and nothing more; a 400 names
+/// the field at fault by its full path (`identity.number`), or `body` when
+/// the JSON itself is broken or is not an object.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let wire::Object(value) =
+        serde_path_to_error::deserialize(&mut deserializer).map_err(|e| json_error(&e))?;
+    // Data after the object (`{…} x`, `{…}{…}`) is not ignored.
+    deserializer.end().map_err(|e| ApiError::MalformedJson {
+        field: "body".into(),
+        message: format!("malformed JSON: {e}"),
+    })?;
+    Ok(value)
+}
+
+fn json_error(e: &serde_path_to_error::Error<serde_json::Error>) -> ApiError {
+    let inner = e.inner();
+    let text = inner.to_string();
+    let path = e.path().to_string();
+    let named = text.split('`').nth(1);
+    let field = if inner.is_syntax() || inner.is_eof() {
+        "body".to_owned()
+    } else if text.starts_with("missing field") {
+        // The path is the object missing it.
+        match (path.as_str(), named) {
+            (".", Some(name)) => name.to_owned(),
+            (object, Some(name)) => format!("{object}.{name}"),
+            (object, None) => object.to_owned(),
+        }
+    } else if path == "." || path.starts_with('[') {
+        // The body as a whole is the wrong shape (e.g. an array).
+        "body".to_owned()
+    } else {
+        path
+    };
+    ApiError::MalformedJson {
+        field,
+        message: format!("malformed JSON: {text}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire;
+
+    fn refused<T: DeserializeOwned + std::fmt::Debug>(json: &str) -> (String, String) {
+        match parse_json::<T>(json.as_bytes()).unwrap_err() {
+            ApiError::MalformedJson { field, message } => (field, message),
+            other => panic!("{json}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn json_errors_name_the_unknown_or_missing_field_by_its_path() {
+        let field = |json: &str| refused::<wire::RegisterIn>(json).0;
+        let identity = r#""identity":{"kind":"civil_id","number":"12345678"}"#;
+        assert_eq!(
+            field(&format!(r#"{{{identity},"pin":"1","extra":1}}"#)),
+            "extra"
+        );
+        assert_eq!(field(&format!(r#"{{{identity}}}"#)), "pin");
+        assert_eq!(
+            field(r#"{"identity":{"kind":"civil_id"},"pin":"4821"}"#),
+            "identity.number"
+        );
+        assert_eq!(
+            field(r#"{"identity":{"kind":"civil_id","number":"1","colour":"red"},"pin":"4821"}"#),
+            "identity.colour"
+        );
+        assert_eq!(
+            field(r#"{"identity":{"kind":"civil_id","number":12},"pin":"4821"}"#),
+            "identity.number"
+        );
+        assert_eq!(field("["), "body");
+        assert_eq!(field("[1]"), "body");
+        assert_eq!(field(r#"{"identity":"#), "body");
+    }
+
+    #[test]
+    fn a_body_must_be_an_object_and_the_message_names_no_rust_type() {
+        for json in [
+            r#"["+351912345679",null,"4821",null,null,null]"#,
+            "null",
+            "\"text\"",
+            "12",
+        ] {
+            let (field, message) = refused::<wire::LoginIn>(json);
+            assert_eq!(field, "body", "{json}");
+            assert!(message.contains("a JSON object"), "{json}: {message}");
+            assert!(
+                !message.contains("LoginIn") && !message.contains("struct"),
+                "{message}"
+            );
+        }
+        let nested = r#"{"identity":["civil_id","12345678",null],"pin":"4821"}"#;
+        let (field, message) = refused::<wire::RegisterIn>(nested);
+        assert_eq!(field, "identity", "{message}");
+        assert!(!message.contains("IdentityIn"), "{message}");
+    }
+
+    #[test]
+    fn anything_after_the_object_is_refused() {
+        let login = r#"{"phone":"+351912345679","pin":"4821"}"#;
+        assert!(parse_json::<wire::LoginIn>(login.as_bytes()).is_ok());
+        assert!(parse_json::<wire::LoginIn>(format!("{login} \n").as_bytes()).is_ok());
+        for trailing in [" x", r#"{"x":1}"#, "}", "[]"] {
+            let (field, message) = refused::<wire::LoginIn>(&format!("{login}{trailing}"));
+            assert_eq!(field, "body", "{trailing}");
+            assert!(message.contains("trailing"), "{message}");
+        }
+    }
+
+    #[test]
+    fn no_input_is_an_empty_object_and_nothing_else() {
+        assert!(parse_json::<wire::NoInput>(b"{}").is_ok());
+        assert!(parse_json::<wire::NoInput>(b" { } ").is_ok());
+        assert_eq!(refused::<wire::NoInput>(r#"{"x":1}"#).0, "x");
+        assert_eq!(refused::<wire::NoInput>(r#"{"to":"/etc"}"#).0, "to");
+        assert_eq!(refused::<wire::NoInput>("garbage").0, "body");
+        assert_eq!(refused::<wire::NoInput>("[]").0, "body");
+    }
+}

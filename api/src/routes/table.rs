@@ -1,0 +1,284 @@
+//! The route table: each endpoint's method, path, scope, body and cost, in one place, and
+//! the matcher that finds a request's row.
+//!
+//! Routing, authorisation, the body limit and what a request spends of the
+//! rate limits are all read from the row; nothing else matches on paths.
+
+use engine::Scope;
+use hyper::Method;
+
+use crate::error::ApiError;
+use crate::limits::Cost;
+
+/// What a request asks for, once its method and path are understood.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    Livez,
+    Readyz,
+    Metrics,
+    Register,
+    PreRegister,
+    ReadAccount,
+    CancelAccount,
+    ChangePin,
+    BeginContactChange,
+    ConfirmContactChange,
+    PushDevice,
+    Login,
+    Verify,
+    StepUp,
+    StepUpVerify,
+    ChallengeStatus,
+    Resend,
+    ActivationRequest,
+    ActivationComplete,
+    Lock,
+    Unlock,
+    ResetPin,
+    Import,
+    Backup,
+    /// A handler that panics, to test that a panic still gets an answer.
+    #[cfg(test)]
+    Panic,
+}
+
+/// What an endpoint reads from the request body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Body {
+    /// Nothing; a body is not read (GET).
+    Ignored,
+    /// No input: an empty body or `{}`, refused otherwise.
+    Empty,
+    /// A JSON object within `server.body_limit_bytes`.
+    Json,
+    /// A JSON object within `server.import_body_limit_bytes`.
+    Bulk,
+}
+
+/// One row of the table.
+#[derive(Debug)]
+pub struct Endpoint {
+    /// The method; a `GET` row also answers `HEAD`.
+    pub method: Method,
+    /// The path, with `{id}` for a path parameter; the label in logs and metrics.
+    pub path: &'static str,
+    /// The handler.
+    pub route: Route,
+    /// The scope a client needs; `None` for the unauthenticated operations endpoints.
+    pub scope: Option<Scope>,
+    /// What the body holds.
+    pub body: Body,
+    /// What a request spends of the per-IP and per-client limits.
+    pub cost: Cost,
+}
+
+const fn row(
+    method: Method,
+    path: &'static str,
+    route: Route,
+    scope: Option<Scope>,
+    body: Body,
+    cost: Cost,
+) -> Endpoint {
+    Endpoint {
+        method,
+        path,
+        route,
+        scope,
+        body,
+        cost,
+    }
+}
+
+const AUTH: Option<Scope> = Some(Scope::Auth);
+const ACCOUNTS: Option<Scope> = Some(Scope::Accounts);
+const ADMIN: Option<Scope> = Some(Scope::Admin);
+
+/// Every endpoint.
+#[rustfmt::skip]
+pub static TABLE: &[Endpoint] = {
+    use Body::{Bulk, Empty, Ignored, Json};
+    use Cost::{Attempt, Free, Issue, IssueAndAttempt};
+    use Method as M;
+    use Route as R;
+    &[
+        row(M::GET, "/livez", R::Livez, None, Ignored, Free),
+        row(M::GET, "/readyz", R::Readyz, None, Ignored, Free),
+        row(M::GET, "/metrics", R::Metrics, None, Ignored, Free),
+        row(M::POST, "/v1/accounts", R::Register, ACCOUNTS, Json, Free),
+        row(M::POST, "/v1/accounts/pre-register", R::PreRegister, ACCOUNTS, Json, Free),
+        row(M::GET, "/v1/accounts/{id}", R::ReadAccount, ACCOUNTS, Ignored, Free),
+        row(M::DELETE, "/v1/accounts/{id}", R::CancelAccount, ACCOUNTS, Empty, Free),
+        row(M::POST, "/v1/accounts/{id}/pin", R::ChangePin, ACCOUNTS, Json, Attempt),
+        row(M::POST, "/v1/accounts/{id}/contact", R::BeginContactChange, ACCOUNTS, Json, IssueAndAttempt),
+        row(M::PUT, "/v1/accounts/{id}/push-device", R::PushDevice, ACCOUNTS, Json, Free),
+        row(M::POST, "/v1/contact-changes/confirm", R::ConfirmContactChange, ACCOUNTS, Json, Attempt),
+        row(M::POST, "/v1/login", R::Login, AUTH, Json, IssueAndAttempt),
+        row(M::POST, "/v1/verify", R::Verify, AUTH, Json, Attempt),
+        row(M::POST, "/v1/step-up", R::StepUp, AUTH, Json, Issue),
+        row(M::POST, "/v1/step-up/verify", R::StepUpVerify, AUTH, Json, Attempt),
+        row(M::GET, "/v1/challenges/{id}", R::ChallengeStatus, AUTH, Ignored, Free),
+        row(M::POST, "/v1/challenges/{id}/resend", R::Resend, AUTH, Empty, Issue),
+        row(M::POST, "/v1/activation/request", R::ActivationRequest, AUTH, Json, Issue),
+        row(M::POST, "/v1/activation/complete", R::ActivationComplete, AUTH, Json, Attempt),
+        row(M::POST, "/v1/admin/accounts/{id}/lock", R::Lock, ADMIN, Json, Free),
+        row(M::POST, "/v1/admin/accounts/{id}/unlock", R::Unlock, ADMIN, Empty, Free),
+        row(M::POST, "/v1/admin/accounts/{id}/pin-reset", R::ResetPin, ADMIN, Json, Free),
+        row(M::POST, "/v1/admin/import", R::Import, ADMIN, Bulk, Free),
+        row(M::POST, "/v1/admin/backup", R::Backup, ADMIN, Empty, Free),
+        #[cfg(test)]
+        row(M::GET, "/test/panic", R::Panic, None, Ignored, Free),
+    ]
+};
+
+/// A request's row, and its path parameter if the path has one.
+#[derive(Debug)]
+pub struct Found {
+    /// The row.
+    pub endpoint: &'static Endpoint,
+    /// The `{id}` segment as sent.
+    pub id: Option<String>,
+}
+
+/// Finds the row for `method` and `path`. A path no row has is 404 (label
+/// `unknown`); a path some row has with other methods is 405 (labelled with
+/// the path's template). When a literal segment and `{id}` both fit, the
+/// literal wins (`/v1/accounts/pre-register` is not an account id).
+pub fn find(method: &Method, path: &str) -> Result<Found, (ApiError, &'static str)> {
+    let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
+    let fits: Vec<(&'static Endpoint, Option<&str>)> = TABLE
+        .iter()
+        .filter_map(|e| matches(e.path, &segments).map(|id| (e, id)))
+        .collect();
+    let fewest_params = fits.iter().map(|(e, _)| params(e.path)).min();
+    let Some(fewest_params) = fewest_params else {
+        return Err((ApiError::NotFound, "unknown"));
+    };
+    let rows: Vec<(&'static Endpoint, Option<&str>)> = fits
+        .into_iter()
+        .filter(|(e, _)| params(e.path) == fewest_params)
+        .collect();
+    let wanted = if method == Method::HEAD {
+        &Method::GET
+    } else {
+        method
+    };
+    if let Some((endpoint, id)) = rows.iter().find(|(e, _)| e.method == wanted) {
+        return Ok(Found {
+            endpoint,
+            id: id.map(str::to_owned),
+        });
+    }
+    let label = rows.first().map_or("unknown", |(e, _)| e.path);
+    let mut allowed = Vec::new();
+    for (e, _) in &rows {
+        allowed.push(e.method.as_str());
+        if e.method == Method::GET {
+            allowed.push(Method::HEAD.as_str());
+        }
+    }
+    Err((
+        ApiError::MethodNotAllowed {
+            path: label,
+            allowed,
+        },
+        label,
+    ))
+}
+
+/// `Some(id)` when `segments` fit `pattern` (`id` is `{id}`'s segment, if any).
+fn matches<'a>(pattern: &str, segments: &[&'a str]) -> Option<Option<&'a str>> {
+    let parts: Vec<&str> = pattern.split('/').skip(1).collect();
+    if parts.len() != segments.len() {
+        return None;
+    }
+    let mut id = None;
+    for (part, segment) in parts.iter().zip(segments) {
+        if *part == "{id}" {
+            id = Some(*segment);
+        } else if part != segment {
+            return None;
+        }
+    }
+    Some(id)
+}
+
+fn params(pattern: &str) -> usize {
+    pattern.matches("{id}").count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn found(method: Method, path: &str) -> (Route, &'static str, Option<String>) {
+        let f = find(&method, path).unwrap();
+        (f.endpoint.route, f.endpoint.path, f.id)
+    }
+
+    #[test]
+    fn paths_and_methods_map_to_routes_or_clear_errors() {
+        assert_eq!(found(Method::GET, "/livez"), (Route::Livez, "/livez", None));
+        assert_eq!(
+            found(Method::GET, "/v1/accounts/abc"),
+            (Route::ReadAccount, "/v1/accounts/{id}", Some("abc".into()))
+        );
+        assert_eq!(
+            found(Method::DELETE, "/v1/accounts/abc/").0,
+            Route::CancelAccount
+        );
+        let (e, label) = find(&Method::GET, "/v1/login").unwrap_err();
+        assert_eq!(e.answer().status.as_u16(), 405);
+        assert_eq!(label, "/v1/login");
+        let (e, label) = find(&Method::GET, "/v2/nothing").unwrap_err();
+        assert_eq!((e.answer().status.as_u16(), label), (404, "unknown"));
+    }
+
+    #[test]
+    fn a_literal_segment_beats_a_path_parameter() {
+        assert_eq!(
+            found(Method::POST, "/v1/accounts/pre-register").0,
+            Route::PreRegister
+        );
+        let (e, label) = find(&Method::GET, "/v1/accounts/pre-register").unwrap_err();
+        assert_eq!(label, "/v1/accounts/pre-register");
+        assert_eq!(e.answer().message, "/v1/accounts/pre-register accepts POST");
+    }
+
+    #[test]
+    fn head_is_answered_wherever_get_is_and_listed_beside_it() {
+        assert_eq!(found(Method::HEAD, "/livez").0, Route::Livez);
+        assert_eq!(
+            found(Method::HEAD, "/v1/challenges/x").0,
+            Route::ChallengeStatus
+        );
+        assert!(find(&Method::HEAD, "/v1/login").is_err());
+        let (e, _) = find(&Method::POST, "/v1/accounts/x").unwrap_err();
+        assert_eq!(
+            e.answer().message,
+            "/v1/accounts/{id} accepts GET, HEAD, DELETE"
+        );
+    }
+
+    #[test]
+    fn every_row_has_its_own_method_and_path_and_only_ops_go_without_a_scope() {
+        for (i, a) in TABLE.iter().enumerate() {
+            for b in &TABLE[i + 1..] {
+                assert!(
+                    (a.method.clone(), a.path) != (b.method.clone(), b.path),
+                    "{} {} twice",
+                    a.method,
+                    a.path
+                );
+            }
+            let ops = ["/livez", "/readyz", "/metrics", "/test/panic"].contains(&a.path);
+            assert_eq!(a.scope.is_none(), ops, "{}", a.path);
+            assert_eq!(
+                a.method == Method::GET,
+                a.body == Body::Ignored,
+                "{}",
+                a.path
+            );
+        }
+    }
+}

@@ -1,0 +1,43 @@
+//! What every request handler shares: the engine, the configuration and the server's parts.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use engine::Engine;
+use metrics_exporter_prometheus::PrometheusHandle;
+
+use crate::config::Config;
+use crate::delivery::{Dispatcher, Wakeup};
+use crate::limits::Gate;
+use crate::pin_workers::PinWorkers;
+
+/// What every request handler shares.
+pub struct AppState {
+    /// The domain.
+    pub engine: Arc<Engine>,
+    /// The configuration in force.
+    pub config: Config,
+    /// The delivery channels.
+    pub dispatcher: Arc<Dispatcher>,
+    /// Wakes the sender when a code is queued.
+    pub wakeup: Wakeup,
+    /// The threads that hash and verify PINs.
+    pub pin_workers: PinWorkers,
+    /// Set when shutdown begins; `/readyz` then answers 503.
+    pub draining: AtomicBool,
+    /// Set while a backup is being written (one at a time).
+    pub backing_up: AtomicBool,
+    /// The metrics recorder's handle.
+    pub metrics: PrometheusHandle,
+    /// Per-IP and per-client rate limits.
+    pub gate: Gate,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("engine", &self.engine)
+            .field("dispatcher", &self.dispatcher)
+            .finish_non_exhaustive()
+    }
+}
