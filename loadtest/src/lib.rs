@@ -10,9 +10,12 @@ pub mod run;
 pub mod seed;
 pub mod sink;
 pub mod stats;
+pub mod sweep;
+pub mod threshold;
 
 pub use argon2::Argon2Ceiling;
 pub use options::{Flow, Mix, Model, Options};
-pub use report::{Report, Threshold};
+pub use report::Report;
 pub use run::{Account, Http, run};
 pub use sink::Sink;
+pub use threshold::Threshold;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use engine::Argon2Params;
-use loadtest::report::{SweepPoint, sweep_svg};
+use loadtest::sweep::{SweepPoint, sweep_svg};
 use loadtest::{Argon2Ceiling, Http, Mix, Model, Options, Sink, Threshold, run, seed};
 
 /// Load otpd with real flows; codes arrive at a built-in SMS sink.

@@ -7,6 +7,10 @@
 //! damaged store from starting: a format marker, and the number of the last
 //! write round acknowledged to callers, kept beside sled's files and
 //! compared with the round sled holds (`acknowledged-round`).
+//!
+//! Over 600 lines with its unit tests (about 230 of them, for the group
+//! commit's grouping, ordering, bounded rounds and shutdown, and the
+//! guards): the store and what proves it stay together.
 
 pub(crate) mod backup;
 mod commit;

@@ -1,0 +1,354 @@
+//! `spawn_app`: a real otpd on 127.0.0.1 port 0 with a temporary data directory,
+//! a manual clock and a delivery sink the test can read, called through one
+//! method per endpoint.
+//!
+//! This file starts and stops the server; `client.rs` has the method per
+//! endpoint, `bodies.rs` the typed request bodies they take.
+
+mod bodies;
+mod client;
+
+pub use bodies::*;
+pub use client::*;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use engine::{
+    CodeKey, Durable, ManualClock, Outgoing, Scope, Scopes, SendResult, Timestamp, seeded_rng,
+};
+use hyper::StatusCode;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use otpd::config::Config;
+use otpd::delivery::{Channel, Rendered, SendFuture};
+use otpd::{App, Dependencies};
+use serde_json::Value;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// 2026-11-23T00:00:00Z.
+pub const START: Timestamp = Timestamp(1_795_392_000_000);
+pub const PHONE: &str = "+351912345678";
+pub const PIN: &str = "4821";
+
+/// Codes as a gateway would receive them: the channel for every message
+/// whose channel has no configuration of its own.
+#[derive(Debug, Default, Clone)]
+pub struct Outbox {
+    sent: Arc<Mutex<Vec<(Outgoing, Rendered)>>>,
+    arrived: Arc<tokio::sync::Notify>,
+}
+
+impl Channel for Outbox {
+    fn name(&self) -> &'static str {
+        "test-capture"
+    }
+
+    fn send<'a>(&'a self, message: &'a Outgoing, rendered: &'a Rendered) -> SendFuture<'a> {
+        self.sent
+            .lock()
+            .unwrap()
+            .push((message.clone(), rendered.clone()));
+        self.arrived.notify_waiters();
+        Box::pin(async { SendResult::Sent })
+    }
+}
+
+impl Outbox {
+    /// Waits (up to 10 s) for the message of a challenge and returns it.
+    pub async fn message_for(&self, challenge_id: &str) -> (Outgoing, Rendered) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let arrived = self.arrived.notified();
+            if let Some(found) = self
+                .sent
+                .lock()
+                .unwrap()
+                .iter()
+                .rev()
+                .find(|(m, _)| m.challenge_id.to_string() == challenge_id)
+            {
+                return found.clone();
+            }
+            if tokio::time::timeout_at(deadline, arrived).await.is_err() {
+                panic!("no code was delivered for {challenge_id}");
+            }
+        }
+    }
+
+    /// Waits for and returns the code sent for a challenge.
+    pub async fn code_for(&self, challenge_id: &str) -> String {
+        self.message_for(challenge_id)
+            .await
+            .0
+            .code
+            .expose()
+            .to_owned()
+    }
+}
+
+pub struct Response {
+    pub status: StatusCode,
+    pub headers: hyper::HeaderMap,
+    pub body: Value,
+    pub text: String,
+}
+
+impl Response {
+    pub fn error_code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or("")
+    }
+}
+
+pub struct TestApp {
+    api: ApiClient,
+    pub clock: ManualClock,
+    pub outbox: Outbox,
+    pub state: Arc<otpd::AppState>,
+    stop: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<Result<(), String>>>,
+    pub config: Config,
+    pub dir: Arc<tempfile::TempDir>,
+    capture: bool,
+}
+
+/// Tests call endpoints on the app itself (`app.login(..)`): the server's
+/// handles and the client that talks to it are one thing to a test.
+impl std::ops::Deref for TestApp {
+    type Target = ApiClient;
+
+    fn deref(&self) -> &ApiClient {
+        &self.api
+    }
+}
+
+pub fn test_config(dir: &std::path::Path) -> Config {
+    let mut config = Config {
+        listen: "127.0.0.1:0".into(),
+        data_dir: dir.join("data"),
+        ..Config::default()
+    };
+    config.argon2.memory_kib = 64;
+    config.argon2.iterations = 1;
+    config.server.shutdown_grace_ms = 2_000;
+    config
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Everything the servers in this test binary log, at every level.
+pub fn captured_logs() -> Arc<Mutex<Vec<u8>>> {
+    static LOGS: std::sync::OnceLock<Arc<Mutex<Vec<u8>>>> = std::sync::OnceLock::new();
+    LOGS.get_or_init(|| {
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&logs);
+        let _ = tracing_subscriber::fmt()
+            .with_max_level(tracing_subscriber::filter::LevelFilter::TRACE)
+            .with_ansi(false)
+            .with_writer(move || LogWriter(Arc::clone(&sink)))
+            .try_init();
+        logs
+    })
+    .clone()
+}
+
+struct LogWriter(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
+    spawn(adjust, true).await
+}
+
+/// A server whose only channels are those `adjust` configures (no capture).
+pub async fn spawn_app_without_capture(adjust: impl FnOnce(&mut Config)) -> TestApp {
+    spawn(adjust, false).await
+}
+
+async fn spawn(adjust: impl FnOnce(&mut Config), capture: bool) -> TestApp {
+    captured_logs();
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let mut config = test_config(dir.path());
+    adjust(&mut config);
+    start(config, dir, ManualClock::new(START), None, capture).await
+}
+
+/// A different seed for every server in the binary: tests run side by side
+/// and share one log, so equal code sequences would make one test's codes
+/// show up in another's log.
+fn next_seed() -> [u8; 32] {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let mut seed = [7; 32];
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    seed[..8].copy_from_slice(&n.to_le_bytes());
+    seed
+}
+
+async fn start(
+    config: Config,
+    dir: Arc<tempfile::TempDir>,
+    clock: ManualClock,
+    keys: Option<[String; 4]>,
+    capture: bool,
+) -> TestApp {
+    let outbox = Outbox::default();
+    let deps = Dependencies {
+        clock: Arc::new(clock.clone()),
+        rng: seeded_rng(next_seed()),
+        code_key: CodeKey::new([42; 32]),
+        delivery: capture.then(|| Arc::new(outbox.clone()) as Arc<dyn Channel>),
+    };
+    let app = App::build(config.clone(), deps).expect("app builds");
+    let state = app.state();
+    let engine = Arc::clone(&state.engine);
+    let keys = keys.unwrap_or_else(|| {
+        let add = |name: &str, scopes: &[Scope]| {
+            let (_, key) = engine
+                .add_client(name, Scopes::of(scopes))
+                .and_then(Durable::wait)
+                .unwrap();
+            key.expose().to_owned()
+        };
+        [
+            add("auth-only", &[Scope::Auth]),
+            add("accounts-only", &[Scope::Accounts]),
+            add("admin-only", &[Scope::Admin]),
+            add("everything", &Scope::ALL),
+        ]
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(app.serve(listener, async {
+        let _ = stopped.await;
+    }));
+    let [auth_key, accounts_key, admin_key, all_key] = keys;
+    drop(engine);
+    TestApp {
+        api: ApiClient {
+            address,
+            auth_key,
+            accounts_key,
+            admin_key,
+            all_key,
+            client: Client::builder(TokioExecutor::new()).build_http(),
+            key: None,
+            forwarded_for: None,
+        },
+        clock,
+        outbox,
+        state,
+        stop: Some(stop),
+        server: Some(server),
+        config,
+        dir,
+        capture,
+    }
+}
+
+impl TestApp {
+    /// Stops the server (graceful drain and flush) and starts a new one on the same data.
+    pub async fn restart(self) -> TestApp {
+        self.restart_expecting(Ok(())).await
+    }
+
+    /// As `restart`, where the stop's outcome is `stopped` (a store that
+    /// failed cannot make its final flush).
+    pub async fn restart_expecting(mut self, stopped: Result<(), &str>) -> TestApp {
+        let outcome = self.stop().await;
+        match (stopped, &outcome) {
+            (Ok(()), Ok(())) => {}
+            (Err(part), Err(why)) if why.contains(part) => {}
+            _ => panic!("stopped with {outcome:?}, expected {stopped:?}"),
+        }
+        let keys = [
+            self.auth_key.clone(),
+            self.accounts_key.clone(),
+            self.admin_key.clone(),
+            self.all_key.clone(),
+        ];
+        let (config, dir, clock) = (
+            self.config.clone(),
+            Arc::clone(&self.dir),
+            self.clock.clone(),
+        );
+        let capture = self.capture;
+        let engine = Arc::downgrade(&self.state.engine);
+        drop(self);
+        // The old engine must be gone before the store can be opened again.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while engine.strong_count() > 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "old engine still referenced"
+            );
+            tokio::task::yield_now().await;
+        }
+        start(config, dir, clock, Some(keys), capture).await
+    }
+
+    /// A second server on a copy of this one's data in `data_dir` (restored
+    /// from a backup, say): same clients and keys, same clock.
+    pub async fn spawn_on_copy(&self, data_dir: std::path::PathBuf) -> TestApp {
+        let dir = Arc::new(tempfile::tempdir().unwrap());
+        let config = Config {
+            data_dir,
+            ..self.config.clone()
+        };
+        let keys = [
+            self.auth_key.clone(),
+            self.accounts_key.clone(),
+            self.admin_key.clone(),
+            self.all_key.clone(),
+        ];
+        start(config, dir, self.clock.clone(), Some(keys), self.capture).await
+    }
+
+    /// Logs in and returns (challenge id, delivered code).
+    pub async fn login_code(&self, phone: &str) -> (String, String) {
+        let r = self.login(phone, PIN).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+        let id = r.body["challenge_id"].as_str().unwrap().to_owned();
+        let code = self.outbox.code_for(&id).await;
+        (id, code)
+    }
+
+    /// Steps up and returns (challenge id, delivered code).
+    pub async fn step_up_code(&self, account_id: &str) -> (String, String) {
+        let r = self.step_up(account_id).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+        let id = r.body["challenge_id"].as_str().unwrap().to_owned();
+        let code = self.outbox.code_for(&id).await;
+        (id, code)
+    }
+
+    pub async fn stop(&mut self) -> Result<(), String> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match self.server.take() {
+            Some(server) => server.await.unwrap(),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
