@@ -21,13 +21,15 @@ pub enum Scope {
     Auth,
     /// Account registration, reads and self-service changes.
     Accounts,
-    /// Lock, unlock, PIN reset, bulk import.
+    /// Lock, unlock, PIN reset, bulk import, backups, signing keys.
     Admin,
+    /// Signature requests: a code bound to a document, and its attestation.
+    Sign,
 }
 
 impl Scope {
     /// Every scope.
-    pub const ALL: [Scope; 3] = [Scope::Auth, Scope::Accounts, Scope::Admin];
+    pub const ALL: [Scope; 4] = [Scope::Auth, Scope::Accounts, Scope::Admin, Scope::Sign];
 
     /// Parses the scope's name.
     pub fn parse(text: &str) -> Result<Scope> {
@@ -35,9 +37,10 @@ impl Scope {
             "auth" => Ok(Scope::Auth),
             "accounts" => Ok(Scope::Accounts),
             "admin" => Ok(Scope::Admin),
+            "sign" => Ok(Scope::Sign),
             other => Err(EngineError::invalid(
                 "scopes",
-                format!("unknown scope {other:?}: use auth, accounts or admin"),
+                format!("unknown scope {other:?}: use auth, accounts, admin or sign"),
             )),
         }
     }
@@ -48,6 +51,7 @@ impl Scope {
             Scope::Auth => "auth",
             Scope::Accounts => "accounts",
             Scope::Admin => "admin",
+            Scope::Sign => "sign",
         }
     }
 
@@ -56,6 +60,7 @@ impl Scope {
             Scope::Auth => 1,
             Scope::Accounts => 2,
             Scope::Admin => 4,
+            Scope::Sign => 8,
         }
     }
 }

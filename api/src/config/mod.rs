@@ -10,6 +10,7 @@ mod limits;
 mod policy;
 mod redact;
 mod server;
+mod signing;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -30,6 +31,7 @@ pub use policy::{
     AlphabetConfig, Argon2Config, CodeConfig, CodesConfig, LockModeConfig, LockoutConfig, PinConfig,
 };
 pub use server::{ServerConfig, StoreSettings};
+pub use signing::SigningConfig;
 
 /// Variables read from the environment that are not settings.
 pub const ENV_CONFIG_FILE: &str = "OTPD_CONFIG";
@@ -72,6 +74,8 @@ pub struct Config {
     pub delivery: DeliveryConfig,
     /// Rate limits and SMS budgets (0 turns a limit off).
     pub limits: LimitsConfig,
+    /// Signed attestations and their keys.
+    pub signing: SigningConfig,
 }
 
 /// Deployment kind.
@@ -136,6 +140,7 @@ impl Default for Config {
             resend_cooldown_seconds: ResendCooldown::default().0.as_secs(),
             delivery: DeliveryConfig::default(),
             limits: LimitsConfig::default(),
+            signing: SigningConfig::default(),
         }
     }
 }
@@ -226,6 +231,7 @@ impl Config {
                     .into(),
             );
         }
+        self.signing.validate()?;
         if !(0..=19).contains(&self.server.argon2_nice) {
             return Err("server.argon2_nice must be 0 to 19".into());
         }

@@ -236,7 +236,7 @@ mod tests {
     }
 
     fn attester(dir: &std::path::Path, now: Timestamp) -> Attester {
-        let ring = KeyRing::open(dir, Duration::from_secs(3600), now).unwrap();
+        let ring = KeyRing::open(dir, Duration::from_secs(3600), now, None).unwrap();
         Attester::new(
             ring,
             "https://otpd.example".into(),

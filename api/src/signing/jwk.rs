@@ -40,7 +40,12 @@ impl PublicKey {
         if jwk["kty"] != "OKP" || jwk["crv"] != "Ed25519" {
             return None;
         }
-        let bytes = URL_SAFE_NO_PAD.decode(jwk["x"].as_str()?).ok()?;
+        PublicKey::from_x(jwk["x"].as_str()?)
+    }
+
+    /// The key from its `x` member.
+    pub fn from_x(x: &str) -> Option<PublicKey> {
+        let bytes = URL_SAFE_NO_PAD.decode(x).ok()?;
         Some(PublicKey(bytes.try_into().ok()?))
     }
 }

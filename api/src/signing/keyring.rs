@@ -6,9 +6,15 @@
 //! Layout of the directory (`<data_dir>/signing/` by default):
 //!
 //! ```text
-//! keys.json        {"version": 1, "keys": [{"kid", "created_at", "superseded_at", "retired_at"}]}
+//! keys.json        {"version": 1, "keys": [{"kid", "x", "created_at", "superseded_at", "retired_at", "external"}]}
 //! <kid>.pk8        the private key, PKCS#8 (mode 0600)
 //! ```
+//!
+//! The manifest holds every key's public half (`x`), so only the active
+//! key's private file is ever read: an operator may delete the private
+//! files of replaced keys. A key given by `signing.key` (`env:`/`file:`) is
+//! `external`: its private half never touches the directory, and a new one
+//! given there replaces it at the next start.
 //!
 //! Every change writes a new file under a temporary name, syncs it and
 //! renames it into place, so a crash leaves the old state or the new one.
@@ -34,12 +40,17 @@ const MANIFEST: &str = "keys.json";
 pub struct KeyInfo {
     /// RFC 7638 thumbprint of the public key.
     pub kid: String,
+    /// The public key, base64url (a JWK's `x`).
+    pub x: String,
     /// When it was made.
     pub created_at: u64,
     /// When a newer key replaced it as the active one.
     pub superseded_at: Option<u64>,
     /// When it was retired: no longer published, its tokens no longer verify.
     pub retired_at: Option<u64>,
+    /// Whether the private key comes from `signing.key`, not the directory.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub external: bool,
 }
 
 /// Where a key stands at a given time.
@@ -78,6 +89,8 @@ struct Manifest {
 pub(crate) struct Signer {
     pub(crate) kid: String,
     pub(crate) pkcs8: Vec<u8>,
+    /// The key as `signing.key` gave it, kept to reload after a retirement.
+    external: Option<Vec<u8>>,
 }
 
 impl std::fmt::Debug for Signer {
@@ -107,8 +120,15 @@ struct Held {
 impl KeyRing {
     /// Opens the key ring in `dir`, making the directory and a first key
     /// when there is none. `overlap` is how long a replaced key stays
-    /// published.
-    pub fn open(dir: &Path, overlap: Duration, now: Timestamp) -> Result<KeyRing, SigningError> {
+    /// published. `external` is the active key's PKCS#8 document when
+    /// `signing.key` gives one: if it is not already the active key, it
+    /// becomes so and the one it replaces stays published for the overlap.
+    pub fn open(
+        dir: &Path,
+        overlap: Duration,
+        now: Timestamp,
+        external: Option<&[u8]>,
+    ) -> Result<KeyRing, SigningError> {
         std::fs::create_dir_all(dir).map_err(SigningError::io("create", dir))?;
         restrict(dir, 0o700)?;
         let path = dir.join(MANIFEST);
@@ -129,12 +149,45 @@ impl KeyRing {
                 manifest.version
             )));
         }
-        if !manifest.keys.iter().any(is_current) {
-            let info = generate(dir, now)?;
+        let current = manifest.keys.iter().find(|k| is_current(k)).cloned();
+        let replacement = match (external, &current) {
+            (Some(pkcs8), _) => {
+                let key = public_key(pkcs8).ok_or_else(|| {
+                    SigningError::Damaged("signing.key is not a PKCS#8 Ed25519 private key".into())
+                })?;
+                let kid = key.thumbprint();
+                match current.as_ref().map(|c| c.kid.as_str()) {
+                    Some(active) if active == kid => None,
+                    _ => {
+                        if manifest.keys.iter().any(|k| k.kid == kid) {
+                            return Err(SigningError::Refused(format!(
+                                "signing.key is key {kid}, which was replaced or retired before: \
+                                 a key is never made active again"
+                            )));
+                        }
+                        Some(KeyInfo {
+                            kid,
+                            x: key.x(),
+                            created_at: now.0,
+                            superseded_at: None,
+                            retired_at: None,
+                            external: true,
+                        })
+                    }
+                }
+            }
+            (None, Some(active)) if !active.external => None,
+            // No key yet, or signing.key was removed: make one here.
+            (None, _) => Some(generate(dir, now)?),
+        };
+        if let Some(info) = replacement {
+            for key in manifest.keys.iter_mut().filter(|k| is_current(k)) {
+                key.superseded_at = Some(now.0);
+            }
             manifest.keys.push(info);
             write_manifest(dir, &manifest)?;
         }
-        let held = load(dir, manifest)?;
+        let held = load(dir, manifest, external)?;
         Ok(KeyRing {
             dir: dir.to_path_buf(),
             overlap,
@@ -185,6 +238,12 @@ impl KeyRing {
     /// for the overlap. Returns the new key's id.
     pub fn rotate(&self, now: Timestamp) -> Result<String, SigningError> {
         let mut held = self.state.write().unwrap_or_else(PoisonError::into_inner);
+        if held.active.external.is_some() {
+            return Err(SigningError::Refused(format!(
+                "the active key {} comes from signing.key: to rotate, put a new key there and restart",
+                held.active.kid
+            )));
+        }
         let info = generate(&self.dir, now)?;
         let mut manifest = Manifest {
             version: 1,
@@ -196,7 +255,7 @@ impl KeyRing {
         let kid = info.kid.clone();
         manifest.keys.push(info);
         write_manifest(&self.dir, &manifest)?;
-        *held = load(&self.dir, manifest)?;
+        *held = load(&self.dir, manifest, None)?;
         Ok(kid)
     }
 
@@ -212,7 +271,7 @@ impl KeyRing {
             .keys
             .iter_mut()
             .find(|k| k.kid == kid)
-            .ok_or_else(|| SigningError::Refused(format!("no signing key has the id {kid:?}")))?;
+            .ok_or_else(|| SigningError::NotFound(kid.to_owned()))?;
         if key.retired_at.is_some() {
             return Err(SigningError::Refused(format!(
                 "key {kid} is already retired"
@@ -225,7 +284,8 @@ impl KeyRing {
         }
         key.retired_at = Some(now.0);
         write_manifest(&self.dir, &manifest)?;
-        *held = load(&self.dir, manifest)?;
+        let external = held.active.external.take();
+        *held = load(&self.dir, manifest, external.as_deref())?;
         Ok(())
     }
 
@@ -252,38 +312,90 @@ fn public_of(held: &Held, kid: &str) -> Option<PublicKey> {
     held.public.iter().find(|(k, _)| k == kid).map(|(_, p)| *p)
 }
 
-/// Reads every key of `manifest` and picks the active one (the newest current).
-fn load(dir: &Path, manifest: Manifest) -> Result<Held, SigningError> {
+/// Reads every key's public half from `manifest` and the active key's
+/// private half from its file (or `external`).
+fn load(dir: &Path, manifest: Manifest, external: Option<&[u8]>) -> Result<Held, SigningError> {
     let mut public = Vec::with_capacity(manifest.keys.len());
-    let mut active = None;
     for info in &manifest.keys {
-        let path = dir.join(format!("{}.pk8", info.kid));
-        let pkcs8 = std::fs::read(&path).map_err(SigningError::io("read", &path))?;
-        let key = public_key(&pkcs8).ok_or_else(|| {
-            SigningError::Damaged(format!("{} is not an Ed25519 key", path.display()))
-        })?;
-        if key.thumbprint() != info.kid {
-            return Err(SigningError::Damaged(format!(
-                "{} holds another key than {} (its thumbprint is {})",
-                path.display(),
-                info.kid,
-                key.thumbprint()
-            )));
-        }
+        let key = PublicKey::from_x(&info.x)
+            .filter(|k| k.thumbprint() == info.kid)
+            .ok_or_else(|| {
+                SigningError::Damaged(format!(
+                    "the key manifest's entry {} has no matching public key",
+                    info.kid
+                ))
+            })?;
         public.push((info.kid.clone(), key));
-        if is_current(info) {
-            active = Some(Signer {
-                kid: info.kid.clone(),
-                pkcs8,
-            });
-        }
     }
-    let active = active.ok_or_else(|| SigningError::Damaged("no active signing key".into()))?;
+    let info = manifest
+        .keys
+        .iter()
+        .find(|k| is_current(k))
+        .ok_or_else(|| SigningError::Damaged("no active signing key".into()))?;
+    let (pkcs8, external) = if info.external {
+        let pkcs8 = external.ok_or_else(|| {
+            SigningError::Damaged(format!(
+                "key {} comes from signing.key, which is not set",
+                info.kid
+            ))
+        })?;
+        (pkcs8.to_vec(), Some(pkcs8.to_vec()))
+    } else {
+        let path = dir.join(format!("{}.pk8", info.kid));
+        (
+            std::fs::read(&path).map_err(SigningError::io("read", &path))?,
+            None,
+        )
+    };
+    let key = public_key(&pkcs8).ok_or_else(|| {
+        SigningError::Damaged(format!(
+            "the private key of {} is not an Ed25519 key",
+            info.kid
+        ))
+    })?;
+    if key.thumbprint() != info.kid {
+        return Err(SigningError::Damaged(format!(
+            "the private key file of {} holds another key (its thumbprint is {})",
+            info.kid,
+            key.thumbprint()
+        )));
+    }
+    let active = Signer {
+        kid: info.kid.clone(),
+        pkcs8,
+        external,
+    };
     Ok(Held {
         manifest,
         public,
         active,
     })
+}
+
+/// Reads `signing.key`'s value: a PKCS#8 private key as PEM
+/// (`-----BEGIN PRIVATE KEY-----`, what `openssl genpkey -algorithm ed25519`
+/// writes) or as base64 of its DER bytes.
+pub fn read_private_key(text: &str) -> Result<Vec<u8>, SigningError> {
+    use base64::Engine as _;
+    let body: String = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(body.as_bytes())
+        .map_err(|_| {
+            SigningError::Damaged(
+                "signing.key holds neither PEM nor base64: expected a PKCS#8 Ed25519 private key"
+                    .into(),
+            )
+        })?;
+    if public_key(&der).is_none() {
+        return Err(SigningError::Damaged(
+            "signing.key is not a PKCS#8 Ed25519 private key".into(),
+        ));
+    }
+    Ok(der)
 }
 
 /// The public key of a PKCS#8 Ed25519 key pair.
@@ -302,9 +414,11 @@ fn generate(dir: &Path, now: Timestamp) -> Result<KeyInfo, SigningError> {
     write_atomically(&dir.join(format!("{kid}.pk8")), pkcs8.as_ref(), 0o600)?;
     Ok(KeyInfo {
         kid,
+        x: key.x(),
         created_at: now.0,
         superseded_at: None,
         retired_at: None,
+        external: false,
     })
 }
 
@@ -352,7 +466,7 @@ mod tests {
     #[test]
     fn a_first_key_is_made_once_and_kept_across_opens() {
         let dir = tempfile::tempdir().unwrap();
-        let ring = KeyRing::open(dir.path(), HOUR, Timestamp(1_000)).unwrap();
+        let ring = KeyRing::open(dir.path(), HOUR, Timestamp(1_000), None).unwrap();
         let kid = ring.active_kid();
         assert_eq!(ring.published(Timestamp(2_000)).len(), 1);
         let mode = std::fs::metadata(dir.path().join(format!("{kid}.pk8")))
@@ -363,14 +477,14 @@ mod tests {
             0o600
         );
         drop(ring);
-        let again = KeyRing::open(dir.path(), HOUR, Timestamp(3_000)).unwrap();
+        let again = KeyRing::open(dir.path(), HOUR, Timestamp(3_000), None).unwrap();
         assert_eq!(again.active_kid(), kid);
     }
 
     #[test]
     fn a_rotated_key_stays_published_for_the_overlap_and_retired_keys_never() {
         let dir = tempfile::tempdir().unwrap();
-        let ring = KeyRing::open(dir.path(), HOUR, Timestamp(0)).unwrap();
+        let ring = KeyRing::open(dir.path(), HOUR, Timestamp(0), None).unwrap();
         let old = ring.active_kid();
         let new = ring.rotate(Timestamp(1_000)).unwrap();
         assert_ne!(old, new);
@@ -399,7 +513,7 @@ mod tests {
         assert_eq!(states, ["retired", "active"]);
         // All of it survives reopening.
         drop(ring);
-        let again = KeyRing::open(dir.path(), HOUR, Timestamp(6_000)).unwrap();
+        let again = KeyRing::open(dir.path(), HOUR, Timestamp(6_000), None).unwrap();
         assert_eq!(again.active_kid(), new);
         assert_eq!(again.published(Timestamp(6_000)).len(), 1);
     }
@@ -407,19 +521,72 @@ mod tests {
     #[test]
     fn a_damaged_or_swapped_key_file_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let ring = KeyRing::open(dir.path(), HOUR, Timestamp(0)).unwrap();
+        let ring = KeyRing::open(dir.path(), HOUR, Timestamp(0), None).unwrap();
         let kid = ring.active_kid();
         let other = ring.rotate(Timestamp(1)).unwrap();
         drop(ring);
-        // The old key's file now holds the new key.
+        // The active key's file now holds the old key.
         std::fs::copy(
-            dir.path().join(format!("{other}.pk8")),
             dir.path().join(format!("{kid}.pk8")),
+            dir.path().join(format!("{other}.pk8")),
         )
         .unwrap();
-        let err = KeyRing::open(dir.path(), HOUR, Timestamp(2)).unwrap_err();
+        let err = KeyRing::open(dir.path(), HOUR, Timestamp(2), None).unwrap_err();
         assert!(err.to_string().contains("another key"), "{err}");
         std::fs::write(dir.path().join(MANIFEST), b"{").unwrap();
-        assert!(KeyRing::open(dir.path(), HOUR, Timestamp(2)).is_err());
+        assert!(KeyRing::open(dir.path(), HOUR, Timestamp(2), None).is_err());
+    }
+
+    fn pem(pkcs8: &[u8]) -> String {
+        use base64::Engine as _;
+        let body = base64::engine::general_purpose::STANDARD.encode(pkcs8);
+        format!("-----BEGIN PRIVATE KEY-----\n{body}\n-----END PRIVATE KEY-----\n")
+    }
+
+    #[test]
+    fn a_key_from_outside_becomes_active_and_is_rotated_by_replacing_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let made_here = KeyRing::open(dir.path(), HOUR, Timestamp(0), None)
+            .unwrap()
+            .active_kid();
+        let first = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).unwrap();
+        let first = read_private_key(&pem(first.as_ref())).unwrap();
+        let ring = KeyRing::open(dir.path(), HOUR, Timestamp(10), Some(&first)).unwrap();
+        let external = ring.active_kid();
+        assert_eq!(external, public_key(&first).unwrap().thumbprint());
+        assert!(!dir.path().join(format!("{external}.pk8")).exists());
+        let published: Vec<String> = ring
+            .published(Timestamp(20))
+            .iter()
+            .map(PublicKey::thumbprint)
+            .collect();
+        assert_eq!(published, [made_here.clone(), external.clone()]);
+        let err = ring.rotate(Timestamp(30)).unwrap_err();
+        assert!(err.to_string().contains("signing.key"), "{err}");
+        ring.retire(&made_here, Timestamp(40)).unwrap();
+        assert_eq!(ring.active_kid(), external, "retiring keeps the key");
+        drop(ring);
+        // The same key again changes nothing; the directory alone cannot open.
+        let ring = KeyRing::open(dir.path(), HOUR, Timestamp(50), Some(&first)).unwrap();
+        assert_eq!(ring.list(Timestamp(50)).len(), 2);
+        drop(ring);
+        // A new key replaces it; the old one may not come back.
+        let second = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).unwrap();
+        let ring = KeyRing::open(dir.path(), HOUR, Timestamp(60), Some(second.as_ref())).unwrap();
+        assert_ne!(ring.active_kid(), external);
+        assert_eq!(ring.published(Timestamp(70)).len(), 2);
+        drop(ring);
+        let err = KeyRing::open(dir.path(), HOUR, Timestamp(80), Some(&first)).unwrap_err();
+        assert!(err.to_string().contains("never made active again"), "{err}");
+        // Without signing.key, a key is made here again.
+        let ring = KeyRing::open(dir.path(), HOUR, Timestamp(90), None).unwrap();
+        assert!(
+            dir.path()
+                .join(format!("{}.pk8", ring.active_kid()))
+                .exists()
+        );
+        for bad in ["", "not base64!", "aGVsbG8="] {
+            assert!(read_private_key(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -10,7 +10,7 @@ use std::path::Path;
 
 pub use attestation::{Attester, Claims, verify};
 pub use jwk::{PublicKey, key_set};
-pub use keyring::{KeyInfo, KeyRing, KeyState};
+pub use keyring::{KeyInfo, KeyRing, KeyState, read_private_key};
 
 /// Why a signing-key operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -21,7 +21,11 @@ pub enum SigningError {
     /// A key file or the manifest is not what otpd wrote.
     #[error("{0}")]
     Damaged(String),
-    /// The operation does not apply (unknown key, retiring the active one).
+    /// No key has this id.
+    #[error("no signing key has the id {0}")]
+    NotFound(String),
+    /// The operation does not apply (retiring the active key, rotating a
+    /// key that comes from `signing.key`).
     #[error("{0}")]
     Refused(String),
 }
