@@ -12,6 +12,8 @@ use hyper::header::{ALLOW, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use hyper::{Response, StatusCode};
 use serde_json::{Value, json};
 
+use crate::signing::SigningError;
+
 /// Why a request was not served.
 #[derive(Debug)]
 pub enum ApiError {
@@ -77,6 +79,8 @@ pub enum ApiError {
     ShuttingDown,
     /// The request took longer than `server.request_timeout_ms`.
     Timeout,
+    /// A signing-key operation failed or was refused.
+    Signing(SigningError),
     /// A bug; the cause is logged, never shown.
     Internal(String),
 }
@@ -289,6 +293,16 @@ impl ApiError {
                 "timeout",
                 "the request took too long; it may or may not have taken effect",
             ),
+            ApiError::Signing(SigningError::NotFound(kid)) => Answer::new(
+                S::NOT_FOUND,
+                "key_not_found",
+                format!("no signing key has the id {kid} (see GET /v1/admin/keys)"),
+            )
+            .field("kid"),
+            ApiError::Signing(SigningError::Refused(why)) => {
+                Answer::new(S::CONFLICT, "key_refused", why.clone())
+            }
+            ApiError::Signing(e) => internal(format!("signing keys: {e}")),
             ApiError::Internal(cause) => internal(cause.clone()),
         }
     }
@@ -321,6 +335,12 @@ impl ApiError {
     /// The response (see [`ApiError::into_answer`]).
     pub fn into_response(self) -> Response<Full<Bytes>> {
         self.into_answer().into_response()
+    }
+}
+
+impl From<SigningError> for ApiError {
+    fn from(e: SigningError) -> Self {
+        ApiError::Signing(e)
     }
 }
 

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use engine::{Durable, Engine, Scope, Scopes, SystemClock, os_seeded_rng};
+use otpd::cli::{self, attestation, keys, keys::KeyAction};
 use otpd::config::{self, Config, Environment, LogFormat, Overrides};
 use otpd::failure::Failure;
 use otpd::secrets::{KeySource, load_code_key};
@@ -76,6 +77,29 @@ enum Command {
         #[arg(long)]
         replace: bool,
     },
+    /// Signing keys: list them, make a new active key (the old one stays
+    /// published for signing.key_overlap_seconds), or retire one. With the
+    /// server running, asks it (an admin-scoped key in OTPD_ADMIN_KEY).
+    Keys {
+        #[command(subcommand)]
+        action: KeysAction,
+        /// The running server's base URL [default: http:// and the listen address].
+        #[arg(long, global = true)]
+        server: Option<String>,
+    },
+    /// Check an attestation as a signing service would: its signature
+    /// against the key set, its key id, its expiry and, with --sha256, that
+    /// it approves that document. Exit 0 if it holds, 1 (with the reason) if not.
+    VerifyAttestation {
+        /// The key set: a file, or the server's /.well-known/jwks.json URL.
+        #[arg(long)]
+        jwks: String,
+        /// The SHA-256 (64 hex digits) of the document the token must approve.
+        #[arg(long)]
+        sha256: Option<String>,
+        /// The token (compact JWS).
+        token: String,
+    },
     /// Check the data directory offline (server stopped): the store opens,
     /// no acknowledged write is missing, every record decodes; print counts.
     Check {
@@ -91,7 +115,7 @@ enum ClientAction {
     Add {
         /// Unique name, e.g. the service's host name.
         name: String,
-        /// Comma-separated scopes: auth, accounts, admin.
+        /// Comma-separated scopes: auth, accounts, admin, sign.
         #[arg(long, value_delimiter = ',', required = true)]
         scopes: Vec<String>,
     },
@@ -101,6 +125,20 @@ enum ClientAction {
     Revoke {
         /// The client's name.
         name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysAction {
+    /// Every key, and whether it is active, previous (still published),
+    /// expired (past its overlap) or retired.
+    List,
+    /// Make a new key the active one.
+    Rotate,
+    /// Stop publishing a replaced key: tokens it signed no longer verify.
+    Retire {
+        /// The key's id (its RFC 7638 thumbprint).
+        kid: String,
     },
 }
 
@@ -164,6 +202,29 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Backup { to, server } => backup(&config, &to, server),
         Command::Restore { from, replace } => restore(&config, &from, replace),
         Command::Check { backup } => check(&config, backup.as_deref()),
+        Command::Keys { action, server } => {
+            let action = match action {
+                KeysAction::List => KeyAction::List,
+                KeysAction::Rotate => KeyAction::Rotate,
+                KeysAction::Retire { kid } => KeyAction::Retire(kid),
+            };
+            let now = engine::Clock::now(&SystemClock::new());
+            for line in keys::run(&config, &action, server.as_deref(), now)? {
+                println!("{line}");
+            }
+            Ok(())
+        }
+        Command::VerifyAttestation {
+            jwks,
+            sha256,
+            token,
+        } => match attestation::check(&jwks, &token, sha256.as_deref()) {
+            Ok(claims) => {
+                println!("{}", attestation::describe(&claims));
+                Ok(())
+            }
+            Err(reason) => Err(Failure::Other(format!("invalid attestation: {reason}"))),
+        },
         Command::Config => {
             // Inline secrets print as <redacted>; env:/file: references as they are.
             let text = toml::to_string(&config.redacted()).map_err(|e| e.to_string())?;
@@ -352,58 +413,14 @@ fn backup(config: &Config, to: &std::path::Path, server: Option<String>) -> Resu
 
 /// Asks the running server to write a backup; returns the file it wrote.
 fn ask_server_for_backup(config: &Config, server: Option<String>) -> Result<PathBuf, String> {
-    use http_body_util::{BodyExt, Full};
-    let key = std::env::var(config::ENV_ADMIN_KEY).map_err(|_| {
-        format!(
-            "otpd is running on {}: set {} to an admin-scoped client key so it can write the \
-             backup (or stop it and run this again)",
-            config.data_dir.display(),
-            config::ENV_ADMIN_KEY
-        )
-    })?;
-    let base = match server {
-        Some(url) => url.trim_end_matches('/').to_owned(),
-        None => {
-            let mut address = config.listen_addr()?;
-            if address.ip().is_unspecified() {
-                address.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-            }
-            format!("http://{address}")
-        }
-    };
+    let key = cli::server::admin_key(config, "write the backup")?;
+    let base = cli::server::base_url(config, server.as_deref())?;
     let url = format!("{base}/v1/admin/backup");
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start the runtime: {e}"))?;
-    let (status, body) = runtime.block_on(async {
-        let client =
-            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                .build_http::<Full<bytes::Bytes>>();
-        let request = hyper::Request::post(&url)
-            .header("authorization", format!("Bearer {key}"))
-            .body(Full::default())
-            .map_err(|e| format!("bad server URL {url}: {e}"))?;
-        let response = client
-            .request(request)
-            .await
-            .map_err(|e| format!("cannot reach the server at {url}: {e}"))?;
-        let status = response.status();
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| format!("the server's answer broke off: {e}"))?
-            .to_bytes();
-        Ok::<_, String>((status, body))
-    })?;
-    let answer: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    let (status, answer) = cli::server::call(hyper::Method::POST, &url, Some(&key))?;
     if status != hyper::StatusCode::OK {
         return Err(format!(
-            "the server refused the backup ({status}): {}",
-            answer["error"]["message"]
-                .as_str()
-                .unwrap_or("no reason given")
+            "the server refused the backup ({})",
+            cli::server::refusal(status, &answer)
         ));
     }
     answer["file"]

@@ -19,6 +19,7 @@ use crate::failure::Failure;
 use crate::limits::Gate;
 use crate::pin_workers::PinWorkers;
 use crate::routes;
+use crate::signing::{Attester, KeyRing, SigningError, read_private_key};
 use crate::state::AppState;
 use crate::telemetry;
 
@@ -77,6 +78,7 @@ impl App {
             n => n as usize,
         };
         let gate = Gate::new(&config.limits, &deps.clock).map_err(Failure::Config)?;
+        let attester = open_attester(&config, deps.clock.now())?;
         let state = Arc::new(AppState {
             gate,
             engine,
@@ -86,6 +88,7 @@ impl App {
             draining: AtomicBool::new(false),
             backing_up: AtomicBool::new(false),
             metrics: telemetry::metrics()?,
+            attester,
             config,
         });
         Ok(App {
@@ -181,6 +184,30 @@ impl App {
         tracing::info!("store flushed; stopped");
         Ok(())
     }
+}
+
+/// Opens the signing key ring (making a first key on first start) and the
+/// attester over it.
+pub fn open_attester(config: &Config, now: engine::Timestamp) -> Result<Attester, Failure> {
+    let external = if config.signing.key.is_empty() {
+        None
+    } else {
+        let text = crate::secrets::resolve_secret(&config.signing.key)
+            .map_err(|e| Failure::Config(format!("signing.key: {e}")))?;
+        Some(read_private_key(&text).map_err(|e| Failure::Config(e.to_string()))?)
+    };
+    let dir = config.signing.key_dir(&config.data_dir);
+    let ring = KeyRing::open(&dir, config.signing.overlap(), now, external.as_deref()).map_err(
+        |e| match e {
+            SigningError::Io(_) => Failure::Other(format!("signing keys: {e}")),
+            _ => Failure::Config(format!("signing keys in {}: {e}", dir.display())),
+        },
+    )?;
+    Ok(Attester::new(
+        ring,
+        config.signing.issuer.trim().to_owned(),
+        config.signing.token_ttl(),
+    ))
 }
 
 /// Limiter sizes, and SMS conversion per country with the pumping alarm.

@@ -10,6 +10,7 @@ use crate::config::Config;
 use crate::delivery::{Dispatcher, Wakeup};
 use crate::limits::Gate;
 use crate::pin_workers::PinWorkers;
+use crate::signing::Attester;
 
 /// What every request handler shares.
 pub struct AppState {
@@ -31,6 +32,8 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// Per-IP and per-client rate limits.
     pub gate: Gate,
+    /// Signs attestations of approvals; holds the signing keys.
+    pub attester: Attester,
 }
 
 impl std::fmt::Debug for AppState {

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use engine::{
-    AccountView, BirthDate, ChallengeId, ChallengeStatus, Channel, Code, Email, Identity,
+    AccountView, BirthDate, ChallengeId, ChallengeStatus, Channel, Code, Document, Email, Identity,
     IdentityKind, Issued, Phone, Pin, PostalAddress, Timestamp,
 };
 use serde::de::{MapAccess, Visitor, value::MapAccessDeserializer};
@@ -106,6 +106,40 @@ pub struct LoginIn {
     pub email: Option<String>,
     #[serde(deserialize_with = "pin")]
     pub pin: Pin,
+    pub channel: Option<String>,
+    pub lifetime_seconds: Option<u64>,
+    /// `pt` or `en`: the language of the message.
+    pub locale: Option<String>,
+}
+
+/// A document to sign, as sent.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DocumentIn {
+    /// Its name, as the citizen will see it.
+    pub name: String,
+    /// SHA-256 of its bytes, 64 hexadecimal digits.
+    pub sha256: String,
+    /// Its size in bytes.
+    pub size: Option<u64>,
+}
+
+impl DocumentIn {
+    /// Parses into an engine document (errors name `document.*`).
+    pub fn parse(&self) -> Result<Document, ApiError> {
+        Ok(Document::parse(&self.name, &self.sha256, self.size)?)
+    }
+}
+
+/// `POST /v1/signatures`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignatureIn {
+    pub phone: Option<String>,
+    pub email: Option<String>,
+    #[serde(deserialize_with = "pin")]
+    pub pin: Pin,
+    pub document: Object<DocumentIn>,
     pub channel: Option<String>,
     pub lifetime_seconds: Option<u64>,
     /// `pt` or `en`: the language of the message.
@@ -304,12 +338,26 @@ pub fn identity(id: &Identity) -> Value {
 
 /// A just-issued challenge as returned: never the code or the full destination.
 pub fn issued(issued: &Issued) -> Value {
-    json!({
+    let mut body = json!({
         "challenge_id": issued.challenge_id.to_string(),
         "purpose": issued.purpose.as_str(),
         "channel": issued.channel.as_str(),
         "masked_destination": issued.masked_destination,
         "expires_at": rfc3339(issued.expires_at),
+    });
+    if let Some(d) = &issued.document {
+        body["document"] = document(d);
+    }
+    body
+}
+
+/// A document as returned: what the citizen is shown, fingerprint included.
+pub fn document(d: &Document) -> Value {
+    json!({
+        "name": d.name(),
+        "sha256": d.sha256_hex(),
+        "size": d.size(),
+        "fingerprint": d.fingerprint(),
     })
 }
 

@@ -101,14 +101,16 @@ async fn dispatch(
     request: Request<Incoming>,
 ) -> Reply {
     let endpoint = found.endpoint;
+    let mut client = None;
     if let Some(scope) = endpoint.scope {
-        let client = request::authorize(state, request.headers(), scope)?;
+        let name = request::authorize(state, request.headers(), scope)?;
         if endpoint.cost != Cost::Free {
             let source = state.gate.source(peer, request.headers());
-            state.gate.check(endpoint.cost, source, &client)?;
+            state.gate.check(endpoint.cost, source, &name)?;
         }
+        client = Some(name);
     }
-    let input = Input::new(state, found, request).await?;
+    let input = Input::new(state, found, client, request).await?;
     handlers::run(state, endpoint.route, input).await
 }
 

@@ -41,6 +41,8 @@ pub fn authorize(state: &AppState, headers: &HeaderMap, scope: Scope) -> Result<
 #[derive(Debug)]
 pub struct Input {
     id: Option<String>,
+    /// The client's name, for endpoints that need a client key.
+    client: Option<String>,
     headers: HeaderMap,
     /// `None` once read.
     body: Option<Incoming>,
@@ -54,6 +56,7 @@ impl Input {
     pub async fn new(
         state: &AppState,
         found: Found,
+        client: Option<String>,
         request: Request<Incoming>,
     ) -> Result<Input, ApiError> {
         let server = &state.config.server;
@@ -64,6 +67,7 @@ impl Input {
         let (parts, body) = request.into_parts();
         let mut input = Input {
             id: found.id,
+            client,
             headers: parts.headers,
             body: Some(body),
             limit: limit as usize,
@@ -83,6 +87,28 @@ impl Input {
     /// The path's `{id}` as a challenge id.
     pub fn challenge_id(&self) -> Result<ChallengeId, ApiError> {
         Ok(ChallengeId::parse("challenge_id", self.id())?)
+    }
+
+    /// The path's `{id}` as a signing key id (an RFC 7638 thumbprint).
+    pub fn key_id(&self) -> Result<String, ApiError> {
+        let id = self.id();
+        let well_formed = id.len() == 43
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !well_formed {
+            return Err(ApiError::invalid(
+                "kid",
+                "a key id is 43 base64url characters (see GET /v1/admin/keys)",
+            ));
+        }
+        Ok(id.to_owned())
+    }
+
+    /// The name of the client that sent the request (empty for endpoints
+    /// that take no client key).
+    pub fn client(&self) -> &str {
+        self.client.as_deref().unwrap_or_default()
     }
 
     fn id(&self) -> &str {

@@ -26,6 +26,12 @@ pub enum Route {
     PushDevice,
     Login,
     Verify,
+    SignatureRequest,
+    SignatureVerify,
+    KeySet,
+    ListKeys,
+    RotateKey,
+    RetireKey,
     StepUp,
     StepUpVerify,
     ChallengeStatus,
@@ -93,6 +99,7 @@ const fn row(
 const AUTH: Option<Scope> = Some(Scope::Auth);
 const ACCOUNTS: Option<Scope> = Some(Scope::Accounts);
 const ADMIN: Option<Scope> = Some(Scope::Admin);
+const SIGN: Option<Scope> = Some(Scope::Sign);
 
 /// Every endpoint.
 #[rustfmt::skip]
@@ -105,6 +112,7 @@ pub static TABLE: &[Endpoint] = {
         row(M::GET, "/livez", R::Livez, None, Ignored, Free),
         row(M::GET, "/readyz", R::Readyz, None, Ignored, Free),
         row(M::GET, "/metrics", R::Metrics, None, Ignored, Free),
+        row(M::GET, "/.well-known/jwks.json", R::KeySet, None, Ignored, Free),
         row(M::POST, "/v1/accounts", R::Register, ACCOUNTS, Json, Free),
         row(M::POST, "/v1/accounts/pre-register", R::PreRegister, ACCOUNTS, Json, Free),
         row(M::GET, "/v1/accounts/{id}", R::ReadAccount, ACCOUNTS, Ignored, Free),
@@ -117,6 +125,8 @@ pub static TABLE: &[Endpoint] = {
         row(M::POST, "/v1/verify", R::Verify, AUTH, Json, Attempt),
         row(M::POST, "/v1/step-up", R::StepUp, AUTH, Json, Issue),
         row(M::POST, "/v1/step-up/verify", R::StepUpVerify, AUTH, Json, Attempt),
+        row(M::POST, "/v1/signatures", R::SignatureRequest, SIGN, Json, IssueAndAttempt),
+        row(M::POST, "/v1/signatures/verify", R::SignatureVerify, SIGN, Json, Attempt),
         row(M::GET, "/v1/challenges/{id}", R::ChallengeStatus, AUTH, Ignored, Free),
         row(M::POST, "/v1/challenges/{id}/resend", R::Resend, AUTH, Empty, Issue),
         row(M::POST, "/v1/activation/request", R::ActivationRequest, AUTH, Json, Issue),
@@ -126,6 +136,9 @@ pub static TABLE: &[Endpoint] = {
         row(M::POST, "/v1/admin/accounts/{id}/pin-reset", R::ResetPin, ADMIN, Json, Free),
         row(M::POST, "/v1/admin/import", R::Import, ADMIN, Bulk, Free),
         row(M::POST, "/v1/admin/backup", R::Backup, ADMIN, Empty, Free),
+        row(M::GET, "/v1/admin/keys", R::ListKeys, ADMIN, Ignored, Free),
+        row(M::POST, "/v1/admin/keys/rotate", R::RotateKey, ADMIN, Empty, Free),
+        row(M::POST, "/v1/admin/keys/{id}/retire", R::RetireKey, ADMIN, Empty, Free),
         #[cfg(test)]
         row(M::GET, "/test/panic", R::Panic, None, Ignored, Free),
     ]
@@ -271,7 +284,14 @@ mod tests {
                     a.path
                 );
             }
-            let ops = ["/livez", "/readyz", "/metrics", "/test/panic"].contains(&a.path);
+            let ops = [
+                "/livez",
+                "/readyz",
+                "/metrics",
+                "/.well-known/jwks.json",
+                "/test/panic",
+            ]
+            .contains(&a.path);
             assert_eq!(a.scope.is_none(), ops, "{}", a.path);
             assert_eq!(
                 a.method == Method::GET,

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use engine::{AccountId, LoginId, LoginOutcome, Purpose};
 
-use super::{Reply, blocking_durable, ok, sent, verification};
+use super::{Reply, attested_verification, blocking_durable, ok, sent};
 use crate::error::ApiError;
 use crate::routes::request::Input;
 use crate::state::AppState;
@@ -13,10 +13,7 @@ use crate::wire::{self, PhoneOrEmail};
 /// `POST /v1/login`: phone or email and PIN; sends a code.
 pub async fn login(state: &Arc<AppState>, input: Input) -> Reply {
     let input: wire::LoginIn = input.json().await?;
-    let login = match wire::phone_or_email(input.phone.as_deref(), input.email.as_deref())? {
-        PhoneOrEmail::Phone(phone) => LoginId::Phone(phone),
-        PhoneOrEmail::Email(email) => LoginId::Email(email),
-    };
+    let login = login_id(input.phone.as_deref(), input.email.as_deref())?;
     let channel = wire::channel(input.channel.as_deref())?;
     let lifetime = wire::lifetime(input.lifetime_seconds);
     let locale = wire::locale(input.locale.as_deref())?;
@@ -25,6 +22,19 @@ pub async fn login(state: &Arc<AppState>, input: Input) -> Reply {
         engine.login(&login, &pin, channel, lifetime, locale)
     })
     .await?;
+    first_factor(state, outcome)
+}
+
+/// The login id of a request naming exactly one of phone or email.
+pub fn login_id(phone: Option<&str>, email: Option<&str>) -> Result<LoginId, ApiError> {
+    Ok(match wire::phone_or_email(phone, email)? {
+        PhoneOrEmail::Phone(phone) => LoginId::Phone(phone),
+        PhoneOrEmail::Email(email) => LoginId::Email(email),
+    })
+}
+
+/// Answers a PIN check that sends a code (login, signature request).
+pub fn first_factor(state: &AppState, outcome: LoginOutcome) -> Reply {
     match outcome {
         LoginOutcome::CodeSent(issued) => sent(state, &issued),
         LoginOutcome::InvalidCredentials => Err(ApiError::InvalidCredentials),
@@ -32,16 +42,19 @@ pub async fn login(state: &Arc<AppState>, input: Input) -> Reply {
     }
 }
 
-/// `POST /v1/verify` and `POST /v1/step-up/verify`: a code for `purpose`.
+/// `POST /v1/verify`, `POST /v1/step-up/verify` and `POST
+/// /v1/signatures/verify`: a code for `purpose`; an approval carries a
+/// signed attestation naming the client that asked.
 pub async fn verify(state: &Arc<AppState>, input: Input, purpose: Purpose) -> Reply {
-    let input: wire::VerifyIn = input.json().await?;
-    let challenge = wire::challenge_id(&input.challenge_id)?;
+    let client = input.client().to_owned();
+    let body: wire::VerifyIn = input.json().await?;
+    let challenge = wire::challenge_id(&body.challenge_id)?;
     let outcome = state
         .engine
-        .verify(challenge, purpose, &input.code)?
+        .verify(challenge, purpose, &body.code)?
         .wait_async()
         .await?;
-    verification(outcome)
+    attested_verification(state, outcome, challenge, &client)
 }
 
 /// `POST /v1/step-up`: a code for a citizen the client has signed in.

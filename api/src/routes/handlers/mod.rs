@@ -6,12 +6,14 @@ mod activation;
 mod admin;
 mod auth;
 mod contacts;
+mod keys;
 mod ops;
+mod signatures;
 
 use std::sync::Arc;
 
 use bytes::Bytes;
-use engine::{Durable, Engine, EngineError, Issued, Verification};
+use engine::{Approval, ChallengeId, Durable, Engine, EngineError, Issued, Verification};
 use http_body_util::Full;
 use hyper::header::{CONTENT_TYPE, HeaderValue};
 use hyper::{Response, StatusCode};
@@ -43,6 +45,12 @@ pub async fn run(state: &Arc<AppState>, route: Route, input: Input) -> Reply {
         Route::ConfirmContactChange => contacts::confirm(state, input).await,
         Route::Login => auth::login(state, input).await,
         Route::Verify => auth::verify(state, input, engine::Purpose::Login).await,
+        Route::SignatureRequest => signatures::request(state, input).await,
+        Route::SignatureVerify => auth::verify(state, input, engine::Purpose::Signature).await,
+        Route::KeySet => keys::key_set(state),
+        Route::ListKeys => keys::list(state),
+        Route::RotateKey => keys::rotate(state).await,
+        Route::RetireKey => keys::retire(state, &input).await,
         Route::StepUp => auth::step_up(state, input).await,
         Route::StepUpVerify => auth::verify(state, input, engine::Purpose::StepUp).await,
         Route::ChallengeStatus => auth::challenge_status(state, &input),
@@ -111,16 +119,53 @@ fn sent(state: &AppState, issued: &Issued) -> Reply {
 
 /// Answers a code check: 200 approved, or why not.
 fn verification(outcome: Verification) -> Reply {
+    answer_check(outcome, |_| Ok(None))
+}
+
+/// Answers a login, step-up or signature code check: an approval also
+/// carries a signed `attestation` of it, naming `client` as the relying party.
+fn attested_verification(
+    state: &AppState,
+    outcome: Verification,
+    challenge: ChallengeId,
+    client: &str,
+) -> Reply {
+    answer_check(outcome, |approval| {
+        let token = state
+            .attester
+            .attest(approval, &challenge.to_string(), client, state.engine.now())
+            .map_err(|e| ApiError::Internal(format!("cannot sign the attestation: {e}")))?;
+        metrics::counter!("otpd_attestations_total", "purpose" => approval.purpose.as_str())
+            .increment(1);
+        Ok(Some(token))
+    })
+}
+
+fn answer_check(
+    outcome: Verification,
+    attest: impl FnOnce(&Approval) -> Result<Option<String>, ApiError>,
+) -> Reply {
     let (label, result) = match outcome {
         Verification::Approved(approval) => {
-            let body = json!({
+            let mut body = json!({
                 "result": "approved",
                 "account_id": approval.account_id.to_string(),
                 "identity": wire::identity(&approval.identity),
                 "purpose": approval.purpose.as_str(),
                 "state": approval.state.as_str(),
             });
-            ("approved", Ok(json_response(StatusCode::OK, &body)))
+            if let Some(document) = &approval.document {
+                body["document"] = wire::document(document);
+            }
+            match attest(&approval) {
+                Ok(token) => {
+                    if let Some(token) = token {
+                        body["attestation"] = Value::String(token);
+                    }
+                    ("approved", Ok(json_response(StatusCode::OK, &body)))
+                }
+                Err(e) => ("approved", Err(e)),
+            }
         }
         Verification::WrongCode { attempts_remaining } => (
             "wrong_code",

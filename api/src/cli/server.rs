@@ -1,0 +1,92 @@
+//! One request to a running otpd on a command's behalf (`otpd backup`,
+//! `otpd keys` while the server holds the data directory), with the
+//! admin-scoped key from `OTPD_ADMIN_KEY`.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{Method, Request, StatusCode};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde_json::Value;
+
+use crate::config::{self, Config};
+
+/// The running server's base URL: `server` if given, else `http://` and the
+/// listen address (loopback when it listens on every address).
+pub fn base_url(config: &Config, server: Option<&str>) -> Result<String, String> {
+    match server {
+        Some(url) => Ok(url.trim_end_matches('/').to_owned()),
+        None => {
+            let mut address = config.listen_addr()?;
+            if address.ip().is_unspecified() {
+                address.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+            }
+            Ok(format!("http://{address}"))
+        }
+    }
+}
+
+/// The admin key for asking a running server, or why there is none.
+pub fn admin_key(config: &Config, doing: &str) -> Result<String, String> {
+    std::env::var(config::ENV_ADMIN_KEY).map_err(|_| {
+        format!(
+            "otpd is running on {}: set {} to an admin-scoped client key so it can {doing} \
+             (or stop it and run this again)",
+            config.data_dir.display(),
+            config::ENV_ADMIN_KEY
+        )
+    })
+}
+
+/// Sends `method url` with `key` (if any) as the bearer token; returns the
+/// status and the JSON answer (`null` if the body is not JSON).
+pub fn call(method: Method, url: &str, key: Option<&str>) -> Result<(StatusCode, Value), String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    runtime.block_on(async {
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_webpki_roots()
+            .https_or_http()
+            .enable_http1()
+            .build();
+        let client = Client::builder(TokioExecutor::new()).build::<_, Full<Bytes>>(connector);
+        let mut request = Request::builder().method(method).uri(url);
+        if let Some(key) = key {
+            request = request.header("authorization", format!("Bearer {key}"));
+        }
+        let request = request
+            .body(Full::default())
+            .map_err(|e| format!("bad URL {url}: {e}"))?;
+        let exchange = async {
+            let response = client
+                .request(request)
+                .await
+                .map_err(|e| format!("cannot reach {url}: {e}"))?;
+            let status = response.status();
+            let body = response
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| format!("the answer from {url} broke off: {e}"))?
+                .to_bytes();
+            Ok::<_, String>((status, serde_json::from_slice(&body).unwrap_or(Value::Null)))
+        };
+        tokio::time::timeout(Duration::from_secs(30), exchange)
+            .await
+            .map_err(|_| format!("{url} did not answer within 30 s"))?
+    })
+}
+
+/// The error message of a refused call.
+pub fn refusal(status: StatusCode, answer: &Value) -> String {
+    format!(
+        "{status}: {}",
+        answer["error"]["message"]
+            .as_str()
+            .unwrap_or("no reason given")
+    )
+}

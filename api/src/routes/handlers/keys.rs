@@ -1,0 +1,69 @@
+//! The signing keys: the published key set, and the admin endpoints that
+//! list, rotate and retire keys while the server runs.
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+
+use super::{Reply, ok};
+use crate::error::ApiError;
+use crate::routes::request::Input;
+use crate::signing::{KeyInfo, KeyState, key_set as jwks};
+use crate::state::AppState;
+
+/// `GET /.well-known/jwks.json`: the active key and those still in their overlap.
+pub fn key_set(state: &AppState) -> Reply {
+    let now = state.engine.now();
+    ok(jwks(&state.attester.ring().published(now)))
+}
+
+/// `GET /v1/admin/keys`: every key and where it stands.
+pub fn list(state: &AppState) -> Reply {
+    let now = state.engine.now();
+    let keys: Vec<Value> = state
+        .attester
+        .ring()
+        .list(now)
+        .iter()
+        .map(|(info, key_state)| key(info, *key_state))
+        .collect();
+    ok(json!({ "keys": keys }))
+}
+
+/// `POST /v1/admin/keys/rotate`: a new active key; the old one stays
+/// published for `signing.key_overlap_seconds`.
+pub async fn rotate(state: &Arc<AppState>) -> Reply {
+    let worker = Arc::clone(state);
+    let kid =
+        tokio::task::spawn_blocking(move || worker.attester.ring().rotate(worker.engine.now()))
+            .await
+            .map_err(|e| ApiError::Internal(format!("key rotation task: {e}")))??;
+    tracing::warn!(kid = %kid, "signing key rotated");
+    list(state)
+}
+
+/// `POST /v1/admin/keys/{id}/retire`: the key is no longer published and
+/// tokens it signed no longer verify.
+pub async fn retire(state: &Arc<AppState>, input: &Input) -> Reply {
+    let kid = input.key_id()?;
+    let worker = Arc::clone(state);
+    let retired = kid.clone();
+    tokio::task::spawn_blocking(move || {
+        worker.attester.ring().retire(&retired, worker.engine.now())
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("key retirement task: {e}")))??;
+    tracing::warn!(kid = %kid, "signing key retired");
+    list(state)
+}
+
+fn key(info: &KeyInfo, state: KeyState) -> Value {
+    json!({
+        "kid": info.kid,
+        "state": state.as_str(),
+        "source": if info.external { "signing.key" } else { "key_dir" },
+        "created_at": crate::wire::rfc3339(engine::Timestamp(info.created_at)),
+        "superseded_at": info.superseded_at.map(|t| crate::wire::rfc3339(engine::Timestamp(t))),
+        "retired_at": info.retired_at.map(|t| crate::wire::rfc3339(engine::Timestamp(t))),
+    })
+}
