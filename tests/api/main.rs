@@ -14,3 +14,4 @@ mod login;
 mod operations;
 mod peers;
 mod server;
+mod signatures;

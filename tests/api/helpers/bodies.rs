@@ -163,3 +163,23 @@ pub fn wrong(right: &str) -> String {
     };
     String::from_utf8(digits).unwrap()
 }
+
+/// A document to sign, as a signing service describes it.
+#[derive(Debug, Clone)]
+pub struct Document(pub(super) Value);
+
+impl Document {
+    pub fn new(name: &str, sha256: &str) -> Document {
+        Document(json!({ "name": name, "sha256": sha256 }))
+    }
+
+    pub fn size(mut self, size: u64) -> Document {
+        self.0["size"] = json!(size);
+        self
+    }
+
+    /// Any body for `document`, for bad input.
+    pub fn raw(value: Value) -> Document {
+        Document(value)
+    }
+}

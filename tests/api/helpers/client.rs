@@ -22,6 +22,7 @@ pub struct ApiClient {
     pub auth_key: String,
     pub accounts_key: String,
     pub admin_key: String,
+    pub sign_key: String,
     pub all_key: String,
     pub(super) client: Client<HttpConnector, Full<Bytes>>,
     /// Sent instead of each endpoint's own key (see `with_key`).
@@ -114,6 +115,7 @@ impl ApiClient {
             Scope::Auth => &self.auth_key,
             Scope::Accounts => &self.accounts_key,
             Scope::Admin => &self.admin_key,
+            Scope::Sign => &self.sign_key,
         };
         let key = self.key.as_deref().unwrap_or(own);
         self.request(method, path, Some(key), body).await
@@ -309,6 +311,48 @@ impl ApiClient {
 
     pub async fn backup(&self) -> Response {
         self.post_as(Scope::Admin, "/v1/admin/backup", json!({}))
+            .await
+    }
+
+    pub async fn keys(&self) -> Response {
+        self.call(Method::GET, "/v1/admin/keys", Scope::Admin, None)
+            .await
+    }
+
+    pub async fn rotate_key(&self) -> Response {
+        self.post_as(Scope::Admin, "/v1/admin/keys/rotate", json!({}))
+            .await
+    }
+
+    pub async fn retire_key(&self, kid: &str) -> Response {
+        let path = format!("/v1/admin/keys/{kid}/retire");
+        self.post_as(Scope::Admin, &path, json!({})).await
+    }
+
+    // Signatures (scope `sign`) and the published keys (no key).
+
+    /// Asks the citizen to approve signing `document`.
+    pub async fn request_signature(
+        &self,
+        by: Contact<'_>,
+        pin: &str,
+        document: &Document,
+        sending: Sending<'_>,
+    ) -> Response {
+        let mut body = json!({ "pin": pin, "document": document.0 });
+        by.add_to(&mut body);
+        sending.add_to(&mut body);
+        self.post_as(Scope::Sign, "/v1/signatures", body).await
+    }
+
+    pub async fn verify_signature(&self, challenge_id: &str, code: &str) -> Response {
+        let path = "/v1/signatures/verify";
+        self.post_as(Scope::Sign, path, answer(challenge_id, code))
+            .await
+    }
+
+    pub async fn jwks(&self) -> Response {
+        self.request(Method::GET, "/.well-known/jwks.json", None, None)
             .await
     }
 }

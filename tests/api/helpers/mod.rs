@@ -7,9 +7,11 @@
 
 mod bodies;
 mod client;
+mod python;
 
 pub use bodies::*;
 pub use client::*;
+pub use python::*;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -200,7 +202,7 @@ async fn start(
     config: Config,
     dir: Arc<tempfile::TempDir>,
     clock: ManualClock,
-    keys: Option<[String; 4]>,
+    keys: Option<[String; 5]>,
     capture: bool,
 ) -> TestApp {
     let outbox = Outbox::default();
@@ -225,6 +227,7 @@ async fn start(
             add("auth-only", &[Scope::Auth]),
             add("accounts-only", &[Scope::Accounts]),
             add("admin-only", &[Scope::Admin]),
+            add("sign-only", &[Scope::Sign]),
             add("everything", &Scope::ALL),
         ]
     });
@@ -234,7 +237,7 @@ async fn start(
     let server = tokio::spawn(app.serve(listener, async {
         let _ = stopped.await;
     }));
-    let [auth_key, accounts_key, admin_key, all_key] = keys;
+    let [auth_key, accounts_key, admin_key, sign_key, all_key] = keys;
     drop(engine);
     TestApp {
         api: ApiClient {
@@ -242,6 +245,7 @@ async fn start(
             auth_key,
             accounts_key,
             admin_key,
+            sign_key,
             all_key,
             client: Client::builder(TokioExecutor::new()).build_http(),
             key: None,
@@ -277,6 +281,7 @@ impl TestApp {
             self.auth_key.clone(),
             self.accounts_key.clone(),
             self.admin_key.clone(),
+            self.sign_key.clone(),
             self.all_key.clone(),
         ];
         let (config, dir, clock) = (
@@ -311,6 +316,7 @@ impl TestApp {
             self.auth_key.clone(),
             self.accounts_key.clone(),
             self.admin_key.clone(),
+            self.sign_key.clone(),
             self.all_key.clone(),
         ];
         start(config, dir, self.clock.clone(), Some(keys), self.capture).await
@@ -323,6 +329,24 @@ impl TestApp {
         let id = r.body["challenge_id"].as_str().unwrap().to_owned();
         let code = self.outbox.code_for(&id).await;
         (id, code)
+    }
+
+    /// Asks to sign `document` and returns (challenge id, delivered code).
+    pub async fn signature_code(&self, phone: &str, document: &Document) -> (String, String) {
+        let r = self
+            .request_signature(Contact::Phone(phone), PIN, document, Sending::default())
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+        let id = r.body["challenge_id"].as_str().unwrap().to_owned();
+        let code = self.outbox.code_for(&id).await;
+        (id, code)
+    }
+
+    /// Sets the clock to the real time: attestations are checked by
+    /// libraries that read the system clock for `exp`.
+    pub fn at_real_time(&self) {
+        self.clock
+            .set(engine::Clock::now(&engine::SystemClock::new()));
     }
 
     /// Steps up and returns (challenge id, delivered code).
