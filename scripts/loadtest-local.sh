@@ -50,7 +50,7 @@ url = "http://$SINK/sms"
 template = '{"to":"{to}","text":"{message}"}'
 TOML
 export OTPD_CODE_KEY=${OTPD_CODE_KEY:-$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')}
-OTP_LOADTEST_KEY=$("$OTPD" --config "$work/otpd.toml" client add loadtest --scopes auth,accounts,admin)
+OTP_LOADTEST_KEY=$("$OTPD" --config "$work/otpd.toml" client add loadtest --scopes auth,accounts,admin,sign)
 export OTP_LOADTEST_KEY
 "$OTPD" --config "$work/otpd.toml" 2> "$work/otpd.log" &
 pid=$!

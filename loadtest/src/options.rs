@@ -15,6 +15,9 @@ pub enum Flow {
     WrongCode,
     /// A status read of a recent challenge.
     Status,
+    /// Signature: phone + PIN (Argon2) and a document, the code bound to
+    /// it, its verify with the attestation signed (Ed25519).
+    Signature,
 }
 
 impl Flow {
@@ -25,6 +28,7 @@ impl Flow {
             Flow::Login => "login",
             Flow::WrongCode => "wrong-code",
             Flow::Status => "status",
+            Flow::Signature => "signature",
         }
     }
 
@@ -34,9 +38,10 @@ impl Flow {
             "login" => Flow::Login,
             "wrong-code" => Flow::WrongCode,
             "status" => Flow::Status,
+            "signature" => Flow::Signature,
             other => {
                 return Err(format!(
-                    "unknown flow {other:?}: use step-up, login, wrong-code or status"
+                    "unknown flow {other:?}: use step-up, login, wrong-code, status or signature"
                 ));
             }
         })
