@@ -16,6 +16,7 @@ use engine::{
     AccountId, ChallengeId, Channel, Code, CodeKey, CodePolicy, Engine, Event, KeyedLimit,
     LockMode, Lockout, LockoutPolicy, ManualClock, Purpose, Rate, Verification, seeded_rng,
 };
+use otpd::signing::{Attester, KeyRing};
 
 fn codes(c: &mut Criterion) {
     let mut group = c.benchmark_group("code");
@@ -102,6 +103,7 @@ fn timed_verifies(
     fx: &Fixture,
     iters: u64,
     approved: bool,
+    attester: Option<&Attester>,
     prepare: impl Fn(&Fixture) -> (ChallengeId, Code),
 ) -> Duration {
     let mut spent = Duration::ZERO;
@@ -116,6 +118,10 @@ fn timed_verifies(
         for (id, code) in &codes {
             let started = Instant::now();
             let outcome = fx.engine.verify(*id, Purpose::StepUp, code).unwrap();
+            // As the API answers an approval: with a signed attestation.
+            if let (Some(attester), Verification::Approved(approval)) = (attester, outcome.peek()) {
+                black_box(attester.attest(approval, "bench", "bench", START).unwrap());
+            }
             spent += started.elapsed();
             outcomes.push(outcome);
         }
@@ -139,11 +145,24 @@ fn verify(c: &mut Criterion) {
     // Each verified code needs an issued one, untimed: keep the run short.
     group.measurement_time(Duration::from_secs(3));
     group.bench_function("right_code", |b| {
-        b.iter_custom(|iters| timed_verifies(&fx, iters, true, |fx| fx.issue_to(fx.account())))
+        b.iter_custom(|iters| {
+            timed_verifies(&fx, iters, true, None, |fx| fx.issue_to(fx.account()))
+        })
+    });
+    // The same, plus the Ed25519 attestation every approval now carries.
+    let keys = tempfile::tempdir().unwrap();
+    let ring = KeyRing::open(keys.path(), Duration::from_secs(3600), START, None).unwrap();
+    let attester = Attester::new(ring, "otpd".into(), Duration::from_secs(300));
+    group.bench_function("right_code_attested", |b| {
+        b.iter_custom(|iters| {
+            timed_verifies(&fx, iters, true, Some(&attester), |fx| {
+                fx.issue_to(fx.account())
+            })
+        })
     });
     group.bench_function("wrong_code", |b| {
         b.iter_custom(|iters| {
-            timed_verifies(&fx, iters, false, |fx| {
+            timed_verifies(&fx, iters, false, None, |fx| {
                 // A right code first clears the account's failure count, so
                 // the wrong code is counted rather than refused by a lock.
                 let account = fx.account();
