@@ -29,6 +29,30 @@ pub struct EngineConfig {
     pub outbox: OutboxPolicy,
     /// How many codes may be sent, and where SMS may go.
     pub limits: IssueLimitsConfig,
+    /// The audit trail's checkpoints and retention.
+    pub audit: AuditPolicy,
+}
+
+/// How the audit trail is signed and kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuditPolicy {
+    /// A signed checkpoint after at most this many events (1 to 100,000).
+    pub checkpoint_every: u64,
+    /// A signed checkpoint at least this often while events arrive.
+    pub checkpoint_interval: Duration,
+    /// Events older than this are pruned (the chain stays verifiable from
+    /// the oldest checkpoint kept). `None` keeps everything.
+    pub retention: Option<Duration>,
+}
+
+impl Default for AuditPolicy {
+    fn default() -> Self {
+        Self {
+            checkpoint_every: 1_000,
+            checkpoint_interval: Duration::from_secs(60),
+            retention: Some(Duration::from_secs(730 * 24 * 3600)),
+        }
+    }
 }
 
 /// The least time between issuing a code and resending it.
@@ -78,6 +102,18 @@ impl EngineConfig {
             ));
         }
         self.limits.validate()?;
+        if !(1..=100_000).contains(&self.audit.checkpoint_every) {
+            return Err(EngineError::invalid(
+                "audit.checkpoint_every",
+                "must be 1 to 100000",
+            ));
+        }
+        if self.audit.checkpoint_interval.is_zero() {
+            return Err(EngineError::invalid(
+                "audit.checkpoint_interval_seconds",
+                "must be above 0",
+            ));
+        }
         self.codes.validate()
     }
 }

@@ -84,6 +84,16 @@ pub enum EngineError {
 }
 
 impl EngineError {
+    /// For a refusal by a sending limit or policy: which one.
+    pub(crate) fn limit_reason(&self) -> Option<&'static str> {
+        match self {
+            EngineError::RateLimited { reason, .. } => Some(reason),
+            EngineError::DestinationNotAllowed(_) => Some("sms_country_not_allowed"),
+            EngineError::TooSoon { .. } => Some("resend_cooldown"),
+            _ => None,
+        }
+    }
+
     pub(crate) fn invalid(field: &'static str, message: impl Into<String>) -> Self {
         Self::Invalid {
             field,

@@ -8,7 +8,8 @@
 //! | `otpd/v1/code-mac` | HMAC-SHA-256 of each code, stored in its challenge |
 //! | `otpd/v1/outbox-seal` | ChaCha20-Poly1305 key sealing the code in a queued message |
 //! | `otpd/v1/signing` | reserved for signed attestations |
-//! | `otpd/v1/audit` | reserved for the audit trail |
+//! | `otpd/v1/audit` | the Ed25519 seed that signs audit checkpoints (`audit/signer.rs`) |
+//! | `otpd/v1/audit-login` | HMAC-SHA-256 key naming unknown logins in audit events |
 //!
 //! Records written before the keys were split (challenges with their MAC
 //! made by the root key itself, messages sealed with an HMAC pad) carry
@@ -36,9 +37,10 @@ pub(crate) const OUTBOX_SEAL: &[u8] = b"otpd/v1/outbox-seal";
 /// Reserved for signed attestations; no subkey is derived from it yet.
 #[allow(dead_code)]
 pub(crate) const SIGNING: &[u8] = b"otpd/v1/signing";
-/// Reserved for the audit trail; no subkey is derived from it yet.
-#[allow(dead_code)]
+/// The label of the audit checkpoints' Ed25519 seed.
 pub(crate) const AUDIT: &[u8] = b"otpd/v1/audit";
+/// The label of the key that hashes unknown login identifiers in audit events.
+pub(crate) const AUDIT_LOGIN: &[u8] = b"otpd/v1/audit-login";
 
 /// Which key made a challenge's code MAC.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -6,6 +6,7 @@
 //! nothing changed.
 
 mod account;
+pub mod audit;
 mod challenge;
 mod client;
 mod clock;
@@ -33,12 +34,12 @@ pub use challenge::{Approval, ChallengeStatus, ChallengeStatusKind, Issued, Veri
 pub use client::{ApiKey, ClientInfo, Scope, Scopes};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use code::{Alphabet, CodePolicies, CodePolicy};
-pub use config::{EngineConfig, ResendCooldown};
+pub use config::{AuditPolicy, EngineConfig, ResendCooldown};
 pub use document::Document;
 pub use engine::{
     ActivationTarget, Contact, ContactChangeStart, Engine, ImportAccount, ImportState, LoginId,
-    LoginOutcome, NewAccount, PinChange, PreRegistration, Stats, Sweeper, os_seeded_rng,
-    seeded_rng,
+    LoginOutcome, MAX_EVENTS_PER_READ, NewAccount, PinChange, PreRegistration, Stats, Sweeper,
+    os_seeded_rng, seeded_rng,
 };
 pub use error::{EngineError, Result};
 pub use id::{AccountId, ChallengeId};

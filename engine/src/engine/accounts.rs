@@ -3,6 +3,7 @@
 use dashmap::mapref::entry::Entry;
 
 use crate::account::{Account, AccountView, Status, email_key, phone_key};
+use crate::audit::{Event as AuditEvent, EventKind};
 use crate::clock::Timestamp;
 
 use crate::error::{EngineError, Result};
@@ -95,9 +96,21 @@ impl Engine {
     fn insert_account<T>(
         &self,
         account: Account,
+        kind: EventKind,
         describe: impl FnOnce(&Account, Timestamp) -> T,
     ) -> Result<Durable<T>> {
         let id = account.id;
+        let mut event =
+            AuditEvent::new(kind, Some(id)).with("identity_kind", account.identity.kind().as_str());
+        if let Some(phone) = &account.phone {
+            event = event.with("phone", phone.masked());
+        }
+        if let Some(email) = &account.email {
+            event = event.with("email", email.masked());
+        }
+        if account.postal_address.is_some() {
+            event = event.with("postal_address", "on file");
+        }
         let keys = account.index_keys();
         let Entry::Vacant(slot) = self.accounts.entry(id) else {
             return Err(EngineError::Internal("account id collision".into()));
@@ -127,7 +140,7 @@ impl Engine {
             }
             reserved.push(key);
         }
-        match self.store.write(Changes(vec![Change::Account(&guard)])) {
+        match self.write(Changes(vec![Change::Account(&guard)]), vec![event]) {
             Ok(ticket) => Ok(self.durable(describe(&guard, self.now()), ticket)),
             Err(e) => {
                 release(&reserved);
@@ -185,7 +198,7 @@ impl Engine {
             new.postal_address,
         );
         account.pin = Some(pin);
-        self.insert_account(account, Account::view)
+        self.insert_account(account, EventKind::Registered, Account::view)
     }
 
     /// Fails early (before Argon2) when an identifier is visibly taken; the
@@ -226,7 +239,7 @@ impl Engine {
             pre.postal_address,
         );
         account.status = Status::PendingActivation;
-        self.insert_account(account, Account::view)
+        self.insert_account(account, EventKind::PreRegistered, Account::view)
     }
 
     /// Imports an account from another system, keeping its Argon2 PIN hash.
@@ -269,7 +282,7 @@ impl Engine {
                 &self.config.lockout,
             );
         }
-        self.insert_account(account, |account, _| account.id)
+        self.insert_account(account, EventKind::Imported, |account, _| account.id)
     }
 
     /// A read-only view of an account.
@@ -296,6 +309,10 @@ impl Engine {
                 if tx.account.is_cancelled() {
                     return Err(EngineError::WrongState("the account is cancelled"));
                 }
+                let event = tx
+                    .event(EventKind::Locked)
+                    .with("reason", format!("administrative: {reason}"));
+                tx.record(event);
                 tx.lockout(Event::AdminLock(reason), now, self);
                 Ok(())
             },
@@ -312,6 +329,8 @@ impl Engine {
                 if tx.account.is_cancelled() {
                     return Err(EngineError::WrongState("the account is cancelled"));
                 }
+                let event = tx.event(EventKind::Unlocked);
+                tx.record(event);
                 tx.lockout(Event::AdminUnlock, now, self);
                 self.supersede_all(tx);
                 Ok(())
@@ -345,6 +364,8 @@ impl Engine {
                 .into_iter()
                 .map(|(k, _)| k)
                 .collect();
+            let event = tx.event(EventKind::Cancelled);
+            tx.record(event);
             let account = tx.account_mut();
             account.status = Status::Cancelled(now);
             account.current = [None; 5];
@@ -361,6 +382,8 @@ impl Engine {
     ) -> Result<Durable<()>> {
         self.mutate(account, |tx, now| {
             ensure_usable(&tx.account, now)?;
+            let event = tx.event(EventKind::PushDeviceSet);
+            tx.record(event);
             tx.account_mut().push_token = Some(token);
             Ok(())
         })

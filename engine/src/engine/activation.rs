@@ -1,6 +1,7 @@
 //! Activation of pre-registered accounts: a code by SMS, email or letter, then the code (with its challenge id or the identity) and a new PIN.
 
 use crate::account::Status;
+use crate::audit::EventKind;
 use crate::challenge::{ChallengeState, Issued, Verification};
 use crate::clock::Timestamp;
 use crate::error::{EngineError, Result};
@@ -62,6 +63,10 @@ impl Engine {
                 ));
             }
             let destination = destination_for(&tx.account, channel, Purpose::Activation)?;
+            let event = tx
+                .event(EventKind::ActivationRequested)
+                .with("channel", channel.as_str());
+            tx.record(event);
             self.issue_in(
                 tx,
                 Issue {
@@ -102,6 +107,8 @@ impl Engine {
         self.mutate(account, |tx, now| {
             let mut outcome = self.activation_check(tx, target, challenge, code, now, true)?;
             if let Verification::Approved(approval) = &mut outcome {
+                let event = tx.event(EventKind::ActivationCompleted);
+                tx.record(event);
                 let account = tx.account_mut();
                 account.pin = Some(hash);
                 account.status = Status::Active;

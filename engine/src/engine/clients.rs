@@ -2,6 +2,7 @@
 
 use std::sync::PoisonError;
 
+use crate::audit::{Event as AuditEvent, EventKind};
 use crate::client::{ApiKey, Client, ClientInfo, Scopes, check_name, hash_secret};
 
 use crate::error::{EngineError, Result};
@@ -43,7 +44,11 @@ impl Engine {
             },
             secret_hash: hash_secret(&secret),
         };
-        let ticket = self.store.write(Changes(vec![Change::Client(&client)]))?;
+        let scope_names: Vec<&str> = scopes.iter().map(crate::client::Scope::as_str).collect();
+        let event = AuditEvent::new(EventKind::ClientAdded, None)
+            .with("name", client.info.name.clone())
+            .with("scopes", scope_names.join(","));
+        let ticket = self.write(Changes(vec![Change::Client(&client)]), vec![event])?;
         let info = client.info.clone();
         self.clients.insert(id, client);
         Ok(self.durable((info, ApiKey::new(id, &secret)), ticket))
@@ -74,7 +79,8 @@ impl Engine {
             .map(|c| c.clone())
             .ok_or_else(|| EngineError::Internal("client vanished".into()))?;
         revoked.info.revoked_at = Some(self.now());
-        let ticket = self.store.write(Changes(vec![Change::Client(&revoked)]))?;
+        let event = AuditEvent::new(EventKind::ClientRevoked, None).with("name", name);
+        let ticket = self.write(Changes(vec![Change::Client(&revoked)]), vec![event])?;
         self.clients.insert(id, revoked);
         Ok(self.durable((), ticket))
     }

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use crate::account::{Account, Status};
+use crate::audit::{Event as AuditEvent, EventKind};
 use crate::challenge::{
     Approval, Challenge, ChallengeState, ChallengeStatus, Issued, Verification, mask_destination,
 };
@@ -78,6 +79,14 @@ pub(super) fn destination_for(
             "letters carry activation codes only",
         )),
     }
+}
+
+/// An event about a code of challenge `c`.
+fn code_event(tx: &Tx, kind: EventKind, c: &Challenge) -> AuditEvent {
+    tx.event(kind)
+        .with("purpose", c.purpose.as_str())
+        .with("challenge_id", c.id.to_string())
+        .with("channel", c.channel.as_str())
 }
 
 /// What to issue: a code of `purpose` by `channel` to `destination`.
@@ -221,6 +230,16 @@ impl Engine {
             next_attempt_at: now,
             in_flight: false,
         });
+        let mut event = tx
+            .event(EventKind::CodeIssued)
+            .with("purpose", purpose.as_str())
+            .with("challenge_id", id.to_string())
+            .with("channel", channel.as_str())
+            .with("destination", mask_destination(channel, &destination));
+        if let Some(document) = &challenge.document {
+            event = event.with("document_sha256", document.sha256_hex());
+        }
+        tx.record(event);
         tx.put(challenge);
         Ok(Issued {
             challenge_id: id,
@@ -287,9 +306,17 @@ impl Engine {
             .for_code(c.purpose, c.channel)
             .normalise_input(code)?;
         if tx.account.lockout.lock_at(now).is_some() {
+            tx.record(code_event(tx, EventKind::CodeLocked, &c));
             return Ok(Verification::Locked);
         }
         if let Some(refusal) = c.refusal(now) {
+            let kind = match refusal {
+                Verification::Expired => EventKind::CodeExpired,
+                Verification::Superseded => EventKind::CodeSuperseded,
+                Verification::Exhausted => EventKind::CodeExhausted,
+                _ => EventKind::CodeAlreadyUsed,
+            };
+            tx.record(code_event(tx, kind, &c));
             return Ok(refusal);
         }
         let bound = c.document.as_ref().map(|d| d.sha256());
@@ -308,6 +335,13 @@ impl Engine {
             };
             if !consume {
                 return Ok(Verification::Approved(approval));
+            }
+            tx.record(code_event(tx, EventKind::CodeAccepted, &c));
+            if let Some(document) = &c.document {
+                let event = code_event(tx, EventKind::SignatureAuthorised, &c)
+                    .with("document_sha256", document.sha256_hex())
+                    .with("document_name", document.name());
+                tx.record(event);
             }
             c.state = ChallengeState::Consumed;
             if let Some(message) = c.message.take() {
@@ -328,6 +362,9 @@ impl Engine {
         }
         c.attempts = c.attempts.saturating_add(1);
         let attempts_remaining = u32::from(c.max_attempts.saturating_sub(c.attempts));
+        let event = code_event(tx, EventKind::CodeWrong, &c)
+            .with("attempts_remaining", attempts_remaining.to_string());
+        tx.record(event);
         tx.put(c);
         Ok(match tx.lockout(Event::CodeFailed, now, self) {
             Transition::Counted { .. } => Verification::WrongCode { attempts_remaining },

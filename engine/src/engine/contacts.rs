@@ -3,6 +3,7 @@
 use dashmap::mapref::entry::Entry;
 
 use crate::account::{email_key, phone_key};
+use crate::audit::EventKind;
 use crate::challenge::{Issued, Verification};
 use crate::error::{EngineError, Result};
 use crate::id::{AccountId, ChallengeId};
@@ -60,6 +61,14 @@ impl Engine {
                 Verification::Approved(_) => {}
                 other => return Ok(ContactChangeStart::ProofRejected(other)),
             }
+            let event = tx
+                .event(EventKind::ContactChangeRequested)
+                .with("field", field)
+                .with(
+                    "to",
+                    crate::challenge::mask_destination(channel, &destination),
+                );
+            tx.record(event);
             let issued = self.issue_in(
                 tx,
                 Issue {
@@ -106,6 +115,21 @@ impl Engine {
                     reserved = Some(key);
                 }
             }
+            let mut event = tx
+                .event(EventKind::ContactChanged)
+                .with("field", field)
+                .with(
+                    "to",
+                    crate::challenge::mask_destination(c.channel, &c.destination),
+                );
+            let before = match c.channel {
+                Channel::Sms => tx.account.phone.as_ref().map(Phone::masked),
+                _ => tx.account.email.as_ref().map(Email::masked),
+            };
+            if let Some(before) = before {
+                event = event.with("from", before);
+            }
+            tx.record(event);
             let account = tx.account_mut();
             let old = match c.channel {
                 Channel::Sms => account

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use crate::account::{Status, email_key, phone_key};
+use crate::audit::{Event as AuditEvent, EventKind};
 use crate::challenge::Issued;
 use crate::document::Document;
 
@@ -135,13 +136,21 @@ impl Engine {
             })
         });
         let (id, stored) = match found {
-            Some((_, _, _, true)) => return Ok(self.ready(LoginOutcome::Locked)),
+            Some((id, _, _, true)) => {
+                let event = AuditEvent::new(EventKind::LoginLocked, Some(id))
+                    .with("purpose", purpose.as_str());
+                let ticket = self.write(Changes::default(), vec![event])?;
+                return Ok(self.durable(LoginOutcome::Locked, ticket));
+            }
             Some((id, Some(hash), Status::Active, false)) => (id, hash),
             // Unknown, cancelled, or pending activation (no PIN to match):
             // the same Argon2 work and the same durable write as a wrong PIN.
             _ => {
                 self.pins.verify_dummy(pin);
-                let ticket = self.store.write(Changes(vec![Change::Decoy]))?;
+                let event = AuditEvent::new(EventKind::LoginUnknown, None)
+                    .with("purpose", purpose.as_str())
+                    .with("login", self.login_fingerprint(&login.index_key()));
+                let ticket = self.write(Changes(vec![Change::Decoy]), vec![event])?;
                 return Ok(self.durable(LoginOutcome::InvalidCredentials, ticket));
             }
         };
@@ -152,14 +161,26 @@ impl Engine {
                 return Ok(LoginOutcome::InvalidCredentials);
             }
             if !pin_ok {
+                let event = tx
+                    .event(EventKind::LoginWrongPin)
+                    .with("purpose", purpose.as_str());
+                tx.record(event);
                 return Ok(match tx.lockout(Event::PinFailed, now, self) {
                     Transition::Counted { .. } => LoginOutcome::InvalidCredentials,
                     _ => LoginOutcome::Locked,
                 });
             }
             if tx.lockout(Event::PinSucceeded, now, self) == Transition::Refused {
+                let event = tx
+                    .event(EventKind::LoginLocked)
+                    .with("purpose", purpose.as_str());
+                tx.record(event);
                 return Ok(LoginOutcome::Locked);
             }
+            let event = tx
+                .event(EventKind::LoginAccepted)
+                .with("purpose", purpose.as_str());
+            tx.record(event);
             let channel = choose_channel(&tx.account, channel)?;
             let destination = destination_for(&tx.account, channel, purpose)?;
             let issue = Issue {

@@ -12,6 +12,7 @@
 
 mod accounts;
 mod activation;
+mod audit;
 mod clients;
 mod codes;
 mod contacts;
@@ -45,6 +46,7 @@ use crate::terms::MessageId;
 
 pub use self::accounts::{ImportAccount, ImportState, NewAccount, PreRegistration};
 pub use self::activation::ActivationTarget;
+pub use self::audit::MAX_EVENTS_PER_READ;
 use self::codes::{choose_channel, destination_for, ensure_usable};
 pub use self::contacts::{Contact, ContactChangeStart};
 pub use self::login::{LoginId, LoginOutcome};
@@ -88,6 +90,8 @@ pub struct Engine {
     lockouts: std::sync::atomic::AtomicU64,
     /// Serialises client additions and revocations (rare, admin-only).
     client_admin: Mutex<()>,
+    /// The audit chain's writer.
+    audit: self::audit::AuditLog,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -137,6 +141,7 @@ impl Engine {
             rng: Mutex::new(rng),
             pins,
             keys: Keys::derive(&key),
+            audit: self::audit::AuditLog::new(&key)?,
             store,
             commit,
             accounts: DashMap::new(),

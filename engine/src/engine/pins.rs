@@ -1,6 +1,7 @@
 //! PIN changes by the citizen (current PIN and a step-up code) and privileged resets.
 
 use crate::account::{AccountView, Status};
+use crate::audit::{Event as AuditEvent, EventKind};
 use crate::challenge::Verification;
 
 use crate::error::{EngineError, Result};
@@ -51,7 +52,11 @@ impl Engine {
                 .get(&account)
                 .ok_or(EngineError::AccountNotFound)?;
             if a.lockout.lock_at(now).is_some() {
-                return Ok(self.ready(PinChange::Locked));
+                drop(a);
+                let event = AuditEvent::new(EventKind::LoginLocked, Some(account))
+                    .with("purpose", "pin_change");
+                let ticket = self.write(crate::store::Changes::default(), vec![event])?;
+                return Ok(self.durable(PinChange::Locked, ticket));
             }
             match (a.status, &a.pin) {
                 (Status::Active, Some(pin)) => pin.clone(),
@@ -71,6 +76,8 @@ impl Engine {
                 ));
             }
             let Some(new_hash) = new_hash else {
+                let event = tx.event(EventKind::PinChangeRefused);
+                tx.record(event);
                 return Ok(match tx.lockout(Event::PinFailed, now, self) {
                     Transition::Counted { .. } => PinChange::WrongPin,
                     _ => PinChange::Locked,
@@ -81,6 +88,8 @@ impl Engine {
             }
             match self.check_code(tx, challenge, Purpose::StepUp, code, now)? {
                 Verification::Approved(_) => {
+                    let event = tx.event(EventKind::PinChanged);
+                    tx.record(event);
                     tx.account_mut().pin = Some(new_hash);
                     Ok(PinChange::Changed)
                 }
@@ -102,6 +111,8 @@ impl Engine {
                 if tx.account.is_cancelled() {
                     return Err(EngineError::WrongState("the account is cancelled"));
                 }
+                let event = tx.event(EventKind::PinReset);
+                tx.record(event);
                 tx.lockout(Event::AdminUnlock, now, self);
                 self.supersede_all(tx);
                 let account = tx.account_mut();

@@ -91,6 +91,6 @@ impl Engine {
             // a short disk) it is redone next start.
             let _ = self.store.write(garbage);
         }
-        Ok(())
+        self.recover_audit()
     }
 }

@@ -1,6 +1,7 @@
 //! The per-account transaction: a change built on a copy of the account while its entry is held, then written as one batch and applied to memory.
 
 use crate::account::Account;
+use crate::audit::{Event as AuditEvent, EventKind};
 use crate::challenge::Challenge;
 use crate::clock::Timestamp;
 use crate::error::{EngineError, Result};
@@ -25,6 +26,8 @@ pub(super) struct Tx {
     pub(super) messages: Vec<Message>,
     pub(super) message_removes: Vec<MessageId>,
     pub(super) dead: Vec<DeadLetter>,
+    /// Audit events, written with the change.
+    pub(super) events: Vec<AuditEvent>,
 }
 
 impl Tx {
@@ -40,7 +43,19 @@ impl Tx {
             messages: Vec::new(),
             message_removes: Vec::new(),
             dead: Vec::new(),
+            events: Vec::new(),
         }
+    }
+
+    /// Records an audit event about this account, written with the change.
+    pub(super) fn record(&mut self, event: AuditEvent) {
+        self.dirty = true;
+        self.events.push(event);
+    }
+
+    /// An event of `kind` about this account, by the current actor.
+    pub(super) fn event(&self, kind: EventKind) -> AuditEvent {
+        AuditEvent::new(kind, Some(self.account.id))
     }
 
     pub(super) fn account_mut(&mut self) -> &mut Account {
@@ -69,6 +84,11 @@ impl Tx {
 
     pub(super) fn lockout(&mut self, event: Event, now: Timestamp, engine: &Engine) -> Transition {
         let failure = matches!(event, Event::PinFailed | Event::CodeFailed);
+        let reason = if matches!(event, Event::PinFailed) {
+            "pin_failures"
+        } else {
+            "code_failures"
+        };
         let before = (self.dirty, self.account_changed);
         let transition = self
             .account_mut()
@@ -76,6 +96,8 @@ impl Tx {
             .apply(event, now, &engine.config.lockout);
         if failure && transition == Transition::LockedNow {
             self.locked_now = true;
+            let locked = self.event(EventKind::Locked).with("reason", reason);
+            self.record(locked);
         }
         if transition == Transition::Refused {
             // Nothing changed; don't write for it.
@@ -110,7 +132,19 @@ impl Engine {
             .ok_or(EngineError::AccountNotFound)?;
         let now = self.now();
         let mut tx = Tx::new(entry.clone());
-        let value = change(&mut tx, now)?;
+        let value = match change(&mut tx, now) {
+            Ok(value) => value,
+            Err(e) => {
+                if let Some(reason) = e.limit_reason() {
+                    // A limit that refused a code for this account is a
+                    // security event; nothing else of the change happened.
+                    let event =
+                        AuditEvent::new(EventKind::RateLimited, Some(id)).with("reason", reason);
+                    let _ = self.write(Changes::default(), vec![event]);
+                }
+                return Err(e);
+            }
+        };
         if !tx.dirty {
             return Ok(self.ready(finish(value, &entry, now)));
         }
@@ -135,7 +169,7 @@ impl Engine {
                 .map(|id| Change::RemoveMessage(*id)),
         );
         changes.0.extend(tx.dead.iter().map(Change::DeadLetter));
-        let ticket = self.store.write(changes)?;
+        let ticket = self.write(changes, tx.events)?;
         for c in tx.puts {
             // An update (a verify, a delivery report) reuses the box.
             match self.challenges.get_mut(&c.id) {

@@ -88,9 +88,15 @@ impl Engine {
         let handle = std::thread::Builder::new()
             .name("otpd-sweeper".into())
             .spawn(move || {
+                let mut last_prune: Option<std::time::Instant> = None;
                 while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(every) {
-                    // A failed sweep is retried on the next tick.
+                    // A failed sweep, checkpoint or prune is retried on the next tick.
                     let _ = engine.sweep_expired();
+                    let _ = engine.audit_checkpoint(false);
+                    if last_prune.is_none_or(|t| t.elapsed() >= Duration::from_secs(3600)) {
+                        last_prune = Some(std::time::Instant::now());
+                        let _ = engine.prune_audit();
+                    }
                 }
             })
             .map_err(|e| EngineError::Internal(format!("cannot start the sweeper: {e}")))?;
@@ -130,7 +136,13 @@ impl Engine {
     /// every write acknowledged before the call, none half-applied. Writes
     /// queue while the store is read.
     pub fn backup_to(&self, dir: &std::path::Path) -> Result<crate::BackupSummary> {
-        self.store.backup_to(dir)
+        let summary = self.store.backup_to(dir)?;
+        let event = crate::audit::Event::new(crate::audit::EventKind::BackupTaken, None)
+            .with("records", summary.records.to_string())
+            .with("sha256", summary.sha256.clone());
+        // The backup is written: a failure to record it is not the backup's.
+        let _ = self.write(Changes::default(), vec![event]);
+        Ok(summary)
     }
 
     /// Bytes the store occupies on disk.
@@ -138,8 +150,10 @@ impl Engine {
         self.store.size_on_disk()
     }
 
-    /// Flushes the store now (for shutdown).
+    /// Signs the audit chain's head, then flushes the store now (for shutdown).
     pub fn flush(&self) -> Result<()> {
+        // A refused checkpoint (a full disk) must not stop the flush.
+        let _ = self.audit_checkpoint(true);
         self.store.flush()
     }
 }

@@ -9,10 +9,12 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Poll, Waker};
 
 use crate::account::Account;
+use crate::audit::AuditRecord;
 use crate::challenge::Challenge;
 use crate::client::Client;
 use crate::clock::Timestamp;
 use crate::error::{EngineError, Result};
+use crate::id::AccountId;
 use crate::outbox::{DeadLetter, Message};
 use crate::store::{BackupSummary, Change, Changes, Commit, FlushStats, Store, Ticket};
 
@@ -29,6 +31,8 @@ struct Records {
     messages: BTreeMap<[u8; 16], Message>,
     dead_letters: BTreeMap<[u8; 16], DeadLetter>,
     clients: BTreeMap<[u8; 8], Client>,
+    audit: BTreeMap<u64, AuditRecord>,
+    audit_head: Option<(u64, [u8; 32])>,
     clock_floor: Timestamp,
     round: u64,
     writes: u64,
@@ -47,6 +51,10 @@ impl Commit for Immediate {
 
     fn poll(&self, _ticket: Ticket, _waker: &Waker) -> Poll<Result<()>> {
         Poll::Ready(Ok(()))
+    }
+
+    fn flushed(&self) -> Ticket {
+        Ticket::MAX
     }
 }
 
@@ -112,6 +120,13 @@ impl Store for MemoryStore {
                     r.clients.insert(c.id, c.clone());
                 }
                 Change::Decoy => {}
+                Change::Audit(record) => {
+                    r.audit.insert(record.seq, record.clone());
+                }
+                Change::AuditHead(seq, hash) => r.audit_head = Some((seq, hash)),
+                Change::RemoveAudit(seq, _) => {
+                    r.audit.remove(&seq);
+                }
             }
         }
         r.round += 1;
@@ -154,6 +169,51 @@ impl Store for MemoryStore {
     fn scan_clients(&self, each: &mut dyn FnMut(Client) -> Result<()>) -> Result<()> {
         let all: Vec<Client> = self.lock().clients.values().cloned().collect();
         all.into_iter().try_for_each(each)
+    }
+
+    fn audit_head(&self) -> Result<Option<(u64, [u8; 32])>> {
+        Ok(self.lock().audit_head)
+    }
+
+    fn scan_audit(
+        &self,
+        from: u64,
+        each: &mut dyn FnMut(AuditRecord) -> Result<bool>,
+    ) -> Result<()> {
+        let all: Vec<AuditRecord> = self
+            .lock()
+            .audit
+            .range(from..)
+            .map(|(_, r)| r.clone())
+            .collect();
+        for record in all {
+            if !each(record)? {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn scan_account_audit(
+        &self,
+        account: AccountId,
+        before: u64,
+        each: &mut dyn FnMut(AuditRecord) -> Result<bool>,
+    ) -> Result<()> {
+        let all: Vec<AuditRecord> = self
+            .lock()
+            .audit
+            .range(..before)
+            .rev()
+            .filter(|(_, r)| r.event.account == Some(account))
+            .map(|(_, r)| r.clone())
+            .collect();
+        for record in all {
+            if !each(record)? {
+                break;
+            }
+        }
+        Ok(())
     }
 
     fn clock_floor(&self) -> Result<Timestamp> {

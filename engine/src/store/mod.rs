@@ -33,11 +33,12 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use crate::account::Account;
+use crate::audit::AuditRecord;
 use crate::challenge::Challenge;
 use crate::client::Client;
 use crate::clock::Timestamp;
 use crate::error::{EngineError, Result};
-use crate::id::ChallengeId;
+use crate::id::{AccountId, ChallengeId};
 use crate::outbox::{DeadLetter, Message};
 use crate::terms::MessageId;
 
@@ -105,6 +106,12 @@ pub(crate) enum Change<'a> {
     /// Store a throw-away record the size of an account, so a login for an
     /// unknown account pays the write a wrong PIN pays.
     Decoy,
+    /// Store an audit event (and index it under its account).
+    Audit(&'a AuditRecord),
+    /// Record the audit chain's head: its last sequence number and hash.
+    AuditHead(u64, [u8; 32]),
+    /// Delete an audit event (pruning past retention).
+    RemoveAudit(u64, Option<AccountId>),
 }
 
 /// Changes applied together, atomically, in order.
@@ -130,6 +137,8 @@ pub(crate) trait Commit: Send + Sync + std::fmt::Debug {
     fn wait(&self, ticket: Ticket) -> Result<()>;
     /// Whether `ticket` is durable yet; if not, `waker` is woken when it settles.
     fn poll(&self, ticket: Ticket, waker: &Waker) -> Poll<Result<()>>;
+    /// Every ticket up to this one is durable.
+    fn flushed(&self) -> Ticket;
 }
 
 /// What the engine asks of a store. See the module documentation for the
@@ -164,6 +173,26 @@ pub(crate) trait Store: Send + Sync + std::fmt::Debug {
 
     /// Every client.
     fn scan_clients(&self, each: &mut dyn FnMut(Client) -> Result<()>) -> Result<()>;
+
+    /// The audit chain's recorded head (`None` before the first event).
+    fn audit_head(&self) -> Result<Option<(u64, [u8; 32])>>;
+
+    /// Audit events from sequence number `from` on, oldest first, while
+    /// `each` returns `true`.
+    fn scan_audit(
+        &self,
+        from: u64,
+        each: &mut dyn FnMut(AuditRecord) -> Result<bool>,
+    ) -> Result<()>;
+
+    /// `account`'s audit events before sequence number `before`, newest
+    /// first, while `each` returns `true`.
+    fn scan_account_audit(
+        &self,
+        account: AccountId,
+        before: u64,
+        each: &mut dyn FnMut(AuditRecord) -> Result<bool>,
+    ) -> Result<()>;
 
     /// The newest time the engine recorded (0 for a new store).
     fn clock_floor(&self) -> Result<Timestamp>;

@@ -310,4 +310,8 @@ impl Commit for GroupCommit {
     fn poll(&self, ticket: Ticket, waker: &Waker) -> Poll<Result<()>> {
         self.poll_ticket(ticket, waker)
     }
+
+    fn flushed(&self) -> Ticket {
+        self.lock().flushed
+    }
 }

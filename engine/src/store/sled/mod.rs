@@ -27,10 +27,12 @@ use self::guard::{
     ACKNOWLEDGED_FILE, check_acknowledged, is_lock_contention, open_with_lock_retry, read_round,
 };
 use crate::account::Account;
+use crate::audit::AuditRecord;
 use crate::challenge::Challenge;
 use crate::client::Client;
 use crate::clock::Timestamp;
 use crate::error::{EngineError, Result};
+use crate::id::AccountId;
 use crate::outbox::{DeadLetter, Message};
 use crate::store::codec;
 use crate::store::{
@@ -42,6 +44,12 @@ const CHALLENGE_PREFIX: u8 = b'c';
 const CLIENT_PREFIX: u8 = b'k';
 const OUTBOX_PREFIX: u8 = b'o';
 const DEAD_LETTER_PREFIX: u8 = b'x';
+/// Audit events by sequence number (u64 BE).
+const AUDIT_PREFIX: u8 = b'e';
+/// Audit events by account: account id ‖ sequence number, no value.
+const AUDIT_INDEX_PREFIX: u8 = b'i';
+/// The audit chain's head: sequence number (u64 BE) ‖ hash.
+const AUDIT_HEAD_KEY: &[u8] = b"m:audit-head";
 const FORMAT_KEY: &[u8] = b"m:format";
 const FORMAT_VERSION: &[u8] = b"otpd-1";
 const CLOCK_KEY: &[u8] = b"m:clock";
@@ -321,7 +329,37 @@ fn encode(change: &Change<'_>, writes: &mut Writes) {
         ),
         Change::Client(c) => writes.insert(&client_key(c.id), codec::encode_client(c)),
         Change::Decoy => writes.insert(DECOY_KEY, vec![0u8; 256]),
+        Change::Audit(r) => {
+            writes.insert(&audit_key(r.seq), codec::encode_audit(r));
+            if let Some(account) = r.event.account {
+                writes.insert(&audit_index_key(account, r.seq), Vec::new());
+            }
+        }
+        Change::AuditHead(seq, hash) => {
+            let mut value = seq.to_be_bytes().to_vec();
+            value.extend_from_slice(&hash);
+            writes.insert(AUDIT_HEAD_KEY, value);
+        }
+        Change::RemoveAudit(seq, account) => {
+            writes.remove(&audit_key(seq));
+            if let Some(account) = account {
+                writes.remove(&audit_index_key(account, seq));
+            }
+        }
     }
+}
+
+fn audit_key(seq: u64) -> [u8; 9] {
+    let mut key = [AUDIT_PREFIX; 9];
+    key[1..].copy_from_slice(&seq.to_be_bytes());
+    key
+}
+
+fn audit_index_key(account: AccountId, seq: u64) -> [u8; 25] {
+    let mut key = [AUDIT_INDEX_PREFIX; 25];
+    key[1..17].copy_from_slice(&account.0);
+    key[17..].copy_from_slice(&seq.to_be_bytes());
+    key
 }
 
 impl Store for SledStore {
@@ -377,6 +415,60 @@ impl Store for SledStore {
 
     fn scan_clients(&self, each: &mut dyn FnMut(Client) -> Result<()>) -> Result<()> {
         self.scan(CLIENT_PREFIX, &mut |v| each(codec::decode_client(v)?))
+    }
+
+    fn audit_head(&self) -> Result<Option<(u64, [u8; 32])>> {
+        let Some(bytes) = self.db.get(AUDIT_HEAD_KEY)? else {
+            return Ok(None);
+        };
+        if bytes.len() != 40 {
+            return Err(EngineError::Corrupt(
+                "the audit head is not 40 bytes".into(),
+            ));
+        }
+        let mut seq = [0u8; 8];
+        seq.copy_from_slice(&bytes[..8]);
+        let mut hash = [0u8; 32];
+        hash.copy_from_slice(&bytes[8..]);
+        Ok(Some((u64::from_be_bytes(seq), hash)))
+    }
+
+    fn scan_audit(
+        &self,
+        from: u64,
+        each: &mut dyn FnMut(AuditRecord) -> Result<bool>,
+    ) -> Result<()> {
+        let start = audit_key(from);
+        let end = [AUDIT_PREFIX + 1];
+        for item in self.db.range(start.as_slice()..end.as_slice()) {
+            if !each(codec::decode_audit(&item?.1)?)? {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn scan_account_audit(
+        &self,
+        account: AccountId,
+        before: u64,
+        each: &mut dyn FnMut(AuditRecord) -> Result<bool>,
+    ) -> Result<()> {
+        let start = audit_index_key(account, 0);
+        let end = audit_index_key(account, before);
+        for item in self.db.range(start..end).rev() {
+            let (key, _) = item?;
+            let mut seq = [0u8; 8];
+            seq.copy_from_slice(&key[17..25]);
+            let Some(bytes) = self.db.get(audit_key(u64::from_be_bytes(seq)))? else {
+                // Pruned between the index and the event: skip it.
+                continue;
+            };
+            if !each(codec::decode_audit(&bytes)?)? {
+                break;
+            }
+        }
+        Ok(())
     }
 
     fn clock_floor(&self) -> Result<Timestamp> {

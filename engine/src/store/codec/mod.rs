@@ -8,7 +8,11 @@
 //! version of every record, and the tests that old versions still decode,
 //! sit side by side where a change to one is seen against the others.
 
+mod audit;
+
 use bincode::{Decode, Encode};
+
+pub(crate) use audit::{decode_audit, encode_audit};
 
 use crate::account::{Account, Status};
 use crate::challenge::{Challenge, ChallengeState};

@@ -1,0 +1,436 @@
+//! The hash chain: each event's canonical encoding hashed with the hash
+//! before it, checkpoints signing the head, and the check of a whole chain.
+//!
+//! The canonical encoding (what the hash covers) is fixed and independent
+//! of how records are stored or exported:
+//!
+//! ```text
+//! "otpd-audit-v1" 0x00 ‖ seq (u64 BE) ‖ at (u64 BE, ms) ‖ kind ‖ outcome
+//! ‖ opt(account hex) ‖ opt(client) ‖ opt(request id) ‖ opt(source ip)
+//! ‖ count of details (u32 BE) ‖ (key ‖ value)…
+//! ```
+//!
+//! where each text is its length (u32 BE) and UTF-8 bytes, and `opt` is a
+//! byte 0 (absent) or 1 and the text. `hash = SHA-256(prev ‖ encoding)`.
+
+use sha2::{Digest, Sha256};
+
+use super::{Actor, AuditKey, AuditPublicKey, AuditRecord, Event, EventKind};
+use crate::clock::Timestamp;
+
+const DOMAIN: &[u8] = b"otpd-audit-v1\0";
+
+/// The canonical encoding of `record` (its `prev` and `hash` excluded).
+pub fn canonical(seq: u64, at: Timestamp, event: &Event) -> Vec<u8> {
+    let mut out = Vec::with_capacity(160);
+    out.extend_from_slice(DOMAIN);
+    out.extend_from_slice(&seq.to_be_bytes());
+    out.extend_from_slice(&at.0.to_be_bytes());
+    text(&mut out, event.kind.as_str());
+    text(&mut out, event.outcome.as_str());
+    optional(&mut out, event.account.map(|a| a.to_string()).as_deref());
+    optional(&mut out, event.actor.client.as_deref());
+    optional(&mut out, event.actor.request_id.as_deref());
+    optional(&mut out, event.actor.source_ip.as_deref());
+    let count = u32::try_from(event.details.len()).unwrap_or(u32::MAX);
+    out.extend_from_slice(&count.to_be_bytes());
+    for (key, value) in &event.details {
+        text(&mut out, key);
+        text(&mut out, value);
+    }
+    out
+}
+
+fn text(out: &mut Vec<u8>, value: &str) {
+    let len = u32::try_from(value.len()).unwrap_or(u32::MAX);
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(value.as_bytes());
+}
+
+fn optional(out: &mut Vec<u8>, value: Option<&str>) {
+    match value {
+        None => out.push(0),
+        Some(value) => {
+            out.push(1);
+            text(out, value);
+        }
+    }
+}
+
+/// `SHA-256(prev ‖ canonical)`.
+fn link(prev: &[u8; 32], seq: u64, at: Timestamp, event: &Event) -> [u8; 32] {
+    let mut hasher = Sha256::new();
+    hasher.update(prev);
+    hasher.update(canonical(seq, at, event));
+    hasher.finalize().into()
+}
+
+/// The head of the chain, as the writer holds it.
+#[derive(Debug, Clone)]
+pub struct Chain {
+    /// The last sequence number given (0 before the first event).
+    pub seq: u64,
+    /// The last event's hash (zeros before the first).
+    pub hash: [u8; 32],
+    /// Events since the last checkpoint.
+    pub since_checkpoint: u64,
+    /// When the last checkpoint was written.
+    pub last_checkpoint_at: Timestamp,
+}
+
+impl Chain {
+    /// The chain after `last` (or a new chain).
+    pub fn resume(last: Option<&AuditRecord>, since_checkpoint: u64) -> Chain {
+        match last {
+            None => Chain {
+                seq: 0,
+                hash: [0; 32],
+                since_checkpoint: 0,
+                last_checkpoint_at: Timestamp(0),
+            },
+            Some(r) => Chain {
+                seq: r.seq,
+                hash: r.hash,
+                since_checkpoint,
+                last_checkpoint_at: if r.event.kind == EventKind::Checkpoint {
+                    r.at
+                } else {
+                    Timestamp(0)
+                },
+            },
+        }
+    }
+
+    /// Gives `events` their places after the head, followed by a signed
+    /// checkpoint when `every` events have passed since the last one.
+    /// Returns the records and the head they lead to; the head changes only
+    /// when the caller stores them and calls [`Chain::advance`].
+    pub(crate) fn seal(
+        &self,
+        events: Vec<Event>,
+        at: Timestamp,
+        key: &AuditKey,
+        every: u64,
+    ) -> (Vec<AuditRecord>, Chain) {
+        let mut next = self.clone();
+        let mut records = Vec::with_capacity(events.len() + 1);
+        for event in events {
+            records.push(next.append(event, at));
+            next.since_checkpoint += 1;
+        }
+        if every > 0 && next.since_checkpoint >= every {
+            records.push(next.checkpoint(at, key));
+        }
+        (records, next)
+    }
+
+    /// A checkpoint signing the head, as the next record.
+    pub(crate) fn checkpoint(&mut self, at: Timestamp, key: &AuditKey) -> AuditRecord {
+        let signature = key.sign(self.seq, &self.hash);
+        let event = Event {
+            kind: EventKind::Checkpoint,
+            outcome: EventKind::Checkpoint.outcome(),
+            account: None,
+            actor: Actor::default(),
+            details: vec![
+                ("covers_seq".into(), self.seq.to_string()),
+                ("covers_hash".into(), crate::hex::encode(self.hash)),
+                ("signature".into(), crate::hex::encode(signature)),
+            ],
+        };
+        let record = self.append(event, at);
+        self.since_checkpoint = 0;
+        self.last_checkpoint_at = at;
+        record
+    }
+
+    fn append(&mut self, event: Event, at: Timestamp) -> AuditRecord {
+        let seq = self.seq + 1;
+        let hash = link(&self.hash, seq, at, &event);
+        let record = AuditRecord {
+            seq,
+            at,
+            event,
+            prev: self.hash,
+            hash,
+        };
+        self.seq = seq;
+        self.hash = hash;
+        record
+    }
+
+    /// Takes the head [`Chain::seal`] returned, once its records are stored.
+    pub(crate) fn advance(&mut self, next: Chain) {
+        *self = next;
+    }
+}
+
+/// What a check of a chain found, when nothing is wrong.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Report {
+    /// The first sequence number checked (0: none).
+    pub first: u64,
+    /// The last one.
+    pub last: u64,
+    /// Records checked, checkpoints included.
+    pub records: u64,
+    /// Checkpoints whose signatures hold.
+    pub checkpoints: u64,
+    /// Records after the last checkpoint: chained, not yet signed.
+    pub unsigned_tail: u64,
+    /// The last record's hash.
+    pub last_hash: [u8; 32],
+}
+
+/// Where and why a chain does not hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Break {
+    /// The first sequence number at fault.
+    pub seq: u64,
+    /// What is wrong there.
+    pub why: String,
+}
+
+impl std::fmt::Display for Break {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "event {}: {}", self.seq, self.why)
+    }
+}
+
+/// Checks `records` in order: consecutive sequence numbers, every hash
+/// recomputed, every checkpoint's signature under `key`, and no more than
+/// `max_unsigned` records in a row without a checkpoint. The first record
+/// must be the chain's first (`seq` 1) or a checkpoint anchoring the part
+/// kept after pruning. `head`, when given, is where the chain must end
+/// (the store's own record of its head, or an export's signed trailer).
+pub fn verify(
+    records: impl IntoIterator<Item = AuditRecord>,
+    key: &AuditPublicKey,
+    max_unsigned: u64,
+    head: Option<(u64, [u8; 32])>,
+) -> Result<Report, Break> {
+    let mut report = Report::default();
+    let mut expected: Option<(u64, [u8; 32])> = None;
+    for r in records {
+        let fail = |why: String| Break { seq: r.seq, why };
+        match expected {
+            None => {
+                report.first = r.seq;
+                if r.seq == 1 {
+                    if r.prev != [0; 32] {
+                        return Err(fail("the first event does not start the chain".into()));
+                    }
+                } else if r.event.kind != EventKind::Checkpoint {
+                    return Err(fail(format!(
+                        "the chain starts at {} with no checkpoint to anchor it \
+                         (events before it were removed)",
+                        r.seq
+                    )));
+                }
+            }
+            Some((seq, hash)) => {
+                if r.seq != seq + 1 {
+                    return Err(Break {
+                        seq: seq + 1,
+                        why: format!(
+                            "missing: the next event found is {} (events removed or reordered)",
+                            r.seq
+                        ),
+                    });
+                }
+                if r.prev != hash {
+                    return Err(fail(
+                        "it does not follow the event before it (an event was changed, \
+                         removed or reordered)"
+                            .into(),
+                    ));
+                }
+            }
+        }
+        if link(&r.prev, r.seq, r.at, &r.event) != r.hash {
+            return Err(fail(
+                "its hash does not match its content (it was changed)".into(),
+            ));
+        }
+        if r.event.kind == EventKind::Checkpoint {
+            check_checkpoint(&r, key).map_err(fail)?;
+            report.checkpoints += 1;
+            report.unsigned_tail = 0;
+        } else {
+            report.unsigned_tail += 1;
+            if report.unsigned_tail > max_unsigned {
+                return Err(fail(format!(
+                    "more than {max_unsigned} events in a row without a signed checkpoint \
+                     (checkpoints were removed, or the log was rewritten)"
+                )));
+            }
+        }
+        report.records += 1;
+        report.last = r.seq;
+        report.last_hash = r.hash;
+        expected = Some((r.seq, r.hash));
+    }
+    if let Some((seq, hash)) = head {
+        if report.last < seq {
+            return Err(Break {
+                seq: report.last + 1,
+                why: format!(
+                    "missing: the chain ends at {} but its head is {seq} (the tail was removed)",
+                    report.last
+                ),
+            });
+        }
+        if report.last > seq || report.last_hash != hash {
+            return Err(Break {
+                seq: report.last,
+                why: "the chain's end does not match its recorded head".into(),
+            });
+        }
+    }
+    Ok(report)
+}
+
+fn check_checkpoint(r: &AuditRecord, key: &AuditPublicKey) -> Result<(), String> {
+    let covers: u64 = r
+        .event
+        .detail("covers_seq")
+        .and_then(|s| s.parse().ok())
+        .ok_or("a checkpoint without covers_seq")?;
+    let hash: [u8; 32] = r
+        .event
+        .detail("covers_hash")
+        .and_then(crate::hex::decode_array)
+        .ok_or("a checkpoint without covers_hash")?;
+    let signature: [u8; 64] = r
+        .event
+        .detail("signature")
+        .and_then(crate::hex::decode_array)
+        .ok_or("a checkpoint without a signature")?;
+    if covers + 1 != r.seq || hash != r.prev {
+        return Err("a checkpoint that does not sign the event before it".into());
+    }
+    if !key.verifies(covers, &hash, &signature) {
+        return Err(
+            "a checkpoint whose signature does not hold (forged, or another audit key)".into(),
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::CodeKey;
+
+    fn event(n: u32) -> Event {
+        Event {
+            kind: EventKind::CodeWrong,
+            outcome: EventKind::CodeWrong.outcome(),
+            account: None,
+            actor: Actor {
+                client: Some("portal".into()),
+                request_id: Some(format!("r{n}")),
+                source_ip: None,
+            },
+            details: vec![("attempts_remaining".into(), n.to_string())],
+        }
+    }
+
+    /// Ten events, a checkpoint every four.
+    fn chain() -> (Vec<AuditRecord>, AuditKey) {
+        let key = AuditKey::derive(&CodeKey::new([1; 32])).unwrap();
+        let mut head = Chain::resume(None, 0);
+        let mut all = Vec::new();
+        for n in 0..10 {
+            let (records, next) =
+                head.seal(vec![event(n)], Timestamp(1_000 + u64::from(n)), &key, 4);
+            head.advance(next);
+            all.extend(records);
+        }
+        (all, key)
+    }
+
+    fn check(records: &[AuditRecord], key: &AuditKey) -> Result<Report, Break> {
+        verify(records.iter().cloned(), &key.public(), 4, None)
+    }
+
+    #[test]
+    fn an_intact_chain_verifies_with_its_checkpoints() {
+        let (records, key) = chain();
+        assert_eq!(records.len(), 12, "ten events and two checkpoints");
+        let report = check(&records, &key).unwrap();
+        assert_eq!((report.first, report.last), (1, 12));
+        assert_eq!((report.checkpoints, report.unsigned_tail), (2, 2));
+        let head = Some((12, records[11].hash));
+        assert!(verify(records.clone(), &key.public(), 4, head).is_ok());
+    }
+
+    #[test]
+    fn an_edited_removed_or_reordered_event_names_the_first_bad_one() {
+        let (records, key) = chain();
+        let mut edited = records.clone();
+        edited[2].event.details[0].1 = "99".into();
+        assert_eq!(check(&edited, &key).unwrap_err().seq, 3);
+        let mut removed = records.clone();
+        removed.remove(6);
+        assert_eq!(check(&removed, &key).unwrap_err().seq, 7);
+        let mut reordered = records.clone();
+        reordered.swap(7, 8);
+        assert_eq!(check(&reordered, &key).unwrap_err().seq, 8);
+        // Renumbered to hide the gap: the hashes no longer link.
+        let mut renumbered = records.clone();
+        renumbered.remove(6);
+        for r in &mut renumbered[6..] {
+            r.seq -= 1;
+        }
+        assert!(check(&renumbered, &key).is_err());
+    }
+
+    #[test]
+    fn a_truncated_tail_is_caught_by_the_head_and_a_rehashed_forgery_by_the_signatures() {
+        let (records, key) = chain();
+        let head = Some((12, records[11].hash));
+        let truncated = records[..9].to_vec();
+        let err = verify(truncated, &key.public(), 4, head).unwrap_err();
+        assert_eq!(err.seq, 10);
+        // A forger without the key rewrites an event and re-hashes everything after it.
+        let mut forged = records.clone();
+        forged[1].event.details[0].1 = "forged".into();
+        let mut prev = forged[0].hash;
+        for r in &mut forged[1..] {
+            r.prev = prev;
+            r.hash = link(&prev, r.seq, r.at, &r.event);
+            prev = r.hash;
+        }
+        let err = check(&forged, &key).unwrap_err();
+        assert_eq!(err.seq, 5, "the first checkpoint after the change: {err}");
+        assert!(err.why.contains("checkpoint"), "{err}");
+        // ...or drops the checkpoints too: then too many events go unsigned.
+        let mut unsigned: Vec<AuditRecord> = forged
+            .into_iter()
+            .filter(|r| r.event.kind != EventKind::Checkpoint)
+            .collect();
+        let mut prev = [0; 32];
+        for (i, r) in unsigned.iter_mut().enumerate() {
+            r.seq = i as u64 + 1;
+            r.prev = prev;
+            r.hash = link(&prev, r.seq, r.at, &r.event);
+            prev = r.hash;
+        }
+        let err = check(&unsigned, &key).unwrap_err();
+        assert!(err.why.contains("without a signed checkpoint"), "{err}");
+        // A checkpoint signed by another key.
+        let other = AuditKey::derive(&CodeKey::new([2; 32])).unwrap();
+        assert!(check(&records, &other).is_err());
+    }
+
+    #[test]
+    fn a_pruned_chain_verifies_from_its_oldest_checkpoint() {
+        let (records, key) = chain();
+        let kept: Vec<AuditRecord> = records[4..].to_vec();
+        assert_eq!(kept[0].event.kind, EventKind::Checkpoint);
+        assert!(check(&kept, &key).is_ok());
+        let err = check(&records[5..], &key).unwrap_err();
+        assert!(err.why.contains("no checkpoint to anchor"), "{err}");
+    }
+}

@@ -1,0 +1,116 @@
+//! The audit trail: one event for every security-relevant operation,
+//! written in the same atomic batch as the change it describes, chained by
+//! SHA-256 and checkpointed with Ed25519 signatures so that editing,
+//! removing, reordering or forging events is detected.
+//!
+//! Who acted (the client, the request id, the source address) is not a
+//! parameter of every engine operation: the caller sets it for the
+//! duration of one synchronous engine call with [`acting`], and the events
+//! that call writes carry it. Calls made outside `acting` (the sweeper, the
+//! sender, offline commands) are the system's own.
+
+mod chain;
+mod kind;
+mod signer;
+
+use std::cell::RefCell;
+
+pub use chain::{Break, Chain, Report, canonical, verify};
+pub use kind::{EventKind, Outcome};
+pub use signer::{AuditKey, AuditPublicKey};
+
+use crate::clock::Timestamp;
+use crate::id::AccountId;
+
+/// Who caused an event.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Actor {
+    /// The client (relying party) whose request it was.
+    pub client: Option<String>,
+    /// The request's id (`x-request-id`).
+    pub request_id: Option<String>,
+    /// The request's source address, as the configuration allows it kept.
+    pub source_ip: Option<String>,
+}
+
+thread_local! {
+    static ACTOR: RefCell<Option<Actor>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` (one synchronous engine call) with `actor` as the cause of the
+/// events it writes.
+pub fn acting<T>(actor: &Actor, f: impl FnOnce() -> T) -> T {
+    struct Restore(Option<Actor>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let previous = self.0.take();
+            ACTOR.with(|a| *a.borrow_mut() = previous);
+        }
+    }
+    let previous = ACTOR.with(|a| a.borrow_mut().replace(actor.clone()));
+    let _restore = Restore(previous);
+    f()
+}
+
+/// The actor of the engine call running on this thread.
+pub(crate) fn current_actor() -> Actor {
+    ACTOR.with(|a| a.borrow().clone()).unwrap_or_default()
+}
+
+/// An event before it has a place in the chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// What happened.
+    pub kind: EventKind,
+    /// Whether it succeeded, failed or was refused.
+    pub outcome: Outcome,
+    /// The account it concerns, if any.
+    pub account: Option<AccountId>,
+    /// Who caused it.
+    pub actor: Actor,
+    /// The few fields that matter for the kind, in a fixed order. Never a
+    /// PIN, a code, a key or a whole contact.
+    pub details: Vec<(String, String)>,
+}
+
+impl Event {
+    /// An event of the current actor.
+    pub(crate) fn new(kind: EventKind, account: Option<AccountId>) -> Event {
+        Event {
+            kind,
+            outcome: kind.outcome(),
+            account,
+            actor: current_actor(),
+            details: Vec::new(),
+        }
+    }
+
+    /// Adds a detail.
+    pub(crate) fn with(mut self, key: &str, value: impl Into<String>) -> Event {
+        self.details.push((key.to_owned(), value.into()));
+        self
+    }
+
+    /// A detail's value.
+    pub fn detail(&self, key: &str) -> Option<&str> {
+        self.details
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// An event in the chain, as stored and exported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRecord {
+    /// Its place: 1, 2, 3… with no gaps.
+    pub seq: u64,
+    /// When it was written.
+    pub at: Timestamp,
+    /// What it says.
+    pub event: Event,
+    /// The hash of the event before it (zeros before the first).
+    pub prev: [u8; 32],
+    /// `SHA-256(prev ‖ canonical encoding)`.
+    pub hash: [u8; 32],
+}

@@ -1,0 +1,309 @@
+//! The audit trail as the engine keeps it: events sealed into the chain and
+//! written in the same batch as their change, the chain's head recovered
+//! on open, checkpoints, reading (only what is durable), pruning.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
+
+use crate::audit::{AuditKey, AuditPublicKey, AuditRecord, Break, Chain, Event, EventKind, Report};
+use crate::clock::Timestamp;
+use crate::error::{EngineError, Result};
+use crate::id::AccountId;
+use crate::keys::{AUDIT_LOGIN, subkey};
+use crate::secret::CodeKey;
+use crate::store::{Change, Changes, Durable, Ticket};
+
+use super::{Engine, lock};
+
+/// The most events one read returns.
+pub const MAX_EVENTS_PER_READ: usize = 1_000;
+
+/// The chain's writer side.
+pub(super) struct AuditLog {
+    key: AuditKey,
+    /// Keys the HMAC that names unknown logins.
+    login_key: [u8; 32],
+    state: Mutex<LogState>,
+}
+
+struct LogState {
+    chain: Chain,
+    /// Writes not yet known durable: their ticket and last sequence number.
+    pending: VecDeque<(Ticket, u64)>,
+    /// Every event up to here is durable.
+    durable: u64,
+}
+
+impl std::fmt::Debug for AuditLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditLog").finish_non_exhaustive()
+    }
+}
+
+impl AuditLog {
+    pub(super) fn new(code_key: &CodeKey) -> Result<AuditLog> {
+        Ok(AuditLog {
+            key: AuditKey::derive(code_key)?,
+            login_key: subkey(code_key, AUDIT_LOGIN),
+            state: Mutex::new(LogState {
+                chain: Chain::resume(None, 0),
+                pending: VecDeque::new(),
+                durable: 0,
+            }),
+        })
+    }
+}
+
+impl Engine {
+    /// Writes `changes` and `events` as one batch: the events get their
+    /// places in the chain (and a checkpoint when one is due) under the
+    /// log's lock, which is held until the batch is queued, so the chain's
+    /// order is the store's.
+    pub(super) fn write(&self, changes: Changes<'_>, events: Vec<Event>) -> Result<Ticket> {
+        if events.is_empty() {
+            return self.store.write(changes);
+        }
+        let now = self.now();
+        let mut log = lock(&self.audit.state);
+        let every = self.config.audit.checkpoint_every;
+        let (records, next) = log.chain.seal(events, now, &self.audit.key, every);
+        let mut all: Vec<Change<'_>> = changes.0;
+        all.extend(records.iter().map(Change::Audit));
+        all.push(Change::AuditHead(next.seq, next.hash));
+        let ticket = self.store.write(Changes(all))?;
+        log.pending.push_back((ticket, next.seq));
+        log.chain.advance(next);
+        Ok(ticket)
+    }
+
+    /// Records one event that changes nothing else (an operator's action
+    /// outside the engine: a key rotated, a restore).
+    pub fn record_event(
+        &self,
+        kind: EventKind,
+        account: Option<AccountId>,
+        details: &[(&str, &str)],
+    ) -> Result<Durable<()>> {
+        let mut event = Event::new(kind, account);
+        for (key, value) in details {
+            event = event.with(key, *value);
+        }
+        let ticket = self.write(Changes::default(), vec![event])?;
+        Ok(self.durable((), ticket))
+    }
+
+    /// A keyed hash naming a login identifier that matched no account, so
+    /// repeated attempts on one identifier can be linked without keeping it.
+    pub(super) fn login_fingerprint(&self, login: &str) -> String {
+        // HMAC takes a key of any length.
+        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(&self.audit.login_key) else {
+            return String::new();
+        };
+        mac.update(login.as_bytes());
+        crate::hex::encode(&mac.finalize().into_bytes()[..16])
+    }
+
+    /// Reads the chain's head back on open.
+    pub(super) fn recover_audit(&self) -> Result<()> {
+        let Some((seq, hash)) = self.store.audit_head()? else {
+            return Ok(());
+        };
+        let every = self.config.audit.checkpoint_every;
+        let mut last = None;
+        let mut since_checkpoint = 0;
+        self.store
+            .scan_audit(seq.saturating_sub(every.saturating_mul(2)), &mut |r| {
+                since_checkpoint = if r.event.kind == EventKind::Checkpoint {
+                    0
+                } else {
+                    since_checkpoint + 1
+                };
+                let done = r.seq >= seq;
+                last = Some(r);
+                Ok(!done)
+            })?;
+        match &last {
+            Some(r) if r.seq == seq && r.hash == hash => {}
+            _ => {
+                return Err(EngineError::Corrupt(format!(
+                    "the audit chain's head is event {seq}, which is missing or differs: \
+                     run `otpd audit verify`"
+                )));
+            }
+        }
+        let mut state = lock(&self.audit.state);
+        state.chain = Chain::resume(last.as_ref(), since_checkpoint);
+        state.durable = seq;
+        Ok(())
+    }
+
+    /// Writes a signed checkpoint if events arrived since the last one and
+    /// `audit.checkpoint_interval` has passed (or `force`).
+    pub fn audit_checkpoint(&self, force: bool) -> Result<()> {
+        let now = self.now();
+        let mut log = lock(&self.audit.state);
+        let due = now.0.saturating_sub(log.chain.last_checkpoint_at.0)
+            >= u64::try_from(self.config.audit.checkpoint_interval.as_millis()).unwrap_or(u64::MAX);
+        if log.chain.since_checkpoint == 0 || !(due || force) {
+            return Ok(());
+        }
+        let mut next = log.chain.clone();
+        let record = next.checkpoint(now, &self.audit.key);
+        let changes = Changes(vec![
+            Change::Audit(&record),
+            Change::AuditHead(next.seq, next.hash),
+        ]);
+        let ticket = self.store.write(changes)?;
+        log.pending.push_back((ticket, next.seq));
+        log.chain.advance(next);
+        Ok(())
+    }
+
+    /// Every event up to this sequence number is durable; later ones may not be.
+    pub fn audit_durable_seq(&self) -> u64 {
+        let flushed = self.commit.flushed();
+        let mut log = lock(&self.audit.state);
+        while let Some(&(ticket, seq)) = log.pending.front() {
+            if ticket > flushed {
+                break;
+            }
+            log.durable = seq;
+            log.pending.pop_front();
+        }
+        log.durable
+    }
+
+    /// `account`'s durable events before sequence number `before` (all when
+    /// `None`), newest first, at most `limit` (capped at 1,000).
+    pub fn account_events(
+        &self,
+        account: AccountId,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<AuditRecord>> {
+        let durable = self.audit_durable_seq();
+        let before = before.unwrap_or(u64::MAX).min(durable.saturating_add(1));
+        let limit = limit.clamp(1, MAX_EVENTS_PER_READ);
+        let mut out = Vec::new();
+        self.store.scan_account_audit(account, before, &mut |r| {
+            out.push(r);
+            Ok(out.len() < limit)
+        })?;
+        Ok(out)
+    }
+
+    /// Durable events after sequence number `after`, oldest first, at most
+    /// `limit` (capped at 1,000): the feed a SIEM follows.
+    pub fn events_after(&self, after: u64, limit: usize) -> Result<Vec<AuditRecord>> {
+        let durable = self.audit_durable_seq();
+        let limit = limit.clamp(1, MAX_EVENTS_PER_READ);
+        let mut out = Vec::new();
+        if after >= durable {
+            return Ok(out);
+        }
+        self.store.scan_audit(after + 1, &mut |r| {
+            if r.seq > durable {
+                return Ok(false);
+            }
+            out.push(r);
+            Ok(out.len() < limit)
+        })?;
+        Ok(out)
+    }
+
+    /// Runs `each` on every durable event from sequence number `from` on, in
+    /// order, while it returns `true` (exports).
+    pub fn scan_events(
+        &self,
+        from: u64,
+        each: &mut dyn FnMut(AuditRecord) -> Result<bool>,
+    ) -> Result<()> {
+        let durable = self.audit_durable_seq();
+        self.store.scan_audit(from, &mut |r| {
+            if r.seq > durable {
+                return Ok(false);
+            }
+            each(r)
+        })
+    }
+
+    /// Checks the whole stored chain against its recorded head and the
+    /// checkpoint key (`otpd audit verify`).
+    pub fn verify_audit(&self) -> Result<std::result::Result<Report, Break>> {
+        let head = self.store.audit_head()?;
+        let mut records = Vec::new();
+        self.store.scan_audit(0, &mut |r| {
+            records.push(r);
+            Ok(true)
+        })?;
+        Ok(crate::audit::verify(
+            records,
+            &self.audit.key.public(),
+            self.config.audit.checkpoint_every,
+            head,
+        ))
+    }
+
+    /// The key that verifies this store's checkpoints.
+    pub fn audit_public_key(&self) -> AuditPublicKey {
+        self.audit.key.public()
+    }
+
+    /// Signs `(seq, hash)`: the trailer that closes an export, so a
+    /// truncated export is detected.
+    pub fn sign_audit_head(&self, seq: u64, hash: &[u8; 32]) -> [u8; 64] {
+        self.audit.key.sign(seq, hash)
+    }
+
+    /// Deletes events older than the retention, keeping the chain verifiable
+    /// from the newest checkpoint before the cutoff. Returns how many went.
+    pub fn prune_audit(&self) -> Result<u64> {
+        let Some(retention) = self.config.audit.retention else {
+            return Ok(0);
+        };
+        let cutoff = Timestamp(
+            self.now()
+                .0
+                .saturating_sub(u64::try_from(retention.as_millis()).unwrap_or(u64::MAX)),
+        );
+        // The newest checkpoint older than the cutoff: the new anchor.
+        let mut anchor = None;
+        self.store.scan_audit(0, &mut |r| {
+            if r.at >= cutoff {
+                return Ok(false);
+            }
+            if r.event.kind == EventKind::Checkpoint {
+                anchor = Some(r.seq);
+            }
+            Ok(true)
+        })?;
+        let Some(anchor) = anchor else {
+            return Ok(0);
+        };
+        let mut pruned = 0;
+        loop {
+            let mut doomed = Vec::new();
+            self.store.scan_audit(0, &mut |r| {
+                if r.seq >= anchor {
+                    return Ok(false);
+                }
+                doomed.push((r.seq, r.event.account));
+                Ok(doomed.len() < 10_000)
+            })?;
+            if doomed.is_empty() {
+                return Ok(pruned);
+            }
+            pruned += doomed.len() as u64;
+            let changes = Changes(
+                doomed
+                    .into_iter()
+                    .map(|(seq, account)| Change::RemoveAudit(seq, account))
+                    .collect(),
+            );
+            self.store.write(changes)?;
+        }
+    }
+}
