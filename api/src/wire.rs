@@ -363,7 +363,7 @@ pub fn document(d: &Document) -> Value {
 
 /// A challenge's status as returned.
 pub fn status(s: &ChallengeStatus) -> Value {
-    json!({
+    let mut body = json!({
         "challenge_id": s.id.to_string(),
         "account_id": s.account.to_string(),
         "purpose": s.purpose.as_str(),
@@ -374,7 +374,11 @@ pub fn status(s: &ChallengeStatus) -> Value {
         "attempts_remaining": s.attempts_remaining,
         "state": s.state.as_str(),
         "delivery": s.delivery.as_str(),
-    })
+    });
+    if let Some(d) = &s.document {
+        body["document"] = document(d);
+    }
+    body
 }
 
 /// An account as returned: masked contacts, never the PIN hash.

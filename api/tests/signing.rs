@@ -229,6 +229,15 @@ fn a_signing_key_from_the_environment_is_used_and_rotation_is_refused() {
             String::from_utf8_lossy(&out.stderr).into_owned(),
         )
     };
+    // Before the first start there are no keys to list (a mistyped
+    // --data-dir must not look like a key ring).
+    let (ok, _, err) = run(&["keys", "list"]);
+    assert!(!ok && err.contains("no signing keys"), "{err}");
+    let mut first_start = otpd(&data);
+    first_start
+        .env("OTPD_SIGNING_KEY", "env:SIGNING_PEM")
+        .env("SIGNING_PEM", pem);
+    Server::spawn(first_start).kill();
     let (ok, listing, err) = run(&["keys", "list"]);
     assert!(ok, "{err}");
     // RFC 8037 A.3: this key's thumbprint.

@@ -75,6 +75,7 @@ impl Challenge {
             attempts_remaining: u32::from(self.max_attempts.saturating_sub(self.attempts)),
             state,
             delivery: self.delivery,
+            document: self.document.as_deref().cloned(),
         }
     }
 }
@@ -180,6 +181,8 @@ pub struct ChallengeStatus {
     pub state: ChallengeStatusKind,
     /// Where its message stands.
     pub delivery: DeliveryState,
+    /// For a signature: the document its code approves.
+    pub document: Option<Document>,
 }
 
 /// The state of a challenge as callers see it.

@@ -29,20 +29,34 @@ impl fmt::Debug for Document {
     }
 }
 
-/// Characters that change how text is laid out or hide text without being
-/// visible themselves (Unicode `Cf` characters that matter for spoofing).
+/// Characters a reader cannot see or that change how text around them is
+/// laid out: Unicode's Default_Ignorable_Code_Point set (zero-width marks,
+/// bidirectional overrides and isolates, variation selectors, tag
+/// characters, fillers), the line and paragraph separators, the
+/// interlinear annotation marks, and private-use characters (no agreed
+/// glyph: a phone may draw anything, or nothing).
 fn is_invisible_format(c: char) -> bool {
     matches!(
         c,
         '\u{00AD}'
+            | '\u{034F}'
             | '\u{061C}'
-            | '\u{180E}'
+            | '\u{115F}'..='\u{1160}'
+            | '\u{17B4}'..='\u{17B5}'
+            | '\u{180B}'..='\u{180F}'
             | '\u{200B}'..='\u{200F}'
-            | '\u{202A}'..='\u{202E}'
-            | '\u{2060}'..='\u{2064}'
-            | '\u{2066}'..='\u{2069}'
+            | '\u{2028}'..='\u{202E}'
+            | '\u{2060}'..='\u{206F}'
+            | '\u{3164}'
+            | '\u{FE00}'..='\u{FE0F}'
             | '\u{FEFF}'
-            | '\u{FFF9}'..='\u{FFFB}'
+            | '\u{FFA0}'
+            | '\u{FFF0}'..='\u{FFFB}'
+            | '\u{1BCA0}'..='\u{1BCA3}'
+            | '\u{1D173}'..='\u{1D17A}'
+            | '\u{E0000}'..='\u{E0FFF}'
+            | '\u{E000}'..='\u{F8FF}'
+            | '\u{F0000}'..='\u{10FFFF}'
     )
 }
 
@@ -57,7 +71,9 @@ impl Document {
         if chars == 0 || chars > MAX_NAME_CHARS {
             return Err(EngineError::invalid(
                 "document.name",
-                format!("must be 1 to {MAX_NAME_CHARS} characters"),
+                format!(
+                    "must be 1 to {MAX_NAME_CHARS} characters once surrounding spaces are trimmed"
+                ),
             ));
         }
         if name
@@ -68,6 +84,12 @@ impl Document {
                 "document.name",
                 "must not contain control or invisible formatting characters (such as \
                  right-to-left overrides), which could make the message misstate the document",
+            ));
+        }
+        if !name.chars().any(char::is_alphanumeric) {
+            return Err(EngineError::invalid(
+                "document.name",
+                "must contain a letter or a digit, so the citizen can recognise it",
             ));
         }
         let sha256 = crate::hex::decode_array::<32>(sha256.trim()).ok_or_else(|| {
@@ -120,14 +142,19 @@ impl Document {
         format!("{}-{}", &hex[..4], &hex[4..8])
     }
 
-    /// The name shortened to at most `max` characters (an ellipsis marks a
-    /// cut), for a text message.
+    /// The name shortened to at most `max` characters for a text message:
+    /// its beginning and its end (where the extension is), an ellipsis
+    /// where the middle was cut.
     pub fn short_name(&self, max: usize) -> String {
-        if self.name.chars().count() <= max {
+        let chars: Vec<char> = self.name.chars().collect();
+        if chars.len() <= max {
             return self.name.clone();
         }
-        let kept: String = self.name.chars().take(max.saturating_sub(1)).collect();
-        format!("{}…", kept.trim_end())
+        let tail = (max / 3).min(12);
+        let head = max.saturating_sub(1 + tail);
+        let start: String = chars[..head].iter().collect();
+        let end: String = chars[chars.len() - tail..].iter().collect();
+        format!("{}…{}", start.trim_end(), end.trim_start())
     }
 }
 
@@ -165,6 +192,17 @@ mod tests {
             "tab\there",
             "nul\u{0}",
             "bom\u{feff}",
+            "a\u{E0041}b.pdf",
+            "\u{3164}",
+            "\u{2800}",
+            "\u{115F}",
+            "a\u{034F}b",
+            "a\u{17B4}b",
+            "a\u{FE0F}b",
+            "a\u{2028}b",
+            "a\u{2029}b",
+            "a\u{E000}b",
+            "...",
         ] {
             assert_eq!(
                 field(Document::parse(bad, HASH, None)),
@@ -210,7 +248,9 @@ mod tests {
         let d = Document::parse(&"x".repeat(60), HASH, None).unwrap();
         let short = d.short_name(30);
         assert_eq!(short.chars().count(), 30);
-        assert!(short.ends_with('…'));
+        assert!(short.contains('…'));
+        let d = Document::parse(&format!("{}.exe", "y".repeat(60)), HASH, None).unwrap();
+        assert!(d.short_name(30).ends_with(".exe"), "the extension shows");
         assert_eq!(
             Document::parse("a.pdf", HASH, None).unwrap().short_name(30),
             "a.pdf"

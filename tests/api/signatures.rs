@@ -101,7 +101,7 @@ async fn a_signing_service_verifies_with_pyjwt_who_approved_which_document_throu
     let url = format!("{}/.well-known/jwks.json", app.address);
     let checked = tokio::task::spawn_blocking({
         let token = token.to_owned();
-        move || otpd::cli::attestation::check(&url, &token, Some(HASH))
+        move || otpd::cli::attestation::check(&url, &token, Some(HASH), Some("otpd"))
     })
     .await
     .unwrap()

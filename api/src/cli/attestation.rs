@@ -5,7 +5,7 @@ use hyper::Method;
 use serde_json::Value;
 
 use super::server;
-use crate::signing::{Claims, verify};
+use crate::signing::{Claims, verify_issued_by};
 
 /// Reads the key set from a file or an `http(s)://` URL.
 pub fn load_key_set(source: &str) -> Result<Value, String> {
@@ -27,10 +27,25 @@ pub fn load_key_set(source: &str) -> Result<Value, String> {
 }
 
 /// Checks `token` against the key set at `jwks`; `sha256`, when given, is
-/// the document it must approve.
-pub fn check(jwks: &str, token: &str, sha256: Option<&str>) -> Result<Claims, String> {
+/// the document it must approve, and `issuer` who must have issued it.
+pub fn check(
+    jwks: &str,
+    token: &str,
+    sha256: Option<&str>,
+    issuer: Option<&str>,
+) -> Result<Claims, String> {
     let set = load_key_set(jwks)?;
-    verify(token.trim(), &set, sha256)
+    verify_issued_by(token.trim(), &set, sha256, issuer)
+}
+
+/// Parses `--sha256`: 64 hexadecimal digits.
+pub fn parse_sha256(text: &str) -> Result<String, String> {
+    let text = text.trim();
+    if text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(text.to_ascii_lowercase())
+    } else {
+        Err("a SHA-256 is 64 hexadecimal digits".into())
+    }
 }
 
 /// What the command prints for a token that holds.
@@ -50,4 +65,17 @@ pub fn describe(claims: &Claims) -> String {
         text.push_str(&format!("\ndocument: {} sha256 {}", doc.name, doc.sha256));
     }
     text
+}
+
+/// A warning for a signature token checked without `--sha256`: its
+/// signature holds, but nothing says it approves the document at hand.
+pub fn unchecked_document(claims: &Claims, sha256: Option<&str>) -> Option<String> {
+    match (&claims.doc, sha256) {
+        (Some(doc), None) => Some(format!(
+            "warning: the document was not checked; pass --sha256 with the hash of the file \
+             you are about to sign (this token approves {})",
+            doc.sha256
+        )),
+        _ => None,
+    }
 }

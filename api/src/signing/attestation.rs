@@ -163,6 +163,16 @@ impl Attester {
 /// and, when `sha256` is given, that it approves exactly that document.
 /// The answer is the claims, or why the token does not hold.
 pub fn verify(token: &str, jwks: &Value, sha256: Option<&str>) -> Result<Claims, String> {
+    verify_issued_by(token, jwks, sha256, None)
+}
+
+/// [`verify`], and when `issuer` is given, that the token's `iss` is it.
+pub fn verify_issued_by(
+    token: &str,
+    jwks: &Value,
+    sha256: Option<&str>,
+    issuer: Option<&str>,
+) -> Result<Claims, String> {
     let header = jsonwebtoken::decode_header(token).map_err(|e| format!("not a JWS: {e}"))?;
     if header.alg != Algorithm::EdDSA {
         return Err(format!("signed with {:?}, not EdDSA", header.alg));
@@ -182,12 +192,18 @@ pub fn verify(token: &str, jwks: &Value, sha256: Option<&str>) -> Result<Claims,
     }
     let mut validation = Validation::new(Algorithm::EdDSA);
     validation.leeway = 0;
+    if let Some(issuer) = issuer {
+        validation.set_issuer(&[issuer]);
+    }
     validation.set_required_spec_claims(&["exp", "iat", "iss", "sub"]);
     let decoding = DecodingKey::from_ed_components(&key.x())
         .map_err(|e| format!("key {kid} is not usable: {e}"))?;
     let claims = jsonwebtoken::decode::<Claims>(token, &decoding, &validation)
         .map_err(|e| match e.kind() {
             jsonwebtoken::errors::ErrorKind::ExpiredSignature => "the token has expired".to_owned(),
+            jsonwebtoken::errors::ErrorKind::InvalidIssuer => {
+                format!("the token was issued by another issuer than {}", issuer.unwrap_or("?"))
+            }
             jsonwebtoken::errors::ErrorKind::InvalidSignature => {
                 "the signature does not hold: the token was altered or signed by another key"
                     .to_owned()
@@ -271,6 +287,9 @@ mod tests {
                 .unwrap_err()
                 .contains("not")
         );
+        assert!(verify_issued_by(&token, &jwks, None, Some("https://otpd.example")).is_ok());
+        let err = verify_issued_by(&token, &jwks, None, Some("otpd")).unwrap_err();
+        assert!(err.contains("another issuer"), "{err}");
     }
 
     #[test]

@@ -50,6 +50,15 @@ impl PublicKey {
     }
 }
 
+/// Whether `text` could be a key id: an RFC 7638 SHA-256 thumbprint is 43
+/// base64url characters.
+pub fn is_key_id(text: &str) -> bool {
+    text.len() == 43
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 /// A JWK Set of `keys`.
 pub fn key_set(keys: &[PublicKey]) -> Value {
     json!({ "keys": keys.iter().map(PublicKey::jwk).collect::<Vec<_>>() })

@@ -195,6 +195,11 @@ impl KeyRing {
         })
     }
 
+    /// Whether `dir` holds a key ring (a manifest).
+    pub fn exists(dir: &Path) -> bool {
+        dir.join(MANIFEST).exists()
+    }
+
     /// The active key's id.
     pub fn active_kid(&self) -> String {
         self.read(|h| h.active.kid.clone())

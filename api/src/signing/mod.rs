@@ -8,8 +8,8 @@ pub mod keyring;
 
 use std::path::Path;
 
-pub use attestation::{Attester, Claims, verify};
-pub use jwk::{PublicKey, key_set};
+pub use attestation::{Attester, Claims, verify, verify_issued_by};
+pub use jwk::{PublicKey, is_key_id, key_set};
 pub use keyring::{KeyInfo, KeyRing, KeyState, read_private_key};
 
 /// Why a signing-key operation failed.
