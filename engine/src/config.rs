@@ -6,7 +6,7 @@ use crate::code::CodePolicies;
 use crate::error::{EngineError, Result};
 use crate::limits::IssueLimitsConfig;
 use crate::lockout::LockoutPolicy;
-use crate::outbox::OutboxPolicy;
+use crate::outbox::{NoticePolicy, OutboxPolicy};
 use crate::pin::{Argon2Params, PinPolicy};
 use crate::store::StoreConfig;
 
@@ -31,6 +31,8 @@ pub struct EngineConfig {
     pub limits: IssueLimitsConfig,
     /// The audit trail's checkpoints and retention.
     pub audit: AuditPolicy,
+    /// Which changes the citizen is told of.
+    pub notices: NoticePolicy,
 }
 
 /// How the audit trail is signed and kept.

@@ -47,6 +47,95 @@ impl Default for OutboxPolicy {
 }
 
 /// A message as the outbox keeps it.
+/// A notice to the citizen of a change to their account: no code, sent to
+/// the account's contacts so that a change they did not make is noticed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Notice {
+    /// The citizen changed the PIN.
+    PinChanged,
+    /// An operator reset the PIN.
+    PinReset,
+    /// A phone number or email was replaced (sent to the old one too).
+    ContactChanged,
+    /// An app was registered for push codes.
+    PushDeviceSet,
+    /// The account was locked.
+    Locked,
+}
+
+impl Notice {
+    /// Its name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Notice::PinChanged => "pin_changed",
+            Notice::PinReset => "pin_reset",
+            Notice::ContactChanged => "contact_changed",
+            Notice::PushDeviceSet => "push_device_set",
+            Notice::Locked => "locked",
+        }
+    }
+
+    pub(crate) fn tag(self) -> u8 {
+        match self {
+            Notice::PinChanged => 0,
+            Notice::PinReset => 1,
+            Notice::ContactChanged => 2,
+            Notice::PushDeviceSet => 3,
+            Notice::Locked => 4,
+        }
+    }
+
+    pub(crate) fn from_tag(tag: u8) -> Option<Notice> {
+        Some(match tag {
+            0 => Notice::PinChanged,
+            1 => Notice::PinReset,
+            2 => Notice::ContactChanged,
+            3 => Notice::PushDeviceSet,
+            4 => Notice::Locked,
+            _ => return None,
+        })
+    }
+}
+
+/// Which changes the citizen is told of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NoticePolicy {
+    /// When the citizen changes the PIN.
+    pub pin_changed: bool,
+    /// When an operator resets it.
+    pub pin_reset: bool,
+    /// When a phone or email is replaced.
+    pub contact_changed: bool,
+    /// When an app is registered for push codes.
+    pub push_device_set: bool,
+    /// When the account is locked.
+    pub locked: bool,
+}
+
+impl Default for NoticePolicy {
+    fn default() -> Self {
+        Self {
+            pin_changed: false,
+            pin_reset: true,
+            contact_changed: true,
+            push_device_set: false,
+            locked: false,
+        }
+    }
+}
+
+impl NoticePolicy {
+    pub(crate) fn sends(&self, notice: Notice) -> bool {
+        match notice {
+            Notice::PinChanged => self.pin_changed,
+            Notice::PinReset => self.pin_reset,
+            Notice::ContactChanged => self.contact_changed,
+            Notice::PushDeviceSet => self.push_device_set,
+            Notice::Locked => self.locked,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub(crate) struct Message {
     pub(crate) id: MessageId,
@@ -65,6 +154,9 @@ pub(crate) struct Message {
     pub(crate) next_attempt_at: Timestamp,
     /// Memory only: handed to a sender and not yet reported.
     pub(crate) in_flight: bool,
+    /// For a notice: which. A notice has no challenge (`challenge` is
+    /// [`ChallengeId::NONE`]) and no code (`sealed_code` is empty).
+    pub(crate) notice: Option<Notice>,
 }
 
 /// A message to send now, with its code unsealed.
@@ -72,7 +164,7 @@ pub(crate) struct Message {
 pub struct Outgoing {
     /// The idempotency key.
     pub id: MessageId,
-    /// The challenge it carries the code of.
+    /// The challenge it carries the code of ([`ChallengeId::NONE`] for a notice).
     pub challenge_id: ChallengeId,
     /// What the code is for.
     pub purpose: Purpose,
@@ -80,7 +172,7 @@ pub struct Outgoing {
     pub channel: Channel,
     /// Phone, email, push token or postal address.
     pub destination: String,
-    /// The code.
+    /// The code (empty for a notice).
     pub code: Code,
     /// The message language.
     pub locale: Locale,
@@ -90,6 +182,8 @@ pub struct Outgoing {
     pub attempt: u32,
     /// For a signature: the document the code approves (its message names it).
     pub document: Option<Document>,
+    /// For a notice of a change (no code): which change.
+    pub notice: Option<Notice>,
 }
 
 /// What a send attempt came to.

@@ -59,15 +59,25 @@ impl Channel for LogSink {
     }
 
     fn send<'a>(&'a self, message: &'a Outgoing, rendered: &'a Rendered) -> SendFuture<'a> {
-        tracing::warn!(
-            target: "otpd::dev_sink",
-            message_id = %message.id,
-            challenge_id = %message.challenge_id,
-            channel = message.channel.as_str(),
-            code = message.code.expose(),
-            text = %rendered.short,
-            "DEVELOPMENT SINK (not for production): code would be sent"
-        );
+        match message.notice {
+            Some(notice) => tracing::warn!(
+                target: "otpd::dev_sink",
+                message_id = %message.id,
+                notice = notice.as_str(),
+                channel = message.channel.as_str(),
+                text = %rendered.short,
+                "DEVELOPMENT SINK (not for production): notice would be sent"
+            ),
+            None => tracing::warn!(
+                target: "otpd::dev_sink",
+                message_id = %message.id,
+                challenge_id = %message.challenge_id,
+                channel = message.channel.as_str(),
+                code = message.code.expose(),
+                text = %rendered.short,
+                "DEVELOPMENT SINK (not for production): code would be sent"
+            ),
+        }
         Box::pin(async { SendResult::Sent })
     }
 }

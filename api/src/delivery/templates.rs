@@ -3,7 +3,7 @@
 //! names the document it approves (its name and a fingerprint of its hash),
 //! so the citizen sees what they are about to sign.
 
-use engine::{Document, Locale, Outgoing, Purpose, Timestamp};
+use engine::{Document, Locale, Notice, Outgoing, Purpose, Timestamp};
 
 /// A message in words, for every channel.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,9 +22,11 @@ pub struct Rendered {
 
 /// Renders `message` for `service` (the name citizens know the service by).
 pub fn render(message: &Outgoing, service: &str, now: Timestamp) -> Rendered {
+    if let Some(notice) = message.notice {
+        return notice_message(message.locale, notice, service);
+    }
     let code = message.code.expose();
-    let minutes = now.until(message.expires_at).as_secs().div_ceil(60).max(1);
-    let validity = Validity::of(minutes);
+    let validity = Validity::of(now.until(message.expires_at).as_secs());
     if let Some(document) = &message.document {
         return signature(message.locale, document, code, validity, service);
     }
@@ -50,7 +52,7 @@ pub fn render(message: &Outgoing, service: &str, now: Timestamp) -> Rendered {
             );
             Rendered {
                 subject: format!("{service}: código de {purpose_pt}"),
-                html: html(&text, code),
+                html: html(&text, Some(code)),
                 letter: format!(
                     "{service}\n\nCódigo de ativação: {readable}\nVálido até {expires_day}.\n\nPara ativar a sua conta, indique o seu número de identificação, a data de nascimento e este código.\nNunca partilhe este código com ninguém.\n"
                 ),
@@ -69,7 +71,7 @@ pub fn render(message: &Outgoing, service: &str, now: Timestamp) -> Rendered {
             );
             Rendered {
                 subject: format!("{service}: {purpose_en} code"),
-                html: html(&text, code),
+                html: html(&text, Some(code)),
                 letter: format!(
                     "{service}\n\nActivation code: {readable}\nValid until {expires_day}.\n\nTo activate your account, enter your identification number, your date of birth and this code.\nNever share this code with anyone.\n"
                 ),
@@ -77,6 +79,50 @@ pub fn render(message: &Outgoing, service: &str, now: Timestamp) -> Rendered {
                 text,
             }
         }
+    }
+}
+
+/// A notice of a change to the account: what changed, and what to do if
+/// the citizen did not do it. No code, no link.
+fn notice_message(locale: Locale, notice: Notice, service: &str) -> Rendered {
+    let (what_pt, what_en) = match notice {
+        Notice::PinChanged => ("O PIN da sua conta foi alterado.", "Your PIN was changed."),
+        Notice::PinReset => (
+            "O PIN da sua conta foi reposto por um operador.",
+            "Your PIN was reset by an operator.",
+        ),
+        Notice::ContactChanged => (
+            "Um contacto da sua conta (telemóvel ou email) foi alterado.",
+            "A contact on your account (mobile number or email) was changed.",
+        ),
+        Notice::PushDeviceSet => (
+            "Uma aplicação foi registada para receber os seus códigos.",
+            "An app was registered to receive your codes.",
+        ),
+        Notice::Locked => ("A sua conta foi bloqueada.", "Your account was locked."),
+    };
+    let (short, subject, text) = match locale {
+        Locale::Pt => (
+            format!("{service}: {what_pt} Se não foi você, contacte o apoio de imediato."),
+            format!("{service}: alteração na sua conta"),
+            format!(
+                "{what_pt}\n\nSe foi você, não precisa de fazer nada.\nSe não foi você, contacte o apoio de imediato: alguém pode estar a usar a sua conta.\nNunca partilhe os seus códigos nem o seu PIN.\n\n{service}\n"
+            ),
+        ),
+        Locale::En => (
+            format!("{service}: {what_en} If this was not you, contact support at once."),
+            format!("{service}: a change to your account"),
+            format!(
+                "{what_en}\n\nIf this was you, there is nothing to do.\nIf it was not, contact support at once: someone may be using your account.\nNever share your codes or your PIN.\n\n{service}\n"
+            ),
+        ),
+    };
+    Rendered {
+        html: html(&text, None),
+        letter: text.clone(),
+        short,
+        subject,
+        text,
     }
 }
 
@@ -90,10 +136,13 @@ fn signature(
 ) -> Rendered {
     let fingerprint = document.fingerprint();
     let hash = document.sha256_hex();
-    // The SMS line keeps to 160 characters: the name gives way.
+    // The SMS line keeps to 160 characters: the name gives way. The code
+    // and the fingerprint come before the name, and the name's double
+    // quotes become single ones, so no name can put a fake fingerprint or
+    // code where the citizen reads the real ones.
     let short = |words: &dyn Fn(&str) -> String| {
         let room = 160usize.saturating_sub(words("").chars().count()).max(12);
-        words(&document.short_name(room))
+        words(&document.short_name(room).replace('"', "'"))
     };
     match locale {
         Locale::Pt => {
@@ -106,11 +155,11 @@ fn signature(
             Rendered {
                 short: short(&|name| {
                     format!(
-                        "{service}: assinar \"{name}\" ({fingerprint}) com o código {code}. Válido {valid}. Nunca o partilhe."
+                        "{service}: código {code} para assinar o documento {fingerprint} \"{name}\". Válido {valid}. Nunca o partilhe."
                     )
                 }),
                 subject: format!("{service}: código para assinar um documento"),
-                html: html(&text, code),
+                html: html(&text, Some(code)),
                 letter: text.clone(),
                 text,
             }
@@ -125,11 +174,11 @@ fn signature(
             Rendered {
                 short: short(&|name| {
                     format!(
-                        "{service}: sign \"{name}\" ({fingerprint}) with code {code}. Valid {valid}. Never share it."
+                        "{service}: code {code} to sign document {fingerprint} \"{name}\". Valid {valid}. Never share it."
                     )
                 }),
                 subject: format!("{service}: code to sign a document"),
-                html: html(&text, code),
+                html: html(&text, Some(code)),
                 letter: text.clone(),
                 text,
             }
@@ -137,32 +186,41 @@ fn signature(
     }
 }
 
-/// How long a code stays valid, in the unit that reads naturally: minutes
-/// under two hours, hours under two days, then days. Whole units are
-/// rounded down, so a message never promises more time than is left.
+/// How long a code stays valid, in the unit that reads naturally: seconds
+/// under two minutes, minutes under two hours, hours under two days, then
+/// days. Whole units are rounded down (with a few seconds' grace for the
+/// time between issuing and sending), so a message never promises
+/// noticeably more time than is left.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Validity {
+    Seconds(u64),
     Minutes(u64),
     Hours(u64),
     Days(u64),
 }
 
 impl Validity {
-    fn of(minutes: u64) -> Validity {
-        const HOUR: u64 = 60;
+    fn of(seconds: u64) -> Validity {
+        const MINUTE: u64 = 60;
+        const HOUR: u64 = 60 * MINUTE;
         const DAY: u64 = 24 * HOUR;
-        if minutes >= 2 * DAY {
-            Validity::Days(minutes / DAY)
-        } else if minutes >= 2 * HOUR {
-            Validity::Hours(minutes / HOUR)
+        // A message is sent a moment after its code is made.
+        let graced = seconds + 5;
+        if seconds < 2 * MINUTE {
+            Validity::Seconds(seconds.max(1))
+        } else if graced >= 2 * DAY {
+            Validity::Days(graced / DAY)
+        } else if graced >= 2 * HOUR {
+            Validity::Hours(graced / HOUR)
         } else {
-            Validity::Minutes(minutes)
+            Validity::Minutes(graced / MINUTE)
         }
     }
 
-    /// For SMS and push: `5 min`, `24 h`, `30 dias`.
+    /// For SMS and push: `90 s`, `5 min`, `24 h`, `30 dias`.
     fn short(self, locale: Locale) -> String {
         match (self, locale) {
+            (Validity::Seconds(n), _) => format!("{n} s"),
             (Validity::Minutes(n), _) => format!("{n} min"),
             (Validity::Hours(n), _) => format!("{n} h"),
             (Validity::Days(n), Locale::Pt) => format!("{n} dias"),
@@ -170,11 +228,11 @@ impl Validity {
         }
     }
 
-    /// For email: `5 minutos`, `24 hours`.
+    /// For email: `90 segundos`, `5 minutos`, `24 hours`.
     fn long(self, locale: Locale) -> String {
         match (self, locale) {
-            (Validity::Minutes(1), Locale::Pt) => "1 minuto".into(),
-            (Validity::Minutes(1), Locale::En) => "1 minute".into(),
+            (Validity::Seconds(n), Locale::Pt) => format!("{n} segundos"),
+            (Validity::Seconds(n), Locale::En) => format!("{n} seconds"),
             (Validity::Minutes(n), Locale::Pt) => format!("{n} minutos"),
             (Validity::Minutes(n), Locale::En) => format!("{n} minutes"),
             (Validity::Hours(n), Locale::Pt) => format!("{n} horas"),
@@ -194,15 +252,18 @@ fn group(code: &str) -> String {
     format!("{a}-{b}")
 }
 
-fn html(text: &str, code: &str) -> String {
-    let escaped = text
+/// The email's HTML: the text escaped, in paragraphs, the code (if any) in large type.
+fn html(text: &str, code: Option<&str>) -> String {
+    let mut escaped = text
         .replace('&', "&amp;")
         .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace(
+        .replace('>', "&gt;");
+    if let Some(code) = code.filter(|c| !c.is_empty()) {
+        escaped = escaped.replace(
             code,
             &format!("<strong style=\"font-size:1.4em\">{code}</strong>"),
         );
+    }
     let paragraphs: Vec<String> = escaped
         .split("\n\n")
         .map(|p| format!("<p>{}</p>", p.trim().replace('\n', "<br>")))
@@ -230,6 +291,7 @@ mod tests {
             expires_at: Timestamp(300_000),
             attempt: 1,
             document: None,
+            notice: None,
         }
     }
 
@@ -272,6 +334,9 @@ mod tests {
                 r.short
             );
             assert!(r.short.contains("Contrato de arrendamento"), "{}", r.short);
+            let code_at = r.short.find("482913").unwrap();
+            let name_at = r.short.find("Contrato").unwrap();
+            assert!(code_at < name_at, "the code comes before the name: {}", r.short);
             assert!(
                 r.short.chars().count() <= 160,
                 "{} chars: {}",
@@ -286,6 +351,21 @@ mod tests {
             assert!(r.html.contains("&lt;xxxx"), "HTML escapes the name");
             assert!(!r.html.contains("<xxxx"));
         }
+    }
+
+    #[test]
+    fn a_name_cannot_put_a_fake_fingerprint_or_code_before_the_real_ones() {
+        let hash = "7fdfb262".repeat(8);
+        let name = "a\" (0000-0000) com o código 000000. x\".pdf";
+        let document = Document::parse(name, &hash, None).unwrap();
+        let mut m = message(Locale::Pt, Purpose::Signature, "553656");
+        m.document = Some(document);
+        let r = render(&m, "otpd", Timestamp(0));
+        let real_code = r.short.find("553656").unwrap();
+        let real_fingerprint = r.short.find("7fdf-b262").unwrap();
+        assert!(real_code < r.short.find("000000").unwrap(), "{}", r.short);
+        assert!(real_fingerprint < r.short.find("0000-0000").unwrap(), "{}", r.short);
+        assert_eq!(r.short.matches('"').count(), 2, "the name's quotes are neutralised: {}", r.short);
     }
 
     #[test]
@@ -309,12 +389,32 @@ mod tests {
         assert!(valid_for(Locale::Pt, 150).short.contains("Válido 2 h."));
         assert!(valid_for(Locale::Pt, 2879).short.contains("Válido 47 h."));
         assert!(valid_for(Locale::Pt, 2880).short.contains("Válido 2 dias."));
+        assert!(valid_for(Locale::Pt, 2).short.contains("Válido 2 min."));
+        let seconds = |locale, s: u64| {
+            let mut m = message(locale, Purpose::Login, "123456");
+            m.expires_at = Timestamp(s * 1_000);
+            render(&m, "gov.pt", Timestamp(0))
+        };
+        assert!(seconds(Locale::Pt, 90).short.contains("Válido 90 s."));
+        assert!(seconds(Locale::En, 90).text.contains("valid for 90 seconds "));
+        assert!(seconds(Locale::Pt, 10).text.contains("durante 10 segundos "));
         assert!(
-            valid_for(Locale::En, 1)
-                .text
-                .contains("valid for 1 minute ")
+            seconds(Locale::Pt, 299).short.contains("Válido 5 min."),
+            "a code sent a moment after it was made still reads its full lifetime"
         );
-        assert!(valid_for(Locale::Pt, 1).text.contains("durante 1 minuto "));
+        assert!(seconds(Locale::Pt, 280).short.contains("Válido 4 min."));
+    }
+
+    #[test]
+    fn a_notice_says_what_changed_and_what_to_do_and_carries_no_code() {
+        for (locale, words) in [(Locale::Pt, "contacte o apoio"), (Locale::En, "contact support")] {
+            let mut m = message(locale, Purpose::Login, "");
+            m.notice = Some(Notice::ContactChanged);
+            let r = render(&m, "gov.pt", Timestamp(0));
+            assert!(r.short.contains(words), "{}", r.short);
+            assert!(r.short.chars().count() <= 160, "{}", r.short);
+            assert!(r.text.contains(words) && !r.html.contains("strong"), "{}", r.html);
+        }
     }
 
     #[test]

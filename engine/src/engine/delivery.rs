@@ -5,7 +5,8 @@ use std::time::Duration;
 use crate::challenge::ChallengeState;
 use crate::clock::Timestamp;
 use crate::error::Result;
-use crate::id::AccountId;
+use crate::id::{AccountId, ChallengeId};
+use crate::secret::Code;
 use crate::keys::Seal;
 use crate::outbox::{DeadLetter, Message, Outgoing, SendResult};
 use crate::store::Durable;
@@ -35,6 +36,29 @@ impl Engine {
                 let Some(message) = self.outbox.get(&id).map(|m| m.clone()) else {
                     return Ok(None);
                 };
+                if let Some(notice) = message.notice {
+                    // A notice lives on its own, until sent or too old to matter.
+                    if now >= message.expires_at {
+                        tx.remove_message(id);
+                        return Ok(None);
+                    }
+                    if let Some(mut entry) = self.outbox.get_mut(&id) {
+                        entry.in_flight = true;
+                    }
+                    return Ok(Some(Outgoing {
+                        id,
+                        challenge_id: ChallengeId::NONE,
+                        purpose: message.purpose,
+                        channel: message.channel,
+                        destination: message.destination.to_string(),
+                        code: Code::new(""),
+                        locale: message.locale,
+                        expires_at: message.expires_at,
+                        attempt: message.attempts + 1,
+                        document: None,
+                        notice: Some(notice),
+                    }));
+                }
                 let challenge = self
                     .challenge_in(tx, message.challenge)
                     .filter(|c| c.message == Some(id));
@@ -63,6 +87,7 @@ impl Engine {
                     expires_at: message.expires_at,
                     attempt: message.attempts + 1,
                     document: challenge.document.as_deref().cloned(),
+                    notice: None,
                 }))
             });
             // A drop that is lost in a crash is simply made again on the next start.

@@ -68,10 +68,11 @@ impl Engine {
         let dead_challenges = dead.into_inner().unwrap_or_else(PoisonError::into_inner);
         let mut dead_messages = Vec::new();
         self.store.scan_messages(&mut |message| {
-            let queued = self
-                .challenges
-                .get(&message.challenge)
-                .is_some_and(|c| c.message == Some(message.id));
+            let queued = message.notice.is_some()
+                || self
+                    .challenges
+                    .get(&message.challenge)
+                    .is_some_and(|c| c.message == Some(message.id));
             if queued {
                 self.outbox.insert(message.id, message);
             } else {

@@ -331,6 +331,15 @@ pub(crate) fn decode_challenge(bytes: &[u8]) -> Result<Challenge> {
 pub(crate) enum DbMessage {
     V1(DbMessageV1),
     V2(DbMessageV2),
+    V3(DbMessageV3),
+}
+
+/// V3 carries notices: messages with no code, about a change to the account.
+#[derive(Debug, Encode, Decode, PartialEq)]
+pub(crate) struct DbMessageV3 {
+    base: DbMessageV2,
+    /// The notice's tag, for a notice.
+    notice: Option<u8>,
 }
 
 /// V2 names how the code is sealed: V1 used an HMAC pad of the root key.
@@ -358,7 +367,9 @@ pub(crate) struct DbMessageV1 {
 }
 
 pub(crate) fn encode_message(m: &Message) -> Vec<u8> {
-    encode(&DbMessage::V2(DbMessageV2 {
+    encode(&DbMessage::V3(DbMessageV3 {
+        notice: m.notice.map(crate::outbox::Notice::tag),
+        base: DbMessageV2 {
         seal: m.seal.tag(),
         base: DbMessageV1 {
             id: m.id.0,
@@ -374,16 +385,28 @@ pub(crate) fn encode_message(m: &Message) -> Vec<u8> {
             attempts: m.attempts,
             next_attempt_at: m.next_attempt_at.0,
         },
+        },
     }))
 }
 
 pub(crate) fn decode_message(bytes: &[u8]) -> Result<Message> {
     let corrupt = |what: &str| EngineError::Corrupt(format!("outbox record: invalid {what}"));
-    let (r, seal) = match decode(bytes, "outbox")? {
-        DbMessage::V1(r) => (r, Seal::Pad),
+    let (r, seal, notice) = match decode(bytes, "outbox")? {
+        DbMessage::V1(r) => (r, Seal::Pad, None),
         DbMessage::V2(v2) => (
             v2.base,
             Seal::from_tag(v2.seal).ok_or_else(|| corrupt("seal"))?,
+            None,
+        ),
+        DbMessage::V3(v3) => (
+            v3.base.base,
+            Seal::from_tag(v3.base.seal).ok_or_else(|| corrupt("seal"))?,
+            match v3.notice {
+                None => None,
+                Some(tag) => Some(
+                    crate::outbox::Notice::from_tag(tag).ok_or_else(|| corrupt("notice"))?,
+                ),
+            },
         ),
     };
     Ok(Message {
@@ -401,6 +424,7 @@ pub(crate) fn decode_message(bytes: &[u8]) -> Result<Message> {
         attempts: r.attempts,
         next_attempt_at: Timestamp(r.next_attempt_at),
         in_flight: false,
+        notice,
     })
 }
 
@@ -633,8 +657,12 @@ mod tests {
         assert_eq!(m.seal, Seal::Pad, "V1 messages were sealed with the pad");
         m.seal = Seal::Aead;
         let bytes = encode_message(&m);
-        assert_eq!(bytes[0], 1, "written as V2");
+        assert_eq!(bytes[0], 2, "written as V3");
         assert_eq!(decode_message(&bytes).unwrap().seal, Seal::Aead);
+        assert_eq!(decode_message(&bytes).unwrap().notice, None);
+        m.notice = Some(crate::outbox::Notice::ContactChanged);
+        let notice = decode_message(&encode_message(&m)).unwrap();
+        assert_eq!(notice.notice, Some(crate::outbox::Notice::ContactChanged));
     }
 
     #[test]
