@@ -95,10 +95,18 @@ enum Command {
         #[arg(long)]
         jwks: String,
         /// The SHA-256 (64 hex digits) of the document the token must approve.
-        #[arg(long)]
+        #[arg(long, value_parser = attestation::parse_sha256)]
         sha256: Option<String>,
+        /// The issuer the token must name (the server's signing.issuer).
+        #[arg(long)]
+        issuer: Option<String>,
         /// The token (compact JWS).
         token: String,
+    },
+    /// The audit trail: export it, check it, print the key that verifies it.
+    Audit {
+        #[command(subcommand)]
+        action: AuditAction,
     },
     /// Check the data directory offline (server stopped): the store opens,
     /// no acknowledged write is missing, every record decodes; print counts.
@@ -140,6 +148,49 @@ enum KeysAction {
         /// The key's id (its RFC 7638 thumbprint).
         kid: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditAction {
+    /// Write events as JSON Lines, closed by a signed trailer. From the
+    /// stopped store, or with the server running through its admin API
+    /// (OTPD_ADMIN_KEY). The export starts at the checkpoint before --since,
+    /// so it verifies on its own.
+    Export {
+        /// From this time (RFC 3339, UTC, or a date) [default: the first event].
+        #[arg(long, value_parser = otpd::cli::parse_time)]
+        since: Option<engine::Timestamp>,
+        /// Up to this time [default: the last durable event].
+        #[arg(long, value_parser = otpd::cli::parse_time)]
+        until: Option<engine::Timestamp>,
+        /// Only `jsonl` (JSON Lines).
+        #[arg(long, default_value = "jsonl")]
+        format: ExportFormat,
+        /// Write here instead of standard output.
+        #[arg(long)]
+        to: Option<PathBuf>,
+        /// The running server's base URL [default: http:// and the listen address].
+        #[arg(long)]
+        server: Option<String>,
+    },
+    /// Recompute the chain and check every checkpoint: of the stopped
+    /// store, or of an export. Exit 1 naming the first bad event.
+    Verify {
+        /// Check this export instead of the store.
+        #[arg(long)]
+        export: Option<PathBuf>,
+        /// The checkpoint key (64 hex digits, `otpd audit public-key`)
+        /// [default: derived from the code key].
+        #[arg(long)]
+        public_key: Option<String>,
+    },
+    /// Print the public key that verifies checkpoints and trailers, for auditors.
+    PublicKey,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ExportFormat {
+    Jsonl,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -202,6 +253,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Backup { to, server } => backup(&config, &to, server),
         Command::Restore { from, replace } => restore(&config, &from, replace),
         Command::Check { backup } => check(&config, backup.as_deref()),
+        Command::Audit { action } => audit(&config, action),
         Command::Keys { action, server } => {
             let action = match action {
                 KeysAction::List => KeyAction::List,
@@ -209,18 +261,28 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 KeysAction::Retire { kid } => KeyAction::Retire(kid),
             };
             let now = engine::Clock::now(&SystemClock::new());
-            for line in keys::run(&config, &action, server.as_deref(), now)? {
-                println!("{line}");
+            let done = keys::run(&config, &action, server.as_deref(), now)?;
+            print_lines(&done.lines);
+            if let Some((kind, kid)) = done.offline_change
+                && store_dir(&config).exists()
+            {
+                open_offline(&config)?
+                    .record_event(kind, None, &[("kid", &kid)])
+                    .and_then(engine::Durable::wait)?;
             }
             Ok(())
         }
         Command::VerifyAttestation {
             jwks,
             sha256,
+            issuer,
             token,
-        } => match attestation::check(&jwks, &token, sha256.as_deref()) {
+        } => match attestation::check(&jwks, &token, sha256.as_deref(), issuer.as_deref()) {
             Ok(claims) => {
-                println!("{}", attestation::describe(&claims));
+                print_lines(&[attestation::describe(&claims)]);
+                if let Some(warning) = attestation::unchecked_document(&claims, sha256.as_deref()) {
+                    eprintln!("{warning}");
+                }
                 Ok(())
             }
             Err(reason) => Err(Failure::Other(format!("invalid attestation: {reason}"))),
@@ -236,6 +298,18 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 println!("{variable:45} {key}");
             }
             Ok(())
+        }
+    }
+}
+
+/// Prints `lines` to standard output; a closed pipe (`| head`) ends the
+/// output quietly instead of panicking.
+fn print_lines(lines: &[String]) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    for line in lines {
+        if writeln!(out, "{line}").is_err() {
+            return;
         }
     }
 }
@@ -307,6 +381,69 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = interrupt.await;
+    }
+}
+
+fn audit(config: &Config, action: AuditAction) -> Result<(), Failure> {
+    use cli::audit::{Window, export_offline, export_online, verify_export, verify_stored};
+    let running = engine::store_in_use(&store_dir(config)).map_err(|e| e.to_string())?;
+    match action {
+        AuditAction::Export {
+            since,
+            until,
+            format: ExportFormat::Jsonl,
+            to,
+            server,
+        } => {
+            let window = Window { since, until };
+            let mut out: Box<dyn std::io::Write> = match &to {
+                Some(path) => Box::new(std::io::BufWriter::new(
+                    std::fs::File::create(path)
+                        .map_err(|e| format!("cannot create {}: {e}", path.display()))?,
+                )),
+                None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+            };
+            let written = if running || server.is_some() {
+                export_online(config, server.as_deref(), window, &mut out)?
+            } else {
+                export_offline(&open_offline(config)?, window, &mut out)?
+            };
+            out.flush()
+                .map_err(|e| format!("cannot write the export: {e}"))?;
+            eprintln!("{written} events exported");
+            Ok(())
+        }
+        AuditAction::Verify { export, public_key } => {
+            let line = match export {
+                Some(path) => {
+                    let key = match public_key {
+                        Some(text) => engine::audit::AuditPublicKey::parse(&text).ok_or_else(|| {
+                            Failure::Config("--public-key must be 64 hexadecimal digits".into())
+                        })?,
+                        None => engine::audit::AuditKey::derive(&code_key(config)?)?.public(),
+                    };
+                    verify_export(&path, &key, config.audit.checkpoint_every)?
+                }
+                None => {
+                    if running {
+                        return Err(Failure::StoreInUse(format!(
+                            "otpd is running on {}: `otpd audit verify` reads the store offline; \
+                             export the trail (`otpd audit export --to FILE`) and verify that \
+                             with --export",
+                            config.data_dir.display()
+                        )));
+                    }
+                    verify_stored(open_offline(config)?.verify_audit()?)?
+                }
+            };
+            print_lines(&[line]);
+            Ok(())
+        }
+        AuditAction::PublicKey => {
+            let key = engine::audit::AuditKey::derive(&code_key(config)?)?;
+            print_lines(&[key.public().to_string()]);
+            Ok(())
+        }
     }
 }
 
@@ -495,6 +632,16 @@ fn restore(config: &Config, from: &std::path::Path, replace: bool) -> Result<(),
     let summary = engine::restore_backup(from, &store).map_err(|e| e.to_string())?;
     print_backup(&summary);
     let engine = open_offline(config)?;
+    engine
+        .record_event(
+            engine::audit::EventKind::RestorePerformed,
+            None,
+            &[
+                ("backup_sha256", summary.sha256.as_str()),
+                ("records", &summary.records.to_string()),
+            ],
+        )
+        .and_then(engine::Durable::wait)?;
     print!("restored into {}: ", store.display());
     print_counts(&engine)
 }

@@ -48,6 +48,11 @@ opaque_id!(
     ChallengeId
 );
 
+impl ChallengeId {
+    /// No challenge: what a notice (a message with no code) carries.
+    pub const NONE: ChallengeId = ChallengeId([0; 16]);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

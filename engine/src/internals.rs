@@ -224,6 +224,7 @@ impl Samples {
             attempts: 0,
             next_attempt_at: challenge.created_at,
             in_flight: false,
+            notice: None,
         };
         let dead_letter = DeadLetter {
             id: MessageId([9; 16]),

@@ -48,7 +48,7 @@ pub use identity::{
 };
 pub use limits::{GlobalLimit, IssueLimitsConfig, KeyedLimit, Limited, Rate, SmsConversion};
 pub use lockout::{Event, Lock, LockMode, LockReason, Lockout, LockoutPolicy, Transition};
-pub use outbox::{DeadLetter, OutboxPolicy, Outgoing, SendResult};
+pub use outbox::{DeadLetter, Notice, NoticePolicy, OutboxPolicy, Outgoing, SendResult};
 pub use pin::{Argon2Params, PinPolicy, hash_pin_phc};
 pub use secret::{Code, CodeKey, Pin, PinHash};
 pub use store::memory::MemoryStore;

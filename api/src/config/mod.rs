@@ -4,6 +4,7 @@
 //! derived from the defaults themselves: each setting `a.b_c` is also
 //! `OTPD_A_B_C`, so the two can never drift apart.
 
+mod audit;
 mod delivery;
 mod layers;
 mod limits;
@@ -22,6 +23,7 @@ use engine::{
 };
 use serde::{Deserialize, Serialize};
 
+pub use audit::{AuditConfig, NoticesConfig, SourceIp};
 pub use delivery::{
     BodyFormat, DeliveryConfig, EmailConfig, LetterConfig, LetterMode, PushConfig,
     SmsGatewayConfig, SmtpTls,
@@ -76,6 +78,10 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// Signed attestations and their keys.
     pub signing: SigningConfig,
+    /// The audit trail.
+    pub audit: AuditConfig,
+    /// Which changes the citizen is told of.
+    pub notices: NoticesConfig,
 }
 
 /// Deployment kind.
@@ -141,6 +147,8 @@ impl Default for Config {
             delivery: DeliveryConfig::default(),
             limits: LimitsConfig::default(),
             signing: SigningConfig::default(),
+            audit: AuditConfig::default(),
+            notices: NoticesConfig::default(),
         }
     }
 }
@@ -187,7 +195,8 @@ impl Config {
             }
             let Some(path) = variables.get(&name) else {
                 return Err(format!(
-                    "unknown environment variable {name} (see `otpd --help` and docs/OPERATIONS.md)"
+                    "unknown environment variable {name} (see `otpd --help` and docs/OPERATIONS.md; \
+                     a secret read through an env: reference needs a name not starting with OTPD_)"
                 ));
             };
             layers::set_from_env(&mut merged, path, &value).map_err(|e| format!("{name}: {e}"))?;
@@ -270,6 +279,8 @@ impl Config {
     pub fn engine_config(&self) -> EngineConfig {
         let d = &self.delivery;
         EngineConfig {
+            audit: self.audit.policy(),
+            notices: self.notices.policy(),
             outbox: engine::OutboxPolicy {
                 max_attempts: d.max_attempts,
                 backoff_first: Duration::from_millis(d.backoff_first_ms),

@@ -18,6 +18,8 @@ use hyper::body::Incoming;
 use hyper::header::{CONTENT_LENGTH, HeaderValue};
 use hyper::{Method, Request, Response};
 
+use engine::audit::Actor;
+
 use crate::error::ApiError;
 use crate::limits::Cost;
 use crate::state::AppState;
@@ -42,7 +44,8 @@ pub async fn handle(
             // A panic in a handler is a bug; it still gets an answer (an
             // opaque 500 with the request id) and an ERROR line, not a
             // dropped connection.
-            let guarded = AssertUnwindSafe(dispatch(&state, peer, found, request)).catch_unwind();
+            let guarded =
+                AssertUnwindSafe(dispatch(&state, peer, &request_id, found, request)).catch_unwind();
             let result = match tokio::time::timeout(timeout, guarded).await {
                 Ok(Ok(result)) => result,
                 Ok(Err(panic)) => Err(ApiError::Internal(format!(
@@ -97,20 +100,26 @@ pub async fn handle(
 async fn dispatch(
     state: &Arc<AppState>,
     peer: IpAddr,
+    request_id: &str,
     found: Found,
     request: Request<Incoming>,
 ) -> Reply {
     let endpoint = found.endpoint;
+    let source = state.gate.source(peer, request.headers());
     let mut client = None;
     if let Some(scope) = endpoint.scope {
-        let name = request::authorize(state, request.headers(), scope)?;
+        let info = request::authorize(state, request.headers(), scope)?;
         if endpoint.cost != Cost::Free {
-            let source = state.gate.source(peer, request.headers());
-            state.gate.check(endpoint.cost, source, &name)?;
+            state.gate.check(endpoint.cost, source, &info.name)?;
         }
-        client = Some(name);
+        client = Some(info);
     }
-    let input = Input::new(state, found, client, request).await?;
+    let actor = Actor {
+        client: client.as_ref().map(|c| c.name.clone()),
+        request_id: Some(request_id.to_owned()),
+        source_ip: state.config.audit.source(source),
+    };
+    let input = Input::new(state, found, client, actor, request).await?;
     handlers::run(state, endpoint.route, input).await
 }
 

@@ -5,7 +5,8 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use engine::{AccountId, ChallengeId, Scope};
+use engine::audit::Actor;
+use engine::{AccountId, ChallengeId, ClientInfo, Scope};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE};
@@ -17,8 +18,12 @@ use crate::error::ApiError;
 use crate::state::AppState;
 use crate::wire;
 
-/// Checks the client's key and scope; returns the client's name.
-pub fn authorize(state: &AppState, headers: &HeaderMap, scope: Scope) -> Result<String, ApiError> {
+/// Checks the client's key and scope; returns the client.
+pub fn authorize(
+    state: &AppState,
+    headers: &HeaderMap,
+    scope: Scope,
+) -> Result<ClientInfo, ApiError> {
     let key = headers
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -34,15 +39,19 @@ pub fn authorize(state: &AppState, headers: &HeaderMap, scope: Scope) -> Result<
             scope,
         });
     }
-    Ok(client.name)
+    Ok(client)
 }
 
 /// A request on its way to a handler.
 #[derive(Debug)]
 pub struct Input {
     id: Option<String>,
-    /// The client's name, for endpoints that need a client key.
-    client: Option<String>,
+    /// The client, for endpoints that need a client key.
+    client: Option<ClientInfo>,
+    /// Who the request's audit events name.
+    actor: Actor,
+    /// The query string's pairs, decoded.
+    query: Vec<(String, String)>,
     headers: HeaderMap,
     /// `None` once read.
     body: Option<Incoming>,
@@ -56,7 +65,8 @@ impl Input {
     pub async fn new(
         state: &AppState,
         found: Found,
-        client: Option<String>,
+        client: Option<ClientInfo>,
+        actor: Actor,
         request: Request<Incoming>,
     ) -> Result<Input, ApiError> {
         let server = &state.config.server;
@@ -65,9 +75,14 @@ impl Input {
             Body::Ignored | Body::Empty | Body::Json => server.body_limit_bytes,
         };
         let (parts, body) = request.into_parts();
+        let query = form_urlencoded::parse(parts.uri.query().unwrap_or_default().as_bytes())
+            .into_owned()
+            .collect();
         let mut input = Input {
             id: found.id,
             client,
+            actor,
+            query,
             headers: parts.headers,
             body: Some(body),
             limit: limit as usize,
@@ -77,6 +92,53 @@ impl Input {
             input.nothing().await?;
         }
         Ok(input)
+    }
+
+    /// A query parameter as text.
+    pub fn query(&self, name: &str) -> Option<&str> {
+        self.query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// A query parameter as a whole number within `range`.
+    pub fn query_number(
+        &self,
+        name: &'static str,
+        range: std::ops::RangeInclusive<u64>,
+    ) -> Result<Option<u64>, ApiError> {
+        let Some(text) = self.query(name) else {
+            return Ok(None);
+        };
+        match text.parse::<u64>() {
+            Ok(n) if range.contains(&n) => Ok(Some(n)),
+            _ => Err(ApiError::invalid(
+                name,
+                format!(
+                    "must be a whole number from {} to {}",
+                    range.start(),
+                    range.end()
+                ),
+            )),
+        }
+    }
+
+    /// A query parameter as a time (RFC 3339, e.g. `2026-11-23T00:00:00Z`).
+    pub fn query_time(&self, name: &'static str) -> Result<Option<engine::Timestamp>, ApiError> {
+        let Some(text) = self.query(name) else {
+            return Ok(None);
+        };
+        crate::cli::parse_time(text)
+            .map(Some)
+            .map_err(|why| ApiError::invalid(name, why))
+    }
+
+    /// The path's `{id}` as a sequence number.
+    pub fn seq(&self) -> Result<u64, ApiError> {
+        self.id()
+            .parse()
+            .map_err(|_| ApiError::invalid("seq", "an event's sequence number is a whole number"))
     }
 
     /// The path's `{id}` as an account id.
@@ -92,11 +154,7 @@ impl Input {
     /// The path's `{id}` as a signing key id (an RFC 7638 thumbprint).
     pub fn key_id(&self) -> Result<String, ApiError> {
         let id = self.id();
-        let well_formed = id.len() == 43
-            && id
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-        if !well_formed {
+        if !crate::signing::is_key_id(id) {
             return Err(ApiError::invalid(
                 "kid",
                 "a key id is 43 base64url characters (see GET /v1/admin/keys)",
@@ -108,7 +166,17 @@ impl Input {
     /// The name of the client that sent the request (empty for endpoints
     /// that take no client key).
     pub fn client(&self) -> &str {
-        self.client.as_deref().unwrap_or_default()
+        self.client.as_ref().map_or("", |c| c.name.as_str())
+    }
+
+    /// Whether the client holds `scope`.
+    pub fn may(&self, scope: Scope) -> bool {
+        self.client.as_ref().is_some_and(|c| c.scopes.contains(scope))
+    }
+
+    /// Who the request's audit events name.
+    pub fn actor(&self) -> &Actor {
+        &self.actor
     }
 
     fn id(&self) -> &str {
@@ -191,9 +259,26 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     Ok(value)
 }
 
+/// serde's wording with Rust's type names put in words a caller knows.
+fn plain_words(text: &str) -> String {
+    let mut text = text.to_owned();
+    for (rust, words) in [
+        ("expected u64", "expected a whole number, 0 or more"),
+        ("expected u32", "expected a whole number, 0 or more"),
+        ("expected u16", "expected a whole number, 0 or more"),
+        ("expected u8", "expected a whole number, 0 or more"),
+        ("expected i64", "expected a whole number"),
+        ("expected i32", "expected a whole number"),
+        ("expected f64", "expected a number"),
+    ] {
+        text = text.replace(rust, words);
+    }
+    text
+}
+
 fn json_error(e: &serde_path_to_error::Error<serde_json::Error>) -> ApiError {
     let inner = e.inner();
-    let text = inner.to_string();
+    let text = plain_words(&inner.to_string());
     let path = e.path().to_string();
     let named = text.split('`').nth(1);
     let field = if inner.is_syntax() || inner.is_eof() {
@@ -220,6 +305,23 @@ fn json_error(e: &serde_path_to_error::Error<serde_json::Error>) -> ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn type_errors_speak_of_numbers_not_rust_types() {
+        #[derive(Debug, serde::Deserialize)]
+        struct Sized {
+            #[allow(dead_code)]
+            size: Option<u64>,
+        }
+        let Err(ApiError::MalformedJson { field, message }) =
+            parse_json::<Sized>(br#"{"size": -1}"#)
+        else {
+            panic!("accepted");
+        };
+        assert_eq!(field, "size");
+        assert!(message.contains("a whole number, 0 or more"), "{message}");
+        assert!(!message.contains("u64"), "{message}");
+    }
     use crate::wire;
 
     fn refused<T: DeserializeOwned + std::fmt::Debug>(json: &str) -> (String, String) {

@@ -32,6 +32,10 @@ pub enum Route {
     ListKeys,
     RotateKey,
     RetireKey,
+    AccountEvents,
+    EventFeed,
+    EventTrailer,
+    AuditInfo,
     StepUp,
     StepUpVerify,
     ChallengeStatus,
@@ -139,6 +143,10 @@ pub static TABLE: &[Endpoint] = {
         row(M::GET, "/v1/admin/keys", R::ListKeys, ADMIN, Ignored, Free),
         row(M::POST, "/v1/admin/keys/rotate", R::RotateKey, ADMIN, Empty, Free),
         row(M::POST, "/v1/admin/keys/{id}/retire", R::RetireKey, ADMIN, Empty, Free),
+        row(M::GET, "/v1/admin/accounts/{id}/events", R::AccountEvents, ADMIN, Ignored, Free),
+        row(M::GET, "/v1/admin/events", R::EventFeed, ADMIN, Ignored, Free),
+        row(M::GET, "/v1/admin/events/{id}/trailer", R::EventTrailer, ADMIN, Ignored, Free),
+        row(M::GET, "/v1/admin/audit", R::AuditInfo, ADMIN, Ignored, Free),
         #[cfg(test)]
         row(M::GET, "/test/panic", R::Panic, None, Ignored, Free),
     ]

@@ -132,9 +132,10 @@ impl Chain {
             outcome: EventKind::Checkpoint.outcome(),
             account: None,
             actor: Actor::default(),
+            // Sorted by key, as every event's details are.
             details: vec![
-                ("covers_seq".into(), self.seq.to_string()),
                 ("covers_hash".into(), crate::hex::encode(self.hash)),
+                ("covers_seq".into(), self.seq.to_string()),
                 ("signature".into(), crate::hex::encode(signature)),
             ],
         };

@@ -68,7 +68,7 @@ pub struct Event {
     pub account: Option<AccountId>,
     /// Who caused it.
     pub actor: Actor,
-    /// The few fields that matter for the kind, in a fixed order. Never a
+    /// The few fields that matter for the kind, sorted by key. Never a
     /// PIN, a code, a key or a whole contact.
     pub details: Vec<(String, String)>,
 }
@@ -85,9 +85,13 @@ impl Event {
         }
     }
 
-    /// Adds a detail.
+    /// Adds a detail. Details are kept sorted by key, so an export as a
+    /// JSON object reads back in the order the hash covers.
     pub(crate) fn with(mut self, key: &str, value: impl Into<String>) -> Event {
-        self.details.push((key.to_owned(), value.into()));
+        let at = self
+            .details
+            .partition_point(|(k, _)| k.as_str() < key);
+        self.details.insert(at, (key.to_owned(), value.into()));
         self
     }
 

@@ -10,6 +10,7 @@ use crate::error::{EngineError, Result};
 use crate::id::{AccountId, ChallengeId};
 use crate::identity::{BirthDate, Email, Identity, Phone, PostalAddress, PushToken};
 use crate::lockout::Event;
+use crate::outbox::Notice;
 use crate::pin::PinHasher;
 use crate::secret::Pin;
 use crate::store::{Change, Changes, Durable};
@@ -314,6 +315,7 @@ impl Engine {
                     .with("reason", format!("administrative: {reason}"));
                 tx.record(event);
                 tx.lockout(Event::AdminLock(reason), now, self);
+                self.notify(tx, Notice::Locked, None, now);
                 Ok(())
             },
             |(), account, now| account.view(now),
@@ -385,6 +387,7 @@ impl Engine {
             let event = tx.event(EventKind::PushDeviceSet);
             tx.record(event);
             tx.account_mut().push_token = Some(token);
+            self.notify(tx, Notice::PushDeviceSet, None, now);
             Ok(())
         })
     }

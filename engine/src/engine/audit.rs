@@ -230,6 +230,23 @@ impl Engine {
         })
     }
 
+    /// Where an export of events from `since` on starts so that it
+    /// verifies alone: the newest checkpoint at or before `since` (its
+    /// signature anchors what follows), or the first event.
+    pub fn export_start(&self, since: Timestamp) -> Result<u64> {
+        let mut start = 0;
+        self.store.scan_audit(0, &mut |r| {
+            if r.at > since {
+                return Ok(false);
+            }
+            if r.event.kind == EventKind::Checkpoint {
+                start = r.seq;
+            }
+            Ok(true)
+        })?;
+        Ok(start)
+    }
+
     /// Checks the whole stored chain against its recorded head and the
     /// checkpoint key (`otpd audit verify`).
     pub fn verify_audit(&self) -> Result<std::result::Result<Report, Break>> {

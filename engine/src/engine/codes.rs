@@ -116,7 +116,7 @@ impl Engine {
                 .ok_or(EngineError::ChallengeNotFound)?;
             if tx.account.current(old.purpose) != Some(challenge) {
                 return Err(EngineError::WrongState(
-                    "only the most recent code of a challenge can be resent",
+                    "only a live code can be resent: this one was used, replaced by a newer one, or cancelled",
                 ));
             }
             if let Some(lock) = tx.account.lockout.lock_at(now) {
@@ -229,6 +229,7 @@ impl Engine {
             attempts: 0,
             next_attempt_at: now,
             in_flight: false,
+            notice: None,
         });
         let mut event = tx
             .event(EventKind::CodeIssued)

@@ -4,6 +4,7 @@ use dashmap::mapref::entry::Entry;
 
 use crate::account::{email_key, phone_key};
 use crate::audit::EventKind;
+use crate::outbox::Notice;
 use crate::challenge::{Issued, Verification};
 use crate::error::{EngineError, Result};
 use crate::id::{AccountId, ChallengeId};
@@ -122,6 +123,8 @@ impl Engine {
                     "to",
                     crate::challenge::mask_destination(c.channel, &c.destination),
                 );
+            let before_phone = tx.account.phone.as_ref().map(|p| p.as_str().to_owned());
+            let before_email = tx.account.email.as_ref().map(|e| e.as_str().to_owned());
             let before = match c.channel {
                 Channel::Sms => tx.account.phone.as_ref().map(Phone::masked),
                 _ => tx.account.email.as_ref().map(Email::masked),
@@ -142,6 +145,11 @@ impl Engine {
                     .map(|e| email_key(&e)),
             };
             tx.unindex.extend(old);
+            let replaced = match c.channel {
+                Channel::Sms => before_phone.map(|p| (Channel::Sms, p)),
+                _ => before_email.map(|e| (Channel::Email, e)),
+            };
+            self.notify(tx, Notice::ContactChanged, replaced, now);
             Ok(outcome)
         });
         if result.is_err()

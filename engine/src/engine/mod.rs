@@ -18,6 +18,7 @@ mod codes;
 mod contacts;
 mod delivery;
 mod login;
+mod notices;
 mod pins;
 mod recovery;
 mod tx;

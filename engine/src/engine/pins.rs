@@ -7,6 +7,7 @@ use crate::challenge::Verification;
 use crate::error::{EngineError, Result};
 use crate::id::{AccountId, ChallengeId};
 use crate::lockout::{Event, Transition};
+use crate::outbox::Notice;
 use crate::secret::{Code, Pin};
 use crate::store::Durable;
 use crate::terms::Purpose;
@@ -91,6 +92,7 @@ impl Engine {
                     let event = tx.event(EventKind::PinChanged);
                     tx.record(event);
                     tx.account_mut().pin = Some(new_hash);
+                    self.notify(tx, Notice::PinChanged, None, now);
                     Ok(PinChange::Changed)
                 }
                 Verification::Locked => Ok(PinChange::Locked),
@@ -118,6 +120,7 @@ impl Engine {
                 let account = tx.account_mut();
                 account.pin = Some(hash);
                 account.status = Status::Active;
+                self.notify(tx, Notice::PinReset, None, now);
                 Ok(())
             },
             |(), account, now| account.view(now),

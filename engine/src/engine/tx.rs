@@ -98,6 +98,7 @@ impl Tx {
             self.locked_now = true;
             let locked = self.event(EventKind::Locked).with("reason", reason);
             self.record(locked);
+            engine.notify(self, crate::outbox::Notice::Locked, None, now);
         }
         if transition == Transition::Refused {
             // Nothing changed; don't write for it.

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use engine::audit::acting;
 use engine::{PinChange, PreRegistration, PushToken};
 use hyper::StatusCode;
 use serde_json::json;
@@ -14,6 +15,7 @@ use crate::wire;
 
 /// `POST /v1/accounts`.
 pub async fn register(state: &Arc<AppState>, input: Input) -> Reply {
+    let actor = input.actor().clone();
     let input: wire::RegisterIn = input.json().await?;
     let new = engine::NewAccount {
         identity: input.identity.parse()?,
@@ -23,12 +25,13 @@ pub async fn register(state: &Arc<AppState>, input: Input) -> Reply {
         birth_date: wire::birth_date(input.birth_date.as_deref(), state.engine.now())?,
         postal_address: wire::address(input.postal_address.as_deref())?,
     };
-    let view = blocking_durable(state, move |engine| engine.register(new)).await?;
+    let view = blocking_durable(state, &actor, move |engine| engine.register(new)).await?;
     Ok(json_response(StatusCode::CREATED, &wire::account(&view)))
 }
 
 /// `POST /v1/accounts/pre-register`.
 pub async fn pre_register(state: &Arc<AppState>, input: Input) -> Reply {
+    let actor = input.actor().clone();
     let input: wire::PreRegisterIn = input.json().await?;
     let pre = PreRegistration {
         identity: input.identity.parse()?,
@@ -38,7 +41,9 @@ pub async fn pre_register(state: &Arc<AppState>, input: Input) -> Reply {
         email: wire::email(input.email.as_deref())?,
         postal_address: wire::address(input.postal_address.as_deref())?,
     };
-    let view = state.engine.pre_register(pre)?.wait_async().await?;
+    let view = acting(&actor, || state.engine.pre_register(pre))?
+        .wait_async()
+        .await?;
     Ok(json_response(StatusCode::CREATED, &wire::account(&view)))
 }
 
@@ -51,17 +56,20 @@ pub fn read(state: &AppState, input: &Input) -> Reply {
 /// `DELETE /v1/accounts/{id}`.
 pub async fn cancel(state: &AppState, input: &Input) -> Reply {
     let id = input.account_id()?;
-    state.engine.cancel(id)?.wait_async().await?;
+    acting(input.actor(), || state.engine.cancel(id))?
+        .wait_async()
+        .await?;
     ok(json!({ "account_id": id.to_string(), "state": "cancelled" }))
 }
 
 /// `POST /v1/accounts/{id}/pin`: the current PIN and a step-up code.
 pub async fn change_pin(state: &Arc<AppState>, input: Input) -> Reply {
     let account = input.account_id()?;
+    let actor = input.actor().clone();
     let input: wire::ChangePinIn = input.json().await?;
     let challenge = wire::challenge_id(&input.challenge_id)?;
     let (current, code, new) = (input.current_pin, input.code, input.new_pin);
-    let outcome = blocking_durable(state, move |engine| {
+    let outcome = blocking_durable(state, &actor, move |engine| {
         engine.change_pin(account, &current, challenge, &code, &new)
     })
     .await?;
@@ -76,11 +84,10 @@ pub async fn change_pin(state: &Arc<AppState>, input: Input) -> Reply {
 /// `PUT /v1/accounts/{id}/push-device`.
 pub async fn push_device(state: &AppState, input: Input) -> Reply {
     let id = input.account_id()?;
+    let actor = input.actor().clone();
     let input: wire::PushDeviceIn = input.json().await?;
     let token = PushToken::parse(&input.push_token)?;
-    state
-        .engine
-        .register_push_device(id, token)?
+    acting(&actor, || state.engine.register_push_device(id, token))?
         .wait_async()
         .await?;
     ok(json!({ "account_id": id.to_string(), "has_push_device": true }))

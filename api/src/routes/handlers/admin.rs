@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use engine::audit::acting;
 use engine::{AccountId, Durable, ImportAccount, ImportState};
 use serde_json::{Value, json};
 
@@ -18,29 +19,36 @@ const IMPORT_MAX: usize = 10_000;
 /// `POST /v1/admin/accounts/{id}/lock`.
 pub async fn lock(state: &AppState, input: Input) -> Reply {
     let id = input.account_id()?;
+    let actor = input.actor().clone();
     let input: wire::LockIn = input.json().await?;
-    let view = state.engine.lock(id, &input.reason)?.wait_async().await?;
+    let view = acting(&actor, || state.engine.lock(id, &input.reason))?
+        .wait_async()
+        .await?;
     ok(wire::account(&view))
 }
 
 /// `POST /v1/admin/accounts/{id}/unlock`.
 pub async fn unlock(state: &AppState, input: &Input) -> Reply {
     let id = input.account_id()?;
-    let view = state.engine.unlock(id)?.wait_async().await?;
+    let view = acting(input.actor(), || state.engine.unlock(id))?
+        .wait_async()
+        .await?;
     ok(wire::account(&view))
 }
 
 /// `POST /v1/admin/accounts/{id}/pin-reset`: also unlocks and activates.
 pub async fn reset_pin(state: &Arc<AppState>, input: Input) -> Reply {
     let id = input.account_id()?;
+    let actor = input.actor().clone();
     let input: wire::ResetPinIn = input.json().await?;
     let pin = input.pin;
-    let view = blocking_durable(state, move |engine| engine.reset_pin(id, &pin)).await?;
+    let view = blocking_durable(state, &actor, move |engine| engine.reset_pin(id, &pin)).await?;
     ok(wire::account(&view))
 }
 
 /// `POST /v1/admin/import`: each account succeeds or fails on its own.
 pub async fn import(state: &Arc<AppState>, input: Input) -> Reply {
+    let actor = input.actor().clone();
     let input: wire::ImportIn = input.json().await?;
     if input.accounts.is_empty() || input.accounts.len() > IMPORT_MAX {
         return Err(ApiError::invalid(
@@ -54,7 +62,7 @@ pub async fn import(state: &Arc<AppState>, input: Input) -> Reply {
         .into_iter()
         .map(|a| parse_import(a.0, today))
         .collect();
-    let pending = blocking(state, move |engine| {
+    let pending = blocking(state, &actor, move |engine| {
         Ok(parsed
             .into_iter()
             .map(|p| p.and_then(|a| engine.import(a).map_err(ApiError::from)))
@@ -127,7 +135,7 @@ fn parse_import(
 
 /// `POST /v1/admin/backup`: writes a consistent copy of the store under
 /// `<data_dir>/backups/`, for `otpd backup` to move where the operator wants it.
-pub async fn backup(state: &Arc<AppState>) -> Reply {
+pub async fn backup(state: &Arc<AppState>, input: &Input) -> Reply {
     if state.backing_up.swap(true, Ordering::SeqCst) {
         return Err(ApiError::BackupRunning);
     }
@@ -146,7 +154,9 @@ pub async fn backup(state: &Arc<AppState>) -> Reply {
         dir = backups.join(format!("{name}-{n}"));
     }
     let engine = Arc::clone(&state.engine);
-    let written = tokio::task::spawn_blocking(move || engine.backup_to(&dir)).await;
+    let actor = input.actor().clone();
+    let written =
+        tokio::task::spawn_blocking(move || acting(&actor, || engine.backup_to(&dir))).await;
     state.backing_up.store(false, Ordering::SeqCst);
     let summary = written
         .map_err(|e| ApiError::Internal(format!("backup task failed: {e}")))?

@@ -5,16 +5,26 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
-use super::{Reply, ok};
+use engine::audit::{EventKind, acting};
+use hyper::StatusCode;
+
+use super::{Reply, json_response, ok};
 use crate::error::ApiError;
 use crate::routes::request::Input;
 use crate::signing::{KeyInfo, KeyState, key_set as jwks};
 use crate::state::AppState;
 
-/// `GET /.well-known/jwks.json`: the active key and those still in their overlap.
+/// `GET /.well-known/jwks.json`: the active key and those still in their
+/// overlap. Verifiers may cache it for five minutes (and refetch at once on
+/// an unknown `kid`).
 pub fn key_set(state: &AppState) -> Reply {
     let now = state.engine.now();
-    ok(jwks(&state.attester.ring().published(now)))
+    let mut response = json_response(StatusCode::OK, &jwks(&state.attester.ring().published(now)));
+    response.headers_mut().insert(
+        hyper::header::CACHE_CONTROL,
+        hyper::header::HeaderValue::from_static("public, max-age=300"),
+    );
+    Ok(response)
 }
 
 /// `GET /v1/admin/keys`: every key and where it stands.
@@ -32,13 +42,20 @@ pub fn list(state: &AppState) -> Reply {
 
 /// `POST /v1/admin/keys/rotate`: a new active key; the old one stays
 /// published for `signing.key_overlap_seconds`.
-pub async fn rotate(state: &Arc<AppState>) -> Reply {
+pub async fn rotate(state: &Arc<AppState>, input: &Input) -> Reply {
     let worker = Arc::clone(state);
     let kid =
         tokio::task::spawn_blocking(move || worker.attester.ring().rotate(worker.engine.now()))
             .await
             .map_err(|e| ApiError::Internal(format!("key rotation task: {e}")))??;
     tracing::warn!(kid = %kid, "signing key rotated");
+    acting(input.actor(), || {
+        state
+            .engine
+            .record_event(EventKind::KeyRotated, None, &[("kid", &kid)])
+    })?
+    .wait_async()
+    .await?;
     list(state)
 }
 
@@ -54,6 +71,13 @@ pub async fn retire(state: &Arc<AppState>, input: &Input) -> Reply {
     .await
     .map_err(|e| ApiError::Internal(format!("key retirement task: {e}")))??;
     tracing::warn!(kid = %kid, "signing key retired");
+    acting(input.actor(), || {
+        state
+            .engine
+            .record_event(EventKind::KeyRetired, None, &[("kid", &kid)])
+    })?
+    .wait_async()
+    .await?;
     list(state)
 }
 

@@ -4,6 +4,7 @@
 mod accounts;
 mod activation;
 mod admin;
+mod audit;
 mod auth;
 mod contacts;
 mod keys;
@@ -13,6 +14,7 @@ mod signatures;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use engine::audit::{Actor, acting};
 use engine::{Approval, ChallengeId, Durable, Engine, EngineError, Issued, Verification};
 use http_body_util::Full;
 use hyper::header::{CONTENT_TYPE, HeaderValue};
@@ -49,8 +51,12 @@ pub async fn run(state: &Arc<AppState>, route: Route, input: Input) -> Reply {
         Route::SignatureVerify => auth::verify(state, input, engine::Purpose::Signature).await,
         Route::KeySet => keys::key_set(state),
         Route::ListKeys => keys::list(state),
-        Route::RotateKey => keys::rotate(state).await,
+        Route::RotateKey => keys::rotate(state, &input).await,
         Route::RetireKey => keys::retire(state, &input).await,
+        Route::AccountEvents => audit::account_events(state, &input),
+        Route::EventFeed => audit::feed(state, &input).await,
+        Route::EventTrailer => audit::trailer(state, &input),
+        Route::AuditInfo => audit::about(state),
         Route::StepUp => auth::step_up(state, input).await,
         Route::StepUpVerify => auth::verify(state, input, engine::Purpose::StepUp).await,
         Route::ChallengeStatus => auth::challenge_status(state, &input),
@@ -61,7 +67,7 @@ pub async fn run(state: &Arc<AppState>, route: Route, input: Input) -> Reply {
         Route::Unlock => admin::unlock(state, &input).await,
         Route::ResetPin => admin::reset_pin(state, input).await,
         Route::Import => admin::import(state, input).await,
-        Route::Backup => admin::backup(state).await,
+        Route::Backup => admin::backup(state, &input).await,
         #[cfg(test)]
         Route::Panic => panic!("a deliberate panic in a handler"),
     }
@@ -86,10 +92,16 @@ fn json_response(status: StatusCode, value: &Value) -> Response<Full<Bytes>> {
 /// durability afterwards, so a worker never sits idle through a flush.
 async fn blocking<T: Send + 'static>(
     state: &Arc<AppState>,
+    actor: &Actor,
     work: impl FnOnce(&Engine) -> Result<T, EngineError> + Send + 'static,
 ) -> Result<T, ApiError> {
     let engine = Arc::clone(&state.engine);
-    match state.pin_workers.run(move || work(&engine)).await {
+    let actor = actor.clone();
+    match state
+        .pin_workers
+        .run(move || acting(&actor, || work(&engine)))
+        .await
+    {
         Ok(result) => result.map_err(ApiError::from),
         Err(Lost::Panicked) => Err(ApiError::Internal("a PIN worker's job panicked".into())),
         Err(Lost::Stopped) => Err(ApiError::ShuttingDown),
@@ -99,9 +111,10 @@ async fn blocking<T: Send + 'static>(
 /// [`blocking`] for work that changes state, then the wait until it is durable.
 async fn blocking_durable<T: Send + Unpin + 'static>(
     state: &Arc<AppState>,
+    actor: &Actor,
     work: impl FnOnce(&Engine) -> Result<Durable<T>, EngineError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    Ok(blocking(state, work).await?.wait_async().await?)
+    Ok(blocking(state, actor, work).await?.wait_async().await?)
 }
 
 /// Wakes the sender for the new code (already in the outbox) and answers

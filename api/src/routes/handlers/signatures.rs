@@ -12,6 +12,7 @@ use crate::wire;
 /// `POST /v1/signatures`: phone or email, PIN and the document; sends a
 /// code whose message names the document and that approves it alone.
 pub async fn request(state: &Arc<AppState>, input: Input) -> Reply {
+    let actor = input.actor().clone();
     let input: wire::SignatureIn = input.json().await?;
     let login = login_id(input.phone.as_deref(), input.email.as_deref())?;
     let document = input.document.parse()?;
@@ -19,7 +20,7 @@ pub async fn request(state: &Arc<AppState>, input: Input) -> Reply {
     let lifetime = wire::lifetime(input.lifetime_seconds);
     let locale = wire::locale(input.locale.as_deref())?;
     let pin = input.pin;
-    let outcome = blocking_durable(state, move |engine| {
+    let outcome = blocking_durable(state, &actor, move |engine| {
         engine.request_signature(&login, &pin, document, channel, lifetime, locale)
     })
     .await?;
