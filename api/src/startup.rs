@@ -244,24 +244,44 @@ fn publish_limits(state: &AppState, stats: &engine::Stats) {
     }
 }
 
-/// Refreshes gauges from the engine and runs the exporter's upkeep.
+/// Refreshes the gauges every 5 s.
 async fn upkeep(state: Arc<AppState>) {
     let mut tick = tokio::time::interval(Duration::from_secs(5));
     loop {
         tick.tick().await;
-        let stats = state.engine.stats();
-        metrics::gauge!("otpd_accounts").set(stats.accounts as f64);
-        metrics::gauge!("otpd_active_challenges").set(stats.challenges as f64);
-        metrics::gauge!("otpd_outbox_depth").set(stats.outbox as f64);
-        metrics::gauge!("otpd_store_last_flush_seconds").set(stats.flush.last_flush.as_secs_f64());
-        metrics::counter!("otpd_store_flushes_total").absolute(stats.flush.flushes);
-        metrics::counter!("otpd_store_flush_microseconds_total")
-            .absolute(u64::try_from(stats.flush.flush_time.as_micros()).unwrap_or(u64::MAX));
-        metrics::counter!("otpd_store_writes_total").absolute(stats.flush.writes);
-        metrics::counter!("otpd_lockouts_total").absolute(stats.lockouts);
-        metrics::counter!("otpd_argon2_runs_total").absolute(stats.argon2_runs);
-        metrics::gauge!("otpd_argon2_memory_bytes").set(stats.argon2_memory_bytes as f64);
-        publish_limits(&state, &stats);
-        state.metrics.run_upkeep();
+        publish_metrics(&state);
     }
+}
+
+/// One refresh of the gauges and store counters, and the exporter's upkeep:
+/// the upkeep task's tick, callable by tests that read `/metrics` at once.
+pub fn publish_metrics(state: &AppState) {
+    let stats = state.engine.stats();
+    metrics::gauge!("otpd_accounts").set(stats.accounts as f64);
+    metrics::gauge!("otpd_active_challenges").set(stats.challenges as f64);
+    metrics::gauge!("otpd_outbox_depth").set(stats.outbox as f64);
+    metrics::gauge!("otpd_store_last_flush_seconds").set(stats.flush.last_flush.as_secs_f64());
+    metrics::counter!("otpd_store_flushes_total").absolute(stats.flush.flushes);
+    metrics::counter!("otpd_store_flush_microseconds_total")
+        .absolute(u64::try_from(stats.flush.flush_time.as_micros()).unwrap_or(u64::MAX));
+    metrics::counter!("otpd_store_writes_total").absolute(stats.flush.writes);
+    metrics::counter!("otpd_lockouts_total").absolute(stats.lockouts);
+    metrics::counter!("otpd_argon2_runs_total").absolute(stats.argon2_runs);
+    metrics::gauge!("otpd_argon2_memory_bytes").set(stats.argon2_memory_bytes as f64);
+    publish_health(state);
+    publish_limits(state, &stats);
+    state.metrics.run_upkeep();
+}
+
+/// Readiness as `/readyz` answers it, and the data directory's free space
+/// against its reserve, so alerts need no prober.
+fn publish_health(state: &AppState) {
+    let ready = !state.draining.load(Ordering::SeqCst) && state.engine.writable().is_ok();
+    metrics::gauge!("otpd_ready").set(if ready { 1.0 } else { 0.0 });
+    if let Ok(stat) = rustix::fs::statvfs(&state.config.data_dir) {
+        let free = stat.f_bavail.saturating_mul(stat.f_frsize);
+        metrics::gauge!("otpd_store_free_bytes").set(free as f64);
+    }
+    let reserve = state.config.store.min_free_mb.saturating_mul(1 << 20);
+    metrics::gauge!("otpd_store_reserve_bytes").set(reserve as f64);
 }

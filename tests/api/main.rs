@@ -8,6 +8,7 @@ mod arbitrary_input;
 mod attacks;
 mod bad_input;
 mod delivery;
+mod deploy;
 mod faults;
 mod helpers;
 mod login;
