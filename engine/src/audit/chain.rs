@@ -117,16 +117,19 @@ impl Chain {
         for event in events {
             records.push(next.append(event, at));
             next.since_checkpoint += 1;
-        }
-        if every > 0 && next.since_checkpoint >= every {
-            records.push(next.checkpoint(at, key));
+            // Within the batch if need be: no run of unsigned events is
+            // ever longer than `every`, which is what verifiers check.
+            if every > 0 && next.since_checkpoint >= every {
+                records.push(next.checkpoint(at, key, every));
+            }
         }
         (records, next)
     }
 
-    /// A checkpoint signing the head, as the next record.
-    pub(crate) fn checkpoint(&mut self, at: Timestamp, key: &AuditKey) -> AuditRecord {
-        let signature = key.sign(self.seq, &self.hash);
+    /// A checkpoint signing the head, as the next record; it states
+    /// `every`, the longest run of unsigned events that may follow it.
+    pub(crate) fn checkpoint(&mut self, at: Timestamp, key: &AuditKey, every: u64) -> AuditRecord {
+        let signature = key.sign_checkpoint(self.seq, &self.hash, every);
         let event = Event {
             kind: EventKind::Checkpoint,
             outcome: EventKind::Checkpoint.outcome(),
@@ -136,6 +139,7 @@ impl Chain {
             details: vec![
                 ("covers_hash".into(), crate::hex::encode(self.hash)),
                 ("covers_seq".into(), self.seq.to_string()),
+                ("every".into(), every.to_string()),
                 ("signature".into(), crate::hex::encode(signature)),
             ],
         };
@@ -210,11 +214,39 @@ pub fn verify(
     max_unsigned: u64,
     head: Option<(u64, [u8; 32])>,
 ) -> Result<Report, Break> {
-    let mut report = Report::default();
-    let mut expected: Option<(u64, [u8; 32])> = None;
+    let mut verifier = Verifier::new(key, max_unsigned);
     for r in records {
+        verifier.check(&r)?;
+    }
+    verifier.finish(head)
+}
+
+/// [`verify`] one record at a time, so a chain of any length is checked
+/// in constant memory.
+#[derive(Debug)]
+pub struct Verifier<'k> {
+    key: &'k AuditPublicKey,
+    max_unsigned: u64,
+    report: Report,
+    expected: Option<(u64, [u8; 32])>,
+}
+
+impl<'k> Verifier<'k> {
+    /// A check of a chain whose checkpoints `key` signed.
+    pub fn new(key: &'k AuditPublicKey, max_unsigned: u64) -> Self {
+        Verifier {
+            key,
+            max_unsigned,
+            report: Report::default(),
+            expected: None,
+        }
+    }
+
+    /// Checks the next record.
+    pub fn check(&mut self, r: &AuditRecord) -> Result<(), Break> {
         let fail = |why: String| Break { seq: r.seq, why };
-        match expected {
+        let report = &mut self.report;
+        match self.expected {
             None => {
                 report.first = r.seq;
                 if r.seq == 1 {
@@ -254,44 +286,54 @@ pub fn verify(
             ));
         }
         if r.event.kind == EventKind::Checkpoint {
-            check_checkpoint(&r, key).map_err(fail)?;
+            // A checkpoint's signature covers how many unsigned events may
+            // follow it, so the setting can change without breaking old runs.
+            self.max_unsigned = check_checkpoint(r, self.key).map_err(fail)?;
             report.checkpoints += 1;
             report.unsigned_tail = 0;
         } else {
             report.unsigned_tail += 1;
-            if report.unsigned_tail > max_unsigned {
+            if report.unsigned_tail > self.max_unsigned {
                 return Err(fail(format!(
-                    "more than {max_unsigned} events in a row without a signed checkpoint \
-                     (checkpoints were removed, or the log was rewritten)"
+                    "more than {} events in a row without a signed checkpoint \
+                     (checkpoints were removed, or the log was rewritten)",
+                    self.max_unsigned
                 )));
             }
         }
         report.records += 1;
         report.last = r.seq;
         report.last_hash = r.hash;
-        expected = Some((r.seq, r.hash));
+        self.expected = Some((r.seq, r.hash));
+        Ok(())
     }
-    if let Some((seq, hash)) = head {
-        if report.last < seq {
-            return Err(Break {
-                seq: report.last + 1,
-                why: format!(
-                    "missing: the chain ends at {} but its head is {seq} (the tail was removed)",
-                    report.last
-                ),
-            });
+
+    /// Ends the check: the chain must end at `head` when one is given.
+    pub fn finish(self, head: Option<(u64, [u8; 32])>) -> Result<Report, Break> {
+        let report = self.report;
+        if let Some((seq, hash)) = head {
+            if report.last < seq {
+                return Err(Break {
+                    seq: report.last + 1,
+                    why: format!(
+                        "missing: the chain ends at {} but its head is {seq} (the tail was removed)",
+                        report.last
+                    ),
+                });
+            }
+            if report.last > seq || report.last_hash != hash {
+                return Err(Break {
+                    seq: report.last,
+                    why: "the chain's end does not match its recorded head".into(),
+                });
+            }
         }
-        if report.last > seq || report.last_hash != hash {
-            return Err(Break {
-                seq: report.last,
-                why: "the chain's end does not match its recorded head".into(),
-            });
-        }
+        Ok(report)
     }
-    Ok(report)
 }
 
-fn check_checkpoint(r: &AuditRecord, key: &AuditPublicKey) -> Result<(), String> {
+/// Checks a checkpoint; the run of unsigned events it allows after it.
+fn check_checkpoint(r: &AuditRecord, key: &AuditPublicKey) -> Result<u64, String> {
     let covers: u64 = r
         .event
         .detail("covers_seq")
@@ -307,15 +349,20 @@ fn check_checkpoint(r: &AuditRecord, key: &AuditPublicKey) -> Result<(), String>
         .detail("signature")
         .and_then(crate::hex::decode_array)
         .ok_or("a checkpoint without a signature")?;
+    let every: u64 = r
+        .event
+        .detail("every")
+        .and_then(|s| s.parse().ok())
+        .ok_or("a checkpoint without every")?;
     if covers + 1 != r.seq || hash != r.prev {
         return Err("a checkpoint that does not sign the event before it".into());
     }
-    if !key.verifies(covers, &hash, &signature) {
+    if !key.verifies_checkpoint(covers, &hash, every, &signature) {
         return Err(
             "a checkpoint whose signature does not hold (forged, or another audit key)".into(),
         );
     }
-    Ok(())
+    Ok(every)
 }
 
 #[cfg(test)]
@@ -364,6 +411,25 @@ mod tests {
         assert_eq!((report.checkpoints, report.unsigned_tail), (2, 2));
         let head = Some((12, records[11].hash));
         assert!(verify(records.clone(), &key.public(), 4, head).is_ok());
+    }
+
+    #[test]
+    fn a_batch_longer_than_the_run_gets_checkpoints_inside_it() {
+        let key = AuditKey::derive(&CodeKey::new([1; 32])).unwrap();
+        let head = Chain::resume(None, 0);
+        let (records, next) = head.seal((0..9).map(event).collect(), Timestamp(1), &key, 4);
+        let kinds: Vec<bool> = records
+            .iter()
+            .map(|r| r.event.kind == EventKind::Checkpoint)
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                false, false, false, false, true, false, false, false, false, true, false
+            ]
+        );
+        assert_eq!(next.since_checkpoint, 1);
+        assert!(check(&records, &key).is_ok());
     }
 
     #[test]

@@ -15,7 +15,7 @@ mod signer;
 
 use std::cell::RefCell;
 
-pub use chain::{Break, Chain, Report, canonical, verify};
+pub use chain::{Break, Chain, Report, Verifier, canonical, verify};
 pub use kind::{EventKind, Outcome};
 pub use signer::{AuditKey, AuditPublicKey};
 
@@ -88,9 +88,7 @@ impl Event {
     /// Adds a detail. Details are kept sorted by key, so an export as a
     /// JSON object reads back in the order the hash covers.
     pub(crate) fn with(mut self, key: &str, value: impl Into<String>) -> Event {
-        let at = self
-            .details
-            .partition_point(|(k, _)| k.as_str() < key);
+        let at = self.details.partition_point(|(k, _)| k.as_str() < key);
         self.details.insert(at, (key.to_owned(), value.into()));
         self
     }

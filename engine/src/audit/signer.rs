@@ -9,8 +9,12 @@ use crate::error::{EngineError, Result};
 use crate::keys::{AUDIT, subkey};
 use crate::secret::CodeKey;
 
-/// What a checkpoint signature covers, before the sequence number and hash.
-const CONTEXT: &[u8] = b"otpd audit checkpoint v1\0";
+/// What a checkpoint signature covers, before the sequence number, hash
+/// and the longest run of unsigned events that may follow it.
+const CHECKPOINT: &[u8] = b"otpd audit checkpoint v2\0";
+/// What an export's trailer covers, before the sequence number and hash:
+/// another context, so a checkpoint's signature cannot close a truncated export.
+const TRAILER: &[u8] = b"otpd audit export end v1\0";
 
 /// The checkpoint signing key.
 pub struct AuditKey {
@@ -41,10 +45,20 @@ impl AuditKey {
         AuditPublicKey(bytes)
     }
 
-    /// Signs the chain head `(seq, hash)`.
+    /// Signs `(seq, hash)` as the last event of an export (its trailer).
     pub fn sign(&self, seq: u64, hash: &[u8; 32]) -> [u8; 64] {
+        self.sign_message(&message(TRAILER, seq, hash, None))
+    }
+
+    /// Signs the chain head `(seq, hash)` as a checkpoint after which at
+    /// most `every` unsigned events may come.
+    pub fn sign_checkpoint(&self, seq: u64, hash: &[u8; 32], every: u64) -> [u8; 64] {
+        self.sign_message(&message(CHECKPOINT, seq, hash, Some(every)))
+    }
+
+    fn sign_message(&self, message: &[u8]) -> [u8; 64] {
         let mut signature = [0u8; 64];
-        signature.copy_from_slice(self.pair.sign(&message(seq, hash)).as_ref());
+        signature.copy_from_slice(self.pair.sign(message).as_ref());
         signature
     }
 }
@@ -59,10 +73,25 @@ impl AuditPublicKey {
         crate::hex::decode_array(text.trim()).map(AuditPublicKey)
     }
 
-    /// Whether `signature` signs the chain head `(seq, hash)`.
+    /// Whether `signature` is an export's trailer for `(seq, hash)`.
     pub fn verifies(&self, seq: u64, hash: &[u8; 32], signature: &[u8]) -> bool {
+        self.verifies_message(&message(TRAILER, seq, hash, None), signature)
+    }
+
+    /// Whether `signature` is a checkpoint of `(seq, hash)` stating `every`.
+    pub fn verifies_checkpoint(
+        &self,
+        seq: u64,
+        hash: &[u8; 32],
+        every: u64,
+        signature: &[u8],
+    ) -> bool {
+        self.verifies_message(&message(CHECKPOINT, seq, hash, Some(every)), signature)
+    }
+
+    fn verifies_message(&self, message: &[u8], signature: &[u8]) -> bool {
         UnparsedPublicKey::new(&ED25519, self.0)
-            .verify(&message(seq, hash), signature)
+            .verify(message, signature)
             .is_ok()
     }
 }
@@ -73,11 +102,14 @@ impl std::fmt::Display for AuditPublicKey {
     }
 }
 
-fn message(seq: u64, hash: &[u8; 32]) -> Vec<u8> {
-    let mut message = Vec::with_capacity(CONTEXT.len() + 40);
-    message.extend_from_slice(CONTEXT);
+fn message(context: &[u8], seq: u64, hash: &[u8; 32], every: Option<u64>) -> Vec<u8> {
+    let mut message = Vec::with_capacity(context.len() + 48);
+    message.extend_from_slice(context);
     message.extend_from_slice(&seq.to_be_bytes());
     message.extend_from_slice(hash);
+    if let Some(every) = every {
+        message.extend_from_slice(&every.to_be_bytes());
+    }
     message
 }
 
@@ -101,5 +133,23 @@ mod tests {
             public,
             "derived, so the same code key gives the same key"
         );
+    }
+
+    #[test]
+    fn a_checkpoint_states_its_run_and_never_passes_for_a_trailer() {
+        let key = AuditKey::derive(&CodeKey::new([1; 32])).unwrap();
+        let public = key.public();
+        let checkpoint = key.sign_checkpoint(7, &[2; 32], 1_000);
+        assert!(public.verifies_checkpoint(7, &[2; 32], 1_000, &checkpoint));
+        assert!(
+            !public.verifies_checkpoint(7, &[2; 32], 1_000_000, &checkpoint),
+            "the allowed run cannot be raised"
+        );
+        assert!(
+            !public.verifies(7, &[2; 32], &checkpoint),
+            "a checkpoint cannot close an export cut short before it"
+        );
+        let trailer = key.sign(7, &[2; 32]);
+        assert!(!public.verifies_checkpoint(7, &[2; 32], 1_000, &trailer));
     }
 }

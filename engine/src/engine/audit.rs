@@ -8,7 +8,9 @@ use std::sync::Mutex;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
-use crate::audit::{AuditKey, AuditPublicKey, AuditRecord, Break, Chain, Event, EventKind, Report};
+use crate::audit::{
+    AuditKey, AuditPublicKey, AuditRecord, Break, Chain, Event, EventKind, Report, Verifier,
+};
 use crate::clock::Timestamp;
 use crate::error::{EngineError, Result};
 use crate::id::AccountId;
@@ -141,17 +143,18 @@ impl Engine {
     }
 
     /// Writes a signed checkpoint if events arrived since the last one and
-    /// `audit.checkpoint_interval` has passed (or `force`).
-    pub fn audit_checkpoint(&self, force: bool) -> Result<()> {
+    /// `audit.checkpoint_interval` has passed (or `force`); the write to
+    /// wait for, if there was one.
+    pub fn audit_checkpoint(&self, force: bool) -> Result<Option<Durable<()>>> {
         let now = self.now();
         let mut log = lock(&self.audit.state);
         let due = now.0.saturating_sub(log.chain.last_checkpoint_at.0)
             >= u64::try_from(self.config.audit.checkpoint_interval.as_millis()).unwrap_or(u64::MAX);
         if log.chain.since_checkpoint == 0 || !(due || force) {
-            return Ok(());
+            return Ok(None);
         }
         let mut next = log.chain.clone();
-        let record = next.checkpoint(now, &self.audit.key);
+        let record = next.checkpoint(now, &self.audit.key, self.config.audit.checkpoint_every);
         let changes = Changes(vec![
             Change::Audit(&record),
             Change::AuditHead(next.seq, next.hash),
@@ -159,7 +162,7 @@ impl Engine {
         let ticket = self.store.write(changes)?;
         log.pending.push_back((ticket, next.seq));
         log.chain.advance(next);
-        Ok(())
+        Ok(Some(self.durable((), ticket)))
     }
 
     /// Every event up to this sequence number is durable; later ones may not be.
@@ -251,17 +254,21 @@ impl Engine {
     /// checkpoint key (`otpd audit verify`).
     pub fn verify_audit(&self) -> Result<std::result::Result<Report, Break>> {
         let head = self.store.audit_head()?;
-        let mut records = Vec::new();
-        self.store.scan_audit(0, &mut |r| {
-            records.push(r);
-            Ok(true)
-        })?;
-        Ok(crate::audit::verify(
-            records,
-            &self.audit.key.public(),
-            self.config.audit.checkpoint_every,
-            head,
-        ))
+        let key = self.audit.key.public();
+        let mut verifier = Verifier::new(&key, self.config.audit.checkpoint_every);
+        let mut broken = None;
+        self.store
+            .scan_audit(0, &mut |r| match verifier.check(&r) {
+                Ok(()) => Ok(true),
+                Err(b) => {
+                    broken = Some(b);
+                    Ok(false)
+                }
+            })?;
+        Ok(match broken {
+            Some(b) => Err(b),
+            None => verifier.finish(head),
+        })
     }
 
     /// The key that verifies this store's checkpoints.
