@@ -2,7 +2,10 @@
 //! mixed load, and SIGTERM under load. After each stop the server restarts
 //! on the same data directory and every change it acknowledged must be
 //! there: registrations, PIN changes, locks, cancellations, failure
-//! counters, and used codes stay used.
+//! counters, and used codes stay used. The audit trail never disagrees with
+//! the changes: every acknowledged operation has its event; an operation
+//! that got no answer has its event exactly when its change is there; and
+//! the chain verifies after the last kill.
 //!
 //! `CRASH_SOAK_CYCLES=N` runs N kill cycles instead of 20 (a long soak);
 //! `CRASH_SEED=N` replays one run. All traffic is on loopback, every wait is
@@ -12,7 +15,9 @@
 
 mod support;
 
+use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -64,6 +69,42 @@ enum Op {
     Unlock,
 }
 
+/// A fresh `X-Request-Id`: the audit trail names each call by it.
+fn request_id() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    format!("crash-{}", NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+/// An acknowledged call: its events must include one of `kinds`, for `account`.
+#[derive(Clone, Debug)]
+struct Expect {
+    request: String,
+    account: String,
+    kinds: &'static [&'static str],
+}
+
+/// A call that got no answer: its event must exist exactly when its change does.
+#[derive(Clone, Debug)]
+enum Unanswered {
+    Register {
+        request: String,
+        phone: String,
+    },
+    Cancel {
+        request: String,
+        account: String,
+    },
+    Unlock {
+        request: String,
+        account: String,
+    },
+    ChangePin {
+        request: String,
+        account: String,
+        new_pin: String,
+    },
+}
+
 /// Everything acknowledged so far.
 #[derive(Default)]
 struct Ledger {
@@ -77,6 +118,24 @@ struct Ledger {
     locks: u64,
     pin_changes: u64,
     cancels: u64,
+    /// Acknowledged calls whose events are yet to be checked.
+    expected: Vec<Expect>,
+    /// Calls with no answer, to be checked against the store.
+    unanswered: Vec<Unanswered>,
+    /// Events checked against acknowledged calls, over the whole run.
+    events_checked: u64,
+    /// Unanswered calls whose event was checked against the store.
+    unanswered_checked: u64,
+}
+
+impl Ledger {
+    fn expect(&mut self, request: &str, account: &str, kinds: &'static [&'static str]) {
+        self.expected.push(Expect {
+            request: request.to_owned(),
+            account: account.to_owned(),
+            kinds,
+        });
+    }
 }
 
 /// xorshift64*: reproducible choices without a dependency.
@@ -116,8 +175,10 @@ async fn work(
                 *next
             };
             let phone = format!("+3519{n:08}");
+            let request = request_id();
             let answer = api
-                .post(
+                .post_as(
+                    &request,
                     "/v1/accounts",
                     json!({
                         "identity": { "kind": "civil_id", "number": format!("{n:08}") },
@@ -140,12 +201,18 @@ async fn work(
                         retired: false,
                     };
                     citizen.take(&account);
+                    ledger.expect(&request, &citizen.id, &["registered"]);
                     citizens.push(citizen);
                     ledger.acknowledged += 1;
                     true
                 }
                 Some((status, body)) => panic!("registration answered {status}: {body}"),
-                None => false,
+                None => {
+                    ledger
+                        .unanswered
+                        .push(Unanswered::Register { request, phone });
+                    false
+                }
             }
         } else {
             let i = live[usize::try_from(rng.below(live.len() as u64)).unwrap()];
@@ -183,17 +250,21 @@ async fn run(
     fresh_pin: &str,
     ledger: &mut Ledger,
 ) -> Option<()> {
-    let login = |pin: String| {
+    let login = |pin: String, request: String| {
         let phone = c.phone.clone();
         async move {
-            api.post("/v1/login", json!({ "phone": phone, "pin": pin }))
+            api.post_as(&request, "/v1/login", json!({ "phone": phone, "pin": pin }))
                 .await
         }
     };
+    let account = c.id.clone();
     match op {
         Op::Login | Op::WrongCode => {
-            let (status, challenge) = login(c.pin.clone()).await?;
+            let request = request_id();
+            let (status, challenge) = login(c.pin.clone(), request.clone()).await?;
             assert_eq!(status, StatusCode::CREATED, "login of {c:?}: {challenge}");
+            ledger.expect(&request, &account, &["login_accepted"]);
+            ledger.expect(&request, &account, &["code_issued"]);
             let id = challenge["challenge_id"].as_str().unwrap().to_owned();
             let code = api.codes.for_challenge(&id).await?;
             let sent = if op == Op::Login {
@@ -201,11 +272,17 @@ async fn run(
             } else {
                 format!("{:06}", (code.parse::<u64>().unwrap() + 1) % 1_000_000)
             };
+            let request = request_id();
             let (status, answer) = api
-                .post("/v1/verify", json!({ "challenge_id": id, "code": sent }))
+                .post_as(
+                    &request,
+                    "/v1/verify",
+                    json!({ "challenge_id": id, "code": sent }),
+                )
                 .await?;
             if op == Op::Login {
                 assert_eq!(status, StatusCode::OK, "right code for {c:?}: {answer}");
+                ledger.expect(&request, &account, &["code_accepted"]);
                 assert_eq!(answer["result"], "approved");
                 ledger.used.push((id, code));
             } else {
@@ -218,39 +295,62 @@ async fn run(
                     .contains(&status),
                     "wrong code for {c:?}: {status} {answer}"
                 );
+                ledger.expect(
+                    &request,
+                    &account,
+                    &[
+                        "code_wrong",
+                        "code_exhausted",
+                        "code_locked",
+                        "code_expired",
+                    ],
+                );
             }
         }
         Op::WrongPin => {
             let wrong = if c.pin == "1357" { "2468" } else { "1357" };
-            let (status, answer) = login(wrong.to_owned()).await?;
+            let request = request_id();
+            let (status, answer) = login(wrong.to_owned(), request.clone()).await?;
             assert!(
                 [StatusCode::UNAUTHORIZED, StatusCode::LOCKED].contains(&status),
                 "wrong PIN for {c:?}: {status} {answer}"
             );
+            ledger.expect(&request, &account, &["login_wrong_pin", "login_locked"]);
         }
         Op::ChangePin => {
+            let request = request_id();
             let (status, challenge) = api
-                .post("/v1/step-up", json!({ "account_id": c.id }))
+                .post_as(&request, "/v1/step-up", json!({ "account_id": c.id }))
                 .await?;
             assert_eq!(
                 status,
                 StatusCode::CREATED,
                 "step-up for {c:?}: {challenge}"
             );
+            ledger.expect(&request, &account, &["code_issued"]);
             let id = challenge["challenge_id"].as_str().unwrap().to_owned();
             let code = api.codes.for_challenge(&id).await?;
+            let request = request_id();
             let (status, answer) = api
-                .post(
+                .post_as(
+                    &request,
                     &format!("/v1/accounts/{}/pin", c.id),
                     json!({ "current_pin": c.pin, "challenge_id": id, "code": code, "new_pin": fresh_pin }),
                 )
                 .await
                 .or_else(|| {
-                    // No answer: the new PIN may or may not be in force.
+                    // No answer: the new PIN may or may not be in force;
+                    // its event says which, once the server is back.
                     c.retired = true;
+                    ledger.unanswered.push(Unanswered::ChangePin {
+                        request: request.clone(),
+                        account: account.clone(),
+                        new_pin: fresh_pin.to_owned(),
+                    });
                     None
                 })?;
             if status == StatusCode::OK {
+                ledger.expect(&request, &account, &["pin_changed"]);
                 c.pin = fresh_pin.to_owned();
                 c.pin_changed = true;
                 ledger.pin_changes += 1;
@@ -265,17 +365,44 @@ async fn run(
             }
         }
         Op::Cancel => {
+            let request = request_id();
             let (status, answer) = api
-                .call(Method::DELETE, &format!("/v1/accounts/{}", c.id), None)
-                .await?;
+                .call_as(
+                    Some(&request),
+                    Method::DELETE,
+                    &format!("/v1/accounts/{}", c.id),
+                    None,
+                )
+                .await
+                .or_else(|| {
+                    ledger.unanswered.push(Unanswered::Cancel {
+                        request: request.clone(),
+                        account: account.clone(),
+                    });
+                    None
+                })?;
             assert_eq!(status, StatusCode::OK, "cancel {c:?}: {answer}");
+            ledger.expect(&request, &account, &["cancelled"]);
             ledger.cancels += 1;
         }
         Op::Unlock => {
+            let request = request_id();
             let (status, answer) = api
-                .post(&format!("/v1/admin/accounts/{}/unlock", c.id), json!({}))
-                .await?;
+                .post_as(
+                    &request,
+                    &format!("/v1/admin/accounts/{}/unlock", c.id),
+                    json!({}),
+                )
+                .await
+                .or_else(|| {
+                    ledger.unanswered.push(Unanswered::Unlock {
+                        request: request.clone(),
+                        account: account.clone(),
+                    });
+                    None
+                })?;
             assert_eq!(status, StatusCode::OK, "unlock {c:?}: {answer}");
+            ledger.expect(&request, &account, &["unlocked"]);
         }
     }
     ledger.acknowledged += 1;
@@ -291,9 +418,126 @@ async fn run(
     Some(())
 }
 
+/// Every event the server holds, by request id: (kind, account id).
+async fn events_by_request(api: &Api) -> HashMap<String, Vec<(String, String)>> {
+    let mut by: HashMap<String, Vec<(String, String)>> = HashMap::new();
+    let mut after = 0;
+    loop {
+        let (status, page) = api
+            .call(
+                Method::GET,
+                &format!("/v1/admin/events?after={after}&limit=1000"),
+                None,
+            )
+            .await
+            .expect("the restarted server answers");
+        assert_eq!(status, StatusCode::OK, "{page}");
+        let events = page["events"].as_array().unwrap();
+        if events.is_empty() {
+            return by;
+        }
+        for e in events {
+            if let Some(request) = e["request_id"].as_str() {
+                by.entry(request.to_owned()).or_default().push((
+                    e["kind"].as_str().unwrap().to_owned(),
+                    e["account_id"].as_str().unwrap_or_default().to_owned(),
+                ));
+            }
+        }
+        after = page["next_after"].as_u64().unwrap();
+    }
+}
+
+/// After a restart: every acknowledged call has its event; a call that got
+/// no answer has its event exactly when its change is there (and then the
+/// citizen's PIN is known again).
+async fn check_audit(api: &Api, ledger: &mut Ledger) {
+    let events = events_by_request(api).await;
+    let has = |request: &str, account: &str, kind: &str| {
+        events
+            .get(request)
+            .is_some_and(|es| es.iter().any(|(k, a)| k == kind && a == account))
+    };
+    for e in ledger.expected.drain(..) {
+        assert!(
+            e.kinds.iter().any(|k| has(&e.request, &e.account, k)),
+            "acknowledged call {e:?} has no event after a crash; its events: {:?}",
+            events.get(&e.request)
+        );
+        ledger.events_checked += 1;
+    }
+    for u in std::mem::take(&mut ledger.unanswered) {
+        ledger.unanswered_checked += 1;
+        match &u {
+            Unanswered::Register { request, phone } => {
+                let registered = events
+                    .get(request)
+                    .and_then(|es| es.iter().find(|(k, _)| k == "registered"));
+                let (status, answer) = api
+                    .post("/v1/login", json!({ "phone": phone, "pin": "4821" }))
+                    .await
+                    .unwrap();
+                assert_eq!(
+                    registered.is_some(),
+                    status == StatusCode::CREATED,
+                    "unanswered registration {u:?}: event {registered:?}, login {status} {answer}"
+                );
+            }
+            Unanswered::Cancel { request, account } => {
+                let (_, view) = api.account(account).await.unwrap();
+                assert_eq!(
+                    has(request, account, "cancelled"),
+                    view["state"] == "cancelled",
+                    "unanswered cancel {u:?}: {view}"
+                );
+            }
+            Unanswered::Unlock { request, account } => {
+                let (_, view) = api.account(account).await.unwrap();
+                // Only a locked account is unlocked, and nothing else
+                // touched it since.
+                assert_eq!(
+                    has(request, account, "unlocked"),
+                    view["state"] != "locked",
+                    "unanswered unlock {u:?}: {view}"
+                );
+            }
+            Unanswered::ChangePin {
+                request,
+                account,
+                new_pin,
+            } => {
+                let changed = has(request, account, "pin_changed");
+                let Some(c) = ledger.citizens.iter_mut().find(|c| &c.id == account) else {
+                    continue;
+                };
+                if changed {
+                    c.pin = new_pin.clone();
+                }
+                if c.state != "active" {
+                    continue;
+                }
+                // The PIN the trail says is in force logs in.
+                let (status, answer) = api
+                    .post("/v1/login", json!({ "phone": c.phone, "pin": c.pin }))
+                    .await
+                    .unwrap();
+                assert_eq!(
+                    status,
+                    StatusCode::CREATED,
+                    "unanswered PIN change {u:?}: its event says changed={changed}, \
+                     but that PIN does not log in: {answer}"
+                );
+                let (_, view) = api.account(account).await.unwrap();
+                c.take(&view);
+                c.retired = false;
+            }
+        }
+    }
+}
+
 /// After a restart: every acknowledged change is there, exactly for
 /// citizens with no unanswered operation, and at least as far for the rest;
-/// no used code is accepted again.
+/// no used code is accepted again; the audit trail agrees.
 async fn check(api: &Api, ledger: &mut Ledger) {
     for c in ledger.citizens.iter_mut() {
         let (status, account) = api
@@ -387,6 +631,7 @@ async fn check(api: &Api, ledger: &mut Ledger) {
             "used code accepted again after a crash: {answer}"
         );
     }
+    check_audit(api, ledger).await;
 }
 
 /// Runs the workers until they stop (after `stop`), folding their results into `ledger`.
@@ -417,6 +662,8 @@ async fn load(
         ledger.locks += done.locks;
         ledger.pin_changes += done.pin_changes;
         ledger.cancels += done.cancels;
+        ledger.expected.extend(done.expected);
+        ledger.unanswered.extend(done.unanswered);
     }
 }
 
@@ -489,19 +736,30 @@ async fn sigkill_under_load_loses_nothing_acknowledged() {
         );
     }
     println!(
-        "acknowledged: {} operations, {} locks, {} PIN changes, {} cancellations, {} codes used",
+        "acknowledged: {} operations, {} locks, {} PIN changes, {} cancellations, {} codes used; \
+         {} events matched to acknowledged calls, {} unanswered calls matched to the store",
         ledger.acknowledged,
         ledger.locks,
         ledger.pin_changes,
         ledger.cancels,
-        ledger.used.len()
+        ledger.used.len(),
+        ledger.events_checked,
+        ledger.unanswered_checked
     );
     assert!(
         ledger.acknowledged > cycles * 5,
         "too little load to mean anything"
     );
     assert!(ledger.locks > 0 && ledger.pin_changes > 0 && ledger.cancels > 0);
+    assert!(ledger.events_checked >= ledger.acknowledged);
     server.kill();
+    // After the last kill, the stored chain holds from its first event.
+    let (ok, out, err) = cli(&run.data, &["audit", "verify"]);
+    assert!(
+        ok,
+        "the audit chain does not verify after kills: {out}{err}"
+    );
+    assert!(out.contains("audit chain ok"), "{out}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -245,7 +245,23 @@ impl Api {
     }
 
     pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Answer {
-        let request = Request::builder()
+        self.call_as(None, method, path, body).await
+    }
+
+    /// [`Api::call`] with `X-Request-Id: request` when given: the id the
+    /// audit trail records for it.
+    pub async fn call_as(
+        &self,
+        request: Option<&str>,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Answer {
+        let mut builder = Request::builder();
+        if let Some(id) = request {
+            builder = builder.header("x-request-id", id);
+        }
+        let request = builder
             .method(method)
             .uri(format!("{}{path}", self.base))
             .header("authorization", format!("Bearer {}", self.key))
@@ -272,6 +288,12 @@ impl Api {
 
     pub async fn post(&self, path: &str, body: Value) -> Answer {
         self.call(Method::POST, path, Some(body)).await
+    }
+
+    /// [`Api::post`] with a request id.
+    pub async fn post_as(&self, request: &str, path: &str, body: Value) -> Answer {
+        self.call_as(Some(request), Method::POST, path, Some(body))
+            .await
     }
 
     pub async fn account(&self, id: &str) -> Answer {
