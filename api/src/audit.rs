@@ -12,6 +12,15 @@ use engine::audit::{
 use engine::{AccountId, Timestamp};
 use serde_json::{Map, Value, json};
 
+/// The time whose checkpoint anchors an export from `since` on: the
+/// millisecond before it. A checkpoint is written in the batch of the event
+/// that fills its run, with that event's time; anchored at a checkpoint of
+/// time `since` itself, an export would leave out the events of that same
+/// millisecond before it.
+pub fn anchor_time(since: Timestamp) -> Timestamp {
+    Timestamp(since.0.saturating_sub(1))
+}
+
 /// An event as JSON.
 pub fn to_json(r: &AuditRecord) -> Value {
     let e = &r.event;
@@ -142,10 +151,12 @@ pub fn check_export(
                 .into(),
         }));
     }
-    Ok(match verify(records, key, max_unsigned, Some((seq, hash))) {
-        Ok(report) => ExportCheck::Holds(report),
-        Err(broken) => ExportCheck::Broken(broken),
-    })
+    Ok(
+        match verify(records, key, max_unsigned, Some((seq, hash))) {
+            Ok(report) => ExportCheck::Holds(report),
+            Err(broken) => ExportCheck::Broken(broken),
+        },
+    )
 }
 
 #[cfg(test)]
@@ -178,6 +189,9 @@ mod tests {
         assert_eq!(json["at"], "2026-11-23T00:00:00.123Z");
         assert_eq!(from_json(&json).unwrap(), record);
         let line = serde_json::to_string(&json).unwrap();
-        assert_eq!(from_json(&serde_json::from_str(&line).unwrap()).unwrap(), record);
+        assert_eq!(
+            from_json(&serde_json::from_str(&line).unwrap()).unwrap(),
+            record
+        );
     }
 }

@@ -29,7 +29,7 @@ pub fn export_offline(
     out: &mut dyn Write,
 ) -> Result<u64, Failure> {
     let start = match window.since {
-        Some(since) => engine.export_start(since)?,
+        Some(since) => engine.export_start(crate::audit::anchor_time(since))?,
         None => 0,
     };
     let mut last = None;
@@ -127,9 +127,7 @@ pub fn verify_export(
 }
 
 /// The outcome of a check of the stored chain.
-pub fn verify_stored(
-    outcome: Result<Report, Break>,
-) -> Result<String, Failure> {
+pub fn verify_stored(outcome: Result<Report, Break>) -> Result<String, Failure> {
     match outcome {
         Ok(report) => Ok(describe(&report)),
         Err(broken) => Err(broken_at(&broken)),

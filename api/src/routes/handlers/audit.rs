@@ -21,8 +21,12 @@ pub fn account_events(state: &AppState, input: &Input) -> Reply {
     let account = input.account_id()?;
     state.engine.account(account)?;
     let before = input.query_number("before", 1..=u64::MAX)?;
-    let limit = input.query_number("limit", 1..=MAX)?.unwrap_or(DEFAULT_LIMIT);
-    let events = state.engine.account_events(account, before, limit as usize)?;
+    let limit = input
+        .query_number("limit", 1..=MAX)?
+        .unwrap_or(DEFAULT_LIMIT);
+    let events = state
+        .engine
+        .account_events(account, before, limit as usize)?;
     let next = (events.len() as u64 == limit)
         .then(|| events.last().map(|r| r.seq))
         .flatten();
@@ -37,13 +41,21 @@ pub fn account_events(state: &AppState, input: &Input) -> Reply {
 /// time `since`); with `wait`, holds the request up to that many seconds
 /// until one arrives.
 pub async fn feed(state: &Arc<AppState>, input: &Input) -> Reply {
-    let limit = input.query_number("limit", 1..=MAX)?.unwrap_or(DEFAULT_LIMIT);
-    let after = match (input.query_number("after", 0..=u64::MAX)?, input.query_time("since")?) {
+    let limit = input
+        .query_number("limit", 1..=MAX)?
+        .unwrap_or(DEFAULT_LIMIT);
+    let after = match (
+        input.query_number("after", 0..=u64::MAX)?,
+        input.query_time("since")?,
+    ) {
         (Some(_), Some(_)) => {
             return Err(ApiError::invalid("since", "give after or since, not both"));
         }
         (Some(after), None) => after,
-        (None, Some(since)) => state.engine.export_start(since)?.saturating_sub(1),
+        (None, Some(since)) => state
+            .engine
+            .export_start(crate::audit::anchor_time(since))?
+            .saturating_sub(1),
         (None, None) => 0,
     };
     // The request's own time limit bounds the wait.
