@@ -329,6 +329,29 @@ impl ApiClient {
         self.post_as(Scope::Admin, &path, json!({})).await
     }
 
+    // The audit trail (scope `admin`); `query` is the query string as sent
+    // (`before=9&limit=3`), so tests can send odd ones.
+
+    pub async fn account_events(&self, account_id: &str, query: &str) -> Response {
+        let path = format!("/v1/admin/accounts/{account_id}/events?{query}");
+        self.call(Method::GET, &path, Scope::Admin, None).await
+    }
+
+    pub async fn events(&self, query: &str) -> Response {
+        let path = format!("/v1/admin/events?{query}");
+        self.call(Method::GET, &path, Scope::Admin, None).await
+    }
+
+    pub async fn event_trailer(&self, seq: u64) -> Response {
+        let path = format!("/v1/admin/events/{seq}/trailer");
+        self.call(Method::GET, &path, Scope::Admin, None).await
+    }
+
+    pub async fn audit_info(&self) -> Response {
+        self.call(Method::GET, "/v1/admin/audit", Scope::Admin, None)
+            .await
+    }
+
     // Signatures (scope `sign`) and the published keys (no key).
 
     /// Asks the citizen to approve signing `document`.

@@ -40,6 +40,8 @@ pub const PIN: &str = "4821";
 pub struct Outbox {
     sent: Arc<Mutex<Vec<(Outgoing, Rendered)>>>,
     arrived: Arc<tokio::sync::Notify>,
+    /// How the next notices are answered (then `Sent`): a gateway failing them.
+    notice_answers: Arc<Mutex<std::collections::VecDeque<SendResult>>>,
 }
 
 impl Channel for Outbox {
@@ -52,12 +54,56 @@ impl Channel for Outbox {
             .lock()
             .unwrap()
             .push((message.clone(), rendered.clone()));
+        let result = match message.notice {
+            Some(_) => self.notice_answers.lock().unwrap().pop_front(),
+            None => None,
+        };
         self.arrived.notify_waiters();
-        Box::pin(async { SendResult::Sent })
+        Box::pin(async { result.unwrap_or(SendResult::Sent) })
     }
 }
 
 impl Outbox {
+    /// Answers the next notices (not codes) with `results`, in order.
+    pub fn answer_notices_with(&self, results: Vec<SendResult>) {
+        self.notice_answers.lock().unwrap().extend(results);
+    }
+
+    /// Every notice (a message with no code) tried so far, each try once.
+    pub fn notices(&self) -> Vec<(Outgoing, Rendered)> {
+        self.sent
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(m, _)| m.notice.is_some())
+            .cloned()
+            .collect()
+    }
+
+    /// Waits (up to 10 s; `nudge` runs between looks) until `n` notice
+    /// tries have been made, and returns them all.
+    pub async fn wait_for_notices(
+        &self,
+        n: usize,
+        mut nudge: impl FnMut(),
+    ) -> Vec<(Outgoing, Rendered)> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let arrived = self.arrived.notified();
+            let notices = self.notices();
+            if notices.len() >= n {
+                return notices;
+            }
+            nudge();
+            let look = deadline.min(tokio::time::Instant::now() + Duration::from_millis(50));
+            if tokio::time::timeout_at(look, arrived).await.is_err()
+                && tokio::time::Instant::now() >= deadline
+            {
+                panic!("{} notices were tried, expected {n}", notices.len());
+            }
+        }
+    }
+
     /// Waits (up to 10 s) for the message of a challenge and returns it.
     pub async fn message_for(&self, challenge_id: &str) -> (Outgoing, Rendered) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
