@@ -6,6 +6,7 @@ mod accounts;
 mod admin;
 mod arbitrary_input;
 mod attacks;
+mod audit;
 mod bad_input;
 mod delivery;
 mod deploy;

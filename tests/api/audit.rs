@@ -1,0 +1,689 @@
+//! The audit trail over HTTP: a citizen's events (newest first, paged), the
+//! feed a SIEM follows (with long polling), what events keep of the caller,
+//! and who may read them.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use engine::{Durable, Scope, Scopes};
+use hyper::Method;
+use otpd::config::SourceIp;
+use serde_json::Value;
+
+use crate::helpers::*;
+
+/// Every event of `account`, newest first, read `page` at a time by
+/// following `next_before`; also the raw text of every page.
+async fn account_history(app: &TestApp, account: &str, page: u64) -> (Vec<Value>, String) {
+    let mut events = Vec::new();
+    let mut raw = String::new();
+    let mut query = format!("limit={page}");
+    loop {
+        let r = app.account_events(account, &query).await;
+        assert_eq!(r.status, 200, "{query}: {}", r.text);
+        raw.push_str(&r.text);
+        let got = r.body["events"].as_array().unwrap().clone();
+        assert!(got.len() as u64 <= page, "{query}: more than the limit");
+        events.extend(got);
+        match r.body["next_before"].as_u64() {
+            Some(before) => query = format!("before={before}&limit={page}"),
+            None => return (events, raw),
+        }
+    }
+}
+
+/// Every durable event after `after`, in order, read `page` at a time by
+/// following `next_after`.
+async fn feed_from(app: &TestApp, after: u64, page: u64) -> Vec<Value> {
+    let mut events = Vec::new();
+    let mut after = after;
+    loop {
+        let r = app.events(&format!("after={after}&limit={page}")).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        let got = r.body["events"].as_array().unwrap().clone();
+        let next = r.body["next_after"].as_u64().unwrap();
+        match got.last() {
+            None => {
+                assert_eq!(next, after, "an empty page keeps the place");
+                return events;
+            }
+            Some(last) => assert_eq!(next, seq(last), "next_after is the page's last event"),
+        }
+        assert!(got.len() as u64 <= page);
+        events.extend(got);
+        after = next;
+    }
+}
+
+fn seq(event: &Value) -> u64 {
+    event["seq"].as_u64().unwrap()
+}
+
+fn kind(event: &Value) -> &str {
+    event["kind"].as_str().unwrap()
+}
+
+fn request_id(r: &Response) -> String {
+    r.headers["x-request-id"].to_str().unwrap().to_owned()
+}
+
+/// `text` with every run of ten or more hex digits (hashes, signatures,
+/// ids, millisecond times) replaced by `#`: a PIN or a code found inside a
+/// hash by chance is not a leak.
+fn without_long_hex(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut run = String::new();
+    for c in text.chars().chain(std::iter::once('\n')) {
+        if c.is_ascii_hexdigit() {
+            run.push(c);
+            continue;
+        }
+        if run.len() >= 10 {
+            out.push('#');
+        } else {
+            out.push_str(&run);
+        }
+        run.clear();
+        out.push(c);
+    }
+    out.pop();
+    out
+}
+
+/// One call of the citizen's story and the events it must have written.
+struct Call {
+    request_id: String,
+    client: &'static str,
+    kinds: Vec<&'static str>,
+}
+
+fn call(r: &Response, status: u16, client: &'static str, kinds: &[&'static str]) -> Call {
+    assert_eq!(r.status, status, "{}", r.text);
+    Call {
+        request_id: request_id(r),
+        client,
+        kinds: kinds.to_vec(),
+    }
+}
+
+#[tokio::test]
+async fn every_step_of_a_citizen_is_an_event_naming_its_client_and_request_newest_first() {
+    const FIRST_PIN: &str = "48213907";
+    const WRONG_PIN: &str = "59314826";
+    const NEW_PIN: &str = "73920461";
+    const EMAIL: &str = "ana.silva@example.pt";
+    const NEW_PHONE: &str = "+351913579246";
+    let app = spawn_app().await;
+    let mut calls = Vec::new();
+    let mut codes = Vec::new();
+
+    let ana = NewAccount::new(Identity::civil_id("30571946"))
+        .phone(PHONE)
+        .email(EMAIL)
+        .pin(FIRST_PIN);
+    let r = app.register_account(&ana).await;
+    calls.push(call(&r, 201, "accounts-only", &["registered"]));
+    let account = r.body["account_id"].as_str().unwrap().to_owned();
+
+    let r = app.login(PHONE, WRONG_PIN).await;
+    calls.push(call(&r, 401, "auth-only", &["login_wrong_pin"]));
+    let r = app
+        .login_with(Contact::Phone(PHONE), FIRST_PIN, Sending::by("sms"))
+        .await;
+    calls.push(call(
+        &r,
+        201,
+        "auth-only",
+        &["login_accepted", "code_issued"],
+    ));
+    let login = r.body["challenge_id"].as_str().unwrap().to_owned();
+    let code = app.outbox.code_for(&login).await;
+    let r = app.verify(&login, &wrong(&code)).await;
+    calls.push(call(&r, 401, "auth-only", &["code_wrong"]));
+    let r = app.verify(&login, &code).await;
+    calls.push(call(&r, 200, "auth-only", &["code_accepted"]));
+    codes.push(code);
+
+    let r = app.step_up_with(&account, Sending::by("sms")).await;
+    calls.push(call(&r, 201, "auth-only", &["code_issued"]));
+    let step_up = r.body["challenge_id"].as_str().unwrap().to_owned();
+    let code = app.outbox.code_for(&step_up).await;
+    let r = app
+        .change_pin(&account, FIRST_PIN, (&step_up, &code), NEW_PIN)
+        .await;
+    calls.push(call(
+        &r,
+        200,
+        "accounts-only",
+        &["code_accepted", "pin_changed"],
+    ));
+    codes.push(code);
+
+    let r = app.step_up_with(&account, Sending::by("sms")).await;
+    calls.push(call(&r, 201, "auth-only", &["code_issued"]));
+    let proof = r.body["challenge_id"].as_str().unwrap().to_owned();
+    let code = app.outbox.code_for(&proof).await;
+    let r = app
+        .begin_contact_change(&account, (&proof, &code), Contact::Phone(NEW_PHONE))
+        .await;
+    calls.push(call(
+        &r,
+        201,
+        "accounts-only",
+        &["code_accepted", "contact_change_requested", "code_issued"],
+    ));
+    codes.push(code);
+    let change = r.body["challenge_id"].as_str().unwrap().to_owned();
+    let code = app.outbox.code_for(&change).await;
+    let r = app.confirm_contact_change(&change, &code).await;
+    // Notices of the change: the new phone, the email and the old phone.
+    calls.push(call(
+        &r,
+        200,
+        "accounts-only",
+        &[
+            "code_accepted",
+            "contact_changed",
+            "notice_queued",
+            "notice_queued",
+            "notice_queued",
+        ],
+    ));
+    codes.push(code);
+
+    let r = app.lock(&account, "suspected fraud").await;
+    calls.push(call(&r, 200, "admin-only", &["locked"]));
+    let r = app.unlock(&account).await;
+    calls.push(call(&r, 200, "admin-only", &["unlocked"]));
+    let r = app.cancel(&account).await;
+    calls.push(call(&r, 200, "accounts-only", &["cancelled"]));
+
+    // The whole history in one page, newest first.
+    let whole = app.account_events(&account, "limit=1000").await;
+    assert_eq!(whole.status, 200, "{}", whole.text);
+    assert_eq!(whole.body["next_before"], Value::Null, "{}", whole.text);
+    let events = whole.body["events"].as_array().unwrap().clone();
+    let seqs: Vec<u64> = events.iter().map(seq).collect();
+    assert!(
+        seqs.windows(2).all(|w| w[0] > w[1]),
+        "newest first: {seqs:?}"
+    );
+    for event in &events {
+        assert_eq!(event["account_id"], account.as_str(), "{event}");
+        assert_eq!(
+            event["source_ip"], "127.0.0.0/24",
+            "truncated by default: {event}"
+        );
+    }
+
+    // Oldest first, each call's events together, in the call's order, with
+    // its client and request id.
+    let mut oldest_first = events.clone();
+    oldest_first.reverse();
+    let mut rest = oldest_first.as_slice();
+    for call in &calls {
+        let (mine, after) = rest.split_at(call.kinds.len().min(rest.len()));
+        let kinds: Vec<&str> = mine.iter().map(kind).collect();
+        assert_eq!(kinds, call.kinds, "request {}", call.request_id);
+        for event in mine {
+            assert_eq!(event["request_id"], call.request_id.as_str(), "{event}");
+            assert_eq!(event["client"], call.client, "{event}");
+        }
+        rest = after;
+    }
+    assert!(rest.is_empty(), "events no call explains: {rest:?}");
+
+    // What the events say, and their outcomes.
+    let find =
+        |wanted: &str| -> Vec<&Value> { events.iter().filter(|e| kind(e) == wanted).collect() };
+    assert_eq!(find("login_wrong_pin")[0]["outcome"], "failure");
+    assert_eq!(find("code_wrong")[0]["outcome"], "failure");
+    assert_eq!(find("code_wrong")[0]["details"]["attempts_remaining"], "2");
+    assert_eq!(find("login_accepted")[0]["outcome"], "success");
+    let issued = find("code_issued");
+    let login_issued = issued
+        .iter()
+        .find(|e| e["details"]["challenge_id"] == login.as_str())
+        .unwrap();
+    assert_eq!(login_issued["details"]["purpose"], "login");
+    assert_eq!(login_issued["details"]["channel"], "sms");
+    assert_eq!(login_issued["details"]["destination"], "+351******678");
+    let changed = find("contact_changed")[0];
+    assert_eq!(changed["details"]["field"], "phone");
+    assert_eq!(changed["details"]["from"], "+351******678");
+    assert_eq!(changed["details"]["to"], "+351******246");
+    let notified: BTreeSet<&str> = find("notice_queued")
+        .iter()
+        .map(|e| e["details"]["to"].as_str().unwrap())
+        .collect();
+    let expected: BTreeSet<&str> = ["+351******678", "+351******246", "a***@example.pt"].into();
+    assert_eq!(notified, expected);
+    assert!(
+        find("locked")[0]["details"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("suspected fraud")
+    );
+
+    // Paged three at a time: every event exactly once, in the same order.
+    let (paged, raw) = account_history(&app, &account, 3).await;
+    let paged_seqs: Vec<u64> = paged.iter().map(seq).collect();
+    assert_eq!(paged_seqs, seqs);
+    let (paged, _) = account_history(&app, &account, 1).await;
+    assert_eq!(paged.iter().map(seq).collect::<Vec<_>>(), seqs);
+
+    // No secret and no whole contact anywhere in what was served.
+    let served = without_long_hex(&format!("{}{raw}", whole.text));
+    let mut secrets = vec![
+        FIRST_PIN,
+        WRONG_PIN,
+        NEW_PIN,
+        PHONE,
+        "912345678",
+        NEW_PHONE,
+        "913579246",
+        EMAIL,
+        "ana.silva",
+    ];
+    secrets.extend(codes.iter().map(String::as_str));
+    for secret in secrets {
+        assert!(!served.contains(secret), "{secret} in {served}");
+    }
+}
+
+#[tokio::test]
+async fn an_unknown_login_is_recorded_by_a_keyed_hash_shared_by_its_attempts() {
+    let app = spawn_app().await;
+    app.registered(PHONE, "12345678").await;
+    let start = app.audit_info().await.body["durable_seq"].as_u64().unwrap();
+    for (phone, pin) in [
+        ("+351999888777", PIN),
+        ("+351 999 888 777", "5093"),
+        ("+351966555444", PIN),
+    ] {
+        assert_eq!(app.login(phone, pin).await.status, 401);
+    }
+    let by_email = Contact::Email("nobody@example.pt");
+    let r = app.login_with(by_email, PIN, Sending::default()).await;
+    assert_eq!(r.status, 401, "{}", r.text);
+
+    let r = app.events(&format!("after={start}")).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let unknown: Vec<&Value> = r.body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| kind(e) == "login_unknown")
+        .collect();
+    assert_eq!(unknown.len(), 4, "{}", r.text);
+    let hashes: Vec<&str> = unknown
+        .iter()
+        .map(|e| e["details"]["login"].as_str().unwrap())
+        .collect();
+    for (event, hash) in unknown.iter().zip(&hashes) {
+        assert_eq!(event["account_id"], Value::Null, "{event}");
+        assert_eq!(event["client"], "auth-only", "{event}");
+        assert_eq!(event["outcome"], "failure", "{event}");
+        assert!(
+            hash.len() >= 32 && hash.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{hash}"
+        );
+    }
+    assert_eq!(hashes[0], hashes[1], "one number, however it is written");
+    assert_ne!(hashes[0], hashes[2]);
+    assert_ne!(hashes[2], hashes[3]);
+    for clear in ["999888777", "966555444", "nobody"] {
+        assert!(!r.text.contains(clear), "{clear} in {}", r.text);
+    }
+}
+
+#[tokio::test]
+async fn the_source_address_is_kept_whole_truncated_or_not_at_all_as_configured() {
+    let v4 = "198.51.100.77";
+    let v6 = "2001:db8:1234:5678::1";
+    for (setting, kept_v4, kept_v6, kept_peer) in [
+        (SourceIp::Full, Some(v4), Some(v6), Some("127.0.0.1")),
+        (
+            SourceIp::Truncated,
+            Some("198.51.100.0/24"),
+            Some("2001:db8:1234::/48"),
+            Some("127.0.0.0/24"),
+        ),
+        (SourceIp::Off, None, None, None),
+    ] {
+        let app = spawn_app_with(|c| {
+            c.audit.source_ip = setting;
+            c.limits.trusted_proxies = vec!["127.0.0.1".into()];
+        })
+        .await;
+        let mut kept = Vec::new();
+        for (caller, number, phone) in [
+            (app.forwarded_for(v4), "12345678", "+351912000001"),
+            (app.forwarded_for(v6), "23456789", "+351912000002"),
+            ((*app).clone(), "34567890", "+351912000003"),
+        ] {
+            let account = caller.registered(phone, number).await;
+            let r = app.account_events(&account, "").await;
+            assert_eq!(r.status, 200, "{}", r.text);
+            let event = &r.body["events"][0];
+            assert_eq!(kind(event), "registered", "{}", r.text);
+            kept.push((event["source_ip"].as_str().map(str::to_owned), r.text));
+        }
+        let wanted = [kept_v4, kept_v6, kept_peer];
+        for ((got, text), wanted) in kept.iter().zip(wanted) {
+            assert_eq!(got.as_deref(), wanted, "{setting:?}: {text}");
+            if setting != SourceIp::Full {
+                assert!(!text.contains(v4) && !text.contains("5678::1"), "{text}");
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_feed_pages_in_order_and_a_long_poll_returns_when_an_event_arrives() {
+    let app = spawn_app().await;
+    let ana = app.registered(PHONE, "12345678").await;
+    app.registered("+351912000002", "23456789").await;
+    let (id, code) = app.login_code(PHONE).await;
+    assert_eq!(app.verify(&id, &code).await.status, 200);
+
+    let all = app.events("after=0&limit=1000").await;
+    assert_eq!(all.status, 200, "{}", all.text);
+    let events = all.body["events"].as_array().unwrap().clone();
+    let seqs: Vec<u64> = events.iter().map(seq).collect();
+    let expected: Vec<u64> = (1..=seqs.len() as u64).collect();
+    assert_eq!(
+        seqs, expected,
+        "every event from the first, in order, no gaps"
+    );
+    let last = *seqs.last().unwrap();
+    assert_eq!(all.body["next_after"], last);
+    assert!(all.body["durable_seq"].as_u64().unwrap() >= last);
+    let kinds: Vec<&str> = events.iter().map(kind).collect();
+    for wanted in [
+        "client_added",
+        "registered",
+        "login_accepted",
+        "code_accepted",
+    ] {
+        assert!(kinds.contains(&wanted), "{wanted} not in {kinds:?}");
+    }
+    // The test's clients were added before the server ran: no caller.
+    assert_eq!(events[0]["client"], Value::Null);
+    assert_eq!(app.events("").await.body["events"], all.body["events"]);
+
+    // Two at a time from the start, and from the middle.
+    assert_eq!(feed_from(&app, 0, 2).await, events);
+    assert_eq!(feed_from(&app, 3, 2).await, events[3..].to_vec());
+
+    // Nothing new: a poll waits out its `wait`, then answers with nothing.
+    let started = Instant::now();
+    let r = app.events(&format!("after={last}&wait=1")).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["events"], Value::Array(Vec::new()));
+    assert_eq!(r.body["next_after"], last);
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "it did not wait"
+    );
+
+    // A poll waiting when an event arrives returns it without waiting out its time.
+    let poller = (*app).clone();
+    let started = Instant::now();
+    let poll = tokio::spawn(async move { poller.events(&format!("after={last}&wait=9")).await });
+    // A round trip after the poll was sent: the poll is in, and still waiting.
+    assert_eq!(app.livez().await.status, 200);
+    assert!(!poll.is_finished(), "the poll answered before any event");
+    assert_eq!(app.lock(&ana, "reported stolen phone").await.status, 200);
+    let r = poll.await.unwrap();
+    assert_eq!(r.status, 200, "{}", r.text);
+    let got = r.body["events"].as_array().unwrap();
+    assert!(!got.is_empty(), "{}", r.text);
+    assert_eq!(seq(&got[0]), last + 1);
+    assert!(got.iter().any(|e| kind(e) == "locked"), "{}", r.text);
+    assert!(
+        started.elapsed() < Duration::from_secs(9),
+        "the poll waited out its time: {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn an_export_assembled_from_the_feed_and_its_trailer_verifies_with_the_published_key() {
+    let app = spawn_app_with(|c| c.audit.checkpoint_every = 3).await;
+    app.registered(PHONE, "12345678").await;
+    let (id, code) = app.login_code(PHONE).await;
+    assert_eq!(app.verify(&id, &code).await.status, 200);
+    let events = feed_from(&app, 0, 1000).await;
+    assert!(events.iter().any(|e| kind(e) == "checkpoint"));
+    let last = seq(events.last().unwrap());
+
+    let info = app.audit_info().await;
+    assert_eq!(info.status, 200, "{}", info.text);
+    assert_eq!(info.body["checkpoint_every"], 3);
+    let key = engine::audit::AuditPublicKey::parse(info.body["public_key"].as_str().unwrap())
+        .expect("64 hex digits");
+    let trailer = app.event_trailer(last).await;
+    assert_eq!(trailer.status, 200, "{}", trailer.text);
+    assert_eq!(trailer.body["trailer"]["seq"], last);
+    assert_eq!(
+        trailer.body["trailer"]["hash"],
+        events.last().unwrap()["hash"]
+    );
+
+    let lines: Vec<String> = events.iter().map(Value::to_string).collect();
+    let export = format!("{}\n{}\n", lines.join("\n"), trailer.text);
+    match otpd::audit::check_export(&export, &key, 3).unwrap() {
+        otpd::audit::ExportCheck::Holds(report) => assert_eq!(report.last, last),
+        otpd::audit::ExportCheck::Broken(b) => panic!("{b}"),
+    }
+    // A trailer for a different event does not close this export.
+    let earlier = app.event_trailer(last - 1).await;
+    let export = format!("{}\n{}\n", lines.join("\n"), earlier.text);
+    let otpd::audit::ExportCheck::Broken(b) = otpd::audit::check_export(&export, &key, 3).unwrap()
+    else {
+        panic!("an export closed by another event's trailer verified");
+    };
+    assert_eq!(b.seq, last, "{b}");
+
+    for (path, field) in [
+        (format!("/v1/admin/events/{}/trailer", last + 100), "seq"),
+        ("/v1/admin/events/abc/trailer".to_owned(), "seq"),
+    ] {
+        let r = app
+            .request(Method::GET, &path, Some(&app.admin_key), None)
+            .await;
+        assert_eq!(r.status, 400, "{path}: {}", r.text);
+        assert_eq!(r.body["error"]["field"], field, "{path}: {}", r.text);
+    }
+}
+
+#[tokio::test]
+async fn since_starts_the_feed_at_the_checkpoint_before_that_time() {
+    let app = spawn_app_with(|c| c.audit.checkpoint_every = 2).await;
+    for n in 1..=4u64 {
+        app.clock.advance(Duration::from_secs(3600));
+        let phone = format!("+35191200000{n}");
+        app.registered(&phone, &format!("1234567{n}")).await;
+    }
+    let all = feed_from(&app, 0, 1000).await;
+    let at = |e: &Value| e["at_ms"].as_u64().unwrap();
+    // The third registration's time, to the millisecond.
+    let since_ms = START.0 + 3 * 3_600_000;
+    let since = "2026-11-23T03:00:00Z";
+    let r = app.events(&format!("since={since}&limit=1000")).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let from_since = r.body["events"].as_array().unwrap();
+    let first = &from_since[0];
+    assert_eq!(kind(first), "checkpoint", "{}", r.text);
+    assert!(at(first) <= since_ms, "{first}");
+    assert!(seq(first) > 1, "it skipped what came before: {first}");
+    // From that checkpoint on, everything.
+    let tail: Vec<Value> = all
+        .iter()
+        .filter(|e| seq(e) >= seq(first))
+        .cloned()
+        .collect();
+    assert_eq!(from_since, &tail);
+    // Every event from that time on, the ones at that very millisecond too.
+    let wanted: Vec<u64> = all.iter().filter(|e| at(e) >= since_ms).map(seq).collect();
+    let got: Vec<u64> = from_since.iter().map(seq).collect();
+    for s in &wanted {
+        assert!(
+            got.contains(s),
+            "event {s} (at or after {since}) missing from {got:?}"
+        );
+    }
+    assert_eq!(
+        wanted
+            .iter()
+            .filter(|s| kind(&all[**s as usize - 1]) == "registered")
+            .count(),
+        2,
+        "{all:?}"
+    );
+}
+
+#[tokio::test]
+async fn bad_audit_parameters_are_refused_naming_the_parameter() {
+    let app = spawn_app().await;
+    let account = app.registered(PHONE, "12345678").await;
+    for (query, field) in [
+        ("after=abc", "after"),
+        ("after=-1", "after"),
+        ("limit=0", "limit"),
+        ("limit=1001", "limit"),
+        ("limit=100000", "limit"),
+        ("wait=61", "wait"),
+        ("wait=10", "wait"),
+        ("wait=soon", "wait"),
+        ("after=0&since=2026-11-23T00:00:00Z", "since"),
+        ("since=yesterday", "since"),
+    ] {
+        let r = app.events(query).await;
+        assert_eq!(
+            (r.status.as_u16(), r.error_code()),
+            (400, "invalid_field"),
+            "{query}: {}",
+            r.text
+        );
+        assert_eq!(r.body["error"]["field"], field, "{query}: {}", r.text);
+    }
+    // Above what the request's time limit allows, the message says why.
+    let r = app.events("wait=10").await;
+    assert!(
+        r.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("request_timeout_ms"),
+        "{}",
+        r.text
+    );
+    for (query, field) in [
+        ("before=abc", "before"),
+        ("before=0", "before"),
+        ("limit=0", "limit"),
+        ("limit=100000", "limit"),
+    ] {
+        let r = app.account_events(&account, query).await;
+        assert_eq!(r.status, 400, "{query}: {}", r.text);
+        assert_eq!(r.body["error"]["field"], field, "{query}: {}", r.text);
+    }
+    let r = app.account_events("not-an-id", "").await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert_eq!(r.body["error"]["field"], "account_id", "{}", r.text);
+    let r = app.account_events(&"ab".repeat(16), "").await;
+    assert_eq!(r.status, 404, "{}", r.text);
+}
+
+#[tokio::test]
+async fn only_admin_clients_read_the_audit_trail() {
+    let app = spawn_app().await;
+    let account = app.registered(PHONE, "12345678").await;
+    let paths = [
+        format!("/v1/admin/accounts/{account}/events"),
+        "/v1/admin/events".to_owned(),
+        "/v1/admin/events?after=0&wait=1".to_owned(),
+        "/v1/admin/events/1/trailer".to_owned(),
+        "/v1/admin/audit".to_owned(),
+    ];
+    for path in &paths {
+        for key in [&app.auth_key, &app.accounts_key, &app.sign_key] {
+            let r = app.request(Method::GET, path, Some(key), None).await;
+            assert_eq!(
+                (r.status.as_u16(), r.error_code()),
+                (403, "forbidden"),
+                "{path}: {}",
+                r.text
+            );
+            assert!(!r.text.contains("events\""), "{}", r.text);
+        }
+        let r = app.request(Method::GET, path, None, None).await;
+        assert_eq!(r.status, 401, "{path}: {}", r.text);
+        let r = app
+            .request(Method::GET, path, Some("not-a-key"), None)
+            .await;
+        assert_eq!(r.status, 401, "{path}: {}", r.text);
+        for key in [&app.admin_key, &app.all_key] {
+            let r = app.request(Method::GET, path, Some(key), None).await;
+            assert_eq!(r.status, 200, "{path}: {}", r.text);
+        }
+    }
+}
+
+#[tokio::test]
+async fn each_relying_party_is_named_in_the_events_of_its_own_calls_only() {
+    let app = spawn_app().await;
+    let add = |name: &str| {
+        let (_, key) = app
+            .state
+            .engine
+            .add_client(name, Scopes::of(&[Scope::Auth]))
+            .and_then(Durable::wait)
+            .unwrap();
+        app.with_key(key.expose())
+    };
+    let (portal, tax) = (add("citizen-portal"), add("tax-office"));
+    let ana = app.registered(PHONE, "12345678").await;
+    let rui = app.registered("+351912000002", "23456789").await;
+
+    // Interleaved: each portal logs in both citizens, one wrong code each.
+    let mut made_by: BTreeMap<String, &str> = BTreeMap::new();
+    for (client, name) in [(&portal, "citizen-portal"), (&tax, "tax-office")] {
+        for phone in [PHONE, "+351912000002"] {
+            let r = client.login(phone, PIN).await;
+            assert_eq!(r.status, 201, "{}", r.text);
+            made_by.insert(request_id(&r), name);
+            let id = r.body["challenge_id"].as_str().unwrap();
+            let code = app.outbox.code_for(id).await;
+            let r = client.verify(id, &wrong(&code)).await;
+            made_by.insert(request_id(&r), name);
+            let r = client.verify(id, &code).await;
+            assert_eq!(r.status, 200, "{}", r.text);
+            made_by.insert(request_id(&r), name);
+        }
+    }
+    for account in [&ana, &rui] {
+        let (events, _) = account_history(&app, account, 100).await;
+        let mut seen = BTreeMap::new();
+        for event in events.iter().filter(|e| kind(e) != "registered") {
+            let id = event["request_id"].as_str().unwrap();
+            let name = made_by.get(id).unwrap_or_else(|| panic!("{event}"));
+            assert_eq!(event["client"], *name, "{event}");
+            *seen.entry(*name).or_insert(0) += 1;
+        }
+        // login_accepted, code_issued, code_wrong, code_accepted, each.
+        assert_eq!(seen.get("citizen-portal"), Some(&4), "{seen:?}");
+        assert_eq!(seen.get("tax-office"), Some(&4), "{seen:?}");
+        assert_eq!(events.last().map(kind), Some("registered"));
+        assert_eq!(events.last().unwrap()["client"], "accounts-only");
+    }
+}
+
+#[test]
+fn long_hex_runs_are_masked_and_short_ones_kept() {
+    assert_eq!(
+        without_long_hex(r#"{"hash":"48213907ab12cd34ef","pin":"4821","seq":12}"#),
+        r##"{"hash":"#","pin":"4821","seq":12}"##
+    );
+}
