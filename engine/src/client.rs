@@ -25,11 +25,20 @@ pub enum Scope {
     Admin,
     /// Signature requests: a code bound to a document, and its attestation.
     Sign,
+    /// Reading the audit trail (an account's events, the feed, exports):
+    /// for a SIEM, which then cannot change anything. `admin` includes it.
+    Audit,
 }
 
 impl Scope {
     /// Every scope.
-    pub const ALL: [Scope; 4] = [Scope::Auth, Scope::Accounts, Scope::Admin, Scope::Sign];
+    pub const ALL: [Scope; 5] = [
+        Scope::Auth,
+        Scope::Accounts,
+        Scope::Admin,
+        Scope::Sign,
+        Scope::Audit,
+    ];
 
     /// Parses the scope's name.
     pub fn parse(text: &str) -> Result<Scope> {
@@ -38,9 +47,10 @@ impl Scope {
             "accounts" => Ok(Scope::Accounts),
             "admin" => Ok(Scope::Admin),
             "sign" => Ok(Scope::Sign),
+            "audit" => Ok(Scope::Audit),
             other => Err(EngineError::invalid(
                 "scopes",
-                format!("unknown scope {other:?}: use auth, accounts, admin or sign"),
+                format!("unknown scope {other:?}: use auth, accounts, admin, sign or audit"),
             )),
         }
     }
@@ -52,6 +62,7 @@ impl Scope {
             Scope::Accounts => "accounts",
             Scope::Admin => "admin",
             Scope::Sign => "sign",
+            Scope::Audit => "audit",
         }
     }
 
@@ -61,6 +72,7 @@ impl Scope {
             Scope::Accounts => 2,
             Scope::Admin => 4,
             Scope::Sign => 8,
+            Scope::Audit => 16,
         }
     }
 }
@@ -78,6 +90,12 @@ impl Scopes {
     /// Whether `scope` is in the set.
     pub fn contains(self, scope: Scope) -> bool {
         self.0 & scope.bit() != 0
+    }
+
+    /// Whether the set allows what `scope` guards: `scope` itself, or
+    /// `admin`, which includes reading the audit trail.
+    pub fn grants(self, scope: Scope) -> bool {
+        self.contains(scope) || (scope == Scope::Audit && self.contains(Scope::Admin))
     }
 
     /// The scopes in the set.
@@ -222,5 +240,18 @@ mod tests {
         assert!(!scopes.contains(Scope::Accounts));
         assert!(Scope::parse("root").is_err());
         assert_eq!(format!("{scopes:?}"), r#"["auth", "admin"]"#);
+    }
+
+    #[test]
+    fn admin_reads_the_audit_trail_and_audit_alone_changes_nothing() {
+        let admin = Scopes::of(&[Scope::Admin]);
+        assert!(admin.grants(Scope::Audit) && admin.grants(Scope::Admin));
+        assert!(!admin.contains(Scope::Audit), "granted, not held");
+        let siem = Scopes::of(&[Scope::parse("audit").unwrap()]);
+        assert!(siem.grants(Scope::Audit));
+        for other in [Scope::Auth, Scope::Accounts, Scope::Admin, Scope::Sign] {
+            assert!(!siem.grants(other), "{other:?}");
+        }
+        assert_eq!(format!("{siem:?}"), r#"["audit"]"#);
     }
 }

@@ -134,3 +134,56 @@ async fn clients_without_the_scope_are_forbidden_and_strangers_unauthenticated()
     let revoked = app.with_key(&app.all_key).login(PHONE, PIN).await;
     assert_eq!(revoked.status, 401);
 }
+
+#[tokio::test]
+async fn an_audit_key_reads_the_trail_and_can_change_nothing() {
+    use engine::{Durable, Scope, Scopes};
+    let app = spawn_app().await;
+    let account = app.registered(PHONE, "12345678").await;
+    let (_, key) = app
+        .state
+        .engine
+        .add_client("siem", Scopes::of(&[Scope::Audit]))
+        .and_then(Durable::wait)
+        .unwrap();
+    let siem = key.expose();
+    let feed = app.get("/v1/admin/events?after=0", siem).await;
+    assert_eq!(feed.status, 200, "{}", feed.text);
+    assert!(
+        feed.body["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "registered"),
+        "{}",
+        feed.text
+    );
+    let events = app
+        .get(&format!("/v1/admin/accounts/{account}/events"), siem)
+        .await;
+    assert_eq!(events.status, 200, "{}", events.text);
+    assert_eq!(app.get("/v1/admin/audit", siem).await.status, 200);
+    // Nothing else: not a lock, not an account, not a login.
+    let lock = app
+        .post(
+            &format!("/v1/admin/accounts/{account}/lock"),
+            siem,
+            json!({ "reason": "curious" }),
+        )
+        .await;
+    assert_eq!(lock.status, 403, "{}", lock.text);
+    assert!(lock.text.contains("admin"), "{}", lock.text);
+    assert_eq!(
+        app.get(&format!("/v1/accounts/{account}"), siem)
+            .await
+            .status,
+        403
+    );
+    let login = app
+        .post("/v1/login", siem, json!({ "phone": PHONE, "pin": PIN }))
+        .await;
+    assert_eq!(login.status, 403);
+    // And an admin key still reads the trail.
+    let admin = app.admin_key.clone();
+    assert_eq!(app.get("/v1/admin/events", &admin).await.status, 200);
+}

@@ -33,7 +33,7 @@ pub fn authorize(
         .engine
         .authenticate_client(key.trim())
         .ok_or(ApiError::Unauthenticated)?;
-    if !client.scopes.contains(scope) {
+    if !client.scopes.grants(scope) {
         return Err(ApiError::Forbidden {
             client: client.name,
             scope,
@@ -171,7 +171,7 @@ impl Input {
 
     /// Whether the client holds `scope`.
     pub fn may(&self, scope: Scope) -> bool {
-        self.client.as_ref().is_some_and(|c| c.scopes.contains(scope))
+        self.client.as_ref().is_some_and(|c| c.scopes.grants(scope))
     }
 
     /// Who the request's audit events name.

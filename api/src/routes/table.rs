@@ -104,6 +104,7 @@ const AUTH: Option<Scope> = Some(Scope::Auth);
 const ACCOUNTS: Option<Scope> = Some(Scope::Accounts);
 const ADMIN: Option<Scope> = Some(Scope::Admin);
 const SIGN: Option<Scope> = Some(Scope::Sign);
+const AUDIT: Option<Scope> = Some(Scope::Audit);
 
 /// Every endpoint.
 #[rustfmt::skip]
@@ -143,10 +144,10 @@ pub static TABLE: &[Endpoint] = {
         row(M::GET, "/v1/admin/keys", R::ListKeys, ADMIN, Ignored, Free),
         row(M::POST, "/v1/admin/keys/rotate", R::RotateKey, ADMIN, Empty, Free),
         row(M::POST, "/v1/admin/keys/{id}/retire", R::RetireKey, ADMIN, Empty, Free),
-        row(M::GET, "/v1/admin/accounts/{id}/events", R::AccountEvents, ADMIN, Ignored, Free),
-        row(M::GET, "/v1/admin/events", R::EventFeed, ADMIN, Ignored, Free),
-        row(M::GET, "/v1/admin/events/{id}/trailer", R::EventTrailer, ADMIN, Ignored, Free),
-        row(M::GET, "/v1/admin/audit", R::AuditInfo, ADMIN, Ignored, Free),
+        row(M::GET, "/v1/admin/accounts/{id}/events", R::AccountEvents, AUDIT, Ignored, Free),
+        row(M::GET, "/v1/admin/events", R::EventFeed, AUDIT, Ignored, Free),
+        row(M::GET, "/v1/admin/events/{id}/trailer", R::EventTrailer, AUDIT, Ignored, Free),
+        row(M::GET, "/v1/admin/audit", R::AuditInfo, AUDIT, Ignored, Free),
         #[cfg(test)]
         row(M::GET, "/test/panic", R::Panic, None, Ignored, Free),
     ]

@@ -116,6 +116,8 @@ impl ApiClient {
             Scope::Accounts => &self.accounts_key,
             Scope::Admin => &self.admin_key,
             Scope::Sign => &self.sign_key,
+            // `admin` includes reading the audit trail.
+            Scope::Audit => &self.admin_key,
         };
         let key = self.key.as_deref().unwrap_or(own);
         self.request(method, path, Some(key), body).await
