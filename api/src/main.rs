@@ -123,7 +123,7 @@ enum ClientAction {
     Add {
         /// Unique name, e.g. the service's host name.
         name: String,
-        /// Comma-separated scopes: auth, accounts, admin, sign.
+        /// Comma-separated scopes: auth, accounts, admin, sign, audit.
         #[arg(long, value_delimiter = ',', required = true)]
         scopes: Vec<String>,
     },
@@ -396,6 +396,12 @@ fn audit(config: &Config, action: AuditAction) -> Result<(), Failure> {
             server,
         } => {
             let window = Window { since, until };
+            // The store first: a refusal must not leave an empty file behind.
+            let offline = if running || server.is_some() {
+                None
+            } else {
+                Some(open_existing(config)?)
+            };
             let mut out: Box<dyn std::io::Write> = match &to {
                 Some(path) => Box::new(std::io::BufWriter::new(
                     std::fs::File::create(path)
@@ -403,10 +409,9 @@ fn audit(config: &Config, action: AuditAction) -> Result<(), Failure> {
                 )),
                 None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
             };
-            let written = if running || server.is_some() {
-                export_online(config, server.as_deref(), window, &mut out)?
-            } else {
-                export_offline(&open_offline(config)?, window, &mut out)?
+            let written = match &offline {
+                Some(engine) => export_offline(engine, window, &mut out)?,
+                None => export_online(config, server.as_deref(), window, &mut out)?,
             };
             out.flush()
                 .map_err(|e| format!("cannot write the export: {e}"))?;
@@ -417,10 +422,14 @@ fn audit(config: &Config, action: AuditAction) -> Result<(), Failure> {
             let line = match export {
                 Some(path) => {
                     let key = match public_key {
-                        Some(text) => engine::audit::AuditPublicKey::parse(&text).ok_or_else(|| {
-                            Failure::Config("--public-key must be 64 hexadecimal digits".into())
-                        })?,
-                        None => engine::audit::AuditKey::derive(&code_key(config)?)?.public(),
+                        Some(text) => {
+                            engine::audit::AuditPublicKey::parse(&text).ok_or_else(|| {
+                                Failure::Config("--public-key must be 64 hexadecimal digits".into())
+                            })?
+                        }
+                        None => {
+                            engine::audit::AuditKey::derive(&existing_code_key(config)?)?.public()
+                        }
                     };
                     verify_export(&path, &key, config.audit.checkpoint_every)?
                 }
@@ -433,14 +442,14 @@ fn audit(config: &Config, action: AuditAction) -> Result<(), Failure> {
                             config.data_dir.display()
                         )));
                     }
-                    verify_stored(open_offline(config)?.verify_audit()?)?
+                    verify_stored(open_existing(config)?.verify_audit()?)?
                 }
             };
             print_lines(&[line]);
             Ok(())
         }
         AuditAction::PublicKey => {
-            let key = engine::audit::AuditKey::derive(&code_key(config)?)?;
+            let key = engine::audit::AuditKey::derive(&existing_code_key(config)?)?;
             print_lines(&[key.public().to_string()]);
             Ok(())
         }
@@ -448,6 +457,41 @@ fn audit(config: &Config, action: AuditAction) -> Result<(), Failure> {
 }
 
 /// Opens the store directly, for the offline commands.
+/// The code key, only if one exists: reading the audit trail must never
+/// generate a new key (and with it a new audit key) where there was none.
+fn existing_code_key(config: &Config) -> Result<engine::CodeKey, Failure> {
+    let found = std::env::var(config::ENV_CODE_KEY).is_ok()
+        || !config.code_key_file.is_empty()
+        || config.data_dir.join("code.key").exists();
+    if !found {
+        return Err(Failure::Config(format!(
+            "no code key: OTPD_CODE_KEY is not set, code_key_file is empty and {} does not \
+             exist; run this where the server's data directory is (--data-dir), or give \
+             --public-key (`otpd audit public-key` prints it there)",
+            config.data_dir.join("code.key").display()
+        )));
+    }
+    code_key(config)
+}
+
+/// Opens an existing store offline, for commands that only read it.
+fn open_existing(config: &Config) -> Result<Engine, Failure> {
+    if !store_dir(config).exists() {
+        return Err(Failure::Config(format!(
+            "no store in {}: give the server's data directory (--data-dir)",
+            config.data_dir.display()
+        )));
+    }
+    let key = existing_code_key(config)?;
+    Engine::open(
+        config.engine_config(),
+        key,
+        Arc::new(SystemClock::new()),
+        os_seeded_rng().map_err(|e| e.to_string())?,
+    )
+    .map_err(|e| Failure::opening("cannot open the store", e))
+}
+
 fn open_offline(config: &Config) -> Result<Engine, Failure> {
     Engine::open(
         config.engine_config(),
