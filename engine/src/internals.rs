@@ -299,3 +299,15 @@ pub(crate) fn sample_account() -> Account {
         current: [None; 5],
     }
 }
+
+/// The bytes one audit event takes in the store, keys included: its record
+/// (9-byte key) and, when it names an account, its index entry (25-byte key).
+pub fn stored_audit_size(record: &crate::audit::AuditRecord) -> u64 {
+    let event = codec::encode_audit(record).len() + 9;
+    let index = if record.event.account.is_some() {
+        25
+    } else {
+        0
+    };
+    (event + index) as u64
+}
