@@ -7,7 +7,7 @@
 //! instant for people).
 
 use engine::audit::{
-    Actor, AuditPublicKey, AuditRecord, Break, Event, EventKind, Outcome, Report, verify,
+    Actor, AuditPublicKey, AuditRecord, Break, Event, EventKind, Outcome, Report, Verifier,
 };
 use engine::{AccountId, Timestamp};
 use serde_json::{Map, Value, json};
@@ -45,44 +45,101 @@ pub fn to_json(r: &AuditRecord) -> Value {
     })
 }
 
+/// The keys of an event's line: every one is covered by its hash (`at`
+/// through `at_ms`), so a line with any other key was added to.
+const KEYS: [&str; 12] = [
+    "seq",
+    "at",
+    "at_ms",
+    "kind",
+    "outcome",
+    "account_id",
+    "client",
+    "request_id",
+    "source_ip",
+    "details",
+    "prev",
+    "hash",
+];
+
 /// An event read back from its JSON, or what is wrong with it.
 pub fn from_json(v: &Value) -> Result<AuditRecord, String> {
-    let text = |key: &str| v[key].as_str().map(str::to_owned);
-    let seq = v["seq"].as_u64().ok_or("no seq")?;
-    let fail = |what: &str| format!("event {seq}: {what}");
-    let hash32 = |key: &str| -> Result<[u8; 32], String> {
+    parse_line(v).map_err(|(seq, why)| match seq {
+        Some(seq) => format!("event {seq}: {why}"),
+        None => why,
+    })
+}
+
+/// [`from_json`], with the sequence number the line claims when it has one.
+///
+/// Strict, as an export is evidence: what a reader sees must be what the
+/// hash covers, so a field the hash does not cover, an `at` that is not
+/// `at_ms`, or a value of the wrong type (a number where text or null
+/// belongs reads back as absent) is refused, not passed over.
+fn parse_line(v: &Value) -> Result<AuditRecord, (Option<u64>, String)> {
+    let object = v
+        .as_object()
+        .ok_or((None, "not a JSON object".to_owned()))?;
+    let seq = v["seq"]
+        .as_u64()
+        .ok_or((None, "no sequence number (seq)".to_owned()))?;
+    let fail = |what: String| (Some(seq), what);
+    if let Some(extra) = object.keys().find(|k| !KEYS.contains(&k.as_str())) {
+        return Err(fail(format!("{extra:?} is not a field of an event")));
+    }
+    let optional = |key: &str| -> Result<Option<String>, (Option<u64>, String)> {
+        match &v[key] {
+            Value::Null if object.contains_key(key) => Ok(None),
+            Value::String(text) => Ok(Some(text.clone())),
+            _ => Err(fail(format!("{key} is neither text nor null"))),
+        }
+    };
+    let required = |key: &str| optional(key)?.ok_or_else(|| fail(format!("no {key}")));
+    let hash32 = |key: &str| -> Result<[u8; 32], (Option<u64>, String)> {
         let mut out = [0u8; 32];
-        hex::decode_to_slice(v[key].as_str().unwrap_or_default(), &mut out)
-            .map_err(|_| fail(&format!("{key} is not 64 hex digits")))?;
+        hex::decode_to_slice(required(key)?, &mut out)
+            .map_err(|_| fail(format!("{key} is not 64 hex digits")))?;
         Ok(out)
     };
-    let account = match v["account_id"].as_str() {
+    let account = match optional("account_id")? {
         None => None,
-        Some(id) => Some(AccountId::parse("account_id", id).map_err(|_| fail("bad account_id"))?),
+        Some(id) => {
+            Some(AccountId::parse("account_id", &id).map_err(|_| fail("bad account_id".into()))?)
+        }
     };
     let mut details = Vec::new();
-    for (key, value) in v["details"].as_object().ok_or_else(|| fail("no details"))? {
-        let value = value.as_str().ok_or_else(|| fail("a detail is not text"))?;
+    let listed = v["details"]
+        .as_object()
+        .ok_or_else(|| fail("no details".into()))?;
+    for (key, value) in listed {
+        let value = value
+            .as_str()
+            .ok_or_else(|| fail(format!("detail {key:?} is not text")))?;
         details.push((key.clone(), value.to_owned()));
     }
     // The hash covers the details sorted by key, whatever order a tool
     // that rewrote the line left them in.
     details.sort();
+    let at = Timestamp(v["at_ms"].as_u64().ok_or_else(|| fail("no at_ms".into()))?);
+    if required("at")? != crate::wire_time(at) {
+        return Err(fail(format!(
+            "at does not say the time at_ms does ({})",
+            crate::wire_time(at)
+        )));
+    }
     Ok(AuditRecord {
         seq,
-        at: Timestamp(v["at_ms"].as_u64().ok_or_else(|| fail("no at_ms"))?),
+        at,
         event: Event {
-            kind: text("kind")
-                .and_then(|k| EventKind::parse(&k))
-                .ok_or_else(|| fail("unknown kind"))?,
-            outcome: text("outcome")
-                .and_then(|o| Outcome::parse(&o))
-                .ok_or_else(|| fail("unknown outcome"))?,
+            kind: EventKind::parse(&required("kind")?)
+                .ok_or_else(|| fail("unknown kind".into()))?,
+            outcome: Outcome::parse(&required("outcome")?)
+                .ok_or_else(|| fail("unknown outcome".into()))?,
             account,
             actor: Actor {
-                client: text("client"),
-                request_id: text("request_id"),
-                source_ip: text("source_ip"),
+                client: optional("client")?,
+                request_id: optional("request_id")?,
+                source_ip: optional("source_ip")?,
             },
             details,
         },
@@ -107,56 +164,87 @@ pub enum ExportCheck {
 
 /// Checks an export (JSON Lines, ending with its trailer) against `key`,
 /// allowing at most `max_unsigned` events in a row between checkpoints.
+///
+/// Lines are checked in order and the first fault is the one reported: a
+/// forger who re-links the chain and rewrites the trailer's hash is named
+/// at the first checkpoint whose signature fails, not at the trailer. A
+/// line that is not JSON or not an event (a tail cut mid-line, an edited
+/// line) is a break at the event it should have been.
 pub fn check_export(
     text: &str,
     key: &AuditPublicKey,
     max_unsigned: u64,
 ) -> Result<ExportCheck, String> {
-    let mut records = Vec::new();
+    let mut verifier = Verifier::new(key, max_unsigned);
+    // The last event checked, if any.
+    let mut last: Option<u64> = None;
     let mut trailer = None;
+    let broken = |seq: u64, why: String| Ok(ExportCheck::Broken(Break { seq, why }));
     for (n, line) in text.lines().enumerate() {
+        let n = n + 1;
         if line.trim().is_empty() {
             continue;
         }
-        let value: Value =
-            serde_json::from_str(line).map_err(|e| format!("line {}: not JSON: {e}", n + 1))?;
+        let next = last.map_or(1, |l| l + 1);
         if trailer.is_some() {
-            return Err(format!("line {}: data after the trailer", n + 1));
+            return broken(next, format!("line {n}: data after the trailer"));
         }
+        let value: Value = match serde_json::from_str(line) {
+            Ok(value) => value,
+            Err(e) => {
+                return broken(
+                    next,
+                    format!("line {n} is not JSON ({e}): the export was cut or altered"),
+                );
+            }
+        };
         if let Some(t) = value.get("trailer") {
             trailer = Some(t.clone());
             continue;
         }
-        records.push(from_json(&value).map_err(|e| format!("line {}: {e}", n + 1))?);
+        let record = match parse_line(&value) {
+            Ok(record) => record,
+            Err((claimed, why)) => {
+                // Before the first event, the line's own number is the best guess.
+                let seq = last.map_or(claimed.unwrap_or(1), |l| l + 1);
+                return broken(seq, format!("line {n} is not an event as exported: {why}"));
+            }
+        };
+        if let Err(b) = verifier.check(&record) {
+            return Ok(ExportCheck::Broken(b));
+        }
+        last = Some(record.seq);
     }
+    let last = last.unwrap_or(0);
     let Some(trailer) = trailer else {
-        let last = records.last().map_or(0, |r| r.seq);
-        return Ok(ExportCheck::Broken(Break {
-            seq: last + 1,
-            why: "the export has no signed trailer: it was cut short after event {last}"
-                .replace("{last}", &last.to_string()),
-        }));
+        return broken(
+            last + 1,
+            format!("the export has no signed trailer: it was cut short after event {last}"),
+        );
     };
-    let seq = trailer["seq"].as_u64().ok_or("the trailer has no seq")?;
     let mut hash = [0u8; 32];
-    hex::decode_to_slice(trailer["hash"].as_str().unwrap_or_default(), &mut hash)
-        .map_err(|_| "the trailer's hash is not 64 hex digits")?;
-    let signature = hex::decode(trailer["signature"].as_str().unwrap_or_default())
-        .map_err(|_| "the trailer's signature is not hex")?;
+    let parsed = trailer["seq"].as_u64().filter(|_| {
+        hex::decode_to_slice(trailer["hash"].as_str().unwrap_or_default(), &mut hash).is_ok()
+    });
+    let signature = hex::decode(trailer["signature"].as_str().unwrap_or_default());
+    let (Some(seq), Ok(signature)) = (parsed, signature) else {
+        return broken(
+            last + 1,
+            "the trailer is not a seq, a 64-hex-digit hash and a hex signature".into(),
+        );
+    };
     if !key.verifies(seq, &hash, &signature) {
-        return Ok(ExportCheck::Broken(Break {
+        return broken(
             seq,
-            why: "the trailer's signature does not hold (the export was altered, or this is \
-                  not the key that signed it)"
+            "the trailer's signature does not hold (the export was altered, or this is \
+             not the key that signed it)"
                 .into(),
-        }));
+        );
     }
-    Ok(
-        match verify(records, key, max_unsigned, Some((seq, hash))) {
-            Ok(report) => ExportCheck::Holds(report),
-            Err(broken) => ExportCheck::Broken(broken),
-        },
-    )
+    Ok(match verifier.finish(Some((seq, hash))) {
+        Ok(report) => ExportCheck::Holds(report),
+        Err(broken) => ExportCheck::Broken(broken),
+    })
 }
 
 #[cfg(test)]
@@ -193,5 +281,37 @@ mod tests {
             from_json(&serde_json::from_str(&line).unwrap()).unwrap(),
             record
         );
+    }
+
+    #[test]
+    fn a_line_showing_what_its_hash_does_not_cover_is_refused() {
+        let record = AuditRecord {
+            seq: 3,
+            at: Timestamp(1_795_392_000_123),
+            event: Event {
+                kind: EventKind::Unlocked,
+                outcome: Outcome::Success,
+                account: None,
+                actor: Actor::default(),
+                details: Vec::new(),
+            },
+            prev: [1; 32],
+            hash: [2; 32],
+        };
+        let json = to_json(&record);
+        for (key, value) in [
+            ("account_id", json!(42)),
+            ("client", json!(["admin"])),
+            ("at", json!("2020-01-01T00:00:00.000Z")),
+            ("by", json!("the minister")),
+        ] {
+            let mut changed = json.clone();
+            changed[key] = value;
+            let why = from_json(&changed).unwrap_err();
+            assert!(why.starts_with("event 3: "), "{key}: {why}");
+        }
+        let mut missing = json.clone();
+        missing.as_object_mut().unwrap().remove("client");
+        assert!(from_json(&missing).is_err());
     }
 }
