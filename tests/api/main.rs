@@ -13,6 +13,7 @@ mod deploy;
 mod faults;
 mod helpers;
 mod login;
+mod notices;
 mod operations;
 mod peers;
 mod server;
