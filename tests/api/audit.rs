@@ -597,9 +597,15 @@ async fn bad_audit_parameters_are_refused_naming_the_parameter() {
 }
 
 #[tokio::test]
-async fn only_admin_clients_read_the_audit_trail() {
+async fn only_admin_and_audit_clients_read_the_audit_trail() {
     let app = spawn_app().await;
     let account = app.registered(PHONE, "12345678").await;
+    let (_, siem) = app
+        .state
+        .engine
+        .add_client("siem", Scopes::of(&[Scope::Audit]))
+        .and_then(Durable::wait)
+        .unwrap();
     let paths = [
         format!("/v1/admin/accounts/{account}/events"),
         "/v1/admin/events".to_owned(),
@@ -624,7 +630,7 @@ async fn only_admin_clients_read_the_audit_trail() {
             .request(Method::GET, path, Some("not-a-key"), None)
             .await;
         assert_eq!(r.status, 401, "{path}: {}", r.text);
-        for key in [&app.admin_key, &app.all_key] {
+        for key in [&app.admin_key, &app.all_key, siem.expose()] {
             let r = app.request(Method::GET, path, Some(key), None).await;
             assert_eq!(r.status, 200, "{path}: {}", r.text);
         }
