@@ -97,6 +97,7 @@ kinds! {
     ContactChanged = "contact_changed", Success, "A new phone or email was confirmed.";
     PushDeviceSet = "push_device_set", Success, "A push device was registered.";
     Cancelled = "cancelled", Success, "The account was cancelled.";
+    Erased = "erased", Success, "A cancelled account's record was erased, its audit retention over.";
     RateLimited = "rate_limited", Refused, "A limit refused a code for the account.";
     NoticeQueued = "notice_queued", Success, "A notice of a change was queued to the citizen.";
     ClientAdded = "client_added", Success, "A client (relying party) was added.";

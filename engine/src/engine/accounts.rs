@@ -371,9 +371,50 @@ impl Engine {
             let account = tx.account_mut();
             account.status = Status::Cancelled(now);
             account.current = [None; 5];
+            // Data minimisation: only the identity stays, so the audit
+            // trail can still say whose account it was, until
+            // `audit.retention` passes and the record goes too.
             account.push_token = None;
+            account.pin = None;
+            account.phone = None;
+            account.email = None;
+            account.birth_date = None;
+            account.postal_address = None;
             Ok(())
         })
+    }
+
+    /// Erases the records of accounts cancelled longer ago than the audit
+    /// retention (`audit.retention`; never when events are kept for ever):
+    /// by then their events are pruned too, and the identity kept for them
+    /// has no more purpose. Each erasure is itself an event. Returns how
+    /// many went.
+    pub fn erase_cancelled(&self) -> Result<u64> {
+        let Some(retention) = self.config.audit.retention else {
+            return Ok(0);
+        };
+        let cutoff = Timestamp(
+            self.now()
+                .0
+                .saturating_sub(u64::try_from(retention.as_millis()).unwrap_or(u64::MAX)),
+        );
+        let past = move |a: &Account| matches!(a.status, Status::Cancelled(at) if at < cutoff);
+        let doomed: Vec<AccountId> = self
+            .accounts
+            .iter()
+            .filter(|a| past(a))
+            .map(|a| a.id)
+            .collect();
+        let mut erased = 0;
+        for id in doomed {
+            if self.accounts.remove_if(&id, |_, a| past(a)).is_none() {
+                continue;
+            }
+            let event = AuditEvent::new(EventKind::Erased, Some(id));
+            self.write(Changes(vec![Change::RemoveAccount(id)]), vec![event])?;
+            erased += 1;
+        }
+        Ok(erased)
     }
 
     /// Registers (or replaces) the citizen's app for push codes.

@@ -4,11 +4,11 @@ use dashmap::mapref::entry::Entry;
 
 use crate::account::{email_key, phone_key};
 use crate::audit::EventKind;
-use crate::outbox::Notice;
 use crate::challenge::{Issued, Verification};
 use crate::error::{EngineError, Result};
 use crate::id::{AccountId, ChallengeId};
 use crate::identity::{Email, Phone};
+use crate::outbox::Notice;
 use crate::secret::Code;
 use crate::store::Durable;
 use crate::terms::{Channel, Locale, Purpose};

@@ -6,9 +6,9 @@ use crate::challenge::ChallengeState;
 use crate::clock::Timestamp;
 use crate::error::Result;
 use crate::id::{AccountId, ChallengeId};
-use crate::secret::Code;
 use crate::keys::Seal;
 use crate::outbox::{DeadLetter, Message, Outgoing, SendResult};
+use crate::secret::Code;
 use crate::store::Durable;
 use crate::terms::{Channel, DeliveryState, MessageId};
 

@@ -96,6 +96,7 @@ impl Engine {
                     if last_prune.is_none_or(|t| t.elapsed() >= Duration::from_secs(3600)) {
                         last_prune = Some(std::time::Instant::now());
                         let _ = engine.prune_audit();
+                        let _ = engine.erase_cancelled();
                     }
                 }
             })

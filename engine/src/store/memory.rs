@@ -98,6 +98,9 @@ impl Store for MemoryStore {
                 Change::Account(a) => {
                     r.accounts.insert(a.id.0, a.clone());
                 }
+                Change::RemoveAccount(id) => {
+                    r.accounts.remove(&id.0);
+                }
                 Change::Challenge(c) => {
                     r.challenges.insert(c.id.0, c.clone());
                 }

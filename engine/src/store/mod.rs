@@ -91,6 +91,8 @@ pub(crate) fn open(config: &StoreConfig) -> Result<Arc<dyn Store>> {
 pub(crate) enum Change<'a> {
     /// Store an account (replacing the one with its id).
     Account(&'a Account),
+    /// Delete an account (a cancelled one, past the audit retention).
+    RemoveAccount(AccountId),
     /// Store a challenge.
     Challenge(&'a Challenge),
     /// Delete a challenge.

@@ -583,3 +583,55 @@ fn a_notice_that_cannot_be_delivered_changes_nothing_else() {
     // The reset stands: the new PIN logs in.
     assert!(matches!(t.login(PHONE, "7302"), LoginOutcome::CodeSent(_)));
 }
+
+#[test]
+fn a_cancelled_citizen_keeps_only_an_identity_until_the_retention_ends() {
+    for backend in [Backend::Sled, Backend::Memory] {
+        let t = TestEngine::on(backend, |c| {
+            c.audit.retention = Some(Duration::from_secs(30 * 86_400));
+        });
+        let id = t.register_full(PHONE, Some("ana.silva@example.pt"), PIN);
+        let kept = t.register("+351939999999");
+        t.engine.cancel(id).unwrap().wait().unwrap();
+        let view = t.view(id);
+        assert!(view.phone.is_none() && view.email.is_none(), "{view:?}");
+        assert!(!view.has_postal_address && !view.has_push_device);
+        assert_eq!(view.identity, identity_for(PHONE), "the identity stays");
+        // The phone and identity are free again: the citizen may come back.
+        let back = t.register(PHONE);
+        assert_ne!(back, id);
+        t.advance(Duration::from_secs(29 * 86_400));
+        assert_eq!(t.engine.erase_cancelled().unwrap(), 0, "not yet");
+        t.advance(Duration::from_secs(2 * 86_400));
+        assert_eq!(t.engine.erase_cancelled().unwrap(), 1);
+        assert!(matches!(
+            t.engine.account(id),
+            Err(EngineError::AccountNotFound)
+        ));
+        assert!(t.engine.account(kept).is_ok() && t.engine.account(back).is_ok());
+        let events = all_events(&t);
+        let erased = events
+            .iter()
+            .rev()
+            .find(|r| r.event.kind != EventKind::Checkpoint)
+            .unwrap();
+        assert_eq!(erased.event.kind, EventKind::Erased, "{erased:?}");
+        assert_eq!(erased.event.account, Some(id));
+        let t = t.restart();
+        assert!(
+            matches!(t.engine.account(id), Err(EngineError::AccountNotFound)),
+            "erased on disk too"
+        );
+        assert!(t.engine.verify_audit().unwrap().is_ok());
+    }
+}
+
+#[test]
+fn with_events_kept_for_ever_cancelled_identities_are_kept_too() {
+    let t = TestEngine::with_config(|c| c.audit.retention = None);
+    let id = t.register(PHONE);
+    t.engine.cancel(id).unwrap().wait().unwrap();
+    t.advance(Duration::from_secs(10 * 365 * 86_400));
+    assert_eq!(t.engine.erase_cancelled().unwrap(), 0);
+    assert!(t.engine.account(id).is_ok());
+}

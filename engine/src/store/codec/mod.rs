@@ -370,21 +370,21 @@ pub(crate) fn encode_message(m: &Message) -> Vec<u8> {
     encode(&DbMessage::V3(DbMessageV3 {
         notice: m.notice.map(crate::outbox::Notice::tag),
         base: DbMessageV2 {
-        seal: m.seal.tag(),
-        base: DbMessageV1 {
-            id: m.id.0,
-            challenge: m.challenge.0,
-            account: m.account.0,
-            purpose: u8::try_from(m.purpose.slot()).unwrap_or(u8::MAX),
-            channel: m.channel.tag(),
-            destination: m.destination.to_string(),
-            sealed_code: m.sealed_code.clone(),
-            locale: m.locale.tag(),
-            expires_at: m.expires_at.0,
-            created_at: m.created_at.0,
-            attempts: m.attempts,
-            next_attempt_at: m.next_attempt_at.0,
-        },
+            seal: m.seal.tag(),
+            base: DbMessageV1 {
+                id: m.id.0,
+                challenge: m.challenge.0,
+                account: m.account.0,
+                purpose: u8::try_from(m.purpose.slot()).unwrap_or(u8::MAX),
+                channel: m.channel.tag(),
+                destination: m.destination.to_string(),
+                sealed_code: m.sealed_code.clone(),
+                locale: m.locale.tag(),
+                expires_at: m.expires_at.0,
+                created_at: m.created_at.0,
+                attempts: m.attempts,
+                next_attempt_at: m.next_attempt_at.0,
+            },
         },
     }))
 }
@@ -403,9 +403,9 @@ pub(crate) fn decode_message(bytes: &[u8]) -> Result<Message> {
             Seal::from_tag(v3.base.seal).ok_or_else(|| corrupt("seal"))?,
             match v3.notice {
                 None => None,
-                Some(tag) => Some(
-                    crate::outbox::Notice::from_tag(tag).ok_or_else(|| corrupt("notice"))?,
-                ),
+                Some(tag) => {
+                    Some(crate::outbox::Notice::from_tag(tag).ok_or_else(|| corrupt("notice"))?)
+                }
             },
         ),
     };

@@ -314,6 +314,7 @@ fn encode(change: &Change<'_>, writes: &mut Writes) {
         Change::Account(a) => {
             writes.insert(&prefixed(ACCOUNT_PREFIX, a.id.0), codec::encode_account(a))
         }
+        Change::RemoveAccount(id) => writes.remove(&prefixed(ACCOUNT_PREFIX, id.0)),
         Change::Challenge(c) => writes.insert(
             &prefixed(CHALLENGE_PREFIX, c.id.0),
             codec::encode_challenge(c),
