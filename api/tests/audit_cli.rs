@@ -367,6 +367,26 @@ async fn each_way_of_tampering_with_an_export_exits_1_naming_the_first_bad_event
         seq_at(last - 1),
     ));
 
+    // Cut just before a checkpoint, closed with that checkpoint's signature
+    // as the trailer: a checkpoint does not sign as a trailer does.
+    let checkpoint = events
+        .iter()
+        .position(|e| e["kind"] == "checkpoint")
+        .unwrap();
+    let details = &events[checkpoint]["details"];
+    let borrowed = json!({ "trailer": {
+        "seq": seq_at(checkpoint - 1),
+        "hash": details["covers_hash"],
+        "signature": details["signature"],
+    } });
+    assert_eq!(details["covers_hash"], events[checkpoint - 1]["hash"]);
+    cases.push((
+        "the tail cut under a checkpoint's signature",
+        events[..checkpoint].to_vec(),
+        Some(borrowed),
+        seq_at(checkpoint - 1),
+    ));
+
     // A forger without the key changes the wrong PIN into a success and
     // re-links every event after it: the first checkpoint after it fails.
     let first_checkpoint_after = *checkpoints

@@ -686,6 +686,98 @@ async fn each_relying_party_is_named_in_the_events_of_its_own_calls_only() {
     }
 }
 
+#[tokio::test]
+async fn every_other_endpoint_that_changes_something_names_its_client_in_its_events() {
+    const HASH: &str = "3a7f9c21d0e4b5a6978877665544332211ffeeddccbbaa009988776655443322";
+    let app = spawn_app().await;
+    // (request id, client, a kind its events must include)
+    let mut made: Vec<(String, &str, &str)> = Vec::new();
+    let mut note = |r: &Response, status: u16, client: &'static str, kind: &'static str| {
+        assert_eq!(r.status, status, "{kind}: {}", r.text);
+        made.push((request_id(r), client, kind));
+    };
+
+    let niss = Identity::social_security("11234567892");
+    let maria = NewAccount::new(niss.clone())
+        .birth_date("1980-04-25")
+        .phone("+351912000009");
+    let r = app.pre_register(&maria).await;
+    note(&r, 201, "accounts-only", "pre_registered");
+    let r = app
+        .request_activation(&niss, "1980-04-25", Sending::by("sms"))
+        .await;
+    note(&r, 201, "auth-only", "activation_requested");
+    let id = r.body["challenge_id"].as_str().unwrap().to_owned();
+    let code = app.outbox.code_for(&id).await;
+    let r = app
+        .complete_activation(&Activation::by_challenge(&id, &code, PIN))
+        .await;
+    note(&r, 200, "auth-only", "activation_completed");
+    let maria = r.body["account_id"].as_str().unwrap().to_owned();
+    let r = app.push_device(&maria, "device-token-0123456789").await;
+    note(&r, 200, "accounts-only", "push_device_set");
+
+    let ana = app.registered(PHONE, "12345678").await;
+    let r = app.login(PHONE, PIN).await;
+    note(&r, 201, "auth-only", "code_issued");
+    let first = r.body["challenge_id"].as_str().unwrap().to_owned();
+    app.clock.advance(Duration::from_secs(30));
+    let r = app.resend(&first).await;
+    note(&r, 201, "auth-only", "code_issued");
+    let code = app.outbox.code_for(&first).await;
+    let r = app.verify(&first, &code).await;
+    note(&r, 410, "auth-only", "code_superseded");
+
+    let document = Document::new("contrato.pdf", HASH);
+    let r = app
+        .request_signature(Contact::Phone(PHONE), PIN, &document, Sending::default())
+        .await;
+    note(&r, 201, "sign-only", "login_accepted");
+    let id = r.body["challenge_id"].as_str().unwrap().to_owned();
+    let code = app.outbox.code_for(&id).await;
+    let r = app.verify_signature(&id, &code).await;
+    note(&r, 200, "sign-only", "signature_authorised");
+
+    let r = app
+        .import(&[NewAccount::new(Identity::civil_id("22345678"))
+            .email("x@example.pt")
+            .state("pending_activation")
+            .birth_date("1970-01-01")])
+        .await;
+    note(&r, 200, "admin-only", "imported");
+    let r = app.backup().await;
+    note(&r, 200, "admin-only", "backup_taken");
+    let r = app.rotate_key().await;
+    note(&r, 200, "admin-only", "key_rotated");
+    let r = app.lock(&ana, "fraud").await;
+    note(&r, 200, "admin-only", "locked");
+    let r = app.login(PHONE, PIN).await;
+    note(&r, 423, "auth-only", "login_locked");
+    // Acknowledged last: every event before it is durable, so in the feed.
+    let r = app.reset_pin(&ana, "60418275").await;
+    note(&r, 200, "admin-only", "pin_reset");
+
+    let events = feed_from(&app, 0, 1000).await;
+    for (request, client, wanted) in &made {
+        let mine: Vec<&Value> = events
+            .iter()
+            .filter(|e| e["request_id"] == request.as_str())
+            .collect();
+        assert!(
+            mine.iter().any(|e| kind(e) == *wanted),
+            "no {wanted} for request {request}: {mine:?}"
+        );
+        for event in mine {
+            assert_eq!(event["client"], *client, "{event}");
+        }
+    }
+    let signed = events
+        .iter()
+        .find(|e| kind(e) == "signature_authorised")
+        .unwrap();
+    assert_eq!(signed["details"]["document_sha256"], HASH);
+}
+
 #[test]
 fn long_hex_runs_are_masked_and_short_ones_kept() {
     assert_eq!(
