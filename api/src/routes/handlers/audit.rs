@@ -3,6 +3,7 @@
 //! and the key that verifies checkpoints.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use engine::MAX_EVENTS_PER_READ;
@@ -70,7 +71,10 @@ pub async fn feed(state: &Arc<AppState>, input: &Input) -> Reply {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
     let events = loop {
         let events = state.engine.events_after(after, limit as usize)?;
-        if !events.is_empty() || tokio::time::Instant::now() >= deadline {
+        // A stopping server answers now: a poll held through the drain would
+        // delay the stop, then be cut off with no answer at its grace.
+        let stopping = state.draining.load(Ordering::SeqCst);
+        if !events.is_empty() || stopping || tokio::time::Instant::now() >= deadline {
             break events;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
