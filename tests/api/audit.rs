@@ -449,6 +449,31 @@ async fn the_feed_pages_in_order_and_a_long_poll_returns_when_an_event_arrives()
 }
 
 #[tokio::test]
+async fn a_long_poll_in_flight_answers_when_the_server_stops_instead_of_holding_the_drain() {
+    let mut app = spawn_app().await;
+    app.registered(PHONE, "12345678").await;
+    let last = app.events("").await.body["next_after"].as_u64().unwrap();
+    let poller = (*app).clone();
+    let poll = tokio::spawn(async move { poller.events(&format!("after={last}&wait=9")).await });
+    assert_eq!(app.livez().await.status, 200);
+    assert!(!poll.is_finished(), "the poll answered before the stop");
+    // The drain grace (2 s here) is shorter than the poll's wait: a poll
+    // that held on would be cut off with no answer.
+    assert!(app.config.server.shutdown_grace_ms < 9_000);
+    let started = Instant::now();
+    app.stop().await.unwrap();
+    let r = poll.await.unwrap();
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["events"], Value::Array(Vec::new()));
+    assert_eq!(r.body["next_after"], last, "the follower resumes where it was");
+    assert!(
+        started.elapsed() < Duration::from_millis(app.config.server.shutdown_grace_ms),
+        "the stop waited out the drain: {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
 async fn an_export_assembled_from_the_feed_and_its_trailer_verifies_with_the_published_key() {
     let app = spawn_app_with(|c| c.audit.checkpoint_every = 3).await;
     app.registered(PHONE, "12345678").await;
