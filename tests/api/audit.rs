@@ -465,7 +465,10 @@ async fn a_long_poll_in_flight_answers_when_the_server_stops_instead_of_holding_
     let r = poll.await.unwrap();
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body["events"], Value::Array(Vec::new()));
-    assert_eq!(r.body["next_after"], last, "the follower resumes where it was");
+    assert_eq!(
+        r.body["next_after"], last,
+        "the follower resumes where it was"
+    );
     assert!(
         started.elapsed() < Duration::from_millis(app.config.server.shutdown_grace_ms),
         "the stop waited out the drain: {:?}",
