@@ -175,21 +175,40 @@ pub fn check_export(
     key: &AuditPublicKey,
     max_unsigned: u64,
 ) -> Result<ExportCheck, String> {
+    check_export_from(text.as_bytes(), key, max_unsigned)
+}
+
+/// [`check_export`] reading the export a line at a time, so an export of
+/// any length is checked in constant memory. `Err` only when it cannot be
+/// read; whatever it holds, it is checked.
+pub fn check_export_from(
+    mut export: impl std::io::BufRead,
+    key: &AuditPublicKey,
+    max_unsigned: u64,
+) -> Result<ExportCheck, String> {
     let mut verifier = Verifier::new(key, max_unsigned);
     // The last event checked, if any.
     let mut last: Option<u64> = None;
     let mut trailer = None;
     let broken = |seq: u64, why: String| Ok(ExportCheck::Broken(Break { seq, why }));
-    for (n, line) in text.lines().enumerate() {
-        let n = n + 1;
-        if line.trim().is_empty() {
+    let mut line = Vec::new();
+    for n in 1.. {
+        line.clear();
+        let read = export
+            .read_until(b'\n', &mut line)
+            .map_err(|e| format!("cannot read line {n}: {e}"))?;
+        if read == 0 {
+            break;
+        }
+        if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
         let next = last.map_or(1, |l| l + 1);
         if trailer.is_some() {
             return broken(next, format!("line {n}: data after the trailer"));
         }
-        let value: Value = match serde_json::from_str(line) {
+        // Not UTF-8 is not JSON either: a break, like any altered line.
+        let value: Value = match serde_json::from_slice(&line) {
             Ok(value) => value,
             Err(e) => {
                 return broken(

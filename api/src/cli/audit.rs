@@ -9,7 +9,7 @@ use engine::audit::{AuditPublicKey, Break, Report};
 use hyper::Method;
 
 use super::server;
-use crate::audit::{ExportCheck, check_export, from_json, to_json, trailer};
+use crate::audit::{ExportCheck, check_export_from, from_json, to_json, trailer};
 use crate::config::Config;
 use crate::failure::Failure;
 
@@ -118,9 +118,11 @@ pub fn verify_export(
     key: &AuditPublicKey,
     max_unsigned: u64,
 ) -> Result<String, Failure> {
-    let text = std::fs::read_to_string(path)
+    let file = std::fs::File::open(path)
         .map_err(|e| Failure::Other(format!("cannot read {}: {e}", path.display())))?;
-    match check_export(&text, key, max_unsigned).map_err(Failure::Other)? {
+    let checked = check_export_from(std::io::BufReader::new(file), key, max_unsigned)
+        .map_err(|e| Failure::Other(format!("{}: {e}", path.display())))?;
+    match checked {
         ExportCheck::Holds(report) => Ok(describe(&report)),
         ExportCheck::Broken(broken) => Err(broken_at(&broken)),
     }
