@@ -435,6 +435,31 @@ async fn each_way_of_tampering_with_an_export_exits_1_naming_the_first_bad_event
             "{what}: expected event {bad}: {err}"
         );
     }
+    // Bytes, not lines: a copy cut mid-line, a byte that is not UTF-8.
+    let text = std::fs::read(&export).unwrap();
+    let line_start = |i: usize| {
+        let mut at = 0;
+        for _ in 0..i {
+            at += text[at..].iter().position(|b| *b == b'\n').unwrap() + 1;
+        }
+        at
+    };
+    let cut = text[..line_start(locked) + 40].to_vec();
+    let mut garbled = text.clone();
+    garbled[line_start(locked) + 20] = 0xff;
+    for (what, bytes, bad) in [
+        ("cut mid-line", cut, seq_at(locked)),
+        ("a byte not UTF-8", garbled, seq_at(locked)),
+    ] {
+        let file = stopped.file("tampered.jsonl");
+        std::fs::write(&file, bytes).unwrap();
+        let (code, out, err) = verify_export(&stopped.data, &file);
+        assert_eq!(code, 1, "{what}: not caught: {out}{err}");
+        assert!(
+            err.contains(&format!("audit chain broken at event {bad}:")),
+            "{what}: expected event {bad}: {err}"
+        );
+    }
     // The untouched export still verifies.
     assert_eq!(verify_export(&stopped.data, &export).0, 0);
 }
