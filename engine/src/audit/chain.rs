@@ -229,6 +229,8 @@ pub struct Verifier<'k> {
     max_unsigned: u64,
     report: Report,
     expected: Option<(u64, [u8; 32])>,
+    /// A record the chain must contain, and whether it was seen.
+    reaches: Option<((u64, [u8; 32]), bool)>,
 }
 
 impl<'k> Verifier<'k> {
@@ -239,7 +241,14 @@ impl<'k> Verifier<'k> {
             max_unsigned,
             report: Report::default(),
             expected: None,
+            reaches: None,
         }
+    }
+
+    /// The chain must contain `(seq, hash)` (a store's recorded head, which
+    /// may be behind its last event); [`Verifier::finish`] checks it.
+    pub fn expect_at_least(&mut self, head: Option<(u64, [u8; 32])>) {
+        self.reaches = head.map(|h| (h, false));
     }
 
     /// Checks the next record.
@@ -301,6 +310,14 @@ impl<'k> Verifier<'k> {
                 )));
             }
         }
+        if let Some(((seq, hash), seen)) = &mut self.reaches {
+            if r.seq == *seq {
+                if r.hash != *hash {
+                    return Err(fail("it differs from the chain's recorded head".into()));
+                }
+                *seen = true;
+            }
+        }
         report.records += 1;
         report.last = r.seq;
         report.last_hash = r.hash;
@@ -311,6 +328,16 @@ impl<'k> Verifier<'k> {
     /// Ends the check: the chain must end at `head` when one is given.
     pub fn finish(self, head: Option<(u64, [u8; 32])>) -> Result<Report, Break> {
         let report = self.report;
+        if let Some(((seq, _), false)) = self.reaches {
+            return Err(Break {
+                seq: report.last + 1,
+                why: format!(
+                    "missing: the chain ends at {} but its recorded head is {seq} \
+                     (the tail was removed)",
+                    report.last
+                ),
+            });
+        }
         if let Some((seq, hash)) = head {
             if report.last < seq {
                 return Err(Break {
@@ -430,6 +457,29 @@ mod tests {
         );
         assert_eq!(next.since_checkpoint, 1);
         assert!(check(&records, &key).is_ok());
+    }
+
+    #[test]
+    fn a_store_chain_must_reach_its_recorded_head_and_may_go_beyond() {
+        let (records, key) = chain();
+        let public = key.public();
+        let run = |upto: usize, head: (u64, [u8; 32])| {
+            let mut v = Verifier::new(&public, 4);
+            v.expect_at_least(Some(head));
+            for r in &records[..upto] {
+                v.check(r)?;
+            }
+            v.finish(None)
+        };
+        let head = (5, records[4].hash);
+        assert!(run(12, head).is_ok(), "events after the head are fine");
+        assert!(run(5, head).is_ok());
+        assert_eq!(run(4, head).unwrap_err().seq, 5, "cut below the head");
+        assert_eq!(
+            run(12, (5, [9; 32])).unwrap_err().seq,
+            5,
+            "a head that differs"
+        );
     }
 
     #[test]

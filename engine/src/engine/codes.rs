@@ -231,12 +231,13 @@ impl Engine {
             in_flight: false,
             notice: None,
         });
+        let masked_destination = mask_destination(channel, &destination);
         let mut event = tx
             .event(EventKind::CodeIssued)
             .with("purpose", purpose.as_str())
             .with("challenge_id", id.to_string())
             .with("channel", channel.as_str())
-            .with("destination", mask_destination(channel, &destination));
+            .with("destination", masked_destination.clone());
         if let Some(document) = &challenge.document {
             event = event.with("document_sha256", document.sha256_hex());
         }
@@ -247,7 +248,7 @@ impl Engine {
             account_id: tx.account.id,
             purpose,
             channel,
-            masked_destination: mask_destination(channel, &destination),
+            masked_destination,
             destination,
             expires_at,
             code,

@@ -31,18 +31,40 @@ pub(crate) struct DbAuditV1 {
     hash: [u8; 32],
 }
 
+/// [`DbAuditV1`] borrowed from the record, so writing an event copies
+/// nothing before encoding; its bytes are [`DbAudit::V1`]'s.
+#[derive(Encode)]
+enum DbAuditRef<'a> {
+    V1(DbAuditV1Ref<'a>),
+}
+
+#[derive(Encode)]
+struct DbAuditV1Ref<'a> {
+    seq: u64,
+    at: u64,
+    kind: &'a str,
+    outcome: &'a str,
+    account: Option<[u8; 16]>,
+    client: Option<&'a str>,
+    request_id: Option<&'a str>,
+    source_ip: Option<&'a str>,
+    details: &'a [(String, String)],
+    prev: [u8; 32],
+    hash: [u8; 32],
+}
+
 pub(crate) fn encode_audit(r: &AuditRecord) -> Vec<u8> {
     let e = &r.event;
-    encode(&DbAudit::V1(DbAuditV1 {
+    encode(&DbAuditRef::V1(DbAuditV1Ref {
         seq: r.seq,
         at: r.at.0,
-        kind: e.kind.as_str().to_owned(),
-        outcome: e.outcome.as_str().to_owned(),
+        kind: e.kind.as_str(),
+        outcome: e.outcome.as_str(),
         account: e.account.map(|a| a.0),
-        client: e.actor.client.clone(),
-        request_id: e.actor.request_id.clone(),
-        source_ip: e.actor.source_ip.clone(),
-        details: e.details.clone(),
+        client: e.actor.client.as_deref(),
+        request_id: e.actor.request_id.as_deref(),
+        source_ip: e.actor.source_ip.as_deref(),
+        details: &e.details,
         prev: r.prev,
         hash: r.hash,
     }))
@@ -95,5 +117,21 @@ mod tests {
         };
         assert_eq!(decode_audit(&encode_audit(&record)).unwrap(), record);
         assert!(decode_audit(&[0xff]).is_err());
+        // The borrowed form writes exactly the owned record's bytes.
+        let e = &record.event;
+        let owned = DbAudit::V1(DbAuditV1 {
+            seq: record.seq,
+            at: record.at.0,
+            kind: e.kind.as_str().to_owned(),
+            outcome: e.outcome.as_str().to_owned(),
+            account: e.account.map(|a| a.0),
+            client: e.actor.client.clone(),
+            request_id: e.actor.request_id.clone(),
+            source_ip: e.actor.source_ip.clone(),
+            details: e.details.clone(),
+            prev: record.prev,
+            hash: record.hash,
+        });
+        assert_eq!(encode(&owned), encode_audit(&record));
     }
 }
