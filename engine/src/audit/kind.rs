@@ -77,7 +77,7 @@ kinds! {
     ActivationCompleted = "activation_completed", Success, "An account was activated with its code and a new PIN.";
     LoginAccepted = "login_accepted", Success, "A PIN was right; a login code follows.";
     LoginWrongPin = "login_wrong_pin", Failure, "A PIN was wrong.";
-    LoginUnknown = "login_unknown", Failure, "A login named no active account (recorded by the login's keyed hash).";
+    LoginUnknown = "login_unknown", Failure, "A login named no active account: recorded by the login's keyed hash, and with the account when it is pending activation or cancelled.";
     LoginLocked = "login_locked", Refused, "A login was refused: the account is locked.";
     CodeIssued = "code_issued", Success, "A code was issued (purpose, channel, masked destination).";
     CodeAccepted = "code_accepted", Success, "A code was accepted.";

@@ -135,6 +135,8 @@ impl Engine {
                 (id, a.pin.clone(), a.status, locked)
             })
         });
+        // Whose events an attempt on a pending or cancelled account belongs to.
+        let known = found.as_ref().map(|f| f.0);
         let (id, stored) = match found {
             Some((id, _, _, true)) => {
                 let event = AuditEvent::new(EventKind::LoginLocked, Some(id))
@@ -147,7 +149,7 @@ impl Engine {
             // the same Argon2 work and the same durable write as a wrong PIN.
             _ => {
                 self.pins.verify_dummy(pin);
-                let event = AuditEvent::new(EventKind::LoginUnknown, None)
+                let event = AuditEvent::new(EventKind::LoginUnknown, known)
                     .with("purpose", purpose.as_str())
                     .with("login", self.login_fingerprint(&login.index_key()));
                 let ticket = self.write(Changes(vec![Change::Decoy]), vec![event])?;

@@ -141,9 +141,9 @@ impl Engine {
         let event = crate::audit::Event::new(crate::audit::EventKind::BackupTaken, None)
             .with("records", summary.records.to_string())
             .with("sha256", summary.sha256.clone());
-        // The backup is written: a failure to record it is not the backup's.
-        let _ = self.write(Changes::default(), vec![event]);
-        Ok(summary)
+        // Answered only once its event is durable, like every operation.
+        let ticket = self.write(Changes::default(), vec![event])?;
+        self.durable(summary, ticket).wait()
     }
 
     /// Bytes the store occupies on disk.

@@ -635,3 +635,33 @@ fn with_events_kept_for_ever_cancelled_identities_are_kept_too() {
     assert_eq!(t.engine.erase_cancelled().unwrap(), 0);
     assert!(t.engine.account(id).is_ok());
 }
+
+#[test]
+fn a_login_on_a_pending_account_is_in_that_accounts_events() {
+    let t = TestEngine::new();
+    let pending = t
+        .engine
+        .pre_register(PreRegistration {
+            identity: identity_for(PHONE),
+            phone: Some(Phone::parse(PHONE).unwrap()),
+            email: None,
+            birth_date: BirthDate::parse("1980-04-25", START).unwrap(),
+            postal_address: None,
+        })
+        .and_then(Durable::wait)
+        .unwrap()
+        .id;
+    assert!(matches!(
+        t.login(PHONE, PIN),
+        LoginOutcome::InvalidCredentials
+    ));
+    t.engine.flush().unwrap();
+    let events = t.engine.account_events(pending, None, 10).unwrap();
+    let kinds = kinds(&events);
+    assert_eq!(
+        kinds,
+        [EventKind::LoginUnknown, EventKind::PreRegistered],
+        "{events:?}"
+    );
+    assert!(events[0].event.detail("login").is_some());
+}
