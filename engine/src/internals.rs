@@ -300,14 +300,10 @@ pub(crate) fn sample_account() -> Account {
     }
 }
 
-/// The bytes one audit event takes in the store, keys included: its record
-/// (9-byte key) and, when it names an account, its index entry (25-byte key).
+/// The bytes one audit event adds to the store: its record (9-byte key),
+/// linked to its account's previous event (the account's own pointer to
+/// its newest event is rewritten in place, so adds nothing per event).
 pub fn stored_audit_size(record: &crate::audit::AuditRecord) -> u64 {
-    let event = codec::encode_audit(record).len() + 9;
-    let index = if record.event.account.is_some() {
-        25
-    } else {
-        0
-    };
-    (event + index) as u64
+    let link = record.event.account.map(|_| u64::MAX);
+    (codec::encode_audit(record, link).len() + 9) as u64
 }

@@ -2,7 +2,7 @@
 //! written in the same batch as their change, the chain's head recovered
 //! on open, checkpoints, reading (only what is durable), pruning.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
 use hmac::{Hmac, KeyInit, Mac};
@@ -37,6 +37,9 @@ struct LogState {
     pending: VecDeque<(Ticket, u64)>,
     /// Every event up to here is durable.
     durable: u64,
+    /// Each account's newest event in a write not yet flushed (the store
+    /// cannot answer for those yet), with that write's ticket.
+    last: HashMap<AccountId, (u64, Ticket)>,
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -54,6 +57,7 @@ impl AuditLog {
                 chain: Chain::resume(None, 0),
                 pending: VecDeque::new(),
                 durable: 0,
+                last: HashMap::new(),
             }),
         })
     }
@@ -72,8 +76,35 @@ impl Engine {
         let mut log = lock(&self.audit.state);
         let every = self.config.audit.checkpoint_every;
         let (records, next) = log.chain.seal(events, now, &self.audit.key, every);
+        // Link each event to its account's previous one.
+        let flushed = self.commit.flushed();
+        log.last.retain(|_, (_, ticket)| *ticket > flushed);
+        let mut links = Vec::with_capacity(records.len());
+        let mut newest: Vec<(AccountId, u64)> = Vec::new();
+        for r in &records {
+            let link = match r.event.account {
+                None => None,
+                Some(account) => {
+                    let before = match newest.iter().rev().find(|(a, _)| *a == account) {
+                        Some(&(_, seq)) => Some(seq),
+                        None => match log.last.get(&account) {
+                            Some(&(seq, _)) => Some(seq),
+                            None => self.store.audit_last(account)?,
+                        },
+                    };
+                    newest.push((account, r.seq));
+                    before
+                }
+            };
+            links.push(link);
+        }
         let mut all: Vec<Change<'_>> = changes.0;
-        all.extend(records.iter().map(Change::Audit));
+        all.extend(
+            records
+                .iter()
+                .zip(links)
+                .map(|(r, link)| Change::Audit(r, link)),
+        );
         // The head is recorded with each checkpoint, not each batch: one
         // write fewer per operation (sled rewrites the page it sits on).
         // Recovery reads on from it to the last event.
@@ -85,6 +116,9 @@ impl Engine {
         }
         let ticket = self.store.write(Changes(all))?;
         log.pending.push_back((ticket, next.seq));
+        for (account, seq) in newest {
+            log.last.insert(account, (seq, ticket));
+        }
         log.chain.advance(next);
         Ok(ticket)
     }
@@ -172,7 +206,7 @@ impl Engine {
         let mut next = log.chain.clone();
         let record = next.checkpoint(now, &self.audit.key, self.config.audit.checkpoint_every);
         let changes = Changes(vec![
-            Change::Audit(&record),
+            Change::Audit(&record, None),
             Change::AuditHead(next.seq, next.hash),
         ]);
         let ticket = self.store.write(changes)?;

@@ -123,7 +123,7 @@ impl Store for MemoryStore {
                     r.clients.insert(c.id, c.clone());
                 }
                 Change::Decoy => {}
-                Change::Audit(record) => {
+                Change::Audit(record, _) => {
                     r.audit.insert(record.seq, record.clone());
                 }
                 Change::AuditHead(seq, hash) => r.audit_head = Some((seq, hash)),
@@ -195,6 +195,11 @@ impl Store for MemoryStore {
             }
         }
         Ok(())
+    }
+
+    fn audit_last(&self, _account: AccountId) -> Result<Option<u64>> {
+        // Events are found by scanning here: no links needed.
+        Ok(None)
     }
 
     fn scan_account_audit(

@@ -108,8 +108,10 @@ pub(crate) enum Change<'a> {
     /// Store a throw-away record the size of an account, so a login for an
     /// unknown account pays the write a wrong PIN pays.
     Decoy,
-    /// Store an audit event (and index it under its account).
-    Audit(&'a AuditRecord),
+    /// Store an audit event, with the sequence number of its account's
+    /// previous event (from [`Store::audit_last`]), through which the store
+    /// finds an account's events.
+    Audit(&'a AuditRecord, Option<u64>),
     /// Record the audit chain's head: its last sequence number and hash.
     AuditHead(u64, [u8; 32]),
     /// Delete an audit event (pruning past retention).
@@ -178,6 +180,10 @@ pub(crate) trait Store: Send + Sync + std::fmt::Debug {
 
     /// The audit chain's recorded head (`None` before the first event).
     fn audit_head(&self) -> Result<Option<(u64, [u8; 32])>>;
+
+    /// The newest stored event of `account`, as [`Change::Audit`] links
+    /// them (`None` if it has none, or the store does not link them).
+    fn audit_last(&self, account: AccountId) -> Result<Option<u64>>;
 
     /// Audit events from sequence number `from` on, oldest first, while
     /// `each` returns `true`.

@@ -10,10 +10,13 @@ use crate::clock::Timestamp;
 use crate::error::{EngineError, Result};
 use crate::id::AccountId;
 
-/// A stored audit event, by version.
+/// A stored audit event, by version. V2 adds the sequence number of the
+/// same account's previous event: the stores chain an account's events
+/// through it instead of adding an index key per event.
 #[derive(Debug, Encode, Decode, PartialEq)]
 pub(crate) enum DbAudit {
     V1(DbAuditV1),
+    V2(DbAuditV1, Option<u64>),
 }
 
 #[derive(Debug, Encode, Decode, PartialEq)]
@@ -35,7 +38,10 @@ pub(crate) struct DbAuditV1 {
 /// nothing before encoding; its bytes are [`DbAudit::V1`]'s.
 #[derive(Encode)]
 enum DbAuditRef<'a> {
+    // Never written; here so V2 has V2's tag.
+    #[allow(dead_code)]
     V1(DbAuditV1Ref<'a>),
+    V2(DbAuditV1Ref<'a>, Option<u64>),
 }
 
 #[derive(Encode)]
@@ -53,27 +59,40 @@ struct DbAuditV1Ref<'a> {
     hash: [u8; 32],
 }
 
-pub(crate) fn encode_audit(r: &AuditRecord) -> Vec<u8> {
+/// Encodes `r`, with `account_prev`, its account's previous event.
+pub(crate) fn encode_audit(r: &AuditRecord, account_prev: Option<u64>) -> Vec<u8> {
     let e = &r.event;
-    encode(&DbAuditRef::V1(DbAuditV1Ref {
-        seq: r.seq,
-        at: r.at.0,
-        kind: e.kind.as_str(),
-        outcome: e.outcome.as_str(),
-        account: e.account.map(|a| a.0),
-        client: e.actor.client.as_deref(),
-        request_id: e.actor.request_id.as_deref(),
-        source_ip: e.actor.source_ip.as_deref(),
-        details: &e.details,
-        prev: r.prev,
-        hash: r.hash,
-    }))
+    encode(&DbAuditRef::V2(
+        DbAuditV1Ref {
+            seq: r.seq,
+            at: r.at.0,
+            kind: e.kind.as_str(),
+            outcome: e.outcome.as_str(),
+            account: e.account.map(|a| a.0),
+            client: e.actor.client.as_deref(),
+            request_id: e.actor.request_id.as_deref(),
+            source_ip: e.actor.source_ip.as_deref(),
+            details: &e.details,
+            prev: r.prev,
+            hash: r.hash,
+        },
+        account_prev,
+    ))
 }
 
 pub(crate) fn decode_audit(bytes: &[u8]) -> Result<AuditRecord> {
-    let DbAudit::V1(r) = decode(bytes, "audit event")?;
+    decode_audit_linked(bytes).map(|(r, _)| r)
+}
+
+/// The record and its account's previous event (`None` in V1 records,
+/// which the per-event index keys find instead).
+pub(crate) fn decode_audit_linked(bytes: &[u8]) -> Result<(AuditRecord, Option<u64>)> {
+    let (r, account_prev) = match decode(bytes, "audit event")? {
+        DbAudit::V1(r) => (r, None),
+        DbAudit::V2(r, account_prev) => (r, account_prev),
+    };
     let corrupt = |what: &str| EngineError::Corrupt(format!("audit event {}: {what}", r.seq));
-    Ok(AuditRecord {
+    let record = AuditRecord {
         seq: r.seq,
         at: Timestamp(r.at),
         event: Event {
@@ -89,7 +108,8 @@ pub(crate) fn decode_audit(bytes: &[u8]) -> Result<AuditRecord> {
         },
         prev: r.prev,
         hash: r.hash,
-    })
+    };
+    Ok((record, account_prev))
 }
 
 #[cfg(test)]
@@ -115,11 +135,15 @@ mod tests {
             prev: [1; 32],
             hash: [2; 32],
         };
-        assert_eq!(decode_audit(&encode_audit(&record)).unwrap(), record);
+        let bytes = encode_audit(&record, Some(7));
+        assert_eq!(
+            decode_audit_linked(&bytes).unwrap(),
+            (record.clone(), Some(7))
+        );
         assert!(decode_audit(&[0xff]).is_err());
         // The borrowed form writes exactly the owned record's bytes.
         let e = &record.event;
-        let owned = DbAudit::V1(DbAuditV1 {
+        let v1 = DbAuditV1 {
             seq: record.seq,
             at: record.at.0,
             kind: e.kind.as_str().to_owned(),
@@ -131,7 +155,14 @@ mod tests {
             details: e.details.clone(),
             prev: record.prev,
             hash: record.hash,
-        });
-        assert_eq!(encode(&owned), encode_audit(&record));
+        };
+        let owned = DbAudit::V2(v1, Some(7));
+        assert_eq!(encode(&owned), bytes);
+        // A record from before V2 still reads, with no link.
+        let DbAudit::V2(v1, _) = owned else {
+            unreachable!()
+        };
+        let old = encode(&DbAudit::V1(v1));
+        assert_eq!(decode_audit_linked(&old).unwrap(), (record, None));
     }
 }

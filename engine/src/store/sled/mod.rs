@@ -27,7 +27,7 @@ use self::guard::{
     ACKNOWLEDGED_FILE, check_acknowledged, is_lock_contention, open_with_lock_retry, read_round,
 };
 use crate::account::Account;
-use crate::audit::AuditRecord;
+use crate::audit::{AuditRecord, EventKind};
 use crate::challenge::Challenge;
 use crate::client::Client;
 use crate::clock::Timestamp;
@@ -46,8 +46,14 @@ const OUTBOX_PREFIX: u8 = b'o';
 const DEAD_LETTER_PREFIX: u8 = b'x';
 /// Audit events by sequence number (u64 BE).
 const AUDIT_PREFIX: u8 = b'e';
-/// Audit events by account: account id ‖ sequence number, no value.
+/// Audit events by account, as record version 1 indexed them: account id ‖
+/// sequence number, no value. Read for old events; no longer written.
 const AUDIT_INDEX_PREFIX: u8 = b'i';
+/// Each account's newest audit event: account id → sequence number (u64
+/// BE). Each event links to the one before it, so an account's events cost
+/// one key rewritten in place instead of a new key per event (sled splits
+/// a leaf every ~8 new keys: measured, docs/CAPACITY.md).
+const AUDIT_LAST_PREFIX: u8 = b'l';
 /// The audit chain's head: sequence number (u64 BE) ‖ hash.
 const AUDIT_HEAD_KEY: &[u8] = b"m:audit-head";
 const FORMAT_KEY: &[u8] = b"m:format";
@@ -314,7 +320,10 @@ fn encode(change: &Change<'_>, writes: &mut Writes) {
         Change::Account(a) => {
             writes.insert(&prefixed(ACCOUNT_PREFIX, a.id.0), codec::encode_account(a))
         }
-        Change::RemoveAccount(id) => writes.remove(&prefixed(ACCOUNT_PREFIX, id.0)),
+        Change::RemoveAccount(id) => {
+            writes.remove(&prefixed(ACCOUNT_PREFIX, id.0));
+            writes.remove(&prefixed(AUDIT_LAST_PREFIX, id.0));
+        }
         Change::Challenge(c) => writes.insert(
             &prefixed(CHALLENGE_PREFIX, c.id.0),
             codec::encode_challenge(c),
@@ -330,10 +339,14 @@ fn encode(change: &Change<'_>, writes: &mut Writes) {
         ),
         Change::Client(c) => writes.insert(&client_key(c.id), codec::encode_client(c)),
         Change::Decoy => writes.insert(DECOY_KEY, vec![0u8; 256]),
-        Change::Audit(r) => {
-            writes.insert(&audit_key(r.seq), codec::encode_audit(r));
-            if let Some(account) = r.event.account {
-                writes.insert(&audit_index_key(account, r.seq), Vec::new());
+        Change::Audit(r, account_prev) => {
+            writes.insert(&audit_key(r.seq), codec::encode_audit(r, account_prev));
+            // An erased account keeps no pointer: its record goes in the same batch.
+            if let (Some(account), false) = (r.event.account, r.event.kind == EventKind::Erased) {
+                writes.insert(
+                    &prefixed(AUDIT_LAST_PREFIX, account.0),
+                    r.seq.to_be_bytes().to_vec(),
+                );
             }
         }
         Change::AuditHead(seq, hash) => {
@@ -449,14 +462,45 @@ impl Store for SledStore {
         Ok(())
     }
 
+    fn audit_last(&self, account: AccountId) -> Result<Option<u64>> {
+        Ok(self
+            .db
+            .get(prefixed(AUDIT_LAST_PREFIX, account.0))?
+            .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+            .map(u64::from_be_bytes))
+    }
+
     fn scan_account_audit(
         &self,
         account: AccountId,
         before: u64,
         each: &mut dyn FnMut(AuditRecord) -> Result<bool>,
     ) -> Result<()> {
+        // Newest first along the links, from the account's last event.
+        let mut next = self.audit_last(account)?;
+        let mut oldest = before;
+        while let Some(seq) = next {
+            let Some(bytes) = self.db.get(audit_key(seq))? else {
+                // Pruned: nothing older is kept.
+                return Ok(());
+            };
+            let (record, account_prev) = codec::decode_audit_linked(&bytes)?;
+            if record.event.account != Some(account) {
+                return Err(EngineError::Corrupt(format!(
+                    "audit event {seq} is linked from another account's events"
+                )));
+            }
+            oldest = oldest.min(seq);
+            if seq < before {
+                if !each(record)? {
+                    return Ok(());
+                }
+            }
+            next = account_prev;
+        }
+        // Events from before the links, through their index keys.
         let start = audit_index_key(account, 0);
-        let end = audit_index_key(account, before);
+        let end = audit_index_key(account, oldest);
         for item in self.db.range(start..end).rev() {
             let (key, _) = item?;
             let mut seq = [0u8; 8];
