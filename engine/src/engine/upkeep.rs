@@ -141,9 +141,14 @@ impl Engine {
         let event = crate::audit::Event::new(crate::audit::EventKind::BackupTaken, None)
             .with("records", summary.records.to_string())
             .with("sha256", summary.sha256.clone());
-        // Answered only once its event is durable, like every operation.
-        let ticket = self.write(Changes::default(), vec![event])?;
-        self.durable(summary, ticket).wait()
+        // Answered once its event is durable, like every operation; but a
+        // store refusing writes (a full disk) must still be able to copy
+        // what it holds, so a failure to record the backup is not the
+        // backup's.
+        if let Ok(ticket) = self.write(Changes::default(), vec![event]) {
+            let _ = self.durable((), ticket).wait();
+        }
+        Ok(summary)
     }
 
     /// Bytes the store occupies on disk.
