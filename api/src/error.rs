@@ -81,6 +81,18 @@ pub enum ApiError {
     Timeout,
     /// A signing-key operation failed or was refused.
     Signing(SigningError),
+    /// An `Idempotency-Key` sent before with another request.
+    IdempotencyKeyReused,
+    /// An `Idempotency-Key` whose request changed state but whose answer
+    /// was never stored (the server stopped in between, or failed).
+    IdempotentAnswerLost,
+    /// An `Idempotency-Key` whose answer was too large to keep.
+    IdempotentAnswerNotKept {
+        /// The first answer's status.
+        status: StatusCode,
+        /// Its size in bytes.
+        size: u64,
+    },
     /// A bug; the cause is logged, never shown.
     Internal(String),
 }
@@ -303,6 +315,33 @@ impl ApiError {
                 Answer::new(S::CONFLICT, "key_refused", why.clone())
             }
             ApiError::Signing(e) => internal(format!("signing keys: {e}")),
+            ApiError::IdempotencyKeyReused => Answer::new(
+                S::UNPROCESSABLE_ENTITY,
+                "idempotency_key_reused",
+                "this Idempotency-Key was sent before with a different request (method, path \
+                 or body); send a new key for a new request",
+            )
+            .field("Idempotency-Key"),
+            ApiError::IdempotentAnswerLost => Answer::new(
+                S::CONFLICT,
+                "idempotent_answer_lost",
+                "the request with this Idempotency-Key was carried out, but its answer was \
+                 not kept (the server stopped or failed before storing it); it is not carried \
+                 out again: look up its outcome, or send a new key",
+            )
+            .field("Idempotency-Key"),
+            ApiError::IdempotentAnswerNotKept { status, size } => Answer::new(
+                S::CONFLICT,
+                "idempotent_answer_not_kept",
+                format!(
+                    "the request with this Idempotency-Key was answered {} with {size} bytes, \
+                     more than idempotency.max_answer_bytes, so the answer was not kept; it is \
+                     not carried out again: look up its outcome, or send a new key",
+                    status.as_u16()
+                ),
+            )
+            .field("Idempotency-Key")
+            .with("first_status", status.as_u16().into()),
             ApiError::Internal(cause) => internal(cause.clone()),
         }
     }

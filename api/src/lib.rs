@@ -24,3 +24,7 @@ pub use state::AppState;
 pub fn wire_time(t: engine::Timestamp) -> String {
     wire::rfc3339(t)
 }
+
+/// What an `Idempotency-Key` binds a request to: SHA-256 of its method,
+/// path and body (for tests that stage a claim as a crash leaves it).
+pub use routes::idempotency::fingerprint as idempotency_fingerprint;
