@@ -25,6 +25,7 @@ pub fn wire_time(t: engine::Timestamp) -> String {
     wire::rfc3339(t)
 }
 
-/// What an `Idempotency-Key` binds a request to: SHA-256 of its method,
-/// path and body (for tests that stage a claim as a crash leaves it).
-pub use routes::idempotency::fingerprint as idempotency_fingerprint;
+/// A client's claim on an `Idempotency-Key` for a request (method and
+/// path, body), as the server makes it: for tests that stage a claim as a
+/// crash leaves it.
+pub use routes::idempotency::claim as idempotency_claim;

@@ -13,13 +13,15 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
+use subtle::ConstantTimeEq;
+
 use crate::clock::Timestamp;
 use crate::error::{EngineError, Result};
 
 /// The longest key, in bytes.
 pub const MAX_KEY_LENGTH: usize = 255;
 
-/// A request's claim on a key: written with every change the request makes.
+/// A request's claim on a key: written with the first change the request makes.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Claim {
     client: String,
@@ -29,7 +31,8 @@ pub struct Claim {
 
 impl Claim {
     /// A claim by `client` on `key` (1 to 255 printable ASCII characters)
-    /// for the request whose fingerprint is `fingerprint`.
+    /// for the request whose fingerprint is `fingerprint`. Callers make
+    /// one with [`crate::Engine::claim`], which keys the fingerprint.
     pub fn new(client: &str, key: &str, fingerprint: [u8; 32]) -> Result<Claim> {
         if !is_valid_key(key) {
             return Err(EngineError::invalid(
@@ -54,9 +57,14 @@ impl Claim {
         &self.key
     }
 
-    /// What the caller computed of the request (e.g. a hash of it).
+    /// The request's fingerprint.
     pub fn fingerprint(&self) -> [u8; 32] {
         self.fingerprint
+    }
+
+    /// Whether `fingerprint` is this request's (compared in constant time).
+    pub fn fits(&self, fingerprint: &[u8; 32]) -> bool {
+        bool::from(self.fingerprint.ct_eq(fingerprint))
     }
 }
 

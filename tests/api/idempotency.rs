@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use engine::audit::{Actor, acting};
-use engine::{Claim, Durable, LoginId, Phone, Pin};
+use engine::{Durable, LoginId, Phone, Pin};
 use http_body_util::Full;
 use hyper::{Method, Request, StatusCode};
 use serde_json::{Value, json};
@@ -322,12 +322,14 @@ async fn a_request_that_ran_but_lost_its_answer_is_409_and_never_runs_again() {
     citizen(&app).await;
     // What a crash between the login's batch and its answer leaves: the
     // claim, written with the login's change, and no answer.
-    let fingerprint = otpd::idempotency_fingerprint(
-        &Method::POST,
-        "/v1/login",
+    let claim = otpd::idempotency_claim(
+        &app.state.engine,
+        "auth-only",
+        "crashed",
+        (&Method::POST, "/v1/login"),
         login_body().to_string().as_bytes(),
-    );
-    let claim = Claim::new("auth-only", "crashed", fingerprint).unwrap();
+    )
+    .unwrap();
     let actor = Actor {
         client: Some("auth-only".into()),
         idempotency: Some(claim),

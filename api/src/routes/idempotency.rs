@@ -1,7 +1,8 @@
 //! `Idempotency-Key`: a client's retry answered from its first request, never run twice.
 //!
-//! A keyed request (the table's `Retry::Keyed` rows) is fingerprinted as
-//! SHA-256 of its method, path and body. If the client's key is in flight,
+//! A keyed request (the table's `Retry::Keyed` rows) is fingerprinted by
+//! its method, path and body (HMAC-SHA-256 under a subkey of the code key:
+//! a body may hold a PIN). If the client's key is in flight,
 //! the retry waits for the first request to end and looks again; if the
 //! engine remembers the key, the retry gets the stored answer (or 422 for
 //! another request, 409 for an answer not kept); otherwise the request runs
@@ -19,7 +20,6 @@ use engine::{Claim, Engine, Remembered};
 use http_body_util::{BodyExt, Full};
 use hyper::header::{CONTENT_TYPE, HeaderValue};
 use hyper::{HeaderMap, Method, Response, StatusCode};
-use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
 use super::handlers::{self, Reply};
@@ -64,15 +64,20 @@ pub fn key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     }
 }
 
-/// SHA-256 of the method, the path (with its query) and the body.
-pub fn fingerprint(method: &Method, target: &str, body: &[u8]) -> [u8; 32] {
-    let mut hash = Sha256::new();
-    hash.update(method.as_str().as_bytes());
-    hash.update([0]);
-    hash.update(target.as_bytes());
-    hash.update([0]);
-    hash.update(body);
-    hash.finalize().into()
+/// `client`'s claim on `key` for a request: its fingerprint covers the
+/// method, the path (with its query) and the body, keyed by the engine.
+pub fn claim(
+    engine: &Engine,
+    client: &str,
+    key: &str,
+    (method, target): (&Method, &str),
+    body: &[u8],
+) -> Result<Claim, engine::EngineError> {
+    engine.claim(
+        client,
+        key,
+        &[method.as_str().as_bytes(), target.as_bytes(), body],
+    )
 }
 
 /// Keyed requests running now, by (client, key).
@@ -126,14 +131,14 @@ impl InFlight {
         let mut flights = lock(&self.flights);
         let id = (claim.client().to_owned(), claim.key().to_owned());
         if let Some(flight) = flights.get(&id) {
-            return if flight.fingerprint == claim.fingerprint() {
+            return if claim.fits(&flight.fingerprint) {
                 Entry::Wait(flight.done.clone())
             } else {
                 Entry::Reused
             };
         }
         match engine.recall(claim.client(), claim.key()) {
-            Some(r) if r.fingerprint != claim.fingerprint() => Entry::Reused,
+            Some(r) if !claim.fits(&r.fingerprint) => Entry::Reused,
             Some(r) => Entry::Replay(r),
             None => {
                 let (done, waiting) = watch::channel(());
@@ -164,7 +169,7 @@ pub async fn run(
     mut input: Input,
 ) -> Reply {
     let body = input.buffered().await?;
-    let claim = Claim::new(client, key, fingerprint(method, target, &body))
+    let claim = claim(&state.engine, client, key, (method, target), &body)
         .map_err(|e| ApiError::invalid(FIELD, e.to_string()))?;
     let holder = loop {
         match state.in_flight.enter(state, &state.engine, &claim) {
@@ -427,20 +432,6 @@ mod tests {
             };
             assert_eq!(field, "Idempotency-Key");
         }
-    }
-
-    #[test]
-    fn the_fingerprint_covers_method_path_and_body() {
-        let base = fingerprint(&Method::POST, "/v1/login", b"{}");
-        assert_ne!(base, fingerprint(&Method::PUT, "/v1/login", b"{}"));
-        assert_ne!(base, fingerprint(&Method::POST, "/v1/verify", b"{}"));
-        assert_ne!(base, fingerprint(&Method::POST, "/v1/login", b"{ }"));
-        // The separator keeps path and body apart.
-        assert_ne!(
-            fingerprint(&Method::POST, "/a", b"b"),
-            fingerprint(&Method::POST, "/ab", b"")
-        );
-        assert_eq!(base, fingerprint(&Method::POST, "/v1/login", b"{}"));
     }
 
     #[test]

@@ -14,6 +14,13 @@ use super::{Engine, lock};
 const SWEEP_BATCH: usize = 10_000;
 
 impl Engine {
+    /// `client`'s claim on `key` for the request made of `request` (its
+    /// parts, e.g. method, path and body), fingerprinted with a keyed hash:
+    /// the parts may hold a PIN or a code, and the fingerprint is stored.
+    pub fn claim(&self, client: &str, key: &str, request: &[&[u8]]) -> Result<Claim> {
+        Claim::new(client, key, self.keys.request_fingerprint(request))
+    }
+
     /// What is remembered of `client`'s `key`, unless it has expired.
     pub fn recall(&self, client: &str, key: &str) -> Option<Remembered> {
         let now = self.now();
@@ -33,7 +40,7 @@ impl Engine {
         let mut book = lock(&self.idempotency);
         let created_at = book
             .get(claim.client(), claim.key())
-            .filter(|r| r.fingerprint == claim.fingerprint() && policy.kept(r.created_at, now))
+            .filter(|r| claim.fits(&r.fingerprint) && policy.kept(r.created_at, now))
             .map_or(now, |r| r.created_at);
         let record = IdempotencyRecord {
             client: claim.client().to_owned(),
@@ -72,9 +79,7 @@ impl Engine {
         let policy = self.config.idempotency;
         let mut book = lock(&self.idempotency);
         let held = book.get(claim.client(), claim.key()).is_some_and(|r| {
-            r.fingerprint == claim.fingerprint()
-                && r.answer.is_none()
-                && policy.kept(r.created_at, now)
+            claim.fits(&r.fingerprint) && r.answer.is_none() && policy.kept(r.created_at, now)
         });
         if held {
             drop(book);
