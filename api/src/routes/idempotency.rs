@@ -24,7 +24,7 @@ use tokio::sync::watch;
 
 use super::handlers::{self, Reply};
 use super::request::Input;
-use super::table::Route;
+use super::table::{Endpoint, Retry};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -39,6 +39,7 @@ const FIELD: &str = "Idempotency-Key";
 /// Stored answers: a tag, then the answer or why it was not kept.
 const TAG_ANSWER: u8 = 1;
 const TAG_NOT_KEPT: u8 = 2;
+const TAG_WITHHELD: u8 = 3;
 
 /// The key `headers` carry: `None` without the header, 400 for a malformed one.
 pub fn key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
@@ -162,7 +163,7 @@ impl InFlight {
 /// Serves a request that sent `key`: replayed, refused, or run once.
 pub async fn run(
     state: &Arc<AppState>,
-    route: Route,
+    endpoint: &'static Endpoint,
     (method, target): (&Method, &str),
     client: &str,
     key: &str,
@@ -191,8 +192,9 @@ pub async fn run(
     let task_state = Arc::clone(state);
     let task = tokio::spawn(async move {
         let _holder = holder;
-        let reply = handlers::run(&task_state, route, input).await;
-        keep(&task_state, &claim, reply).await
+        let reply = handlers::run(&task_state, endpoint.route, input).await;
+        let secret = endpoint.retry == Retry::KeyedSecret;
+        keep(&task_state, &claim, secret, reply).await
     });
     match task.await {
         Ok(reply) => reply,
@@ -216,8 +218,9 @@ fn storable(status: StatusCode) -> bool {
         || status == StatusCode::TOO_MANY_REQUESTS)
 }
 
-/// Stores the answer for retries (unless it is not to be kept), then gives it back.
-async fn keep(state: &AppState, claim: &Claim, reply: Reply) -> Reply {
+/// Stores the answer for retries (unless it is not to be kept), then gives
+/// it back. An answer holding a `secret` is stored as withheld.
+async fn keep(state: &AppState, claim: &Claim, secret: bool, reply: Reply) -> Reply {
     let (status, content_type, body, reply) = match reply {
         Ok(response) => {
             let (parts, body) = response.into_parts();
@@ -250,7 +253,9 @@ async fn keep(state: &AppState, claim: &Claim, reply: Reply) -> Reply {
         return reply;
     }
     let limit = state.config.idempotency.max_answer_bytes;
-    let stored = if body.len() as u64 <= limit {
+    let stored = if secret {
+        encode_withheld(status)
+    } else if body.len() as u64 <= limit {
         encode_answer(status, &content_type, &body)
     } else {
         encode_not_kept(status, body.len())
@@ -291,7 +296,14 @@ fn replay(remembered: &Remembered) -> Reply {
         }
         Some(Stored::NotKept { status, size }) => {
             count("answer_not_kept");
-            Err(ApiError::IdempotentAnswerNotKept { status, size })
+            Err(ApiError::IdempotentAnswerNotKept {
+                status,
+                size: Some(size),
+            })
+        }
+        Some(Stored::Withheld { status }) => {
+            count("answer_not_kept");
+            Err(ApiError::IdempotentAnswerNotKept { status, size: None })
         }
         None => Err(ApiError::Internal(
             "an idempotency record holds an answer this version cannot read".into(),
@@ -314,6 +326,9 @@ enum Stored<'a> {
     NotKept {
         status: StatusCode,
         size: u64,
+    },
+    Withheld {
+        status: StatusCode,
     },
 }
 
@@ -341,6 +356,13 @@ fn encode_not_kept(status: StatusCode, size: usize) -> Vec<u8> {
     out
 }
 
+/// `3 ‖ status (u16 BE)`: an answer holding a secret, never stored.
+fn encode_withheld(status: StatusCode) -> Vec<u8> {
+    let mut out = vec![TAG_WITHHELD];
+    out.extend_from_slice(&status.as_u16().to_be_bytes());
+    out
+}
+
 fn decode(bytes: &[u8]) -> Option<Stored<'_>> {
     let (&tag, rest) = bytes.split_first()?;
     let (status, rest) = rest.split_at_checked(2)?;
@@ -355,6 +377,7 @@ fn decode(bytes: &[u8]) -> Option<Stored<'_>> {
                 body,
             })
         }
+        TAG_WITHHELD if rest.is_empty() => Some(Stored::Withheld { status }),
         TAG_NOT_KEPT => {
             let size: [u8; 8] = rest.try_into().ok()?;
             Some(Stored::NotKept {

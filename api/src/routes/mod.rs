@@ -117,7 +117,7 @@ async fn dispatch(
     }
     // Checked before the body is read: a malformed key is refused at once.
     let key = match endpoint.retry {
-        Retry::Keyed => idempotency::key(request.headers())?,
+        Retry::Keyed | Retry::KeyedSecret => idempotency::key(request.headers())?,
         Retry::Unkeyed => None,
     };
     let (method, target) = (
@@ -139,7 +139,7 @@ async fn dispatch(
     match (key, client_name) {
         (Some(key), Some(client)) => {
             let request = (&method, target.as_str());
-            idempotency::run(state, endpoint.route, request, &client, &key, input).await
+            idempotency::run(state, endpoint, request, &client, &key, input).await
         }
         _ => handlers::run(state, endpoint.route, input).await,
     }

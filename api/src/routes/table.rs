@@ -71,6 +71,11 @@ pub enum Body {
 pub enum Retry {
     /// Taken: a retry with the key is answered from the first request.
     Keyed,
+    /// Taken, but the answer holds a secret shown once (a new client's
+    /// key), which must not rest in the store: a retry is told the request
+    /// ran (409) and is not run again.
+    #[allow(dead_code)] // For the client-management endpoints of issue #18.
+    KeyedSecret,
     /// Ignored: a read, safe to repeat.
     Unkeyed,
 }
