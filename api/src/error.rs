@@ -81,6 +81,19 @@ pub enum ApiError {
     Timeout,
     /// A signing-key operation failed or was refused.
     Signing(SigningError),
+    /// An `Idempotency-Key` sent before with another request.
+    IdempotencyKeyReused,
+    /// An `Idempotency-Key` whose request changed state but whose answer
+    /// was never stored (the server stopped in between, or failed).
+    IdempotentAnswerLost,
+    /// An `Idempotency-Key` whose answer was not kept: too large, or it
+    /// held a secret shown once.
+    IdempotentAnswerNotKept {
+        /// The first answer's status.
+        status: StatusCode,
+        /// Its size in bytes when it was too large; `None` for a secret.
+        size: Option<u64>,
+    },
     /// A bug; the cause is logged, never shown.
     Internal(String),
 }
@@ -303,6 +316,38 @@ impl ApiError {
                 Answer::new(S::CONFLICT, "key_refused", why.clone())
             }
             ApiError::Signing(e) => internal(format!("signing keys: {e}")),
+            ApiError::IdempotencyKeyReused => Answer::new(
+                S::UNPROCESSABLE_ENTITY,
+                "idempotency_key_reused",
+                "this Idempotency-Key was sent before with a different request (method, path \
+                 or body); send a new key for a new request",
+            )
+            .field("Idempotency-Key"),
+            ApiError::IdempotentAnswerLost => Answer::new(
+                S::CONFLICT,
+                "idempotent_answer_lost",
+                "the request with this Idempotency-Key was carried out, but its answer was \
+                 not kept (the server stopped or failed before storing it); it is not carried \
+                 out again: look up its outcome, or send a new key",
+            )
+            .field("Idempotency-Key"),
+            ApiError::IdempotentAnswerNotKept { status, size } => Answer::new(
+                S::CONFLICT,
+                "idempotent_answer_not_kept",
+                format!(
+                    "the request with this Idempotency-Key was answered {}, but {}, so the \
+                     answer was not kept; it is not carried out again: look up its outcome, \
+                     or send a new key",
+                    status.as_u16(),
+                    match size {
+                        Some(size) =>
+                            format!("with {size} bytes, more than idempotency.max_answer_bytes"),
+                        None => "the answer held a secret shown only once".to_owned(),
+                    }
+                ),
+            )
+            .field("Idempotency-Key")
+            .with("first_status", status.as_u16().into()),
             ApiError::Internal(cause) => internal(cause.clone()),
         }
     }
@@ -589,6 +634,36 @@ mod tests {
         })
         .into_response();
         assert_eq!(response.headers()[RETRY_AFTER], "2");
+    }
+
+    #[test]
+    fn idempotency_refusals_name_the_header_and_say_nothing_ran_again() {
+        let cases = [
+            (ApiError::IdempotencyKeyReused, 422, "different request"),
+            (ApiError::IdempotentAnswerLost, 409, "not carried out again"),
+            (
+                ApiError::IdempotentAnswerNotKept {
+                    status: StatusCode::OK,
+                    size: Some(9_000),
+                },
+                409,
+                "9000 bytes",
+            ),
+            (
+                ApiError::IdempotentAnswerNotKept {
+                    status: StatusCode::CREATED,
+                    size: None,
+                },
+                409,
+                "secret",
+            ),
+        ];
+        for (error, status, says) in cases {
+            let answer = error.answer();
+            assert_eq!(answer.status.as_u16(), status, "{error:?}");
+            assert_eq!(answer.field.as_deref(), Some("Idempotency-Key"));
+            assert!(answer.message.contains(says), "{}", answer.message);
+        }
     }
 
     #[test]

@@ -24,3 +24,8 @@ pub use state::AppState;
 pub fn wire_time(t: engine::Timestamp) -> String {
     wire::rfc3339(t)
 }
+
+/// A client's claim on an `Idempotency-Key` for a request (method and
+/// path, body), as the server makes it: for tests that stage a claim as a
+/// crash leaves it.
+pub use routes::idempotency::claim as idempotency_claim;

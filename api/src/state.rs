@@ -34,6 +34,8 @@ pub struct AppState {
     pub gate: Gate,
     /// Signs attestations of approvals; holds the signing keys.
     pub attester: Attester,
+    /// Requests with an `Idempotency-Key` running now.
+    pub in_flight: crate::routes::idempotency::InFlight,
 }
 
 impl std::fmt::Debug for AppState {

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use crate::code::CodePolicies;
 use crate::error::{EngineError, Result};
+use crate::idempotency::IdempotencyPolicy;
 use crate::limits::IssueLimitsConfig;
 use crate::lockout::LockoutPolicy;
 use crate::outbox::{NoticePolicy, OutboxPolicy};
@@ -33,6 +34,8 @@ pub struct EngineConfig {
     pub audit: AuditPolicy,
     /// Which changes the citizen is told of.
     pub notices: NoticePolicy,
+    /// How long idempotency keys are kept, and how many per client.
+    pub idempotency: IdempotencyPolicy,
 }
 
 /// How the audit trail is signed and kept.
@@ -116,6 +119,7 @@ impl EngineConfig {
                 "must be above 0",
             ));
         }
+        self.idempotency.validate()?;
         self.codes.validate()
     }
 }

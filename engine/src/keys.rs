@@ -10,6 +10,7 @@
 //! | `otpd/v1/signing` | reserved for signed attestations |
 //! | `otpd/v1/audit` | the Ed25519 seed that signs audit checkpoints (`audit/signer.rs`) |
 //! | `otpd/v1/audit-login` | HMAC-SHA-256 key naming unknown logins in audit events |
+//! | `otpd/v1/idempotency` | HMAC-SHA-256 key of request fingerprints bound to idempotency keys |
 //!
 //! Records written before the keys were split (challenges with their MAC
 //! made by the root key itself, messages sealed with an HMAC pad) carry
@@ -41,6 +42,9 @@ pub(crate) const SIGNING: &[u8] = b"otpd/v1/signing";
 pub(crate) const AUDIT: &[u8] = b"otpd/v1/audit";
 /// The label of the key that hashes unknown login identifiers in audit events.
 pub(crate) const AUDIT_LOGIN: &[u8] = b"otpd/v1/audit-login";
+
+/// The label of the key that fingerprints requests for idempotency keys.
+pub(crate) const IDEMPOTENCY: &[u8] = b"otpd/v1/idempotency";
 
 /// Which key made a challenge's code MAC.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,6 +105,7 @@ pub(crate) struct Keys {
     root: [u8; 32],
     code_mac: [u8; 32],
     outbox_seal: [u8; 32],
+    idempotency: [u8; 32],
 }
 
 impl std::fmt::Debug for Keys {
@@ -116,7 +121,25 @@ impl Keys {
             root: *root.expose(),
             code_mac: subkey(root, CODE_MAC),
             outbox_seal: subkey(root, OUTBOX_SEAL),
+            idempotency: subkey(root, IDEMPOTENCY),
         }
+    }
+
+    /// `HMAC-SHA-256(idempotency subkey, length ‖ part ‖ length ‖ part …)`,
+    /// each length a u64 BE: a request's fingerprint. A request may hold a
+    /// PIN or a code, so the fingerprint is keyed: a copy of the store
+    /// without the code key cannot test guesses against it.
+    pub(crate) fn request_fingerprint(&self, parts: &[&[u8]]) -> [u8; 32] {
+        let lengths: Vec<[u8; 8]> = parts
+            .iter()
+            .map(|p| (p.len() as u64).to_be_bytes())
+            .collect();
+        let mut framed: Vec<&[u8]> = Vec::with_capacity(parts.len() * 2);
+        for (length, part) in lengths.iter().zip(parts) {
+            framed.push(length);
+            framed.push(part);
+        }
+        hmac(&self.idempotency, &framed)
     }
 
     /// `HMAC-SHA-256(key, challenge id ‖ normalised code)` with the key
@@ -209,6 +232,29 @@ mod tests {
 
     fn keys() -> Keys {
         Keys::derive(&CodeKey::new([1; 32]))
+    }
+
+    #[test]
+    fn request_fingerprints_are_keyed_and_keep_their_parts_apart() {
+        let k = keys();
+        let base = k.request_fingerprint(&[b"POST", b"/v1/login", b"{}"]);
+        assert_eq!(base, k.request_fingerprint(&[b"POST", b"/v1/login", b"{}"]));
+        assert_ne!(base, k.request_fingerprint(&[b"PUT", b"/v1/login", b"{}"]));
+        assert_ne!(
+            base,
+            k.request_fingerprint(&[b"POST", b"/v1/login", b"{ }"])
+        );
+        assert_ne!(
+            k.request_fingerprint(&[b"POST", b"/a", b"b"]),
+            k.request_fingerprint(&[b"POST", b"/ab", b""]),
+            "lengths keep the parts apart"
+        );
+        let other = Keys::derive(&CodeKey::new([2; 32]));
+        assert_ne!(
+            base,
+            other.request_fingerprint(&[b"POST", b"/v1/login", b"{}"]),
+            "another code key, another fingerprint"
+        );
     }
 
     #[test]

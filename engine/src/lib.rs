@@ -17,6 +17,7 @@ mod engine;
 mod error;
 mod hex;
 mod id;
+mod idempotency;
 mod identity;
 #[doc(hidden)]
 pub mod internals;
@@ -43,6 +44,7 @@ pub use engine::{
 };
 pub use error::{EngineError, Result};
 pub use id::{AccountId, ChallengeId};
+pub use idempotency::{Claim, IdempotencyPolicy, MAX_KEY_LENGTH, Remembered, is_valid_key};
 pub use identity::{
     BirthDate, Email, Identity, IdentityKind, Phone, PostalAddress, PushToken, calling_code,
 };

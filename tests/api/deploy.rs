@@ -95,8 +95,17 @@ async fn every_metric_the_dashboard_and_the_alerts_query_is_exported() {
     let app = spawn_app().await;
     // Traffic that makes otpd emit what is emitted only on an event: a code
     // issued and delivered by SMS, a refusal by a limit, a wrong and a right
-    // code, and the attestation of the approval.
-    app.registered(PHONE, "12345678").await;
+    // code, the attestation of the approval, and a retry answered from an
+    // idempotency key.
+    let keyed = app.with_idempotency_key("deploy-register");
+    keyed.registered(PHONE, "12345678").await;
+    assert!(
+        keyed
+            .register(PHONE, "12345678")
+            .await
+            .headers
+            .contains_key("idempotent-replayed")
+    );
     let (challenge, code) = app.login_code(PHONE).await;
     let resend = app.resend(&challenge).await;
     assert_eq!(

@@ -12,6 +12,7 @@ mod delivery;
 mod deploy;
 mod faults;
 mod helpers;
+mod idempotency;
 mod login;
 mod notices;
 mod operations;

@@ -6,6 +6,7 @@
 
 mod audit;
 mod delivery;
+mod idempotency;
 mod layers;
 mod limits;
 mod policy;
@@ -28,6 +29,7 @@ pub use delivery::{
     BodyFormat, DeliveryConfig, EmailConfig, LetterConfig, LetterMode, PushConfig,
     SmsGatewayConfig, SmtpTls,
 };
+pub use idempotency::IdempotencyConfig;
 pub use limits::{CountryBudget, LimitsConfig, parse_proxies};
 pub use policy::{
     AlphabetConfig, Argon2Config, CodeConfig, CodesConfig, LockModeConfig, LockoutConfig, PinConfig,
@@ -82,6 +84,8 @@ pub struct Config {
     pub audit: AuditConfig,
     /// Which changes the citizen is told of.
     pub notices: NoticesConfig,
+    /// Idempotency keys: retention, the cap per client, the largest answer kept.
+    pub idempotency: IdempotencyConfig,
 }
 
 /// Deployment kind.
@@ -149,6 +153,7 @@ impl Default for Config {
             signing: SigningConfig::default(),
             audit: AuditConfig::default(),
             notices: NoticesConfig::default(),
+            idempotency: IdempotencyConfig::default(),
         }
     }
 }
@@ -241,6 +246,7 @@ impl Config {
             );
         }
         self.signing.validate()?;
+        self.idempotency.validate()?;
         if !(0..=19).contains(&self.server.argon2_nice) {
             return Err("server.argon2_nice must be 0 to 19".into());
         }
@@ -281,6 +287,7 @@ impl Config {
         EngineConfig {
             audit: self.audit.policy(),
             notices: self.notices.policy(),
+            idempotency: self.idempotency.policy(),
             outbox: engine::OutboxPolicy {
                 max_attempts: d.max_attempts,
                 backoff_first: Duration::from_millis(d.backoff_first_ms),

@@ -2,6 +2,7 @@
 //! panic, and the log line and metrics every request gets.
 
 mod handlers;
+pub mod idempotency;
 mod request;
 mod table;
 
@@ -25,7 +26,7 @@ use crate::limits::Cost;
 use crate::state::AppState;
 use handlers::Reply;
 use request::Input;
-use table::Found;
+use table::{Found, Retry};
 
 /// Serves one request: never panics, never lets an error escape as anything but JSON.
 pub async fn handle(
@@ -114,13 +115,34 @@ async fn dispatch(
         }
         client = Some(info);
     }
+    // Checked before the body is read: a malformed key is refused at once.
+    let key = match endpoint.retry {
+        Retry::Keyed | Retry::KeyedSecret => idempotency::key(request.headers())?,
+        Retry::Unkeyed => None,
+    };
+    let (method, target) = (
+        request.method().clone(),
+        request
+            .uri()
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_owned(),
+    );
     let actor = Actor {
         client: client.as_ref().map(|c| c.name.clone()),
         request_id: Some(request_id.to_owned()),
         source_ip: state.config.audit.source(source),
+        idempotency: None,
     };
+    let client_name = client.as_ref().map(|c| c.name.clone());
     let input = Input::new(state, found, client, actor, request).await?;
-    handlers::run(state, endpoint.route, input).await
+    match (key, client_name) {
+        (Some(key), Some(client)) => {
+            let request = (&method, target.as_str());
+            idempotency::run(state, endpoint, request, &client, &key, input).await
+        }
+        _ => handlers::run(state, endpoint.route, input).await,
+    }
 }
 
 /// A `HEAD` answer: the `GET` answer's status and headers, its length, no body.

@@ -42,6 +42,13 @@ pub fn authorize(
     Ok(client)
 }
 
+/// A request's body, as sent or once read.
+#[derive(Debug)]
+enum Content {
+    Unread(Incoming),
+    Read(Bytes),
+}
+
 /// A request on its way to a handler.
 #[derive(Debug)]
 pub struct Input {
@@ -53,8 +60,8 @@ pub struct Input {
     /// The query string's pairs, decoded.
     query: Vec<(String, String)>,
     headers: HeaderMap,
-    /// `None` once read.
-    body: Option<Incoming>,
+    /// `None` once taken.
+    body: Option<Content>,
     limit: usize,
     patience: Duration,
 }
@@ -84,7 +91,7 @@ impl Input {
             actor,
             query,
             headers: parts.headers,
-            body: Some(body),
+            body: Some(Content::Unread(body)),
             limit: limit as usize,
             patience: Duration::from_millis(server.body_read_timeout_ms),
         };
@@ -179,6 +186,19 @@ impl Input {
         &self.actor
     }
 
+    /// Makes every engine call of the request carry `claim` (its
+    /// idempotency key), through the actor they run as.
+    pub fn claim(&mut self, claim: engine::Claim) {
+        self.actor.idempotency = Some(claim);
+    }
+
+    /// The body, read (within the limits) and kept for the handler.
+    pub async fn buffered(&mut self) -> Result<Bytes, ApiError> {
+        let body = self.read().await?;
+        self.body = Some(Content::Read(body.clone()));
+        Ok(body)
+    }
+
     fn id(&self) -> &str {
         self.id.as_deref().unwrap_or_default()
     }
@@ -194,7 +214,7 @@ impl Input {
 
     /// Checks a body that must say nothing: empty, or `{}` (sent as JSON).
     async fn nothing(&mut self) -> Result<(), ApiError> {
-        let body = self.read().await?;
+        let body = self.buffered().await?;
         if body.is_empty() {
             return Ok(());
         }
@@ -206,8 +226,10 @@ impl Input {
 
     /// The body, within the size limit and the body timeout.
     async fn read(&mut self) -> Result<Bytes, ApiError> {
-        let Some(body) = self.body.take() else {
-            return Ok(Bytes::new());
+        let body = match self.body.take() {
+            None => return Ok(Bytes::new()),
+            Some(Content::Read(bytes)) => return Ok(bytes),
+            Some(Content::Unread(body)) => body,
         };
         let limit = self.limit;
         let declared = self

@@ -1,8 +1,9 @@
 //! The route table: each endpoint's method, path, scope, body and cost, in one place, and
 //! the matcher that finds a request's row.
 //!
-//! Routing, authorisation, the body limit and what a request spends of the
-//! rate limits are all read from the row; nothing else matches on paths.
+//! Routing, authorisation, the body limit, what a request spends of the
+//! rate limits and whether it takes an `Idempotency-Key` are all read from
+//! the row; nothing else matches on paths.
 
 use engine::Scope;
 use hyper::Method;
@@ -65,6 +66,20 @@ pub enum Body {
     Bulk,
 }
 
+/// Whether an endpoint takes an `Idempotency-Key` (`idempotency.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    /// Taken: a retry with the key is answered from the first request.
+    Keyed,
+    /// Taken, but the answer holds a secret shown once (a new client's
+    /// key), which must not rest in the store: a retry is told the request
+    /// ran (409) and is not run again.
+    #[allow(dead_code)] // For the client-management endpoints of issue #18.
+    KeyedSecret,
+    /// Ignored: a read, safe to repeat.
+    Unkeyed,
+}
+
 /// One row of the table.
 #[derive(Debug)]
 pub struct Endpoint {
@@ -80,6 +95,8 @@ pub struct Endpoint {
     pub body: Body,
     /// What a request spends of the per-IP and per-client limits.
     pub cost: Cost,
+    /// Whether it takes an `Idempotency-Key`.
+    pub retry: Retry,
 }
 
 const fn row(
@@ -89,6 +106,7 @@ const fn row(
     scope: Option<Scope>,
     body: Body,
     cost: Cost,
+    retry: Retry,
 ) -> Endpoint {
     Endpoint {
         method,
@@ -97,6 +115,7 @@ const fn row(
         scope,
         body,
         cost,
+        retry,
     }
 }
 
@@ -112,44 +131,45 @@ pub static TABLE: &[Endpoint] = {
     use Body::{Bulk, Empty, Ignored, Json};
     use Cost::{Attempt, Free, Issue, IssueAndAttempt};
     use Method as M;
+    use Retry::{Keyed, Unkeyed};
     use Route as R;
     &[
-        row(M::GET, "/livez", R::Livez, None, Ignored, Free),
-        row(M::GET, "/readyz", R::Readyz, None, Ignored, Free),
-        row(M::GET, "/metrics", R::Metrics, None, Ignored, Free),
-        row(M::GET, "/.well-known/jwks.json", R::KeySet, None, Ignored, Free),
-        row(M::POST, "/v1/accounts", R::Register, ACCOUNTS, Json, Free),
-        row(M::POST, "/v1/accounts/pre-register", R::PreRegister, ACCOUNTS, Json, Free),
-        row(M::GET, "/v1/accounts/{id}", R::ReadAccount, ACCOUNTS, Ignored, Free),
-        row(M::DELETE, "/v1/accounts/{id}", R::CancelAccount, ACCOUNTS, Empty, Free),
-        row(M::POST, "/v1/accounts/{id}/pin", R::ChangePin, ACCOUNTS, Json, Attempt),
-        row(M::POST, "/v1/accounts/{id}/contact", R::BeginContactChange, ACCOUNTS, Json, IssueAndAttempt),
-        row(M::PUT, "/v1/accounts/{id}/push-device", R::PushDevice, ACCOUNTS, Json, Free),
-        row(M::POST, "/v1/contact-changes/confirm", R::ConfirmContactChange, ACCOUNTS, Json, Attempt),
-        row(M::POST, "/v1/login", R::Login, AUTH, Json, IssueAndAttempt),
-        row(M::POST, "/v1/verify", R::Verify, AUTH, Json, Attempt),
-        row(M::POST, "/v1/step-up", R::StepUp, AUTH, Json, Issue),
-        row(M::POST, "/v1/step-up/verify", R::StepUpVerify, AUTH, Json, Attempt),
-        row(M::POST, "/v1/signatures", R::SignatureRequest, SIGN, Json, IssueAndAttempt),
-        row(M::POST, "/v1/signatures/verify", R::SignatureVerify, SIGN, Json, Attempt),
-        row(M::GET, "/v1/challenges/{id}", R::ChallengeStatus, AUTH, Ignored, Free),
-        row(M::POST, "/v1/challenges/{id}/resend", R::Resend, AUTH, Empty, Issue),
-        row(M::POST, "/v1/activation/request", R::ActivationRequest, AUTH, Json, Issue),
-        row(M::POST, "/v1/activation/complete", R::ActivationComplete, AUTH, Json, Attempt),
-        row(M::POST, "/v1/admin/accounts/{id}/lock", R::Lock, ADMIN, Json, Free),
-        row(M::POST, "/v1/admin/accounts/{id}/unlock", R::Unlock, ADMIN, Empty, Free),
-        row(M::POST, "/v1/admin/accounts/{id}/pin-reset", R::ResetPin, ADMIN, Json, Free),
-        row(M::POST, "/v1/admin/import", R::Import, ADMIN, Bulk, Free),
-        row(M::POST, "/v1/admin/backup", R::Backup, ADMIN, Empty, Free),
-        row(M::GET, "/v1/admin/keys", R::ListKeys, ADMIN, Ignored, Free),
-        row(M::POST, "/v1/admin/keys/rotate", R::RotateKey, ADMIN, Empty, Free),
-        row(M::POST, "/v1/admin/keys/{id}/retire", R::RetireKey, ADMIN, Empty, Free),
-        row(M::GET, "/v1/admin/accounts/{id}/events", R::AccountEvents, AUDIT, Ignored, Free),
-        row(M::GET, "/v1/admin/events", R::EventFeed, AUDIT, Ignored, Free),
-        row(M::GET, "/v1/admin/events/{id}/trailer", R::EventTrailer, AUDIT, Ignored, Free),
-        row(M::GET, "/v1/admin/audit", R::AuditInfo, AUDIT, Ignored, Free),
+        row(M::GET, "/livez", R::Livez, None, Ignored, Free, Unkeyed),
+        row(M::GET, "/readyz", R::Readyz, None, Ignored, Free, Unkeyed),
+        row(M::GET, "/metrics", R::Metrics, None, Ignored, Free, Unkeyed),
+        row(M::GET, "/.well-known/jwks.json", R::KeySet, None, Ignored, Free, Unkeyed),
+        row(M::POST, "/v1/accounts", R::Register, ACCOUNTS, Json, Free, Keyed),
+        row(M::POST, "/v1/accounts/pre-register", R::PreRegister, ACCOUNTS, Json, Free, Keyed),
+        row(M::GET, "/v1/accounts/{id}", R::ReadAccount, ACCOUNTS, Ignored, Free, Unkeyed),
+        row(M::DELETE, "/v1/accounts/{id}", R::CancelAccount, ACCOUNTS, Empty, Free, Keyed),
+        row(M::POST, "/v1/accounts/{id}/pin", R::ChangePin, ACCOUNTS, Json, Attempt, Keyed),
+        row(M::POST, "/v1/accounts/{id}/contact", R::BeginContactChange, ACCOUNTS, Json, IssueAndAttempt, Keyed),
+        row(M::PUT, "/v1/accounts/{id}/push-device", R::PushDevice, ACCOUNTS, Json, Free, Keyed),
+        row(M::POST, "/v1/contact-changes/confirm", R::ConfirmContactChange, ACCOUNTS, Json, Attempt, Keyed),
+        row(M::POST, "/v1/login", R::Login, AUTH, Json, IssueAndAttempt, Keyed),
+        row(M::POST, "/v1/verify", R::Verify, AUTH, Json, Attempt, Keyed),
+        row(M::POST, "/v1/step-up", R::StepUp, AUTH, Json, Issue, Keyed),
+        row(M::POST, "/v1/step-up/verify", R::StepUpVerify, AUTH, Json, Attempt, Keyed),
+        row(M::POST, "/v1/signatures", R::SignatureRequest, SIGN, Json, IssueAndAttempt, Keyed),
+        row(M::POST, "/v1/signatures/verify", R::SignatureVerify, SIGN, Json, Attempt, Keyed),
+        row(M::GET, "/v1/challenges/{id}", R::ChallengeStatus, AUTH, Ignored, Free, Unkeyed),
+        row(M::POST, "/v1/challenges/{id}/resend", R::Resend, AUTH, Empty, Issue, Keyed),
+        row(M::POST, "/v1/activation/request", R::ActivationRequest, AUTH, Json, Issue, Keyed),
+        row(M::POST, "/v1/activation/complete", R::ActivationComplete, AUTH, Json, Attempt, Keyed),
+        row(M::POST, "/v1/admin/accounts/{id}/lock", R::Lock, ADMIN, Json, Free, Keyed),
+        row(M::POST, "/v1/admin/accounts/{id}/unlock", R::Unlock, ADMIN, Empty, Free, Keyed),
+        row(M::POST, "/v1/admin/accounts/{id}/pin-reset", R::ResetPin, ADMIN, Json, Free, Keyed),
+        row(M::POST, "/v1/admin/import", R::Import, ADMIN, Bulk, Free, Keyed),
+        row(M::POST, "/v1/admin/backup", R::Backup, ADMIN, Empty, Free, Keyed),
+        row(M::GET, "/v1/admin/keys", R::ListKeys, ADMIN, Ignored, Free, Unkeyed),
+        row(M::POST, "/v1/admin/keys/rotate", R::RotateKey, ADMIN, Empty, Free, Keyed),
+        row(M::POST, "/v1/admin/keys/{id}/retire", R::RetireKey, ADMIN, Empty, Free, Keyed),
+        row(M::GET, "/v1/admin/accounts/{id}/events", R::AccountEvents, AUDIT, Ignored, Free, Unkeyed),
+        row(M::GET, "/v1/admin/events", R::EventFeed, AUDIT, Ignored, Free, Unkeyed),
+        row(M::GET, "/v1/admin/events/{id}/trailer", R::EventTrailer, AUDIT, Ignored, Free, Unkeyed),
+        row(M::GET, "/v1/admin/audit", R::AuditInfo, AUDIT, Ignored, Free, Unkeyed),
         #[cfg(test)]
-        row(M::GET, "/test/panic", R::Panic, None, Ignored, Free),
+        row(M::GET, "/test/panic", R::Panic, None, Ignored, Free, Unkeyed),
     ]
 };
 
@@ -305,6 +325,13 @@ mod tests {
             assert_eq!(
                 a.method == Method::GET,
                 a.body == Body::Ignored,
+                "{}",
+                a.path
+            );
+            // Every call that may change state takes a key; reads never do.
+            assert_eq!(
+                a.method == Method::GET,
+                a.retry == Retry::Unkeyed,
                 "{}",
                 a.path
             );

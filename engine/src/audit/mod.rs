@@ -21,6 +21,7 @@ pub use signer::{AuditKey, AuditPublicKey};
 
 use crate::clock::Timestamp;
 use crate::id::AccountId;
+use crate::idempotency::Claim;
 
 /// Who caused an event.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -31,6 +32,9 @@ pub struct Actor {
     pub request_id: Option<String>,
     /// The request's source address, as the configuration allows it kept.
     pub source_ip: Option<String>,
+    /// The request's idempotency key, if it sent one: the first batch the
+    /// call writes records it (`crate::idempotency`). Never part of an event.
+    pub idempotency: Option<Claim>,
 }
 
 thread_local! {
@@ -52,9 +56,25 @@ pub fn acting<T>(actor: &Actor, f: impl FnOnce() -> T) -> T {
     f()
 }
 
-/// The actor of the engine call running on this thread.
+/// The actor of the engine call running on this thread, as events name it.
 pub(crate) fn current_actor() -> Actor {
-    ACTOR.with(|a| a.borrow().clone()).unwrap_or_default()
+    ACTOR
+        .with(|a| {
+            a.borrow().as_ref().map(|actor| Actor {
+                idempotency: None,
+                ..actor.clone()
+            })
+        })
+        .unwrap_or_default()
+}
+
+/// The idempotency claim of the engine call running on this thread.
+pub(crate) fn current_claim() -> Option<Claim> {
+    ACTOR.with(|a| {
+        a.borrow()
+            .as_ref()
+            .and_then(|actor| actor.idempotency.clone())
+    })
 }
 
 /// An event before it has a place in the chain.

@@ -67,8 +67,20 @@ impl Engine {
     /// Writes `changes` and `events` as one batch: the events get their
     /// places in the chain (and a checkpoint when one is due) under the
     /// log's lock, which is held until the batch is queued, so the chain's
-    /// order is the store's.
+    /// order is the store's. A change made for a request with an
+    /// idempotency key carries the key's claim in the same batch
+    /// (`idempotency.rs`); events alone (a refusal recorded) do not.
     pub(super) fn write(&self, changes: Changes<'_>, events: Vec<Event>) -> Result<Ticket> {
+        if !changes.is_empty()
+            && let Some(claim) = crate::audit::current_claim()
+        {
+            return self.write_claimed(&claim, changes, events);
+        }
+        self.write_sealed(changes, events)
+    }
+
+    /// [`Engine::write`] without a claim.
+    pub(super) fn write_sealed(&self, changes: Changes<'_>, events: Vec<Event>) -> Result<Ticket> {
         if events.is_empty() {
             return self.store.write(changes);
         }

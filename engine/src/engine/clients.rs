@@ -80,7 +80,13 @@ impl Engine {
             .ok_or_else(|| EngineError::Internal("client vanished".into()))?;
         revoked.info.revoked_at = Some(self.now());
         let event = AuditEvent::new(EventKind::ClientRevoked, None).with("name", name);
-        let ticket = self.write(Changes(vec![Change::Client(&revoked)]), vec![event])?;
+        // A later client may take the name: it must not be answered from
+        // this one's idempotency keys, which go with the revocation.
+        let keys = self.client_keys(name);
+        let mut changes = vec![Change::Client(&revoked)];
+        changes.extend(keys.iter().map(|k| Change::RemoveIdempotency(name, k)));
+        let ticket = self.write(Changes(changes), vec![event])?;
+        self.forget_client_keys(name, &keys);
         self.clients.insert(id, revoked);
         Ok(self.durable((), ticket))
     }

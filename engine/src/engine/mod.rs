@@ -7,8 +7,8 @@
 //! entry is held, written to the store as one batch, and only then applied
 //! to memory, so an error leaves nothing half done and the store sees one
 //! account's changes in the order memory does. Maps are always locked in
-//! the order accounts → index → challenges, and no lock is held across
-//! Argon2.
+//! the order accounts → index → challenges (→ idempotency keys → audit
+//! log), and no lock is held across Argon2.
 
 mod accounts;
 mod activation;
@@ -17,6 +17,7 @@ mod clients;
 mod codes;
 mod contacts;
 mod delivery;
+mod idempotency;
 mod login;
 mod notices;
 mod pins;
@@ -93,6 +94,11 @@ pub struct Engine {
     client_admin: Mutex<()>,
     /// The audit chain's writer.
     audit: self::audit::AuditLog,
+    /// Idempotency keys by client. Locked after the accounts, index and
+    /// challenges, before the audit log.
+    idempotency: Mutex<crate::idempotency::Book>,
+    /// Keys forgotten early by the per-client cap, since start.
+    idempotency_evicted: std::sync::atomic::AtomicU64,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -152,6 +158,8 @@ impl Engine {
             outbox: DashMap::new(),
             lockouts: std::sync::atomic::AtomicU64::new(0),
             client_admin: Mutex::new(()),
+            idempotency: Mutex::default(),
+            idempotency_evicted: std::sync::atomic::AtomicU64::new(0),
         };
         engine.recover()?;
         Ok(engine)

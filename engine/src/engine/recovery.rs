@@ -92,6 +92,7 @@ impl Engine {
             // a short disk) it is redone next start.
             let _ = self.store.write(garbage);
         }
+        self.recover_idempotency()?;
         self.recover_audit()
     }
 }

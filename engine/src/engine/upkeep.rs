@@ -31,6 +31,10 @@ pub struct Stats {
     pub argon2_runs: u64,
     /// Bytes of Argon2 memory held for reuse (one block per run that ran at once).
     pub argon2_memory_bytes: u64,
+    /// Idempotency keys held, every client's together.
+    pub idempotency_keys: u64,
+    /// Idempotency keys forgotten before their retention by the per-client cap, since start.
+    pub idempotency_evicted: u64,
 }
 
 /// Stops the background sweeper when dropped.
@@ -41,8 +45,9 @@ pub struct Sweeper {
 }
 
 impl Engine {
-    /// Deletes expired challenges from memory and disk, and forgets rate-limit
-    /// keys whose buckets have refilled; returns how many challenges went.
+    /// Deletes expired challenges and idempotency keys from memory and
+    /// disk, and forgets rate-limit keys whose buckets have refilled;
+    /// returns how many challenges went.
     pub fn sweep_expired(&self) -> Result<usize> {
         self.limits.prune();
         let now = self.now();
@@ -76,6 +81,7 @@ impl Engine {
             // Deleting dead records needs no flush: if lost, recovery deletes them again.
             self.store.write(batch)?;
         }
+        self.sweep_idempotency(now)?;
         self.store.save_clock_floor(now)?;
         Ok(swept)
     }
@@ -109,7 +115,10 @@ impl Engine {
 
     /// Sizes and counters.
     pub fn stats(&self) -> Stats {
+        let (idempotency_keys, idempotency_evicted) = self.idempotency_counts();
         Stats {
+            idempotency_keys: idempotency_keys as u64,
+            idempotency_evicted,
             accounts: self.accounts.len() as u64,
             challenges: self.challenges.len() as u64,
             flush: self.store.stats(),

@@ -15,6 +15,7 @@ use crate::client::Client;
 use crate::clock::Timestamp;
 use crate::error::{EngineError, Result};
 use crate::id::AccountId;
+use crate::idempotency::IdempotencyRecord;
 use crate::outbox::{DeadLetter, Message};
 use crate::store::{BackupSummary, Change, Changes, Commit, FlushStats, Store, Ticket};
 
@@ -33,6 +34,8 @@ struct Records {
     clients: BTreeMap<[u8; 8], Client>,
     audit: BTreeMap<u64, AuditRecord>,
     audit_head: Option<(u64, [u8; 32])>,
+    /// By (client, key).
+    idempotency: BTreeMap<(String, String), IdempotencyRecord>,
     clock_floor: Timestamp,
     round: u64,
     writes: u64,
@@ -130,6 +133,13 @@ impl Store for MemoryStore {
                 Change::RemoveAudit(seq, _) => {
                     r.audit.remove(&seq);
                 }
+                Change::Idempotency(record) => {
+                    let at = (record.client.clone(), record.key.clone());
+                    r.idempotency.insert(at, record.clone());
+                }
+                Change::RemoveIdempotency(client, key) => {
+                    r.idempotency.remove(&(client.to_owned(), key.to_owned()));
+                }
             }
         }
         r.round += 1;
@@ -171,6 +181,14 @@ impl Store for MemoryStore {
 
     fn scan_clients(&self, each: &mut dyn FnMut(Client) -> Result<()>) -> Result<()> {
         let all: Vec<Client> = self.lock().clients.values().cloned().collect();
+        all.into_iter().try_for_each(each)
+    }
+
+    fn scan_idempotency(
+        &self,
+        each: &mut dyn FnMut(IdempotencyRecord) -> Result<()>,
+    ) -> Result<()> {
+        let all: Vec<IdempotencyRecord> = self.lock().idempotency.values().cloned().collect();
         all.into_iter().try_for_each(each)
     }
 

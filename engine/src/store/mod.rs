@@ -39,6 +39,7 @@ use crate::client::Client;
 use crate::clock::Timestamp;
 use crate::error::{EngineError, Result};
 use crate::id::{AccountId, ChallengeId};
+use crate::idempotency::IdempotencyRecord;
 use crate::outbox::{DeadLetter, Message};
 use crate::terms::MessageId;
 
@@ -116,6 +117,10 @@ pub(crate) enum Change<'a> {
     AuditHead(u64, [u8; 32]),
     /// Delete an audit event (pruning past retention).
     RemoveAudit(u64, Option<AccountId>),
+    /// Store an idempotency key's record (a claim, or a claim with its answer).
+    Idempotency(&'a IdempotencyRecord),
+    /// Delete an idempotency key's record: (client, key).
+    RemoveIdempotency(&'a str, &'a str),
 }
 
 /// Changes applied together, atomically, in order.
@@ -177,6 +182,10 @@ pub(crate) trait Store: Send + Sync + std::fmt::Debug {
 
     /// Every client.
     fn scan_clients(&self, each: &mut dyn FnMut(Client) -> Result<()>) -> Result<()>;
+
+    /// Every idempotency key's record, in no particular order.
+    fn scan_idempotency(&self, each: &mut dyn FnMut(IdempotencyRecord) -> Result<()>)
+    -> Result<()>;
 
     /// The audit chain's recorded head (`None` before the first event).
     fn audit_head(&self) -> Result<Option<(u64, [u8; 32])>>;

@@ -9,6 +9,7 @@ mod codes;
 mod compat;
 mod concurrency;
 mod helpers;
+mod idempotency;
 mod lifecycle;
 mod lockout;
 mod model;

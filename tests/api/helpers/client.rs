@@ -29,6 +29,8 @@ pub struct ApiClient {
     pub(super) key: Option<String>,
     /// Sent as `X-Forwarded-For` (see `forwarded_for`).
     pub(super) forwarded_for: Option<String>,
+    /// Sent as `Idempotency-Key` (see `with_idempotency_key`).
+    pub(super) idempotency_key: Option<String>,
 }
 
 impl ApiClient {
@@ -49,6 +51,14 @@ impl ApiClient {
         }
     }
 
+    /// The same endpoints called with `Idempotency-Key: key`.
+    pub fn with_idempotency_key(&self, key: &str) -> ApiClient {
+        ApiClient {
+            idempotency_key: Some(key.to_owned()),
+            ..self.clone()
+        }
+    }
+
     /// A raw request: for odd input, and paths no endpoint method covers.
     pub async fn request(
         &self,
@@ -65,6 +75,9 @@ impl ApiClient {
         }
         if let Some(ip) = &self.forwarded_for {
             builder = builder.header("x-forwarded-for", ip);
+        }
+        if let Some(key) = &self.idempotency_key {
+            builder = builder.header("idempotency-key", key);
         }
         let body = match body {
             Some(value) => {

@@ -69,6 +69,17 @@ impl Outbox {
         self.notice_answers.lock().unwrap().extend(results);
     }
 
+    /// Every message with a code tried so far, each try once.
+    pub fn codes(&self) -> Vec<(Outgoing, Rendered)> {
+        self.sent
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(m, _)| m.notice.is_none())
+            .cloned()
+            .collect()
+    }
+
     /// Every notice (a message with no code) tried so far, each try once.
     pub fn notices(&self) -> Vec<(Outgoing, Rendered)> {
         self.sent
@@ -296,6 +307,7 @@ async fn start(
             client: Client::builder(TokioExecutor::new()).build_http(),
             key: None,
             forwarded_for: None,
+            idempotency_key: None,
         },
         clock,
         outbox,

@@ -21,6 +21,7 @@ use crate::clock::Timestamp;
 use crate::document::Document;
 use crate::error::{EngineError, Result};
 use crate::id::{AccountId, ChallengeId};
+use crate::idempotency::{IdempotencyRecord, Remembered};
 use crate::identity::{BirthDate, Email, Identity, Phone, PostalAddress, PushToken};
 use crate::keys::{MacKey, Seal};
 use crate::lockout::{Lock, LockReason, Lockout};
@@ -509,6 +510,50 @@ pub(crate) fn decode_client(bytes: &[u8]) -> Result<Client> {
     })
 }
 
+/// A stored idempotency key, by version.
+#[derive(Debug, Encode, Decode, PartialEq)]
+pub(crate) enum DbIdempotency {
+    V1(DbIdempotencyV1),
+}
+
+#[derive(Debug, Encode, Decode, PartialEq)]
+pub(crate) struct DbIdempotencyV1 {
+    client: String,
+    key: String,
+    fingerprint: [u8; 32],
+    created_at: u64,
+    /// The answer as the caller stored it; `None` for a claim not yet answered.
+    answer: Option<Vec<u8>>,
+}
+
+pub(crate) fn encode_idempotency(r: &IdempotencyRecord) -> Vec<u8> {
+    encode(&DbIdempotency::V1(DbIdempotencyV1 {
+        client: r.client.clone(),
+        key: r.key.clone(),
+        fingerprint: r.remembered.fingerprint,
+        created_at: r.remembered.created_at.0,
+        answer: r.remembered.answer.as_deref().map(<[u8]>::to_vec),
+    }))
+}
+
+pub(crate) fn decode_idempotency(bytes: &[u8]) -> Result<IdempotencyRecord> {
+    let DbIdempotency::V1(r) = decode(bytes, "idempotency")?;
+    if !crate::idempotency::is_valid_key(&r.key) {
+        return Err(EngineError::Corrupt(
+            "idempotency record: invalid key".into(),
+        ));
+    }
+    Ok(IdempotencyRecord {
+        client: r.client,
+        key: r.key,
+        remembered: Remembered {
+            fingerprint: r.fingerprint,
+            created_at: Timestamp(r.created_at),
+            answer: r.answer.map(Into::into),
+        },
+    })
+}
+
 fn encode<T: Encode>(record: &T) -> Vec<u8> {
     // Encoding plain owned data into a Vec cannot fail.
     bincode::encode_to_vec(record, CONFIG).unwrap_or_default()
@@ -678,6 +723,32 @@ mod tests {
         longer.push(0);
         assert!(matches!(
             decode_account(&longer),
+            Err(EngineError::Corrupt(_))
+        ));
+    }
+
+    #[test]
+    fn idempotency_records_round_trip_with_and_without_an_answer() {
+        let mut record = IdempotencyRecord {
+            client: "portal".into(),
+            key: "order-42".into(),
+            remembered: Remembered {
+                fingerprint: [7; 32],
+                created_at: Timestamp(5),
+                answer: None,
+            },
+        };
+        let bytes = encode_idempotency(&record);
+        assert_eq!(bytes[0], 0, "V1 is variant 0");
+        assert_eq!(decode_idempotency(&bytes).unwrap(), record);
+        record.remembered.answer = Some(std::sync::Arc::from(&b"\x01\x00\xc9{}"[..]));
+        assert_eq!(
+            decode_idempotency(&encode_idempotency(&record)).unwrap(),
+            record
+        );
+        record.key = String::new();
+        assert!(matches!(
+            decode_idempotency(&encode_idempotency(&record)),
             Err(EngineError::Corrupt(_))
         ));
     }

@@ -20,6 +20,8 @@ use std::path::Path;
 use std::sync::{Arc, PoisonError};
 use std::thread::JoinHandle;
 
+use sha2::{Digest, Sha256};
+
 pub(crate) use self::commit::Writes;
 use self::commit::{GroupCommit, Health, ROUND_KEY};
 pub use self::guard::in_use;
@@ -33,6 +35,7 @@ use crate::client::Client;
 use crate::clock::Timestamp;
 use crate::error::{EngineError, Result};
 use crate::id::AccountId;
+use crate::idempotency::IdempotencyRecord;
 use crate::outbox::{DeadLetter, Message};
 use crate::store::codec;
 use crate::store::{
@@ -44,6 +47,8 @@ const CHALLENGE_PREFIX: u8 = b'c';
 const CLIENT_PREFIX: u8 = b'k';
 const OUTBOX_PREFIX: u8 = b'o';
 const DEAD_LETTER_PREFIX: u8 = b'x';
+/// Idempotency keys: the first 16 bytes of SHA-256(client ‖ 0 ‖ key).
+const IDEMPOTENCY_PREFIX: u8 = b'd';
 /// Audit events by sequence number (u64 BE).
 const AUDIT_PREFIX: u8 = b'e';
 /// Audit events by account, as record version 1 indexed them: account id ‖
@@ -66,6 +71,19 @@ fn prefixed(prefix: u8, id: [u8; 16]) -> [u8; 17] {
     key[0] = prefix;
     key[1..].copy_from_slice(&id);
     key
+}
+
+/// Where `client`'s `key` is stored. The record holds both in full, so a
+/// scan needs nothing from the hash.
+fn idempotency_key(client: &str, key: &str) -> [u8; 17] {
+    let mut hash = Sha256::new();
+    hash.update(client.as_bytes());
+    hash.update([0]);
+    hash.update(key.as_bytes());
+    let digest: [u8; 32] = hash.finalize().into();
+    let mut id = [0u8; 16];
+    id.copy_from_slice(&digest[..16]);
+    prefixed(IDEMPOTENCY_PREFIX, id)
 }
 
 fn client_key(id: [u8; 8]) -> [u8; 9] {
@@ -360,6 +378,11 @@ fn encode(change: &Change<'_>, writes: &mut Writes) {
                 writes.remove(&audit_index_key(account, seq));
             }
         }
+        Change::Idempotency(r) => writes.insert(
+            &idempotency_key(&r.client, &r.key),
+            codec::encode_idempotency(r),
+        ),
+        Change::RemoveIdempotency(client, key) => writes.remove(&idempotency_key(client, key)),
     }
 }
 
@@ -429,6 +452,15 @@ impl Store for SledStore {
 
     fn scan_clients(&self, each: &mut dyn FnMut(Client) -> Result<()>) -> Result<()> {
         self.scan(CLIENT_PREFIX, &mut |v| each(codec::decode_client(v)?))
+    }
+
+    fn scan_idempotency(
+        &self,
+        each: &mut dyn FnMut(IdempotencyRecord) -> Result<()>,
+    ) -> Result<()> {
+        self.scan(IDEMPOTENCY_PREFIX, &mut |v| {
+            each(codec::decode_idempotency(v)?)
+        })
     }
 
     fn audit_head(&self) -> Result<Option<(u64, [u8; 32])>> {
