@@ -16,5 +16,6 @@ mod login;
 mod notices;
 mod operations;
 mod peers;
+mod recovery;
 mod server;
 mod signatures;
