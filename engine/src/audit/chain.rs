@@ -310,13 +310,13 @@ impl<'k> Verifier<'k> {
                 )));
             }
         }
-        if let Some(((seq, hash), seen)) = &mut self.reaches {
-            if r.seq == *seq {
-                if r.hash != *hash {
-                    return Err(fail("it differs from the chain's recorded head".into()));
-                }
-                *seen = true;
+        if let Some(((seq, hash), seen)) = &mut self.reaches
+            && r.seq == *seq
+        {
+            if r.hash != *hash {
+                return Err(fail("it differs from the chain's recorded head".into()));
             }
+            *seen = true;
         }
         report.records += 1;
         report.last = r.seq;

@@ -166,12 +166,12 @@ impl Engine {
             } else {
                 since_checkpoint + 1
             };
-            if let Some((seq, hash)) = head {
-                if r.seq == seq {
-                    head_found = r.hash == hash;
-                    if !head_found {
-                        return Ok(false);
-                    }
+            if let Some((seq, hash)) = head
+                && r.seq == seq
+            {
+                head_found = r.hash == hash;
+                if !head_found {
+                    return Ok(false);
                 }
             }
             last = Some(r);

@@ -491,10 +491,8 @@ impl Store for SledStore {
                 )));
             }
             oldest = oldest.min(seq);
-            if seq < before {
-                if !each(record)? {
-                    return Ok(());
-                }
+            if seq < before && !each(record)? {
+                return Ok(());
             }
             next = account_prev;
         }
