@@ -123,7 +123,8 @@ enum ClientAction {
     Add {
         /// Unique name, e.g. the service's host name.
         name: String,
-        /// Comma-separated scopes: auth, accounts, admin, sign, audit.
+        /// Comma-separated scopes: auth, accounts, admin, sign, audit, recovery
+        /// (recovery only for the strong-authentication services).
         #[arg(long, value_delimiter = ',', required = true)]
         scopes: Vec<String>,
     },

@@ -236,6 +236,36 @@ pub struct ResetPinIn {
     pub pin: Pin,
 }
 
+/// `POST /v1/accounts/{id}/recovery/unlock`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecoveryIn {
+    /// `citizen_card`, `in_person` or `qualified_certificate`.
+    pub method: String,
+    /// The recovery service's reference for the proof.
+    pub reference: String,
+}
+
+impl RecoveryIn {
+    /// Parses into the engine's recovery.
+    pub fn parse(&self) -> Result<engine::Recovery, ApiError> {
+        let method = engine::RecoveryMethod::parse(&self.method)?;
+        Ok(engine::Recovery::new(method, &self.reference)?)
+    }
+}
+
+/// `POST /v1/accounts/{id}/recovery/pin`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecoveryPinIn {
+    /// `citizen_card`, `in_person` or `qualified_certificate`.
+    pub method: String,
+    /// The recovery service's reference for the proof.
+    pub reference: String,
+    #[serde(deserialize_with = "pin")]
+    pub new_pin: Pin,
+}
+
 /// `POST /v1/admin/import`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

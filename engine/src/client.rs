@@ -28,16 +28,21 @@ pub enum Scope {
     /// Reading the audit trail (an account's events, the feed, exports):
     /// for a SIEM, which then cannot change anything. `admin` includes it.
     Audit,
+    /// Unlocking an account or setting a new PIN after the citizen proved
+    /// who they are elsewhere (Citizen Card, a Citizen Space): for the
+    /// strong-authentication services only. `admin` does not include it.
+    Recovery,
 }
 
 impl Scope {
     /// Every scope.
-    pub const ALL: [Scope; 5] = [
+    pub const ALL: [Scope; 6] = [
         Scope::Auth,
         Scope::Accounts,
         Scope::Admin,
         Scope::Sign,
         Scope::Audit,
+        Scope::Recovery,
     ];
 
     /// Parses the scope's name.
@@ -48,9 +53,12 @@ impl Scope {
             "admin" => Ok(Scope::Admin),
             "sign" => Ok(Scope::Sign),
             "audit" => Ok(Scope::Audit),
+            "recovery" => Ok(Scope::Recovery),
             other => Err(EngineError::invalid(
                 "scopes",
-                format!("unknown scope {other:?}: use auth, accounts, admin, sign or audit"),
+                format!(
+                    "unknown scope {other:?}: use auth, accounts, admin, sign, audit or recovery"
+                ),
             )),
         }
     }
@@ -63,6 +71,7 @@ impl Scope {
             Scope::Admin => "admin",
             Scope::Sign => "sign",
             Scope::Audit => "audit",
+            Scope::Recovery => "recovery",
         }
     }
 
@@ -73,6 +82,7 @@ impl Scope {
             Scope::Admin => 4,
             Scope::Sign => 8,
             Scope::Audit => 16,
+            Scope::Recovery => 32,
         }
     }
 }
@@ -253,5 +263,19 @@ mod tests {
             assert!(!siem.grants(other), "{other:?}");
         }
         assert_eq!(format!("{siem:?}"), r#"["audit"]"#);
+    }
+
+    #[test]
+    fn recovery_is_its_own_scope_that_admin_does_not_grant() {
+        let admin = Scopes::of(&[Scope::Admin]);
+        assert!(!admin.grants(Scope::Recovery));
+        let desk = Scopes::of(&[Scope::parse("recovery").unwrap()]);
+        assert!(desk.grants(Scope::Recovery));
+        for other in [Scope::Auth, Scope::Accounts, Scope::Admin, Scope::Audit] {
+            assert!(!desk.grants(other), "{other:?}");
+        }
+        let bits: Vec<u8> = Scope::ALL.iter().map(|s| s.bit()).collect();
+        assert_eq!(bits, [1, 2, 4, 8, 16, 32], "stored bits never move");
+        assert_eq!(Scope::parse("Recovery").unwrap().as_str(), "recovery");
     }
 }

@@ -39,8 +39,8 @@ pub use config::{AuditPolicy, EngineConfig, ResendCooldown};
 pub use document::Document;
 pub use engine::{
     ActivationTarget, Contact, ContactChangeStart, Engine, ImportAccount, ImportState, LoginId,
-    LoginOutcome, MAX_EVENTS_PER_READ, NewAccount, PinChange, PreRegistration, Stats, Sweeper,
-    os_seeded_rng, seeded_rng,
+    LoginOutcome, MAX_EVENTS_PER_READ, NewAccount, PinChange, PreRegistration, Recovery,
+    RecoveryMethod, Stats, Sweeper, os_seeded_rng, seeded_rng,
 };
 pub use error::{EngineError, Result};
 pub use id::{AccountId, ChallengeId};

@@ -89,6 +89,16 @@ const ENDPOINTS: &[(&str, &str, &[&str])] = &[
     ("POST", "/v1/admin/accounts/{id}/lock", &["reason"]),
     ("POST", "/v1/admin/accounts/{id}/unlock", &[]),
     ("POST", "/v1/admin/accounts/{id}/pin-reset", &["pin"]),
+    (
+        "POST",
+        "/v1/accounts/{id}/recovery/unlock",
+        &["method", "reference"],
+    ),
+    (
+        "POST",
+        "/v1/accounts/{id}/recovery/pin",
+        &["method", "reference", "new_pin"],
+    ),
     ("POST", "/v1/admin/import", &["accounts"]),
 ];
 

@@ -17,5 +17,6 @@ mod login;
 mod notices;
 mod operations;
 mod peers;
+mod recovery;
 mod server;
 mod signatures;

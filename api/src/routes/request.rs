@@ -109,6 +109,11 @@ impl Input {
             .map(|(_, v)| v.as_str())
     }
 
+    /// The names of the query parameters, in order, repeats included.
+    pub fn query_names(&self) -> impl Iterator<Item = &str> {
+        self.query.iter().map(|(k, _)| k.as_str())
+    }
+
     /// A query parameter as a whole number within `range`.
     pub fn query_number(
         &self,

@@ -46,6 +46,9 @@ pub enum Route {
     Lock,
     Unlock,
     ResetPin,
+    RecoveryUnlock,
+    RecoveryPin,
+    FindAccounts,
     Import,
     Backup,
     /// A handler that panics, to test that a panic still gets an answer.
@@ -124,6 +127,7 @@ const ACCOUNTS: Option<Scope> = Some(Scope::Accounts);
 const ADMIN: Option<Scope> = Some(Scope::Admin);
 const SIGN: Option<Scope> = Some(Scope::Sign);
 const AUDIT: Option<Scope> = Some(Scope::Audit);
+const RECOVERY: Option<Scope> = Some(Scope::Recovery);
 
 /// Every endpoint.
 #[rustfmt::skip]
@@ -156,6 +160,9 @@ pub static TABLE: &[Endpoint] = {
         row(M::POST, "/v1/challenges/{id}/resend", R::Resend, AUTH, Empty, Issue, Keyed),
         row(M::POST, "/v1/activation/request", R::ActivationRequest, AUTH, Json, Issue, Keyed),
         row(M::POST, "/v1/activation/complete", R::ActivationComplete, AUTH, Json, Attempt, Keyed),
+        row(M::POST, "/v1/accounts/{id}/recovery/unlock", R::RecoveryUnlock, RECOVERY, Json, Free, Keyed),
+        row(M::POST, "/v1/accounts/{id}/recovery/pin", R::RecoveryPin, RECOVERY, Json, Free, Keyed),
+        row(M::GET, "/v1/admin/accounts", R::FindAccounts, ADMIN, Ignored, Free, Unkeyed),
         row(M::POST, "/v1/admin/accounts/{id}/lock", R::Lock, ADMIN, Json, Free, Keyed),
         row(M::POST, "/v1/admin/accounts/{id}/unlock", R::Unlock, ADMIN, Empty, Free, Keyed),
         row(M::POST, "/v1/admin/accounts/{id}/pin-reset", R::ResetPin, ADMIN, Json, Free, Keyed),

@@ -93,6 +93,8 @@ kinds! {
     PinChanged = "pin_changed", Success, "The citizen changed the PIN.";
     PinChangeRefused = "pin_change_refused", Failure, "A PIN change presented a wrong current PIN.";
     PinReset = "pin_reset", Success, "The PIN was reset by an operator.";
+    RecoveryUnlocked = "recovery_unlocked", Success, "The account was unlocked after the citizen proved who they are elsewhere (method, reference).";
+    RecoveryPinSet = "recovery_pin_set", Success, "A new PIN was set after the citizen proved who they are elsewhere (method, reference).";
     ContactChangeRequested = "contact_change_requested", Success, "A change of phone or email was asked for.";
     ContactChanged = "contact_changed", Success, "A new phone or email was confirmed.";
     PushDeviceSet = "push_device_set", Success, "A push device was registered.";

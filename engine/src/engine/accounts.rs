@@ -333,8 +333,7 @@ impl Engine {
                 }
                 let event = tx.event(EventKind::Unlocked);
                 tx.record(event);
-                tx.lockout(Event::AdminUnlock, now, self);
-                self.supersede_all(tx);
+                self.release(tx, now);
                 Ok(())
             },
             |(), account, now| account.view(now),
@@ -431,6 +430,13 @@ impl Engine {
             self.notify(tx, Notice::PushDeviceSet, None, now);
             Ok(())
         })
+    }
+
+    /// Lifts any lock, clears the counters and kills every outstanding
+    /// code: what an unlock, a PIN reset and a recovery share.
+    pub(super) fn release(&self, tx: &mut Tx, now: Timestamp) {
+        tx.lockout(Event::AdminUnlock, now, self);
+        self.supersede_all(tx);
     }
 
     pub(super) fn supersede_all(&self, tx: &mut Tx) {

@@ -10,6 +10,7 @@
 //! the order accounts → index → challenges (→ idempotency keys → audit
 //! log), and no lock is held across Argon2.
 
+mod account_recovery;
 mod accounts;
 mod activation;
 mod audit;
@@ -46,6 +47,7 @@ use crate::secret::{CodeKey, Pin, PinHash};
 use crate::store::{Commit, Durable, Store};
 use crate::terms::MessageId;
 
+pub use self::account_recovery::{Recovery, RecoveryMethod};
 pub use self::accounts::{ImportAccount, ImportState, NewAccount, PreRegistration};
 pub use self::activation::ActivationTarget;
 pub use self::audit::MAX_EVENTS_PER_READ;

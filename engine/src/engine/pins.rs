@@ -115,8 +115,7 @@ impl Engine {
                 }
                 let event = tx.event(EventKind::PinReset);
                 tx.record(event);
-                tx.lockout(Event::AdminUnlock, now, self);
-                self.supersede_all(tx);
+                self.release(tx, now);
                 let account = tx.account_mut();
                 account.pin = Some(hash);
                 account.status = Status::Active;

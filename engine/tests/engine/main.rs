@@ -2,6 +2,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod account_recovery;
 mod accounts;
 mod audit;
 mod backup;

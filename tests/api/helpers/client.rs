@@ -24,6 +24,8 @@ pub struct ApiClient {
     pub admin_key: String,
     pub sign_key: String,
     pub all_key: String,
+    /// A strong-authentication service's key (`recovery` only).
+    pub recovery_key: String,
     pub(super) client: Client<HttpConnector, Full<Bytes>>,
     /// Sent instead of each endpoint's own key (see `with_key`).
     pub(super) key: Option<String>,
@@ -131,6 +133,7 @@ impl ApiClient {
             Scope::Sign => &self.sign_key,
             // `admin` includes reading the audit trail.
             Scope::Audit => &self.admin_key,
+            Scope::Recovery => &self.recovery_key,
         };
         let key = self.key.as_deref().unwrap_or(own);
         self.request(method, path, Some(key), body).await
@@ -316,6 +319,37 @@ impl ApiClient {
         let path = format!("/v1/admin/accounts/{account_id}/pin-reset");
         self.post_as(Scope::Admin, &path, json!({ "pin": pin }))
             .await
+    }
+
+    /// Helpdesk search: `query` is e.g. `phone=%2B351912345678`.
+    pub async fn find_accounts(&self, query: &str) -> Response {
+        let path = format!("/v1/admin/accounts?{query}");
+        self.call(Method::GET, &path, Scope::Admin, None).await
+    }
+
+    // Recovery.
+
+    pub async fn recovery_unlock(
+        &self,
+        account_id: &str,
+        method: &str,
+        reference: &str,
+    ) -> Response {
+        let path = format!("/v1/accounts/{account_id}/recovery/unlock");
+        let body = json!({ "method": method, "reference": reference });
+        self.post_as(Scope::Recovery, &path, body).await
+    }
+
+    pub async fn recovery_pin(
+        &self,
+        account_id: &str,
+        method: &str,
+        reference: &str,
+        new_pin: &str,
+    ) -> Response {
+        let path = format!("/v1/accounts/{account_id}/recovery/pin");
+        let body = json!({ "method": method, "reference": reference, "new_pin": new_pin });
+        self.post_as(Scope::Recovery, &path, body).await
     }
 
     pub async fn import(&self, accounts: &[NewAccount]) -> Response {

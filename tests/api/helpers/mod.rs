@@ -259,7 +259,7 @@ async fn start(
     config: Config,
     dir: Arc<tempfile::TempDir>,
     clock: ManualClock,
-    keys: Option<[String; 5]>,
+    keys: Option<[String; 6]>,
     capture: bool,
 ) -> TestApp {
     let outbox = Outbox::default();
@@ -286,6 +286,7 @@ async fn start(
             add("admin-only", &[Scope::Admin]),
             add("sign-only", &[Scope::Sign]),
             add("everything", &Scope::ALL),
+            add("recovery-desk", &[Scope::Recovery]),
         ]
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -294,7 +295,14 @@ async fn start(
     let server = tokio::spawn(app.serve(listener, async {
         let _ = stopped.await;
     }));
-    let [auth_key, accounts_key, admin_key, sign_key, all_key] = keys;
+    let [
+        auth_key,
+        accounts_key,
+        admin_key,
+        sign_key,
+        all_key,
+        recovery_key,
+    ] = keys;
     drop(engine);
     TestApp {
         api: ApiClient {
@@ -304,6 +312,7 @@ async fn start(
             admin_key,
             sign_key,
             all_key,
+            recovery_key,
             client: Client::builder(TokioExecutor::new()).build_http(),
             key: None,
             forwarded_for: None,
@@ -341,6 +350,7 @@ impl TestApp {
             self.admin_key.clone(),
             self.sign_key.clone(),
             self.all_key.clone(),
+            self.recovery_key.clone(),
         ];
         let (config, dir, clock) = (
             self.config.clone(),
@@ -376,6 +386,7 @@ impl TestApp {
             self.admin_key.clone(),
             self.sign_key.clone(),
             self.all_key.clone(),
+            self.recovery_key.clone(),
         ];
         start(config, dir, self.clock.clone(), Some(keys), self.capture).await
     }

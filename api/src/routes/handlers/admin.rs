@@ -1,10 +1,12 @@
-//! Administration: lock, unlock, PIN reset, bulk import, backup.
+//! Administration: finding an account, lock, unlock, PIN reset, bulk import, backup.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use engine::audit::acting;
-use engine::{AccountId, Durable, ImportAccount, ImportState};
+use engine::{
+    AccountId, Durable, Email, Identity, IdentityKind, ImportAccount, ImportState, LoginId, Phone,
+};
 use serde_json::{Value, json};
 
 use super::{Reply, blocking, blocking_durable, ok};
@@ -15,6 +17,66 @@ use crate::wire;
 
 /// Accounts in one import request, at most.
 const IMPORT_MAX: usize = 10_000;
+
+/// `GET /v1/admin/accounts?identity=|phone=|email=`: a helpdesk finds an
+/// account by exactly one identifier, normalised as registration does and
+/// matched exactly (never a prefix).
+pub fn find_accounts(state: &AppState, input: &Input) -> Reply {
+    let mut sent = input.query_names();
+    let Some(name) = sent.next() else {
+        return Err(ApiError::invalid(
+            "identity",
+            "send exactly one of identity, phone or email",
+        ));
+    };
+    if let Some(extra) = sent.next() {
+        return Err(ApiError::invalid(
+            extra,
+            "send exactly one of identity, phone or email",
+        ));
+    }
+    let value = input.query(name).unwrap_or_default();
+    let found = match name {
+        "identity" => state.engine.find_by_identity(&query_identity(value)?),
+        "phone" => state
+            .engine
+            .find_by_login(&LoginId::Phone(Phone::parse(value)?)),
+        "email" => state
+            .engine
+            .find_by_login(&LoginId::Email(Email::parse(value)?)),
+        other => {
+            return Err(ApiError::invalid(
+                other,
+                "unknown parameter: send exactly one of identity, phone or email",
+            ));
+        }
+    };
+    let accounts: Vec<Value> = found
+        .and_then(|id| state.engine.account(id).ok())
+        .iter()
+        .map(wire::account)
+        .collect();
+    ok(json!({ "accounts": accounts }))
+}
+
+/// `KIND:NUMBER`, or `passport:NUMBER:COUNTRY`; errors name `identity`.
+fn query_identity(value: &str) -> Result<Identity, ApiError> {
+    let mut parts = value.splitn(3, ':');
+    let (Some(kind), Some(number)) = (parts.next(), parts.next()) else {
+        return Err(ApiError::invalid(
+            "identity",
+            "must read KIND:NUMBER (civil_id, passport or social_security), with \
+             :COUNTRY after a passport number",
+        ));
+    };
+    let country = parts.next();
+    IdentityKind::parse(kind)
+        .and_then(|kind| Identity::parse(kind, number, country))
+        .map_err(|e| match e {
+            engine::EngineError::Invalid { message, .. } => ApiError::invalid("identity", message),
+            other => other.into(),
+        })
+}
 
 /// `POST /v1/admin/accounts/{id}/lock`.
 pub async fn lock(state: &AppState, input: Input) -> Reply {

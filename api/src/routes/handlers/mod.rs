@@ -9,6 +9,7 @@ mod auth;
 mod contacts;
 mod keys;
 mod ops;
+mod recovery;
 mod signatures;
 
 use std::sync::Arc;
@@ -66,6 +67,9 @@ pub async fn run(state: &Arc<AppState>, route: Route, input: Input) -> Reply {
         Route::Lock => admin::lock(state, input).await,
         Route::Unlock => admin::unlock(state, &input).await,
         Route::ResetPin => admin::reset_pin(state, input).await,
+        Route::RecoveryUnlock => recovery::unlock(state, input).await,
+        Route::RecoveryPin => recovery::pin(state, input).await,
+        Route::FindAccounts => admin::find_accounts(state, &input),
         Route::Import => admin::import(state, input).await,
         Route::Backup => admin::backup(state, &input).await,
         #[cfg(test)]
