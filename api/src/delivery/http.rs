@@ -299,26 +299,24 @@ impl JsonWebhook {
             &config.url,
             &config.auth_header,
             &config.auth_value,
-            |m, r| {
-                match m.notice {
-                    Some(notice) => json!({
-                        "message_id": m.id.to_string(),
-                        "device_token": m.destination,
-                        "notice": notice.as_str(),
-                        "locale": m.locale.as_str(),
-                        "text": r.short,
-                    }),
-                    None => json!({
-                        "message_id": m.id.to_string(),
-                        "device_token": m.destination,
-                        "challenge_id": m.challenge_id.to_string(),
-                        "purpose": m.purpose.as_str(),
-                        "code": m.code.expose(),
-                        "expires_at": crate::wire::rfc3339(m.expires_at),
-                        "locale": m.locale.as_str(),
-                        "text": r.short,
-                    }),
-                }
+            |m, r| match m.notice {
+                Some(notice) => json!({
+                    "message_id": m.id.to_string(),
+                    "device_token": m.destination,
+                    "notice": notice.as_str(),
+                    "locale": m.locale.as_str(),
+                    "text": r.short,
+                }),
+                None => json!({
+                    "message_id": m.id.to_string(),
+                    "device_token": m.destination,
+                    "challenge_id": m.challenge_id.to_string(),
+                    "purpose": m.purpose.as_str(),
+                    "code": m.code.expose(),
+                    "expires_at": crate::wire::rfc3339(m.expires_at),
+                    "locale": m.locale.as_str(),
+                    "text": r.short,
+                }),
             },
         )
     }
