@@ -140,6 +140,7 @@ fn parse_line(v: &Value) -> Result<AuditRecord, (Option<u64>, String)> {
                 client: optional("client")?,
                 request_id: optional("request_id")?,
                 source_ip: optional("source_ip")?,
+                client_id: None,
             },
             details,
         },
@@ -264,6 +265,7 @@ mod tests {
                     client: Some("portal".into()),
                     request_id: None,
                     source_ip: Some("192.0.2.0/24".into()),
+                    client_id: None,
                 },
                 details: vec![
                     ("attempts_remaining".into(), "2".into()),

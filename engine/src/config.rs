@@ -9,6 +9,7 @@ use crate::lockout::LockoutPolicy;
 use crate::outbox::{NoticePolicy, OutboxPolicy};
 use crate::pin::{Argon2Params, PinPolicy};
 use crate::store::StoreConfig;
+use crate::test_mode::TestMode;
 
 /// Everything the engine can be told.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -33,6 +34,9 @@ pub struct EngineConfig {
     pub audit: AuditPolicy,
     /// Which changes the citizen is told of.
     pub notices: NoticePolicy,
+    /// Test destinations and whether test clients may exist (by default
+    /// none and no).
+    pub test_mode: TestMode,
 }
 
 /// How the audit trail is signed and kept.
@@ -116,6 +120,7 @@ impl EngineConfig {
                 "must be above 0",
             ));
         }
-        self.codes.validate()
+        self.codes.validate()?;
+        self.test_mode.validate(&self.codes)
     }
 }

@@ -379,6 +379,7 @@ mod tests {
                 client: Some("portal".into()),
                 request_id: Some(format!("r{n}")),
                 source_ip: None,
+                client_id: None,
             },
             details: vec![("attempts_remaining".into(), n.to_string())],
         }

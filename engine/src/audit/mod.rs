@@ -19,6 +19,7 @@ pub use chain::{Break, Chain, Report, Verifier, canonical, verify};
 pub use kind::{EventKind, Outcome};
 pub use signer::{AuditKey, AuditPublicKey};
 
+use crate::client::ClientId;
 use crate::clock::Timestamp;
 use crate::id::AccountId;
 
@@ -31,6 +32,9 @@ pub struct Actor {
     pub request_id: Option<String>,
     /// The request's source address, as the configuration allows it kept.
     pub source_ip: Option<String>,
+    /// The client's id: what its challenges belong to, and whose policy
+    /// the call is held to. Not recorded: events name the client by `client`.
+    pub client_id: Option<ClientId>,
 }
 
 thread_local! {
@@ -50,6 +54,12 @@ pub fn acting<T>(actor: &Actor, f: impl FnOnce() -> T) -> T {
     let previous = ACTOR.with(|a| a.borrow_mut().replace(actor.clone()));
     let _restore = Restore(previous);
     f()
+}
+
+/// The id of the client whose engine call runs on this thread; `None` for
+/// the system's own (the sweeper, the sender, offline commands).
+pub(crate) fn current_client_id() -> Option<ClientId> {
+    ACTOR.with(|a| a.borrow().as_ref().and_then(|a| a.client_id))
 }
 
 /// The actor of the engine call running on this thread.

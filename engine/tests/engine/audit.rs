@@ -37,6 +37,7 @@ fn actor(client: &str, request: &str) -> Actor {
         client: Some(client.into()),
         request_id: Some(request.into()),
         source_ip: Some("192.0.2.7".into()),
+        client_id: None,
     }
 }
 

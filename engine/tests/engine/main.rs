@@ -5,6 +5,7 @@
 mod accounts;
 mod audit;
 mod backup;
+mod clients;
 mod codes;
 mod compat;
 mod concurrency;
