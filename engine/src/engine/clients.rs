@@ -10,12 +10,12 @@ use std::sync::PoisonError;
 
 use crate::audit::{Event as AuditEvent, EventKind};
 use crate::client::{
-    ApiKey, Client, ClientId, ClientInfo, ClientPolicy, KeyId, KeyInfo, Scope, Scopes, check_name,
-    hash_secret,
+    ApiKey, ChannelSet, Client, ClientId, ClientInfo, ClientPolicy, KeyId, KeyInfo, PurposeSet,
+    Scope, Scopes, check_name, hash_secret,
 };
 use crate::clock::Timestamp;
 use crate::error::{EngineError, Result};
-use crate::limits::GlobalLimit;
+use crate::limits::{GlobalLimit, Rate};
 use crate::store::{Change, Changes, Durable};
 
 use super::Engine;
@@ -53,13 +53,18 @@ impl NewClient {
     }
 }
 
-/// A change to a client's scopes or policy; `None` leaves a part as it is.
+/// A change to a client's scopes or policy; `None` leaves a part as it
+/// is, `Some(None)` lifts a restriction.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ClientUpdate {
     /// New scopes.
     pub scopes: Option<Scopes>,
-    /// New policy (all of it: purposes, channels and rate).
-    pub policy: Option<ClientPolicy>,
+    /// New purposes (`Some(None)`: every one).
+    pub purposes: Option<Option<PurposeSet>>,
+    /// New channels (`Some(None)`: every one).
+    pub channels: Option<Option<ChannelSet>>,
+    /// New issuance rate (`Some(None)`: none of its own).
+    pub issue_rate: Option<Option<Rate>>,
 }
 
 /// A key just made: its description, and the key itself (shown once).
@@ -189,11 +194,15 @@ impl Engine {
             .ok_or(EngineError::ClientNotFound)
     }
 
-    /// Revokes the unrevoked client called `name`; its keys stop working at once.
-    pub fn revoke_client(&self, name: &str) -> Result<Durable<()>> {
+    /// Revokes the unrevoked client called `name`; its keys stop working
+    /// at once. Answers with the client as revoked.
+    pub fn revoke_client(&self, name: &str) -> Result<Durable<ClientInfo>> {
         self.change_client(name, |client, now| {
             client.info.revoked_at = Some(now);
-            Ok(((), AuditEvent::new(EventKind::ClientRevoked, None)))
+            Ok((
+                client.info.clone(),
+                AuditEvent::new(EventKind::ClientRevoked, None),
+            ))
         })
     }
 
@@ -250,8 +259,8 @@ impl Engine {
     }
 
     /// Revokes one key of the client called `name`; it stops working at
-    /// once, the client's other keys go on.
-    pub fn revoke_client_key(&self, name: &str, key: KeyId) -> Result<Durable<KeyInfo>> {
+    /// once, the client's other keys go on. Answers with the client.
+    pub fn revoke_client_key(&self, name: &str, key: KeyId) -> Result<Durable<ClientInfo>> {
         self.change_client(name, |client, now| {
             let found = client
                 .info
@@ -265,7 +274,7 @@ impl Engine {
             found.revoked_at = Some(now);
             let event =
                 AuditEvent::new(EventKind::ClientKeyRevoked, None).with("key_id", key.to_string());
-            Ok((found.clone(), event))
+            Ok((client.info.clone(), event))
         })
     }
 
@@ -278,9 +287,6 @@ impl Engine {
                 "at least one scope is required",
             ));
         }
-        if let Some(policy) = &update.policy {
-            policy.validate()?;
-        }
         self.change_client(name, |client, _| {
             let mut event = AuditEvent::new(EventKind::ClientUpdated, None);
             if let Some(scopes) = update.scopes {
@@ -290,9 +296,20 @@ impl Engine {
                 client.info.scopes = scopes;
                 event = event.with("scopes", scope_names(scopes));
             }
-            if let Some(policy) = update.policy {
-                client.info.policy = policy;
-                event = policy_details(event, &policy);
+            let policy = &mut client.info.policy;
+            if let Some(purposes) = update.purposes {
+                policy.purposes = purposes;
+            }
+            if let Some(channels) = update.channels {
+                policy.channels = channels;
+            }
+            if let Some(rate) = update.issue_rate {
+                policy.issue_rate = rate;
+            }
+            policy.validate()?;
+            if update.purposes.is_some() || update.channels.is_some() || update.issue_rate.is_some()
+            {
+                event = policy_details(event, policy);
             }
             Ok((client.info.clone(), event))
         })

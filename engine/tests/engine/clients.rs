@@ -221,7 +221,9 @@ fn updates_change_scopes_and_policy_at_once_and_are_validated() {
             "portal",
             ClientUpdate {
                 scopes: Some(Scopes::of(&[Scope::Auth, Scope::Accounts])),
-                policy: Some(policy),
+                purposes: Some(policy.purposes),
+                issue_rate: Some(policy.issue_rate),
+                ..ClientUpdate::default()
             },
         )
         .and_then(Durable::wait)
@@ -235,17 +237,14 @@ fn updates_change_scopes_and_policy_at_once_and_are_validated() {
         (
             ClientUpdate {
                 scopes: Some(Scopes::default()),
-                policy: None,
+                ..ClientUpdate::default()
             },
             "scopes",
         ),
         (
             ClientUpdate {
-                scopes: None,
-                policy: Some(ClientPolicy {
-                    channels: Some(ChannelSet::default()),
-                    ..ClientPolicy::default()
-                }),
+                channels: Some(Some(ChannelSet::default())),
+                ..ClientUpdate::default()
             },
             "channels",
         ),
@@ -690,7 +689,7 @@ fn test_clients_are_refused_where_not_allowed_and_never_hold_admin() {
             "fe-dev",
             ClientUpdate {
                 scopes: Some(Scopes::of(&[Scope::Admin])),
-                policy: None,
+                ..ClientUpdate::default()
             }
         ),
         Err(EngineError::Invalid {
