@@ -12,6 +12,7 @@ mod policy;
 mod redact;
 mod server;
 mod signing;
+mod test_mode;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -34,6 +35,7 @@ pub use policy::{
 };
 pub use server::{ServerConfig, StoreSettings};
 pub use signing::SigningConfig;
+pub use test_mode::TestModeConfig;
 
 /// Variables read from the environment that are not settings.
 pub const ENV_CONFIG_FILE: &str = "OTPD_CONFIG";
@@ -82,6 +84,8 @@ pub struct Config {
     pub audit: AuditConfig,
     /// Which changes the citizen is told of.
     pub notices: NoticesConfig,
+    /// Test destinations with fixed codes (never in production).
+    pub test_mode: TestModeConfig,
 }
 
 /// Deployment kind.
@@ -149,6 +153,7 @@ impl Default for Config {
             signing: SigningConfig::default(),
             audit: AuditConfig::default(),
             notices: NoticesConfig::default(),
+            test_mode: TestModeConfig::default(),
         }
     }
 }
@@ -241,6 +246,7 @@ impl Config {
             );
         }
         self.signing.validate()?;
+        self.test_mode.validate(self.environment)?;
         if !(0..=19).contains(&self.server.argon2_nice) {
             return Err("server.argon2_nice must be 0 to 19".into());
         }
@@ -329,6 +335,7 @@ impl Config {
             },
             // validate() reports a bad budget; here it only falls back.
             limits: self.limits.issue_limits().unwrap_or_default(),
+            test_mode: self.test_mode.policy(self.environment),
         }
     }
 
