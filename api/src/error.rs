@@ -370,6 +370,12 @@ fn engine(e: &EngineError) -> Answer {
         EngineError::Invalid { field, message } => {
             Answer::new(S::BAD_REQUEST, "invalid_field", message).field(api_field(field))
         }
+        EngineError::Conflict { field: "name" } => Answer::new(
+            S::CONFLICT,
+            "conflict",
+            "an active client already has this name (revoke it first, or choose another)",
+        )
+        .field("name"),
         EngineError::Conflict { field } => Answer::new(
             S::CONFLICT,
             "conflict",

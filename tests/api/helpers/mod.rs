@@ -69,6 +69,11 @@ impl Outbox {
         self.notice_answers.lock().unwrap().extend(results);
     }
 
+    /// Every message tried so far, each try once.
+    pub fn sent(&self) -> Vec<(Outgoing, Rendered)> {
+        self.sent.lock().unwrap().clone()
+    }
+
     /// Every notice (a message with no code) tried so far, each try once.
     pub fn notices(&self) -> Vec<(Outgoing, Rendered)> {
         self.sent
@@ -372,6 +377,22 @@ impl TestApp {
     /// a flow (a challenge belongs to the client that asked for it).
     pub fn portal(&self) -> ApiClient {
         self.api.with_key(&self.api.all_key)
+    }
+
+    /// Adds a client through the admin API and returns its key.
+    pub async fn new_client(&self, body: Value) -> String {
+        let r = self.add_client(body).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+        r.body["key"].as_str().unwrap().to_owned()
+    }
+
+    /// A relying party of its own (auth, accounts and sign), added through
+    /// the admin API, called with its key.
+    pub async fn relying_party(&self, name: &str) -> ApiClient {
+        let key = self
+            .new_client(serde_json::json!({ "name": name, "scopes": ["auth", "accounts", "sign"] }))
+            .await;
+        self.api.with_key(&key)
     }
 
     /// Logs in and returns (challenge id, delivered code).
