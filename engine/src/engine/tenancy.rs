@@ -7,11 +7,11 @@
 //! outside it (the sweeper, the sender, offline commands) is the system's
 //! own and is held to none of this.
 
+use dashmap::mapref::one::Ref;
+
 use crate::account::Account;
 use crate::audit::current_client_id;
 use crate::challenge::Challenge;
-use dashmap::mapref::one::Ref;
-
 use crate::client::{Client, ClientId, ClientInfo};
 use crate::error::{EngineError, Result};
 use crate::identity::{Email, Phone};
