@@ -141,6 +141,7 @@ fn parse_line(v: &Value) -> Result<AuditRecord, (Option<u64>, String)> {
                 request_id: optional("request_id")?,
                 source_ip: optional("source_ip")?,
                 idempotency: None,
+                client_id: None,
             },
             details,
         },
@@ -285,6 +286,7 @@ mod tests {
                     request_id: None,
                     source_ip: Some("192.0.2.0/24".into()),
                     idempotency: None,
+                    client_id: None,
                 },
                 details: vec![
                     ("attempts_remaining".into(), "2".into()),

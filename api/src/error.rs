@@ -415,6 +415,12 @@ fn engine(e: &EngineError) -> Answer {
         EngineError::Invalid { field, message } => {
             Answer::new(S::BAD_REQUEST, "invalid_field", message).field(api_field(field))
         }
+        EngineError::Conflict { field: "name" } => Answer::new(
+            S::CONFLICT,
+            "conflict",
+            "an active client already has this name (revoke it first, or choose another)",
+        )
+        .field("name"),
         EngineError::Conflict { field } => Answer::new(
             S::CONFLICT,
             "conflict",
@@ -429,6 +435,21 @@ fn engine(e: &EngineError) -> Answer {
             "challenge_not_found",
             "no challenge of this kind has this id",
         ),
+        EngineError::NotPermitted { field, message } => {
+            Answer::new(S::FORBIDDEN, "not_permitted", message).field(*field)
+        }
+        EngineError::ClientNotFound => Answer::new(
+            S::NOT_FOUND,
+            "client_not_found",
+            "no active client has this name (see GET /v1/admin/clients)",
+        )
+        .field("name"),
+        EngineError::ClientKeyNotFound => Answer::new(
+            S::NOT_FOUND,
+            "client_key_not_found",
+            "the client has no key with this id (see GET /v1/admin/clients/{name})",
+        )
+        .field("key_id"),
         EngineError::ActivationNotFound => Answer::new(
             S::NOT_FOUND,
             "activation_not_found",
@@ -593,6 +614,15 @@ mod tests {
             (EngineError::AccountNotFound, 404),
             (EngineError::ChallengeNotFound, 404),
             (EngineError::ActivationNotFound, 404),
+            (
+                EngineError::NotPermitted {
+                    field: "channel",
+                    message: "not this one".into(),
+                },
+                403,
+            ),
+            (EngineError::ClientNotFound, 404),
+            (EngineError::ClientKeyNotFound, 404),
             (EngineError::Locked { until: None }, 423),
             (EngineError::WrongState("x"), 409),
             (EngineError::ChannelUnavailable("email address"), 409),

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use engine::{Durable, Engine, Scope, Scopes, SystemClock, os_seeded_rng};
+use engine::{Engine, SystemClock, os_seeded_rng};
 use otpd::cli::{self, attestation, keys, keys::KeyAction};
 use otpd::config::{self, Config, Environment, LogFormat, Overrides};
 use otpd::failure::Failure;
@@ -45,11 +45,15 @@ struct Cli {
 enum Command {
     /// Run the server (the default).
     Serve,
-    /// Manage client services, the only callers the API accepts. Run these
-    /// while the server is stopped: the store allows one process at a time.
+    /// Manage client services, the only callers the API accepts. With the
+    /// server running, through its admin API (an admin-scoped key in
+    /// OTPD_ADMIN_KEY): no restart; with it stopped, on the store directly.
     Client {
         #[command(subcommand)]
         action: ClientAction,
+        /// The running server's base URL [default: http:// and the listen address].
+        #[arg(long, global = true)]
+        server: Option<String>,
     },
     /// Print every OTPD_* environment variable and the setting it sets.
     EnvVars,
@@ -127,13 +131,47 @@ enum ClientAction {
         /// (recovery only for the strong-authentication services).
         #[arg(long, value_delimiter = ',', required = true)]
         scopes: Vec<String>,
+        /// Comma-separated purposes it may have codes issued for: login,
+        /// step_up, activation, contact_change, signature [default: all].
+        #[arg(long, value_delimiter = ',')]
+        purposes: Option<Vec<String>>,
+        /// Comma-separated channels its codes may go by: sms, email, push,
+        /// letter [default: all].
+        #[arg(long, value_delimiter = ',')]
+        channels: Option<Vec<String>>,
+        /// Its own issuance rate, codes per second, minute or hour (e.g. 10/minute).
+        #[arg(long)]
+        rate: Option<String>,
+        /// A test client: only accounts whose phone and email are test
+        /// destinations ([test_mode]); refused in production.
+        #[arg(long)]
+        test: bool,
+        /// When its key stops working (RFC 3339 or a date) [default: never].
+        #[arg(long, value_parser = otpd::cli::parse_time)]
+        expires_at: Option<engine::Timestamp>,
     },
-    /// List clients.
+    /// List clients, their policy and their keys (never a key itself).
     List,
-    /// Revoke a client's key at once.
+    /// Revoke a client (every key of it), or with --key only that key; refused at once.
     Revoke {
         /// The client's name.
         name: String,
+        /// Only this key (its id, from `otpd client list`).
+        #[arg(long)]
+        key: Option<String>,
+    },
+    /// Give a client another key, valid alongside its others until they
+    /// are revoked or expire; print it (shown once only).
+    Rotate {
+        /// The client's name.
+        name: String,
+        /// When the new key stops working [default: never].
+        #[arg(long, value_parser = otpd::cli::parse_time)]
+        expires_at: Option<engine::Timestamp>,
+        /// When the client's other keys stop working (brought forward, never
+        /// postponed): the old key retires by itself once the relying party has switched.
+        #[arg(long, value_parser = otpd::cli::parse_time)]
+        previous_expires_at: Option<engine::Timestamp>,
     },
 }
 
@@ -235,7 +273,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
     telemetry::init_logging(config.log_format, &config.log_level);
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(config),
-        Command::Client { action } => manage_clients(&config, action),
+        Command::Client { action, server } => manage_clients(&config, action, server.as_deref()),
         Command::DeadLetters => {
             let engine = open_offline(&config)?;
             for d in engine.dead_letters().map_err(|e| e.to_string())? {
@@ -503,41 +541,54 @@ fn open_offline(config: &Config) -> Result<Engine, Failure> {
     .map_err(|e| Failure::opening("cannot open the store", e))
 }
 
-fn manage_clients(config: &Config, action: ClientAction) -> Result<(), Failure> {
-    let engine = open_offline(config)?;
-    match action {
-        ClientAction::Add { name, scopes } => {
-            let parsed: Result<Vec<Scope>, _> = scopes.iter().map(|s| Scope::parse(s)).collect();
-            let scopes = Scopes::of(&parsed.map_err(|e| e.to_string())?);
-            let (info, key) = engine
-                .add_client(&name, scopes)
-                .and_then(Durable::wait)
-                .map_err(|e| e.to_string())?;
-            eprintln!(
-                "client {:?} added with scopes {:?}; its key (shown only now):",
-                info.name, info.scopes
-            );
-            println!("{}", key.expose());
-        }
-        ClientAction::List => {
-            for c in engine.clients() {
-                let scopes: Vec<&str> = c.scopes.iter().map(Scope::as_str).collect();
-                let status = if c.revoked_at.is_some() {
-                    "revoked"
-                } else {
-                    "active"
-                };
-                println!("{:30} {:8} {}", c.name, status, scopes.join(","));
-            }
-        }
-        ClientAction::Revoke { name } => {
-            engine
-                .revoke_client(&name)
-                .and_then(Durable::wait)
-                .map_err(|e| e.to_string())?;
-            eprintln!("client {name:?} revoked");
-        }
+/// `otpd client`: through the running server when there is one (or
+/// `--server` is given), else on the store.
+fn manage_clients(
+    config: &Config,
+    action: ClientAction,
+    server: Option<&str>,
+) -> Result<(), Failure> {
+    use cli::clients::{ClientCommand, NewClientArgs, offline, online};
+    let command = match action {
+        ClientAction::Add {
+            name,
+            scopes,
+            purposes,
+            channels,
+            rate,
+            test,
+            expires_at,
+        } => ClientCommand::Add(NewClientArgs {
+            name,
+            scopes,
+            purposes,
+            channels,
+            rate,
+            test,
+            expires_at,
+        }),
+        ClientAction::List => ClientCommand::List,
+        ClientAction::Revoke { name, key } => ClientCommand::Revoke { name, key },
+        ClientAction::Rotate {
+            name,
+            expires_at,
+            previous_expires_at,
+        } => ClientCommand::Rotate {
+            name,
+            expires_at,
+            previous_expires_at,
+        },
+    };
+    let running = engine::store_in_use(&store_dir(config)).map_err(|e| e.to_string())?;
+    let done = if running || server.is_some() {
+        online(config, server, &command)?
+    } else {
+        offline(&open_offline(config)?, &command)?
+    };
+    for note in &done.notes {
+        eprintln!("{note}");
     }
+    print_lines(&done.lines);
     Ok(())
 }
 

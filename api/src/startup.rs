@@ -67,6 +67,7 @@ impl App {
             deps.rng,
         )
         .map_err(|e| Failure::opening("cannot open the store", e))?;
+        refuse_test_clients(&config, &engine)?;
         let engine = Arc::new(engine);
         let sweeper = engine
             .start_sweeper(Duration::from_millis(
@@ -185,6 +186,20 @@ impl App {
         tracing::info!("store flushed; stopped");
         Ok(())
     }
+}
+
+/// A production server refuses to start while a test client exists: its
+/// requests would reach accounts under fixed codes.
+fn refuse_test_clients(config: &Config, engine: &Engine) -> Result<(), Failure> {
+    let test = engine.test_clients();
+    if config.environment == crate::config::Environment::Production && !test.is_empty() {
+        return Err(Failure::Config(format!(
+            "test clients exist ({}); they are refused when environment = \"production\": \
+             revoke them first (`otpd client revoke NAME` with the server stopped)",
+            test.join(", ")
+        )));
+    }
+    Ok(())
 }
 
 /// Opens the signing key ring (making a first key on first start) and the

@@ -3,8 +3,9 @@
 use std::time::Duration;
 
 use engine::{
-    AccountView, BirthDate, ChallengeId, ChallengeStatus, Channel, Code, Document, Email, Identity,
-    IdentityKind, Issued, Phone, Pin, PostalAddress, Timestamp,
+    AccountView, BirthDate, ChallengeId, ChallengeStatus, Channel, ChannelSet, Code, Document,
+    Email, EngineError, Identity, IdentityKind, Issued, Phone, Pin, PostalAddress, Purpose,
+    PurposeSet, Rate, Scope, Scopes, Timestamp,
 };
 use serde::de::{MapAccess, Visitor, value::MapAccessDeserializer};
 use serde::{Deserialize, Deserializer};
@@ -289,6 +290,131 @@ pub struct ImportAccountIn {
     pub lock_reason: Option<String>,
 }
 
+/// `POST /v1/admin/clients`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddClientIn {
+    pub name: String,
+    pub scopes: Vec<String>,
+    /// Left out or `null`: every purpose.
+    pub purposes: Option<Vec<String>>,
+    /// Left out or `null`: every channel.
+    pub channels: Option<Vec<String>>,
+    /// Left out or `null`: no rate of its own.
+    pub issue_rate: Option<Object<IssueRateIn>>,
+    #[serde(default)]
+    pub test: bool,
+    /// When its key stops working, RFC 3339.
+    pub expires_at: Option<String>,
+}
+
+/// A client's issuance rate: `codes` per `per` (`second`, `minute`, `hour`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IssueRateIn {
+    pub codes: u32,
+    pub per: String,
+}
+
+/// `PATCH /v1/admin/clients/{name}`: a field left out is kept as it is;
+/// `null` lifts a restriction (every purpose, every channel, no rate).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateClientIn {
+    pub scopes: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "present")]
+    pub purposes: Option<Option<Vec<String>>>,
+    #[serde(default, deserialize_with = "present")]
+    pub channels: Option<Option<Vec<String>>>,
+    #[serde(default, deserialize_with = "present")]
+    pub issue_rate: Option<Option<Object<IssueRateIn>>>,
+}
+
+/// `POST /v1/admin/clients/{name}/keys` (an empty body is all defaults).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RotateKeyIn {
+    /// When the new key stops working, RFC 3339.
+    pub expires_at: Option<String>,
+    /// When the client's other live keys stop working (brought forward, never postponed).
+    pub previous_expires_at: Option<String>,
+}
+
+impl AddClientIn {
+    /// The client to add, every field checked.
+    pub fn parse(self) -> Result<engine::NewClient, ApiError> {
+        Ok(engine::NewClient {
+            name: self.name,
+            scopes: scopes(&self.scopes)?,
+            policy: engine::ClientPolicy {
+                purposes: self.purposes.as_deref().map(purposes).transpose()?,
+                channels: self.channels.as_deref().map(channels).transpose()?,
+                issue_rate: self.issue_rate.as_ref().map(issue_rate).transpose()?,
+            },
+            test: self.test,
+            key_expires_at: time("expires_at", self.expires_at.as_deref())?,
+        })
+    }
+}
+
+/// Scopes by name (`scopes`).
+pub fn scopes(names: &[String]) -> Result<Scopes, ApiError> {
+    let parsed: Result<Vec<Scope>, _> = names.iter().map(|s| Scope::parse(s)).collect();
+    Ok(Scopes::of(&parsed?))
+}
+
+/// Purposes by name (`purposes`).
+pub fn purposes(names: &[String]) -> Result<PurposeSet, ApiError> {
+    let parsed: Result<Vec<Purpose>, _> = names.iter().map(|p| PurposeSet::parse_one(p)).collect();
+    Ok(PurposeSet::of(&parsed?))
+}
+
+/// Channels by name (`channels`).
+pub fn channels(names: &[String]) -> Result<ChannelSet, ApiError> {
+    let parsed: Result<Vec<Channel>, _> = names
+        .iter()
+        .map(|c| {
+            Channel::parse(c).map_err(|e| match e {
+                EngineError::Invalid { message, .. } => {
+                    ApiError::invalid("channels", format!("unknown channel {c:?}: {message}"))
+                }
+                other => ApiError::from(other),
+            })
+        })
+        .collect();
+    Ok(ChannelSet::of(&parsed?))
+}
+
+/// `{"codes": 10, "per": "minute"}` as a rate (`issue_rate`).
+pub fn issue_rate(rate: &Object<IssueRateIn>) -> Result<Rate, ApiError> {
+    let per = match rate.per.trim().to_ascii_lowercase().as_str() {
+        "second" => 1,
+        "minute" => 60,
+        "hour" => 3600,
+        _ => {
+            return Err(ApiError::invalid(
+                "issue_rate.per",
+                "must be second, minute or hour",
+            ));
+        }
+    };
+    Ok(Rate {
+        count: rate.codes,
+        per: std::time::Duration::from_secs(per),
+    })
+}
+
+/// An optional RFC 3339 time in field `field`.
+pub fn time(field: &'static str, text: Option<&str>) -> Result<Option<Timestamp>, ApiError> {
+    text.map(|t| crate::cli::parse_time(t).map_err(|why| ApiError::invalid(field, why)))
+        .transpose()
+}
+
+/// A field that was sent, `null` included (`Some(None)`), as opposed to left out (`None`).
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
+}
+
 /// A PIN goes straight into the engine's redacting, zeroing type, so the
 /// `Debug` of a request never shows it.
 fn pin<'de, D: Deserializer<'de>>(d: D) -> Result<Pin, D::Error> {
@@ -438,6 +564,51 @@ pub fn account(view: &AccountView) -> Value {
         "code_failures": view.code_failures,
         "created_at": rfc3339(view.created_at),
         "updated_at": rfc3339(view.updated_at),
+    })
+}
+
+/// A client as returned: never a key or its hash.
+pub fn client(info: &engine::ClientInfo, now: Timestamp) -> Value {
+    let keys: Vec<Value> = info
+        .keys
+        .iter()
+        .map(|k| {
+            let state = if k.revoked_at.is_some() {
+                "revoked"
+            } else if k.live_at(now) {
+                "live"
+            } else {
+                "expired"
+            };
+            json!({
+                "key_id": k.id.to_string(),
+                "state": state,
+                "created_at": rfc3339(k.created_at),
+                "expires_at": k.expires_at.map(rfc3339),
+                "revoked_at": k.revoked_at.map(rfc3339),
+            })
+        })
+        .collect();
+    let policy = &info.policy;
+    json!({
+        "name": info.name,
+        "client_id": info.id.to_string(),
+        "scopes": info.scopes.iter().map(engine::Scope::as_str).collect::<Vec<_>>(),
+        "purposes": policy.purposes.map(|p| p.iter().map(engine::Purpose::as_str).collect::<Vec<_>>()),
+        "channels": policy.channels.map(|c| c.iter().map(Channel::as_str).collect::<Vec<_>>()),
+        "issue_rate": policy.issue_rate.map(|r| json!({
+            "codes": r.count,
+            "per": match r.per.as_secs() {
+                1 => "second",
+                60 => "minute",
+                _ => "hour",
+            },
+        })),
+        "test": info.test,
+        "state": if info.revoked_at.is_some() { "revoked" } else { "active" },
+        "created_at": rfc3339(info.created_at),
+        "revoked_at": info.revoked_at.map(rfc3339),
+        "keys": keys,
     })
 }
 

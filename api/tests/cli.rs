@@ -143,3 +143,140 @@ fn a_server_that_cannot_bind_its_port_leaves_no_data_directory_or_key_behind() {
     );
     drop(taken);
 }
+
+/// `otpd client ARGS` on `data`, with `admin` as OTPD_ADMIN_KEY if given:
+/// (succeeded, stdout, stderr).
+fn client_cli(
+    data: &std::path::Path,
+    admin: Option<&str>,
+    args: &[&str],
+) -> (bool, String, String) {
+    let mut command = otpd(data);
+    if let Some(key) = admin {
+        command.env("OTPD_ADMIN_KEY", key);
+    }
+    let out = command.arg("client").args(args).output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The status a key gets from the server (401 when it is refused).
+async fn status_with(server: &Server, key: &str) -> u16 {
+    let api = support::Api::new(server, key);
+    let (status, _) = api
+        .call(
+            hyper::Method::GET,
+            "/v1/challenges/0123456789abcdef0123456789abcdef",
+            None,
+        )
+        .await
+        .unwrap();
+    status.as_u16()
+}
+
+#[tokio::test]
+async fn clients_are_managed_through_the_running_server_and_on_the_stopped_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let admin = add_client(&data);
+    // Stopped: on the store, with a policy.
+    let (ok, key, err) = client_cli(
+        &data,
+        None,
+        &[
+            "add",
+            "portal",
+            "--scopes",
+            "auth",
+            "--channels",
+            "sms",
+            "--rate",
+            "10/minute",
+            "--expires-at",
+            "2099-01-01",
+        ],
+    );
+    assert!(ok, "{err}");
+    let key = key.trim().to_owned();
+    assert!(key.starts_with("otpd_"), "{key}");
+    assert!(err.contains("shown only now"), "{err}");
+    let (ok, list, _) = client_cli(&data, None, &["list"]);
+    assert!(ok);
+    let line = list.lines().find(|l| l.starts_with("portal ")).unwrap();
+    for part in [
+        "active",
+        "scopes=auth",
+        "channels=sms",
+        "rate=10/minute",
+        "live until 2099",
+    ] {
+        assert!(line.contains(part), "{part}: {line}");
+    }
+    assert!(!list.contains(&key[22..]), "no key in the list");
+    let (ok, _, err) = client_cli(
+        &data,
+        None,
+        &["add", "x", "--scopes", "auth", "--rate", "lots"],
+    );
+    assert!(!ok && err.contains("--rate"), "{err}");
+
+    // Running: through the admin API, no restart.
+    let server = Server::start(&data);
+    let url = format!("http://{}", server.address);
+    assert_eq!(status_with(&server, &key).await, 404);
+    let (ok, _, err) = client_cli(&data, None, &["rotate", "portal", "--server", &url]);
+    assert!(!ok && err.contains("OTPD_ADMIN_KEY"), "{err}");
+    let (ok, second, err) =
+        client_cli(&data, Some(&admin), &["rotate", "portal", "--server", &url]);
+    assert!(ok, "{err}");
+    let second = second.trim().to_owned();
+    assert_eq!(status_with(&server, &second).await, 404, "works at once");
+    assert_eq!(
+        status_with(&server, &key).await,
+        404,
+        "and so does the old one"
+    );
+    let first_id = &key[5..21];
+    let (ok, _, err) = client_cli(
+        &data,
+        Some(&admin),
+        &["revoke", "portal", "--key", first_id, "--server", &url],
+    );
+    assert!(ok, "{err}");
+    assert_eq!(status_with(&server, &key).await, 401, "refused at once");
+    assert_eq!(status_with(&server, &second).await, 404);
+    let (ok, added, err) = client_cli(
+        &data,
+        Some(&admin),
+        &["add", "portal-saude", "--scopes", "auth", "--server", &url],
+    );
+    assert!(ok, "{err}");
+    assert_eq!(status_with(&server, added.trim()).await, 404);
+    let (ok, list, err) = client_cli(&data, Some(&admin), &["list", "--server", &url]);
+    assert!(ok, "{err}");
+    let line = list.lines().find(|l| l.starts_with("portal ")).unwrap();
+    assert!(line.contains(&format!("{first_id} (revoked)")), "{line}");
+    let (ok, _, err) = client_cli(&data, Some(&admin), &["revoke", "portal", "--server", &url]);
+    assert!(ok, "{err}");
+    assert_eq!(status_with(&server, &second).await, 401);
+    let (ok, _, err) = client_cli(&data, Some(&admin), &["revoke", "nobody", "--server", &url]);
+    assert!(!ok && err.contains("no active client"), "{err}");
+    assert!(server.terminate().success());
+
+    // Stopped again: the store has every change the server made.
+    let (ok, list, _) = client_cli(&data, None, &["list"]);
+    assert!(ok);
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with("portal ") && l.contains("revoked")),
+        "{list}"
+    );
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with("portal-saude ") && l.contains("active")),
+        "{list}"
+    );
+}

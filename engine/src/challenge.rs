@@ -1,6 +1,7 @@
 //! Challenges: one issued code, what it is for, where it went, and how it ended.
 
 use crate::account::AccountState;
+use crate::client::ClientId;
 use crate::clock::Timestamp;
 use crate::document::Document;
 use crate::id::{AccountId, ChallengeId};
@@ -40,6 +41,9 @@ pub(crate) struct Challenge {
     pub(crate) message: Option<MessageId>,
     /// The language its message was written in.
     pub(crate) locale: Locale,
+    /// The client that asked for it: no other client sees it. `None` for
+    /// the system's and for those made before challenges had owners.
+    pub(crate) client: Option<ClientId>,
 }
 
 impl Challenge {

@@ -1,8 +1,10 @@
 //! Client services (relying parties): the only callers the API accepts.
 //!
-//! A key reads `otpd_<id>_<secret>`: the 8-byte id finds the client, and only
-//! `SHA-256(secret)` is stored, compared in constant time. The secret is 256
-//! random bits, so a fast hash is enough: there is nothing to brute-force.
+//! A key reads `otpd_<id>_<secret>`: the 8-byte key id finds the client, and
+//! only `SHA-256(secret)` is stored, compared in constant time. The secret is
+//! 256 random bits, so a fast hash is enough: there is nothing to brute-force.
+//! A client may hold several keys at once (rotation), each with an optional
+//! expiry; a client's id never changes, and its challenges belong to it.
 
 use std::fmt;
 
@@ -13,6 +15,8 @@ use zeroize::{Zeroize, ZeroizeOnDrop};
 use crate::clock::Timestamp;
 use crate::error::{EngineError, Result};
 use crate::hex;
+use crate::limits::Rate;
+use crate::terms::{Channel, Purpose};
 
 /// What a client may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -122,42 +126,240 @@ impl fmt::Debug for Scopes {
     }
 }
 
+/// A client's id: fixed for its life, whatever keys it holds. Challenges
+/// are owned by it (names may be reused once a client is revoked).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ClientId(pub(crate) [u8; 8]);
+
+/// One API key's id: the `<id>` of `otpd_<id>_<secret>`, which finds its
+/// client. A client's first key has the client's own id.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct KeyId(pub(crate) [u8; 8]);
+
+macro_rules! short_id {
+    ($name:ident) => {
+        impl $name {
+            /// Parses the 16-hex-digit form; `field` names the input in the error.
+            pub fn parse(field: &'static str, text: &str) -> Result<Self> {
+                hex::decode_array(text.trim())
+                    .map(Self)
+                    .ok_or_else(|| EngineError::invalid(field, "must be 16 hexadecimal digits"))
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                hex::write(f, &self.0)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}({self})", stringify!($name))
+            }
+        }
+    };
+}
+
+short_id!(ClientId);
+short_id!(KeyId);
+
+/// A set of purposes (what a client may issue codes for).
+#[derive(Clone, Copy, PartialEq, Eq, Default)]
+pub struct PurposeSet(pub(crate) u8);
+
+impl PurposeSet {
+    /// The set of `purposes`.
+    pub fn of(purposes: &[Purpose]) -> Self {
+        PurposeSet(purposes.iter().fold(0, |bits, p| bits | 1 << p.slot()))
+    }
+
+    /// Whether `purpose` is in the set.
+    pub fn contains(self, purpose: Purpose) -> bool {
+        self.0 & (1 << purpose.slot()) != 0
+    }
+
+    /// The purposes in the set.
+    pub fn iter(self) -> impl Iterator<Item = Purpose> {
+        Purpose::ALL.into_iter().filter(move |p| self.contains(*p))
+    }
+
+    /// Parses a purpose's API name (`login`, `step_up`, …).
+    pub fn parse_one(text: &str) -> Result<Purpose> {
+        let text = text.trim().to_ascii_lowercase();
+        Purpose::ALL
+            .into_iter()
+            .find(|p| p.as_str() == text)
+            .ok_or_else(|| {
+                EngineError::invalid(
+                    "purposes",
+                    format!(
+                        "unknown purpose {text:?}: use {}",
+                        Purpose::ALL.map(Purpose::as_str).join(", ")
+                    ),
+                )
+            })
+    }
+}
+
+impl fmt::Debug for PurposeSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list()
+            .entries(self.iter().map(Purpose::as_str))
+            .finish()
+    }
+}
+
+/// A set of channels (how a client may have codes sent).
+#[derive(Clone, Copy, PartialEq, Eq, Default)]
+pub struct ChannelSet(pub(crate) u16);
+
+impl ChannelSet {
+    /// The set of `channels`.
+    pub fn of(channels: &[Channel]) -> Self {
+        ChannelSet(channels.iter().fold(0, |bits, c| bits | 1 << c.tag()))
+    }
+
+    /// Whether `channel` is in the set.
+    pub fn contains(self, channel: Channel) -> bool {
+        self.0 & (1 << channel.tag()) != 0
+    }
+
+    /// The channels in the set.
+    pub fn iter(self) -> impl Iterator<Item = Channel> {
+        (0..16u8)
+            .filter_map(Channel::from_tag)
+            .filter(move |c| self.contains(*c))
+    }
+}
+
+impl fmt::Debug for ChannelSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list()
+            .entries(self.iter().map(Channel::as_str))
+            .finish()
+    }
+}
+
+/// What a client may have codes issued for, beyond its scopes. `None`
+/// allows every purpose or channel, including any added later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ClientPolicy {
+    /// The purposes it may issue codes for.
+    pub purposes: Option<PurposeSet>,
+    /// The channels its codes may go by.
+    pub channels: Option<ChannelSet>,
+    /// At most this many codes issued at its request (a burst of `count`,
+    /// then one every `per / count`).
+    pub issue_rate: Option<Rate>,
+}
+
+impl ClientPolicy {
+    /// Refuses empty sets and rates outside 1 to 1,000,000 per second,
+    /// minute or hour.
+    pub fn validate(&self) -> Result<()> {
+        if self.purposes == Some(PurposeSet::default()) {
+            return Err(EngineError::invalid(
+                "purposes",
+                "must name at least one purpose (leave it out to allow every one)",
+            ));
+        }
+        if self.channels == Some(ChannelSet::default()) {
+            return Err(EngineError::invalid(
+                "channels",
+                "must name at least one channel (leave it out to allow every one)",
+            ));
+        }
+        if let Some(rate) = self.issue_rate {
+            let per = rate.per.as_secs();
+            if !(1..=1_000_000).contains(&rate.count)
+                || rate.per.subsec_nanos() != 0
+                || ![1, 60, 3600].contains(&per)
+            {
+                return Err(EngineError::invalid(
+                    "issue_rate",
+                    "must be 1 to 1000000 codes per second, minute or hour",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One of a client's API keys, as callers see it (never the secret).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyInfo {
+    /// Its id.
+    pub id: KeyId,
+    /// When made.
+    pub created_at: Timestamp,
+    /// When it stops working by itself, if ever.
+    pub expires_at: Option<Timestamp>,
+    /// When revoked, if it was.
+    pub revoked_at: Option<Timestamp>,
+}
+
+impl KeyInfo {
+    /// Whether the key works at `now`: not revoked, not expired.
+    pub fn live_at(&self, now: Timestamp) -> bool {
+        self.revoked_at.is_none() && self.expires_at.is_none_or(|t| now < t)
+    }
+}
+
 /// A registered client, as callers see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientInfo {
-    /// Its unique name.
+    /// Its id (challenges belong to it).
+    pub id: ClientId,
+    /// Its unique name among unrevoked clients.
     pub name: String,
     /// What it may do.
     pub scopes: Scopes,
+    /// What codes it may have issued.
+    pub policy: ClientPolicy,
+    /// A test client: only accounts whose phone and email are test
+    /// destinations, never in production.
+    pub test: bool,
+    /// Its keys, revoked and expired ones included, oldest first.
+    pub keys: Vec<KeyInfo>,
     /// When added.
     pub created_at: Timestamp,
     /// When revoked, if it was.
     pub revoked_at: Option<Timestamp>,
 }
 
-/// A client as stored.
+/// A client as stored: what callers see, and the hash of each key's secret.
 #[derive(Debug, Clone)]
 pub(crate) struct Client {
-    pub(crate) id: [u8; 8],
     pub(crate) info: ClientInfo,
-    pub(crate) secret_hash: [u8; 32],
+    /// `SHA-256(secret)` of each key in `info.keys`, by key id.
+    pub(crate) secrets: Vec<(KeyId, [u8; 32])>,
 }
 
 impl Client {
-    pub(crate) fn accepts(&self, secret: &[u8]) -> bool {
+    /// Whether `secret` is key `key`'s, and that key and the client work at `now`.
+    pub(crate) fn accepts(&self, key: KeyId, secret: &[u8], now: Timestamp) -> bool {
+        let Some((_, stored)) = self.secrets.iter().find(|(id, _)| *id == key) else {
+            return false;
+        };
         let hash: [u8; 32] = Sha256::digest(secret).into();
-        let matches: bool = hash.ct_eq(&self.secret_hash).into();
-        matches && self.info.revoked_at.is_none()
+        let matches: bool = hash.ct_eq(stored).into();
+        let live = self.info.keys.iter().any(|k| k.id == key && k.live_at(now));
+        matches && live && self.info.revoked_at.is_none()
     }
 }
 
-/// An API key, shown once when its client is added.
+/// An API key, shown once when it is made.
 #[derive(Clone, Zeroize, ZeroizeOnDrop)]
 pub struct ApiKey(String);
 
 impl ApiKey {
-    pub(crate) fn new(id: [u8; 8], secret: &[u8; 32]) -> Self {
-        ApiKey(format!("otpd_{}_{}", hex::encode(id), hex::encode(secret)))
+    pub(crate) fn new(id: KeyId, secret: &[u8; 32]) -> Self {
+        ApiKey(format!(
+            "otpd_{}_{}",
+            hex::encode(id.0),
+            hex::encode(secret)
+        ))
     }
 
     /// The key, to hand to the client's operator.
@@ -165,13 +367,13 @@ impl ApiKey {
         &self.0
     }
 
-    /// Splits a presented key into id and secret bytes.
-    pub(crate) fn split(presented: &str) -> Option<([u8; 8], Vec<u8>)> {
+    /// Splits a presented key into key id and secret bytes.
+    pub(crate) fn split(presented: &str) -> Option<(KeyId, Vec<u8>)> {
         let rest = presented.strip_prefix("otpd_")?;
         let (id_hex, secret_hex) = rest.split_once('_')?;
         let id: [u8; 8] = hex::decode_array(id_hex)?;
         let secret: [u8; 32] = hex::decode_array(secret_hex)?;
-        Some((id, secret.to_vec()))
+        Some((KeyId(id), secret.to_vec()))
     }
 }
 
@@ -206,9 +408,9 @@ mod tests {
 
     #[test]
     fn keys_split_back_into_id_and_secret() {
-        let key = ApiKey::new([1; 8], &[2; 32]);
+        let key = ApiKey::new(KeyId([1; 8]), &[2; 32]);
         let (id, secret) = ApiKey::split(key.expose()).unwrap();
-        assert_eq!(id, [1; 8]);
+        assert_eq!(id, KeyId([1; 8]));
         assert_eq!(secret, vec![2; 32]);
         for bad in [
             "",
@@ -222,22 +424,123 @@ mod tests {
         assert!(!format!("{key:?}").contains("0202"));
     }
 
-    #[test]
-    fn a_client_accepts_only_its_own_secret_until_revoked() {
-        let mut client = Client {
-            id: [1; 8],
+    fn key(id: u8, expires_at: Option<u64>) -> KeyInfo {
+        KeyInfo {
+            id: KeyId([id; 8]),
+            created_at: Timestamp(0),
+            expires_at: expires_at.map(Timestamp),
+            revoked_at: None,
+        }
+    }
+
+    fn portal() -> Client {
+        Client {
             info: ClientInfo {
+                id: ClientId([1; 8]),
                 name: "portal".into(),
                 scopes: Scopes::of(&[Scope::Auth]),
+                policy: ClientPolicy::default(),
+                test: false,
+                keys: vec![key(1, None), key(5, Some(100))],
                 created_at: Timestamp(0),
                 revoked_at: None,
             },
-            secret_hash: hash_secret(&[2; 32]),
-        };
-        assert!(client.accepts(&[2; 32]));
-        assert!(!client.accepts(&[3; 32]));
+            secrets: vec![
+                (KeyId([1; 8]), hash_secret(&[2; 32])),
+                (KeyId([5; 8]), hash_secret(&[6; 32])),
+            ],
+        }
+    }
+
+    #[test]
+    fn a_client_accepts_only_its_own_secret_until_revoked() {
+        let mut client = portal();
+        let first = KeyId([1; 8]);
+        assert!(client.accepts(first, &[2; 32], Timestamp(1)));
+        assert!(!client.accepts(first, &[3; 32], Timestamp(1)));
+        assert!(
+            !client.accepts(first, &[6; 32], Timestamp(1)),
+            "another key's secret"
+        );
         client.info.revoked_at = Some(Timestamp(1));
-        assert!(!client.accepts(&[2; 32]));
+        assert!(!client.accepts(first, &[2; 32], Timestamp(1)));
+    }
+
+    #[test]
+    fn a_key_works_until_it_expires_or_is_revoked_and_the_others_go_on() {
+        let mut client = portal();
+        let (first, second) = (KeyId([1; 8]), KeyId([5; 8]));
+        assert!(client.accepts(second, &[6; 32], Timestamp(99)));
+        assert!(!client.accepts(second, &[6; 32], Timestamp(100)), "expired");
+        assert!(client.accepts(first, &[2; 32], Timestamp(100)));
+        client.info.keys[0].revoked_at = Some(Timestamp(50));
+        assert!(!client.accepts(first, &[2; 32], Timestamp(60)));
+        assert!(
+            !client.accepts(KeyId([9; 8]), &[2; 32], Timestamp(1)),
+            "no such key"
+        );
+    }
+
+    #[test]
+    fn policies_refuse_empty_sets_and_odd_rates() {
+        assert!(ClientPolicy::default().validate().is_ok());
+        let only_sms = ClientPolicy {
+            purposes: Some(PurposeSet::of(&[Purpose::Login, Purpose::StepUp])),
+            channels: Some(ChannelSet::of(&[Channel::Sms])),
+            issue_rate: Some(Rate::per_minute(30)),
+        };
+        assert!(only_sms.validate().is_ok());
+        assert_eq!(
+            format!("{:?}", only_sms.purposes.unwrap()),
+            r#"["login", "step_up"]"#
+        );
+        assert_eq!(format!("{:?}", only_sms.channels.unwrap()), r#"["sms"]"#);
+        for (bad, field) in [
+            (
+                ClientPolicy {
+                    purposes: Some(PurposeSet::default()),
+                    ..ClientPolicy::default()
+                },
+                "purposes",
+            ),
+            (
+                ClientPolicy {
+                    channels: Some(ChannelSet::default()),
+                    ..ClientPolicy::default()
+                },
+                "channels",
+            ),
+            (
+                ClientPolicy {
+                    issue_rate: Some(Rate::per_day(10)),
+                    ..ClientPolicy::default()
+                },
+                "issue_rate",
+            ),
+            (
+                ClientPolicy {
+                    issue_rate: Some(Rate::per_minute(0)),
+                    ..ClientPolicy::default()
+                },
+                "issue_rate",
+            ),
+        ] {
+            match bad.validate() {
+                Err(EngineError::Invalid { field: f, .. }) => assert_eq!(f, field),
+                other => panic!("{bad:?}: {other:?}"),
+            }
+        }
+        assert_eq!(PurposeSet::parse_one(" Step_Up ").unwrap(), Purpose::StepUp);
+        assert!(PurposeSet::parse_one("everything").is_err());
+    }
+
+    #[test]
+    fn short_ids_round_trip_through_text() {
+        let id = KeyId([0xab; 8]);
+        assert_eq!(id.to_string(), "ab".repeat(8));
+        assert_eq!(KeyId::parse("key_id", &"AB".repeat(8)).unwrap(), id);
+        assert!(KeyId::parse("key_id", "abc").is_err());
+        assert!(ClientId::parse("client_id", &"zz".repeat(8)).is_err());
     }
 
     #[test]

@@ -139,6 +139,11 @@ pub(crate) struct Monotonic {
 }
 
 impl Monotonic {
+    /// The clock it reads (for limiters, which keep their own time).
+    pub(crate) fn source(&self) -> Arc<dyn Clock> {
+        Arc::clone(&self.inner)
+    }
+
     pub(crate) fn new(inner: Arc<dyn Clock>) -> Self {
         let anchor_wall = inner.now();
         let anchor_monotonic = inner.monotonic();

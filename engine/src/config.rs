@@ -10,6 +10,7 @@ use crate::lockout::LockoutPolicy;
 use crate::outbox::{NoticePolicy, OutboxPolicy};
 use crate::pin::{Argon2Params, PinPolicy};
 use crate::store::StoreConfig;
+use crate::test_mode::TestMode;
 
 /// Everything the engine can be told.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -36,6 +37,9 @@ pub struct EngineConfig {
     pub notices: NoticePolicy,
     /// How long idempotency keys are kept, and how many per client.
     pub idempotency: IdempotencyPolicy,
+    /// Test destinations and whether test clients may exist (by default
+    /// none and no).
+    pub test_mode: TestMode,
 }
 
 /// How the audit trail is signed and kept.
@@ -120,6 +124,7 @@ impl EngineConfig {
             ));
         }
         self.idempotency.validate()?;
-        self.codes.validate()
+        self.codes.validate()?;
+        self.test_mode.validate(&self.codes)
     }
 }

@@ -25,6 +25,21 @@ pub enum EngineError {
     /// No challenge has this id (or it belongs to another purpose).
     #[error("challenge not found")]
     ChallengeNotFound,
+    /// The calling client may not do this: its policy (purposes, channels)
+    /// or test mode forbids it. `field` names what is not allowed.
+    #[error("{field}: {message}")]
+    NotPermitted {
+        /// The input or setting at fault, as the API names it.
+        field: &'static str,
+        /// What is not allowed, and why.
+        message: String,
+    },
+    /// No active client has this name.
+    #[error("no active client has this name")]
+    ClientNotFound,
+    /// The client has no key with this id.
+    #[error("the client has no key with this id")]
+    ClientKeyNotFound,
     /// No pending registration matches this identity and birth date.
     #[error("no pending registration matches this identity and birth date")]
     ActivationNotFound,
@@ -91,6 +106,13 @@ impl EngineError {
             EngineError::DestinationNotAllowed(_) => Some("sms_country_not_allowed"),
             EngineError::TooSoon { .. } => Some("resend_cooldown"),
             _ => None,
+        }
+    }
+
+    pub(crate) fn not_permitted(field: &'static str, message: impl Into<String>) -> Self {
+        Self::NotPermitted {
+            field,
+            message: message.into(),
         }
     }
 

@@ -8,7 +8,7 @@
 
 use crate::account::{Account, Status};
 use crate::challenge::{Challenge, ChallengeState};
-use crate::client::{Client, ClientInfo, Scope, Scopes};
+use crate::client::{Client, ClientId, ClientInfo, ClientPolicy, KeyId, KeyInfo, Scope, Scopes};
 use crate::clock::Timestamp;
 use crate::code::CodePolicy;
 use crate::error::Result;
@@ -207,6 +207,7 @@ impl Samples {
             delivery: DeliveryState::Queued,
             message: Some(MessageId([8; 16])),
             locale: Locale::Pt,
+            client: Some(ClientId([3; 8])),
         };
         let message = Message {
             id: MessageId([8; 16]),
@@ -235,14 +236,22 @@ impl Samples {
             failed_at: challenge.created_at,
         };
         let client = Client {
-            id: [3; 8],
             info: ClientInfo {
+                id: ClientId([3; 8]),
                 name: "portal-financas".into(),
                 scopes: Scopes::of(&Scope::ALL),
+                policy: ClientPolicy::default(),
+                test: false,
+                keys: vec![KeyInfo {
+                    id: KeyId([3; 8]),
+                    created_at: Timestamp(1_795_392_000_000),
+                    expires_at: None,
+                    revoked_at: None,
+                }],
                 created_at: Timestamp(1_795_392_000_000),
                 revoked_at: None,
             },
-            secret_hash: [4; 32],
+            secrets: vec![(KeyId([3; 8]), [4; 32])],
         };
         Samples {
             account,

@@ -29,18 +29,23 @@ mod pin;
 mod secret;
 mod store;
 mod terms;
+mod test_mode;
 
 pub use account::{AccountState, AccountView};
 pub use challenge::{Approval, ChallengeStatus, ChallengeStatusKind, Issued, Verification};
-pub use client::{ApiKey, ClientInfo, Scope, Scopes};
+pub use client::{
+    ApiKey, ChannelSet, ClientId, ClientInfo, ClientPolicy, KeyId, KeyInfo, PurposeSet, Scope,
+    Scopes,
+};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use code::{Alphabet, CodePolicies, CodePolicy};
 pub use config::{AuditPolicy, EngineConfig, ResendCooldown};
 pub use document::Document;
 pub use engine::{
-    ActivationTarget, Contact, ContactChangeStart, Engine, ImportAccount, ImportState, LoginId,
-    LoginOutcome, MAX_EVENTS_PER_READ, NewAccount, PinChange, PreRegistration, Recovery,
-    RecoveryMethod, Stats, Sweeper, os_seeded_rng, seeded_rng,
+    ActivationTarget, ClientUpdate, Contact, ContactChangeStart, Engine, ImportAccount,
+    ImportState, LoginId, LoginOutcome, MAX_EVENTS_PER_READ, MAX_LIVE_KEYS, NewAccount, NewClient,
+    NewKey, PinChange, PreRegistration, Recovery, RecoveryMethod, Stats, Sweeper, os_seeded_rng,
+    seeded_rng,
 };
 pub use error::{EngineError, Result};
 pub use id::{AccountId, ChallengeId};
@@ -59,6 +64,7 @@ pub use store::{
     in_use as store_in_use, restore as restore_backup, verify as verify_backup,
 };
 pub use terms::{Channel, DeliveryState, Locale, MessageId, Purpose};
+pub use test_mode::TestMode;
 
 /// The RNG the engine draws ids, salts and codes from.
 pub use rand_chacha::ChaCha20Rng;

@@ -165,6 +165,8 @@ pub enum DeliveryState {
     Failed,
     /// Not sent because the code expired or was replaced first.
     Dropped,
+    /// Never sent: a test destination's fixed code (test mode).
+    Withheld,
 }
 
 impl DeliveryState {
@@ -175,6 +177,7 @@ impl DeliveryState {
             DeliveryState::Sent => "sent",
             DeliveryState::Failed => "failed",
             DeliveryState::Dropped => "dropped",
+            DeliveryState::Withheld => "withheld",
         }
     }
 
@@ -184,13 +187,20 @@ impl DeliveryState {
             DeliveryState::Sent => 1,
             DeliveryState::Failed => 2,
             DeliveryState::Dropped => 3,
+            DeliveryState::Withheld => 4,
         }
     }
 
     pub(crate) fn from_tag(tag: u8) -> Option<Self> {
-        [Self::Queued, Self::Sent, Self::Failed, Self::Dropped]
-            .get(usize::from(tag))
-            .copied()
+        [
+            Self::Queued,
+            Self::Sent,
+            Self::Failed,
+            Self::Dropped,
+            Self::Withheld,
+        ]
+        .get(usize::from(tag))
+        .copied()
     }
 }
 
@@ -236,6 +246,7 @@ mod tests {
             DeliveryState::Sent,
             DeliveryState::Failed,
             DeliveryState::Dropped,
+            DeliveryState::Withheld,
         ] {
             assert_eq!(DeliveryState::from_tag(d.tag()), Some(d));
         }

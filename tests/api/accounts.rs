@@ -89,15 +89,17 @@ async fn invalid_fields_are_named() {
 async fn changing_the_pin_needs_the_current_pin_and_a_step_up_code() {
     let app = spawn_app().await;
     let account = app.registered(PHONE, "12345678").await;
-    let (challenge, code) = app.step_up_code(&account).await;
-    let wrong_pin = app
+    // One relying party asks for the proof and uses it.
+    let portal = app.portal();
+    let (challenge, code) = app.step_up_code_as(&portal, &account).await;
+    let wrong_pin = portal
         .change_pin(&account, "9135", (&challenge, &code), "5829")
         .await;
     assert_eq!(
         (wrong_pin.status.as_u16(), wrong_pin.error_code()),
         (401, "invalid_credentials")
     );
-    let ok = app
+    let ok = portal
         .change_pin(&account, PIN, (&challenge, &code), "5829")
         .await;
     assert_eq!(ok.status, 200, "{}", ok.text);
@@ -109,8 +111,9 @@ async fn changing_the_pin_needs_the_current_pin_and_a_step_up_code() {
 async fn changing_the_phone_proves_both_numbers() {
     let app = spawn_app().await;
     let account = app.registered(PHONE, "12345678").await;
-    let (proof_id, proof_code) = app.step_up_code(&account).await;
-    let r = app
+    let portal = app.portal();
+    let (proof_id, proof_code) = app.step_up_code_as(&portal, &account).await;
+    let r = portal
         .begin_contact_change(
             &account,
             (&proof_id, &proof_code),
@@ -121,7 +124,7 @@ async fn changing_the_phone_proves_both_numbers() {
     assert_eq!(r.body["masked_destination"], "+351******890");
     let new_id = r.body["challenge_id"].as_str().unwrap();
     let new_code = app.outbox.code_for(new_id).await;
-    let done = app.confirm_contact_change(new_id, &new_code).await;
+    let done = portal.confirm_contact_change(new_id, &new_code).await;
     assert_eq!(done.status, 200, "{}", done.text);
     assert_eq!(app.account(&account).await.body["phone"], "+351******890");
     assert_eq!(app.login("+351934567890", PIN).await.status, 201);

@@ -144,43 +144,45 @@ async fn every_step_of_a_citizen_is_an_event_naming_its_client_and_request_newes
     calls.push(call(&r, 200, "auth-only", &["code_accepted"]));
     codes.push(code);
 
-    let r = app.step_up_with(&account, Sending::by("sms")).await;
-    calls.push(call(&r, 201, "auth-only", &["code_issued"]));
+    // A PIN or contact change: one relying party asks for the proof and uses it.
+    let portal = app.portal();
+    let r = portal.step_up_with(&account, Sending::by("sms")).await;
+    calls.push(call(&r, 201, "everything", &["code_issued"]));
     let step_up = r.body["challenge_id"].as_str().unwrap().to_owned();
     let code = app.outbox.code_for(&step_up).await;
-    let r = app
+    let r = portal
         .change_pin(&account, FIRST_PIN, (&step_up, &code), NEW_PIN)
         .await;
     calls.push(call(
         &r,
         200,
-        "accounts-only",
+        "everything",
         &["code_accepted", "pin_changed"],
     ));
     codes.push(code);
 
-    let r = app.step_up_with(&account, Sending::by("sms")).await;
-    calls.push(call(&r, 201, "auth-only", &["code_issued"]));
+    let r = portal.step_up_with(&account, Sending::by("sms")).await;
+    calls.push(call(&r, 201, "everything", &["code_issued"]));
     let proof = r.body["challenge_id"].as_str().unwrap().to_owned();
     let code = app.outbox.code_for(&proof).await;
-    let r = app
+    let r = portal
         .begin_contact_change(&account, (&proof, &code), Contact::Phone(NEW_PHONE))
         .await;
     calls.push(call(
         &r,
         201,
-        "accounts-only",
+        "everything",
         &["code_accepted", "contact_change_requested", "code_issued"],
     ));
     codes.push(code);
     let change = r.body["challenge_id"].as_str().unwrap().to_owned();
     let code = app.outbox.code_for(&change).await;
-    let r = app.confirm_contact_change(&change, &code).await;
+    let r = portal.confirm_contact_change(&change, &code).await;
     // Notices of the change: the new phone, the email and the old phone.
     calls.push(call(
         &r,
         200,
-        "accounts-only",
+        "everything",
         &[
             "code_accepted",
             "contact_changed",

@@ -86,17 +86,19 @@ async fn queued(app: &TestApp, account: &str) -> Vec<(String, String, Value)> {
 
 /// Changes the account's phone or email through a step-up proof.
 async fn change_contact(app: &TestApp, account: &str, new: Contact<'_>) {
-    let r = app.step_up_with(account, Sending::by("sms")).await;
+    // One relying party asks for the proof and uses it.
+    let portal = app.portal();
+    let r = portal.step_up_with(account, Sending::by("sms")).await;
     assert_eq!(r.status, 201, "{}", r.text);
     let proof = r.body["challenge_id"].as_str().unwrap().to_owned();
     let code = app.outbox.code_for(&proof).await;
-    let r = app
+    let r = portal
         .begin_contact_change(account, (&proof, &code), new)
         .await;
     assert_eq!(r.status, 201, "{}", r.text);
     let change = r.body["challenge_id"].as_str().unwrap().to_owned();
     let code = app.outbox.code_for(&change).await;
-    let r = app.confirm_contact_change(&change, &code).await;
+    let r = portal.confirm_contact_change(&change, &code).await;
     assert_eq!(r.status, 200, "{}", r.text);
 }
 
@@ -180,9 +182,9 @@ async fn a_contact_change_tells_the_new_contact_and_the_one_it_replaced() {
     assert_eq!(
         queued(&app, &ana).await,
         strings(&[
-            ("contact_changed", "+351******678", "accounts-only"),
-            ("contact_changed", "a***@example.pt", "accounts-only"),
-            ("contact_changed", "a***@example.pt", "accounts-only"),
+            ("contact_changed", "+351******678", "everything"),
+            ("contact_changed", "a***@example.pt", "everything"),
+            ("contact_changed", "a***@example.pt", "everything"),
         ])
     );
 }
@@ -204,14 +206,9 @@ async fn a_notice_kind_turned_off_is_not_sent_and_one_turned_on_is() {
     change_contact(&app, &rui, Contact::Phone("+351913000002")).await;
     assert_eq!(queued(&app, &rui).await, Vec::new(), "nothing queued");
 
-    let (id, code) = {
-        let r = app.step_up(&rui).await;
-        assert_eq!(r.status, 201, "{}", r.text);
-        let id = r.body["challenge_id"].as_str().unwrap().to_owned();
-        let code = app.outbox.code_for(&id).await;
-        (id, code)
-    };
-    let r = app
+    let portal = app.portal();
+    let (id, code) = app.step_up_code_as(&portal, &rui).await;
+    let r = portal
         .change_pin(&rui, NEW_PIN, (&id, &code), "73920461")
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
@@ -228,7 +225,7 @@ async fn a_notice_kind_turned_off_is_not_sent_and_one_turned_on_is() {
         queued(&app, &rui).await,
         strings(&[
             ("locked", "+351******002", "admin-only"),
-            ("pin_changed", "+351******002", "accounts-only"),
+            ("pin_changed", "+351******002", "everything"),
         ])
     );
 }

@@ -5,6 +5,7 @@
 
 pub mod attestation;
 pub mod audit;
+pub mod clients;
 pub mod keys;
 pub mod server;
 

@@ -1,6 +1,6 @@
 //! One request to a running otpd on a command's behalf (`otpd backup`,
-//! `otpd keys` while the server holds the data directory), with the
-//! admin-scoped key from `OTPD_ADMIN_KEY`.
+//! `otpd keys`, `otpd client` while the server holds the data directory),
+//! with the admin-scoped key from `OTPD_ADMIN_KEY`.
 
 use std::time::Duration;
 
@@ -43,6 +43,16 @@ pub fn admin_key(config: &Config, doing: &str) -> Result<String, String> {
 /// Sends `method url` with `key` (if any) as the bearer token; returns the
 /// status and the JSON answer (`null` if the body is not JSON).
 pub fn call(method: Method, url: &str, key: Option<&str>) -> Result<(StatusCode, Value), String> {
+    call_with(method, url, key, None)
+}
+
+/// [`call`] with `body` sent as JSON, if given.
+pub fn call_with(
+    method: Method,
+    url: &str,
+    key: Option<&str>,
+    body: Option<&Value>,
+) -> Result<(StatusCode, Value), String> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -58,8 +68,15 @@ pub fn call(method: Method, url: &str, key: Option<&str>) -> Result<(StatusCode,
         if let Some(key) = key {
             request = request.header("authorization", format!("Bearer {key}"));
         }
+        let content = match body {
+            Some(value) => {
+                request = request.header("content-type", "application/json");
+                Full::new(Bytes::from(value.to_string()))
+            }
+            None => Full::default(),
+        };
         let request = request
-            .body(Full::default())
+            .body(content)
             .map_err(|e| format!("bad URL {url}: {e}"))?;
         let exchange = async {
             let response = client

@@ -13,6 +13,7 @@ mod policy;
 mod redact;
 mod server;
 mod signing;
+mod test_mode;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -36,6 +37,7 @@ pub use policy::{
 };
 pub use server::{ServerConfig, StoreSettings};
 pub use signing::SigningConfig;
+pub use test_mode::TestModeConfig;
 
 /// Variables read from the environment that are not settings.
 pub const ENV_CONFIG_FILE: &str = "OTPD_CONFIG";
@@ -86,6 +88,8 @@ pub struct Config {
     pub notices: NoticesConfig,
     /// Idempotency keys: retention, the cap per client, the largest answer kept.
     pub idempotency: IdempotencyConfig,
+    /// Test destinations with fixed codes (never in production).
+    pub test_mode: TestModeConfig,
 }
 
 /// Deployment kind.
@@ -154,6 +158,7 @@ impl Default for Config {
             audit: AuditConfig::default(),
             notices: NoticesConfig::default(),
             idempotency: IdempotencyConfig::default(),
+            test_mode: TestModeConfig::default(),
         }
     }
 }
@@ -247,6 +252,7 @@ impl Config {
         }
         self.signing.validate()?;
         self.idempotency.validate()?;
+        self.test_mode.validate(self.environment)?;
         if !(0..=19).contains(&self.server.argon2_nice) {
             return Err("server.argon2_nice must be 0 to 19".into());
         }
@@ -336,6 +342,7 @@ impl Config {
             },
             // validate() reports a bad budget; here it only falls back.
             limits: self.limits.issue_limits().unwrap_or_default(),
+            test_mode: self.test_mode.policy(self.environment),
         }
     }
 

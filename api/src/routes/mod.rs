@@ -130,6 +130,7 @@ async fn dispatch(
     );
     let actor = Actor {
         client: client.as_ref().map(|c| c.name.clone()),
+        client_id: client.as_ref().map(|c| c.id),
         request_id: Some(request_id.to_owned()),
         source_ip: state.config.audit.source(source),
         idempotency: None,

@@ -53,6 +53,8 @@ enum Content {
 #[derive(Debug)]
 pub struct Input {
     id: Option<String>,
+    /// The path's second parameter (`{key_id}`).
+    second: Option<String>,
     /// The client, for endpoints that need a client key.
     client: Option<ClientInfo>,
     /// Who the request's audit events name.
@@ -87,6 +89,7 @@ impl Input {
             .collect();
         let mut input = Input {
             id: found.id,
+            second: found.second,
             client,
             actor,
             query,
@@ -175,6 +178,20 @@ impl Input {
         Ok(id.to_owned())
     }
 
+    /// The path's `{name}`: a client's name (checked by the engine, which
+    /// answers 404 for any name no active client has).
+    pub fn client_name(&self) -> &str {
+        self.id()
+    }
+
+    /// The path's `{key_id}`: one of a client's keys.
+    pub fn client_key_id(&self) -> Result<engine::KeyId, ApiError> {
+        Ok(engine::KeyId::parse(
+            "key_id",
+            self.second.as_deref().unwrap_or_default(),
+        )?)
+    }
+
     /// The name of the client that sent the request (empty for endpoints
     /// that take no client key).
     pub fn client(&self) -> &str {
@@ -215,6 +232,19 @@ impl Input {
             return Err(ApiError::UnsupportedMediaType);
         }
         parse_json(&self.read().await?)
+    }
+
+    /// As [`Input::json`], but an empty body is `T::default()` (every
+    /// field of an endpoint whose fields are all optional left out).
+    pub async fn json_or_default<T: DeserializeOwned + Default>(mut self) -> Result<T, ApiError> {
+        let body = self.read().await?;
+        if body.is_empty() {
+            return Ok(T::default());
+        }
+        if !is_json(&self.headers) {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+        parse_json(&body)
     }
 
     /// Checks a body that must say nothing: empty, or `{}` (sent as JSON).

@@ -51,6 +51,13 @@ pub enum Route {
     FindAccounts,
     Import,
     Backup,
+    AddClient,
+    ListClients,
+    ReadClient,
+    UpdateClient,
+    RevokeClient,
+    RotateClientKey,
+    RevokeClientKey,
     /// A handler that panics, to test that a panic still gets an answer.
     #[cfg(test)]
     Panic,
@@ -77,7 +84,6 @@ pub enum Retry {
     /// Taken, but the answer holds a secret shown once (a new client's
     /// key), which must not rest in the store: a retry is told the request
     /// ran (409) and is not run again.
-    #[allow(dead_code)] // For the client-management endpoints of issue #18.
     KeyedSecret,
     /// Ignored: a read, safe to repeat.
     Unkeyed,
@@ -88,7 +94,8 @@ pub enum Retry {
 pub struct Endpoint {
     /// The method; a `GET` row also answers `HEAD`.
     pub method: Method,
-    /// The path, with `{id}` for a path parameter; the label in logs and metrics.
+    /// The path, with `{…}` for a path parameter (`{id}`, `{name}`,
+    /// `{key_id}`); the label in logs and metrics.
     pub path: &'static str,
     /// The handler.
     pub route: Route,
@@ -135,7 +142,7 @@ pub static TABLE: &[Endpoint] = {
     use Body::{Bulk, Empty, Ignored, Json};
     use Cost::{Attempt, Free, Issue, IssueAndAttempt};
     use Method as M;
-    use Retry::{Keyed, Unkeyed};
+    use Retry::{Keyed, KeyedSecret, Unkeyed};
     use Route as R;
     &[
         row(M::GET, "/livez", R::Livez, None, Ignored, Free, Unkeyed),
@@ -175,35 +182,44 @@ pub static TABLE: &[Endpoint] = {
         row(M::GET, "/v1/admin/events", R::EventFeed, AUDIT, Ignored, Free, Unkeyed),
         row(M::GET, "/v1/admin/events/{id}/trailer", R::EventTrailer, AUDIT, Ignored, Free, Unkeyed),
         row(M::GET, "/v1/admin/audit", R::AuditInfo, AUDIT, Ignored, Free, Unkeyed),
+        row(M::POST, "/v1/admin/clients", R::AddClient, ADMIN, Json, Free, KeyedSecret),
+        row(M::GET, "/v1/admin/clients", R::ListClients, ADMIN, Ignored, Free, Unkeyed),
+        row(M::GET, "/v1/admin/clients/{name}", R::ReadClient, ADMIN, Ignored, Free, Unkeyed),
+        row(M::PATCH, "/v1/admin/clients/{name}", R::UpdateClient, ADMIN, Json, Free, Keyed),
+        row(M::DELETE, "/v1/admin/clients/{name}", R::RevokeClient, ADMIN, Empty, Free, Keyed),
+        row(M::POST, "/v1/admin/clients/{name}/keys", R::RotateClientKey, ADMIN, Json, Free, KeyedSecret),
+        row(M::DELETE, "/v1/admin/clients/{name}/keys/{key_id}", R::RevokeClientKey, ADMIN, Empty, Free, Keyed),
         #[cfg(test)]
         row(M::GET, "/test/panic", R::Panic, None, Ignored, Free, Unkeyed),
     ]
 };
 
-/// A request's row, and its path parameter if the path has one.
+/// A request's row, and its path parameters if the path has them.
 #[derive(Debug)]
 pub struct Found {
     /// The row.
     pub endpoint: &'static Endpoint,
-    /// The `{id}` segment as sent.
+    /// The first parameter's segment as sent (`{id}`, `{name}`).
     pub id: Option<String>,
+    /// The second parameter's segment as sent (`{key_id}`).
+    pub second: Option<String>,
 }
 
 /// Finds the row for `method` and `path`. A path no row has is 404 (label
 /// `unknown`); a path some row has with other methods is 405 (labelled with
-/// the path's template). When a literal segment and `{id}` both fit, the
-/// literal wins (`/v1/accounts/pre-register` is not an account id).
+/// the path's template). When a literal segment and a parameter both fit,
+/// the literal wins (`/v1/accounts/pre-register` is not an account id).
 pub fn find(method: &Method, path: &str) -> Result<Found, (ApiError, &'static str)> {
     let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
-    let fits: Vec<(&'static Endpoint, Option<&str>)> = TABLE
+    let fits: Vec<(&'static Endpoint, Params<'_>)> = TABLE
         .iter()
-        .filter_map(|e| matches(e.path, &segments).map(|id| (e, id)))
+        .filter_map(|e| matches(e.path, &segments).map(|p| (e, p)))
         .collect();
     let fewest_params = fits.iter().map(|(e, _)| params(e.path)).min();
     let Some(fewest_params) = fewest_params else {
         return Err((ApiError::NotFound, "unknown"));
     };
-    let rows: Vec<(&'static Endpoint, Option<&str>)> = fits
+    let rows: Vec<(&'static Endpoint, Params<'_>)> = fits
         .into_iter()
         .filter(|(e, _)| params(e.path) == fewest_params)
         .collect();
@@ -212,10 +228,11 @@ pub fn find(method: &Method, path: &str) -> Result<Found, (ApiError, &'static st
     } else {
         method
     };
-    if let Some((endpoint, id)) = rows.iter().find(|(e, _)| e.method == wanted) {
+    if let Some((endpoint, params)) = rows.iter().find(|(e, _)| e.method == wanted) {
         return Ok(Found {
             endpoint,
-            id: id.map(str::to_owned),
+            id: params[0].map(str::to_owned),
+            second: params[1].map(str::to_owned),
         });
     }
     let label = rows.first().map_or("unknown", |(e, _)| e.path);
@@ -235,25 +252,29 @@ pub fn find(method: &Method, path: &str) -> Result<Found, (ApiError, &'static st
     ))
 }
 
-/// `Some(id)` when `segments` fit `pattern` (`id` is `{id}`'s segment, if any).
-fn matches<'a>(pattern: &str, segments: &[&'a str]) -> Option<Option<&'a str>> {
+/// A path's parameters, in order (at most two).
+type Params<'a> = [Option<&'a str>; 2];
+
+/// `Some(params)` when `segments` fit `pattern`.
+fn matches<'a>(pattern: &str, segments: &[&'a str]) -> Option<Params<'a>> {
     let parts: Vec<&str> = pattern.split('/').skip(1).collect();
     if parts.len() != segments.len() {
         return None;
     }
-    let mut id = None;
+    let mut found: Params<'a> = [None; 2];
+    let mut next = found.iter_mut();
     for (part, segment) in parts.iter().zip(segments) {
-        if *part == "{id}" {
-            id = Some(*segment);
+        if part.starts_with('{') {
+            *next.next()? = Some(*segment);
         } else if part != segment {
             return None;
         }
     }
-    Some(id)
+    Some(found)
 }
 
 fn params(pattern: &str) -> usize {
-    pattern.matches("{id}").count()
+    pattern.matches('{').count()
 }
 
 #[cfg(test)]
@@ -281,6 +302,34 @@ mod tests {
         assert_eq!(label, "/v1/login");
         let (e, label) = find(&Method::GET, "/v2/nothing").unwrap_err();
         assert_eq!((e.answer().status.as_u16(), label), (404, "unknown"));
+    }
+
+    #[test]
+    fn a_path_takes_two_parameters_in_order() {
+        let f = find(
+            &Method::DELETE,
+            "/v1/admin/clients/portal/keys/0102030405060708",
+        )
+        .unwrap();
+        assert_eq!(f.endpoint.route, Route::RevokeClientKey);
+        assert_eq!(f.endpoint.path, "/v1/admin/clients/{name}/keys/{key_id}");
+        assert_eq!(
+            (f.id.as_deref(), f.second.as_deref()),
+            (Some("portal"), Some("0102030405060708"))
+        );
+        assert_eq!(
+            found(Method::PATCH, "/v1/admin/clients/portal"),
+            (
+                Route::UpdateClient,
+                "/v1/admin/clients/{name}",
+                Some("portal".into())
+            )
+        );
+        let (e, _) = find(&Method::PUT, "/v1/admin/clients/portal").unwrap_err();
+        assert_eq!(
+            e.answer().message,
+            "/v1/admin/clients/{name} accepts GET, HEAD, PATCH, DELETE"
+        );
     }
 
     #[test]

@@ -407,6 +407,7 @@ mod tests {
                 request_id: Some(format!("r{n}")),
                 source_ip: None,
                 idempotency: None,
+                client_id: None,
             },
             details: vec![("attempts_remaining".into(), n.to_string())],
         }

@@ -104,6 +104,9 @@ kinds! {
     NoticeQueued = "notice_queued", Success, "A notice of a change was queued to the citizen.";
     ClientAdded = "client_added", Success, "A client (relying party) was added.";
     ClientRevoked = "client_revoked", Success, "A client was revoked.";
+    ClientKeyRotated = "client_key_rotated", Success, "A client was given another key (the old ones keep working until revoked or expired).";
+    ClientKeyRevoked = "client_key_revoked", Success, "One of a client's keys was revoked.";
+    ClientUpdated = "client_updated", Success, "A client's scopes or policy changed.";
     KeyRotated = "key_rotated", Success, "A signing key was rotated.";
     KeyRetired = "key_retired", Success, "A signing key was retired.";
     BackupTaken = "backup_taken", Success, "A backup of the store was written.";

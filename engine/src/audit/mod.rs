@@ -19,6 +19,7 @@ pub use chain::{Break, Chain, Report, Verifier, canonical, verify};
 pub use kind::{EventKind, Outcome};
 pub use signer::{AuditKey, AuditPublicKey};
 
+use crate::client::ClientId;
 use crate::clock::Timestamp;
 use crate::id::AccountId;
 use crate::idempotency::Claim;
@@ -35,6 +36,9 @@ pub struct Actor {
     /// The request's idempotency key, if it sent one: the first batch the
     /// call writes records it (`crate::idempotency`). Never part of an event.
     pub idempotency: Option<Claim>,
+    /// The client's id: what its challenges belong to, and whose policy
+    /// the call is held to. Not recorded: events name the client by `client`.
+    pub client_id: Option<ClientId>,
 }
 
 thread_local! {
@@ -56,7 +60,13 @@ pub fn acting<T>(actor: &Actor, f: impl FnOnce() -> T) -> T {
     f()
 }
 
-/// The actor of the engine call running on this thread, as events name it.
+/// The id of the client whose engine call runs on this thread; `None` for
+/// the system's own (the sweeper, the sender, offline commands).
+pub(crate) fn current_client_id() -> Option<ClientId> {
+    ACTOR.with(|a| a.borrow().as_ref().and_then(|a| a.client_id))
+}
+
+/// The actor of the engine call running on this thread.
 pub(crate) fn current_actor() -> Actor {
     ACTOR
         .with(|a| {

@@ -188,6 +188,7 @@ impl Engine {
                 "a mobile number or an email address is required",
             ));
         }
+        self.admit_contacts(new.phone.as_ref(), new.email.as_ref())?;
         self.config.pin.check("pin", &new.pin)?;
         self.ensure_free(&new.identity, new.phone.as_ref(), new.email.as_ref())?;
         let pin = self.hash_pin(&new.pin)?;
@@ -232,6 +233,7 @@ impl Engine {
                 "a mobile number, an email or a postal address is needed to send the activation code",
             ));
         }
+        self.admit_contacts(pre.phone.as_ref(), pre.email.as_ref())?;
         let mut account = self.new_account(
             pre.identity,
             pre.phone,
@@ -289,10 +291,9 @@ impl Engine {
     /// A read-only view of an account.
     pub fn account(&self, id: AccountId) -> Result<AccountView> {
         let now = self.now();
-        self.accounts
-            .get(&id)
-            .map(|a| a.view(now))
-            .ok_or(EngineError::AccountNotFound)
+        let account = self.accounts.get(&id).ok_or(EngineError::AccountNotFound)?;
+        self.admit_account(&account)?;
+        Ok(account.view(now))
     }
 
     /// The live account registered with this identity, if any.

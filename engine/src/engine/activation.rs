@@ -44,8 +44,10 @@ impl Engine {
         channel: Channel,
         locale: Option<Locale>,
     ) -> Result<Durable<Issued>> {
+        self.admit_purpose(Purpose::Activation, Some(channel))?;
         let id = self
             .find_by_identity(identity)
+            .filter(|id| !self.accounts.get(id).is_some_and(|a| self.hides(&a)))
             .ok_or(EngineError::ActivationNotFound)?;
         self.mutate(id, |tx, now| {
             let pending = tx.account.status == Status::PendingActivation
@@ -133,11 +135,13 @@ impl Engine {
                 let entry = self
                     .accounts
                     .get(&account)
+                    .filter(|a| !self.hides(a))
                     .ok_or(EngineError::ActivationNotFound)?;
                 let challenge = entry
                     .current(Purpose::Activation)
                     .filter(|_| entry.status == Status::PendingActivation)
                     .filter(|_| entry.lockout.lock_at(now).is_none())
+                    .filter(|id| self.challenges.get(id).is_some_and(|c| self.may_see(&c)))
                     .ok_or(EngineError::ActivationNotFound)?;
                 Ok((account, challenge))
             }

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use crate::account::{Account, Status};
-use crate::audit::{Event as AuditEvent, EventKind};
+use crate::audit::{Event as AuditEvent, EventKind, current_client_id};
 use crate::challenge::{
     Approval, Challenge, ChallengeState, ChallengeStatus, Issued, Verification, mask_destination,
 };
@@ -141,9 +141,12 @@ impl Engine {
         })
     }
 
+    /// The account of a challenge the caller may see (to another client,
+    /// a challenge that is not its own does not exist).
     pub(super) fn challenge_owner(&self, challenge: ChallengeId) -> Result<AccountId> {
         self.challenges
             .get(&challenge)
+            .filter(|c| self.may_see(c))
             .map(|c| c.account)
             .ok_or(EngineError::ChallengeNotFound)
     }
@@ -159,7 +162,10 @@ impl Engine {
             locale,
             document,
         } = issue;
-        if !self.config.outbox.enabled.contains(&channel) {
+        // A test destination's code is fixed and never sent: no gateway, no
+        // sending limit (nothing leaves), whatever the channel's state.
+        let fixed = self.test_codes.code_for(channel, &destination);
+        if fixed.is_none() && !self.config.outbox.enabled.contains(&channel) {
             return Err(EngineError::ChannelUnavailable(match channel {
                 Channel::Sms => "SMS delivery (disabled here)",
                 Channel::Email => "email delivery (disabled here)",
@@ -181,10 +187,18 @@ impl Engine {
             }
             Some(l) => l,
         };
-        self.limits.admit(tx.account.id, channel, &destination)?;
+        self.admit_issue(purpose, channel, fixed.is_some())?;
+        if fixed.is_none() {
+            self.limits.admit(tx.account.id, channel, &destination)?;
+        }
         let id = ChallengeId(self.random());
+        // For a test destination, an id no message has.
         let message_id = MessageId(self.random());
-        let code = policy.generate(&mut self.rng());
+        let withheld = fixed.is_some();
+        let code = match fixed {
+            Some(code) => code,
+            None => policy.generate(&mut self.rng()),
+        };
         if let Some(previous) = tx.account.current(purpose) {
             self.supersede(tx, previous);
         }
@@ -208,29 +222,36 @@ impl Engine {
             attempts: 0,
             max_attempts: u8::try_from(policy.max_attempts).unwrap_or(u8::MAX),
             state: ChallengeState::Live,
-            delivery: DeliveryState::Queued,
-            message: Some(message_id),
+            delivery: if withheld {
+                DeliveryState::Withheld
+            } else {
+                DeliveryState::Queued
+            },
+            message: (!withheld).then_some(message_id),
             locale: locale.unwrap_or(self.config.outbox.default_locale),
+            client: current_client_id(),
         };
         let expires_at = challenge.expires_at;
         let challenge_document = challenge.document.clone();
-        tx.put_message(Message {
-            id: message_id,
-            challenge: id,
-            account: tx.account.id,
-            purpose,
-            channel,
-            destination: destination.clone().into_boxed_str(),
-            sealed_code: self.keys.seal(message_id, &code),
-            seal: Seal::Aead,
-            locale: challenge.locale,
-            expires_at,
-            created_at: now,
-            attempts: 0,
-            next_attempt_at: now,
-            in_flight: false,
-            notice: None,
-        });
+        if !withheld {
+            tx.put_message(Message {
+                id: message_id,
+                challenge: id,
+                account: tx.account.id,
+                purpose,
+                channel,
+                destination: destination.clone().into_boxed_str(),
+                sealed_code: self.keys.seal(message_id, &code),
+                seal: Seal::Aead,
+                locale: challenge.locale,
+                expires_at,
+                created_at: now,
+                attempts: 0,
+                next_attempt_at: now,
+                in_flight: false,
+                notice: None,
+            });
+        }
         let masked_destination = mask_destination(channel, &destination);
         let mut event = tx
             .event(EventKind::CodeIssued)
@@ -300,7 +321,7 @@ impl Engine {
     ) -> Result<Verification> {
         let mut c = self
             .challenge_in(tx, challenge)
-            .filter(|c| c.account == tx.account.id && c.purpose == expected)
+            .filter(|c| c.account == tx.account.id && c.purpose == expected && self.may_see(c))
             .ok_or(EngineError::ChallengeNotFound)?;
         let typed = self
             .config
@@ -402,6 +423,7 @@ impl Engine {
         let now = self.now();
         self.challenges
             .get(&challenge)
+            .filter(|c| self.may_see(c))
             .map(|c| c.status(now))
             .ok_or(EngineError::ChallengeNotFound)
     }

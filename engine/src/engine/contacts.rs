@@ -45,6 +45,11 @@ impl Engine {
         new_contact: Contact,
         locale: Option<Locale>,
     ) -> Result<Durable<ContactChangeStart>> {
+        self.admit_purpose(Purpose::ContactChange, None)?;
+        match &new_contact {
+            Contact::Phone(p) => self.admit_contacts(Some(p), None)?,
+            Contact::Email(e) => self.admit_contacts(None, Some(e))?,
+        }
         let (key, field, channel, destination) = match &new_contact {
             Contact::Phone(p) => (phone_key(p), "phone", Channel::Sms, p.as_str().to_owned()),
             Contact::Email(e) => (email_key(e), "email", Channel::Email, e.as_str().to_owned()),

@@ -128,6 +128,8 @@ impl Engine {
         locale: Option<Locale>,
     ) -> Result<Durable<LoginOutcome>> {
         self.check_presented_pin("pin", pin)?;
+        self.admit_login(login)?;
+        self.admit_purpose(purpose, channel)?;
         let now = self.now();
         let found = self.find_by_login(login).and_then(|id| {
             self.accounts.get(&id).map(|a| {
@@ -205,6 +207,7 @@ impl Engine {
         lifetime: Option<Duration>,
         locale: Option<Locale>,
     ) -> Result<Durable<Issued>> {
+        self.admit_purpose(Purpose::StepUp, channel)?;
         self.mutate(account, |tx, now| {
             ensure_usable(&tx.account, now)?;
             let channel = choose_channel(&tx.account, channel)?;

@@ -23,6 +23,7 @@ mod login;
 mod notices;
 mod pins;
 mod recovery;
+mod tenancy;
 mod tx;
 mod upkeep;
 
@@ -34,23 +35,25 @@ use rand_chacha::rand_core::{Rng, SeedableRng};
 
 use crate::account::Account;
 use crate::challenge::Challenge;
-use crate::client::Client;
+use crate::client::{Client, ClientId, KeyId};
 use crate::clock::{Clock, Monotonic, Timestamp};
 use crate::config::EngineConfig;
 use crate::error::{EngineError, Result};
 use crate::id::{AccountId, ChallengeId};
 use crate::keys::Keys;
-use crate::limits::IssueLimits;
+use crate::limits::{GlobalLimit, IssueLimits};
 use crate::outbox::Message;
 use crate::pin::PinHasher;
 use crate::secret::{CodeKey, Pin, PinHash};
 use crate::store::{Commit, Durable, Store};
 use crate::terms::MessageId;
+use crate::test_mode::TestDestinations;
 
 pub use self::account_recovery::{Recovery, RecoveryMethod};
 pub use self::accounts::{ImportAccount, ImportState, NewAccount, PreRegistration};
 pub use self::activation::ActivationTarget;
 pub use self::audit::MAX_EVENTS_PER_READ;
+pub use self::clients::{ClientUpdate, MAX_LIVE_KEYS, NewClient, NewKey};
 use self::codes::{choose_channel, destination_for, ensure_usable};
 pub use self::contacts::{Contact, ContactChangeStart};
 pub use self::login::{LoginId, LoginOutcome};
@@ -89,10 +92,17 @@ pub struct Engine {
     /// pointer cost 8 bytes where slots of a whole challenge cost ~130
     /// (docs/CAPACITY.md, memory per live challenge).
     challenges: DashMap<ChallengeId, Box<Challenge>>,
-    clients: DashMap<[u8; 8], Client>,
+    clients: DashMap<ClientId, Client>,
+    /// Which client each key belongs to.
+    client_keys: DashMap<KeyId, ClientId>,
+    /// The issuance rate of each client that has one (in memory only, as
+    /// every limiter: a restart forgets it).
+    client_rates: DashMap<ClientId, GlobalLimit>,
+    /// Test destinations and their fixed codes.
+    test_codes: TestDestinations,
     outbox: DashMap<MessageId, Message>,
     lockouts: std::sync::atomic::AtomicU64,
-    /// Serialises client additions and revocations (rare, admin-only).
+    /// Serialises changes to clients (rare, admin-only).
     client_admin: Mutex<()>,
     /// The audit chain's writer.
     audit: self::audit::AuditLog,
@@ -143,6 +153,7 @@ impl Engine {
         let pins = PinHasher::new(config.argon2, &mut rng)?;
         let commit = store.commit();
         let limits = IssueLimits::new(config.limits.clone(), Arc::clone(&clock));
+        let test_codes = config.test_mode.prepared(&config.codes)?;
         let engine = Engine {
             config,
             limits,
@@ -157,6 +168,9 @@ impl Engine {
             index: DashMap::new(),
             challenges: DashMap::new(),
             clients: DashMap::new(),
+            client_keys: DashMap::new(),
+            client_rates: DashMap::new(),
+            test_codes,
             outbox: DashMap::new(),
             lockouts: std::sync::atomic::AtomicU64::new(0),
             client_admin: Mutex::new(()),

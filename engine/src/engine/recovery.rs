@@ -33,7 +33,7 @@ impl Engine {
             Ok(())
         })?;
         self.store.scan_clients(&mut |client| {
-            self.clients.insert(client.id, client);
+            self.put_client(client);
             Ok(())
         })?;
         self.clock

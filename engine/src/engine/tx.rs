@@ -131,6 +131,7 @@ impl Engine {
             .accounts
             .get_mut(&id)
             .ok_or(EngineError::AccountNotFound)?;
+        self.admit_account(&entry)?;
         let now = self.now();
         let mut tx = Tx::new(entry.clone());
         let value = match change(&mut tx, now) {

@@ -123,7 +123,7 @@ impl Store for MemoryStore {
                     r.dead_letters.insert(d.id.0, d.clone());
                 }
                 Change::Client(c) => {
-                    r.clients.insert(c.id, c.clone());
+                    r.clients.insert(c.info.id.0, c.clone());
                 }
                 Change::Decoy => {}
                 Change::Audit(record, _) => {
@@ -313,7 +313,7 @@ mod tests {
             .unwrap();
         store
             .scan_clients(&mut |c| {
-                seen.push(c.id);
+                seen.push(c.info.id);
                 Ok(())
             })
             .unwrap();

@@ -287,6 +287,15 @@ impl<T> Durable<T> {
         }
     }
 
+    /// The same change, its result turned into another.
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Durable<U> {
+        Durable {
+            value: f(self.value),
+            ticket: self.ticket,
+            commit: self.commit,
+        }
+    }
+
     /// The result, before it is known to be durable (for benchmarks and logs).
     pub fn peek(&self) -> &T {
         &self.value

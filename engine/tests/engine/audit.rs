@@ -38,6 +38,7 @@ fn actor(client: &str, request: &str) -> Actor {
         request_id: Some(request.into()),
         source_ip: Some("192.0.2.7".into()),
         idempotency: None,
+        client_id: None,
     }
 }
 

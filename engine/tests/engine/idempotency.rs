@@ -23,6 +23,7 @@ fn keyed(claim: &Claim) -> Actor {
         request_id: Some("r1".into()),
         source_ip: None,
         idempotency: Some(claim.clone()),
+        client_id: None,
     }
 }
 

@@ -6,6 +6,7 @@ mod account_recovery;
 mod accounts;
 mod audit;
 mod backup;
+mod clients;
 mod codes;
 mod compat;
 mod concurrency;

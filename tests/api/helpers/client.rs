@@ -44,6 +44,11 @@ impl ApiClient {
         }
     }
 
+    /// The key chosen with `with_key` (empty if none was).
+    pub fn key(&self) -> &str {
+        self.key.as_deref().unwrap_or_default()
+    }
+
     /// The same endpoints called as forwarded for `ip` (believed only from a
     /// trusted proxy).
     pub fn forwarded_for(&self, ip: &str) -> ApiClient {
@@ -399,6 +404,43 @@ impl ApiClient {
     pub async fn audit_info(&self) -> Response {
         self.call(Method::GET, "/v1/admin/audit", Scope::Admin, None)
             .await
+    }
+
+    // Clients (scope `admin`).
+
+    pub async fn add_client(&self, body: Value) -> Response {
+        self.post_as(Scope::Admin, "/v1/admin/clients", body).await
+    }
+
+    pub async fn clients(&self) -> Response {
+        self.call(Method::GET, "/v1/admin/clients", Scope::Admin, None)
+            .await
+    }
+
+    pub async fn client(&self, name: &str) -> Response {
+        let path = format!("/v1/admin/clients/{name}");
+        self.call(Method::GET, &path, Scope::Admin, None).await
+    }
+
+    pub async fn update_client(&self, name: &str, body: Value) -> Response {
+        let path = format!("/v1/admin/clients/{name}");
+        self.call(Method::PATCH, &path, Scope::Admin, Some(body))
+            .await
+    }
+
+    pub async fn revoke_client(&self, name: &str) -> Response {
+        let path = format!("/v1/admin/clients/{name}");
+        self.call(Method::DELETE, &path, Scope::Admin, None).await
+    }
+
+    pub async fn rotate_client_key(&self, name: &str, body: Value) -> Response {
+        let path = format!("/v1/admin/clients/{name}/keys");
+        self.post_as(Scope::Admin, &path, body).await
+    }
+
+    pub async fn revoke_client_key(&self, name: &str, key_id: &str) -> Response {
+        let path = format!("/v1/admin/clients/{name}/keys/{key_id}");
+        self.call(Method::DELETE, &path, Scope::Admin, None).await
     }
 
     // Signatures (scope `sign`) and the published keys (no key).

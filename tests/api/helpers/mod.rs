@@ -80,6 +80,11 @@ impl Outbox {
             .collect()
     }
 
+    /// Every message tried so far, each try once.
+    pub fn sent(&self) -> Vec<(Outgoing, Rendered)> {
+        self.sent.lock().unwrap().clone()
+    }
+
     /// Every notice (a message with no code) tried so far, each try once.
     pub fn notices(&self) -> Vec<(Outgoing, Rendered)> {
         self.sent
@@ -391,9 +396,36 @@ impl TestApp {
         start(config, dir, self.clock.clone(), Some(keys), self.capture).await
     }
 
+    /// The client with every scope: one relying party doing every step of
+    /// a flow (a challenge belongs to the client that asked for it).
+    pub fn portal(&self) -> ApiClient {
+        self.api.with_key(&self.api.all_key)
+    }
+
+    /// Adds a client through the admin API and returns its key.
+    pub async fn new_client(&self, body: Value) -> String {
+        let r = self.add_client(body).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+        r.body["key"].as_str().unwrap().to_owned()
+    }
+
+    /// A relying party of its own (auth, accounts and sign), added through
+    /// the admin API, called with its key.
+    pub async fn relying_party(&self, name: &str) -> ApiClient {
+        let key = self
+            .new_client(serde_json::json!({ "name": name, "scopes": ["auth", "accounts", "sign"] }))
+            .await;
+        self.api.with_key(&key)
+    }
+
     /// Logs in and returns (challenge id, delivered code).
     pub async fn login_code(&self, phone: &str) -> (String, String) {
-        let r = self.login(phone, PIN).await;
+        self.login_code_as(&self.api, phone).await
+    }
+
+    /// Logs in as `client` and returns (challenge id, delivered code).
+    pub async fn login_code_as(&self, client: &ApiClient, phone: &str) -> (String, String) {
+        let r = client.login(phone, PIN).await;
         assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
         let id = r.body["challenge_id"].as_str().unwrap().to_owned();
         let code = self.outbox.code_for(&id).await;
@@ -420,7 +452,13 @@ impl TestApp {
 
     /// Steps up and returns (challenge id, delivered code).
     pub async fn step_up_code(&self, account_id: &str) -> (String, String) {
-        let r = self.step_up(account_id).await;
+        self.step_up_code_as(&self.api, account_id).await
+    }
+
+    /// Steps up as `client` and returns (challenge id, delivered code): a
+    /// proof for a PIN or contact change, which only that client may use.
+    pub async fn step_up_code_as(&self, client: &ApiClient, account_id: &str) -> (String, String) {
+        let r = client.step_up(account_id).await;
         assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
         let id = r.body["challenge_id"].as_str().unwrap().to_owned();
         let code = self.outbox.code_for(&id).await;

@@ -49,7 +49,8 @@ pub async fn pre_register(state: &Arc<AppState>, input: Input) -> Reply {
 
 /// `GET /v1/accounts/{id}`.
 pub fn read(state: &AppState, input: &Input) -> Reply {
-    let view = state.engine.account(input.account_id()?)?;
+    let id = input.account_id()?;
+    let view = acting(input.actor(), || state.engine.account(id))?;
     ok(wire::account(&view))
 }
 

@@ -91,7 +91,8 @@ fn visible_status(
     input: &Input,
     challenge: ChallengeId,
 ) -> Result<ChallengeStatus, ApiError> {
-    let status = state.engine.challenge_status(challenge)?;
+    // Acting as the client: another client's challenge does not exist for it.
+    let status = acting(input.actor(), || state.engine.challenge_status(challenge))?;
     if status.purpose == Purpose::Signature && !input.may(Scope::Sign) {
         return Err(ApiError::Engine(engine::EngineError::ChallengeNotFound));
     }

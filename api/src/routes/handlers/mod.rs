@@ -6,6 +6,7 @@ mod activation;
 mod admin;
 mod audit;
 mod auth;
+mod clients;
 mod contacts;
 mod keys;
 mod ops;
@@ -72,6 +73,13 @@ pub async fn run(state: &Arc<AppState>, route: Route, input: Input) -> Reply {
         Route::FindAccounts => admin::find_accounts(state, &input),
         Route::Import => admin::import(state, input).await,
         Route::Backup => admin::backup(state, &input).await,
+        Route::AddClient => clients::add(state, input).await,
+        Route::ListClients => clients::list(state),
+        Route::ReadClient => clients::read(state, &input),
+        Route::UpdateClient => clients::update(state, input).await,
+        Route::RevokeClient => clients::revoke(state, &input).await,
+        Route::RotateClientKey => clients::rotate(state, input).await,
+        Route::RevokeClientKey => clients::revoke_key(state, &input).await,
         #[cfg(test)]
         Route::Panic => panic!("a deliberate panic in a handler"),
     }

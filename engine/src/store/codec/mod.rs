@@ -16,7 +16,9 @@ pub(crate) use audit::{decode_audit, decode_audit_linked, encode_audit};
 
 use crate::account::{Account, Status};
 use crate::challenge::{Challenge, ChallengeState};
-use crate::client::{Client, ClientInfo, Scopes};
+use crate::client::{
+    ChannelSet, Client, ClientId, ClientInfo, ClientPolicy, KeyId, KeyInfo, PurposeSet, Scopes,
+};
 use crate::clock::Timestamp;
 use crate::document::Document;
 use crate::error::{EngineError, Result};
@@ -24,6 +26,7 @@ use crate::id::{AccountId, ChallengeId};
 use crate::idempotency::{IdempotencyRecord, Remembered};
 use crate::identity::{BirthDate, Email, Identity, Phone, PostalAddress, PushToken};
 use crate::keys::{MacKey, Seal};
+use crate::limits::Rate;
 use crate::lockout::{Lock, LockReason, Lockout};
 use crate::outbox::{DeadLetter, Message};
 use crate::secret::{CodeMac, PinHash};
@@ -90,6 +93,15 @@ pub(crate) enum DbChallenge {
     V1(DbChallengeV1),
     V2(DbChallengeV2),
     V3(DbChallengeV3),
+    V4(DbChallengeV4),
+}
+
+/// V4 names the client that asked for the code: no other client sees it.
+/// Earlier versions have no owner, and any client may use them.
+#[derive(Debug, Encode, Decode, PartialEq)]
+pub(crate) struct DbChallengeV4 {
+    base: DbChallengeV3,
+    client: Option<[u8; 8]>,
 }
 
 /// V3 names the key that made the MAC: V1 and V2 were made by the root
@@ -242,7 +254,14 @@ pub(crate) fn decode_account(bytes: &[u8]) -> Result<Account> {
 }
 
 pub(crate) fn encode_challenge(c: &Challenge) -> Vec<u8> {
-    encode(&DbChallenge::V3(DbChallengeV3 {
+    encode(&DbChallenge::V4(DbChallengeV4 {
+        client: c.client.map(|id| id.0),
+        base: challenge_v3(c),
+    }))
+}
+
+fn challenge_v3(c: &Challenge) -> DbChallengeV3 {
+    DbChallengeV3 {
         mac_key: c.mac_key.tag(),
         document: c.document.as_ref().map(|d| DbDocumentV1 {
             name: d.name().to_owned(),
@@ -271,12 +290,16 @@ pub(crate) fn encode_challenge(c: &Challenge) -> Vec<u8> {
             message: c.message.map(|m| m.0),
             locale: c.locale.tag(),
         },
-    }))
+    }
 }
 
 pub(crate) fn decode_challenge(bytes: &[u8]) -> Result<Challenge> {
     let corrupt = |what: &str| EngineError::Corrupt(format!("challenge record: invalid {what}"));
-    let (v2, mac_key, document) = match decode(bytes, "challenge")? {
+    let (v3, client) = match decode(bytes, "challenge")? {
+        DbChallenge::V4(v4) => (DbChallenge::V3(v4.base), v4.client.map(ClientId)),
+        older => (older, None),
+    };
+    let (v2, mac_key, document) = match v3 {
         // V1 predates the outbox: its code went to the delivery sink at once.
         DbChallenge::V1(base) => (
             DbChallengeV2 {
@@ -295,6 +318,7 @@ pub(crate) fn decode_challenge(bytes: &[u8]) -> Result<Challenge> {
             v3.document
                 .map(|d| Box::new(Document::from_parts(d.name, d.sha256, d.size))),
         ),
+        DbChallenge::V4(_) => return Err(corrupt("nesting")),
     };
     let (r, delivery, message, locale) = (
         v2.base,
@@ -324,6 +348,7 @@ pub(crate) fn decode_challenge(bytes: &[u8]) -> Result<Challenge> {
         delivery,
         message,
         locale,
+        client,
     })
 }
 
@@ -473,6 +498,7 @@ pub(crate) fn decode_dead_letter(bytes: &[u8]) -> Result<DeadLetter> {
 #[derive(Debug, Encode, Decode, PartialEq)]
 pub(crate) enum DbClient {
     V1(DbClientV1),
+    V2(DbClientV2),
 }
 
 #[derive(Debug, Encode, Decode, PartialEq)]
@@ -485,28 +511,124 @@ pub(crate) struct DbClientV1 {
     revoked_at: Option<u64>,
 }
 
+/// V2 holds several keys (rotation, expiry) and the client's policy. A V1
+/// client had one key whose id was the client's.
+#[derive(Debug, Encode, Decode, PartialEq)]
+pub(crate) struct DbClientV2 {
+    id: [u8; 8],
+    name: String,
+    scopes: u8,
+    created_at: u64,
+    revoked_at: Option<u64>,
+    keys: Vec<DbClientKeyV1>,
+    /// Purpose slots as bits; `None` for every purpose.
+    purposes: Option<u8>,
+    /// Channel tags as bits; `None` for every channel.
+    channels: Option<u16>,
+    /// Codes per period (milliseconds).
+    issue_rate: Option<(u32, u64)>,
+    test: bool,
+}
+
+#[derive(Debug, Encode, Decode, PartialEq)]
+pub(crate) struct DbClientKeyV1 {
+    id: [u8; 8],
+    secret_hash: [u8; 32],
+    created_at: u64,
+    expires_at: Option<u64>,
+    revoked_at: Option<u64>,
+}
+
 pub(crate) fn encode_client(c: &Client) -> Vec<u8> {
-    encode(&DbClient::V1(DbClientV1 {
-        id: c.id,
-        name: c.info.name.clone(),
-        secret_hash: c.secret_hash,
-        scopes: c.info.scopes.0,
-        created_at: c.info.created_at.0,
-        revoked_at: c.info.revoked_at.map(|t| t.0),
+    let info = &c.info;
+    let keys = info
+        .keys
+        .iter()
+        .filter_map(|k| {
+            let (_, hash) = c.secrets.iter().find(|(id, _)| *id == k.id)?;
+            Some(DbClientKeyV1 {
+                id: k.id.0,
+                secret_hash: *hash,
+                created_at: k.created_at.0,
+                expires_at: k.expires_at.map(|t| t.0),
+                revoked_at: k.revoked_at.map(|t| t.0),
+            })
+        })
+        .collect();
+    encode(&DbClient::V2(DbClientV2 {
+        id: info.id.0,
+        name: info.name.clone(),
+        scopes: info.scopes.0,
+        created_at: info.created_at.0,
+        revoked_at: info.revoked_at.map(|t| t.0),
+        keys,
+        purposes: info.policy.purposes.map(|p| p.0),
+        channels: info.policy.channels.map(|c| c.0),
+        issue_rate: info.policy.issue_rate.map(|r| {
+            (
+                r.count,
+                u64::try_from(r.per.as_millis()).unwrap_or(u64::MAX),
+            )
+        }),
+        test: info.test,
     }))
 }
 
 pub(crate) fn decode_client(bytes: &[u8]) -> Result<Client> {
-    let DbClient::V1(r) = decode(bytes, "client")?;
+    let r = match decode(bytes, "client")? {
+        DbClient::V2(r) => r,
+        DbClient::V1(r) => DbClientV2 {
+            id: r.id,
+            name: r.name,
+            scopes: r.scopes,
+            created_at: r.created_at,
+            revoked_at: r.revoked_at,
+            keys: vec![DbClientKeyV1 {
+                id: r.id,
+                secret_hash: r.secret_hash,
+                created_at: r.created_at,
+                expires_at: None,
+                revoked_at: None,
+            }],
+            purposes: None,
+            channels: None,
+            issue_rate: None,
+            test: false,
+        },
+    };
+    let keys = r
+        .keys
+        .iter()
+        .map(|k| KeyInfo {
+            id: KeyId(k.id),
+            created_at: Timestamp(k.created_at),
+            expires_at: k.expires_at.map(Timestamp),
+            revoked_at: k.revoked_at.map(Timestamp),
+        })
+        .collect();
     Ok(Client {
-        id: r.id,
         info: ClientInfo {
+            id: ClientId(r.id),
             name: r.name,
             scopes: Scopes(r.scopes),
+            policy: ClientPolicy {
+                purposes: r.purposes.map(PurposeSet),
+                channels: r.channels.map(ChannelSet),
+                issue_rate: r.issue_rate.map(|(count, per_ms)| Rate {
+                    count,
+                    per: std::time::Duration::from_millis(per_ms),
+                }),
+            },
+            test: r.test,
+            keys,
             created_at: Timestamp(r.created_at),
             revoked_at: r.revoked_at.map(Timestamp),
         },
-        secret_hash: r.secret_hash,
+        secrets: r
+            .keys
+            .iter()
+            .map(|k| (KeyId(k.id), k.secret_hash))
+            .collect(),
     })
 }
 
@@ -637,6 +759,7 @@ mod tests {
             delivery: DeliveryState::Queued,
             message: Some(MessageId([5; 16])),
             locale: Locale::En,
+            client: Some(ClientId([7; 8])),
         };
         let back = decode_challenge(&encode_challenge(&c)).unwrap();
         assert_eq!(format!("{c:?}"), format!("{back:?}"));
@@ -682,7 +805,7 @@ mod tests {
         .unwrap();
         c.mac_key = MacKey::Derived;
         let bytes = encode_challenge(&c);
-        assert_eq!(bytes[0], 2, "written as V3");
+        assert_eq!(bytes[0], 3, "written as V4");
         assert_eq!(decode_challenge(&bytes).unwrap().mac_key, MacKey::Derived);
         let v1 = DbMessage::V1(DbMessageV1 {
             id: [1; 16],
@@ -751,6 +874,100 @@ mod tests {
             decode_idempotency(&encode_idempotency(&record)),
             Err(EngineError::Corrupt(_))
         ));
+    }
+
+    #[test]
+    fn version_3_challenges_still_decode_and_belong_to_no_client() {
+        let mut c = decode_challenge(&encode(&DbChallenge::V1(DbChallengeV1 {
+            id: [1; 16],
+            account: [2; 16],
+            purpose: 0,
+            channel: 0,
+            destination: "+351912345678".into(),
+            mac: [3; 32],
+            created_at: 1,
+            expires_at: 2,
+            attempts: 0,
+            max_attempts: 3,
+            state: 0,
+        })))
+        .unwrap();
+        c.client = Some(ClientId([9; 8]));
+        let v3 = encode(&DbChallenge::V3(challenge_v3(&c)));
+        assert_eq!(v3[0], 2);
+        assert_eq!(decode_challenge(&v3).unwrap().client, None);
+        let v4 = encode_challenge(&c);
+        assert_eq!(
+            decode_challenge(&v4).unwrap().client,
+            Some(ClientId([9; 8]))
+        );
+        c.client = None;
+        assert_eq!(
+            decode_challenge(&encode_challenge(&c)).unwrap().client,
+            None
+        );
+    }
+
+    #[test]
+    fn version_1_clients_decode_with_one_key_whose_id_is_theirs() {
+        let v1 = DbClient::V1(DbClientV1 {
+            id: [3; 8],
+            name: "portal".into(),
+            secret_hash: [4; 32],
+            scopes: Scopes::of(&[crate::client::Scope::Auth]).0,
+            created_at: 10,
+            revoked_at: None,
+        });
+        let client = decode_client(&encode(&v1)).unwrap();
+        assert_eq!(client.info.id, ClientId([3; 8]));
+        assert_eq!(client.info.policy, ClientPolicy::default());
+        assert!(!client.info.test);
+        assert_eq!(client.info.keys.len(), 1);
+        assert_eq!(client.info.keys[0].id, KeyId([3; 8]));
+        assert_eq!(client.info.keys[0].created_at, Timestamp(10));
+        assert_eq!(client.secrets, vec![(KeyId([3; 8]), [4; 32])]);
+        let bytes = encode_client(&client);
+        assert_eq!(bytes[0], 1, "written as V2");
+        let again = decode_client(&bytes).unwrap();
+        assert_eq!(again.info, client.info);
+        assert_eq!(again.secrets, client.secrets);
+    }
+
+    #[test]
+    fn clients_round_trip_with_their_keys_and_policy() {
+        let client = Client {
+            info: ClientInfo {
+                id: ClientId([1; 8]),
+                name: "fe-dev".into(),
+                scopes: Scopes::of(&[crate::client::Scope::Auth]),
+                policy: ClientPolicy {
+                    purposes: Some(PurposeSet::of(&[Purpose::Login])),
+                    channels: Some(ChannelSet::of(&[Channel::Sms, Channel::Email])),
+                    issue_rate: Some(Rate::per_minute(30)),
+                },
+                test: true,
+                keys: vec![
+                    KeyInfo {
+                        id: KeyId([1; 8]),
+                        created_at: Timestamp(1),
+                        expires_at: Some(Timestamp(5)),
+                        revoked_at: Some(Timestamp(3)),
+                    },
+                    KeyInfo {
+                        id: KeyId([2; 8]),
+                        created_at: Timestamp(2),
+                        expires_at: None,
+                        revoked_at: None,
+                    },
+                ],
+                created_at: Timestamp(1),
+                revoked_at: None,
+            },
+            secrets: vec![(KeyId([1; 8]), [5; 32]), (KeyId([2; 8]), [6; 32])],
+        };
+        let back = decode_client(&encode_client(&client)).unwrap();
+        assert_eq!(back.info, client.info);
+        assert_eq!(back.secrets, client.secrets);
     }
 
     #[test]

@@ -355,7 +355,7 @@ fn encode(change: &Change<'_>, writes: &mut Writes) {
             &prefixed(DEAD_LETTER_PREFIX, d.id.0),
             codec::encode_dead_letter(d),
         ),
-        Change::Client(c) => writes.insert(&client_key(c.id), codec::encode_client(c)),
+        Change::Client(c) => writes.insert(&client_key(c.info.id.0), codec::encode_client(c)),
         Change::Decoy => writes.insert(DECOY_KEY, vec![0u8; 256]),
         Change::Audit(r, account_prev) => {
             writes.insert(&audit_key(r.seq), codec::encode_audit(r, account_prev));
