@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use crate::code::CodePolicies;
 use crate::error::{EngineError, Result};
+use crate::identity::DmPolicy;
 use crate::limits::IssueLimitsConfig;
 use crate::lockout::LockoutPolicy;
 use crate::outbox::{NoticePolicy, OutboxPolicy};
@@ -33,6 +34,8 @@ pub struct EngineConfig {
     pub audit: AuditPolicy,
     /// Which changes the citizen is told of.
     pub notices: NoticePolicy,
+    /// Which direct-message platforms handles may be on.
+    pub dm: DmPolicy,
 }
 
 /// How the audit trail is signed and kept.
@@ -104,6 +107,7 @@ impl EngineConfig {
             ));
         }
         self.limits.validate()?;
+        self.dm.validate()?;
         if !(1..=100_000).contains(&self.audit.checkpoint_every) {
             return Err(EngineError::invalid(
                 "audit.checkpoint_every",

@@ -37,14 +37,15 @@ pub use code::{Alphabet, CodePolicies, CodePolicy};
 pub use config::{AuditPolicy, EngineConfig, ResendCooldown};
 pub use document::Document;
 pub use engine::{
-    ActivationTarget, Contact, ContactChangeStart, Engine, ImportAccount, ImportState, LoginId,
-    LoginOutcome, MAX_EVENTS_PER_READ, NewAccount, PinChange, PreRegistration, Stats, Sweeper,
-    os_seeded_rng, seeded_rng,
+    ActivationTarget, Contact, ContactChangeStart, ContactKind, ContactRemoval, Engine,
+    ImportAccount, ImportState, LoginId, LoginOutcome, MAX_EVENTS_PER_READ, NewAccount, PinChange,
+    PreRegistration, Stats, Sweeper, os_seeded_rng, seeded_rng,
 };
 pub use error::{EngineError, Result};
 pub use id::{AccountId, ChallengeId};
 pub use identity::{
-    BirthDate, Email, Identity, IdentityKind, Phone, PostalAddress, PushToken, calling_code,
+    BirthDate, DmHandle, DmPolicy, Email, Identity, IdentityKind, Phone, PostalAddress, PushToken,
+    calling_code,
 };
 pub use limits::{GlobalLimit, IssueLimitsConfig, KeyedLimit, Limited, Rate, SmsConversion};
 pub use lockout::{Event, Lock, LockMode, LockReason, Lockout, LockoutPolicy, Transition};

@@ -93,8 +93,10 @@ kinds! {
     PinChanged = "pin_changed", Success, "The citizen changed the PIN.";
     PinChangeRefused = "pin_change_refused", Failure, "A PIN change presented a wrong current PIN.";
     PinReset = "pin_reset", Success, "The PIN was reset by an operator.";
-    ContactChangeRequested = "contact_change_requested", Success, "A change of phone or email was asked for.";
-    ContactChanged = "contact_changed", Success, "A new phone or email was confirmed.";
+    ContactChangeRequested = "contact_change_requested", Success, "A change of phone, email or direct-message handle was asked for.";
+    ContactChanged = "contact_changed", Success, "A new phone, email or direct-message handle was confirmed.";
+    ContactRemoved = "contact_removed", Success, "A phone, email, push device or direct-message handle was removed (masked).";
+    LocaleChanged = "locale_changed", Success, "The language of the citizen's messages was changed.";
     PushDeviceSet = "push_device_set", Success, "A push device was registered.";
     Cancelled = "cancelled", Success, "The account was cancelled.";
     Erased = "erased", Success, "A cancelled account's record was erased, its audit retention over.";

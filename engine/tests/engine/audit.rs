@@ -226,6 +226,8 @@ fn a_refused_operation_records_no_change() {
         pin: Pin::new(PIN),
         birth_date: None,
         postal_address: None,
+        dm: None,
+        locale: None,
     });
     assert!(again.is_err());
     // A lock with an empty reason is refused before anything happens.

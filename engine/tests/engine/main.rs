@@ -8,6 +8,7 @@ mod backup;
 mod codes;
 mod compat;
 mod concurrency;
+mod contacts;
 mod helpers;
 mod lifecycle;
 mod lockout;
