@@ -1,7 +1,7 @@
 //! otpd: the one-time-code service. This crate alone knows HTTP; the domain is in `engine`.
 
-mod cidr;
 pub mod audit;
+mod cidr;
 pub mod cli;
 pub mod config;
 pub mod delivery;

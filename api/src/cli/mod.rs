@@ -18,8 +18,9 @@ pub fn parse_time(text: &str) -> Result<engine::Timestamp, String> {
     } else {
         text.to_owned()
     };
-    let at = humantime::parse_rfc3339_weak(&full)
-        .map_err(|_| "must be a time like 2026-11-23T00:00:00Z or a date like 2026-11-23".to_owned())?;
+    let at = humantime::parse_rfc3339_weak(&full).map_err(|_| {
+        "must be a time like 2026-11-23T00:00:00Z or a date like 2026-11-23".to_owned()
+    })?;
     let ms = at
         .duration_since(std::time::UNIX_EPOCH)
         .map_err(|_| "must not be before 1970".to_owned())?
@@ -34,8 +35,14 @@ mod tests {
     #[test]
     fn times_are_read_as_rfc_3339_or_a_date() {
         assert_eq!(parse_time("2026-11-23").unwrap().0, 1_795_392_000_000);
-        assert_eq!(parse_time("2026-11-23T00:00:00Z").unwrap().0, 1_795_392_000_000);
-        assert_eq!(parse_time("2026-11-23T00:00:00.250Z").unwrap().0, 1_795_392_000_250);
+        assert_eq!(
+            parse_time("2026-11-23T00:00:00Z").unwrap().0,
+            1_795_392_000_000
+        );
+        assert_eq!(
+            parse_time("2026-11-23T00:00:00.250Z").unwrap().0,
+            1_795_392_000_250
+        );
         for bad in ["", "yesterday", "2026-13-01", "1795392000"] {
             assert!(parse_time(bad).is_err(), "{bad}");
         }

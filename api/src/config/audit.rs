@@ -39,9 +39,7 @@ impl Default for AuditConfig {
         Self {
             checkpoint_every: policy.checkpoint_every,
             checkpoint_interval_seconds: policy.checkpoint_interval.as_secs(),
-            retention_days: policy
-                .retention
-                .map_or(0, |r| r.as_secs() / (24 * 3600)),
+            retention_days: policy.retention.map_or(0, |r| r.as_secs() / (24 * 3600)),
             source_ip: SourceIp::Truncated,
         }
     }

@@ -44,8 +44,8 @@ pub async fn handle(
             // A panic in a handler is a bug; it still gets an answer (an
             // opaque 500 with the request id) and an ERROR line, not a
             // dropped connection.
-            let guarded =
-                AssertUnwindSafe(dispatch(&state, peer, &request_id, found, request)).catch_unwind();
+            let guarded = AssertUnwindSafe(dispatch(&state, peer, &request_id, found, request))
+                .catch_unwind();
             let result = match tokio::time::timeout(timeout, guarded).await {
                 Ok(Ok(result)) => result,
                 Ok(Err(panic)) => Err(ApiError::Internal(format!(

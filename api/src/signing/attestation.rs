@@ -202,7 +202,10 @@ pub fn verify_issued_by(
         .map_err(|e| match e.kind() {
             jsonwebtoken::errors::ErrorKind::ExpiredSignature => "the token has expired".to_owned(),
             jsonwebtoken::errors::ErrorKind::InvalidIssuer => {
-                format!("the token was issued by another issuer than {}", issuer.unwrap_or("?"))
+                format!(
+                    "the token was issued by another issuer than {}",
+                    issuer.unwrap_or("?")
+                )
             }
             jsonwebtoken::errors::ErrorKind::InvalidSignature => {
                 "the signature does not hold: the token was altered or signed by another key"

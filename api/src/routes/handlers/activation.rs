@@ -52,8 +52,9 @@ pub async fn complete(state: &Arc<AppState>, input: Input) -> Reply {
         }
     };
     let (code, pin) = (input.code, input.pin);
-    let outcome =
-        blocking_durable(state, &actor, move |engine| engine.activate(&target, &code, &pin))
-            .await?;
+    let outcome = blocking_durable(state, &actor, move |engine| {
+        engine.activate(&target, &code, &pin)
+    })
+    .await?;
     verification(outcome)
 }

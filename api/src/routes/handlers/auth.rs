@@ -52,9 +52,11 @@ pub async fn verify(state: &Arc<AppState>, input: Input, purpose: Purpose) -> Re
     let actor = input.actor().clone();
     let body: wire::VerifyIn = input.json().await?;
     let challenge = wire::challenge_id(&body.challenge_id)?;
-    let outcome = acting(&actor, || state.engine.verify(challenge, purpose, &body.code))?
-        .wait_async()
-        .await?;
+    let outcome = acting(&actor, || {
+        state.engine.verify(challenge, purpose, &body.code)
+    })?
+    .wait_async()
+    .await?;
     attested_verification(state, outcome, challenge, &client)
 }
 
