@@ -92,8 +92,12 @@ fn notice_message(locale: Locale, notice: Notice, service: &str) -> Rendered {
             "Your PIN was reset by an operator.",
         ),
         Notice::ContactChanged => (
-            "Um contacto da sua conta (telemóvel ou email) foi alterado.",
-            "A contact on your account (mobile number or email) was changed.",
+            "Um contacto da sua conta (telemóvel, email ou mensagem direta) foi alterado.",
+            "A contact on your account (mobile number, email or direct message) was changed.",
+        ),
+        Notice::ContactRemoved => (
+            "Um contacto foi removido da sua conta.",
+            "A contact was removed from your account.",
         ),
         Notice::PushDeviceSet => (
             "Uma aplicação foi registada para receber os seus códigos.",
@@ -336,7 +340,11 @@ mod tests {
             assert!(r.short.contains("Contrato de arrendamento"), "{}", r.short);
             let code_at = r.short.find("482913").unwrap();
             let name_at = r.short.find("Contrato").unwrap();
-            assert!(code_at < name_at, "the code comes before the name: {}", r.short);
+            assert!(
+                code_at < name_at,
+                "the code comes before the name: {}",
+                r.short
+            );
             assert!(
                 r.short.chars().count() <= 160,
                 "{} chars: {}",
@@ -364,8 +372,17 @@ mod tests {
         let real_code = r.short.find("553656").unwrap();
         let real_fingerprint = r.short.find("7fdf-b262").unwrap();
         assert!(real_code < r.short.find("000000").unwrap(), "{}", r.short);
-        assert!(real_fingerprint < r.short.find("0000-0000").unwrap(), "{}", r.short);
-        assert_eq!(r.short.matches('"').count(), 2, "the name's quotes are neutralised: {}", r.short);
+        assert!(
+            real_fingerprint < r.short.find("0000-0000").unwrap(),
+            "{}",
+            r.short
+        );
+        assert_eq!(
+            r.short.matches('"').count(),
+            2,
+            "the name's quotes are neutralised: {}",
+            r.short
+        );
     }
 
     #[test]
@@ -396,8 +413,16 @@ mod tests {
             render(&m, "gov.pt", Timestamp(0))
         };
         assert!(seconds(Locale::Pt, 90).short.contains("Válido 90 s."));
-        assert!(seconds(Locale::En, 90).text.contains("valid for 90 seconds "));
-        assert!(seconds(Locale::Pt, 10).text.contains("durante 10 segundos "));
+        assert!(
+            seconds(Locale::En, 90)
+                .text
+                .contains("valid for 90 seconds ")
+        );
+        assert!(
+            seconds(Locale::Pt, 10)
+                .text
+                .contains("durante 10 segundos ")
+        );
         assert!(
             seconds(Locale::Pt, 299).short.contains("Válido 5 min."),
             "a code sent a moment after it was made still reads its full lifetime"
@@ -407,13 +432,22 @@ mod tests {
 
     #[test]
     fn a_notice_says_what_changed_and_what_to_do_and_carries_no_code() {
-        for (locale, words) in [(Locale::Pt, "contacte o apoio"), (Locale::En, "contact support")] {
-            let mut m = message(locale, Purpose::Login, "");
-            m.notice = Some(Notice::ContactChanged);
-            let r = render(&m, "gov.pt", Timestamp(0));
-            assert!(r.short.contains(words), "{}", r.short);
-            assert!(r.short.chars().count() <= 160, "{}", r.short);
-            assert!(r.text.contains(words) && !r.html.contains("strong"), "{}", r.html);
+        for (locale, words) in [
+            (Locale::Pt, "contacte o apoio"),
+            (Locale::En, "contact support"),
+        ] {
+            for notice in [Notice::ContactChanged, Notice::ContactRemoved] {
+                let mut m = message(locale, Purpose::Login, "");
+                m.notice = Some(notice);
+                let r = render(&m, "autenticacao.gov.pt", Timestamp(0));
+                assert!(r.short.contains(words), "{}", r.short);
+                assert!(r.short.chars().count() <= 160, "{}", r.short);
+                assert!(
+                    r.text.contains(words) && !r.html.contains("strong"),
+                    "{}",
+                    r.html
+                );
+            }
         }
     }
 
