@@ -8,6 +8,7 @@ mod arbitrary_input;
 mod attacks;
 mod audit;
 mod bad_input;
+mod contacts;
 mod delivery;
 mod deploy;
 mod faults;
