@@ -29,8 +29,9 @@ pub(crate) struct Account {
     pub(crate) birth_date: Option<BirthDate>,
     pub(crate) postal_address: Option<PostalAddress>,
     pub(crate) push_token: Option<PushToken>,
-    /// A handle on a direct-message platform, for codes by relay.
-    pub(crate) dm: Option<DmHandle>,
+    /// A handle on a direct-message platform, for codes by relay. Boxed:
+    /// few accounts have one, and accounts are held by value in their map.
+    pub(crate) dm: Option<Box<DmHandle>>,
     /// The language the citizen chose for messages; `None` follows the server's default.
     pub(crate) locale: Option<Locale>,
     pub(crate) pin: Option<PinHash>,
@@ -79,7 +80,7 @@ impl Account {
             email: self.email.clone(),
             has_postal_address: self.postal_address.is_some(),
             has_push_device: self.push_token.is_some(),
-            dm: self.dm.clone(),
+            dm: self.dm.as_deref().cloned(),
             locale: self.locale,
             state,
             pin_failures: self.lockout.pin_failures(),

@@ -220,7 +220,7 @@ impl Engine {
             new.postal_address,
         );
         account.pin = Some(pin);
-        account.dm = new.dm;
+        account.dm = new.dm.map(Box::new);
         account.locale = new.locale;
         self.insert_account(account, EventKind::Registered, Account::view)
     }

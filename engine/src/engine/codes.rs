@@ -93,7 +93,7 @@ pub(super) fn destination_for(
         )),
         Channel::Dm => account
             .dm
-            .as_ref()
+            .as_deref()
             .map(DmHandle::destination)
             .ok_or(missing("direct-message handle")),
     }

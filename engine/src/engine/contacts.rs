@@ -82,7 +82,7 @@ impl ContactKind {
             ContactKind::Phone => account.phone.as_ref().map(|p| p.as_str().to_owned()),
             ContactKind::Email => account.email.as_ref().map(|e| e.as_str().to_owned()),
             ContactKind::PushDevice => account.push_token.as_ref().map(|t| t.as_str().to_owned()),
-            ContactKind::Dm => account.dm.as_ref().map(DmHandle::destination),
+            ContactKind::Dm => account.dm.as_deref().map(DmHandle::destination),
         }
     }
 
@@ -211,7 +211,7 @@ impl Engine {
             let before = match &new {
                 Contact::Phone(_) => tx.account.phone.as_ref().map(Phone::masked),
                 Contact::Email(_) => tx.account.email.as_ref().map(Email::masked),
-                Contact::Dm(_) => tx.account.dm.as_ref().map(DmHandle::masked),
+                Contact::Dm(_) => tx.account.dm.as_deref().map(DmHandle::masked),
             };
             if let Some(before) = before {
                 event = event.with("from", before);
@@ -231,7 +231,7 @@ impl Engine {
                     .unzip(),
                 Contact::Dm(d) => account
                     .dm
-                    .replace(d)
+                    .replace(Box::new(d))
                     .map(|old| (dm_key(&old), (Channel::Dm, old.destination())))
                     .unzip(),
             };

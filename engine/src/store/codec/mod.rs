@@ -207,7 +207,7 @@ pub(crate) fn decode_account(bytes: &[u8]) -> Result<Account> {
         DbAccount::V2(v2) => (v2.base, v2.dm, v2.locale),
     };
     let dm = dm
-        .map(|d| DmHandle::from_parts(&d.platform, &d.handle))
+        .map(|d| DmHandle::from_parts(&d.platform, &d.handle).map(Box::new))
         .transpose()
         .map_err(|_| corrupt("direct-message handle"))?;
     let locale = locale
@@ -577,7 +577,9 @@ mod tests {
             birth_date: Some(BirthDate::from_parts(1990, 5, 17)),
             postal_address: Some(PostalAddress::parse("Rua A 1\nLisboa").unwrap()),
             push_token: Some(PushToken::parse("token-0123456789abcdef").unwrap()),
-            dm: Some(DmHandle::from_parts("mastodon", "ana@social.example").unwrap()),
+            dm: Some(Box::new(
+                DmHandle::from_parts("mastodon", "ana@social.example").unwrap(),
+            )),
             locale: Some(Locale::En),
             pin: Some(PinHash::from_phc_unchecked(
                 "$argon2id$v=19$m=64,t=1,p=1$x$y".into(),
