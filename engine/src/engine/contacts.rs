@@ -310,10 +310,8 @@ impl Engine {
             .into_iter()
             .filter(|k| *k != contact && k.destination(account).is_some())
             .collect();
-        let logs_in = remaining
-            .iter()
-            .any(|k| matches!(k, ContactKind::Phone | ContactKind::Email));
-        if !logs_in {
+        let is_login = |k: &ContactKind| matches!(k, ContactKind::Phone | ContactKind::Email);
+        if is_login(&contact) && !remaining.iter().any(is_login) {
             return Err(EngineError::LastContact {
                 field: contact.as_str(),
                 reason: "a citizen logs in with a mobile number or an email, and this is the \

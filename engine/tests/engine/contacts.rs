@@ -452,3 +452,40 @@ fn a_cancelled_account_keeps_neither_handle_nor_language() {
     ));
     register(&t, Some("+351977777777"), None, Some(twitter("ana")), None);
 }
+
+#[test]
+fn an_app_or_a_handle_stays_when_it_is_the_only_way_codes_can_arrive() {
+    // Imported with only a postal address (no login contact), then an app:
+    // the app is the one contact codes can reach.
+    let t = TestEngine::new();
+    let pin_hash = hash_pin_phc(&Pin::new(PIN), Argon2Params::INSECURE_FOR_TESTS, [9; 16]).unwrap();
+    let id = t
+        .engine
+        .import(ImportAccount {
+            identity: identity_for(PHONE),
+            phone: None,
+            email: None,
+            birth_date: None,
+            postal_address: Some(PostalAddress::parse("Rua Augusta 1\nLisboa").unwrap()),
+            pin_hash: Some(pin_hash),
+            state: ImportState::Active,
+        })
+        .and_then(Durable::wait)
+        .unwrap();
+    t.engine
+        .register_push_device(id, PushToken::parse("device-token-0123456789").unwrap())
+        .and_then(Durable::wait)
+        .unwrap();
+    let proof = proof(&t, id, Channel::Push);
+    match t
+        .engine
+        .remove_contact(id, proof.challenge_id, &proof.code, ContactKind::PushDevice)
+    {
+        Err(EngineError::LastContact { field, reason }) => {
+            assert_eq!(field, "push_device");
+            assert!(reason.contains("receive codes"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(t.view(id).has_push_device);
+}
