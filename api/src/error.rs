@@ -458,6 +458,9 @@ fn engine(e: &EngineError) -> Answer {
         ),
         EngineError::Locked { .. } => locked(),
         EngineError::WrongState(why) => Answer::new(S::CONFLICT, "wrong_state", *why),
+        EngineError::LastContact { field, reason } => {
+            Answer::new(S::CONFLICT, "last_contact", *reason).field(*field)
+        }
         EngineError::ChannelUnavailable(what) => Answer::new(
             S::CONFLICT,
             "channel_unavailable",
@@ -625,6 +628,13 @@ mod tests {
             (EngineError::ClientKeyNotFound, 404),
             (EngineError::Locked { until: None }, 423),
             (EngineError::WrongState("x"), 409),
+            (
+                EngineError::LastContact {
+                    field: "email",
+                    reason: "why",
+                },
+                409,
+            ),
             (EngineError::ChannelUnavailable("email address"), 409),
             (
                 EngineError::TooSoon {

@@ -3,9 +3,9 @@
 use std::time::Duration;
 
 use engine::{
-    AccountView, BirthDate, ChallengeId, ChallengeStatus, Channel, ChannelSet, Code, Document,
-    Email, EngineError, Identity, IdentityKind, Issued, Phone, Pin, PostalAddress, Purpose,
-    PurposeSet, Rate, Scope, Scopes, Timestamp,
+    AccountView, BirthDate, ChallengeId, ChallengeStatus, Channel, ChannelSet, Code, DmHandle,
+    Document, Email, Engine, EngineError, Identity, IdentityKind, Issued, Phone, Pin,
+    PostalAddress, Purpose, PurposeSet, Rate, Scope, Scopes, Timestamp,
 };
 use serde::de::{MapAccess, Visitor, value::MapAccessDeserializer};
 use serde::{Deserialize, Deserializer};
@@ -75,6 +75,16 @@ impl IdentityIn {
     }
 }
 
+/// A direct-message handle as sent.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DmIn {
+    /// The platform, one of `delivery.dm.platforms`.
+    pub platform: String,
+    /// The citizen's handle on it (a leading `@` is dropped).
+    pub handle: String,
+}
+
 /// `POST /v1/accounts`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -86,6 +96,9 @@ pub struct RegisterIn {
     pub pin: Pin,
     pub birth_date: Option<String>,
     pub postal_address: Option<String>,
+    pub dm: Option<Object<DmIn>>,
+    /// `pt` or `en`: the language of every message to the citizen.
+    pub locale: Option<String>,
 }
 
 /// `POST /v1/accounts/pre-register`.
@@ -97,6 +110,8 @@ pub struct PreRegisterIn {
     pub phone: Option<String>,
     pub email: Option<String>,
     pub postal_address: Option<String>,
+    /// `pt` or `en`: the language of every message to the citizen.
+    pub locale: Option<String>,
 }
 
 /// `POST /v1/login`.
@@ -212,7 +227,28 @@ pub struct ContactChangeIn {
     pub proof_code: Code,
     pub phone: Option<String>,
     pub email: Option<String>,
+    pub dm: Option<Object<DmIn>>,
     pub locale: Option<String>,
+}
+
+/// `POST /v1/accounts/{id}/contact/remove`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoveContactIn {
+    /// `phone`, `email`, `push_device` or `dm`.
+    pub contact: String,
+    pub proof_challenge_id: String,
+    #[serde(deserialize_with = "code")]
+    pub proof_code: Code,
+}
+
+/// `PUT /v1/accounts/{id}/locale`: a language, or `null` for the server's default.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocaleIn {
+    /// Absent: refused (so an empty body never clears a choice); `null`: the default.
+    #[serde(default, deserialize_with = "present")]
+    pub locale: Option<Option<String>>,
 }
 
 /// `PUT /v1/accounts/{id}/push-device`.
@@ -467,6 +503,18 @@ pub fn email(raw: Option<&str>) -> Result<Option<Email>, ApiError> {
     Ok(raw.map(Email::parse).transpose()?)
 }
 
+/// Parses an optional direct-message handle on a platform the engine accepts.
+pub fn dm(engine: &Engine, raw: Option<&DmIn>) -> Result<Option<DmHandle>, ApiError> {
+    Ok(raw
+        .map(|d| engine.parse_dm(&d.platform, &d.handle))
+        .transpose()?)
+}
+
+/// A direct-message handle as returned: the platform, and the handle masked.
+pub fn dm_masked(dm: &DmHandle) -> Value {
+    json!({ "platform": dm.platform(), "handle": dm.masked_handle() })
+}
+
 /// Parses an optional postal address.
 pub fn address(raw: Option<&str>) -> Result<Option<PostalAddress>, ApiError> {
     Ok(raw.map(PostalAddress::parse).transpose()?)
@@ -560,6 +608,8 @@ pub fn account(view: &AccountView) -> Value {
         "email": view.email.as_ref().map(Email::masked),
         "has_postal_address": view.has_postal_address,
         "has_push_device": view.has_push_device,
+        "dm": view.dm.as_ref().map(dm_masked),
+        "locale": view.locale.map(engine::Locale::as_str),
         "pin_failures": view.pin_failures,
         "code_failures": view.code_failures,
         "created_at": rfc3339(view.created_at),

@@ -1,11 +1,12 @@
-//! Accounts: an identity bound to at most one phone, at most one email, and a PIN.
+//! Accounts: an identity bound to at most one phone, at most one email, at
+//! most one direct-message handle, and a PIN.
 
 use crate::clock::Timestamp;
 use crate::id::{AccountId, ChallengeId};
-use crate::identity::{BirthDate, Email, Identity, Phone, PostalAddress, PushToken};
+use crate::identity::{BirthDate, DmHandle, Email, Identity, Phone, PostalAddress, PushToken};
 use crate::lockout::{Lock, Lockout};
 use crate::secret::PinHash;
-use crate::terms::Purpose;
+use crate::terms::{Locale, Purpose};
 
 /// The life stage of an account, apart from locks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,6 +29,11 @@ pub(crate) struct Account {
     pub(crate) birth_date: Option<BirthDate>,
     pub(crate) postal_address: Option<PostalAddress>,
     pub(crate) push_token: Option<PushToken>,
+    /// A handle on a direct-message platform, for codes by relay. Boxed:
+    /// few accounts have one, and accounts are held by value in their map.
+    pub(crate) dm: Option<Box<DmHandle>>,
+    /// The language the citizen chose for messages; `None` follows the server's default.
+    pub(crate) locale: Option<Locale>,
     pub(crate) pin: Option<PinHash>,
     pub(crate) status: Status,
     pub(crate) lockout: Lockout,
@@ -51,6 +57,7 @@ impl Account {
         let mut keys = vec![(self.identity.index_key(), "identity")];
         keys.extend(self.phone.as_ref().map(|p| (phone_key(p), "phone")));
         keys.extend(self.email.as_ref().map(|e| (email_key(e), "email")));
+        keys.extend(self.dm.as_ref().map(|d| (dm_key(d), "dm")));
         keys
     }
 
@@ -73,6 +80,8 @@ impl Account {
             email: self.email.clone(),
             has_postal_address: self.postal_address.is_some(),
             has_push_device: self.push_token.is_some(),
+            dm: self.dm.as_deref().cloned(),
+            locale: self.locale,
             state,
             pin_failures: self.lockout.pin_failures(),
             code_failures: self.lockout.code_failures(),
@@ -88,6 +97,11 @@ pub(crate) fn phone_key(phone: &Phone) -> String {
 
 pub(crate) fn email_key(email: &Email) -> String {
     format!("e:{}", email.as_str())
+}
+
+/// A handle is one citizen's, like a phone: two accounts never share one.
+pub(crate) fn dm_key(dm: &DmHandle) -> String {
+    format!("d:{}", dm.destination())
 }
 
 /// An account's state as callers see it.
@@ -133,6 +147,10 @@ pub struct AccountView {
     pub has_postal_address: bool,
     /// Whether a push device is registered.
     pub has_push_device: bool,
+    /// Its direct-message handle.
+    pub dm: Option<DmHandle>,
+    /// The language chosen for its messages; `None` follows the server's default.
+    pub locale: Option<Locale>,
     /// Its state.
     pub state: AccountState,
     /// Consecutive wrong PINs.

@@ -94,6 +94,9 @@ pub(crate) fn mask_destination(channel: Channel, destination: &str) -> String {
             .unwrap_or_else(|_| "***".into()),
         Channel::Push => "registered app".into(),
         Channel::Letter => "postal address on file".into(),
+        Channel::Dm => crate::identity::DmHandle::from_destination(destination)
+            .map(|d| d.masked())
+            .unwrap_or_else(|_| "***".into()),
     }
 }
 

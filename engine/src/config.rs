@@ -5,6 +5,7 @@ use std::time::Duration;
 use crate::code::CodePolicies;
 use crate::error::{EngineError, Result};
 use crate::idempotency::IdempotencyPolicy;
+use crate::identity::DmPolicy;
 use crate::limits::IssueLimitsConfig;
 use crate::lockout::LockoutPolicy;
 use crate::outbox::{NoticePolicy, OutboxPolicy};
@@ -40,6 +41,8 @@ pub struct EngineConfig {
     /// Test destinations and whether test clients may exist (by default
     /// none and no).
     pub test_mode: TestMode,
+    /// Which direct-message platforms handles may be on.
+    pub dm: DmPolicy,
 }
 
 /// How the audit trail is signed and kept.
@@ -111,6 +114,7 @@ impl EngineConfig {
             ));
         }
         self.limits.validate()?;
+        self.dm.validate()?;
         if !(1..=100_000).contains(&self.audit.checkpoint_every) {
             return Err(EngineError::invalid(
                 "audit.checkpoint_every",

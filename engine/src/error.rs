@@ -52,6 +52,15 @@ pub enum EngineError {
     /// The operation does not apply to the account in its current state.
     #[error("{0}")]
     WrongState(&'static str),
+    /// Removing this contact would leave the account unable to log in or
+    /// to receive codes; `reason` says which.
+    #[error("{reason}")]
+    LastContact {
+        /// `phone`, `email`, `push_device` or `dm`: the contact that stays.
+        field: &'static str,
+        /// Why, in words for the caller.
+        reason: &'static str,
+    },
     /// The account has no contact for the requested channel.
     #[error("the account has no {0} to send a code to")]
     ChannelUnavailable(&'static str),

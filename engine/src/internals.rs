@@ -296,6 +296,8 @@ pub(crate) fn sample_account() -> Account {
         birth_date: None,
         postal_address: None,
         push_token: None,
+        dm: None,
+        locale: None,
         pin: Some(PinHash::from_phc_unchecked(
             "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$\
              r0y8X9QaEgnQpT3nJk1kqFZB0W0t3l0m8S5b7VvXc2M"

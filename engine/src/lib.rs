@@ -42,16 +42,17 @@ pub use code::{Alphabet, CodePolicies, CodePolicy};
 pub use config::{AuditPolicy, EngineConfig, ResendCooldown};
 pub use document::Document;
 pub use engine::{
-    ActivationTarget, ClientUpdate, Contact, ContactChangeStart, Engine, ImportAccount,
-    ImportState, LoginId, LoginOutcome, MAX_EVENTS_PER_READ, MAX_LIVE_KEYS, NewAccount, NewClient,
-    NewKey, PinChange, PreRegistration, Recovery, RecoveryMethod, Stats, Sweeper, os_seeded_rng,
-    seeded_rng,
+    ActivationTarget, ClientUpdate, Contact, ContactChangeStart, ContactKind, ContactRemoval,
+    Engine, ImportAccount, ImportState, LoginId, LoginOutcome, MAX_EVENTS_PER_READ, MAX_LIVE_KEYS,
+    NewAccount, NewClient, NewKey, PinChange, PreRegistration, Recovery, RecoveryMethod, Stats,
+    Sweeper, os_seeded_rng, seeded_rng,
 };
 pub use error::{EngineError, Result};
 pub use id::{AccountId, ChallengeId};
 pub use idempotency::{Claim, IdempotencyPolicy, MAX_KEY_LENGTH, Remembered, is_valid_key};
 pub use identity::{
-    BirthDate, Email, Identity, IdentityKind, Phone, PostalAddress, PushToken, calling_code,
+    BirthDate, DmHandle, DmPolicy, Email, Identity, IdentityKind, Phone, PostalAddress, PushToken,
+    calling_code,
 };
 pub use limits::{GlobalLimit, IssueLimitsConfig, KeyedLimit, Limited, Rate, SmsConversion};
 pub use lockout::{Event, Lock, LockMode, LockReason, Lockout, LockoutPolicy, Transition};

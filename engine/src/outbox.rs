@@ -41,7 +41,7 @@ impl Default for OutboxPolicy {
             backoff_max: Duration::from_secs(60),
             sms_fallback_to_email: false,
             default_locale: Locale::Pt,
-            enabled: vec![Channel::Sms, Channel::Email, Channel::Push, Channel::Letter],
+            enabled: Channel::ALL.to_vec(),
         }
     }
 }
@@ -55,8 +55,10 @@ pub enum Notice {
     PinChanged,
     /// An operator reset the PIN.
     PinReset,
-    /// A phone number or email was replaced (sent to the old one too).
+    /// A phone number, email or direct-message handle was replaced (sent to the old one too).
     ContactChanged,
+    /// A contact was removed (sent to the removed one too).
+    ContactRemoved,
     /// An app was registered for push codes.
     PushDeviceSet,
     /// The account was locked.
@@ -72,6 +74,7 @@ impl Notice {
             Notice::ContactChanged => "contact_changed",
             Notice::PushDeviceSet => "push_device_set",
             Notice::Locked => "locked",
+            Notice::ContactRemoved => "contact_removed",
         }
     }
 
@@ -82,6 +85,7 @@ impl Notice {
             Notice::ContactChanged => 2,
             Notice::PushDeviceSet => 3,
             Notice::Locked => 4,
+            Notice::ContactRemoved => 5,
         }
     }
 
@@ -92,6 +96,7 @@ impl Notice {
             2 => Notice::ContactChanged,
             3 => Notice::PushDeviceSet,
             4 => Notice::Locked,
+            5 => Notice::ContactRemoved,
             _ => return None,
         })
     }
@@ -104,7 +109,7 @@ pub struct NoticePolicy {
     pub pin_changed: bool,
     /// When an operator resets it.
     pub pin_reset: bool,
-    /// When a phone or email is replaced.
+    /// When a phone, email or direct-message handle is replaced, or a contact removed.
     pub contact_changed: bool,
     /// When an app is registered for push codes.
     pub push_device_set: bool,
@@ -129,7 +134,7 @@ impl NoticePolicy {
         match notice {
             Notice::PinChanged => self.pin_changed,
             Notice::PinReset => self.pin_reset,
-            Notice::ContactChanged => self.contact_changed,
+            Notice::ContactChanged | Notice::ContactRemoved => self.contact_changed,
             Notice::PushDeviceSet => self.push_device_set,
             Notice::Locked => self.locked,
         }
@@ -170,7 +175,7 @@ pub struct Outgoing {
     pub purpose: Purpose,
     /// How to send it.
     pub channel: Channel,
-    /// Phone, email, push token or postal address.
+    /// Phone, email, push token, postal address, or `platform:handle` for a direct message.
     pub destination: String,
     /// The code (empty for a notice).
     pub code: Code,

@@ -67,9 +67,20 @@ pub enum Channel {
     Push,
     /// Postal letter to the address on file (activation only).
     Letter,
+    /// Direct message to the citizen's handle on a messaging platform, through a relay.
+    Dm,
 }
 
 impl Channel {
+    /// Every channel, in tag order.
+    pub const ALL: [Channel; 5] = [
+        Channel::Sms,
+        Channel::Email,
+        Channel::Push,
+        Channel::Letter,
+        Channel::Dm,
+    ];
+
     /// Parses the API name.
     pub fn parse(text: &str) -> Result<Self> {
         match text.trim().to_ascii_lowercase().as_str() {
@@ -77,9 +88,10 @@ impl Channel {
             "email" => Ok(Channel::Email),
             "push" => Ok(Channel::Push),
             "letter" => Ok(Channel::Letter),
+            "dm" => Ok(Channel::Dm),
             _ => Err(EngineError::invalid(
                 "channel",
-                "must be one of sms, email, push, letter",
+                "must be one of sms, email, push, letter, dm",
             )),
         }
     }
@@ -91,6 +103,7 @@ impl Channel {
             Channel::Email => "email",
             Channel::Push => "push",
             Channel::Letter => "letter",
+            Channel::Dm => "dm",
         }
     }
 
@@ -100,13 +113,12 @@ impl Channel {
             Channel::Email => 1,
             Channel::Push => 2,
             Channel::Letter => 3,
+            Channel::Dm => 4,
         }
     }
 
     pub(crate) fn from_tag(tag: u8) -> Option<Self> {
-        [Channel::Sms, Channel::Email, Channel::Push, Channel::Letter]
-            .get(usize::from(tag))
-            .copied()
+        Channel::ALL.get(usize::from(tag)).copied()
     }
 }
 
@@ -237,7 +249,7 @@ mod tests {
         for p in Purpose::ALL {
             assert_eq!(Purpose::from_slot(u8::try_from(p.slot()).unwrap()), Some(p));
         }
-        for c in [Channel::Sms, Channel::Email, Channel::Push, Channel::Letter] {
+        for c in Channel::ALL {
             assert_eq!(Channel::from_tag(c.tag()), Some(c));
             assert_eq!(Channel::parse(c.as_str()).unwrap(), c);
         }

@@ -12,7 +12,7 @@ use serde_json::{Map, Value, json};
 use crate::helpers::*;
 
 /// Every endpoint that takes input: method, path (`{id}` is replaced by an
-/// arbitrary id), and its body's fields (`identity` is an object).
+/// arbitrary id), and its body's fields (`identity` and `dm` are objects).
 const ENDPOINTS: &[(&str, &str, &[&str])] = &[
     (
         "POST",
@@ -24,12 +24,21 @@ const ENDPOINTS: &[(&str, &str, &[&str])] = &[
             "pin",
             "birth_date",
             "postal_address",
+            "dm",
+            "locale",
         ],
     ),
     (
         "POST",
         "/v1/accounts/pre-register",
-        &["identity", "birth_date", "phone", "email", "postal_address"],
+        &[
+            "identity",
+            "birth_date",
+            "phone",
+            "email",
+            "postal_address",
+            "locale",
+        ],
     ),
     ("GET", "/v1/accounts/{id}", &[]),
     ("DELETE", "/v1/accounts/{id}", &[]),
@@ -46,10 +55,17 @@ const ENDPOINTS: &[(&str, &str, &[&str])] = &[
             "proof_code",
             "phone",
             "email",
+            "dm",
             "locale",
         ],
     ),
+    (
+        "POST",
+        "/v1/accounts/{id}/contact/remove",
+        &["contact", "proof_challenge_id", "proof_code"],
+    ),
     ("PUT", "/v1/accounts/{id}/push-device", &["push_token"]),
+    ("PUT", "/v1/accounts/{id}/locale", &["locale"]),
     (
         "POST",
         "/v1/contact-changes/confirm",
@@ -154,6 +170,23 @@ fn identity() -> impl Strategy<Value = Value> {
     ]
 }
 
+/// A direct-message handle: a platform and a handle, usually a known
+/// platform so the handle's parser is reached, or anything at all.
+fn dm() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        (
+            prop_oneof![
+                Just("twitter".to_owned()),
+                Just("Twitter".to_owned()),
+                text()
+            ],
+            text(),
+        )
+            .prop_map(|(platform, handle)| json!({ "platform": platform, "handle": handle })),
+        value(),
+    ]
+}
+
 /// A body for `fields`: each present or not, with an arbitrary value.
 fn body(fields: &'static [&'static str]) -> impl Strategy<Value = Value> {
     let per_field: Vec<_> = fields
@@ -161,6 +194,8 @@ fn body(fields: &'static [&'static str]) -> impl Strategy<Value = Value> {
         .map(|f| {
             let v = if *f == "identity" {
                 identity().boxed()
+            } else if *f == "dm" {
+                dm().boxed()
             } else if *f == "accounts" {
                 prop::collection::vec(
                     (identity(), text(), text()).prop_map(|(identity, phone, pin_hash)| {

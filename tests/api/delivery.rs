@@ -9,7 +9,7 @@ use crate::helpers::*;
 
 /// The 6-digit code in a message: a run of exactly six digits that starts
 /// after a space or `>` (headers and ids hold other digit runs).
-fn code_in(text: &str) -> String {
+pub fn code_in(text: &str) -> String {
     let bytes = text.as_bytes();
     let mut i = 0;
     while i < bytes.len() {
@@ -51,13 +51,18 @@ fn ana() -> NewAccount {
         .pin(PIN)
 }
 
-fn fast_retries(c: &mut Config) {
+pub fn fast_retries(c: &mut Config) {
     c.delivery.poll_interval_ms = 10;
     c.delivery.log_sink = false;
 }
 
 /// Waits (up to 10 s) for the challenge's delivery state; `nudge` runs between looks.
-async fn wait_for_delivery(app: &TestApp, challenge: &str, state: &str, mut nudge: impl FnMut()) {
+pub async fn wait_for_delivery(
+    app: &TestApp,
+    challenge: &str,
+    state: &str,
+    mut nudge: impl FnMut(),
+) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while app.challenge_status(challenge).await.body["delivery"] != state {
         assert!(

@@ -9,6 +9,7 @@ mod attacks;
 mod audit;
 mod bad_input;
 mod clients;
+mod contacts;
 mod delivery;
 mod deploy;
 mod faults;

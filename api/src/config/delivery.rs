@@ -1,4 +1,4 @@
-//! Delivery settings: the channels (SMS gateways, SMTP, push relay, letters) and the outbox's retry policy.
+//! Delivery settings: the channels (SMS gateways, SMTP, push relay, letters, direct-message relay) and the outbox's retry policy.
 
 use serde::{Deserialize, Serialize};
 
@@ -35,6 +35,8 @@ pub struct DeliveryConfig {
     pub push: PushConfig,
     /// Postal letters.
     pub letter: LetterConfig,
+    /// Direct messages through a relay, and the platforms handles may be on.
+    pub dm: DmConfig,
 }
 
 impl Default for DeliveryConfig {
@@ -55,6 +57,7 @@ impl Default for DeliveryConfig {
             email: EmailConfig::default(),
             push: PushConfig::default(),
             letter: LetterConfig::default(),
+            dm: DmConfig::default(),
         }
     }
 }
@@ -191,4 +194,48 @@ pub enum LetterMode {
     Spool,
     /// POSTed to `url`.
     Webhook,
+}
+
+/// Direct-message relay settings (`[delivery.dm]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DmConfig {
+    /// The relay's URL; empty disables direct messages.
+    pub url: String,
+    /// Credential header name; empty for none.
+    pub auth_header: String,
+    /// `env:NAME`, `file:/path`, or the value itself.
+    pub auth_value: String,
+    /// The JSON body, with `{platform}`, `{handle}`, `{message}` and `{id}`
+    /// placeholders (JSON-escaped when filled).
+    pub template: String,
+    /// Platforms a handle may be on (lower case).
+    pub platforms: Vec<String>,
+    /// Platforms whose handles are case-sensitive; on the others a handle is lower-cased.
+    pub case_sensitive_platforms: Vec<String>,
+}
+
+impl Default for DmConfig {
+    fn default() -> Self {
+        let policy = engine::DmPolicy::default();
+        Self {
+            url: String::new(),
+            auth_header: String::new(),
+            auth_value: String::new(),
+            template: r#"{"platform":"{platform}","handle":"{handle}","text":"{message}","message_id":"{id}"}"#
+                .into(),
+            platforms: policy.platforms,
+            case_sensitive_platforms: policy.case_sensitive,
+        }
+    }
+}
+
+impl DmConfig {
+    /// The engine's part: which platforms, and how their handles compare.
+    pub fn policy(&self) -> engine::DmPolicy {
+        engine::DmPolicy {
+            platforms: self.platforms.clone(),
+            case_sensitive: self.case_sensitive_platforms.clone(),
+        }
+    }
 }

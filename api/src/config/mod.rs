@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 
 pub use audit::{AuditConfig, NoticesConfig, SourceIp};
 pub use delivery::{
-    BodyFormat, DeliveryConfig, EmailConfig, LetterConfig, LetterMode, PushConfig,
+    BodyFormat, DeliveryConfig, DmConfig, EmailConfig, LetterConfig, LetterMode, PushConfig,
     SmsGatewayConfig, SmtpTls,
 };
 pub use idempotency::IdempotencyConfig;
@@ -262,7 +262,7 @@ impl Config {
     }
 
     /// A copy for printing: every inline secret (SMTP password, gateway,
-    /// push and letter credentials) replaced by `<redacted>`, and so are URL
+    /// push, letter and direct-message relay credentials) replaced by `<redacted>`, and so are URL
     /// passwords and secret-looking query values in every URL setting;
     /// references (`env:NAME`, `file:/path`) kept, as they reveal nothing.
     pub fn redacted(&self) -> Config {
@@ -277,6 +277,8 @@ impl Config {
         redact::url(&mut delivery.push.url);
         redact::secret(&mut delivery.letter.auth_value);
         redact::url(&mut delivery.letter.url);
+        redact::secret(&mut delivery.dm.auth_value);
+        redact::url(&mut delivery.dm.url);
         copy
     }
 
@@ -294,6 +296,7 @@ impl Config {
             audit: self.audit.policy(),
             notices: self.notices.policy(),
             idempotency: self.idempotency.policy(),
+            dm: d.dm.policy(),
             outbox: engine::OutboxPolicy {
                 max_attempts: d.max_attempts,
                 backoff_first: Duration::from_millis(d.backoff_first_ms),
@@ -424,6 +427,7 @@ mod tests {
         config.delivery.email.password = "hunter2".into();
         config.delivery.push.auth_value = "env:PUSH_TOKEN".into();
         config.delivery.letter.auth_value = "Bearer print-house-secret".into();
+        config.delivery.dm.auth_value = "Bearer dm-relay-secret".into();
         config.delivery.sms.push(SmsGatewayConfig {
             name: "gw".into(),
             url: "https://sms.example/send".into(),
@@ -433,11 +437,16 @@ mod tests {
             template: "{}".into(),
         });
         let text = toml::to_string(&config.redacted()).unwrap();
-        for secret in ["hunter2", "print-house-secret", "sms-secret"] {
+        for secret in [
+            "hunter2",
+            "print-house-secret",
+            "sms-secret",
+            "dm-relay-secret",
+        ] {
             assert!(!text.contains(secret), "{secret} printed:\n{text}");
         }
         assert!(text.contains("env:PUSH_TOKEN"));
-        assert_eq!(text.matches("<redacted>").count(), 3, "{text}");
+        assert_eq!(text.matches("<redacted>").count(), 4, "{text}");
         assert_eq!(
             config.delivery.email.password, "hunter2",
             "the original is untouched"
@@ -580,6 +589,43 @@ mod tests {
         )
         .unwrap();
         assert_eq!(config.pin.blocklist, vec!["1357", "2468"]);
+    }
+
+    #[test]
+    fn direct_message_platforms_are_a_list_checked_at_load() {
+        let config = Config::load(
+            None,
+            env(&[
+                ("OTPD_DELIVERY_DM_PLATFORMS", "twitter, mastodon,signal"),
+                ("OTPD_DELIVERY_DM_CASE_SENSITIVE_PLATFORMS", "signal"),
+            ]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        let policy = config.engine_config().dm;
+        assert_eq!(policy.platforms, ["twitter", "mastodon", "signal"]);
+        assert_eq!(policy.case_sensitive, ["signal"]);
+        for (variable, value, named) in [
+            (
+                "OTPD_DELIVERY_DM_PLATFORMS",
+                "Twitter",
+                "delivery.dm.platforms",
+            ),
+            (
+                "OTPD_DELIVERY_DM_PLATFORMS",
+                "twitter,twitter",
+                "delivery.dm.platforms",
+            ),
+            (
+                "OTPD_DELIVERY_DM_CASE_SENSITIVE_PLATFORMS",
+                "telegram",
+                "delivery.dm.case_sensitive_platforms",
+            ),
+        ] {
+            let err =
+                Config::load(None, env(&[(variable, value)]), &Overrides::default()).unwrap_err();
+            assert!(err.contains(named), "{variable}={value}: {err}");
+        }
     }
 
     #[test]

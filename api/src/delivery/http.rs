@@ -1,4 +1,4 @@
-//! Channels over HTTP(S): SMS gateways, the push relay, and the letter webhook.
+//! Channels over HTTP(S): SMS gateways, the push relay, the letter webhook, and the direct-message relay.
 //!
 //! Outcome by status: 2xx sent; 429 and 5xx transient (honouring
 //! `Retry-After`); any other status permanent; no answer transient. Every
@@ -19,7 +19,7 @@ use hyper_util::rt::TokioExecutor;
 use serde_json::json;
 
 use super::{Channel, Rendered, SendFuture, secret};
-use crate::config::{BodyFormat, LetterConfig, PushConfig, SmsGatewayConfig};
+use crate::config::{BodyFormat, DmConfig, LetterConfig, PushConfig, SmsGatewayConfig};
 
 /// A shared HTTPS-capable client (rustls with the ring provider, Mozilla roots).
 #[derive(Clone)]
@@ -247,6 +247,21 @@ pub(super) fn fill(
     message: &str,
     id: &str,
 ) -> (&'static str, String) {
+    fill_placeholders(
+        format,
+        template,
+        &[("{to}", to), ("{message}", message), ("{id}", id)],
+    )
+}
+
+/// Replaces each placeholder of `values` in `template` with its value,
+/// escaped for `format`, in one pass: a value holding another
+/// placeholder's name (a message with `{id}` in it) is never filled again.
+fn fill_placeholders(
+    format: BodyFormat,
+    template: &str,
+    values: &[(&str, &str)],
+) -> (&'static str, String) {
     let escape = |value: &str| match format {
         BodyFormat::Json => {
             let quoted = serde_json::to_string(value).unwrap_or_default();
@@ -254,10 +269,23 @@ pub(super) fn fill(
         }
         BodyFormat::Form => form_encode(value),
     };
-    let body = template
-        .replace("{to}", &escape(to))
-        .replace("{message}", &escape(message))
-        .replace("{id}", &escape(id));
+    let mut body = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(at) = rest.find('{') {
+        body.push_str(&rest[..at]);
+        let tail = &rest[at..];
+        match values.iter().find(|(name, _)| tail.starts_with(name)) {
+            Some((name, value)) => {
+                body.push_str(&escape(value));
+                rest = &tail[name.len()..];
+            }
+            None => {
+                body.push('{');
+                rest = &tail[1..];
+            }
+        }
+    }
+    body.push_str(rest);
     let content_type = match format {
         BodyFormat::Json => "application/json",
         BodyFormat::Form => "application/x-www-form-urlencoded",
@@ -384,6 +412,72 @@ impl Channel for JsonWebhook {
     }
 }
 
+/// Direct messages through a relay that speaks to the messaging platforms:
+/// one JSON document per message, from the configured template, with the
+/// message's short text (the same words as an SMS).
+pub(super) struct DmRelay {
+    http: HttpClient,
+    url: String,
+    auth: Option<(HeaderName, HeaderValue)>,
+    template: String,
+}
+
+impl DmRelay {
+    pub(super) fn new(http: HttpClient, config: &DmConfig) -> Result<Self, String> {
+        let setting = "delivery.dm";
+        check_url(setting, &config.url)?;
+        if !config.template.contains("{handle}") || !config.template.contains("{message}") {
+            return Err(format!(
+                "{setting}.template must contain {{handle}} and {{message}}"
+            ));
+        }
+        let (_, sample) = Self::body(&config.template, "twitter:ana", "a \"text\"", "id");
+        if serde_json::from_str::<serde_json::Value>(&sample).is_err() {
+            return Err(format!(
+                "{setting}.template is not JSON once filled (placeholders go inside strings)"
+            ));
+        }
+        Ok(Self {
+            http,
+            url: config.url.clone(),
+            auth: auth_header(setting, &config.auth_header, &config.auth_value)?,
+            template: config.template.clone(),
+        })
+    }
+
+    /// The body for a message to `destination` (`platform:handle`).
+    fn body(template: &str, destination: &str, text: &str, id: &str) -> (&'static str, String) {
+        let (platform, handle) = destination.split_once(':').unwrap_or(("", destination));
+        fill_placeholders(
+            BodyFormat::Json,
+            template,
+            &[
+                ("{platform}", platform),
+                ("{handle}", handle),
+                ("{message}", text),
+                ("{id}", id),
+            ],
+        )
+    }
+}
+
+impl Channel for DmRelay {
+    fn name(&self) -> &'static str {
+        "dm-relay"
+    }
+
+    fn send<'a>(&'a self, message: &'a Outgoing, rendered: &'a Rendered) -> SendFuture<'a> {
+        Box::pin(async move {
+            let id = message.id.to_string();
+            let (content_type, body) =
+                Self::body(&self.template, &message.destination, &rendered.short, &id);
+            self.http
+                .post(&self.url, content_type, body, self.auth.as_ref(), &id)
+                .await
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -442,5 +536,65 @@ mod tests {
         );
         assert_eq!(ct, "application/x-www-form-urlencoded");
         assert_eq!(body, "to=%2B351+91&text=c%C3%B3digo%3A+1%262&ref=m1");
+    }
+
+    #[test]
+    fn a_value_naming_a_placeholder_is_not_filled_again() {
+        let (_, body) = fill(
+            BodyFormat::Json,
+            r#"{"text":"{message}","ref":"{id}","odd":"{other}"}"#,
+            "+351912345678",
+            "code {id} {to}",
+            "m1",
+        );
+        let parsed: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(parsed["text"], "code {id} {to}");
+        assert_eq!(parsed["ref"], "m1");
+        assert_eq!(parsed["odd"], "{other}", "unknown braces are kept");
+    }
+
+    #[test]
+    fn a_direct_message_names_the_platform_and_the_handle_apart() {
+        let (ct, body) = DmRelay::body(
+            &DmConfig::default().template,
+            "mastodon:ana@social.example",
+            "otpd: code 123456",
+            "m1",
+        );
+        assert_eq!(ct, "application/json");
+        let parsed: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(parsed["platform"], "mastodon");
+        assert_eq!(parsed["handle"], "ana@social.example");
+        assert_eq!(parsed["text"], "otpd: code 123456");
+        assert_eq!(parsed["message_id"], "m1");
+    }
+
+    #[test]
+    fn a_relay_template_must_be_json_and_name_the_handle_and_the_text() {
+        let http = HttpClient::new(Duration::from_secs(1)).unwrap();
+        let config = |template: &str| DmConfig {
+            url: "http://127.0.0.1:9/dm".into(),
+            template: template.into(),
+            ..DmConfig::default()
+        };
+        assert!(DmRelay::new(http.clone(), &config(&DmConfig::default().template)).is_ok());
+        for bad in [
+            r#"{"to":"{handle}"}"#,
+            r#"{"to":"{handle}","text":{message}}"#,
+            r#"handle={handle}&text={message}"#,
+        ] {
+            let err = DmRelay::new(http.clone(), &config(bad)).err().unwrap();
+            assert!(err.starts_with("delivery.dm.template"), "{bad}: {err}");
+        }
+        let err = DmRelay::new(
+            http,
+            &DmConfig {
+                url: "ftp://relay".into(),
+                ..DmConfig::default()
+            },
+        )
+        .err()
+        .unwrap();
+        assert!(err.starts_with("delivery.dm.url"), "{err}");
     }
 }

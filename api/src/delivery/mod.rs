@@ -88,6 +88,7 @@ pub struct Dispatcher {
     email: Option<Arc<dyn Channel>>,
     push: Option<Arc<dyn Channel>>,
     letter: Option<Arc<dyn Channel>>,
+    dm: Option<Arc<dyn Channel>>,
     /// Takes messages for channels without their own (the log sink, or a test's capture).
     fallback: Option<Arc<dyn Channel>>,
     service_name: String,
@@ -101,6 +102,7 @@ impl std::fmt::Debug for Dispatcher {
             .field("email", &name(&self.email))
             .field("push", &name(&self.push))
             .field("letter", &name(&self.letter))
+            .field("dm", &name(&self.dm))
             .field("fallback", &name(&self.fallback))
             .finish()
     }
@@ -133,7 +135,15 @@ impl Dispatcher {
         let letter: Option<Arc<dyn Channel>> = match d.letter.mode {
             LetterMode::Off => None,
             LetterMode::Spool => Some(Arc::new(letter::Spool::new(&d.letter.spool_dir)?)),
-            LetterMode::Webhook => Some(Arc::new(http::JsonWebhook::letter(http, &d.letter)?)),
+            LetterMode::Webhook => Some(Arc::new(http::JsonWebhook::letter(
+                http.clone(),
+                &d.letter,
+            )?)),
+        };
+        let dm: Option<Arc<dyn Channel>> = if d.dm.url.is_empty() {
+            None
+        } else {
+            Some(Arc::new(http::DmRelay::new(http, &d.dm)?))
         };
         let fallback = match fallback {
             Some(f) => Some(f),
@@ -145,6 +155,7 @@ impl Dispatcher {
             email,
             push,
             letter,
+            dm,
             fallback,
             service_name: d.service_name.clone(),
         };
@@ -166,7 +177,7 @@ impl Dispatcher {
 
     /// Channels that have somewhere to go.
     pub fn enabled(&self) -> Vec<Via> {
-        [Via::Sms, Via::Email, Via::Push, Via::Letter]
+        Via::ALL
             .into_iter()
             .filter(|via| self.channel_for(*via).is_some())
             .collect()
@@ -178,6 +189,7 @@ impl Dispatcher {
             Via::Email => &self.email,
             Via::Push => &self.push,
             Via::Letter => &self.letter,
+            Via::Dm => &self.dm,
         };
         own.as_ref().or(self.fallback.as_ref())
     }

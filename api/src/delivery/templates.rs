@@ -92,8 +92,12 @@ fn notice_message(locale: Locale, notice: Notice, service: &str) -> Rendered {
             "Your PIN was reset by an operator.",
         ),
         Notice::ContactChanged => (
-            "Um contacto da sua conta (telemóvel ou email) foi alterado.",
-            "A contact on your account (mobile number or email) was changed.",
+            "Um contacto da sua conta (telemóvel, email ou mensagem direta) foi alterado.",
+            "A contact on your account (mobile number, email or direct message) was changed.",
+        ),
+        Notice::ContactRemoved => (
+            "Um contacto foi removido da sua conta.",
+            "A contact was removed from your account.",
         ),
         Notice::PushDeviceSet => (
             "Uma aplicação foi registada para receber os seus códigos.",
@@ -432,16 +436,18 @@ mod tests {
             (Locale::Pt, "contacte o apoio"),
             (Locale::En, "contact support"),
         ] {
-            let mut m = message(locale, Purpose::Login, "");
-            m.notice = Some(Notice::ContactChanged);
-            let r = render(&m, "gov.pt", Timestamp(0));
-            assert!(r.short.contains(words), "{}", r.short);
-            assert!(r.short.chars().count() <= 160, "{}", r.short);
-            assert!(
-                r.text.contains(words) && !r.html.contains("strong"),
-                "{}",
-                r.html
-            );
+            for notice in [Notice::ContactChanged, Notice::ContactRemoved] {
+                let mut m = message(locale, Purpose::Login, "");
+                m.notice = Some(notice);
+                let r = render(&m, "autenticacao.gov.pt", Timestamp(0));
+                assert!(r.short.contains(words), "{}", r.short);
+                assert!(r.short.chars().count() <= 160, "{}", r.short);
+                assert!(
+                    r.text.contains(words) && !r.html.contains("strong"),
+                    "{}",
+                    r.html
+                );
+            }
         }
     }
 

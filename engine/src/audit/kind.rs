@@ -95,8 +95,10 @@ kinds! {
     PinReset = "pin_reset", Success, "The PIN was reset by an operator.";
     RecoveryUnlocked = "recovery_unlocked", Success, "The account was unlocked after the citizen proved who they are elsewhere (method, reference).";
     RecoveryPinSet = "recovery_pin_set", Success, "A new PIN was set after the citizen proved who they are elsewhere (method, reference).";
-    ContactChangeRequested = "contact_change_requested", Success, "A change of phone or email was asked for.";
-    ContactChanged = "contact_changed", Success, "A new phone or email was confirmed.";
+    ContactChangeRequested = "contact_change_requested", Success, "A change of phone, email or direct-message handle was asked for.";
+    ContactChanged = "contact_changed", Success, "A new phone, email or direct-message handle was confirmed.";
+    ContactRemoved = "contact_removed", Success, "A phone, email, push device or direct-message handle was removed (masked).";
+    LocaleChanged = "locale_changed", Success, "The language of the citizen's messages was changed.";
     PushDeviceSet = "push_device_set", Success, "A push device was registered.";
     Cancelled = "cancelled", Success, "The account was cancelled.";
     Erased = "erased", Success, "A cancelled account's record was erased, its audit retention over.";

@@ -1,20 +1,20 @@
-//! Accounts: registration, pre-registration, import, reading, and the privileged operations (lock, unlock, cancel) and the push device.
+//! Accounts: registration, pre-registration, import, reading, and the privileged operations (lock, unlock, cancel), the push device and the citizen's locale.
 
 use dashmap::mapref::entry::Entry;
 
-use crate::account::{Account, AccountView, Status, email_key, phone_key};
+use crate::account::{Account, AccountView, Status, dm_key, email_key, phone_key};
 use crate::audit::{Event as AuditEvent, EventKind};
 use crate::clock::Timestamp;
 
 use crate::error::{EngineError, Result};
 use crate::id::{AccountId, ChallengeId};
-use crate::identity::{BirthDate, Email, Identity, Phone, PostalAddress, PushToken};
+use crate::identity::{BirthDate, DmHandle, Email, Identity, Phone, PostalAddress, PushToken};
 use crate::lockout::Event;
 use crate::outbox::Notice;
 use crate::pin::PinHasher;
 use crate::secret::Pin;
 use crate::store::{Change, Changes, Durable};
-use crate::terms::{MessageId, Purpose};
+use crate::terms::{Locale, MessageId, Purpose};
 
 use super::{Engine, Tx, ensure_usable};
 
@@ -33,6 +33,10 @@ pub struct NewAccount {
     pub birth_date: Option<BirthDate>,
     /// Postal address, if known.
     pub postal_address: Option<PostalAddress>,
+    /// A direct-message handle, if any (codes by relay; not a login).
+    pub dm: Option<DmHandle>,
+    /// The language for the citizen's messages; `None` follows the server's default.
+    pub locale: Option<Locale>,
 }
 
 /// A pre-registration, to be activated with a code.
@@ -48,6 +52,8 @@ pub struct PreRegistration {
     pub email: Option<Email>,
     /// The postal address on file, if any (for letters).
     pub postal_address: Option<PostalAddress>,
+    /// The language for the citizen's messages; `None` follows the server's default.
+    pub locale: Option<Locale>,
 }
 
 /// An account migrated from another system.
@@ -109,6 +115,12 @@ impl Engine {
         if let Some(email) = &account.email {
             event = event.with("email", email.masked());
         }
+        if let Some(dm) = &account.dm {
+            event = event.with("dm", dm.masked());
+        }
+        if let Some(locale) = account.locale {
+            event = event.with("locale", locale.as_str());
+        }
         if account.postal_address.is_some() {
             event = event.with("postal_address", "on file");
         }
@@ -169,6 +181,8 @@ impl Engine {
             birth_date,
             postal_address,
             push_token: None,
+            dm: None,
+            locale: None,
             pin: None,
             status: Status::Active,
             lockout: Default::default(),
@@ -191,6 +205,13 @@ impl Engine {
         self.admit_contacts(new.phone.as_ref(), new.email.as_ref())?;
         self.config.pin.check("pin", &new.pin)?;
         self.ensure_free(&new.identity, new.phone.as_ref(), new.email.as_ref())?;
+        if new
+            .dm
+            .as_ref()
+            .is_some_and(|d| self.index.contains_key(&dm_key(d)))
+        {
+            return Err(EngineError::Conflict { field: "dm" });
+        }
         let pin = self.hash_pin(&new.pin)?;
         let mut account = self.new_account(
             new.identity,
@@ -200,6 +221,8 @@ impl Engine {
             new.postal_address,
         );
         account.pin = Some(pin);
+        account.dm = new.dm.map(Box::new);
+        account.locale = new.locale;
         self.insert_account(account, EventKind::Registered, Account::view)
     }
 
@@ -242,6 +265,7 @@ impl Engine {
             pre.postal_address,
         );
         account.status = Status::PendingActivation;
+        account.locale = pre.locale;
         self.insert_account(account, EventKind::PreRegistered, Account::view)
     }
 
@@ -286,6 +310,12 @@ impl Engine {
             );
         }
         self.insert_account(account, EventKind::Imported, |account, _| account.id)
+    }
+
+    /// Parses a direct-message handle on a platform this server accepts
+    /// (`dm.platforms`), normalised as the platform compares handles.
+    pub fn parse_dm(&self, platform: &str, handle: &str) -> Result<DmHandle> {
+        self.config.dm.parse(platform, handle)
     }
 
     /// A read-only view of an account.
@@ -378,6 +408,8 @@ impl Engine {
             account.pin = None;
             account.phone = None;
             account.email = None;
+            account.dm = None;
+            account.locale = None;
             account.birth_date = None;
             account.postal_address = None;
             Ok(())
@@ -431,6 +463,36 @@ impl Engine {
             self.notify(tx, Notice::PushDeviceSet, None, now);
             Ok(())
         })
+    }
+
+    /// Sets the language of the citizen's messages (codes and notices),
+    /// used whenever a request names none; `None` follows the server's
+    /// default. Answers with the account's view.
+    pub fn set_locale(
+        &self,
+        account: AccountId,
+        locale: Option<Locale>,
+    ) -> Result<Durable<AccountView>> {
+        self.mutate_then(
+            account,
+            |tx, _| {
+                if tx.account.is_cancelled() {
+                    return Err(EngineError::WrongState("the account is cancelled"));
+                }
+                if tx.account.locale == locale {
+                    return Ok(());
+                }
+                let name = |l: Option<Locale>| l.map_or("default", Locale::as_str);
+                let event = tx
+                    .event(EventKind::LocaleChanged)
+                    .with("from", name(tx.account.locale))
+                    .with("to", name(locale));
+                tx.record(event);
+                tx.account_mut().locale = locale;
+                Ok(())
+            },
+            |(), account, now| account.view(now),
+        )
     }
 
     /// Lifts any lock, clears the counters and kills every outstanding

@@ -58,7 +58,7 @@ impl Engine {
             if let Some(lock) = tx.account.lockout.lock_at(now) {
                 return Err(EngineError::Locked { until: lock.until });
             }
-            if channel == Channel::Push {
+            if matches!(channel, Channel::Push | Channel::Dm) {
                 return Err(EngineError::invalid(
                     "channel",
                     "activation codes go by sms, email or letter",

@@ -11,6 +11,7 @@ use crate::clock::Timestamp;
 use crate::document::Document;
 use crate::error::{EngineError, Result};
 use crate::id::{AccountId, ChallengeId};
+use crate::identity::DmHandle;
 use crate::keys::{MacKey, Seal};
 use crate::lockout::{Event, Transition};
 use crate::outbox::Message;
@@ -35,15 +36,27 @@ pub(super) fn choose_channel(account: &Account, requested: Option<Channel>) -> R
     if let Some(channel) = requested {
         return Ok(channel);
     }
-    match (&account.phone, &account.email, &account.push_token) {
-        (Some(_), None, _) => Ok(Channel::Sms),
-        (None, Some(_), _) => Ok(Channel::Email),
-        (None, None, Some(_)) => Ok(Channel::Push),
-        (None, None, None) => Err(EngineError::ChannelUnavailable("contact")),
-        (Some(_), Some(_), _) => Err(EngineError::invalid(
+    // The login contacts first: a phone or an email, if the account has
+    // exactly one; then the app or the handle, if it has exactly one.
+    match (&account.phone, &account.email) {
+        (Some(_), None) => return Ok(Channel::Sms),
+        (None, Some(_)) => return Ok(Channel::Email),
+        (Some(_), Some(_)) => {
+            return Err(EngineError::invalid(
+                "channel",
+                "the account has a mobile number and an email: choose sms or email",
+            ));
+        }
+        (None, None) => {}
+    }
+    match (&account.push_token, &account.dm) {
+        (Some(_), None) => Ok(Channel::Push),
+        (None, Some(_)) => Ok(Channel::Dm),
+        (Some(_), Some(_)) => Err(EngineError::invalid(
             "channel",
-            "the account has a mobile number and an email: choose sms or email",
+            "the account has an app and a direct-message handle: choose push or dm",
         )),
+        (None, None) => Err(EngineError::ChannelUnavailable("contact")),
     }
 }
 
@@ -78,6 +91,11 @@ pub(super) fn destination_for(
             "channel",
             "letters carry activation codes only",
         )),
+        Channel::Dm => account
+            .dm
+            .as_deref()
+            .map(DmHandle::destination)
+            .ok_or(missing("direct-message handle")),
     }
 }
 
@@ -171,6 +189,7 @@ impl Engine {
                 Channel::Email => "email delivery (disabled here)",
                 Channel::Push => "push delivery (disabled here)",
                 Channel::Letter => "letter delivery (disabled here)",
+                Channel::Dm => "direct-message delivery (disabled here)",
             }));
         }
         let policy = self.config.codes.for_code(purpose, channel);
@@ -228,7 +247,10 @@ impl Engine {
                 DeliveryState::Queued
             },
             message: (!withheld).then_some(message_id),
-            locale: locale.unwrap_or(self.config.outbox.default_locale),
+            // The request's choice, else the citizen's, else the server's.
+            locale: locale
+                .or(tx.account.locale)
+                .unwrap_or(self.config.outbox.default_locale),
             client: current_client_id(),
         };
         let expires_at = challenge.expires_at;
@@ -466,6 +488,8 @@ mod tests {
                 pin: Pin::new("4821"),
                 birth_date: None,
                 postal_address: None,
+                dm: None,
+                locale: None,
             })
             .and_then(Durable::wait)
             .unwrap();

@@ -55,7 +55,7 @@ pub use self::activation::ActivationTarget;
 pub use self::audit::MAX_EVENTS_PER_READ;
 pub use self::clients::{ClientUpdate, MAX_LIVE_KEYS, NewClient, NewKey};
 use self::codes::{choose_channel, destination_for, ensure_usable};
-pub use self::contacts::{Contact, ContactChangeStart};
+pub use self::contacts::{Contact, ContactChangeStart, ContactKind, ContactRemoval};
 pub use self::login::{LoginId, LoginOutcome};
 pub use self::pins::PinChange;
 use self::tx::Tx;

@@ -19,8 +19,9 @@ use super::{Engine, Tx};
 const NOTICE_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 
 impl Engine {
-    /// Queues `notice` to the account's phone and email (and to `also`, the
-    /// contact a change replaced), if the configuration sends it.
+    /// Queues `notice` to the account's phone, email and direct-message
+    /// handle (and to `also`, the contact a change replaced or removed), if
+    /// the configuration sends it, in the citizen's language.
     pub(super) fn notify(
         &self,
         tx: &mut Tx,
@@ -38,8 +39,15 @@ impl Engine {
         if let Some(email) = &tx.account.email {
             to.push((Channel::Email, email.as_str().to_owned()));
         }
+        if let Some(dm) = &tx.account.dm {
+            to.push((Channel::Dm, dm.destination()));
+        }
         to.extend(also);
         to.dedup();
+        let locale = tx
+            .account
+            .locale
+            .unwrap_or(self.config.outbox.default_locale);
         for (channel, destination) in to {
             if !self.config.outbox.enabled.contains(&channel) {
                 continue;
@@ -61,7 +69,7 @@ impl Engine {
                 destination: destination.into_boxed_str(),
                 sealed_code: Vec::new(),
                 seal: Seal::Aead,
-                locale: self.config.outbox.default_locale,
+                locale,
                 expires_at: now.plus(NOTICE_LIFETIME),
                 created_at: now,
                 attempts: 0,

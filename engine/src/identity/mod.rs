@@ -2,14 +2,16 @@
 //!
 //! Every parser normalises first (trims, drops spacing, fixes case), then
 //! validates, and names the offending field in its error. Identities are
-//! here; phones (with their E.164 calling codes), emails, and the other
-//! things a citizen gives (birth date, postal address, push token) have a
-//! file each.
+//! here; phones (with their E.164 calling codes), emails, direct-message
+//! handles, and the other things a citizen gives (birth date, postal
+//! address, push token) have a file each.
 
+mod dm;
 mod email;
 mod other;
 mod phone;
 
+pub use self::dm::{DmHandle, DmPolicy};
 pub use self::email::Email;
 pub use self::other::{BirthDate, PostalAddress, PushToken};
 pub use self::phone::{Phone, calling_code};

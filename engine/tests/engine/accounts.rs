@@ -10,6 +10,8 @@ fn new_account(phone: Option<&str>, email: Option<&str>, pin: &str) -> NewAccoun
         pin: Pin::new(pin),
         birth_date: None,
         postal_address: None,
+        dm: None,
+        locale: None,
     }
 }
 

@@ -228,6 +228,8 @@ fn a_refused_operation_records_no_change() {
         pin: Pin::new(PIN),
         birth_date: None,
         postal_address: None,
+        dm: None,
+        locale: None,
     });
     assert!(again.is_err());
     // A lock with an empty reason is refused before anything happens.
@@ -649,6 +651,7 @@ fn a_login_on_a_pending_account_is_in_that_accounts_events() {
             email: None,
             birth_date: BirthDate::parse("1980-04-25", START).unwrap(),
             postal_address: None,
+            locale: None,
         })
         .and_then(Durable::wait)
         .unwrap()

@@ -47,6 +47,8 @@ fn a_backup_taken_during_writes_restores_everything_acknowledged_before_it() {
                         pin: Pin::new(PIN),
                         birth_date: None,
                         postal_address: None,
+                        dm: None,
+                        locale: None,
                     };
                     let id = engine.register(account).unwrap().wait().unwrap().id;
                     if !started.load(Ordering::SeqCst) {

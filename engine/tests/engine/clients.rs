@@ -367,6 +367,7 @@ fn an_activation_code_by_identity_is_found_only_by_the_client_that_sent_it() {
             phone: Some(Phone::parse(PHONE).unwrap()),
             email: None,
             postal_address: None,
+            locale: None,
         })
         .and_then(Durable::wait)
         .unwrap();
@@ -629,6 +630,8 @@ fn a_test_client_touches_only_accounts_made_of_test_destinations() {
                     pin: Pin::new(PIN),
                     birth_date: None,
                     postal_address: None,
+                    dm: None,
+                    locale: None,
                 })
                 .map(|_| ()),
             "email",

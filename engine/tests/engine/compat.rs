@@ -57,6 +57,8 @@ fn write_the_v14_fixture() {
             pin: Pin::new(PIN),
             birth_date: None,
             postal_address: None,
+            dm: None,
+            locale: None,
         })
         .and_then(Durable::wait)
         .unwrap()

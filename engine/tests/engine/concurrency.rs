@@ -151,6 +151,8 @@ fn parallel_registrations_of_one_phone_have_one_winner() {
                     pin: Pin::new(PIN),
                     birth_date: None,
                     postal_address: None,
+                    dm: None,
+                    locale: None,
                 })
                 .and_then(Durable::wait)
         });

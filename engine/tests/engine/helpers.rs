@@ -138,6 +138,8 @@ impl TestEngine {
                 pin: Pin::new(pin),
                 birth_date: None,
                 postal_address: None,
+                dm: None,
+                locale: None,
             })
             .and_then(Durable::wait)
             .expect("registration succeeds")

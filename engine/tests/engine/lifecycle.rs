@@ -20,6 +20,7 @@ fn pre_register(t: &TestEngine, phone: Option<&str>, address: Option<&str>) -> A
             phone: phone.map(|p| Phone::parse(p).unwrap()),
             email: None,
             postal_address: address.map(|a| PostalAddress::parse(a).unwrap()),
+            locale: None,
         })
         .unwrap()
         .wait()

@@ -10,6 +10,7 @@ mod clients;
 mod codes;
 mod compat;
 mod concurrency;
+mod contacts;
 mod helpers;
 mod idempotency;
 mod lifecycle;

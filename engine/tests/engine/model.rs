@@ -111,6 +111,8 @@ fn run(backend: Backend, seed: u64, steps: usize) {
                         pin: Pin::new(pin),
                         birth_date: None,
                         postal_address: None,
+                        dm: None,
+                        locale: None,
                     })
                     .and_then(Durable::wait);
                 if m.live_with_phone(phone).is_some() {

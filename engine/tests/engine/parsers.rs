@@ -105,6 +105,29 @@ proptest! {
             prop_assert_eq!(Phone::parse(phone.as_str()).ok(), Some(phone));
         }
     }
+
+    #[test]
+    fn direct_message_handles_parse_or_name_their_field(platform in text(), handle in text()) {
+        let policy = DmPolicy {
+            platforms: vec!["twitter".into(), "signal".into()],
+            case_sensitive: vec!["signal".into()],
+        };
+        typed(ContactKind::parse(&handle))?;
+        for platform in [platform.as_str(), "twitter", "signal"] {
+            match policy.parse(platform, &handle) {
+                Ok(dm) => {
+                    // Normalised once for good: it parses again to itself,
+                    // and its mask never shows the whole handle.
+                    prop_assert_eq!(policy.parse(dm.platform(), dm.handle()).ok(), Some(dm.clone()));
+                    prop_assert!(!dm.masked_handle().contains(dm.handle()) || dm.handle().len() == 1);
+                }
+                Err(EngineError::Invalid { field, .. }) => {
+                    prop_assert!(["dm.platform", "dm.handle"].contains(&field), "{}", field);
+                }
+                Err(other) => return Err(TestCaseError::fail(format!("untyped error {other:?}"))),
+            }
+        }
+    }
 }
 
 /// The parsers behind the engine's operations: keys, PINs, codes, reasons.

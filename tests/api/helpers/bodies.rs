@@ -56,6 +56,17 @@ impl NewAccount {
         self.with("postal_address", address)
     }
 
+    /// A direct-message handle on `platform`.
+    pub fn dm(mut self, platform: &str, handle: &str) -> NewAccount {
+        self.0["dm"] = json!({ "platform": platform, "handle": handle });
+        self
+    }
+
+    /// `pt` or `en`: the language of the citizen's messages.
+    pub fn locale(self, locale: &str) -> NewAccount {
+        self.with("locale", locale)
+    }
+
     /// Import only: an Argon2 PHC string.
     pub fn pin_hash(self, hash: &str) -> NewAccount {
         self.with("pin_hash", hash)
@@ -72,11 +83,14 @@ impl NewAccount {
     }
 }
 
-/// A phone or an email: how a login names its account, or a new contact.
+/// A phone or an email: how a login names its account, or a new contact
+/// (a direct-message handle too).
 #[derive(Debug, Clone, Copy)]
 pub enum Contact<'a> {
     Phone(&'a str),
     Email(&'a str),
+    /// A platform and a handle on it.
+    Dm(&'a str, &'a str),
 }
 
 impl Contact<'_> {
@@ -84,6 +98,9 @@ impl Contact<'_> {
         match self {
             Contact::Phone(phone) => body["phone"] = phone.into(),
             Contact::Email(email) => body["email"] = email.into(),
+            Contact::Dm(platform, handle) => {
+                body["dm"] = json!({ "platform": platform, "handle": handle });
+            }
         }
     }
 }
@@ -97,7 +114,7 @@ pub struct Sending<'a> {
 }
 
 impl<'a> Sending<'a> {
-    /// By `channel`: `sms`, `email`, `push` or `letter`.
+    /// By `channel`: `sms`, `email`, `push`, `letter` or `dm`.
     pub fn by(channel: &'a str) -> Sending<'a> {
         Sending {
             channel: Some(channel),

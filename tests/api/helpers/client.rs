@@ -234,6 +234,27 @@ impl ApiClient {
             .await
     }
 
+    /// Removes a contact (`phone`, `email`, `push_device` or `dm`), proven by a step-up code.
+    pub async fn remove_contact(
+        &self,
+        account_id: &str,
+        (proof_challenge_id, proof_code): (&str, &str),
+        contact: &str,
+    ) -> Response {
+        let body = json!({ "contact": contact, "proof_challenge_id": proof_challenge_id,
+            "proof_code": proof_code });
+        let path = format!("/v1/accounts/{account_id}/contact/remove");
+        self.post_as(Scope::Accounts, &path, body).await
+    }
+
+    /// Sets the language of the citizen's messages; `body` as sent
+    /// (`{"locale": "en"}`, `{"locale": null}`, or odd ones).
+    pub async fn set_locale(&self, account_id: &str, body: Value) -> Response {
+        let path = format!("/v1/accounts/{account_id}/locale");
+        self.call(Method::PUT, &path, Scope::Accounts, Some(body))
+            .await
+    }
+
     pub async fn push_device(&self, account_id: &str, push_token: &str) -> Response {
         let path = format!("/v1/accounts/{account_id}/push-device");
         let body = json!({ "push_token": push_token });

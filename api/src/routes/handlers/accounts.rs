@@ -1,4 +1,4 @@
-//! Account endpoints: register, pre-register, read, cancel, change the PIN, register a push device.
+//! Account endpoints: register, pre-register, read, cancel, change the PIN, register a push device, set the locale.
 
 use std::sync::Arc;
 
@@ -24,6 +24,8 @@ pub async fn register(state: &Arc<AppState>, input: Input) -> Reply {
         pin: input.pin,
         birth_date: wire::birth_date(input.birth_date.as_deref(), state.engine.now())?,
         postal_address: wire::address(input.postal_address.as_deref())?,
+        dm: wire::dm(&state.engine, input.dm.as_deref())?,
+        locale: wire::locale(input.locale.as_deref())?,
     };
     let view = blocking_durable(state, &actor, move |engine| engine.register(new)).await?;
     Ok(json_response(StatusCode::CREATED, &wire::account(&view)))
@@ -40,6 +42,7 @@ pub async fn pre_register(state: &Arc<AppState>, input: Input) -> Reply {
         phone: wire::phone(input.phone.as_deref())?,
         email: wire::email(input.email.as_deref())?,
         postal_address: wire::address(input.postal_address.as_deref())?,
+        locale: wire::locale(input.locale.as_deref())?,
     };
     let view = acting(&actor, || state.engine.pre_register(pre))?
         .wait_async()
@@ -92,4 +95,22 @@ pub async fn push_device(state: &AppState, input: Input) -> Reply {
         .wait_async()
         .await?;
     ok(json!({ "account_id": id.to_string(), "has_push_device": true }))
+}
+
+/// `PUT /v1/accounts/{id}/locale`: the language of the citizen's messages.
+pub async fn set_locale(state: &AppState, input: Input) -> Reply {
+    let id = input.account_id()?;
+    let actor = input.actor().clone();
+    let input: wire::LocaleIn = input.json().await?;
+    let Some(locale) = input.locale else {
+        return Err(ApiError::invalid(
+            "locale",
+            "is required: pt, en, or null for the server's default",
+        ));
+    };
+    let locale = wire::locale(locale.as_deref())?;
+    let view = acting(&actor, || state.engine.set_locale(id, locale))?
+        .wait_async()
+        .await?;
+    ok(wire::account(&view))
 }

@@ -47,6 +47,8 @@ pub async fn run(state: &Arc<AppState>, route: Route, input: Input) -> Reply {
         Route::PushDevice => accounts::push_device(state, input).await,
         Route::BeginContactChange => contacts::begin(state, input).await,
         Route::ConfirmContactChange => contacts::confirm(state, input).await,
+        Route::RemoveContact => contacts::remove(state, input).await,
+        Route::SetLocale => accounts::set_locale(state, input).await,
         Route::Login => auth::login(state, input).await,
         Route::Verify => auth::verify(state, input, engine::Purpose::Login).await,
         Route::SignatureRequest => signatures::request(state, input).await,

@@ -24,7 +24,7 @@ use crate::document::Document;
 use crate::error::{EngineError, Result};
 use crate::id::{AccountId, ChallengeId};
 use crate::idempotency::{IdempotencyRecord, Remembered};
-use crate::identity::{BirthDate, Email, Identity, Phone, PostalAddress, PushToken};
+use crate::identity::{BirthDate, DmHandle, Email, Identity, Phone, PostalAddress, PushToken};
 use crate::keys::{MacKey, Seal};
 use crate::limits::Rate;
 use crate::lockout::{Lock, LockReason, Lockout};
@@ -38,6 +38,23 @@ const CONFIG: bincode::config::Configuration = bincode::config::standard();
 #[derive(Debug, Encode, Decode, PartialEq)]
 pub(crate) enum DbAccount {
     V1(DbAccountV1),
+    V2(DbAccountV2),
+}
+
+/// V2 adds a direct-message handle and the citizen's chosen locale; a V1
+/// account has neither (its messages follow the server's default locale).
+#[derive(Debug, Encode, Decode, PartialEq)]
+pub(crate) struct DbAccountV2 {
+    base: DbAccountV1,
+    dm: Option<DbDmV1>,
+    /// The locale's tag (0 pt, 1 en); `None` follows the server's default.
+    locale: Option<u8>,
+}
+
+#[derive(Debug, Encode, Decode, PartialEq)]
+pub(crate) struct DbDmV1 {
+    platform: String,
+    handle: String,
 }
 
 #[derive(Debug, Encode, Decode, PartialEq)]
@@ -150,7 +167,7 @@ pub(crate) struct DbChallengeV1 {
 
 pub(crate) fn encode_account(account: &Account) -> Vec<u8> {
     let a = account;
-    let record = DbAccount::V1(DbAccountV1 {
+    let base = DbAccountV1 {
         id: a.id.0,
         identity: match &a.identity {
             Identity::CivilId(n) => DbIdentityV1::CivilId(n.clone()),
@@ -185,13 +202,30 @@ pub(crate) fn encode_account(account: &Account) -> Vec<u8> {
         }),
         created_at: a.created_at.0,
         updated_at: a.updated_at.0,
-    });
-    encode(&record)
+    };
+    encode(&DbAccount::V2(DbAccountV2 {
+        base,
+        dm: a.dm.as_ref().map(|d| DbDmV1 {
+            platform: d.platform().to_owned(),
+            handle: d.handle().to_owned(),
+        }),
+        locale: a.locale.map(Locale::tag),
+    }))
 }
 
 pub(crate) fn decode_account(bytes: &[u8]) -> Result<Account> {
-    let DbAccount::V1(r) = decode(bytes, "account")?;
     let corrupt = |what: &str| EngineError::Corrupt(format!("account record: invalid {what}"));
+    let (r, dm, locale) = match decode(bytes, "account")? {
+        DbAccount::V1(r) => (r, None, None),
+        DbAccount::V2(v2) => (v2.base, v2.dm, v2.locale),
+    };
+    let dm = dm
+        .map(|d| DmHandle::from_parts(&d.platform, &d.handle).map(Box::new))
+        .transpose()
+        .map_err(|_| corrupt("direct-message handle"))?;
+    let locale = locale
+        .map(|tag| Locale::from_tag(tag).ok_or_else(|| corrupt("locale")))
+        .transpose()?;
     // Stored values were validated on the way in; re-parsing catches damage.
     let phone = r
         .phone
@@ -227,6 +261,8 @@ pub(crate) fn decode_account(bytes: &[u8]) -> Result<Account> {
             .map(PushToken::parse)
             .transpose()
             .map_err(|_| corrupt("push token"))?,
+        dm,
+        locale,
         pin: r.pin_phc.map(PinHash::from_phc_unchecked),
         status: match r.status {
             DbStatusV1::PendingActivation => Status::PendingActivation,
@@ -708,6 +744,10 @@ mod tests {
             birth_date: Some(BirthDate::from_parts(1990, 5, 17)),
             postal_address: Some(PostalAddress::parse("Rua A 1\nLisboa").unwrap()),
             push_token: Some(PushToken::parse("token-0123456789abcdef").unwrap()),
+            dm: Some(Box::new(
+                DmHandle::from_parts("mastodon", "ana@social.example").unwrap(),
+            )),
+            locale: Some(Locale::En),
             pin: Some(PinHash::from_phc_unchecked(
                 "$argon2id$v=19$m=64,t=1,p=1$x$y".into(),
             )),
@@ -972,6 +1012,49 @@ mod tests {
 
     #[test]
     fn records_start_with_their_version() {
-        assert_eq!(encode_account(&sample_account())[0], 0, "V1 is variant 0");
+        assert_eq!(encode_account(&sample_account())[0], 1, "V2 is variant 1");
+    }
+
+    #[test]
+    fn version_1_accounts_still_decode_with_no_handle_and_the_default_locale() {
+        let mut account = sample_account();
+        account.dm = None;
+        account.locale = None;
+        let DbAccount::V2(v2) = decode::<DbAccount>(&encode_account(&account), "account").unwrap()
+        else {
+            panic!("written as V2");
+        };
+        let v1 = encode(&DbAccount::V1(v2.base));
+        assert_eq!(v1[0], 0, "V1 is variant 0");
+        let back = decode_account(&v1).unwrap();
+        assert_eq!(format!("{account:?}"), format!("{back:?}"));
+    }
+
+    #[test]
+    fn a_damaged_handle_or_locale_is_reported_as_corrupt() {
+        let bad_handle = DbAccount::V2(DbAccountV2 {
+            base: match decode::<DbAccount>(&encode_account(&sample_account()), "account") {
+                Ok(DbAccount::V2(v2)) => v2.base,
+                other => panic!("{other:?}"),
+            },
+            dm: Some(DbDmV1 {
+                platform: "twitter".into(),
+                handle: "has space".into(),
+            }),
+            locale: None,
+        });
+        assert!(matches!(
+            decode_account(&encode(&bad_handle)),
+            Err(EngineError::Corrupt(_))
+        ));
+        let DbAccount::V2(mut v2) = bad_handle else {
+            unreachable!()
+        };
+        v2.dm = None;
+        v2.locale = Some(9);
+        assert!(matches!(
+            decode_account(&encode(&DbAccount::V2(v2))),
+            Err(EngineError::Corrupt(_))
+        ));
     }
 }
