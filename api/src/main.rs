@@ -184,7 +184,9 @@ enum KeysAction {
     Rotate,
     /// Stop publishing a replaced key: tokens it signed no longer verify.
     Retire {
-        /// The key's id (its RFC 7638 thumbprint).
+        /// The key's id (its RFC 7638 thumbprint). Base64url: it may start
+        /// with '-', which must not be read as a flag.
+        #[arg(allow_hyphen_values = true)]
         kid: String,
     },
 }
