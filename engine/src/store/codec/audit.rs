@@ -12,11 +12,24 @@ use crate::id::AccountId;
 
 /// A stored audit event, by version. V2 adds the sequence number of the
 /// same account's previous event: the stores chain an account's events
-/// through it instead of adding an index key per event.
+/// through it instead of adding an index key per event. V3 is a block:
+/// consecutive events stored under one key, each a V1 or V2 record's
+/// bytes (sled pays per key written, not per byte: docs/CAPACITY.md).
 #[derive(Debug, Encode, Decode, PartialEq)]
 pub(crate) enum DbAudit {
     V1(DbAuditV1),
     V2(DbAuditV1, Option<u64>),
+    V3(Vec<Vec<u8>>),
+}
+
+/// [`DbAudit::V3`] borrowed from the encoded events; its bytes are V3's.
+#[derive(Encode)]
+enum DbAuditBlockRef<'a> {
+    #[allow(dead_code)]
+    V1(DbAuditV1Ref<'a>),
+    #[allow(dead_code)]
+    V2(DbAuditV1Ref<'a>, Option<u64>),
+    V3(&'a [&'a [u8]]),
 }
 
 #[derive(Debug, Encode, Decode, PartialEq)]
@@ -80,16 +93,38 @@ pub(crate) fn encode_audit(r: &AuditRecord, account_prev: Option<u64>) -> Vec<u8
     ))
 }
 
-pub(crate) fn decode_audit(bytes: &[u8]) -> Result<AuditRecord> {
-    decode_audit_linked(bytes).map(|(r, _)| r)
+/// One block of events already encoded by [`encode_audit`], oldest first.
+pub(crate) fn encode_audit_block(events: &[&[u8]]) -> Vec<u8> {
+    encode(&DbAuditBlockRef::V3(events))
 }
 
-/// The record and its account's previous event (`None` in V1 records,
-/// which the per-event index keys find instead).
-pub(crate) fn decode_audit_linked(bytes: &[u8]) -> Result<(AuditRecord, Option<u64>)> {
-    let (r, account_prev) = match decode(bytes, "audit event")? {
+/// The events a stored value holds (one, or a block's), oldest first,
+/// each with its account's previous event (`None` in V1 records, which the
+/// per-event index keys find instead).
+pub(crate) fn decode_audit_block(bytes: &[u8]) -> Result<Vec<(AuditRecord, Option<u64>)>> {
+    match decode(bytes, "audit event")? {
+        DbAudit::V3(events) => events
+            .iter()
+            .map(|event| match decode(event, "audit event")? {
+                DbAudit::V3(_) => Err(EngineError::Corrupt(
+                    "an audit block holds another block".into(),
+                )),
+                single => record(single),
+            })
+            .collect(),
+        single => Ok(vec![record(single)?]),
+    }
+}
+
+fn record(stored: DbAudit) -> Result<(AuditRecord, Option<u64>)> {
+    let (r, account_prev) = match stored {
         DbAudit::V1(r) => (r, None),
         DbAudit::V2(r, account_prev) => (r, account_prev),
+        DbAudit::V3(_) => {
+            return Err(EngineError::Corrupt(
+                "an audit block where one event was expected".into(),
+            ));
+        }
     };
     let corrupt = |what: &str| EngineError::Corrupt(format!("audit event {}: {what}", r.seq));
     let record = AuditRecord {
@@ -118,9 +153,8 @@ pub(crate) fn decode_audit_linked(bytes: &[u8]) -> Result<(AuditRecord, Option<u
 mod tests {
     use super::*;
 
-    #[test]
-    fn an_audit_record_survives_its_codec() {
-        let record = AuditRecord {
+    fn sample() -> AuditRecord {
+        AuditRecord {
             seq: 42,
             at: Timestamp(1_795_392_000_000),
             event: Event {
@@ -138,13 +172,18 @@ mod tests {
             },
             prev: [1; 32],
             hash: [2; 32],
-        };
+        }
+    }
+
+    #[test]
+    fn an_audit_record_survives_its_codec() {
+        let record = sample();
         let bytes = encode_audit(&record, Some(7));
         assert_eq!(
-            decode_audit_linked(&bytes).unwrap(),
-            (record.clone(), Some(7))
+            decode_audit_block(&bytes).unwrap(),
+            vec![(record.clone(), Some(7))]
         );
-        assert!(decode_audit(&[0xff]).is_err());
+        assert!(decode_audit_block(&[0xff]).is_err());
         // The borrowed form writes exactly the owned record's bytes.
         let e = &record.event;
         let v1 = DbAuditV1 {
@@ -167,6 +206,30 @@ mod tests {
             unreachable!()
         };
         let old = encode(&DbAudit::V1(v1));
-        assert_eq!(decode_audit_linked(&old).unwrap(), (record, None));
+        assert_eq!(decode_audit_block(&old).unwrap(), vec![(record, None)]);
+    }
+
+    #[test]
+    fn a_block_holds_its_events_in_order_and_nothing_else() {
+        let mut first = sample();
+        first.seq = 10;
+        let mut second = sample();
+        second.seq = 11;
+        second.event.account = None;
+        let one = encode_audit(&first, None);
+        let two = encode_audit(&second, Some(3));
+        let block = encode_audit_block(&[&one, &two]);
+        assert_eq!(
+            decode_audit_block(&block).unwrap(),
+            vec![(first, None), (second, Some(3))]
+        );
+        // The borrowed form writes exactly the owned block's bytes.
+        assert_eq!(encode(&DbAudit::V3(vec![one.clone(), two])), block);
+        // A block inside a block, or trailing bytes, is corruption.
+        let nested = encode_audit_block(&[&block]);
+        assert!(decode_audit_block(&nested).is_err());
+        let mut trailing = encode_audit_block(&[&one]);
+        trailing.push(0);
+        assert!(decode_audit_block(&trailing).is_err());
     }
 }

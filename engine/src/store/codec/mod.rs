@@ -12,7 +12,7 @@ mod audit;
 
 use bincode::{Decode, Encode};
 
-pub(crate) use audit::{decode_audit, decode_audit_linked, encode_audit};
+pub(crate) use audit::{decode_audit_block, encode_audit, encode_audit_block};
 
 use crate::account::{Account, Status};
 use crate::challenge::{Challenge, ChallengeState};

@@ -17,6 +17,7 @@ use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::task::{Poll, Waker};
 use std::time::Instant;
 
+use super::audit::{Blocks, PendingEvent};
 use crate::error::{EngineError, Result};
 use crate::store::{Commit, FlushStats, Ticket};
 
@@ -26,28 +27,41 @@ pub(super) const ROUND_KEY: &[u8] = b"m:round";
 pub(super) const MAX_ROUND: usize = 4_096;
 
 /// Raw changes to apply atomically: inserts and removals in order (a later
-/// change to a key wins). Encoded by the store, applied by the writer thread.
+/// change to a key wins), and audit events, which the writer thread stores
+/// in blocks (`audit.rs`). Encoded by the store, applied by the writer thread.
 #[derive(Debug, Default)]
-pub(crate) struct Writes(Vec<Write>);
+pub(crate) struct Writes {
+    writes: Vec<Write>,
+    events: Vec<PendingEvent>,
+}
 
 /// A key and its new value, or `None` to remove it.
 type Write = (Box<[u8]>, Option<Vec<u8>>);
 
 impl Writes {
     pub(crate) fn insert(&mut self, key: &[u8], value: Vec<u8>) {
-        self.0.push((key.into(), Some(value)));
+        self.writes.push((key.into(), Some(value)));
     }
 
     pub(crate) fn remove(&mut self, key: &[u8]) {
-        self.0.push((key.into(), None));
+        self.writes.push((key.into(), None));
     }
 
-    pub(super) fn add_to(self, batch: &mut ::sled::Batch) {
-        for (key, value) in self.0 {
+    /// An audit event, in sequence order after those already added.
+    pub(crate) fn audit(&mut self, event: PendingEvent) {
+        self.events.push(event);
+    }
+
+    /// Adds the writes to `batch` and the events to `blocks`.
+    pub(super) fn add_to(self, batch: &mut ::sled::Batch, blocks: &mut Blocks) {
+        for (key, value) in self.writes {
             match value {
                 Some(value) => batch.insert(&*key, value),
                 None => batch.remove(&*key),
             }
+        }
+        for event in self.events {
+            blocks.push(event);
         }
     }
 }
@@ -260,9 +274,11 @@ impl GroupCommit {
             let target = settled + take as u64;
             drop(state);
             let mut batch = ::sled::Batch::default();
+            let mut blocks = Blocks::default();
             for writes in queued {
-                writes.add_to(&mut batch);
+                writes.add_to(&mut batch, &mut blocks);
             }
+            blocks.add_to(&mut batch);
             batch.insert(ROUND_KEY, &(round + 1).to_be_bytes());
             let between_rounds = self.rounds.lock().unwrap_or_else(PoisonError::into_inner);
             // After the lock: a backup that just ran may have used space.

@@ -12,6 +12,7 @@
 //! commit's grouping, ordering, bounded rounds and shutdown, and the
 //! guards): the store and what proves it stay together.
 
+mod audit;
 pub(crate) mod backup;
 mod commit;
 mod guard;
@@ -22,6 +23,7 @@ use std::thread::JoinHandle;
 
 use sha2::{Digest, Sha256};
 
+use self::audit::{AUDIT_HEAD_KEY, AUDIT_LAST_PREFIX, PendingEvent, audit_index_key, audit_key};
 pub(crate) use self::commit::Writes;
 use self::commit::{GroupCommit, Health, ROUND_KEY};
 pub use self::guard::in_use;
@@ -49,18 +51,6 @@ const OUTBOX_PREFIX: u8 = b'o';
 const DEAD_LETTER_PREFIX: u8 = b'x';
 /// Idempotency keys: the first 16 bytes of SHA-256(client ‖ 0 ‖ key).
 const IDEMPOTENCY_PREFIX: u8 = b'd';
-/// Audit events by sequence number (u64 BE).
-const AUDIT_PREFIX: u8 = b'e';
-/// Audit events by account, as record version 1 indexed them: account id ‖
-/// sequence number, no value. Read for old events; no longer written.
-const AUDIT_INDEX_PREFIX: u8 = b'i';
-/// Each account's newest audit event: account id → sequence number (u64
-/// BE). Each event links to the one before it, so an account's events cost
-/// one key rewritten in place instead of a new key per event (sled splits
-/// a leaf every ~8 new keys: measured, docs/CAPACITY.md).
-const AUDIT_LAST_PREFIX: u8 = b'l';
-/// The audit chain's head: sequence number (u64 BE) ‖ hash.
-const AUDIT_HEAD_KEY: &[u8] = b"m:audit-head";
 const FORMAT_KEY: &[u8] = b"m:format";
 const FORMAT_VERSION: &[u8] = b"otpd-1";
 const CLOCK_KEY: &[u8] = b"m:clock";
@@ -199,7 +189,9 @@ impl SledStore {
     /// flush (benchmarks time sled alone with this).
     pub(crate) fn apply_unflushed(&self, writes: Writes) -> Result<()> {
         let mut batch = ::sled::Batch::default();
-        writes.add_to(&mut batch);
+        let mut blocks = self::audit::Blocks::default();
+        writes.add_to(&mut batch, &mut blocks);
+        blocks.add_to(&mut batch);
         self.db.apply_batch(batch)?;
         Ok(())
     }
@@ -358,7 +350,12 @@ fn encode(change: &Change<'_>, writes: &mut Writes) {
         Change::Client(c) => writes.insert(&client_key(c.info.id.0), codec::encode_client(c)),
         Change::Decoy => writes.insert(DECOY_KEY, vec![0u8; 256]),
         Change::Audit(r, account_prev) => {
-            writes.insert(&audit_key(r.seq), codec::encode_audit(r, account_prev));
+            // Stored in its round's block (`audit.rs`).
+            writes.audit(PendingEvent {
+                seq: r.seq,
+                checkpoint: r.event.kind == EventKind::Checkpoint,
+                bytes: codec::encode_audit(r, account_prev),
+            });
             // An erased account keeps no pointer: its record goes in the same batch.
             if let (Some(account), false) = (r.event.account, r.event.kind == EventKind::Erased) {
                 writes.insert(
@@ -384,19 +381,6 @@ fn encode(change: &Change<'_>, writes: &mut Writes) {
         ),
         Change::RemoveIdempotency(client, key) => writes.remove(&idempotency_key(client, key)),
     }
-}
-
-fn audit_key(seq: u64) -> [u8; 9] {
-    let mut key = [AUDIT_PREFIX; 9];
-    key[1..].copy_from_slice(&seq.to_be_bytes());
-    key
-}
-
-fn audit_index_key(account: AccountId, seq: u64) -> [u8; 25] {
-    let mut key = [AUDIT_INDEX_PREFIX; 25];
-    key[1..17].copy_from_slice(&account.0);
-    key[17..].copy_from_slice(&seq.to_be_bytes());
-    key
 }
 
 impl Store for SledStore {
@@ -464,19 +448,7 @@ impl Store for SledStore {
     }
 
     fn audit_head(&self) -> Result<Option<(u64, [u8; 32])>> {
-        let Some(bytes) = self.db.get(AUDIT_HEAD_KEY)? else {
-            return Ok(None);
-        };
-        if bytes.len() != 40 {
-            return Err(EngineError::Corrupt(
-                "the audit head is not 40 bytes".into(),
-            ));
-        }
-        let mut seq = [0u8; 8];
-        seq.copy_from_slice(&bytes[..8]);
-        let mut hash = [0u8; 32];
-        hash.copy_from_slice(&bytes[8..]);
-        Ok(Some((u64::from_be_bytes(seq), hash)))
+        audit::head(&self.db)
     }
 
     fn scan_audit(
@@ -484,22 +456,11 @@ impl Store for SledStore {
         from: u64,
         each: &mut dyn FnMut(AuditRecord) -> Result<bool>,
     ) -> Result<()> {
-        let start = audit_key(from);
-        let end = [AUDIT_PREFIX + 1];
-        for item in self.db.range(start.as_slice()..end.as_slice()) {
-            if !each(codec::decode_audit(&item?.1)?)? {
-                break;
-            }
-        }
-        Ok(())
+        audit::scan(&self.db, from, each)
     }
 
     fn audit_last(&self, account: AccountId) -> Result<Option<u64>> {
-        Ok(self
-            .db
-            .get(prefixed(AUDIT_LAST_PREFIX, account.0))?
-            .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
-            .map(u64::from_be_bytes))
+        audit::last(&self.db, account)
     }
 
     fn scan_account_audit(
@@ -508,42 +469,7 @@ impl Store for SledStore {
         before: u64,
         each: &mut dyn FnMut(AuditRecord) -> Result<bool>,
     ) -> Result<()> {
-        // Newest first along the links, from the account's last event.
-        let mut next = self.audit_last(account)?;
-        let mut oldest = before;
-        while let Some(seq) = next {
-            let Some(bytes) = self.db.get(audit_key(seq))? else {
-                // Pruned: nothing older is kept.
-                return Ok(());
-            };
-            let (record, account_prev) = codec::decode_audit_linked(&bytes)?;
-            if record.event.account != Some(account) {
-                return Err(EngineError::Corrupt(format!(
-                    "audit event {seq} is linked from another account's events"
-                )));
-            }
-            oldest = oldest.min(seq);
-            if seq < before && !each(record)? {
-                return Ok(());
-            }
-            next = account_prev;
-        }
-        // Events from before the links, through their index keys.
-        let start = audit_index_key(account, 0);
-        let end = audit_index_key(account, oldest);
-        for item in self.db.range(start..end).rev() {
-            let (key, _) = item?;
-            let mut seq = [0u8; 8];
-            seq.copy_from_slice(&key[17..25]);
-            let Some(bytes) = self.db.get(audit_key(u64::from_be_bytes(seq)))? else {
-                // Pruned between the index and the event: skip it.
-                continue;
-            };
-            if !each(codec::decode_audit(&bytes)?)? {
-                break;
-            }
-        }
-        Ok(())
+        audit::scan_account(&self.db, account, before, each)
     }
 
     fn clock_floor(&self) -> Result<Timestamp> {
