@@ -13,7 +13,7 @@ use crate::audit::{
 };
 use crate::clock::Timestamp;
 use crate::error::{EngineError, Result};
-use crate::id::AccountId;
+use crate::id::{AccountId, IdHasher};
 use crate::keys::{AUDIT_LOGIN, subkey};
 use crate::secret::CodeKey;
 use crate::store::{Change, Changes, Durable, Ticket};
@@ -37,10 +37,16 @@ struct LogState {
     pending: VecDeque<(Ticket, u64)>,
     /// Every event up to here is durable.
     durable: u64,
-    /// Each account's newest event in a write not yet flushed (the store
-    /// cannot answer for those yet), with that write's ticket.
-    last: HashMap<AccountId, (u64, Ticket)>,
+    /// Recent accounts' newest events, with the ticket of the write that
+    /// holds each: what links the next event without reading the store,
+    /// and the only answer while that write is not yet flushed. Bounded by
+    /// [`LINKS_KEPT`]: past it, entries already flushed are dropped.
+    last: HashMap<AccountId, (u64, Ticket), IdHasher>,
 }
+
+/// How many accounts' newest events [`LogState::last`] keeps before it
+/// drops those the store can answer for (~2.5 MB at most).
+const LINKS_KEPT: usize = 1 << 16;
 
 impl std::fmt::Debug for AuditLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -57,7 +63,7 @@ impl AuditLog {
                 chain: Chain::resume(None, 0),
                 pending: VecDeque::new(),
                 durable: 0,
-                last: HashMap::new(),
+                last: HashMap::default(),
             }),
         })
     }
@@ -89,8 +95,10 @@ impl Engine {
         let every = self.config.audit.checkpoint_every;
         let (records, next) = log.chain.seal(events, now, &self.audit.key, every);
         // Link each event to its account's previous one.
-        let flushed = self.commit.flushed();
-        log.last.retain(|_, (_, ticket)| *ticket > flushed);
+        if log.last.len() >= LINKS_KEPT {
+            let flushed = self.commit.flushed();
+            log.last.retain(|_, (_, ticket)| *ticket > flushed);
+        }
         let mut links = Vec::with_capacity(records.len());
         let mut newest: Vec<(AccountId, u64)> = Vec::new();
         for r in &records {
@@ -130,6 +138,12 @@ impl Engine {
         log.pending.push_back((ticket, next.seq));
         for (account, seq) in newest {
             log.last.insert(account, (seq, ticket));
+        }
+        // An erased account's pointer is gone from the store with it.
+        for r in records.iter().filter(|r| r.event.kind == EventKind::Erased) {
+            if let Some(account) = r.event.account {
+                log.last.remove(&account);
+            }
         }
         log.chain.advance(next);
         Ok(ticket)
