@@ -90,7 +90,7 @@ impl App {
             backing_up: AtomicBool::new(false),
             metrics: telemetry::metrics()?,
             attester,
-            in_flight: routes::idempotency::InFlight::default(),
+            in_flight: routes::in_flight::InFlight::default(),
             config,
         });
         Ok(App {

@@ -35,7 +35,7 @@ pub struct AppState {
     /// Signs attestations of approvals; holds the signing keys.
     pub attester: Attester,
     /// Requests with an `Idempotency-Key` running now.
-    pub in_flight: crate::routes::idempotency::InFlight,
+    pub in_flight: crate::routes::in_flight::InFlight,
 }
 
 impl std::fmt::Debug for AppState {

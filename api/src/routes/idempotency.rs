@@ -12,17 +12,16 @@
 //! answers are not stored: a retry runs again unless the request changed
 //! something first, in which case it is answered 409 `idempotent_answer_lost`.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use engine::{Claim, Engine, Remembered};
 use http_body_util::{BodyExt, Full};
 use hyper::header::{CONTENT_TYPE, HeaderValue};
 use hyper::{HeaderMap, Method, Response, StatusCode};
-use tokio::sync::watch;
 
 use super::handlers::{self, Reply};
+use super::in_flight::Entry;
 use super::request::Input;
 use super::table::{Endpoint, Retry};
 use crate::error::ApiError;
@@ -81,85 +80,6 @@ pub fn claim(
     )
 }
 
-/// Keyed requests running now, by (client, key).
-#[derive(Debug, Default)]
-pub struct InFlight {
-    flights: Mutex<HashMap<(String, String), Flight>>,
-}
-
-#[derive(Debug)]
-struct Flight {
-    fingerprint: [u8; 32],
-    /// Closed when the request ends.
-    done: watch::Receiver<()>,
-}
-
-/// Where a keyed request goes.
-enum Entry {
-    /// Nobody has the key: this request runs, holding the flight.
-    Run(Holder),
-    /// The same request is running: wait for it, then look again.
-    Wait(watch::Receiver<()>),
-    /// The key is remembered for this request.
-    Replay(Remembered),
-    /// The key belongs to another request.
-    Reused,
-}
-
-/// The running request's hold on its key: let go when it ends, however it ends.
-struct Holder {
-    state: Arc<AppState>,
-    id: (String, String),
-    _done: watch::Sender<()>,
-}
-
-impl Drop for Holder {
-    fn drop(&mut self) {
-        // Removed before the sender closes, so a woken waiter finds the key
-        // in the engine (or nowhere), never in flight.
-        lock(&self.state.in_flight.flights).remove(&self.id);
-    }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-impl InFlight {
-    /// Looks the key up in flight and then in the engine, under one lock,
-    /// so a request ending in between cannot be missed.
-    fn enter(&self, state: &Arc<AppState>, engine: &Engine, claim: &Claim) -> Entry {
-        let mut flights = lock(&self.flights);
-        let id = (claim.client().to_owned(), claim.key().to_owned());
-        if let Some(flight) = flights.get(&id) {
-            return if claim.fits(&flight.fingerprint) {
-                Entry::Wait(flight.done.clone())
-            } else {
-                Entry::Reused
-            };
-        }
-        match engine.recall(claim.client(), claim.key()) {
-            Some(r) if !claim.fits(&r.fingerprint) => Entry::Reused,
-            Some(r) => Entry::Replay(r),
-            None => {
-                let (done, waiting) = watch::channel(());
-                flights.insert(
-                    id.clone(),
-                    Flight {
-                        fingerprint: claim.fingerprint(),
-                        done: waiting,
-                    },
-                );
-                Entry::Run(Holder {
-                    state: Arc::clone(state),
-                    id,
-                    _done: done,
-                })
-            }
-        }
-    }
-}
-
 /// Serves a request that sent `key`: replayed, refused, or run once.
 pub async fn run(
     state: &Arc<AppState>,
@@ -173,7 +93,7 @@ pub async fn run(
     let claim = claim(&state.engine, client, key, (method, target), &body)
         .map_err(|e| ApiError::invalid(FIELD, e.to_string()))?;
     let holder = loop {
-        match state.in_flight.enter(state, &state.engine, &claim) {
+        match state.in_flight.enter(&state.engine, &claim) {
             Entry::Run(holder) => break holder,
             Entry::Wait(mut done) => {
                 count("waited");

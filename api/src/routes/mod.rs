@@ -3,6 +3,7 @@
 
 mod handlers;
 pub mod idempotency;
+pub mod in_flight;
 mod request;
 mod table;
 
