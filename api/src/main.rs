@@ -4,11 +4,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use engine::{Engine, SystemClock, os_seeded_rng};
+use engine::{SystemClock, os_seeded_rng};
+use otpd::cli::store::{
+    backup, check, code_key, existing_code_key, open_existing, open_offline, restore, store_dir,
+};
 use otpd::cli::{self, attestation, keys, keys::KeyAction};
-use otpd::config::{self, Config, Environment, LogFormat, Overrides};
+use otpd::config::{Config, Environment, LogFormat, Overrides};
 use otpd::failure::Failure;
-use otpd::secrets::{KeySource, load_code_key};
 use otpd::{App, Dependencies, telemetry};
 
 /// otpd: one-time codes for two-factor login, with embedded storage.
@@ -355,20 +357,6 @@ fn print_lines(lines: &[String]) {
     }
 }
 
-fn code_key(config: &Config) -> Result<engine::CodeKey, Failure> {
-    let from_env = std::env::var(config::ENV_CODE_KEY).ok();
-    let (key, source) = load_code_key(config, from_env.as_deref()).map_err(Failure::Config)?;
-    match source {
-        KeySource::Generated(path) => tracing::warn!(
-            path = %path.display(),
-            "generated a new code key (mode 0600); back it up with the data directory"
-        ),
-        KeySource::File(path) => tracing::info!(path = %path.display(), "code key loaded"),
-        KeySource::Environment => tracing::info!("code key taken from OTPD_CODE_KEY"),
-    }
-    Ok(key)
-}
-
 fn serve(config: Config) -> Result<(), Failure> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -497,52 +485,6 @@ fn audit(config: &Config, action: AuditAction) -> Result<(), Failure> {
     }
 }
 
-/// Opens the store directly, for the offline commands.
-/// The code key, only if one exists: reading the audit trail must never
-/// generate a new key (and with it a new audit key) where there was none.
-fn existing_code_key(config: &Config) -> Result<engine::CodeKey, Failure> {
-    let found = std::env::var(config::ENV_CODE_KEY).is_ok()
-        || !config.code_key_file.is_empty()
-        || config.data_dir.join("code.key").exists();
-    if !found {
-        return Err(Failure::Config(format!(
-            "no code key: OTPD_CODE_KEY is not set, code_key_file is empty and {} does not \
-             exist; run this where the server's data directory is (--data-dir), or give \
-             --public-key (`otpd audit public-key` prints it there)",
-            config.data_dir.join("code.key").display()
-        )));
-    }
-    code_key(config)
-}
-
-/// Opens an existing store offline, for commands that only read it.
-fn open_existing(config: &Config) -> Result<Engine, Failure> {
-    if !store_dir(config).exists() {
-        return Err(Failure::Config(format!(
-            "no store in {}: give the server's data directory (--data-dir)",
-            config.data_dir.display()
-        )));
-    }
-    let key = existing_code_key(config)?;
-    Engine::open(
-        config.engine_config(),
-        key,
-        Arc::new(SystemClock::new()),
-        os_seeded_rng().map_err(|e| e.to_string())?,
-    )
-    .map_err(|e| Failure::opening("cannot open the store", e))
-}
-
-fn open_offline(config: &Config) -> Result<Engine, Failure> {
-    Engine::open(
-        config.engine_config(),
-        code_key(config)?,
-        Arc::new(SystemClock::new()),
-        os_seeded_rng().map_err(|e| e.to_string())?,
-    )
-    .map_err(|e| Failure::opening("cannot open the store", e))
-}
-
 /// `otpd client`: through the running server when there is one (or
 /// `--server` is given), else on the store.
 fn manage_clients(
@@ -591,183 +533,5 @@ fn manage_clients(
         eprintln!("{note}");
     }
     print_lines(&done.lines);
-    Ok(())
-}
-
-fn print_backup(summary: &engine::BackupSummary) {
-    println!(
-        "{}: {} records, write round {}, {} bytes, sha256 {}",
-        summary.file.display(),
-        summary.records,
-        summary.round,
-        summary.bytes,
-        summary.sha256
-    );
-}
-
-fn print_counts(engine: &Engine) -> Result<(), Failure> {
-    let stats = engine.stats();
-    let dead = engine.dead_letters().map_err(|e| e.to_string())?.len();
-    println!(
-        "{} accounts, {} live challenges, {} queued messages, {} dead letters, {} clients, {} bytes on disk",
-        stats.accounts,
-        stats.challenges,
-        stats.outbox,
-        dead,
-        engine.clients().len(),
-        engine.disk_bytes().map_err(|e| e.to_string())?
-    );
-    Ok(())
-}
-
-fn store_dir(config: &Config) -> PathBuf {
-    config.data_dir.join("store")
-}
-
-fn backup(config: &Config, to: &std::path::Path, server: Option<String>) -> Result<(), Failure> {
-    let store = store_dir(config);
-    let running = engine::store_in_use(&store).map_err(|e| e.to_string())?;
-    let summary = if server.is_none() && !running {
-        if !store.exists() {
-            return Err(Failure::Other(format!(
-                "no store at {}: nothing to back up",
-                store.display()
-            )));
-        }
-        open_offline(config)?
-            .backup_to(to)
-            .map_err(|e| format!("the backup failed: {e}"))?
-    } else {
-        let written = ask_server_for_backup(config, server)?;
-        move_backup(&written, to)?;
-        engine::verify_backup(to).map_err(|e| format!("the moved backup fails its check: {e}"))?
-    };
-    print_backup(&summary);
-    Ok(())
-}
-
-/// Asks the running server to write a backup; returns the file it wrote.
-fn ask_server_for_backup(config: &Config, server: Option<String>) -> Result<PathBuf, String> {
-    let key = cli::server::admin_key(config, "write the backup")?;
-    let base = cli::server::base_url(config, server.as_deref())?;
-    let url = format!("{base}/v1/admin/backup");
-    let (status, answer) = cli::server::call(hyper::Method::POST, &url, Some(&key))?;
-    if status != hyper::StatusCode::OK {
-        return Err(format!(
-            "the server refused the backup ({})",
-            cli::server::refusal(status, &answer)
-        ));
-    }
-    answer["file"]
-        .as_str()
-        .map(PathBuf::from)
-        .ok_or_else(|| format!("the server's answer names no file: {answer}"))
-}
-
-/// Moves the server's backup file into `to`, then removes its directory.
-fn move_backup(written: &std::path::Path, to: &std::path::Path) -> Result<(), String> {
-    std::fs::create_dir_all(to).map_err(|e| format!("cannot create {}: {e}", to.display()))?;
-    let dest = to.join(engine::BACKUP_FILE);
-    if dest.exists() {
-        return Err(format!(
-            "{} already exists; back up into a new directory (the server's copy stays at {})",
-            dest.display(),
-            written.display()
-        ));
-    }
-    if std::fs::rename(written, &dest).is_err() {
-        // Another file system: copy, sync, then remove the original.
-        std::fs::copy(written, &dest)
-            .and_then(|_| std::fs::File::open(&dest)?.sync_all())
-            .map_err(|e| {
-                format!(
-                    "cannot copy {} to {}: {e}",
-                    written.display(),
-                    dest.display()
-                )
-            })?;
-        std::fs::remove_file(written)
-            .map_err(|e| format!("cannot remove {}: {e}", written.display()))?;
-    }
-    if let Some(parent) = written.parent() {
-        let _ = std::fs::remove_dir(parent);
-    }
-    Ok(())
-}
-
-fn restore(config: &Config, from: &std::path::Path, replace: bool) -> Result<(), Failure> {
-    engine::verify_backup(from).map_err(|e| Failure::opening("the backup", e))?;
-    let store = store_dir(config);
-    if store.exists() {
-        if engine::store_in_use(&store).map_err(|e| e.to_string())? {
-            return Err(Failure::StoreInUse(format!(
-                "otpd is running on {}; stop it before restoring",
-                config.data_dir.display()
-            )));
-        }
-        if !replace {
-            return Err(Failure::Other(format!(
-                "{} already holds a store; pass --replace to set it aside (renamed, not \
-                 deleted) and restore in its place",
-                store.display()
-            )));
-        }
-        let since_epoch = engine::Clock::now(&SystemClock::new()).0 / 1_000;
-        let aside = config
-            .data_dir
-            .join(format!("store.replaced-{since_epoch}"));
-        std::fs::rename(&store, &aside).map_err(|e| {
-            format!(
-                "cannot set {} aside as {}: {e}",
-                store.display(),
-                aside.display()
-            )
-        })?;
-        eprintln!("the previous store is kept at {}", aside.display());
-    }
-    std::fs::create_dir_all(&config.data_dir)
-        .map_err(|e| format!("cannot create {}: {e}", config.data_dir.display()))?;
-    let summary = engine::restore_backup(from, &store).map_err(|e| e.to_string())?;
-    print_backup(&summary);
-    let engine = open_offline(config)?;
-    engine
-        .record_event(
-            engine::audit::EventKind::RestorePerformed,
-            None,
-            &[
-                ("backup_sha256", summary.sha256.as_str()),
-                ("records", &summary.records.to_string()),
-            ],
-        )
-        .and_then(engine::Durable::wait)?;
-    print!("restored into {}: ", store.display());
-    print_counts(&engine)
-}
-
-fn check(config: &Config, backup: Option<&std::path::Path>) -> Result<(), Failure> {
-    if let Some(dir) = backup {
-        let summary = engine::verify_backup(dir).map_err(|e| Failure::opening("the backup", e))?;
-        print_backup(&summary);
-        println!("backup ok");
-        return Ok(());
-    }
-    let store = store_dir(config);
-    if !store.exists() {
-        return Err(Failure::Other(format!(
-            "no store at {}: nothing to check",
-            store.display()
-        )));
-    }
-    if engine::store_in_use(&store).map_err(|e| e.to_string())? {
-        return Err(Failure::StoreInUse(format!(
-            "otpd is running on {}: `otpd check` reads the store offline, so stop it first \
-             (or take a backup and check that with --backup)",
-            config.data_dir.display()
-        )));
-    }
-    let engine = open_offline(config)?;
-    print!("{}: ", store.display());
-    print_counts(&engine)?;
-    println!("store ok");
     Ok(())
 }
