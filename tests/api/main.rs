@@ -7,6 +7,7 @@ mod admin;
 mod arbitrary_input;
 mod attacks;
 mod audit;
+mod audit_feed;
 mod bad_input;
 mod clients;
 mod contacts;
