@@ -421,31 +421,15 @@ async fn run(
 /// Every event the server holds, by request id: (kind, account id).
 async fn events_by_request(api: &Api) -> HashMap<String, Vec<(String, String)>> {
     let mut by: HashMap<String, Vec<(String, String)>> = HashMap::new();
-    let mut after = 0;
-    loop {
-        let (status, page) = api
-            .call(
-                Method::GET,
-                &format!("/v1/admin/events?after={after}&limit=1000"),
-                None,
-            )
-            .await
-            .expect("the restarted server answers");
-        assert_eq!(status, StatusCode::OK, "{page}");
-        let events = page["events"].as_array().unwrap();
-        if events.is_empty() {
-            return by;
+    for e in api.all_events().await {
+        if let Some(request) = e["request_id"].as_str() {
+            by.entry(request.to_owned()).or_default().push((
+                e["kind"].as_str().unwrap().to_owned(),
+                e["account_id"].as_str().unwrap_or_default().to_owned(),
+            ));
         }
-        for e in events {
-            if let Some(request) = e["request_id"].as_str() {
-                by.entry(request.to_owned()).or_default().push((
-                    e["kind"].as_str().unwrap().to_owned(),
-                    e["account_id"].as_str().unwrap_or_default().to_owned(),
-                ));
-            }
-        }
-        after = page["next_after"].as_u64().unwrap();
     }
+    by
 }
 
 /// After a restart: every acknowledged call has its event; a call that got

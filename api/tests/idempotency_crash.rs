@@ -122,30 +122,14 @@ async fn logins(caller: Caller, cycle: u64, i: u64) -> String {
 /// Code-issued events by request id, for one account each.
 async fn issued_by_request(api: &Api) -> HashMap<String, usize> {
     let mut by = HashMap::new();
-    let mut after = 0;
-    loop {
-        let (status, page) = api
-            .call(
-                Method::GET,
-                &format!("/v1/admin/events?after={after}&limit=1000"),
-                None,
-            )
-            .await
-            .expect("the restarted server answers");
-        assert_eq!(status, StatusCode::OK, "{page}");
-        let events = page["events"].as_array().unwrap();
-        if events.is_empty() {
-            return by;
+    for e in api.all_events().await {
+        if e["kind"] == "code_issued"
+            && let Some(request) = e["request_id"].as_str()
+        {
+            *by.entry(request.to_owned()).or_default() += 1;
         }
-        for e in events {
-            if e["kind"] == "code_issued"
-                && let Some(request) = e["request_id"].as_str()
-            {
-                *by.entry(request.to_owned()).or_default() += 1;
-            }
-        }
-        after = page["next_after"].as_u64().unwrap();
     }
+    by
 }
 
 /// The code of `challenge`, from whichever server's log sent it.

@@ -300,6 +300,30 @@ impl Api {
         self.call(Method::GET, &format!("/v1/accounts/{id}"), None)
             .await
     }
+
+    /// Every audit event the server holds, in order, read through the feed
+    /// a page at a time.
+    pub async fn all_events(&self) -> Vec<Value> {
+        let mut all = Vec::new();
+        let mut after = 0;
+        loop {
+            let (status, page) = self
+                .call(
+                    Method::GET,
+                    &format!("/v1/admin/events?after={after}&limit=1000"),
+                    None,
+                )
+                .await
+                .expect("the server answers");
+            assert_eq!(status, StatusCode::OK, "{page}");
+            let events = page["events"].as_array().unwrap();
+            if events.is_empty() {
+                return all;
+            }
+            all.extend(events.iter().cloned());
+            after = page["next_after"].as_u64().unwrap();
+        }
+    }
 }
 
 /// Runs an offline `otpd` command: (succeeded, stdout, stderr).
