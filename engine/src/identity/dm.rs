@@ -204,13 +204,7 @@ impl fmt::Display for DmHandle {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn field_of(e: EngineError) -> &'static str {
-        match e {
-            EngineError::Invalid { field, .. } => field,
-            other => panic!("expected Invalid, got {other:?}"),
-        }
-    }
+    use crate::identity::field_of;
 
     fn policy() -> DmPolicy {
         DmPolicy {

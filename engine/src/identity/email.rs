@@ -71,13 +71,7 @@ impl fmt::Display for Email {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn field_of(e: EngineError) -> &'static str {
-        match e {
-            EngineError::Invalid { field, .. } => field,
-            other => panic!("expected Invalid, got {other:?}"),
-        }
-    }
+    use crate::identity::field_of;
 
     #[test]
     fn emails_are_lower_cased_and_checked() {

@@ -251,16 +251,18 @@ fn parse_country(country: &str) -> Result<String> {
     }
 }
 
+/// The field an `Invalid` error names (tests of the parsers).
+#[cfg(test)]
+pub(crate) fn field_of(e: EngineError) -> &'static str {
+    match e {
+        EngineError::Invalid { field, .. } => field,
+        other => panic!("expected Invalid, got {other:?}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn field_of(e: EngineError) -> &'static str {
-        match e {
-            EngineError::Invalid { field, .. } => field,
-            other => panic!("expected Invalid, got {other:?}"),
-        }
-    }
 
     #[test]
     fn country_list_has_every_assigned_code_once() {

@@ -147,16 +147,10 @@ impl fmt::Debug for PushToken {
 mod tests {
     use super::*;
     use crate::Timestamp;
+    use crate::identity::field_of;
 
     /// 2026-11-23T00:00:00Z.
     const TODAY: Timestamp = Timestamp(1_795_392_000_000);
-
-    fn field_of(e: EngineError) -> &'static str {
-        match e {
-            EngineError::Invalid { field, .. } => field,
-            other => panic!("expected Invalid, got {other:?}"),
-        }
-    }
 
     #[test]
     fn birth_dates_must_exist_and_not_be_in_the_future() {

@@ -105,13 +105,7 @@ pub fn calling_code(e164: &str) -> Option<u16> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn field_of(e: EngineError) -> &'static str {
-        match e {
-            EngineError::Invalid { field, .. } => field,
-            other => panic!("expected Invalid, got {other:?}"),
-        }
-    }
+    use crate::identity::field_of;
 
     #[test]
     fn phones_normalise_to_e164_for_any_country() {
