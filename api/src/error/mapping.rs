@@ -1,203 +1,17 @@
-//! Every error the API answers, and the one place each becomes a status, a code and a body.
-//!
-//! Bodies are `{"error": {"code", "message", "field"}}`. 5xx bodies are
-//! opaque; their cause is logged with the request id.
+//! The one place each error becomes its answer: a status, a code, a
+//! message naming the problem (opaque for 5xx), and the field at fault.
 
 use std::time::Duration;
 
 use bytes::Bytes;
-use engine::{EngineError, Limited, Rate, Scope};
+use engine::{EngineError, Limited, Rate};
 use http_body_util::Full;
-use hyper::header::{ALLOW, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use hyper::{Response, StatusCode};
-use serde_json::{Value, json};
+use serde_json::json;
 
+use super::answer::Answer;
+use super::kinds::{ApiError, Rejection};
 use crate::signing::SigningError;
-
-/// Why a request was not served.
-#[derive(Debug)]
-pub enum ApiError {
-    /// A field failed validation.
-    InvalidField {
-        /// The field at fault, by its path.
-        field: String,
-        /// What is wrong with it.
-        message: String,
-    },
-    /// The body is not the JSON object the endpoint takes.
-    MalformedJson {
-        /// The field at fault by its path, or `body`.
-        field: String,
-        /// What the JSON reader said, without type names.
-        message: String,
-    },
-    /// No client key, or not a valid one.
-    Unauthenticated,
-    /// The client lacks the endpoint's scope.
-    Forbidden {
-        /// The client's name.
-        client: String,
-        /// The scope it lacks.
-        scope: Scope,
-    },
-    /// No endpoint has this path.
-    NotFound,
-    /// The path exists with other methods.
-    MethodNotAllowed {
-        /// The path's template.
-        path: &'static str,
-        /// The methods it takes.
-        allowed: Vec<&'static str>,
-    },
-    /// The body is over the endpoint's limit (bytes).
-    PayloadTooLarge(usize),
-    /// A body that is not `application/json`.
-    UnsupportedMediaType,
-    /// The body did not arrive within this long of the headers.
-    BodyTimeout(Duration),
-    /// The engine refused or failed.
-    Engine(EngineError),
-    /// A request-level rate limit refused the request.
-    RateLimited(Limited),
-    /// A code was checked and not accepted.
-    CodeRejected(Rejection),
-    /// The account is locked.
-    Locked,
-    /// Login: unknown phone or email, or a wrong PIN (one answer for both).
-    InvalidCredentials,
-    /// A PIN change whose current PIN is wrong.
-    WrongCurrentPin,
-    /// A backup is already being written.
-    BackupRunning,
-    /// The backup could not be written.
-    BackupFailed(EngineError),
-    /// `/readyz`: the store cannot take writes.
-    NotReady(EngineError),
-    /// `/readyz` once shutdown has begun.
-    Draining,
-    /// PIN work refused because the workers are stopping for shutdown.
-    ShuttingDown,
-    /// The request took longer than `server.request_timeout_ms`.
-    Timeout,
-    /// A signing-key operation failed or was refused.
-    Signing(SigningError),
-    /// An `Idempotency-Key` sent before with another request.
-    IdempotencyKeyReused,
-    /// An `Idempotency-Key` whose request changed state but whose answer
-    /// was never stored (the server stopped in between, or failed).
-    IdempotentAnswerLost,
-    /// An `Idempotency-Key` whose answer was not kept: too large, or it
-    /// held a secret shown once.
-    IdempotentAnswerNotKept {
-        /// The first answer's status.
-        status: StatusCode,
-        /// Its size in bytes when it was too large; `None` for a secret.
-        size: Option<u64>,
-    },
-    /// A bug; the cause is logged, never shown.
-    Internal(String),
-}
-
-/// Why a code was not accepted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Rejection {
-    /// Wrong; this many attempts remain.
-    WrongCode {
-        /// Attempts left on the challenge.
-        attempts_remaining: u32,
-    },
-    /// Past its lifetime.
-    Expired,
-    /// A newer code was sent.
-    Superseded,
-    /// Out of attempts.
-    Exhausted,
-    /// Used already.
-    AlreadyUsed,
-}
-
-/// An error as answered: everything the response and the log line need.
-#[derive(Debug)]
-pub struct Answer {
-    /// HTTP status.
-    pub status: StatusCode,
-    /// Machine-readable code.
-    pub code: &'static str,
-    /// Human-readable message (opaque for 5xx).
-    pub message: String,
-    /// The request field at fault, if one is.
-    pub field: Option<String>,
-    /// Seconds to wait, for 429 and 503.
-    pub retry_after: Option<u64>,
-    /// Extra members of the error object (e.g. `attempts_remaining`).
-    pub extra: Vec<(&'static str, Value)>,
-    /// The methods a 405's path takes (the `Allow` header).
-    pub allow: Option<String>,
-    /// The cause of a 5xx, for the log only.
-    pub cause: Option<String>,
-}
-
-impl Answer {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Answer {
-        Answer {
-            status,
-            code,
-            message: message.into(),
-            field: None,
-            retry_after: None,
-            extra: Vec::new(),
-            allow: None,
-            cause: None,
-        }
-    }
-
-    fn field(mut self, field: impl Into<String>) -> Answer {
-        self.field = Some(field.into());
-        self
-    }
-
-    fn with(mut self, key: &'static str, value: Value) -> Answer {
-        self.extra.push((key, value));
-        self
-    }
-
-    fn retry_after(mut self, seconds: u64) -> Answer {
-        self.retry_after = Some(seconds);
-        self
-    }
-
-    fn cause(mut self, cause: impl Into<String>) -> Answer {
-        self.cause = Some(cause.into());
-        self
-    }
-
-    /// The error object: `{"code", "message", "field", …extra}`.
-    pub fn object(&self) -> Value {
-        let mut error = json!({ "code": self.code, "message": self.message, "field": self.field });
-        if let Some(object) = error.as_object_mut() {
-            for (key, value) in &self.extra {
-                object.insert((*key).to_owned(), value.clone());
-            }
-        }
-        error
-    }
-
-    /// The response.
-    pub fn into_response(self) -> Response<Full<Bytes>> {
-        let body = json!({ "error": self.object() }).to_string();
-        let mut response = Response::new(Full::new(Bytes::from(body)));
-        *response.status_mut() = self.status;
-        let headers = response.headers_mut();
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        if let Some(seconds) = self.retry_after {
-            headers.insert(RETRY_AFTER, HeaderValue::from(seconds.max(1)));
-        }
-        if let Some(allow) = self.allow.and_then(|a| HeaderValue::from_str(&a).ok()) {
-            headers.insert(ALLOW, allow);
-        }
-        response
-    }
-}
 
 impl ApiError {
     /// 400 for an invalid field.
@@ -380,24 +194,6 @@ impl ApiError {
     /// The response (see [`ApiError::into_answer`]).
     pub fn into_response(self) -> Response<Full<Bytes>> {
         self.into_answer().into_response()
-    }
-}
-
-impl From<SigningError> for ApiError {
-    fn from(e: SigningError) -> Self {
-        ApiError::Signing(e)
-    }
-}
-
-impl From<EngineError> for ApiError {
-    fn from(e: EngineError) -> Self {
-        ApiError::Engine(e)
-    }
-}
-
-impl From<Limited> for ApiError {
-    fn from(limited: Limited) -> Self {
-        ApiError::RateLimited(limited)
     }
 }
 
@@ -601,6 +397,8 @@ fn counted_refusal(reason: &'static str) {
 
 #[cfg(test)]
 mod tests {
+    use hyper::header::{ALLOW, RETRY_AFTER};
+
     use super::*;
 
     #[test]
