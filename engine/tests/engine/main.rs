@@ -20,3 +20,4 @@ mod outbox;
 mod parsers;
 mod recovery;
 mod signatures;
+mod test_clients;
