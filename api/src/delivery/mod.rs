@@ -281,15 +281,14 @@ pub async fn run_sender(
                         "delivery attempt failed"
                     );
                 }
-                match engine.outbox_report(message.id, result) {
-                    Ok(durable) => {
-                        if let Err(e) = durable.wait_async().await {
-                            tracing::error!(message_id = %message.id, error = %e, "cannot record a delivery result");
-                        }
-                    }
-                    Err(e) => {
-                        tracing::error!(message_id = %message.id, error = %e, "cannot record a delivery result")
-                    }
+                // Recorded in memory now and written with the next group
+                // commit, but not waited for: a report lost with the process
+                // costs at most a resend of a code still valid (or one more
+                // attempt), and the flow's next durable write (the verify)
+                // carries it to the disk anyway. docs/ARCHITECTURE.md,
+                // "Durability contract".
+                if let Err(e) = engine.outbox_report(message.id, result) {
+                    tracing::error!(message_id = %message.id, error = %e, "cannot record a delivery result");
                 }
                 drop(slot);
             });

@@ -41,6 +41,9 @@ struct Records {
     writes: u64,
     /// Set by a test to make every write fail as a full disk would.
     refusing: Option<String>,
+    /// Set by a test: writes are taken but never kept, as writes not yet
+    /// flushed when the process dies.
+    losing: bool,
 }
 
 /// Writes are durable when applied: every ticket is settled.
@@ -77,6 +80,13 @@ impl MemoryStore {
         self.lock().refusing = why.map(str::to_owned);
     }
 
+    /// From now on every write is taken (a ticket, no error) and dropped,
+    /// as the writes in flight when a process is killed: a test then opens
+    /// a new engine on what was kept (`false` keeps writes again).
+    pub fn lose_writes(&self, losing: bool) {
+        self.lock().losing = losing;
+    }
+
     /// Records held: accounts, challenges, messages, dead letters, clients.
     pub fn counts(&self) -> [usize; 5] {
         let r = self.lock();
@@ -95,6 +105,9 @@ impl Store for MemoryStore {
         let mut r = self.lock();
         if let Some(why) = &r.refusing {
             return Err(EngineError::DiskFull(why.clone()));
+        }
+        if r.losing {
+            return Ok(r.round);
         }
         for change in changes.0 {
             match change {

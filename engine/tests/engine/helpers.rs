@@ -86,6 +86,13 @@ impl TestEngine {
         }
     }
 
+    /// The in-memory store under the engine (`Backend::Memory` only).
+    pub fn memory(&self) -> &MemoryStore {
+        self.memory
+            .as_ref()
+            .expect("an engine on the in-memory store")
+    }
+
     /// Drops the engine (flushing it) and opens a new one on the same store.
     pub fn restart(self) -> Self {
         let TestEngine {

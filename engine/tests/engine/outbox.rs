@@ -174,6 +174,63 @@ fn queued_messages_survive_a_restart_and_are_sent_after_it() {
     assert_eq!(delivery(&t, issued.challenge_id), DeliveryState::Sent);
 }
 
+/// The sender does not wait for a delivery report to be durable: of a
+/// step-up flow's writes, only the code and the verify are waited for. A
+/// report lost with the process costs at most a resend of the same code,
+/// still valid, to the same destination; never a lost or reusable code.
+#[test]
+fn a_delivery_report_lost_in_a_crash_costs_at_most_a_resend_of_a_live_code() {
+    let t = TestEngine::on(Backend::Memory, |_| {});
+    t.register(PHONE);
+    let issued = t.login_code(PHONE);
+    let due = t.engine.outbox_due(10);
+    assert_eq!(due.len(), 1);
+    // Sent; the process dies before the report reaches the disk.
+    t.memory().lose_writes(true);
+    drop(t.engine.outbox_report(due[0].id, SendResult::Sent).unwrap());
+    assert_eq!(delivery(&t, issued.challenge_id), DeliveryState::Sent);
+    t.memory().lose_writes(false);
+    let t = t.restart();
+    assert_eq!(delivery(&t, issued.challenge_id), DeliveryState::Queued);
+    let again = t.engine.outbox_due(10);
+    assert_eq!(again.len(), 1, "the message is due again");
+    assert_eq!(again[0].challenge_id, issued.challenge_id);
+    assert_eq!(
+        again[0].code.expose(),
+        issued.code.expose(),
+        "the same code"
+    );
+    assert_eq!(again[0].destination, PHONE);
+    report(&t, again[0].id, SendResult::Sent);
+    // The code works once, as it would have without the crash.
+    assert!(matches!(
+        t.verify(issued.challenge_id, issued.code.expose()),
+        Verification::Approved(_)
+    ));
+    assert!(!matches!(
+        t.verify(issued.challenge_id, issued.code.expose()),
+        Verification::Approved(_)
+    ));
+}
+
+/// A report not waited for is still in ticket order: the durable verify
+/// that follows it carries it to the disk.
+#[test]
+fn a_delivery_report_is_durable_once_a_later_change_is() {
+    let t = TestEngine::new();
+    t.register(PHONE);
+    let issued = t.login_code(PHONE);
+    let due = t.engine.outbox_due(10);
+    drop(t.engine.outbox_report(due[0].id, SendResult::Sent).unwrap());
+    assert!(matches!(
+        t.verify(issued.challenge_id, issued.code.expose()),
+        Verification::Approved(_)
+    ));
+    let t = t.restart();
+    assert!(t.engine.outbox_due(10).is_empty());
+    assert_eq!(delivery(&t, issued.challenge_id), DeliveryState::Sent);
+}
+
 #[test]
 fn sms_can_fall_back_to_email_after_a_permanent_failure() {
     let t = TestEngine::with_config(|c| c.outbox.sms_fallback_to_email = true);
