@@ -139,12 +139,6 @@ impl Engine {
         for (account, seq) in newest {
             log.last.insert(account, (seq, ticket));
         }
-        // An erased account's pointer is gone from the store with it.
-        for r in records.iter().filter(|r| r.event.kind == EventKind::Erased) {
-            if let Some(account) = r.event.account {
-                log.last.remove(&account);
-            }
-        }
         log.chain.advance(next);
         Ok(ticket)
     }
@@ -385,7 +379,7 @@ impl Engine {
         let Some(anchor) = anchor else {
             return Ok(0);
         };
-        let mut pruned = 0;
+        let mut first = None;
         loop {
             let mut doomed = Vec::new();
             self.store.scan_audit(0, &mut |r| {
@@ -395,17 +389,24 @@ impl Engine {
                 doomed.push((r.seq, r.event.account));
                 Ok(doomed.len() < 10_000)
             })?;
-            if doomed.is_empty() {
-                return Ok(pruned);
-            }
-            pruned += doomed.len() as u64;
+            let Some(&(lowest, _)) = doomed.first() else {
+                break;
+            };
+            first.get_or_insert(lowest);
             let changes = Changes(
                 doomed
                     .into_iter()
                     .map(|(seq, account)| Change::RemoveAudit(seq, account))
                     .collect(),
             );
-            self.store.write(changes)?;
+            // The next pass reads the store: these must be gone from it by
+            // then, or it finds them again.
+            let ticket = self.store.write(changes)?;
+            self.commit.wait(ticket)?;
         }
+        // Sequence numbers have no gaps, and a store keeps events in
+        // blocks that removing one number may delete whole: every event
+        // from the first one kept until now up to the anchor is gone.
+        Ok(first.map_or(0, |first| anchor - first))
     }
 }

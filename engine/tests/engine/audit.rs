@@ -414,6 +414,7 @@ fn pruning_keeps_the_chain_verifiable_from_the_oldest_kept_checkpoint() {
     let events = all_events(&t);
     let first = &events[0];
     assert_eq!(first.event.kind, EventKind::Checkpoint, "{first:?}");
+    assert_eq!(pruned, first.seq - 1, "every event before the anchor, once");
     assert!(first.seq <= old + 1 && first.seq > 1);
     assert!(
         t.engine

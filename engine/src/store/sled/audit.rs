@@ -197,6 +197,14 @@ pub(super) fn scan_account(
         if seq < before && !each(record)? {
             return Ok(());
         }
+        // Links only go back: one that does not would walk forever.
+        if let Some(prev) = account_prev
+            && prev >= seq
+        {
+            return Err(EngineError::Corrupt(format!(
+                "audit event {seq} links to {prev}, not to an earlier event"
+            )));
+        }
         next = account_prev;
     }
     // Events from before the links, through their index keys (each one an
@@ -205,8 +213,11 @@ pub(super) fn scan_account(
     let end = audit_index_key(account, oldest);
     for item in db.range(start..end).rev() {
         let (key, _) = item?;
-        let mut seq = [0u8; 8];
-        seq.copy_from_slice(&key[17..25]);
+        let Some(seq) = key.get(17..25).and_then(|s| <[u8; 8]>::try_from(s).ok()) else {
+            return Err(EngineError::Corrupt(
+                "an audit index key is not 25 bytes".into(),
+            ));
+        };
         let Some(bytes) = db.get(audit_key(u64::from_be_bytes(seq)))? else {
             // Pruned between the index and the event: skip it.
             continue;
@@ -343,6 +354,23 @@ mod tests {
                 .iter()
                 .all(|s| *s > anchor)
         );
+    }
+
+    #[test]
+    fn a_link_that_does_not_go_back_is_corruption_not_an_endless_walk() {
+        let store = SledStore::open(&StoreConfig::temporary()).unwrap();
+        // Account A's only event, linked to itself.
+        let mut records = sealed(1, 0);
+        records[0].1 = Some(records[0].0.seq);
+        write(&store, &records);
+        // Bounded: without the check the walk would go round for ever.
+        let mut seen = 0;
+        let walked = store.scan_account_audit(A, u64::MAX, &mut |_| {
+            seen += 1;
+            Ok(seen < 10)
+        });
+        assert!(matches!(walked, Err(EngineError::Corrupt(_))), "{walked:?}");
+        assert_eq!(seen, 1);
     }
 
     #[test]
