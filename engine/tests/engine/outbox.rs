@@ -213,24 +213,6 @@ fn a_delivery_report_lost_in_a_crash_costs_at_most_a_resend_of_a_live_code() {
     ));
 }
 
-/// A report not waited for is still in ticket order: the durable verify
-/// that follows it carries it to the disk.
-#[test]
-fn a_delivery_report_is_durable_once_a_later_change_is() {
-    let t = TestEngine::new();
-    t.register(PHONE);
-    let issued = t.login_code(PHONE);
-    let due = t.engine.outbox_due(10);
-    drop(t.engine.outbox_report(due[0].id, SendResult::Sent).unwrap());
-    assert!(matches!(
-        t.verify(issued.challenge_id, issued.code.expose()),
-        Verification::Approved(_)
-    ));
-    let t = t.restart();
-    assert!(t.engine.outbox_due(10).is_empty());
-    assert_eq!(delivery(&t, issued.challenge_id), DeliveryState::Sent);
-}
-
 #[test]
 fn sms_can_fall_back_to_email_after_a_permanent_failure() {
     let t = TestEngine::with_config(|c| c.outbox.sms_fallback_to_email = true);
