@@ -432,6 +432,55 @@ mod tests {
     }
 
     #[test]
+    fn the_canonical_encoding_is_the_documented_one_and_is_what_is_hashed() {
+        let event = Event {
+            kind: EventKind::Locked,
+            outcome: EventKind::Locked.outcome(),
+            account: Some(crate::id::AccountId([0xab; 16])),
+            actor: Actor {
+                client: Some("helpdesk".into()),
+                request_id: None,
+                source_ip: Some("192.0.2.0".into()),
+                idempotency: None,
+                client_id: None,
+            },
+            details: vec![
+                ("by".into(), "admin".into()),
+                ("reason".into(), "fraud".into()),
+            ],
+        };
+        // By hand, from the module documentation.
+        let text = |out: &mut Vec<u8>, t: &str| {
+            out.extend_from_slice(&(t.len() as u32).to_be_bytes());
+            out.extend_from_slice(t.as_bytes());
+        };
+        let mut want = b"otpd-audit-v1\0".to_vec();
+        want.extend_from_slice(&7u64.to_be_bytes());
+        want.extend_from_slice(&1_234u64.to_be_bytes());
+        text(&mut want, "locked");
+        text(&mut want, event.outcome.as_str());
+        want.push(1);
+        text(&mut want, &"ab".repeat(16));
+        want.push(1);
+        text(&mut want, "helpdesk");
+        want.push(0);
+        want.push(1);
+        text(&mut want, "192.0.2.0");
+        want.extend_from_slice(&2u32.to_be_bytes());
+        for (k, v) in [("by", "admin"), ("reason", "fraud")] {
+            text(&mut want, k);
+            text(&mut want, v);
+        }
+        assert_eq!(canonical(7, Timestamp(1_234), &event), want);
+        let prev = [9u8; 32];
+        let mut hasher = Sha256::new();
+        hasher.update(prev);
+        hasher.update(&want);
+        let expected: [u8; 32] = hasher.finalize().into();
+        assert_eq!(link(&prev, 7, Timestamp(1_234), &event), expected);
+    }
+
+    #[test]
     fn an_intact_chain_verifies_with_its_checkpoints() {
         let (records, key) = chain();
         assert_eq!(records.len(), 12, "ten events and two checkpoints");
