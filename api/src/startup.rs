@@ -285,6 +285,7 @@ pub fn publish_metrics(state: &AppState) {
     metrics::counter!("otpd_argon2_runs_total").absolute(stats.argon2_runs);
     metrics::gauge!("otpd_argon2_memory_bytes").set(stats.argon2_memory_bytes as f64);
     metrics::gauge!("otpd_idempotency_keys").set(stats.idempotency_keys as f64);
+    metrics::gauge!("otpd_audit_tracked_entries").set(stats.audit_tracked as f64);
     metrics::counter!("otpd_idempotency_evicted_total").absolute(stats.idempotency_evicted);
     publish_health(state);
     publish_limits(state, &stats);

@@ -48,6 +48,11 @@ struct LogState {
 /// drops those the store can answer for (~2.5 MB at most).
 const LINKS_KEPT: usize = 1 << 16;
 
+/// How many writes [`LogState::pending`] holds before the flushed ones are
+/// let go without waiting for a reader to ask (each is 16 bytes; unread,
+/// they grew by one per write for ever).
+const PENDING_KEPT: usize = 1 << 10;
+
 impl std::fmt::Debug for AuditLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AuditLog").finish_non_exhaustive()
@@ -136,6 +141,9 @@ impl Engine {
         }
         let ticket = self.store.write(Changes(all))?;
         log.pending.push_back((ticket, next.seq));
+        if log.pending.len() >= PENDING_KEPT {
+            self.settle(&mut log);
+        }
         for (account, seq) in newest {
             log.last.insert(account, (seq, ticket));
         }
@@ -231,14 +239,23 @@ impl Engine {
         ]);
         let ticket = self.store.write(changes)?;
         log.pending.push_back((ticket, next.seq));
+        if log.pending.len() >= PENDING_KEPT {
+            self.settle(&mut log);
+        }
         log.chain.advance(next);
         Ok(Some(self.durable((), ticket)))
     }
 
     /// Every event up to this sequence number is durable; later ones may not be.
     pub fn audit_durable_seq(&self) -> u64 {
-        let flushed = self.commit.flushed();
         let mut log = lock(&self.audit.state);
+        self.settle(&mut log);
+        log.durable
+    }
+
+    /// Moves the durable mark past every write the store has flushed.
+    fn settle(&self, log: &mut LogState) {
+        let flushed = self.commit.flushed();
         while let Some(&(ticket, seq)) = log.pending.front() {
             if ticket > flushed {
                 break;
@@ -246,7 +263,12 @@ impl Engine {
             log.durable = seq;
             log.pending.pop_front();
         }
-        log.durable
+    }
+
+    /// Entries the audit log holds in memory (for [`Engine::stats`]).
+    pub(super) fn audit_tracked(&self) -> u64 {
+        let log = lock(&self.audit.state);
+        (log.pending.len() + log.last.len()) as u64
     }
 
     /// `account`'s durable events before sequence number `before` (all when

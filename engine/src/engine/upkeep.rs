@@ -35,6 +35,9 @@ pub struct Stats {
     pub idempotency_keys: u64,
     /// Idempotency keys forgotten before their retention by the per-client cap, since start.
     pub idempotency_evicted: u64,
+    /// What the audit log holds in memory about its writes: those not yet
+    /// known durable, and recent accounts' newest events (both bounded).
+    pub audit_tracked: u64,
 }
 
 /// Stops the background sweeper when dropped.
@@ -127,6 +130,7 @@ impl Engine {
             limiter_keys: self.limits.keys() as u64,
             argon2_runs: self.pins.runs(),
             argon2_memory_bytes: self.pins.pooled_memory().1,
+            audit_tracked: self.audit_tracked(),
         }
     }
 
