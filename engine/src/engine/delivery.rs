@@ -196,6 +196,10 @@ impl Engine {
 
     /// Messages that failed for good, newest last.
     pub fn dead_letters(&self) -> Result<Vec<DeadLetter>> {
+        // Read from the store, and the sender does not wait for its reports
+        // to be written: let every queued write land first, so a message
+        // already shown as failed is listed here too.
+        self.store.flush()?;
         let mut all = Vec::new();
         self.store.scan_dead_letters(&mut |d| {
             all.push(d);
