@@ -27,7 +27,7 @@ pub fn to_json(r: &AuditRecord) -> Value {
     let details: Map<String, Value> = e
         .details
         .iter()
-        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+        .map(|(k, v)| (k.to_string(), Value::String(v.to_string())))
         .collect();
     json!({
         "seq": r.seq,
@@ -115,7 +115,7 @@ fn parse_line(v: &Value) -> Result<AuditRecord, (Option<u64>, String)> {
         let value = value
             .as_str()
             .ok_or_else(|| fail(format!("detail {key:?} is not text")))?;
-        details.push((key.clone(), value.to_owned()));
+        details.push((key.clone().into(), value.to_owned().into()));
     }
     // The hash covers the details sorted by key, whatever order a tool
     // that rewrote the line left them in.

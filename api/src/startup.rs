@@ -112,6 +112,12 @@ impl App {
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), String> {
         let state = self.state;
+        if !engine::audit::RECORDED {
+            tracing::error!(
+                "this otpd was built with --cfg otpd_no_audit: it records no audit trail and \
+                 /readyz answers 503; it exists only to measure the trail's cost"
+            );
+        }
         let server = &state.config.server;
         let connections = Arc::new(Semaphore::new(server.max_connections as usize));
         let graceful = GracefulShutdown::new();

@@ -23,45 +23,72 @@ const DOMAIN: &[u8] = b"otpd-audit-v1\0";
 /// The canonical encoding of `record` (its `prev` and `hash` excluded).
 pub fn canonical(seq: u64, at: Timestamp, event: &Event) -> Vec<u8> {
     let mut out = Vec::with_capacity(160);
-    out.extend_from_slice(DOMAIN);
-    out.extend_from_slice(&seq.to_be_bytes());
-    out.extend_from_slice(&at.0.to_be_bytes());
-    text(&mut out, event.kind.as_str());
-    text(&mut out, event.outcome.as_str());
-    optional(&mut out, event.account.map(|a| a.to_string()).as_deref());
-    optional(&mut out, event.actor.client.as_deref());
-    optional(&mut out, event.actor.request_id.as_deref());
-    optional(&mut out, event.actor.source_ip.as_deref());
-    let count = u32::try_from(event.details.len()).unwrap_or(u32::MAX);
-    out.extend_from_slice(&count.to_be_bytes());
-    for (key, value) in &event.details {
-        text(&mut out, key);
-        text(&mut out, value);
-    }
+    encode(&mut out, seq, at, event);
     out
 }
 
-fn text(out: &mut Vec<u8>, value: &str) {
-    let len = u32::try_from(value.len()).unwrap_or(u32::MAX);
-    out.extend_from_slice(&len.to_be_bytes());
-    out.extend_from_slice(value.as_bytes());
+/// Where the canonical encoding goes: a buffer, or straight into the hash.
+trait Sink {
+    fn put(&mut self, bytes: &[u8]);
 }
 
-fn optional(out: &mut Vec<u8>, value: Option<&str>) {
+impl Sink for Vec<u8> {
+    fn put(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+}
+
+impl Sink for Sha256 {
+    fn put(&mut self, bytes: &[u8]) {
+        self.update(bytes);
+    }
+}
+
+fn encode(out: &mut impl Sink, seq: u64, at: Timestamp, event: &Event) {
+    out.put(DOMAIN);
+    out.put(&seq.to_be_bytes());
+    out.put(&at.0.to_be_bytes());
+    text(out, event.kind.as_str());
+    text(out, event.outcome.as_str());
+    // The account's id as its 32 hex digits, written without allocating.
+    let mut account = [0u8; 32];
+    let account = event
+        .account
+        .and_then(|a| ::hex::encode_to_slice(a.0, &mut account).ok())
+        .and_then(|()| std::str::from_utf8(&account).ok());
+    optional(out, account);
+    optional(out, event.actor.client.as_deref());
+    optional(out, event.actor.request_id.as_deref());
+    optional(out, event.actor.source_ip.as_deref());
+    let count = u32::try_from(event.details.len()).unwrap_or(u32::MAX);
+    out.put(&count.to_be_bytes());
+    for (key, value) in &event.details {
+        text(out, key);
+        text(out, value);
+    }
+}
+
+fn text(out: &mut impl Sink, value: &str) {
+    let len = u32::try_from(value.len()).unwrap_or(u32::MAX);
+    out.put(&len.to_be_bytes());
+    out.put(value.as_bytes());
+}
+
+fn optional(out: &mut impl Sink, value: Option<&str>) {
     match value {
-        None => out.push(0),
+        None => out.put(&[0]),
         Some(value) => {
-            out.push(1);
+            out.put(&[1]);
             text(out, value);
         }
     }
 }
 
-/// `SHA-256(prev ‖ canonical)`.
+/// `SHA-256(prev ‖ canonical)`, the encoding streamed into the hash.
 fn link(prev: &[u8; 32], seq: u64, at: Timestamp, event: &Event) -> [u8; 32] {
     let mut hasher = Sha256::new();
     hasher.update(prev);
-    hasher.update(canonical(seq, at, event));
+    encode(&mut hasher, seq, at, event);
     hasher.finalize().into()
 }
 
@@ -137,10 +164,10 @@ impl Chain {
             actor: Actor::default(),
             // Sorted by key, as every event's details are.
             details: vec![
-                ("covers_hash".into(), crate::hex::encode(self.hash)),
-                ("covers_seq".into(), self.seq.to_string()),
-                ("every".into(), every.to_string()),
-                ("signature".into(), crate::hex::encode(signature)),
+                ("covers_hash".into(), crate::hex::encode(self.hash).into()),
+                ("covers_seq".into(), self.seq.to_string().into()),
+                ("every".into(), every.to_string().into()),
+                ("signature".into(), crate::hex::encode(signature).into()),
             ],
         };
         let record = self.append(event, at);
@@ -409,7 +436,7 @@ mod tests {
                 idempotency: None,
                 client_id: None,
             },
-            details: vec![("attempts_remaining".into(), n.to_string())],
+            details: vec![("attempts_remaining".into(), n.to_string().into())],
         }
     }
 

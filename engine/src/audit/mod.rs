@@ -13,6 +13,7 @@ mod chain;
 mod kind;
 mod signer;
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 
 pub use chain::{Break, Chain, Report, Verifier, canonical, verify};
@@ -40,6 +41,13 @@ pub struct Actor {
     /// the call is held to. Not recorded: events name the client by `client`.
     pub client_id: Option<ClientId>,
 }
+
+/// Whether this build records the audit trail: always, except in a build
+/// made with `--cfg otpd_no_audit`, which exists only to measure the
+/// trail's cost against the same code without it (`scripts/audit-cost.sh`).
+/// Such a build builds no events and writes none; otpd says so loudly at
+/// startup and `/readyz` fails, so it cannot pass for a real one.
+pub const RECORDED: bool = !cfg!(otpd_no_audit);
 
 thread_local! {
     static ACTOR: RefCell<Option<Actor>> = const { RefCell::new(None) };
@@ -87,6 +95,9 @@ pub(crate) fn current_claim() -> Option<Claim> {
     })
 }
 
+/// A detail's key or value.
+pub type Detail = Cow<'static, str>;
+
 /// An event before it has a place in the chain.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {
@@ -99,8 +110,10 @@ pub struct Event {
     /// Who caused it.
     pub actor: Actor,
     /// The few fields that matter for the kind, sorted by key. Never a
-    /// PIN, a code, a key or a whole contact.
-    pub details: Vec<(String, String)>,
+    /// PIN, a code, a key or a whole contact. Borrowed where they are
+    /// fixed words (every key, most values), so building an event on the
+    /// request path allocates only what varies.
+    pub details: Vec<(Detail, Detail)>,
 }
 
 impl Event {
@@ -110,16 +123,24 @@ impl Event {
             kind,
             outcome: kind.outcome(),
             account,
-            actor: current_actor(),
-            details: Vec::new(),
+            actor: if RECORDED {
+                current_actor()
+            } else {
+                Actor::default()
+            },
+            // Most kinds have three details or fewer.
+            details: Vec::with_capacity(if RECORDED { 3 } else { 0 }),
         }
     }
 
     /// Adds a detail. Details are kept sorted by key, so an export as a
     /// JSON object reads back in the order the hash covers.
-    pub(crate) fn with(mut self, key: &str, value: impl Into<String>) -> Event {
-        let at = self.details.partition_point(|(k, _)| k.as_str() < key);
-        self.details.insert(at, (key.to_owned(), value.into()));
+    pub(crate) fn with(mut self, key: &'static str, value: impl Into<Detail>) -> Event {
+        if !RECORDED {
+            return self;
+        }
+        let at = self.details.partition_point(|(k, _)| k.as_ref() < key);
+        self.details.insert(at, (Cow::Borrowed(key), value.into()));
         self
     }
 
@@ -128,7 +149,7 @@ impl Event {
         self.details
             .iter()
             .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| v.as_ref())
     }
 }
 

@@ -187,6 +187,6 @@ fn record(tx: &mut Tx, kind: EventKind, recovery: &Recovery) {
     let event = tx
         .event(kind)
         .with("method", recovery.method.as_str())
-        .with("reference", recovery.reference.as_str());
+        .with("reference", recovery.reference.clone());
     tx.record(event);
 }

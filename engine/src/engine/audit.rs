@@ -92,7 +92,7 @@ impl Engine {
 
     /// [`Engine::write`] without a claim.
     pub(super) fn write_sealed(&self, changes: Changes<'_>, events: Vec<Event>) -> Result<Ticket> {
-        if events.is_empty() {
+        if events.is_empty() || !crate::audit::RECORDED {
             return self.store.write(changes);
         }
         let now = self.now();
@@ -105,21 +105,22 @@ impl Engine {
             log.last.retain(|_, (_, ticket)| *ticket > flushed);
         }
         let mut links = Vec::with_capacity(records.len());
-        let mut newest: Vec<(AccountId, u64)> = Vec::new();
-        for r in &records {
+        for (i, r) in records.iter().enumerate() {
             let link = match r.event.account {
                 None => None,
-                Some(account) => {
-                    let before = match newest.iter().rev().find(|(a, _)| *a == account) {
-                        Some(&(_, seq)) => Some(seq),
-                        None => match log.last.get(&account) {
-                            Some(&(seq, _)) => Some(seq),
-                            None => self.store.audit_last(account)?,
-                        },
-                    };
-                    newest.push((account, r.seq));
-                    before
-                }
+                // The account's previous event: earlier in this batch, or
+                // remembered, or (for an account not seen lately) stored.
+                Some(account) => match records[..i]
+                    .iter()
+                    .rev()
+                    .find(|earlier| earlier.event.account == Some(account))
+                {
+                    Some(earlier) => Some(earlier.seq),
+                    None => match log.last.get(&account) {
+                        Some(&(seq, _)) => Some(seq),
+                        None => self.store.audit_last(account)?,
+                    },
+                },
             };
             links.push(link);
         }
@@ -144,8 +145,10 @@ impl Engine {
         if log.pending.len() >= PENDING_KEPT {
             self.settle(&mut log);
         }
-        for (account, seq) in newest {
-            log.last.insert(account, (seq, ticket));
+        for r in &records {
+            if let Some(account) = r.event.account {
+                log.last.insert(account, (r.seq, ticket));
+            }
         }
         log.chain.advance(next);
         Ok(ticket)
@@ -157,11 +160,11 @@ impl Engine {
         &self,
         kind: EventKind,
         account: Option<AccountId>,
-        details: &[(&str, &str)],
+        details: &[(&'static str, &str)],
     ) -> Result<Durable<()>> {
         let mut event = Event::new(kind, account);
         for (key, value) in details {
-            event = event.with(key, *value);
+            event = event.with(key, (*value).to_owned());
         }
         let ticket = self.write(Changes::default(), vec![event])?;
         Ok(self.durable((), ticket))

@@ -385,7 +385,7 @@ impl Engine {
             if let Some(document) = &c.document {
                 let event = code_event(tx, EventKind::SignatureAuthorised, &c)
                     .with("document_sha256", document.sha256_hex())
-                    .with("document_name", document.name());
+                    .with("document_name", document.name().to_owned());
                 tx.record(event);
             }
             c.state = ChallengeState::Consumed;

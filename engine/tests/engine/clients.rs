@@ -36,7 +36,14 @@ fn event_kinds(t: &TestEngine) -> Vec<(EventKind, Vec<(String, String)>)> {
     t.engine
         .scan_events(0, &mut |r| {
             if r.event.kind != EventKind::Checkpoint {
-                out.push((r.event.kind, r.event.details));
+                out.push((
+                    r.event.kind,
+                    r.event
+                        .details
+                        .into_iter()
+                        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                        .collect(),
+                ));
             }
             Ok(true)
         })

@@ -23,6 +23,13 @@ pub fn readyz(state: &AppState) -> Reply {
         return Err(ApiError::Draining);
     }
     state.engine.writable().map_err(ApiError::NotReady)?;
+    if !engine::audit::RECORDED {
+        return Err(ApiError::NotReady(engine::EngineError::Storage(
+            "built with --cfg otpd_no_audit: no audit trail is recorded (a build to \
+             measure the trail's cost, never to serve)"
+                .into(),
+        )));
+    }
     ok(json!({ "status": "ready" }))
 }
 

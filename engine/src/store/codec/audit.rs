@@ -5,7 +5,7 @@
 use bincode::{Decode, Encode};
 
 use super::{decode, encode};
-use crate::audit::{Actor, AuditRecord, Event, EventKind, Outcome};
+use crate::audit::{Actor, AuditRecord, Detail, Event, EventKind, Outcome};
 use crate::clock::Timestamp;
 use crate::error::{EngineError, Result};
 use crate::id::AccountId;
@@ -67,7 +67,7 @@ struct DbAuditV1Ref<'a> {
     client: Option<&'a str>,
     request_id: Option<&'a str>,
     source_ip: Option<&'a str>,
-    details: &'a [(String, String)],
+    details: &'a [(Detail, Detail)],
     prev: [u8; 32],
     hash: [u8; 32],
 }
@@ -141,7 +141,11 @@ fn record(stored: DbAudit) -> Result<(AuditRecord, Option<u64>)> {
                 idempotency: None,
                 client_id: None,
             },
-            details: r.details,
+            details: r
+                .details
+                .into_iter()
+                .map(|(k, v)| (Detail::Owned(k), Detail::Owned(v)))
+                .collect(),
         },
         prev: r.prev,
         hash: r.hash,
@@ -195,7 +199,11 @@ mod tests {
             client: e.actor.client.clone(),
             request_id: e.actor.request_id.clone(),
             source_ip: e.actor.source_ip.clone(),
-            details: e.details.clone(),
+            details: e
+                .details
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             prev: record.prev,
             hash: record.hash,
         };

@@ -35,12 +35,28 @@ pub(crate) struct Writes {
     events: Vec<PendingEvent>,
 }
 
-/// A key and its new value, or `None` to remove it.
-type Write = (Box<[u8]>, Option<Vec<u8>>);
+/// A key and its new value, or `None` to remove it. Keys (at most 17
+/// bytes) are held inline by sled's `IVec` (up to 22 bytes), so queuing a
+/// write allocates nothing for its key, and neither does a small value
+/// (an account's newest audit event); an encoded record stays the `Vec`
+/// its codec made, which sled takes over on the writer thread.
+type Write = (::sled::IVec, Option<Value>);
+
+#[derive(Debug)]
+enum Value {
+    Record(Vec<u8>),
+    Small(::sled::IVec),
+}
 
 impl Writes {
     pub(crate) fn insert(&mut self, key: &[u8], value: Vec<u8>) {
-        self.writes.push((key.into(), Some(value)));
+        self.writes.push((key.into(), Some(Value::Record(value))));
+    }
+
+    /// Inserts a value of a few bytes, copied inline.
+    pub(crate) fn insert_small(&mut self, key: &[u8], value: &[u8]) {
+        self.writes
+            .push((key.into(), Some(Value::Small(value.into()))));
     }
 
     pub(crate) fn remove(&mut self, key: &[u8]) {
@@ -56,8 +72,9 @@ impl Writes {
     pub(super) fn add_to(self, batch: &mut ::sled::Batch, blocks: &mut Blocks) {
         for (key, value) in self.writes {
             match value {
-                Some(value) => batch.insert(&*key, value),
-                None => batch.remove(&*key),
+                Some(Value::Record(value)) => batch.insert(key, value),
+                Some(Value::Small(value)) => batch.insert(key, value),
+                None => batch.remove(key),
             }
         }
         for event in self.events {

@@ -357,9 +357,9 @@ fn encode(change: &Change<'_>, writes: &mut Writes) {
             });
             // An erased account keeps no pointer: its record goes in the same batch.
             if let (Some(account), false) = (r.event.account, r.event.kind == EventKind::Erased) {
-                writes.insert(
+                writes.insert_small(
                     &prefixed(AUDIT_LAST_PREFIX, account.0),
-                    r.seq.to_be_bytes().to_vec(),
+                    &r.seq.to_be_bytes(),
                 );
             }
         }
