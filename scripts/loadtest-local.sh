@@ -9,7 +9,8 @@
 # Environment: OTPD (the otpd binary, default target/release/otpd),
 # LOADTEST (default target/release/otp-loadtest), ACCOUNTS (default 60000),
 # PORT (default 18080), SINK (default 127.0.0.1:19900), KEEP=1 keeps the
-# data directory.
+# data directory. otpd's resident memory and CPU time are printed around
+# the run (on standard error).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OTPD=${OTPD:-target/release/otpd}
@@ -65,6 +66,10 @@ for _ in $(seq 100); do
 done
 "$LOADTEST" --target "http://127.0.0.1:$PORT" --sink "$SINK" --accounts-file "$work/accounts.txt" \
   --seed "$ACCOUNTS" --rate 1 --duration 1 --warmup 0 --quiet >/dev/null
+# otpd's CPU time so far (user + system, in clock ticks).
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
 echo "otpd pid $pid: resident $(awk '/VmRSS/ {print $2, $3}' /proc/$pid/status) before the run" >&2
+before=$(cpu_ticks)
 "$LOADTEST" --target "http://127.0.0.1:$PORT" --sink "$SINK" --accounts-file "$work/accounts.txt" "$@"
 echo "otpd pid $pid: resident $(awk '/VmRSS/ {print $2, $3}' /proc/$pid/status) after the run" >&2
+echo "otpd pid $pid: $(( $(cpu_ticks) - before )) CPU ticks ($(getconf CLK_TCK)/s) during the run" >&2
