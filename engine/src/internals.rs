@@ -265,7 +265,7 @@ impl Samples {
     /// Encodes the sample of `kind` as the store would.
     pub fn encode(&self, kind: RecordKind) -> Vec<u8> {
         match kind {
-            RecordKind::Account => codec::encode_account(&self.account),
+            RecordKind::Account => codec::encode_account(&self.account, Some(1_234_567)),
             RecordKind::Challenge => codec::encode_challenge(&self.challenge),
             RecordKind::Message => codec::encode_message(&self.message),
             RecordKind::DeadLetter => codec::encode_dead_letter(&self.dead_letter),

@@ -153,7 +153,7 @@ impl Engine {
             }
             reserved.push(key);
         }
-        match self.write(Changes(vec![Change::Account(&guard)]), vec![event]) {
+        match self.write(Changes(vec![Change::Account(&guard, None)]), vec![event]) {
             Ok(ticket) => Ok(self.durable(describe(&guard, self.now()), ticket)),
             Err(e) => {
                 release(&reserved);

@@ -90,13 +90,26 @@ impl Engine {
         self.write_sealed(changes, events)
     }
 
-    /// [`Engine::write`] without a claim.
-    pub(super) fn write_sealed(&self, changes: Changes<'_>, events: Vec<Event>) -> Result<Ticket> {
-        if events.is_empty() || !crate::audit::RECORDED {
+    /// [`Engine::write`] without a claim. An account record written goes
+    /// with the number of the account's newest event, which the store may
+    /// keep in it instead of a pointer of its own: so a write of an account
+    /// takes the log's lock even without events, lest it carry an older
+    /// number than a write queued before it.
+    pub(super) fn write_sealed(
+        &self,
+        mut changes: Changes<'_>,
+        events: Vec<Event>,
+    ) -> Result<Ticket> {
+        let accounts = changes.0.iter().any(|c| matches!(c, Change::Account(..)));
+        if !crate::audit::RECORDED || (events.is_empty() && !accounts) {
             return self.store.write(changes);
         }
         let now = self.now();
         let mut log = lock(&self.audit.state);
+        if events.is_empty() {
+            self.note_newest(&log, &mut changes, &[])?;
+            return self.store.write(changes);
+        }
         let every = self.config.audit.checkpoint_every;
         let (records, next) = log.chain.seal(events, now, &self.audit.key, every);
         // Link each event to its account's previous one.
@@ -124,6 +137,7 @@ impl Engine {
             };
             links.push(link);
         }
+        self.note_newest(&log, &mut changes, &records)?;
         let mut all: Vec<Change<'_>> = changes.0;
         all.extend(
             records
@@ -152,6 +166,31 @@ impl Engine {
         }
         log.chain.advance(next);
         Ok(ticket)
+    }
+
+    /// Fills in, for each account record in `changes`, the number of the
+    /// account's newest event: its last in `records` (this batch), else the
+    /// one remembered, else the store's (every write of that account is
+    /// then flushed: the remembered ones are kept until they are).
+    fn note_newest(
+        &self,
+        log: &LogState,
+        changes: &mut Changes<'_>,
+        records: &[AuditRecord],
+    ) -> Result<()> {
+        for change in &mut changes.0 {
+            if let Change::Account(account, newest) = change {
+                let id = account.id;
+                *newest = match records.iter().rev().find(|r| r.event.account == Some(id)) {
+                    Some(r) => Some(r.seq),
+                    None => match log.last.get(&id) {
+                        Some(&(seq, _)) => Some(seq),
+                        None => self.store.audit_last(id)?,
+                    },
+                };
+            }
+        }
+        Ok(())
     }
 
     /// Records one event that changes nothing else (an operator's action
@@ -433,5 +472,59 @@ impl Engine {
         // blocks that removing one number may delete whole: every event
         // from the first one kept until now up to the anchor is gone.
         Ok(first.map_or(0, |first| anchor - first))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::config::EngineConfig;
+    use crate::engine::NewAccount;
+    use crate::identity::{Identity, IdentityKind, Phone};
+    use crate::secret::{CodeKey, Pin};
+    use crate::store::Durable;
+
+    /// A write of an account's record without events (none of the
+    /// engine's operations makes one today) must still carry the account's
+    /// newest event, or the record written over one that held it would
+    /// hide the account's events from every listing.
+    #[test]
+    fn an_account_written_without_events_keeps_its_newest_event() {
+        let engine = Engine::open(
+            EngineConfig::for_tests(),
+            CodeKey::new([5; 32]),
+            Arc::new(ManualClock::new(Timestamp(1_795_392_000_000))),
+            crate::seeded_rng([6; 32]),
+        )
+        .unwrap();
+        let registered = engine
+            .register(NewAccount {
+                identity: Identity::parse(IdentityKind::CivilId, "12345678", None).unwrap(),
+                phone: Some(Phone::parse("+351912345000").unwrap()),
+                email: None,
+                pin: Pin::new("4821"),
+                birth_date: None,
+                postal_address: None,
+                dm: None,
+                locale: None,
+            })
+            .and_then(Durable::wait)
+            .unwrap();
+        let id = registered.id;
+        let events = || {
+            engine.flush().unwrap();
+            engine.account_events(id, None, 100).unwrap().len()
+        };
+        assert_eq!(events(), 1, "registered, its record holding the event");
+        let account = engine.accounts.get(&id).unwrap().clone();
+        let ticket = engine
+            .write(Changes(vec![Change::Account(&account, None)]), Vec::new())
+            .unwrap();
+        engine.durable((), ticket).wait().unwrap();
+        assert_eq!(events(), 1);
+        assert_eq!(engine.store.audit_last(id).unwrap(), Some(1));
     }
 }

@@ -158,7 +158,7 @@ impl Engine {
         }
         let mut changes = Changes::default();
         if tx.account_changed {
-            changes.push(Change::Account(&account));
+            changes.push(Change::Account(&account, None));
         }
         changes.0.extend(tx.puts.iter().map(Change::Challenge));
         changes

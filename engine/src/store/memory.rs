@@ -111,7 +111,7 @@ impl Store for MemoryStore {
         }
         for change in changes.0 {
             match change {
-                Change::Account(a) => {
+                Change::Account(a, _) => {
                     r.accounts.insert(a.id.0, a.clone());
                 }
                 Change::RemoveAccount(id) => {
@@ -307,14 +307,14 @@ mod tests {
         let store = MemoryStore::new();
         let mut account = sample_account();
         let mut changes = Changes::default();
-        changes.push(Change::Account(&account));
+        changes.push(Change::Account(&account, None));
         changes.push(Change::RemoveChallenge(ChallengeId([1; 16])));
         changes.push(Change::Decoy);
         let ticket = store.write(changes).unwrap();
         store.commit().wait(ticket).unwrap();
         account.updated_at = Timestamp(99);
         store
-            .write(Changes(vec![Change::Account(&account)]))
+            .write(Changes(vec![Change::Account(&account, None)]))
             .unwrap();
         assert_eq!(store.counts(), [1, 0, 0, 0, 0]);
         let mut seen = Vec::new();
@@ -340,14 +340,14 @@ mod tests {
         store.refuse_writes(Some("1 MiB free"));
         let account = sample_account();
         assert!(matches!(
-            store.write(Changes(vec![Change::Account(&account)])),
+            store.write(Changes(vec![Change::Account(&account, None)])),
             Err(EngineError::DiskFull(_))
         ));
         assert!(store.writable().is_err());
         assert_eq!(other.counts(), [0; 5]);
         store.refuse_writes(None);
         store
-            .write(Changes(vec![Change::Account(&account)]))
+            .write(Changes(vec![Change::Account(&account, None)]))
             .unwrap();
         assert_eq!(other.counts(), [1, 0, 0, 0, 0]);
         store.save_clock_floor(Timestamp(7)).unwrap();

@@ -90,8 +90,11 @@ pub(crate) fn open(config: &StoreConfig) -> Result<Arc<dyn Store>> {
 /// One change of a batch.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Change<'a> {
-    /// Store an account (replacing the one with its id).
-    Account(&'a Account),
+    /// Store an account (replacing the one with its id), with the sequence
+    /// number of its newest audit event, which the engine's write fills in
+    /// (construct it with `None`): a store may keep it in the account's
+    /// record instead of a pointer of its own (see [`Change::Audit`]).
+    Account(&'a Account, Option<u64>),
     /// Delete an account (a cancelled one, past the audit retention).
     RemoveAccount(AccountId),
     /// Store a challenge.

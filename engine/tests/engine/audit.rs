@@ -691,3 +691,55 @@ fn the_logs_memory_of_its_writes_stays_bounded_without_readers() {
     // Reading still finds every event durable.
     assert!(t.engine.audit_durable_seq() >= 2_500);
 }
+
+/// An account's newest event is kept in its record when the same batch
+/// writes the record, and by a pointer of its own when it does not (an
+/// event alone, an operator's record): listing must find every event
+/// either way, across restarts, whichever was written last.
+#[test]
+fn an_accounts_events_are_all_found_whichever_record_holds_the_newest() {
+    let mut t = TestEngine::on(Backend::Sled, |_| {});
+    let ana = t.register(PHONE);
+    let rui = t.register(NEW_PHONE);
+    for round in 0..3 {
+        for (id, phone) in [(ana, PHONE), (rui, NEW_PHONE)] {
+            // The record and its events in one batch.
+            let issued = t.login_code(phone);
+            t.verify(issued.challenge_id, &wrong(&issued.code));
+            t.verify(issued.challenge_id, issued.code.expose());
+            // An event without its account's record, then one with it.
+            t.engine
+                .record_event(EventKind::RateLimited, Some(id), &[("reason", "test")])
+                .and_then(Durable::wait)
+                .unwrap();
+            if round == 1 {
+                t.engine.lock(id, "check").unwrap().wait().unwrap();
+                t.engine.unlock(id).unwrap().wait().unwrap();
+            }
+        }
+        // The last thing written for ana this round is a pointer alone.
+        t.engine
+            .record_event(EventKind::RateLimited, Some(ana), &[("reason", "last")])
+            .and_then(Durable::wait)
+            .unwrap();
+        t = t.restart();
+    }
+    let all = all_events(&t);
+    for id in [ana, rui] {
+        let expected: Vec<u64> = all
+            .iter()
+            .rev()
+            .filter(|r| r.event.account == Some(id))
+            .map(|r| r.seq)
+            .collect();
+        let listed: Vec<u64> = t
+            .engine
+            .account_events(id, None, 1_000)
+            .unwrap()
+            .iter()
+            .map(|r| r.seq)
+            .collect();
+        assert_eq!(listed, expected, "{id}");
+        assert!(listed.len() >= 18, "{}", listed.len());
+    }
+}

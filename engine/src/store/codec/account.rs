@@ -18,6 +18,11 @@ use super::{decode, encode};
 pub(crate) enum DbAccount {
     V1(DbAccountV1),
     V2(DbAccountV2),
+    /// V2 after the sequence number of the account's newest audit event:
+    /// written with the account, it saves the store a pointer key of its
+    /// own per event (docs/CAPACITY.md, "The audit trail"). First, so a
+    /// reader of the pointer alone decodes two numbers, not the account.
+    V3(Option<u64>, DbAccountV2),
 }
 
 /// V2 adds a direct-message handle and the citizen's chosen locale; a V1
@@ -83,7 +88,9 @@ pub(super) enum DbLockReasonV1 {
     Administrative(String),
 }
 
-pub(crate) fn encode_account(account: &Account) -> Vec<u8> {
+/// Encodes `account`, with the sequence number of its newest audit event
+/// if it has one.
+pub(crate) fn encode_account(account: &Account, audit_newest: Option<u64>) -> Vec<u8> {
     let a = account;
     let base = DbAccountV1 {
         id: a.id.0,
@@ -121,21 +128,43 @@ pub(crate) fn encode_account(account: &Account) -> Vec<u8> {
         created_at: a.created_at.0,
         updated_at: a.updated_at.0,
     };
-    encode(&DbAccount::V2(DbAccountV2 {
+    let v2 = DbAccountV2 {
         base,
         dm: a.dm.as_ref().map(|d| DbDmV1 {
             platform: d.platform().to_owned(),
             handle: d.handle().to_owned(),
         }),
         locale: a.locale.map(Locale::tag),
-    }))
+    };
+    encode(&match audit_newest {
+        None => DbAccount::V2(v2),
+        Some(_) => DbAccount::V3(audit_newest, v2),
+    })
+}
+
+/// The sequence number of the newest audit event an account's stored
+/// record holds (V3), without decoding the account.
+pub(crate) fn account_audit_newest(bytes: &[u8]) -> Result<Option<u64>> {
+    // An enum's variant index, then (V3) its first field.
+    match bincode::decode_from_slice::<(u32, Option<u64>), _>(bytes, super::CONFIG) {
+        Ok(((2, newest), _)) => Ok(newest),
+        Ok(((0 | 1, _), _)) => Ok(None),
+        Ok(((version, _), _)) => Err(EngineError::Corrupt(format!(
+            "account record: unknown version {version}"
+        ))),
+        // A V1 or V2 record too short to hold the pair.
+        Err(_) => match bincode::decode_from_slice::<u32, _>(bytes, super::CONFIG) {
+            Ok((0 | 1, _)) => Ok(None),
+            _ => Err(EngineError::Corrupt("account record: unreadable".into())),
+        },
+    }
 }
 
 pub(crate) fn decode_account(bytes: &[u8]) -> Result<Account> {
     let corrupt = |what: &str| EngineError::Corrupt(format!("account record: invalid {what}"));
     let (r, dm, locale) = match decode(bytes, "account")? {
         DbAccount::V1(r) => (r, None, None),
-        DbAccount::V2(v2) => (v2.base, v2.dm, v2.locale),
+        DbAccount::V2(v2) | DbAccount::V3(_, v2) => (v2.base, v2.dm, v2.locale),
     };
     let dm = dm
         .map(|d| DmHandle::from_parts(&d.platform, &d.handle).map(Box::new))

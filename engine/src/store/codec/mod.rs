@@ -16,7 +16,7 @@ mod outbox;
 
 use bincode::{Decode, Encode};
 
-pub(crate) use account::{decode_account, encode_account};
+pub(crate) use account::{account_audit_newest, decode_account, encode_account};
 pub(crate) use audit::{decode_audit_block, encode_audit, encode_audit_block};
 pub(crate) use challenge::{decode_challenge, encode_challenge};
 pub(crate) use client::{decode_client, encode_client};
@@ -107,9 +107,47 @@ mod tests {
     #[test]
     fn accounts_round_trip() {
         let account = sample_account();
-        let back = decode_account(&encode_account(&account)).unwrap();
-        assert_eq!(format!("{account:?}"), format!("{back:?}"));
-        assert_eq!(back.pin, account.pin);
+        for newest in [None, Some(0), Some(7), Some(u64::MAX)] {
+            let bytes = encode_account(&account, newest);
+            let back = decode_account(&bytes).unwrap();
+            assert_eq!(format!("{account:?}"), format!("{back:?}"));
+            assert_eq!(back.pin, account.pin);
+            assert_eq!(account_audit_newest(&bytes).unwrap(), newest);
+        }
+    }
+
+    #[test]
+    fn an_accounts_newest_event_reads_from_every_version() {
+        let mut account = sample_account();
+        let v3 = encode_account(&account, Some(300));
+        assert_eq!(v3[0], 2, "V3 is variant 2");
+        assert_eq!(account_audit_newest(&v3).unwrap(), Some(300));
+        let v2 = encode_account(&account, None);
+        assert_eq!(v2[0], 1);
+        assert_eq!(account_audit_newest(&v2).unwrap(), None);
+        // Whatever the V2 record's first bytes after the version look like
+        // (here an id starting 0, 1 and 0xff), it holds no event number.
+        for first in [0u8, 1, 0xff] {
+            account.id.0[0] = first;
+            let DbAccount::V2(v2) =
+                decode::<DbAccount>(&encode_account(&account, None), "account").unwrap()
+            else {
+                panic!("written as V2");
+            };
+            assert_eq!(
+                account_audit_newest(&encode(&DbAccount::V2(v2))).unwrap(),
+                None
+            );
+            let v1 = encode(&DbAccount::V1(
+                match decode::<DbAccount>(&encode_account(&account, None), "account").unwrap() {
+                    DbAccount::V2(v2) => v2.base,
+                    _ => unreachable!(),
+                },
+            ));
+            assert_eq!(account_audit_newest(&v1).unwrap(), None);
+        }
+        assert!(account_audit_newest(&[9, 0]).is_err(), "an unknown version");
+        assert!(account_audit_newest(&[]).is_err());
     }
 
     #[test]
@@ -211,7 +249,7 @@ mod tests {
 
     #[test]
     fn damaged_records_are_reported_as_corrupt() {
-        let bytes = encode_account(&sample_account());
+        let bytes = encode_account(&sample_account(), Some(5));
         for damaged in [&bytes[..bytes.len() / 2], &[0xff, 0xff, 0xff][..], &[][..]] {
             assert!(matches!(
                 decode_account(damaged),
@@ -348,7 +386,11 @@ mod tests {
 
     #[test]
     fn records_start_with_their_version() {
-        assert_eq!(encode_account(&sample_account())[0], 1, "V2 is variant 1");
+        assert_eq!(
+            encode_account(&sample_account(), None)[0],
+            1,
+            "V2 is variant 1"
+        );
     }
 
     #[test]
@@ -356,7 +398,8 @@ mod tests {
         let mut account = sample_account();
         account.dm = None;
         account.locale = None;
-        let DbAccount::V2(v2) = decode::<DbAccount>(&encode_account(&account), "account").unwrap()
+        let DbAccount::V2(v2) =
+            decode::<DbAccount>(&encode_account(&account, None), "account").unwrap()
         else {
             panic!("written as V2");
         };
@@ -369,7 +412,7 @@ mod tests {
     #[test]
     fn a_damaged_handle_or_locale_is_reported_as_corrupt() {
         let bad_handle = DbAccount::V2(DbAccountV2 {
-            base: match decode::<DbAccount>(&encode_account(&sample_account()), "account") {
+            base: match decode::<DbAccount>(&encode_account(&sample_account(), None), "account") {
                 Ok(DbAccount::V2(v2)) => v2.base,
                 other => panic!("{other:?}"),
             },

@@ -25,7 +25,9 @@ pub(super) const AUDIT_PREFIX: u8 = b'e';
 pub(super) const AUDIT_INDEX_PREFIX: u8 = b'i';
 /// Each account's newest audit event: account id → sequence number (u64
 /// BE). Each event links to the one before it, so an account's events cost
-/// one key rewritten in place instead of a new key per event.
+/// one key rewritten in place instead of a new key per event; and none
+/// when the event's batch writes the account's record, which then holds
+/// the number itself (record version 3).
 pub(super) const AUDIT_LAST_PREFIX: u8 = b'l';
 /// The audit chain's head: sequence number (u64 BE) ‖ hash.
 pub(super) const AUDIT_HEAD_KEY: &[u8] = b"m:audit-head";
@@ -150,11 +152,19 @@ pub(super) fn scan(
     Ok(())
 }
 
+/// `account`'s newest event: the later of the one its record holds
+/// (written with the record) and its pointer (written with an event whose
+/// batch did not write the record).
 pub(super) fn last(db: &::sled::Db, account: AccountId) -> Result<Option<u64>> {
-    Ok(db
+    let pointer = db
         .get(super::prefixed(AUDIT_LAST_PREFIX, account.0))?
         .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
-        .map(u64::from_be_bytes))
+        .map(u64::from_be_bytes);
+    let recorded = match db.get(super::prefixed(super::ACCOUNT_PREFIX, account.0))? {
+        Some(bytes) => codec::account_audit_newest(&bytes)?,
+        None => None,
+    };
+    Ok(pointer.max(recorded))
 }
 
 /// `account`'s events before `before`, newest first, while `each` says so:

@@ -323,12 +323,15 @@ impl SledStore {
     }
 }
 
-/// One change as raw writes: the key, and the encoded record (or `None` to delete).
-fn encode(change: &Change<'_>, writes: &mut Writes) {
+/// One change as raw writes: the key, and the encoded record (or `None` to
+/// delete). `batch` is the whole batch: an account record it writes with
+/// the account's newest audit event saves that event its pointer.
+fn encode(change: &Change<'_>, batch: &[Change<'_>], writes: &mut Writes) {
     match *change {
-        Change::Account(a) => {
-            writes.insert(&prefixed(ACCOUNT_PREFIX, a.id.0), codec::encode_account(a))
-        }
+        Change::Account(a, audit_newest) => writes.insert(
+            &prefixed(ACCOUNT_PREFIX, a.id.0),
+            codec::encode_account(a, audit_newest),
+        ),
         Change::RemoveAccount(id) => {
             writes.remove(&prefixed(ACCOUNT_PREFIX, id.0));
             writes.remove(&prefixed(AUDIT_LAST_PREFIX, id.0));
@@ -355,8 +358,16 @@ fn encode(change: &Change<'_>, writes: &mut Writes) {
                 checkpoint: r.event.kind == EventKind::Checkpoint,
                 bytes: codec::encode_audit(r, account_prev),
             });
-            // An erased account keeps no pointer: its record goes in the same batch.
-            if let (Some(account), false) = (r.event.account, r.event.kind == EventKind::Erased) {
+            // An erased account keeps no pointer: its record goes in the same
+            // batch. Nor does one whose record the batch writes: the record
+            // holds its newest event (the engine saw to it), and one key
+            // fewer per event is most of what the pointer cost.
+            if let Some(account) = r.event.account
+                && r.event.kind != EventKind::Erased
+                && !batch
+                    .iter()
+                    .any(|c| matches!(c, Change::Account(a, Some(_)) if a.id == account))
+            {
                 writes.insert_small(
                     &prefixed(AUDIT_LAST_PREFIX, account.0),
                     &r.seq.to_be_bytes(),
@@ -386,7 +397,7 @@ impl Store for SledStore {
     fn write(&self, changes: Changes<'_>) -> Result<Ticket> {
         let mut writes = Writes::default();
         for change in &changes.0 {
-            encode(change, &mut writes);
+            encode(change, &changes.0, &mut writes);
         }
         self.write_raw(writes)
     }
