@@ -35,12 +35,14 @@ USER 10001:10001
 WORKDIR /var/lib/otpd
 VOLUME ["/var/lib/otpd"]
 # Listen on every interface inside the container; the port is published, or
-# not, by whoever runs it. The health check reads the port from OTPD_LISTEN.
+# not, by whoever runs it. The health check reads the port from
+# OTPD_OPS_LISTEN when it is set (health is only there then), else from
+# OTPD_LISTEN.
 ENV OTPD_LISTEN=0.0.0.0:8080 \
     OTPD_DATA_DIR=/var/lib/otpd
 EXPOSE 8080
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
-    CMD ["sh", "-c", "curl -fsS -o /dev/null \"http://127.0.0.1:${OTPD_LISTEN##*:}/livez\" || exit 1"]
+    CMD ["sh", "-c", "a=${OTPD_OPS_LISTEN:-$OTPD_LISTEN}; curl -fsS -o /dev/null \"http://127.0.0.1:${a##*:}/livez\" || exit 1"]
 # SIGTERM drains requests in flight and flushes the store (exit 0); give it
 # longer than server.shutdown_grace_ms: docker stop --time 30.
 STOPSIGNAL SIGTERM

@@ -373,6 +373,21 @@ fn serve(config: Config) -> Result<(), Failure> {
         let bound = listener
             .local_addr()
             .map_err(|e| format!("cannot read the listening address: {e}"))?;
+        let ops = match config.ops_listen_addr()? {
+            None => None,
+            Some(address) => Some(
+                tokio::net::TcpListener::bind(address)
+                    .await
+                    .map_err(|e| format!("cannot listen on {address} (ops_listen): {e}"))?,
+            ),
+        };
+        let ops_bound = match &ops {
+            None => None,
+            Some(ops) => Some(
+                ops.local_addr()
+                    .map_err(|e| format!("cannot read the ops listening address: {e}"))?,
+            ),
+        };
         if config.delivery.log_sink {
             tracing::warn!(
                 "delivery.log_sink is on: codes for unconfigured channels are written to the log; development only"
@@ -385,8 +400,12 @@ fn serve(config: Config) -> Result<(), Failure> {
             delivery: None,
         };
         let app = App::build(config, deps)?;
-        tracing::info!(address = %bound, "otpd listening");
-        Ok(app.serve(listener, shutdown_signal()).await?)
+        match ops_bound {
+            None => tracing::info!(address = %bound, "otpd listening"),
+            // Health, metrics and /v1/admin/* on the ops address only.
+            Some(ops) => tracing::info!(address = %bound, ops_address = %ops, "otpd listening"),
+        }
+        Ok(app.serve_split(listener, ops, shutdown_signal()).await?)
     })
 }
 

@@ -19,6 +19,7 @@ use crate::failure::Failure;
 use crate::limits::Gate;
 use crate::pin_workers::PinWorkers;
 use crate::routes;
+use crate::routes::Listener;
 use crate::signing::{Attester, KeyRing, SigningError, read_private_key};
 use crate::state::AppState;
 use crate::telemetry;
@@ -104,13 +105,31 @@ impl App {
         Arc::clone(&self.state)
     }
 
-    /// Serves until `shutdown` completes, then stops accepting, lets requests
-    /// in flight finish (up to the grace period) and flushes the store.
+    /// Serves every route on `listener` until `shutdown` completes, then
+    /// stops accepting, lets requests in flight finish (up to the grace
+    /// period) and flushes the store.
     pub async fn serve(
         self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), String> {
+        self.serve_split(listener, None, shutdown).await
+    }
+
+    /// As [`App::serve`]; with `ops`, the operators' routes (health,
+    /// metrics, `/v1/admin/*`) are served there only, and `public` keeps
+    /// the rest. Both share the connection limit and the graceful stop.
+    pub async fn serve_split(
+        self,
+        public: TcpListener,
+        ops: Option<TcpListener>,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), String> {
+        let public_side = if ops.is_some() {
+            Listener::Public
+        } else {
+            Listener::All
+        };
         let state = self.state;
         if !engine::audit::RECORDED {
             tracing::error!(
@@ -140,11 +159,30 @@ impl App {
                 }
                 () = &mut shutdown => break,
             };
-            let (stream, peer) = tokio::select! {
-                accepted = listener.accept() => match accepted {
+            let accept_ops = async {
+                match &ops {
+                    Some(ops) => ops.accept().await,
+                    None => std::future::pending().await,
+                }
+            };
+            let (stream, peer, side) = tokio::select! {
+                accepted = public.accept() => match accepted {
                     Ok((stream, peer)) => {
                         backoff = Duration::from_millis(5);
-                        (stream, peer.ip())
+                        (stream, peer.ip(), public_side)
+                    }
+                    Err(e) => {
+                        // Usually out of file descriptors: back off rather than spin.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(1));
+                        continue;
+                    }
+                },
+                accepted = accept_ops => match accepted {
+                    Ok((stream, peer)) => {
+                        backoff = Duration::from_millis(5);
+                        (stream, peer.ip(), Listener::Ops)
                     }
                     Err(e) => {
                         // Usually out of file descriptors: back off rather than spin.
@@ -159,7 +197,7 @@ impl App {
             let _ = stream.set_nodelay(true);
             let handler_state = Arc::clone(&state);
             let service = service_fn(move |request| {
-                routes::handle(Arc::clone(&handler_state), peer, request)
+                routes::handle(Arc::clone(&handler_state), peer, side, request)
             });
             let connection = http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -173,7 +211,8 @@ impl App {
             });
         }
         state.draining.store(true, Ordering::SeqCst);
-        drop(listener);
+        drop(public);
+        drop(ops);
         tracing::info!("shutting down: no new connections; draining requests in flight");
         let grace = Duration::from_millis(server.shutdown_grace_ms);
         tokio::select! {

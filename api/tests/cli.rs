@@ -280,3 +280,53 @@ async fn clients_are_managed_through_the_running_server_and_on_the_stopped_store
         "{list}"
     );
 }
+
+/// With `ops_listen`, the real binary serves health, metrics and the admin
+/// API on that address only, and relying parties' routes on `listen` only.
+#[tokio::test]
+async fn an_operators_listener_takes_health_metrics_and_admin_off_the_public_one() {
+    use hyper::{Method, StatusCode};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let key = add_client(&data);
+    let mut settings = settings();
+    settings.push(("OTPD_OPS_LISTEN", "127.0.0.1:0"));
+    let server = Server::spawn(otpd_with(&data, &settings));
+    let ops_address = server.ops_address.expect("the log names the ops address");
+    assert_ne!(ops_address, server.address);
+    let public = support::Api::new(&server, &key);
+    let mut ops = support::Api::new(&server, &key);
+    ops.base = format!("http://{ops_address}");
+    let status = |answer: support::Answer| answer.expect("an answer").0;
+    for path in ["/livez", "/readyz", "/metrics", "/v1/admin/clients"] {
+        assert_eq!(
+            status(public.call(Method::GET, path, None).await),
+            StatusCode::NOT_FOUND,
+            "{path}"
+        );
+        assert_eq!(
+            status(ops.call(Method::GET, path, None).await),
+            StatusCode::OK,
+            "{path}"
+        );
+    }
+    // A relying party's call: the public side answers it (here, a bad
+    // body), the operators' side knows no such route.
+    let login = serde_json::json!({});
+    assert_eq!(
+        status(public.post("/v1/login", login.clone()).await),
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        status(ops.post("/v1/login", login).await),
+        StatusCode::NOT_FOUND
+    );
+    // The admin API still wants an admin key there.
+    let mut stranger = support::Api::new(&server, "otpd_not_a_key");
+    stranger.base = ops.base.clone();
+    assert_eq!(
+        status(stranger.call(Method::GET, "/v1/admin/clients", None).await),
+        StatusCode::UNAUTHORIZED
+    );
+    server.terminate();
+}

@@ -16,6 +16,7 @@ mod deploy;
 mod faults;
 mod helpers;
 mod idempotency;
+mod listeners;
 mod login;
 mod notices;
 mod operations;

@@ -13,13 +13,18 @@ use serde_json::Value;
 
 use crate::config::{self, Config};
 
-/// The running server's base URL: `server` if given, else `http://` and the
-/// listen address (loopback when it listens on every address).
+/// The running server's base URL for its admin API: `server` if given,
+/// else `http://` and the operators' listen address if there is one (the
+/// admin API is only there), else the listen address (loopback when it
+/// listens on every address).
 pub fn base_url(config: &Config, server: Option<&str>) -> Result<String, String> {
     match server {
         Some(url) => Ok(url.trim_end_matches('/').to_owned()),
         None => {
-            let mut address = config.listen_addr()?;
+            let mut address = match config.ops_listen_addr()? {
+                Some(ops) => ops,
+                None => config.listen_addr()?,
+            };
             if address.ip().is_unspecified() {
                 address.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
             }
@@ -106,4 +111,24 @@ pub fn refusal(status: StatusCode, answer: &Value) -> String {
             .as_str()
             .unwrap_or("no reason given")
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_ask_the_listener_that_serves_the_admin_api() {
+        let mut config = Config {
+            listen: "0.0.0.0:8080".into(),
+            ..Config::default()
+        };
+        assert_eq!(base_url(&config, None).unwrap(), "http://127.0.0.1:8080");
+        config.ops_listen = "127.0.0.1:9091".into();
+        assert_eq!(base_url(&config, None).unwrap(), "http://127.0.0.1:9091");
+        assert_eq!(
+            base_url(&config, Some("http://otpd.internal:9/")).unwrap(),
+            "http://otpd.internal:9"
+        );
+    }
 }

@@ -52,6 +52,10 @@ pub const ENV_ADMIN_KEY: &str = "OTPD_ADMIN_KEY";
 pub struct Config {
     /// Address to listen on.
     pub listen: String,
+    /// A second address, for operators only: when set, `/livez`, `/readyz`,
+    /// `/metrics` and `/v1/admin/*` are served there and no longer on
+    /// `listen`, which keeps only what relying parties call. Empty: off.
+    pub ops_listen: String,
     /// Data directory: the sled store and, unless set elsewhere, the code key.
     pub data_dir: PathBuf,
     /// `development` or `production`; production refuses development-only parts.
@@ -140,6 +144,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:8080".into(),
+            ops_listen: String::new(),
             data_dir: PathBuf::from("otpd-data"),
             environment: Environment::Development,
             log_format: LogFormat::Human,
@@ -230,7 +235,16 @@ impl Config {
 
     /// Checks what serde cannot.
     pub fn validate(&self) -> Result<(), String> {
-        self.listen_addr()?;
+        let listen = self.listen_addr()?;
+        if let Some(ops) = self.ops_listen_addr()?
+            && ops == listen
+            && ops.port() != 0
+        {
+            return Err(format!(
+                "ops_listen: {ops} is also `listen`; give the operators' listener an \
+                 address of its own, or leave ops_listen empty to serve everything on listen"
+            ));
+        }
         check_log_level(&self.log_level)?;
         if self.server.max_connections == 0 {
             return Err("server.max_connections must be at least 1".into());
@@ -287,6 +301,16 @@ impl Config {
         self.listen
             .parse()
             .map_err(|_| "listen: not an address like 127.0.0.1:8080".to_owned())
+    }
+
+    /// The operators' listen address, if one is set.
+    pub fn ops_listen_addr(&self) -> Result<Option<SocketAddr>, String> {
+        if self.ops_listen.trim().is_empty() {
+            return Ok(None);
+        }
+        self.ops_listen.trim().parse().map(Some).map_err(|_| {
+            "ops_listen: not an address like 127.0.0.1:9090 (or empty, for none)".to_owned()
+        })
     }
 
     /// The engine's part of the configuration.
@@ -495,6 +519,31 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.contains("OTPD_LOCKOUT_PIN_TRESHOLD"), "{err}");
+    }
+
+    #[test]
+    fn an_operators_listener_needs_an_address_of_its_own() {
+        let load = |vars: &[(&str, &str)]| Config::load(None, env(vars), &Overrides::default());
+        let config = load(&[]).unwrap();
+        assert_eq!(config.ops_listen_addr().unwrap(), None, "off by default");
+        let config = load(&[("OTPD_OPS_LISTEN", "127.0.0.1:9091")]).unwrap();
+        assert_eq!(
+            config.ops_listen_addr().unwrap(),
+            Some("127.0.0.1:9091".parse().unwrap())
+        );
+        for (listen, ops, named) in [
+            ("127.0.0.1:9000", "127.0.0.1:9000", "also `listen`"),
+            ("127.0.0.1:9000", "nowhere", "ops_listen: not an address"),
+        ] {
+            let err = load(&[("OTPD_LISTEN", listen), ("OTPD_OPS_LISTEN", ops)]).unwrap_err();
+            assert!(err.contains(named), "{ops}: {err}");
+        }
+        // Port 0 on both picks two ports: allowed (the tests do it).
+        load(&[
+            ("OTPD_LISTEN", "127.0.0.1:0"),
+            ("OTPD_OPS_LISTEN", "127.0.0.1:0"),
+        ])
+        .unwrap();
     }
 
     #[test]

@@ -29,16 +29,43 @@ use handlers::Reply;
 use request::Input;
 use table::{Found, Retry};
 
+/// Which routes a listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    /// Every route: the only listener when `ops_listen` is not set.
+    All,
+    /// What relying parties call: everything but the operators' routes.
+    Public,
+    /// The operators' routes only: health, metrics and `/v1/admin/*`.
+    Ops,
+}
+
+impl Listener {
+    /// Whether a route of `path` (as the table spells it) is served here.
+    /// A route served on the other listener is unknown here (404), as if
+    /// it did not exist.
+    pub(crate) fn serves(self, path: &str) -> bool {
+        let ops =
+            matches!(path, "/livez" | "/readyz" | "/metrics") || path.starts_with("/v1/admin/");
+        match self {
+            Listener::All => true,
+            Listener::Public => !ops,
+            Listener::Ops => ops,
+        }
+    }
+}
+
 /// Serves one request: never panics, never lets an error escape as anything but JSON.
 pub async fn handle(
     state: Arc<AppState>,
     peer: IpAddr,
+    listener: Listener,
     request: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let started = Instant::now();
     let request_id = request_id(&request);
     let method = request.method().clone();
-    let (label, result) = match table::find(&method, request.uri().path()) {
+    let (label, result) = match table::find(&method, request.uri().path(), listener) {
         Err((error, label)) => (label, Err(error)),
         Ok(found) => {
             let label = found.endpoint.path;

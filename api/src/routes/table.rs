@@ -213,10 +213,15 @@ pub struct Found {
 /// `unknown`); a path some row has with other methods is 405 (labelled with
 /// the path's template). When a literal segment and a parameter both fit,
 /// the literal wins (`/v1/accounts/pre-register` is not an account id).
-pub fn find(method: &Method, path: &str) -> Result<Found, (ApiError, &'static str)> {
+pub fn find(
+    method: &Method,
+    path: &str,
+    listener: super::Listener,
+) -> Result<Found, (ApiError, &'static str)> {
     let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
     let fits: Vec<(&'static Endpoint, Params<'_>)> = TABLE
         .iter()
+        .filter(|e| listener.serves(e.path))
         .filter_map(|e| matches(e.path, &segments).map(|p| (e, p)))
         .collect();
     let fewest_params = fits.iter().map(|(e, _)| params(e.path)).min();
@@ -284,6 +289,12 @@ fn params(pattern: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::routes::Listener;
+
+    /// The one listener there is when `ops_listen` is not set.
+    fn find(method: &Method, path: &str) -> Result<Found, (ApiError, &'static str)> {
+        super::find(method, path, Listener::All)
+    }
 
     fn found(method: Method, path: &str) -> (Route, &'static str, Option<String>) {
         let f = find(&method, path).unwrap();
@@ -396,5 +407,39 @@ mod tests {
                 a.path
             );
         }
+    }
+
+    #[test]
+    fn with_an_operators_listener_each_route_is_served_on_one_listener_only() {
+        let on = |listener, method: Method, path: &str| {
+            super::find(&method, path, listener).map(|f| f.endpoint.route)
+        };
+        for (method, path, route) in [
+            (Method::GET, "/livez", Route::Livez),
+            (Method::GET, "/readyz", Route::Readyz),
+            (Method::GET, "/metrics", Route::Metrics),
+            (Method::GET, "/v1/admin/clients", Route::ListClients),
+            (Method::POST, "/v1/admin/accounts/x/lock", Route::Lock),
+        ] {
+            assert_eq!(on(Listener::Ops, method.clone(), path).unwrap(), route);
+            assert_eq!(on(Listener::All, method.clone(), path).unwrap(), route);
+            let (e, label) = on(Listener::Public, method, path).map(|_| ()).unwrap_err();
+            assert!(matches!(e, ApiError::NotFound), "{path}: {e:?}");
+            assert_eq!(label, "unknown");
+        }
+        for (method, path, route) in [
+            (Method::POST, "/v1/login", Route::Login),
+            (Method::POST, "/v1/step-up/verify", Route::StepUpVerify),
+            (Method::GET, "/.well-known/jwks.json", Route::KeySet),
+        ] {
+            assert_eq!(on(Listener::Public, method.clone(), path).unwrap(), route);
+            let (e, _) = on(Listener::Ops, method, path).map(|_| ()).unwrap_err();
+            assert!(matches!(e, ApiError::NotFound), "{path}: {e:?}");
+        }
+        // A method the other listener would take is not 405 here either.
+        let (e, _) = on(Listener::Public, Method::POST, "/metrics")
+            .map(|_| ())
+            .unwrap_err();
+        assert!(matches!(e, ApiError::NotFound), "{e:?}");
     }
 }

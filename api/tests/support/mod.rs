@@ -116,6 +116,8 @@ impl Codes {
 pub struct Server {
     pub child: Child,
     pub address: SocketAddr,
+    /// The operators' listener, when `ops_listen` is set.
+    pub ops_address: Option<SocketAddr>,
     pub codes: Arc<Codes>,
     pub log: Arc<Mutex<Vec<String>>>,
 }
@@ -150,7 +152,10 @@ impl Server {
                             &entry
                         };
                         if fields["message"] == "otpd listening" {
-                            let _ = found.send(fields["address"].as_str().unwrap().to_owned());
+                            let _ = found.send((
+                                fields["address"].as_str().unwrap().to_owned(),
+                                fields["ops_address"].as_str().map(str::to_owned),
+                            ));
                         }
                         if let (Some(challenge), Some(code)) =
                             (fields["challenge_id"].as_str(), fields["code"].as_str())
@@ -170,7 +175,7 @@ impl Server {
                 codes.arrived.notify_waiters();
             });
         }
-        let Ok(address) = address.recv_timeout(PATIENCE) else {
+        let Ok((address, ops_address)) = address.recv_timeout(PATIENCE) else {
             let _ = child.kill();
             let status = child.wait().unwrap();
             panic!(
@@ -181,6 +186,7 @@ impl Server {
         Server {
             child,
             address: address.parse().unwrap(),
+            ops_address: ops_address.map(|a| a.parse().unwrap()),
             codes,
             log,
         }

@@ -175,6 +175,8 @@ pub struct TestApp {
     pub config: Config,
     pub dir: Arc<tempfile::TempDir>,
     capture: bool,
+    /// The operators' listener, when `ops_listen` is set.
+    pub ops_address: Option<String>,
 }
 
 /// Tests call endpoints on the app itself (`app.login(..)`): the server's
@@ -296,8 +298,18 @@ async fn start(
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = format!("http://{}", listener.local_addr().unwrap());
+    // An operators' listener when the configuration asks for one (on a
+    // port of its own, whatever the configuration says).
+    let ops = if config.ops_listen.is_empty() {
+        None
+    } else {
+        Some(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap())
+    };
+    let ops_address = ops
+        .as_ref()
+        .map(|l| format!("http://{}", l.local_addr().unwrap()));
     let (stop, stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(app.serve(listener, async {
+    let server = tokio::spawn(app.serve_split(listener, ops, async {
         let _ = stopped.await;
     }));
     let [
@@ -331,6 +343,7 @@ async fn start(
         config,
         dir,
         capture,
+        ops_address,
     }
 }
 
@@ -394,6 +407,16 @@ impl TestApp {
             self.recovery_key.clone(),
         ];
         start(config, dir, self.clock.clone(), Some(keys), self.capture).await
+    }
+
+    /// This client, calling the operators' listener (`ops_listen`).
+    pub fn ops(&self) -> ApiClient {
+        let mut client = self.api.clone();
+        client.address = self
+            .ops_address
+            .clone()
+            .expect("the server has an operators' listener");
+        client
     }
 
     /// The client with every scope: one relying party doing every step of
