@@ -39,6 +39,24 @@ pub struct NewAccount {
     pub locale: Option<Locale>,
 }
 
+#[cfg(test)]
+impl NewAccount {
+    /// The unit tests' citizen: civil ID 12345678, `phone`, PIN 4821.
+    pub(crate) fn for_tests(phone: &Phone) -> NewAccount {
+        NewAccount {
+            identity: Identity::parse(crate::identity::IdentityKind::CivilId, "12345678", None)
+                .unwrap_or_else(|e| panic!("{e}")),
+            phone: Some(phone.clone()),
+            email: None,
+            pin: Pin::new("4821"),
+            birth_date: None,
+            postal_address: None,
+            dm: None,
+            locale: None,
+        }
+    }
+}
+
 /// A pre-registration, to be activated with a code.
 #[derive(Debug, Clone)]
 pub struct PreRegistration {

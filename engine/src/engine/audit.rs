@@ -483,8 +483,8 @@ mod tests {
     use crate::clock::ManualClock;
     use crate::config::EngineConfig;
     use crate::engine::NewAccount;
-    use crate::identity::{Identity, IdentityKind, Phone};
-    use crate::secret::{CodeKey, Pin};
+    use crate::identity::Phone;
+    use crate::secret::CodeKey;
     use crate::store::Durable;
 
     /// A write of an account's record without events (none of the
@@ -508,16 +508,9 @@ mod tests {
         };
         let engine = open();
         let registered = engine
-            .register(NewAccount {
-                identity: Identity::parse(IdentityKind::CivilId, "12345678", None).unwrap(),
-                phone: Some(Phone::parse("+351912345000").unwrap()),
-                email: None,
-                pin: Pin::new("4821"),
-                birth_date: None,
-                postal_address: None,
-                dm: None,
-                locale: None,
-            })
+            .register(NewAccount::for_tests(
+                &Phone::parse("+351912345000").unwrap(),
+            ))
             .and_then(Durable::wait)
             .unwrap();
         let id = registered.id;

@@ -459,7 +459,7 @@ mod tests {
     use crate::clock::ManualClock;
     use crate::config::EngineConfig;
     use crate::engine::{LoginId, LoginOutcome, NewAccount};
-    use crate::identity::{Identity, IdentityKind, Phone};
+    use crate::identity::Phone;
     use crate::secret::{CodeKey, Pin};
     use crate::store::memory::MemoryStore;
 
@@ -481,16 +481,7 @@ mod tests {
         .unwrap();
         let phone = Phone::parse("+351912345000").unwrap();
         engine
-            .register(NewAccount {
-                identity: Identity::parse(IdentityKind::CivilId, "12345678", None).unwrap(),
-                phone: Some(phone.clone()),
-                email: None,
-                pin: Pin::new("4821"),
-                birth_date: None,
-                postal_address: None,
-                dm: None,
-                locale: None,
-            })
+            .register(NewAccount::for_tests(&phone))
             .and_then(Durable::wait)
             .unwrap();
         let request = |hash: &str| {
