@@ -129,12 +129,13 @@ fn block_on<F: Future>(future: F) -> F::Output {
     }
 }
 
-#[test]
-fn a_store_with_a_foreign_format_marker_refuses_to_open() {
+/// Opening a directory whose raw sled database `prepare` left behind is
+/// refused as corrupt.
+fn refused_after(prepare: impl FnOnce(&::sled::Db)) {
     let dir = tempdir();
     {
         let db = ::sled::open(&dir).unwrap();
-        db.insert(FORMAT_KEY, &b"something-else"[..]).unwrap();
+        prepare(&db);
         db.flush().unwrap();
     }
     let config = StoreConfig {
@@ -150,23 +151,17 @@ fn a_store_with_a_foreign_format_marker_refuses_to_open() {
 }
 
 #[test]
+fn a_store_with_a_foreign_format_marker_refuses_to_open() {
+    refused_after(|db| {
+        db.insert(FORMAT_KEY, &b"something-else"[..]).unwrap();
+    });
+}
+
+#[test]
 fn a_store_with_records_but_no_marker_refuses_to_open() {
-    let dir = tempdir();
-    {
-        let db = ::sled::open(&dir).unwrap();
+    refused_after(|db| {
         db.insert(b"a-record", &b"x"[..]).unwrap();
-        db.flush().unwrap();
-    }
-    let config = StoreConfig {
-        path: Some(dir.clone()),
-        cache_bytes: 1 << 20,
-        min_free_bytes: 0,
-    };
-    assert!(matches!(
-        SledStore::open(&config),
-        Err(EngineError::Corrupt(_))
-    ));
-    let _ = std::fs::remove_dir_all(dir);
+    });
 }
 
 #[test]
