@@ -10,7 +10,9 @@ use engine::audit::{
     Actor, AuditPublicKey, AuditRecord, Break, Event, EventKind, Outcome, Report, Verifier,
 };
 use engine::{AccountId, Timestamp};
-use serde_json::{Map, Value, json};
+use serde_json::Value;
+
+use crate::wire::{EventOut, TrailerEnvelopeOut, TrailerOut};
 
 /// The time whose checkpoint anchors an export from `since` on: the
 /// millisecond before it. A checkpoint is written in the batch of the event
@@ -23,26 +25,30 @@ pub fn anchor_time(since: Timestamp) -> Timestamp {
 
 /// An event as JSON.
 pub fn to_json(r: &AuditRecord) -> Value {
+    serde_json::to_value(event_out(r)).unwrap_or(Value::Null)
+}
+
+/// An event as answered.
+pub fn event_out(r: &AuditRecord) -> EventOut {
     let e = &r.event;
-    let details: Map<String, Value> = e
-        .details
-        .iter()
-        .map(|(k, v)| (k.to_string(), Value::String(v.to_string())))
-        .collect();
-    json!({
-        "seq": r.seq,
-        "at": crate::wire_time(r.at),
-        "at_ms": r.at.0,
-        "kind": e.kind.as_str(),
-        "outcome": e.outcome.as_str(),
-        "account_id": e.account.map(|a| a.to_string()),
-        "client": e.actor.client,
-        "request_id": e.actor.request_id,
-        "source_ip": e.actor.source_ip,
-        "details": details,
-        "prev": hex::encode(r.prev),
-        "hash": hex::encode(r.hash),
-    })
+    EventOut {
+        seq: r.seq,
+        at: crate::wire_time(r.at),
+        at_ms: r.at.0,
+        kind: e.kind.as_str(),
+        outcome: e.outcome.as_str(),
+        account_id: e.account.map(|a| a.to_string()),
+        client: e.actor.client.clone(),
+        request_id: e.actor.request_id.clone(),
+        source_ip: e.actor.source_ip.clone(),
+        details: e
+            .details
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        prev: hex::encode(r.prev),
+        hash: hex::encode(r.hash),
+    }
 }
 
 /// The keys of an event's line: every one is covered by its hash (`at`
@@ -151,8 +157,14 @@ fn parse_line(v: &Value) -> Result<AuditRecord, (Option<u64>, String)> {
 }
 
 /// The line that closes an export: the last event's place and hash, signed.
-pub fn trailer(seq: u64, hash: &[u8; 32], signature: &[u8; 64]) -> Value {
-    json!({ "trailer": { "seq": seq, "hash": hex::encode(hash), "signature": hex::encode(signature) } })
+pub fn trailer(seq: u64, hash: &[u8; 32], signature: &[u8; 64]) -> TrailerEnvelopeOut {
+    TrailerEnvelopeOut {
+        trailer: TrailerOut {
+            seq,
+            hash: hex::encode(hash),
+            signature: hex::encode(signature),
+        },
+    }
 }
 
 /// What checking an export found.
@@ -270,6 +282,8 @@ pub fn check_export_from(
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     #[test]

@@ -180,3 +180,27 @@ async fn a_failed_backup_is_an_opaque_500_whose_cause_is_logged() {
         "no ERROR line with the cause for request {request_id}"
     );
 }
+
+/// An integrator generates a client from `/openapi.json` with no key; it
+/// is the description committed in docs/ (which a unit test keeps equal to
+/// what the code generates), and answers name their schemas.
+#[tokio::test]
+async fn the_openapi_description_is_served_without_a_key_and_is_the_committed_one() {
+    let app = spawn_app().await;
+    let r = app
+        .request(hyper::Method::GET, "/openapi.json", None, None)
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.headers["content-type"], "application/json");
+    let committed = std::fs::read_to_string(repository().join("docs/openapi.json")).unwrap();
+    assert!(
+        r.text == committed,
+        "served and committed descriptions differ"
+    );
+    assert_eq!(r.body["openapi"], "3.1.0");
+    assert_eq!(
+        r.body["paths"]["/v1/login"]["post"]["responses"]["201"]["content"]["application/json"]["schema"]
+            ["$ref"],
+        "#/components/schemas/IssuedOut"
+    );
+}

@@ -52,8 +52,12 @@ pub fn export_offline(
     }
     if let Some((seq, hash)) = last {
         let signature = engine.sign_audit_head(seq, &hash);
-        writeln!(out, "{}", trailer(seq, &hash, &signature))
-            .map_err(|e| format!("cannot write the export: {e}"))?;
+        writeln!(
+            out,
+            "{}",
+            serde_json::json!(trailer(seq, &hash, &signature))
+        )
+        .map_err(|e| format!("cannot write the export: {e}"))?;
     }
     Ok(written)
 }

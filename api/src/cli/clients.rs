@@ -189,7 +189,7 @@ pub fn offline(engine: &Engine, command: &ClientCommand) -> Result<Done, Failure
                 .map_err(refused)?;
             made(
                 &json!({
-                    "client": wire::client(&info, now),
+                    "client": wire::ClientOut::new(&info, now),
                     "key_id": key.info.id.to_string(),
                     "key": key.key.expose(),
                 }),
@@ -200,7 +200,7 @@ pub fn offline(engine: &Engine, command: &ClientCommand) -> Result<Done, Failure
             lines: engine
                 .clients()
                 .iter()
-                .map(|c| describe(&wire::client(c, now)))
+                .map(|c| describe(&json!(wire::ClientOut::new(c, now))))
                 .collect(),
             notes: Vec::new(),
         },
@@ -237,7 +237,7 @@ pub fn offline(engine: &Engine, command: &ClientCommand) -> Result<Done, Failure
             let info = engine.client(name).map_err(refused)?;
             made(
                 &json!({
-                    "client": wire::client(&info, now),
+                    "client": wire::ClientOut::new(&info, now),
                     "key_id": key.info.id.to_string(),
                     "key": key.key.expose(),
                 }),

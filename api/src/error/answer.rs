@@ -5,7 +5,49 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::header::{ALLOW, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use hyper::{Response, StatusCode};
-use serde_json::{Value, json};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// Every error's body.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody<'a> {
+    pub error: ErrorOut<'a>,
+}
+
+/// The error object.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorOut<'a> {
+    /// Machine-readable: `invalid_field`, `unauthenticated`, `wrong_code`,
+    /// `locked`, `rate_limited`, ... (docs/API.md lists them all).
+    pub code: &'static str,
+    /// For people; opaque for 5xx (the cause is logged under the request id).
+    pub message: &'a str,
+    /// The request field at fault by its path (`phone`, `identity.number`),
+    /// `body` when the body as a whole is wrong, or `null`.
+    pub field: Option<&'a str>,
+    #[serde(flatten)]
+    pub extra: &'a ErrorExtra,
+}
+
+/// Members some errors add to the error object.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct ErrorExtra {
+    /// `wrong_code`: attempts left on the code.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attempts_remaining: Option<u32>,
+    /// `rate_limited`: which limit (`ip_issue_rate`, `sms_country_budget`, ...);
+    /// `too_soon`: `resend_cooldown`; `destination_not_allowed`: `sms_country_not_allowed`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'static str>,
+    /// `rate_limited`: requests allowed per `period_seconds`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub period_seconds: Option<u64>,
+    /// `idempotent_answer_not_kept`: the status of the answer not kept.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_status: Option<u16>,
+}
 
 /// An error as answered: everything the response and the log line need.
 #[derive(Debug)]
@@ -20,8 +62,8 @@ pub struct Answer {
     pub field: Option<String>,
     /// Seconds to wait, for 429 and 503.
     pub retry_after: Option<u64>,
-    /// Extra members of the error object (e.g. `attempts_remaining`).
-    pub extra: Vec<(&'static str, Value)>,
+    /// Members of the error object some errors add.
+    pub extra: ErrorExtra,
     /// The methods a 405's path takes (the `Allow` header).
     pub allow: Option<String>,
     /// The cause of a 5xx, for the log only.
@@ -40,7 +82,7 @@ impl Answer {
             message: message.into(),
             field: None,
             retry_after: None,
-            extra: Vec::new(),
+            extra: ErrorExtra::default(),
             allow: None,
             cause: None,
         }
@@ -51,8 +93,8 @@ impl Answer {
         self
     }
 
-    pub(super) fn with(mut self, key: &'static str, value: Value) -> Answer {
-        self.extra.push((key, value));
+    pub(super) fn with(mut self, extra: impl FnOnce(&mut ErrorExtra)) -> Answer {
+        extra(&mut self.extra);
         self
     }
 
@@ -67,19 +109,26 @@ impl Answer {
     }
 
     /// The error object: `{"code", "message", "field", …extra}`.
-    pub fn object(&self) -> Value {
-        let mut error = json!({ "code": self.code, "message": self.message, "field": self.field });
-        if let Some(object) = error.as_object_mut() {
-            for (key, value) in &self.extra {
-                object.insert((*key).to_owned(), value.clone());
-            }
+    pub fn object(&self) -> ErrorOut<'_> {
+        ErrorOut {
+            code: self.code,
+            message: &self.message,
+            field: self.field.as_deref(),
+            extra: &self.extra,
         }
-        error
+    }
+
+    /// The whole body: `{"error": {…}}`.
+    pub fn body(&self) -> Vec<u8> {
+        serde_json::to_vec(&ErrorBody {
+            error: self.object(),
+        })
+        .unwrap_or_default()
     }
 
     /// The response.
     pub fn into_response(self) -> Response<Full<Bytes>> {
-        let body = json!({ "error": self.object() }).to_string();
+        let body = self.body();
         let mut response = Response::new(Full::new(Bytes::from(body)));
         *response.status_mut() = self.status;
         let headers = response.headers_mut();

@@ -7,7 +7,6 @@ use bytes::Bytes;
 use engine::{EngineError, Limited, Rate};
 use http_body_util::Full;
 use hyper::{Response, StatusCode};
-use serde_json::json;
 
 use super::answer::Answer;
 use super::kinds::{ApiError, Rejection};
@@ -161,7 +160,7 @@ impl ApiError {
                 ),
             )
             .field("Idempotency-Key")
-            .with("first_status", status.as_u16().into()),
+            .with(|e| e.first_status = Some(status.as_u16())),
             ApiError::Internal(cause) => internal(cause.clone()),
         }
     }
@@ -270,7 +269,7 @@ fn engine(e: &EngineError) -> Answer {
                 "too_soon",
                 format!("a new code can be requested in {seconds} s"),
             )
-            .with("reason", "resend_cooldown".into())
+            .with(|e| e.reason = Some("resend_cooldown"))
             .retry_after(seconds)
         }
         EngineError::RateLimited {
@@ -288,7 +287,7 @@ fn engine(e: &EngineError) -> Answer {
         }),
         EngineError::DestinationNotAllowed(why) => {
             Answer::new(S::CONFLICT, "destination_not_allowed", *why)
-                .with("reason", "sms_country_not_allowed".into())
+                .with(|e| e.reason = Some("sms_country_not_allowed"))
                 .field("channel")
         }
         EngineError::Storage(cause) => storage_unavailable(
@@ -334,9 +333,11 @@ fn rate_limited(limited: &Limited) -> Answer {
             limited.rate.per.as_secs()
         ),
     )
-    .with("reason", limited.reason.into())
-    .with("limit", limited.rate.count.into())
-    .with("period_seconds", limited.rate.per.as_secs().into())
+    .with(|e| {
+        e.reason = Some(limited.reason);
+        e.limit = Some(limited.rate.count);
+        e.period_seconds = Some(limited.rate.per.as_secs());
+    })
     .retry_after(seconds)
 }
 
@@ -345,7 +346,7 @@ fn rejected(rejection: Rejection) -> Answer {
     match rejection {
         Rejection::WrongCode { attempts_remaining } => {
             Answer::new(StatusCode::UNAUTHORIZED, "wrong_code", "the code is wrong")
-                .with("attempts_remaining", json!(attempts_remaining))
+                .with(|e| e.attempts_remaining = Some(attempts_remaining))
         }
         Rejection::Expired => gone("expired", "the code has expired; ask for a new one"),
         Rejection::Superseded => gone(

@@ -10,5 +10,5 @@ mod answer;
 mod kinds;
 mod mapping;
 
-pub use answer::Answer;
+pub use answer::{Answer, ErrorBody, ErrorExtra, ErrorOut};
 pub use kinds::{ApiError, Rejection};

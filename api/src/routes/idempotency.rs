@@ -159,7 +159,7 @@ async fn keep(state: &AppState, claim: &Claim, secret: bool, reply: Reply) -> Re
         }
         Err(error) => {
             let answer = error.answer();
-            let body = serde_json::json!({ "error": answer.object() }).to_string();
+            let body = answer.body();
             let status = answer.status;
             (
                 status,

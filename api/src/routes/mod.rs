@@ -4,6 +4,7 @@
 mod handlers;
 pub mod idempotency;
 pub mod in_flight;
+pub mod openapi;
 mod request;
 mod table;
 

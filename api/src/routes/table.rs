@@ -17,6 +17,7 @@ pub enum Route {
     Livez,
     Readyz,
     Metrics,
+    OpenApi,
     Register,
     PreRegister,
     ReadAccount,
@@ -151,6 +152,7 @@ pub static TABLE: &[Endpoint] = {
         row(M::GET, "/readyz", R::Readyz, None, Ignored, Free, Unkeyed),
         row(M::GET, "/metrics", R::Metrics, None, Ignored, Free, Unkeyed),
         row(M::GET, "/.well-known/jwks.json", R::KeySet, None, Ignored, Free, Unkeyed),
+        row(M::GET, "/openapi.json", R::OpenApi, None, Ignored, Free, Unkeyed),
         row(M::POST, "/v1/accounts", R::Register, ACCOUNTS, Json, Free, Keyed),
         row(M::POST, "/v1/accounts/pre-register", R::PreRegister, ACCOUNTS, Json, Free, Keyed),
         row(M::GET, "/v1/accounts/{id}", R::ReadAccount, ACCOUNTS, Ignored, Free, Unkeyed),
@@ -389,6 +391,7 @@ mod tests {
                 "/readyz",
                 "/metrics",
                 "/.well-known/jwks.json",
+                "/openapi.json",
                 "/test/panic",
             ]
             .contains(&a.path);

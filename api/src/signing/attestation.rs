@@ -272,7 +272,7 @@ mod tests {
         let token = a
             .attest(&approval(Some(document)), "cid", "portal", now)
             .unwrap();
-        let jwks = super::super::key_set(&a.ring().published(now));
+        let jwks = serde_json::to_value(super::super::key_set(&a.ring().published(now))).unwrap();
         let claims = verify(&token, &jwks, Some(HASH)).unwrap();
         assert_eq!(claims.iss, "https://otpd.example");
         assert_eq!(claims.sub, "ab".repeat(16));
@@ -300,7 +300,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let now = SystemClock::new().now();
         let a = attester(dir.path(), now);
-        let jwks = super::super::key_set(&a.ring().published(now));
+        let jwks = serde_json::to_value(super::super::key_set(&a.ring().published(now))).unwrap();
         let token = a.attest(&approval(None), "cid", "portal", now).unwrap();
         let claims = verify(&token, &jwks, None).unwrap();
         assert_eq!(claims.amr, ["otp", "sms"], "a step-up has no PIN");
@@ -319,7 +319,8 @@ mod tests {
         // A key set without the signer's key.
         let other_dir = tempfile::tempdir().unwrap();
         let other = attester(other_dir.path(), now);
-        let foreign = super::super::key_set(&other.ring().published(now));
+        let foreign =
+            serde_json::to_value(super::super::key_set(&other.ring().published(now))).unwrap();
         assert!(
             verify(&token, &foreign, None)
                 .unwrap_err()

@@ -3,8 +3,10 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use serde_json::{Value, json};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
+
+use crate::wire::{JwkOut, JwksOut};
 
 /// An Ed25519 public key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,14 +27,19 @@ impl PublicKey {
 
     /// The public JWK, as published.
     pub fn jwk(&self) -> Value {
-        json!({
-            "kty": "OKP",
-            "crv": "Ed25519",
-            "x": self.x(),
-            "kid": self.thumbprint(),
-            "alg": "EdDSA",
-            "use": "sig",
-        })
+        serde_json::to_value(self.jwk_out()).unwrap_or(Value::Null)
+    }
+
+    /// The public JWK, typed.
+    pub fn jwk_out(&self) -> JwkOut {
+        JwkOut {
+            kty: "OKP",
+            crv: "Ed25519",
+            x: self.x(),
+            kid: self.thumbprint(),
+            alg: "EdDSA",
+            use_: "sig",
+        }
     }
 
     /// The key from a JWK's `x`, if it is an Ed25519 OKP key.
@@ -60,12 +67,16 @@ pub fn is_key_id(text: &str) -> bool {
 }
 
 /// A JWK Set of `keys`.
-pub fn key_set(keys: &[PublicKey]) -> Value {
-    json!({ "keys": keys.iter().map(PublicKey::jwk).collect::<Vec<_>>() })
+pub fn key_set(keys: &[PublicKey]) -> JwksOut {
+    JwksOut {
+        keys: keys.iter().map(PublicKey::jwk_out).collect(),
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     /// RFC 8037, Appendix A.2 and A.3: the example public key and its thumbprint.

@@ -3,11 +3,12 @@
 
 use engine::{Code, Pin};
 use serde::{Deserialize, Deserializer};
+use utoipa::ToSchema;
 
 use super::object::Object;
 
 /// An identity as sent.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IdentityIn {
     /// `civil_id`, `passport` or `social_security`.
@@ -19,7 +20,7 @@ pub struct IdentityIn {
 }
 
 /// A direct-message handle as sent.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DmIn {
     /// The platform, one of `delivery.dm.platforms`.
@@ -29,25 +30,29 @@ pub struct DmIn {
 }
 
 /// `POST /v1/accounts`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterIn {
+    #[schema(value_type = IdentityIn)]
     pub identity: Object<IdentityIn>,
     pub phone: Option<String>,
     pub email: Option<String>,
     #[serde(deserialize_with = "pin")]
+    #[schema(value_type = String)]
     pub pin: Pin,
     pub birth_date: Option<String>,
     pub postal_address: Option<String>,
+    #[schema(value_type = Option<DmIn>)]
     pub dm: Option<Object<DmIn>>,
     /// `pt` or `en`: the language of every message to the citizen.
     pub locale: Option<String>,
 }
 
 /// `POST /v1/accounts/pre-register`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PreRegisterIn {
+    #[schema(value_type = IdentityIn)]
     pub identity: Object<IdentityIn>,
     pub birth_date: String,
     pub phone: Option<String>,
@@ -58,12 +63,13 @@ pub struct PreRegisterIn {
 }
 
 /// `POST /v1/login`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginIn {
     pub phone: Option<String>,
     pub email: Option<String>,
     #[serde(deserialize_with = "pin")]
+    #[schema(value_type = String)]
     pub pin: Pin,
     pub channel: Option<String>,
     pub lifetime_seconds: Option<u64>,
@@ -72,7 +78,7 @@ pub struct LoginIn {
 }
 
 /// A document to sign, as sent.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DocumentIn {
     /// Its name, as the citizen will see it.
@@ -84,13 +90,15 @@ pub struct DocumentIn {
 }
 
 /// `POST /v1/signatures`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SignatureIn {
     pub phone: Option<String>,
     pub email: Option<String>,
     #[serde(deserialize_with = "pin")]
+    #[schema(value_type = String)]
     pub pin: Pin,
+    #[schema(value_type = DocumentIn)]
     pub document: Object<DocumentIn>,
     pub channel: Option<String>,
     pub lifetime_seconds: Option<u64>,
@@ -99,16 +107,17 @@ pub struct SignatureIn {
 }
 
 /// `POST /v1/verify`, `/v1/step-up/verify`, `/v1/contact-changes/confirm`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VerifyIn {
     pub challenge_id: String,
     #[serde(deserialize_with = "code")]
+    #[schema(value_type = String)]
     pub code: Code,
 }
 
 /// `POST /v1/step-up`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StepUpIn {
     pub account_id: String,
@@ -118,9 +127,10 @@ pub struct StepUpIn {
 }
 
 /// `POST /v1/activation/request`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ActivationRequestIn {
+    #[schema(value_type = IdentityIn)]
     pub identity: Object<IdentityIn>,
     pub birth_date: String,
     pub channel: String,
@@ -129,88 +139,99 @@ pub struct ActivationRequestIn {
 
 /// `POST /v1/activation/complete`: the code with the challenge id the
 /// request answered, or with the identity (as typed from a letter).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ActivationCompleteIn {
     pub challenge_id: Option<String>,
+    #[schema(value_type = Option<IdentityIn>)]
     pub identity: Option<Object<IdentityIn>>,
     pub birth_date: Option<String>,
     #[serde(deserialize_with = "code")]
+    #[schema(value_type = String)]
     pub code: Code,
     #[serde(deserialize_with = "pin")]
+    #[schema(value_type = String)]
     pub pin: Pin,
 }
 
 /// `POST /v1/accounts/{id}/pin`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChangePinIn {
     #[serde(deserialize_with = "pin")]
+    #[schema(value_type = String)]
     pub current_pin: Pin,
     pub challenge_id: String,
     #[serde(deserialize_with = "code")]
+    #[schema(value_type = String)]
     pub code: Code,
     #[serde(deserialize_with = "pin")]
+    #[schema(value_type = String)]
     pub new_pin: Pin,
 }
 
 /// `POST /v1/accounts/{id}/contact`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ContactChangeIn {
     pub proof_challenge_id: String,
     #[serde(deserialize_with = "code")]
+    #[schema(value_type = String)]
     pub proof_code: Code,
     pub phone: Option<String>,
     pub email: Option<String>,
+    #[schema(value_type = Option<DmIn>)]
     pub dm: Option<Object<DmIn>>,
     pub locale: Option<String>,
 }
 
 /// `POST /v1/accounts/{id}/contact/remove`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RemoveContactIn {
     /// `phone`, `email`, `push_device` or `dm`.
     pub contact: String,
     pub proof_challenge_id: String,
     #[serde(deserialize_with = "code")]
+    #[schema(value_type = String)]
     pub proof_code: Code,
 }
 
 /// `PUT /v1/accounts/{id}/locale`: a language, or `null` for the server's default.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LocaleIn {
     /// Absent: refused (so an empty body never clears a choice); `null`: the default.
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, required = true)]
     pub locale: Option<Option<String>>,
 }
 
 /// `PUT /v1/accounts/{id}/push-device`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PushDeviceIn {
     pub push_token: String,
 }
 
 /// `POST /v1/admin/accounts/{id}/lock`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LockIn {
     pub reason: String,
 }
 
 /// `POST /v1/admin/accounts/{id}/pin-reset`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResetPinIn {
     #[serde(deserialize_with = "pin")]
+    #[schema(value_type = String)]
     pub pin: Pin,
 }
 
 /// `POST /v1/accounts/{id}/recovery/unlock`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RecoveryIn {
     /// `citizen_card`, `in_person` or `qualified_certificate`.
@@ -220,7 +241,7 @@ pub struct RecoveryIn {
 }
 
 /// `POST /v1/accounts/{id}/recovery/pin`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RecoveryPinIn {
     /// `citizen_card`, `in_person` or `qualified_certificate`.
@@ -228,20 +249,23 @@ pub struct RecoveryPinIn {
     /// The recovery service's reference for the proof.
     pub reference: String,
     #[serde(deserialize_with = "pin")]
+    #[schema(value_type = String)]
     pub new_pin: Pin,
 }
 
 /// `POST /v1/admin/import`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ImportIn {
+    #[schema(value_type = Vec<ImportAccountIn>)]
     pub accounts: Vec<Object<ImportAccountIn>>,
 }
 
 /// One account in a bulk import.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ImportAccountIn {
+    #[schema(value_type = IdentityIn)]
     pub identity: Object<IdentityIn>,
     pub phone: Option<String>,
     pub email: Option<String>,
@@ -255,7 +279,7 @@ pub struct ImportAccountIn {
 }
 
 /// `POST /v1/admin/clients`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddClientIn {
     pub name: String,
@@ -265,6 +289,7 @@ pub struct AddClientIn {
     /// Left out or `null`: every channel.
     pub channels: Option<Vec<String>>,
     /// Left out or `null`: no rate of its own.
+    #[schema(value_type = Option<IssueRateIn>)]
     pub issue_rate: Option<Object<IssueRateIn>>,
     #[serde(default)]
     pub test: bool,
@@ -273,7 +298,7 @@ pub struct AddClientIn {
 }
 
 /// A client's issuance rate: `codes` per `per` (`second`, `minute`, `hour`).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IssueRateIn {
     pub codes: u32,
@@ -282,20 +307,23 @@ pub struct IssueRateIn {
 
 /// `PATCH /v1/admin/clients/{name}`: a field left out is kept as it is;
 /// `null` lifts a restriction (every purpose, every channel, no rate).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateClientIn {
     pub scopes: Option<Vec<String>>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Vec<String>>)]
     pub purposes: Option<Option<Vec<String>>>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Vec<String>>)]
     pub channels: Option<Option<Vec<String>>>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<IssueRateIn>)]
     pub issue_rate: Option<Option<Object<IssueRateIn>>>,
 }
 
 /// `POST /v1/admin/clients/{name}/keys` (an empty body is all defaults).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RotateKeyIn {
     /// When the new key stops working, RFC 3339.

@@ -5,7 +5,6 @@ use std::sync::Arc;
 use engine::audit::acting;
 use engine::{PinChange, PreRegistration, PushToken};
 use hyper::StatusCode;
-use serde_json::json;
 
 use super::{Reply, blocking_durable, json_response, ok, verification};
 use crate::error::ApiError;
@@ -28,7 +27,10 @@ pub async fn register(state: &Arc<AppState>, input: Input) -> Reply {
         locale: wire::locale(input.locale.as_deref())?,
     };
     let view = blocking_durable(state, &actor, move |engine| engine.register(new)).await?;
-    Ok(json_response(StatusCode::CREATED, &wire::account(&view)))
+    Ok(json_response(
+        StatusCode::CREATED,
+        &wire::AccountOut::new(&view),
+    ))
 }
 
 /// `POST /v1/accounts/pre-register`.
@@ -47,14 +49,17 @@ pub async fn pre_register(state: &Arc<AppState>, input: Input) -> Reply {
     let view = acting(&actor, || state.engine.pre_register(pre))?
         .wait_async()
         .await?;
-    Ok(json_response(StatusCode::CREATED, &wire::account(&view)))
+    Ok(json_response(
+        StatusCode::CREATED,
+        &wire::AccountOut::new(&view),
+    ))
 }
 
 /// `GET /v1/accounts/{id}`.
 pub fn read(state: &AppState, input: &Input) -> Reply {
     let id = input.account_id()?;
     let view = acting(input.actor(), || state.engine.account(id))?;
-    ok(wire::account(&view))
+    ok(wire::AccountOut::new(&view))
 }
 
 /// `DELETE /v1/accounts/{id}`.
@@ -63,7 +68,10 @@ pub async fn cancel(state: &AppState, input: &Input) -> Reply {
     acting(input.actor(), || state.engine.cancel(id))?
         .wait_async()
         .await?;
-    ok(json!({ "account_id": id.to_string(), "state": "cancelled" }))
+    ok(wire::CancelledOut {
+        account_id: id.to_string(),
+        state: "cancelled",
+    })
 }
 
 /// `POST /v1/accounts/{id}/pin`: the current PIN and a step-up code.
@@ -78,7 +86,10 @@ pub async fn change_pin(state: &Arc<AppState>, input: Input) -> Reply {
     })
     .await?;
     match outcome {
-        PinChange::Changed => ok(json!({ "account_id": account.to_string(), "pin_changed": true })),
+        PinChange::Changed => ok(wire::PinChangedOut {
+            account_id: account.to_string(),
+            pin_changed: true,
+        }),
         PinChange::WrongPin => Err(ApiError::WrongCurrentPin),
         PinChange::Locked => Err(ApiError::Locked),
         PinChange::CodeRejected(v) => verification(v),
@@ -94,7 +105,10 @@ pub async fn push_device(state: &AppState, input: Input) -> Reply {
     acting(&actor, || state.engine.register_push_device(id, token))?
         .wait_async()
         .await?;
-    ok(json!({ "account_id": id.to_string(), "has_push_device": true }))
+    ok(wire::PushDeviceOut {
+        account_id: id.to_string(),
+        has_push_device: true,
+    })
 }
 
 /// `PUT /v1/accounts/{id}/locale`: the language of the citizen's messages.
@@ -112,5 +126,5 @@ pub async fn set_locale(state: &AppState, input: Input) -> Reply {
     let view = acting(&actor, || state.engine.set_locale(id, locale))?
         .wait_async()
         .await?;
-    ok(wire::account(&view))
+    ok(wire::AccountOut::new(&view))
 }

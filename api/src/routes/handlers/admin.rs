@@ -7,7 +7,6 @@ use engine::audit::acting;
 use engine::{
     AccountId, Durable, Email, Identity, IdentityKind, ImportAccount, ImportState, LoginId, Phone,
 };
-use serde_json::{Value, json};
 
 use super::{Reply, blocking, blocking_durable, ok};
 use crate::error::ApiError;
@@ -51,12 +50,12 @@ pub fn find_accounts(state: &AppState, input: &Input) -> Reply {
             ));
         }
     };
-    let accounts: Vec<Value> = found
+    let accounts = found
         .and_then(|id| state.engine.account(id).ok())
         .iter()
-        .map(wire::account)
+        .map(wire::AccountOut::new)
         .collect();
-    ok(json!({ "accounts": accounts }))
+    ok(wire::AccountsOut { accounts })
 }
 
 /// `KIND:NUMBER`, or `passport:NUMBER:COUNTRY`; errors name `identity`.
@@ -86,7 +85,7 @@ pub async fn lock(state: &AppState, input: Input) -> Reply {
     let view = acting(&actor, || state.engine.lock(id, &input.reason))?
         .wait_async()
         .await?;
-    ok(wire::account(&view))
+    ok(wire::AccountOut::new(&view))
 }
 
 /// `POST /v1/admin/accounts/{id}/unlock`.
@@ -95,7 +94,7 @@ pub async fn unlock(state: &AppState, input: &Input) -> Reply {
     let view = acting(input.actor(), || state.engine.unlock(id))?
         .wait_async()
         .await?;
-    ok(wire::account(&view))
+    ok(wire::AccountOut::new(&view))
 }
 
 /// `POST /v1/admin/accounts/{id}/pin-reset`: also unlocks and activates.
@@ -105,7 +104,7 @@ pub async fn reset_pin(state: &Arc<AppState>, input: Input) -> Reply {
     let input: wire::ResetPinIn = input.json().await?;
     let pin = input.pin;
     let view = blocking_durable(state, &actor, move |engine| engine.reset_pin(id, &pin)).await?;
-    ok(wire::account(&view))
+    ok(wire::AccountOut::new(&view))
 }
 
 /// `POST /v1/admin/import`: each account succeeds or fails on its own.
@@ -140,21 +139,34 @@ pub async fn import(state: &Arc<AppState>, input: Input) -> Reply {
         });
     }
     let imported = results.iter().filter(|r| r.is_ok()).count();
-    let items: Vec<Value> = results
+    let results: Vec<wire::ImportResultOut> = results
         .into_iter()
         .enumerate()
         .map(|(index, r)| match r {
-            Ok(id) => json!({ "index": index, "account_id": id.to_string() }),
+            Ok(id) => wire::ImportResultOut {
+                index,
+                account_id: Some(id.to_string()),
+                error: None,
+            },
             Err(e) => {
                 let a = e.answer();
-                json!({
-                    "index": index,
-                    "error": { "code": a.code, "message": a.message, "field": a.field },
-                })
+                wire::ImportResultOut {
+                    index,
+                    account_id: None,
+                    error: Some(wire::ItemErrorOut {
+                        code: a.code,
+                        message: a.message,
+                        field: a.field,
+                    }),
+                }
             }
         })
         .collect();
-    ok(json!({ "imported": imported, "failed": items.len() - imported, "results": items }))
+    ok(wire::ImportOut {
+        imported,
+        failed: results.len() - imported,
+        results,
+    })
 }
 
 fn parse_import(
@@ -224,11 +236,11 @@ pub async fn backup(state: &Arc<AppState>, input: &Input) -> Reply {
         .map_err(|e| ApiError::Internal(format!("backup task failed: {e}")))?
         .map_err(ApiError::BackupFailed)?;
     tracing::info!(file = %summary.file.display(), records = summary.records, "backup written");
-    ok(json!({
-        "file": summary.file.display().to_string(),
-        "records": summary.records,
-        "round": summary.round,
-        "bytes": summary.bytes,
-        "sha256": summary.sha256,
-    }))
+    ok(wire::BackupOut {
+        file: summary.file.display().to_string(),
+        records: summary.records,
+        round: summary.round,
+        bytes: summary.bytes,
+        sha256: summary.sha256,
+    })
 }

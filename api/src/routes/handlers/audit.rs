@@ -7,12 +7,12 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use engine::MAX_EVENTS_PER_READ;
-use serde_json::{Value, json};
 
 use super::{Reply, ok};
 use crate::error::ApiError;
 use crate::routes::request::Input;
 use crate::state::AppState;
+use crate::wire;
 
 const DEFAULT_LIMIT: u64 = 100;
 const MAX: u64 = MAX_EVENTS_PER_READ as u64;
@@ -31,10 +31,10 @@ pub fn account_events(state: &AppState, input: &Input) -> Reply {
     let next = (events.len() as u64 == limit)
         .then(|| events.last().map(|r| r.seq))
         .flatten();
-    ok(json!({
-        "events": events.iter().map(crate::audit::to_json).collect::<Vec<Value>>(),
-        "next_before": next,
-    }))
+    ok(wire::AccountEventsOut {
+        events: events.iter().map(crate::audit::event_out).collect(),
+        next_before: next,
+    })
 }
 
 /// `GET /v1/admin/events?after=&since=&limit=&wait=`: events in order,
@@ -80,11 +80,11 @@ pub async fn feed(state: &Arc<AppState>, input: &Input) -> Reply {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     let next_after = events.last().map_or(after, |r| r.seq);
-    ok(json!({
-        "events": events.iter().map(crate::audit::to_json).collect::<Vec<Value>>(),
-        "next_after": next_after,
-        "durable_seq": state.engine.audit_durable_seq(),
-    }))
+    ok(wire::EventFeedOut {
+        events: events.iter().map(crate::audit::event_out).collect(),
+        next_after,
+        durable_seq: state.engine.audit_durable_seq(),
+    })
 }
 
 /// `GET /v1/admin/events/{seq}/trailer`: event `seq`'s hash, signed, to
@@ -107,9 +107,9 @@ pub fn trailer(state: &AppState, input: &Input) -> Reply {
 
 /// `GET /v1/admin/audit`: the key that verifies checkpoints, and where the chain stands.
 pub fn about(state: &AppState) -> Reply {
-    ok(json!({
-        "public_key": state.engine.audit_public_key().to_string(),
-        "durable_seq": state.engine.audit_durable_seq(),
-        "checkpoint_every": state.config.audit.checkpoint_every,
-    }))
+    ok(wire::AuditInfoOut {
+        public_key: state.engine.audit_public_key().to_string(),
+        durable_seq: state.engine.audit_durable_seq(),
+        checkpoint_every: state.config.audit.checkpoint_every,
+    })
 }

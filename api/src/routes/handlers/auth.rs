@@ -81,7 +81,7 @@ pub async fn step_up(state: &Arc<AppState>, input: Input) -> Reply {
 /// `GET /v1/challenges/{id}`.
 pub fn challenge_status(state: &AppState, input: &Input) -> Reply {
     let status = visible_status(state, input, input.challenge_id()?)?;
-    ok(wire::status(&status))
+    ok(wire::StatusOut::new(&status))
 }
 
 /// A challenge's status, if the client may see it: a signature challenge

@@ -5,7 +5,6 @@
 use engine::ClientUpdate;
 use engine::audit::acting;
 use hyper::StatusCode;
-use serde_json::json;
 
 use super::{Reply, json_response, ok};
 use crate::error::ApiError;
@@ -23,11 +22,11 @@ pub async fn add(state: &AppState, input: Input) -> Reply {
     tracing::warn!(client = %info.name, key_id = %key.info.id, "client added");
     Ok(json_response(
         StatusCode::CREATED,
-        &json!({
-            "client": wire::client(&info, state.engine.now()),
-            "key_id": key.info.id.to_string(),
-            "key": key.key.expose(),
-        }),
+        &wire::NewClientKeyOut {
+            client: wire::ClientOut::new(&info, state.engine.now()),
+            key_id: key.info.id.to_string(),
+            key: key.key.expose().to_owned(),
+        },
     ))
 }
 
@@ -38,15 +37,17 @@ pub fn list(state: &AppState) -> Reply {
         .engine
         .clients()
         .iter()
-        .map(|c| wire::client(c, now))
+        .map(|c| wire::ClientOut::new(c, now))
         .collect();
-    ok(json!({ "clients": clients }))
+    ok(wire::ClientsOut { clients })
 }
 
 /// `GET /v1/admin/clients/{name}`: the active client of that name.
 pub fn read(state: &AppState, input: &Input) -> Reply {
     let info = state.engine.client(input.client_name())?;
-    ok(json!({ "client": wire::client(&info, state.engine.now()) }))
+    ok(wire::OneClientOut {
+        client: wire::ClientOut::new(&info, state.engine.now()),
+    })
 }
 
 /// `PATCH /v1/admin/clients/{name}`: new scopes or policy.
@@ -79,7 +80,9 @@ pub async fn update(state: &AppState, input: Input) -> Reply {
         .wait_async()
         .await?;
     tracing::warn!(client = %info.name, "client updated");
-    ok(json!({ "client": wire::client(&info, state.engine.now()) }))
+    ok(wire::OneClientOut {
+        client: wire::ClientOut::new(&info, state.engine.now()),
+    })
 }
 
 /// `DELETE /v1/admin/clients/{name}`: every key of the client stops at once.
@@ -89,7 +92,9 @@ pub async fn revoke(state: &AppState, input: &Input) -> Reply {
         .wait_async()
         .await?;
     tracing::warn!(client = %info.name, "client revoked");
-    ok(json!({ "client": wire::client(&info, state.engine.now()) }))
+    ok(wire::OneClientOut {
+        client: wire::ClientOut::new(&info, state.engine.now()),
+    })
 }
 
 /// `POST /v1/admin/clients/{name}/keys`: another key, working alongside the
@@ -109,11 +114,11 @@ pub async fn rotate(state: &AppState, input: Input) -> Reply {
     let info = state.engine.client(&name)?;
     Ok(json_response(
         StatusCode::CREATED,
-        &json!({
-            "client": wire::client(&info, state.engine.now()),
-            "key_id": key.info.id.to_string(),
-            "key": key.key.expose(),
-        }),
+        &wire::NewClientKeyOut {
+            client: wire::ClientOut::new(&info, state.engine.now()),
+            key_id: key.info.id.to_string(),
+            key: key.key.expose().to_owned(),
+        },
     ))
 }
 
@@ -125,5 +130,7 @@ pub async fn revoke_key(state: &AppState, input: &Input) -> Reply {
         .wait_async()
         .await?;
     tracing::warn!(client = %name, key_id = %key, "client key revoked");
-    ok(json!({ "client": wire::client(&info, state.engine.now()) }))
+    ok(wire::OneClientOut {
+        client: wire::ClientOut::new(&info, state.engine.now()),
+    })
 }

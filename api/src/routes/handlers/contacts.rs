@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use engine::audit::acting;
 use engine::{Contact, ContactChangeStart, ContactKind, ContactRemoval, Email, Phone};
-use serde_json::json;
 
 use super::{Reply, ok, sent, verification};
 use crate::error::ApiError;
@@ -75,10 +74,10 @@ pub async fn remove(state: &Arc<AppState>, input: Input) -> Reply {
         ContactRemoval::Removed => {
             // A notice may be queued for the removed contact and the others.
             state.wakeup.ring();
-            ok(json!({
-                "account_id": account.to_string(),
-                "removed": contact.as_str(),
-            }))
+            ok(wire::ContactRemovedOut {
+                account_id: account.to_string(),
+                removed: contact.as_str(),
+            })
         }
         ContactRemoval::ProofRejected(v) => verification(v),
     }

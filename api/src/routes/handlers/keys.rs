@@ -3,8 +3,6 @@
 
 use std::sync::Arc;
 
-use serde_json::{Value, json};
-
 use engine::audit::{EventKind, acting};
 use hyper::StatusCode;
 
@@ -13,6 +11,7 @@ use crate::error::ApiError;
 use crate::routes::request::Input;
 use crate::signing::{KeyInfo, KeyState, key_set as jwks};
 use crate::state::AppState;
+use crate::wire;
 
 /// `GET /.well-known/jwks.json`: the active key and those still in their
 /// overlap. Verifiers may cache it for five minutes (and refetch at once on
@@ -30,14 +29,14 @@ pub fn key_set(state: &AppState) -> Reply {
 /// `GET /v1/admin/keys`: every key and where it stands.
 pub fn list(state: &AppState) -> Reply {
     let now = state.engine.now();
-    let keys: Vec<Value> = state
+    let keys = state
         .attester
         .ring()
         .list(now)
         .iter()
         .map(|(info, key_state)| key(info, *key_state))
         .collect();
-    ok(json!({ "keys": keys }))
+    ok(wire::SigningKeysOut { keys })
 }
 
 /// `POST /v1/admin/keys/rotate`: a new active key; the old one stays
@@ -81,13 +80,18 @@ pub async fn retire(state: &Arc<AppState>, input: &Input) -> Reply {
     list(state)
 }
 
-fn key(info: &KeyInfo, state: KeyState) -> Value {
-    json!({
-        "kid": info.kid,
-        "state": state.as_str(),
-        "source": if info.external { "signing.key" } else { "key_dir" },
-        "created_at": crate::wire::rfc3339(engine::Timestamp(info.created_at)),
-        "superseded_at": info.superseded_at.map(|t| crate::wire::rfc3339(engine::Timestamp(t))),
-        "retired_at": info.retired_at.map(|t| crate::wire::rfc3339(engine::Timestamp(t))),
-    })
+fn key(info: &KeyInfo, state: KeyState) -> wire::SigningKeyOut {
+    let time = |t| wire::rfc3339(engine::Timestamp(t));
+    wire::SigningKeyOut {
+        kid: info.kid.clone(),
+        state: state.as_str(),
+        source: if info.external {
+            "signing.key"
+        } else {
+            "key_dir"
+        },
+        created_at: time(info.created_at),
+        superseded_at: info.superseded_at.map(time),
+        retired_at: info.retired_at.map(time),
+    }
 }

@@ -21,7 +21,7 @@ use engine::{Approval, ChallengeId, Durable, Engine, EngineError, Issued, Verifi
 use http_body_util::Full;
 use hyper::header::{CONTENT_TYPE, HeaderValue};
 use hyper::{Response, StatusCode};
-use serde_json::{Value, json};
+use serde::Serialize;
 
 use super::request::Input;
 use super::table::Route;
@@ -39,6 +39,7 @@ pub async fn run(state: &Arc<AppState>, route: Route, input: Input) -> Reply {
         Route::Livez => ops::livez(),
         Route::Readyz => ops::readyz(state),
         Route::Metrics => ops::metrics(state),
+        Route::OpenApi => ops::openapi(),
         Route::Register => accounts::register(state, input).await,
         Route::PreRegister => accounts::pre_register(state, input).await,
         Route::ReadAccount => accounts::read(state, &input),
@@ -88,12 +89,20 @@ pub async fn run(state: &Arc<AppState>, route: Route, input: Input) -> Reply {
 }
 
 /// 200 with `value`.
-fn ok(value: Value) -> Reply {
+fn ok(value: impl Serialize) -> Reply {
     Ok(json_response(StatusCode::OK, &value))
 }
 
-fn json_response(status: StatusCode, value: &Value) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from(value.to_string())));
+fn json_response(status: StatusCode, value: &impl Serialize) -> Response<Full<Bytes>> {
+    let body = match serde_json::to_vec(value) {
+        Ok(body) => body,
+        Err(e) => {
+            return ApiError::Internal(format!("cannot encode the answer: {e}"))
+                .answer()
+                .into_response();
+        }
+    };
+    let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;
     response
         .headers_mut()
@@ -141,7 +150,10 @@ fn sent(state: &AppState, issued: &Issued) -> Reply {
         "channel" => issued.channel.as_str()
     )
     .increment(1);
-    Ok(json_response(StatusCode::CREATED, &wire::issued(issued)))
+    Ok(json_response(
+        StatusCode::CREATED,
+        &wire::IssuedOut::new(issued),
+    ))
 }
 
 /// Answers a code check: 200 approved, or why not.
@@ -173,27 +185,16 @@ fn answer_check(
     attest: impl FnOnce(&Approval) -> Result<Option<String>, ApiError>,
 ) -> Reply {
     let (label, result) = match outcome {
-        Verification::Approved(approval) => {
-            let mut body = json!({
-                "result": "approved",
-                "account_id": approval.account_id.to_string(),
-                "identity": wire::identity(&approval.identity),
-                "purpose": approval.purpose.as_str(),
-                "state": approval.state.as_str(),
-            });
-            if let Some(document) = &approval.document {
-                body["document"] = wire::document(document);
-            }
-            match attest(&approval) {
-                Ok(token) => {
-                    if let Some(token) = token {
-                        body["attestation"] = Value::String(token);
-                    }
-                    ("approved", Ok(json_response(StatusCode::OK, &body)))
-                }
-                Err(e) => ("approved", Err(e)),
-            }
-        }
+        Verification::Approved(approval) => match attest(&approval) {
+            Ok(token) => (
+                "approved",
+                Ok(json_response(
+                    StatusCode::OK,
+                    &wire::ApprovalOut::new(&approval, token),
+                )),
+            ),
+            Err(e) => ("approved", Err(e)),
+        },
         Verification::WrongCode { attempts_remaining } => (
             "wrong_code",
             Err(ApiError::CodeRejected(Rejection::WrongCode {

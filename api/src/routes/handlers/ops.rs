@@ -6,15 +6,15 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::Response;
 use hyper::header::{CONTENT_TYPE, HeaderValue};
-use serde_json::json;
 
 use super::{Reply, ok};
 use crate::error::ApiError;
 use crate::state::AppState;
+use crate::wire;
 
 /// `GET /livez`.
 pub fn livez() -> Reply {
-    ok(json!({ "status": "ok" }))
+    ok(wire::HealthOut { status: "ok" })
 }
 
 /// `GET /readyz`: not while draining, nor while the store cannot take writes.
@@ -30,7 +30,7 @@ pub fn readyz(state: &AppState) -> Reply {
                 .into(),
         )));
     }
-    ok(json!({ "status": "ready" }))
+    ok(wire::HealthOut { status: "ready" })
 }
 
 /// `GET /metrics`: Prometheus text.
@@ -41,5 +41,16 @@ pub fn metrics(state: &AppState) -> Reply {
         CONTENT_TYPE,
         HeaderValue::from_static("text/plain; version=0.0.4"),
     );
+    Ok(response)
+}
+
+/// `GET /openapi.json`: the OpenAPI description of every endpoint.
+pub fn openapi() -> Reply {
+    let mut response = Response::new(Full::new(Bytes::from_static(
+        crate::routes::openapi::document_json().as_bytes(),
+    )));
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     Ok(response)
 }

@@ -18,7 +18,7 @@ pub async fn unlock(state: &AppState, input: Input) -> Reply {
     let view = acting(&actor, || state.engine.recover_unlock(id, &recovery))?
         .wait_async()
         .await?;
-    ok(wire::account(&view))
+    ok(wire::AccountOut::new(&view))
 }
 
 /// `POST /v1/accounts/{id}/recovery/pin`: also unlocks.
@@ -36,5 +36,5 @@ pub async fn pin(state: &Arc<AppState>, input: Input) -> Reply {
         engine.recover_pin(id, &recovery, &new_pin)
     })
     .await?;
-    ok(wire::account(&view))
+    ok(wire::AccountOut::new(&view))
 }
