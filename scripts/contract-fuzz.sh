@@ -5,20 +5,23 @@
 # any answer whose status, content type or body the description does not
 # allow, a request the server never answers, or an otpd that dies or
 # panics. Bounded: EXAMPLES test cases per operation and phase (default
-# 20), MAX_TIME seconds for the whole run (default 600); SEED makes a run
+# 20), MAX_TIME seconds for the whole run (default 300; fuzzing and the
+# stateful phase go on until it is spent); SEED makes a run
 # repeatable (default: a fixed seed, so CI failures reproduce).
 #
 #   scripts/contract-fuzz.sh                 # as .ci/run runs it
 #   EXAMPLES=200 SEED=$RANDOM scripts/contract-fuzz.sh   # a longer hunt
 #
-# OTPD: the otpd binary (default target/debug/otpd, built when missing).
+# OTPD: the otpd binary (default: target/debug/otpd, built first).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-OTPD=${OTPD:-target/debug/otpd}
 EXAMPLES=${EXAMPLES:-20}
-MAX_TIME=${MAX_TIME:-600}
+MAX_TIME=${MAX_TIME:-300}
 SEED=${SEED:-20261202}
-[ -x "$OTPD" ] || cargo build -p otpd
+if [ -z "${OTPD:-}" ]; then
+  cargo build -q -p otpd
+  OTPD=target/debug/otpd
+fi
 python=$(scripts/python-env.sh)
 schemathesis="$(dirname "$python")/schemathesis"
 

@@ -12,8 +12,10 @@ use super::object::Object;
 #[serde(deny_unknown_fields)]
 pub struct IdentityIn {
     /// `civil_id`, `passport` or `social_security`.
+    #[schema(example = "civil_id")]
     pub kind: String,
     /// The document number.
+    #[schema(example = "12345678")]
     pub number: String,
     /// Issuing country, for passports.
     pub country: Option<String>,
@@ -35,16 +37,19 @@ pub struct DmIn {
 pub struct RegisterIn {
     #[schema(value_type = IdentityIn)]
     pub identity: Object<IdentityIn>,
+    #[schema(example = "+351910000000")]
     pub phone: Option<String>,
+    #[schema(example = "dev@example.pt")]
     pub email: Option<String>,
     #[serde(deserialize_with = "pin")]
-    #[schema(value_type = String)]
+    #[schema(example = "4821", value_type = String)]
     pub pin: Pin,
     pub birth_date: Option<String>,
     pub postal_address: Option<String>,
     #[schema(value_type = Option<DmIn>)]
     pub dm: Option<Object<DmIn>>,
     /// `pt` or `en`: the language of every message to the citizen.
+    #[schema(example = "pt")]
     pub locale: Option<String>,
 }
 
@@ -54,7 +59,9 @@ pub struct RegisterIn {
 pub struct PreRegisterIn {
     #[schema(value_type = IdentityIn)]
     pub identity: Object<IdentityIn>,
+    #[schema(example = "1980-05-17")]
     pub birth_date: String,
+    #[schema(example = "+351910000000")]
     pub phone: Option<String>,
     pub email: Option<String>,
     pub postal_address: Option<String>,
@@ -66,11 +73,13 @@ pub struct PreRegisterIn {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginIn {
+    #[schema(example = "+351910000000")]
     pub phone: Option<String>,
     pub email: Option<String>,
     #[serde(deserialize_with = "pin")]
-    #[schema(value_type = String)]
+    #[schema(example = "4821", value_type = String)]
     pub pin: Pin,
+    #[schema(example = "sms")]
     pub channel: Option<String>,
     pub lifetime_seconds: Option<u64>,
     /// `pt` or `en`: the language of the message.
@@ -82,8 +91,10 @@ pub struct LoginIn {
 #[serde(deny_unknown_fields)]
 pub struct DocumentIn {
     /// Its name, as the citizen will see it.
+    #[schema(example = "contrato.pdf")]
     pub name: String,
     /// SHA-256 of its bytes, 64 hexadecimal digits.
+    #[schema(example = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08")]
     pub sha256: String,
     /// Its size in bytes.
     pub size: Option<u64>,
@@ -93,10 +104,11 @@ pub struct DocumentIn {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SignatureIn {
+    #[schema(example = "+351910000000")]
     pub phone: Option<String>,
     pub email: Option<String>,
     #[serde(deserialize_with = "pin")]
-    #[schema(value_type = String)]
+    #[schema(example = "4821", value_type = String)]
     pub pin: Pin,
     #[schema(value_type = DocumentIn)]
     pub document: Object<DocumentIn>,
@@ -110,9 +122,10 @@ pub struct SignatureIn {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VerifyIn {
+    #[schema(example = "50121a2b9c3d4e5f60718293a4b5c6d7")]
     pub challenge_id: String,
     #[serde(deserialize_with = "code")]
-    #[schema(value_type = String)]
+    #[schema(example = "123456", value_type = String)]
     pub code: Code,
 }
 
@@ -120,6 +133,7 @@ pub struct VerifyIn {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StepUpIn {
+    #[schema(example = "0f1e2d3c4b5a69788796a5b4c3d2e1f0")]
     pub account_id: String,
     pub channel: Option<String>,
     pub lifetime_seconds: Option<u64>,
@@ -132,7 +146,9 @@ pub struct StepUpIn {
 pub struct ActivationRequestIn {
     #[schema(value_type = IdentityIn)]
     pub identity: Object<IdentityIn>,
+    #[schema(example = "1980-05-17")]
     pub birth_date: String,
+    #[schema(example = "letter")]
     pub channel: String,
     pub locale: Option<String>,
 }
@@ -218,6 +234,7 @@ pub struct PushDeviceIn {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LockIn {
+    #[schema(example = "reported stolen phone")]
     pub reason: String,
 }
 
@@ -282,7 +299,9 @@ pub struct ImportAccountIn {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddClientIn {
+    #[schema(example = "portal")]
     pub name: String,
+    #[schema(example = json!(["auth", "accounts"]))]
     pub scopes: Vec<String>,
     /// Left out or `null`: every purpose.
     pub purposes: Option<Vec<String>>,
