@@ -9,7 +9,10 @@ import sys
 
 
 def version(text):
-    return tuple(int(part) for part in text.split("."))
+    # "1.88" and "1.88.0" are one version: padded to three parts, so the
+    # stated minimum is not read as below a crate that needs "1.88.0".
+    parts = [int(part) for part in text.split(".")]
+    return tuple(parts + [0] * (3 - len(parts)))
 
 
 def main():
