@@ -93,7 +93,7 @@ pub fn env_variables(defaults: &toml::Table) -> BTreeMap<String, Vec<String>> {
             path.push(key.clone());
             if let toml::Value::Table(inner) = value {
                 walk(inner, &path, out);
-            } else if path == ["delivery", "sms"] {
+            } else if path == ["delivery", "sms"] || path == ["server", "tls", "clients"] {
                 // A list of tables: set in the file only.
             } else {
                 out.insert(format!("OTPD_{}", path.join("_").to_uppercase()), path);

@@ -14,6 +14,7 @@ mod redact;
 mod server;
 mod signing;
 mod test_mode;
+mod tls;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -38,6 +39,7 @@ pub use policy::{
 pub use server::{ServerConfig, StoreSettings};
 pub use signing::SigningConfig;
 pub use test_mode::TestModeConfig;
+pub use tls::{CertificateClient, CertificateMode, TlsConfig};
 
 /// Variables read from the environment that are not settings.
 pub const ENV_CONFIG_FILE: &str = "OTPD_CONFIG";
@@ -264,6 +266,7 @@ impl Config {
                     .into(),
             );
         }
+        self.server.tls.validate()?;
         self.signing.validate()?;
         self.idempotency.validate()?;
         self.test_mode.validate(self.environment)?;
@@ -675,6 +678,55 @@ mod tests {
                 Config::load(None, env(&[(variable, value)]), &Overrides::default()).unwrap_err();
             assert!(err.contains(named), "{variable}={value}: {err}");
         }
+    }
+
+    #[test]
+    fn tls_is_set_in_the_file_or_the_environment_and_its_clients_in_the_file_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("otpd.toml");
+        std::fs::write(
+            &file,
+            "[server.tls]\ncert = \"/tls/cert.pem\"\nkey = \"/tls/key.pem\"\n\
+             client_ca = \"/tls/ca.pem\"\n\
+             [[server.tls.clients]]\nname = \"portal\"\nsubject = \"portal.example\"\nmode = \"also\"\n",
+        )
+        .unwrap();
+        let config = Config::load(
+            Some(&file),
+            env(&[("OTPD_SERVER_TLS_KEY", "/run/secrets/key.pem")]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        let tls = &config.server.tls;
+        assert!(tls.enabled());
+        assert_eq!(tls.cert, "/tls/cert.pem");
+        assert_eq!(tls.key, "/run/secrets/key.pem", "env beats file");
+        assert_eq!(tls.client("portal").unwrap().mode, CertificateMode::Also);
+        let vars = Config::environment_variables();
+        let names: Vec<&str> = vars.iter().map(|(v, _)| v.as_str()).collect();
+        for expected in [
+            "OTPD_SERVER_TLS_CERT",
+            "OTPD_SERVER_TLS_KEY",
+            "OTPD_SERVER_TLS_CLIENT_CA",
+        ] {
+            assert!(names.contains(&expected), "{expected} missing");
+        }
+        assert!(!names.contains(&"OTPD_SERVER_TLS_CLIENTS"));
+        let err = Config::load(
+            None,
+            env(&[("OTPD_SERVER_TLS_CERT", "/tls/cert.pem")]),
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(err.contains("server.tls.key"), "{err}");
+        std::fs::write(
+            &file,
+            "[server.tls]\ncert = \"/c.pem\"\nkey = \"/k.pem\"\n\
+             [[server.tls.clients]]\nname = \"portal\"\nsubject = \"portal.example\"\nmode = \"sometimes\"\n",
+        )
+        .unwrap();
+        let err = Config::load(Some(&file), env(&[]), &Overrides::default()).unwrap_err();
+        assert!(err.contains("server.tls.clients[0].mode"), "{err}");
     }
 
     #[test]

@@ -3,6 +3,8 @@
 use engine::StoreConfig;
 use serde::{Deserialize, Serialize};
 
+use super::tls::TlsConfig;
+
 /// The embedded store (under `<data_dir>/store`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -51,6 +53,8 @@ pub struct ServerConfig {
     pub argon2_nice: i32,
     /// How often expired challenges are swept.
     pub sweep_interval_ms: u64,
+    /// TLS and mutual TLS on the listeners (off: plain HTTP).
+    pub tls: TlsConfig,
 }
 
 impl Default for ServerConfig {
@@ -66,6 +70,7 @@ impl Default for ServerConfig {
             argon2_workers: 0,
             argon2_nice: 5,
             sweep_interval_ms: 60_000,
+            tls: TlsConfig::default(),
         }
     }
 }
