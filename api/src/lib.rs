@@ -15,6 +15,7 @@ pub mod signing;
 pub mod startup;
 pub mod state;
 pub mod telemetry;
+pub mod tls;
 mod wire;
 
 pub use startup::{App, Dependencies};

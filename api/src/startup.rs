@@ -19,10 +19,11 @@ use crate::failure::Failure;
 use crate::limits::Gate;
 use crate::pin_workers::PinWorkers;
 use crate::routes;
-use crate::routes::Listener;
+use crate::routes::{Connection, Listener};
 use crate::signing::{Attester, KeyRing, SigningError, read_private_key};
 use crate::state::AppState;
 use crate::telemetry;
+use crate::tls::{ClientCertificate, Tls};
 
 /// What the application is built from, beyond configuration.
 pub struct Dependencies {
@@ -81,6 +82,7 @@ impl App {
         };
         let gate = Gate::new(&config.limits, &deps.clock).map_err(Failure::Config)?;
         let attester = open_attester(&config, deps.clock.now())?;
+        let tls = Tls::open(&config.server.tls).map_err(Failure::Config)?;
         let state = Arc::new(AppState {
             gate,
             engine,
@@ -92,6 +94,7 @@ impl App {
             metrics: telemetry::metrics()?,
             attester,
             in_flight: routes::in_flight::InFlight::default(),
+            tls,
             config,
         });
         Ok(App {
@@ -149,6 +152,11 @@ impl App {
         ));
         // Messages left by a previous run go out at once.
         state.wakeup.ring();
+        let tls_watch = state
+            .tls
+            .as_ref()
+            .map(|tls| tokio::spawn(Arc::clone(tls).watch(TLS_FILES_LOOKED_AT_EVERY)));
+        let header_read_timeout = Duration::from_millis(server.header_read_timeout_ms);
         let mut shutdown = std::pin::pin!(shutdown);
         let mut backoff = Duration::from_millis(5);
         loop {
@@ -195,18 +203,50 @@ impl App {
                 () = &mut shutdown => break,
             };
             let _ = stream.set_nodelay(true);
-            let handler_state = Arc::clone(&state);
-            let service = service_fn(move |request| {
-                routes::handle(Arc::clone(&handler_state), peer, side, request)
-            });
-            let connection = http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(Duration::from_millis(server.header_read_timeout_ms))
-                .keep_alive(true)
-                .serve_connection(TokioIo::new(stream), service);
-            let connection = graceful.watch(connection);
+            // The handshake runs in the connection's task, so a slow one
+            // never holds up accepting; the header timeout bounds it.
+            let acceptor = state.tls.as_ref().map(|tls| tls.acceptor());
+            let state = Arc::clone(&state);
+            let watcher = graceful.watcher();
             tokio::spawn(async move {
-                let _ = connection.await;
+                match acceptor {
+                    None => {
+                        let connection = Connection {
+                            peer,
+                            listener: side,
+                            certificate: None,
+                        };
+                        serve_connection(state, connection, stream, watcher).await;
+                    }
+                    Some(acceptor) => {
+                        let handshake =
+                            tokio::time::timeout(header_read_timeout, acceptor.accept(stream));
+                        match handshake.await {
+                            Ok(Ok(stream)) => {
+                                let certificate = stream
+                                    .get_ref()
+                                    .1
+                                    .peer_certificates()
+                                    .and_then(|chain| chain.first())
+                                    .map(|leaf| ClientCertificate::from_der(leaf));
+                                let connection = Connection {
+                                    peer,
+                                    listener: side,
+                                    certificate,
+                                };
+                                serve_connection(state, connection, stream, watcher).await;
+                            }
+                            Ok(Err(e)) => {
+                                metrics::counter!("otpd_tls_handshake_failures_total").increment(1);
+                                tracing::debug!(peer = %peer, error = %e, "TLS handshake failed");
+                            }
+                            Err(_) => {
+                                metrics::counter!("otpd_tls_handshake_failures_total").increment(1);
+                                tracing::debug!(peer = %peer, "TLS handshake timed out");
+                            }
+                        }
+                    }
+                }
                 drop(permit);
             });
         }
@@ -220,6 +260,9 @@ impl App {
             () = tokio::time::sleep(grace) => tracing::warn!("drain deadline passed; closing remaining connections"),
         }
         upkeep.abort();
+        if let Some(watch) = tls_watch {
+            watch.abort();
+        }
         // Unsent messages stay in the outbox and go out after the next start.
         sender.abort();
         let _ = sender.await;
@@ -231,6 +274,32 @@ impl App {
         tracing::info!("store flushed; stopped");
         Ok(())
     }
+}
+
+/// How often the TLS files are looked at for a change (SIGHUP reloads at once).
+const TLS_FILES_LOOKED_AT_EVERY: Duration = Duration::from_secs(5);
+
+/// Serves the requests of one connection (plain or TLS) until it closes,
+/// or until the graceful stop closes it.
+async fn serve_connection<S>(
+    state: Arc<AppState>,
+    connection: Connection,
+    stream: S,
+    watcher: hyper_util::server::graceful::Watcher,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let header_read_timeout = Duration::from_millis(state.config.server.header_read_timeout_ms);
+    let connection = Arc::new(connection);
+    let service = service_fn(move |request| {
+        routes::handle(Arc::clone(&state), Arc::clone(&connection), request)
+    });
+    let served = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_read_timeout)
+        .keep_alive(true)
+        .serve_connection(TokioIo::new(stream), service);
+    let _ = watcher.watch(served).await;
 }
 
 /// A production server refuses to start while a test client exists: its
@@ -332,6 +401,12 @@ pub fn publish_metrics(state: &AppState) {
     metrics::gauge!("otpd_idempotency_keys").set(stats.idempotency_keys as f64);
     metrics::gauge!("otpd_audit_tracked_entries").set(stats.audit_tracked as f64);
     metrics::counter!("otpd_idempotency_evicted_total").absolute(stats.idempotency_evicted);
+    // Counted where they happen; touched here so that the series exist
+    // (at 0) from the start, and on servers without TLS too.
+    for outcome in ["ok", "failed"] {
+        metrics::counter!("otpd_tls_reloads_total", "outcome" => outcome).increment(0);
+    }
+    metrics::counter!("otpd_tls_handshake_failures_total").increment(0);
     publish_health(state);
     publish_limits(state, &stats);
     state.metrics.run_upkeep();

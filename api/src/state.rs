@@ -36,6 +36,8 @@ pub struct AppState {
     pub attester: Attester,
     /// Requests with an `Idempotency-Key` running now.
     pub in_flight: crate::routes::in_flight::InFlight,
+    /// The listeners' TLS, when `server.tls` turns it on.
+    pub tls: Option<Arc<crate::tls::Tls>>,
 }
 
 impl std::fmt::Debug for AppState {

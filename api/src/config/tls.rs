@@ -135,7 +135,8 @@ mod tests {
 
     #[test]
     fn settings_that_do_not_go_together_are_refused_by_name() {
-        let cases: [(fn(&mut TlsConfig), &str); 6] = [
+        type Change = fn(&mut TlsConfig);
+        let cases: [(Change, &str); 6] = [
             (|t| t.key.clear(), "server.tls.cert and server.tls.key"),
             (|t| t.cert.clear(), "server.tls.cert and server.tls.key"),
             (|t| t.client_ca.clear(), "needs server.tls.client_ca"),

@@ -26,6 +26,21 @@ pub enum ApiError {
     },
     /// No client key, or not a valid one.
     Unauthenticated,
+    /// A client whose mapping (`server.tls.clients`, mode `also`) needs its
+    /// client certificate as well as its key sent the key alone.
+    CertificateRequired {
+        /// The client the key is for.
+        client: String,
+    },
+    /// The client certificate and the key name different clients.
+    CertificateMismatch {
+        /// The client the certificate is mapped to.
+        certificate: String,
+        /// The client the key is for.
+        key: String,
+    },
+    /// A client certificate that cannot identify one client (why).
+    CertificateUnusable(String),
     /// The client lacks the endpoint's scope.
     Forbidden {
         /// The client's name.

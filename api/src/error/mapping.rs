@@ -36,6 +36,25 @@ impl ApiError {
                 "unauthenticated",
                 "a valid client API key is required: Authorization: Bearer <key>",
             ),
+            ApiError::CertificateRequired { client } => Answer::new(
+                S::UNAUTHORIZED,
+                "unauthenticated",
+                format!(
+                    "client {client:?} must present its client certificate (mutual TLS) \
+                     as well as its key"
+                ),
+            ),
+            ApiError::CertificateMismatch { certificate, key } => Answer::new(
+                S::UNAUTHORIZED,
+                "unauthenticated",
+                format!(
+                    "the client certificate is for client {certificate:?}, the key is for \
+                     client {key:?}"
+                ),
+            ),
+            ApiError::CertificateUnusable(why) => {
+                Answer::new(S::UNAUTHORIZED, "unauthenticated", why)
+            }
             ApiError::Forbidden { client, scope } => Answer::new(
                 S::FORBIDDEN,
                 "forbidden",

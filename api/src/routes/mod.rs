@@ -26,6 +26,7 @@ use engine::audit::Actor;
 use crate::error::ApiError;
 use crate::limits::Cost;
 use crate::state::AppState;
+use crate::tls::ClientCertificate;
 use handlers::Reply;
 use request::Input;
 use table::{Found, Retry};
@@ -57,13 +58,24 @@ impl Listener {
     }
 }
 
+/// What a request's connection tells about its sender.
+#[derive(Debug, Clone)]
+pub struct Connection {
+    /// The peer's address.
+    pub peer: IpAddr,
+    /// The listener it came in on.
+    pub listener: Listener,
+    /// The client certificate the TLS handshake verified, if one was presented.
+    pub certificate: Option<ClientCertificate>,
+}
+
 /// Serves one request: never panics, never lets an error escape as anything but JSON.
 pub async fn handle(
     state: Arc<AppState>,
-    peer: IpAddr,
-    listener: Listener,
+    connection: Arc<Connection>,
     request: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
+    let listener = connection.listener;
     let started = Instant::now();
     let request_id = request_id(&request);
     let method = request.method().clone();
@@ -75,8 +87,9 @@ pub async fn handle(
             // A panic in a handler is a bug; it still gets an answer (an
             // opaque 500 with the request id) and an ERROR line, not a
             // dropped connection.
-            let guarded = AssertUnwindSafe(dispatch(&state, peer, &request_id, found, request))
-                .catch_unwind();
+            let guarded =
+                AssertUnwindSafe(dispatch(&state, &connection, &request_id, found, request))
+                    .catch_unwind();
             let result = match tokio::time::timeout(timeout, guarded).await {
                 Ok(Ok(result)) => result,
                 Ok(Err(panic)) => Err(ApiError::Internal(format!(
@@ -130,16 +143,17 @@ pub async fn handle(
 /// Checks the client and spends the limits the route's row names, then runs its handler.
 async fn dispatch(
     state: &Arc<AppState>,
-    peer: IpAddr,
+    connection: &Connection,
     request_id: &str,
     found: Found,
     request: Request<Incoming>,
 ) -> Reply {
     let endpoint = found.endpoint;
-    let source = state.gate.source(peer, request.headers());
+    let source = state.gate.source(connection.peer, request.headers());
     let mut client = None;
     if let Some(scope) = endpoint.scope {
-        let info = request::authorize(state, request.headers(), scope)?;
+        let certificate = connection.certificate.as_ref();
+        let info = request::authorize(state, request.headers(), scope, certificate)?;
         if endpoint.cost != Cost::Free {
             state.gate.check(endpoint.cost, source, &info.name)?;
         }

@@ -14,25 +14,71 @@ use hyper::{HeaderMap, Request};
 use serde::de::DeserializeOwned;
 
 use super::table::{Body, Found};
+use crate::config::CertificateMode;
 use crate::error::ApiError;
 use crate::state::AppState;
+use crate::tls::ClientCertificate;
 use crate::wire;
 
-/// Checks the client's key and scope; returns the client.
+/// Checks the client's key, or its client certificate, and its scope;
+/// returns the client.
+///
+/// A certificate mapped to a client (`server.tls.clients`) authenticates
+/// it alone in mode `instead`; in mode `also` the client's key is needed
+/// too. A key and a certificate that name different clients are refused.
 pub fn authorize(
     state: &AppState,
     headers: &HeaderMap,
     scope: Scope,
+    certificate: Option<&ClientCertificate>,
 ) -> Result<ClientInfo, ApiError> {
-    let key = headers
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or(ApiError::Unauthenticated)?;
-    let client = state
-        .engine
-        .authenticate_client(key.trim())
-        .ok_or(ApiError::Unauthenticated)?;
+    let tls = &state.config.server.tls;
+    let by_certificate = match certificate {
+        Some(certificate) => certificate
+            .client(tls)
+            .map_err(ApiError::CertificateUnusable)?,
+        None => None,
+    };
+    let client = match headers.get(AUTHORIZATION) {
+        Some(value) => {
+            let key = value
+                .to_str()
+                .ok()
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .ok_or(ApiError::Unauthenticated)?;
+            let client = state
+                .engine
+                .authenticate_client(key.trim())
+                .ok_or(ApiError::Unauthenticated)?;
+            match by_certificate {
+                Some(mapped) if mapped.name != client.name => {
+                    return Err(ApiError::CertificateMismatch {
+                        certificate: mapped.name.clone(),
+                        key: client.name,
+                    });
+                }
+                Some(_) => {}
+                None => {
+                    if tls
+                        .client(&client.name)
+                        .is_some_and(|m| m.mode == CertificateMode::Also)
+                    {
+                        return Err(ApiError::CertificateRequired {
+                            client: client.name,
+                        });
+                    }
+                }
+            }
+            client
+        }
+        None => match by_certificate {
+            Some(mapped) if mapped.mode == CertificateMode::Instead => state
+                .engine
+                .client(&mapped.name)
+                .map_err(|_| ApiError::Unauthenticated)?,
+            _ => return Err(ApiError::Unauthenticated),
+        },
+    };
     if !client.scopes.grants(scope) {
         return Err(ApiError::Forbidden {
             client: client.name,
