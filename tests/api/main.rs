@@ -26,3 +26,4 @@ mod server;
 mod signatures;
 mod tenants;
 mod test_mode;
+mod tls;
