@@ -422,3 +422,26 @@ async fn the_server_does_not_start_with_tls_files_it_cannot_use() {
     assert!(err.contains("server.tls.key"), "{err}");
     assert!(err.contains(&pki.path("missing.key")), "{err}");
 }
+
+#[tokio::test]
+async fn commands_beside_the_server_trust_its_own_certificate_and_no_other() {
+    let pki = Pki::new();
+    let app = spawn_app_with(|c| c.server.tls = pki.tls(&[])).await;
+    let url = format!("{}{CLIENTS}", app.address.replace("http://", "https://"));
+    let (config, key) = (app.config.clone(), app.admin_key.clone());
+    let (pinned, public) = tokio::task::spawn_blocking(move || {
+        let trust = otpd::cli::trust::Trust::of(&config).unwrap();
+        let pinned = otpd::cli::server::call(hyper::Method::GET, &url, Some(&key), &trust);
+        let public = otpd::cli::trust::Trust::public();
+        let public = otpd::cli::server::call(hyper::Method::GET, &url, Some(&key), &public);
+        (pinned, public)
+    })
+    .await
+    .unwrap();
+    let (status, body) = pinned.unwrap();
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(
+        public.is_err(),
+        "a private certificate is not publicly trusted"
+    );
+}

@@ -71,6 +71,7 @@ pub fn export_online(
     out: &mut dyn Write,
 ) -> Result<u64, Failure> {
     let base = server::base_url(config, server_url)?;
+    let trust = super::trust::Trust::of(config)?;
     let key = server::admin_key(config, "export its audit trail")?;
     let mut query = match window.since {
         Some(since) => format!("since={}", crate::wire_time(since)),
@@ -80,7 +81,7 @@ pub fn export_online(
     let mut written = 0;
     'pages: loop {
         let url = format!("{base}/v1/admin/events?limit=1000&{query}");
-        let (status, answer) = server::call(Method::GET, &url, Some(&key))?;
+        let (status, answer) = server::call(Method::GET, &url, Some(&key), &trust)?;
         if !status.is_success() {
             return Err(Failure::Other(format!(
                 "the server refused the export: {}",
@@ -104,7 +105,7 @@ pub fn export_online(
     }
     if let Some(seq) = last {
         let url = format!("{base}/v1/admin/events/{seq}/trailer");
-        let (status, answer) = server::call(Method::GET, &url, Some(&key))?;
+        let (status, answer) = server::call(Method::GET, &url, Some(&key), &trust)?;
         if !status.is_success() {
             return Err(Failure::Other(format!(
                 "the server refused the trailer: {}",

@@ -104,10 +104,11 @@ pub fn online(
     command: &ClientCommand,
 ) -> Result<Done, Failure> {
     let base = server::base_url(config, server_url)?;
+    let trust = super::trust::Trust::of(config)?;
     let key = server::admin_key(config, "manage its clients")?;
     let ask = |method: Method, path: &str, body: Option<Value>, expected: StatusCode| {
         let url = format!("{base}{path}");
-        let (status, answer) = server::call_with(method, &url, Some(&key), body.as_ref())?;
+        let (status, answer) = server::call_with(method, &url, Some(&key), body.as_ref(), &trust)?;
         if status != expected {
             return Err(Failure::Other(format!(
                 "the server refused ({})",

@@ -93,6 +93,7 @@ fn online(
     server_url: Option<&str>,
 ) -> Result<Vec<String>, Failure> {
     let base = server::base_url(config, server_url)?;
+    let trust = super::trust::Trust::of(config)?;
     let doing = match action {
         KeyAction::List => "list its signing keys",
         KeyAction::Rotate => "rotate its signing key",
@@ -104,7 +105,7 @@ fn online(
         KeyAction::Rotate => (Method::POST, "/v1/admin/keys/rotate".to_owned()),
         KeyAction::Retire(kid) => (Method::POST, format!("/v1/admin/keys/{kid}/retire")),
     };
-    let (status, answer) = server::call(method, &format!("{base}{path}"), Some(&key))?;
+    let (status, answer) = server::call(method, &format!("{base}{path}"), Some(&key), &trust)?;
     if !status.is_success() {
         return Err(Failure::Other(format!(
             "the server refused: {}",

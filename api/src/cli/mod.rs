@@ -1,7 +1,8 @@
 //! What the `otpd` commands other than `serve` do, kept in the library so
 //! tests can run them: managing signing keys (`keys.rs`), checking an
 //! attestation offline (`attestation.rs`), and asking a running server to
-//! act for a command (`server.rs`), and the commands on the store itself
+//! act for a command (`server.rs`, trusting the server's certificate as
+//! `trust.rs` says), and the commands on the store itself
 //! (`store.rs`: opening it offline, backup, restore, check).
 
 pub mod attestation;
@@ -10,6 +11,7 @@ pub mod clients;
 pub mod keys;
 pub mod server;
 pub mod store;
+pub mod trust;
 
 /// Parses a time as commands and query strings take it: RFC 3339
 /// (`2026-11-23T00:00:00Z`, fractions and offsets allowed) or a date

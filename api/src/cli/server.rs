@@ -11,12 +11,13 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 
+use super::trust::Trust;
 use crate::config::{self, Config};
 
 /// The running server's base URL for its admin API: `server` if given,
-/// else `http://` and the operators' listen address if there is one (the
-/// admin API is only there), else the listen address (loopback when it
-/// listens on every address).
+/// else `http://` (`https://` when `server.tls` is on) and the operators'
+/// listen address if there is one (the admin API is only there), else the
+/// listen address (loopback when it listens on every address).
 pub fn base_url(config: &Config, server: Option<&str>) -> Result<String, String> {
     match server {
         Some(url) => Ok(url.trim_end_matches('/').to_owned()),
@@ -28,7 +29,12 @@ pub fn base_url(config: &Config, server: Option<&str>) -> Result<String, String>
             if address.ip().is_unspecified() {
                 address.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
             }
-            Ok(format!("http://{address}"))
+            let scheme = if config.server.tls.enabled() {
+                "https"
+            } else {
+                "http"
+            };
+            Ok(format!("{scheme}://{address}"))
         }
     }
 }
@@ -45,10 +51,16 @@ pub fn admin_key(config: &Config, doing: &str) -> Result<String, String> {
     })
 }
 
-/// Sends `method url` with `key` (if any) as the bearer token; returns the
-/// status and the JSON answer (`null` if the body is not JSON).
-pub fn call(method: Method, url: &str, key: Option<&str>) -> Result<(StatusCode, Value), String> {
-    call_with(method, url, key, None)
+/// Sends `method url` with `key` (if any) as the bearer token, over HTTPS
+/// trusting what `trust` says; returns the status and the JSON answer
+/// (`null` if the body is not JSON).
+pub fn call(
+    method: Method,
+    url: &str,
+    key: Option<&str>,
+    trust: &Trust,
+) -> Result<(StatusCode, Value), String> {
+    call_with(method, url, key, None, trust)
 }
 
 /// [`call`] with `body` sent as JSON, if given.
@@ -57,14 +69,16 @@ pub fn call_with(
     url: &str,
     key: Option<&str>,
     body: Option<&Value>,
+    trust: &Trust,
 ) -> Result<(StatusCode, Value), String> {
+    let tls = trust.client_config()?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
     runtime.block_on(async {
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_webpki_roots()
+            .with_tls_config(tls)
             .https_or_http()
             .enable_http1()
             .build();
@@ -130,5 +144,8 @@ mod tests {
             base_url(&config, Some("http://otpd.internal:9/")).unwrap(),
             "http://otpd.internal:9"
         );
+        config.server.tls.cert = "/etc/otpd/tls/cert.pem".into();
+        config.server.tls.key = "/etc/otpd/tls/key.pem".into();
+        assert_eq!(base_url(&config, None).unwrap(), "https://127.0.0.1:9091");
     }
 }

@@ -138,8 +138,9 @@ pub fn backup(
 fn ask_server_for_backup(config: &Config, server: Option<String>) -> Result<PathBuf, String> {
     let key = super::server::admin_key(config, "write the backup")?;
     let base = super::server::base_url(config, server.as_deref())?;
+    let trust = super::trust::Trust::of(config)?;
     let url = format!("{base}/v1/admin/backup");
-    let (status, answer) = super::server::call(hyper::Method::POST, &url, Some(&key))?;
+    let (status, answer) = super::server::call(hyper::Method::POST, &url, Some(&key), &trust)?;
     if status != hyper::StatusCode::OK {
         return Err(format!(
             "the server refused the backup ({})",

@@ -84,7 +84,11 @@ fn pem_problem(e: &pem::Error) -> &'static str {
     }
 }
 
-fn certificates(path: &str, setting: &str) -> Result<Vec<CertificateDer<'static>>, String> {
+/// The certificates of the PEM file at `path` (`setting` names it in errors).
+pub(crate) fn certificates(
+    path: &str,
+    setting: &str,
+) -> Result<Vec<CertificateDer<'static>>, String> {
     let bytes = read(path, setting)?;
     let certificates = CertificateDer::pem_slice_iter(&bytes)
         .collect::<Result<Vec<_>, _>>()

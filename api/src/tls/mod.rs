@@ -6,5 +6,6 @@ mod files;
 mod identity;
 mod reload;
 
+pub(crate) use files::certificates;
 pub use identity::ClientCertificate;
 pub use reload::Tls;
