@@ -37,12 +37,13 @@ VOLUME ["/var/lib/otpd"]
 # Listen on every interface inside the container; the port is published, or
 # not, by whoever runs it. The health check reads the port from
 # OTPD_OPS_LISTEN when it is set (health is only there then), else from
-# OTPD_LISTEN.
+# OTPD_LISTEN, and tries https:// when http:// fails (server.tls on; the
+# certificate is not checked: it only asks whether this process answers).
 ENV OTPD_LISTEN=0.0.0.0:8080 \
     OTPD_DATA_DIR=/var/lib/otpd
 EXPOSE 8080
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
-    CMD ["sh", "-c", "a=${OTPD_OPS_LISTEN:-$OTPD_LISTEN}; curl -fsS -o /dev/null \"http://127.0.0.1:${a##*:}/livez\" || exit 1"]
+    CMD ["sh", "-c", "a=${OTPD_OPS_LISTEN:-$OTPD_LISTEN}; u=127.0.0.1:${a##*:}/livez; curl -fsS -o /dev/null \"http://$u\" || curl -fsSk -o /dev/null \"https://$u\" || exit 1"]
 # SIGTERM drains requests in flight and flushes the store (exit 0); give it
 # longer than server.shutdown_grace_ms: docker stop --time 30.
 STOPSIGNAL SIGTERM
