@@ -334,6 +334,18 @@ pub fn document() -> OpenApi {
                     .build(),
             ),
         )
+        .security_scheme(
+            "client_certificate",
+            SecurityScheme::MutualTls {
+                description: Some(
+                    "Where the operator serves TLS with client certificates and maps this \
+                     client's certificate to it: the certificate instead of the key, or \
+                     (mode `also`) both"
+                        .to_owned(),
+                ),
+                extensions: None,
+            },
+        )
         .build();
     OpenApiBuilder::new()
         .info(
@@ -349,10 +361,10 @@ pub fn document() -> OpenApi {
         )
         .paths(paths.build())
         .components(Some(components))
-        .security(Some([SecurityRequirement::new(
-            "client_key",
-            Vec::<String>::new(),
-        )]))
+        .security(Some([
+            SecurityRequirement::new("client_key", Vec::<String>::new()),
+            SecurityRequirement::new("client_certificate", Vec::<String>::new()),
+        ]))
         .tags(Some(
             tags.into_iter().map(|t| TagBuilder::new().name(t).build()),
         ))
