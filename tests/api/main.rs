@@ -19,6 +19,7 @@ mod idempotency;
 mod listeners;
 mod login;
 mod notices;
+mod openapi_client;
 mod operations;
 mod peers;
 mod recovery;
