@@ -546,7 +546,7 @@ fn manage_clients(
     let done = if running || server.is_some() {
         online(config, server, &command)?
     } else {
-        offline(&open_offline(config)?, &command)?
+        offline(&open_offline(config)?, &config.server.tls, &command)?
     };
     for note in &done.notes {
         eprintln!("{note}");

@@ -168,13 +168,34 @@ impl Connection {
 
     /// `GET path` with `key` as the bearer token, if given.
     async fn get(&mut self, path: &str, key: Option<&str>) -> Result<(StatusCode, Value), String> {
-        let mut request = Request::get(path).header("host", "localhost");
+        self.send(hyper::Method::GET, path, key, None).await
+    }
+
+    /// `method path` with `key` as the bearer token, if given, and a JSON body.
+    async fn send(
+        &mut self,
+        method: hyper::Method,
+        path: &str,
+        key: Option<&str>,
+        body: Option<Value>,
+    ) -> Result<(StatusCode, Value), String> {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", "localhost");
         if let Some(key) = key {
             request = request.header("authorization", format!("Bearer {key}"));
         }
+        let body = match body {
+            Some(body) => {
+                request = request.header("content-type", "application/json");
+                Bytes::from(body.to_string())
+            }
+            None => Bytes::new(),
+        };
         let response = self
             .sender
-            .send_request(request.body(Full::new(Bytes::new())).unwrap())
+            .send_request(request.body(Full::new(body)).unwrap())
             .await
             .map_err(|e| format!("request: {e}"))?;
         let status = response.status();
@@ -450,4 +471,84 @@ async fn commands_beside_the_server_trust_its_own_certificate_and_no_other() {
         public.is_err(),
         "a private certificate is not publicly trusted"
     );
+}
+
+/// Name constraints on an authority reach only DNS names: a certificate
+/// whose common name or URI name is a mapped subject identifies nobody.
+#[tokio::test]
+async fn only_a_dns_name_maps_a_certificate_to_a_client() {
+    let pki = Pki::new();
+    let (app, _, _) = spawn_mutual_tls(&pki).await;
+    let common_name_only = pki.issue("portal.example.gov.pt", &pki.client_ca, |p| {
+        p.subject_alt_names = Vec::new();
+    });
+    let uri_only = pki.issue("portal.example.gov.pt", &pki.client_ca, |p| {
+        p.subject_alt_names = vec![rcgen::SanType::URI(
+            "portal.example.gov.pt".try_into().unwrap(),
+        )];
+    });
+    for (identity, what) in [(&common_name_only, "common name"), (&uri_only, "URI name")] {
+        let (status, body) = get(&app, &pki, Some(identity), CLIENTS, None)
+            .await
+            .unwrap();
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{what}: {body}");
+    }
+    let portal = pki.client("portal.example.gov.pt");
+    let (status, _) = get(&app, &pki, Some(&portal), CLIENTS, None).await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+}
+
+/// Revoking a client whose certificate was stolen, then adding a client of
+/// the same name, must not let the stolen certificate in: the name is
+/// refused while the mapping stands.
+#[tokio::test]
+async fn a_mapped_name_is_not_reused_while_its_revoked_client_keeps_the_mapping() {
+    let pki = Pki::new();
+    let (app, _, _) = spawn_mutual_tls(&pki).await;
+    let portal = pki.client("portal.example.gov.pt");
+    let admin = Some(app.admin_key.as_str());
+    let mut operator = Connection::open(&app, &pki, None).await.unwrap();
+    let (status, _) = operator
+        .send(
+            hyper::Method::DELETE,
+            "/v1/admin/clients/portal",
+            admin,
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = get(&app, &pki, Some(&portal), CLIENTS, None).await.unwrap();
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "revoked");
+    let add = |name: &str| serde_json::json!({ "name": name, "scopes": ["admin"] });
+    let (status, body) = operator
+        .send(hyper::Method::POST, CLIENTS, admin, Some(add("portal")))
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["field"], "name");
+    assert!(message(&body).contains("server.tls.clients"), "{body}");
+    // The certificate still names nobody.
+    let (status, _) = get(&app, &pki, Some(&portal), CLIENTS, None).await.unwrap();
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    // A name no certificate is mapped to is given again as before.
+    for step in ["add", "revoke", "add again"] {
+        let (status, body) = if step == "revoke" {
+            operator
+                .send(
+                    hyper::Method::DELETE,
+                    "/v1/admin/clients/kiosk",
+                    admin,
+                    None,
+                )
+                .await
+                .unwrap()
+        } else {
+            operator
+                .send(hyper::Method::POST, CLIENTS, admin, Some(add("kiosk")))
+                .await
+                .unwrap()
+        };
+        assert!(status.is_success(), "{step}: {body}");
+    }
 }

@@ -170,7 +170,11 @@ pub fn online(
 }
 
 /// Runs `command` on the stopped server's store.
-pub fn offline(engine: &Engine, command: &ClientCommand) -> Result<Done, Failure> {
+pub fn offline(
+    engine: &Engine,
+    tls: &crate::config::TlsConfig,
+    command: &ClientCommand,
+) -> Result<Done, Failure> {
     let now = engine.now();
     let refused = |e: engine::EngineError| Failure::Other(e.to_string());
     let done = match command {
@@ -184,6 +188,12 @@ pub fn offline(engine: &Engine, command: &ClientCommand) -> Result<Done, Failure
                     None => answer.message,
                 })
             })?;
+            let revoked = engine
+                .clients()
+                .iter()
+                .any(|c| c.name == new.name && c.revoked_at.is_some());
+            tls.refuse_inherited_certificate(&new.name, revoked)
+                .map_err(|why| Failure::Other(format!("name: {why}")))?;
             let (info, key) = engine
                 .add_client_with(new)
                 .and_then(Durable::wait)

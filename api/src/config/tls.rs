@@ -26,8 +26,9 @@ pub struct TlsConfig {
 pub struct CertificateClient {
     /// The otpd client's name (`otpd client list`).
     pub name: String,
-    /// A DNS or URI subject alternative name of the client's certificate
-    /// (its common name when it has no such name), matched exactly.
+    /// A DNS subject alternative name of the client's certificate, matched
+    /// exactly (URI names and the common name are not used: an authority's
+    /// name constraints do not reach them).
     pub subject: String,
     /// What the certificate does for the client.
     pub mode: CertificateMode,
@@ -53,6 +54,24 @@ impl TlsConfig {
     /// The mapping for the client called `name`, if it has one.
     pub fn client(&self, name: &str) -> Option<&CertificateClient> {
         self.clients.iter().find(|c| c.name == name)
+    }
+
+    /// Refuses a new client called `name` when a revoked client of that
+    /// name is mapped to a client certificate: the mapping follows the
+    /// name, so the new client would be authenticated by the revoked one's
+    /// certificate (revoking it because its certificate was stolen, then
+    /// adding a client of the same name, must not hand the thief the new one).
+    pub fn refuse_inherited_certificate(&self, name: &str, revoked: bool) -> Result<(), String> {
+        match self.client(name) {
+            Some(mapping) if revoked => Err(format!(
+                "a revoked client called {name:?} is mapped to the client certificate named \
+                 {:?} (server.tls.clients): a new client of that name would be \
+                 authenticated by that certificate. Change or remove the mapping and restart \
+                 (and have the old certificate revoked by its authority), or choose another name",
+                mapping.subject
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// Checks what serde cannot: the settings go together.
@@ -164,5 +183,25 @@ mod tests {
             ca_alone.validate().unwrap_err().contains("client_ca needs"),
             "a CA without TLS is refused"
         );
+    }
+
+    #[test]
+    fn a_mapped_name_of_a_revoked_client_is_not_given_again() {
+        let tls = TlsConfig {
+            clients: vec![CertificateClient {
+                name: "portal".into(),
+                subject: "portal.example.gov.pt".into(),
+                mode: CertificateMode::Instead,
+            }],
+            ..TlsConfig::default()
+        };
+        let err = tls
+            .refuse_inherited_certificate("portal", true)
+            .unwrap_err();
+        assert!(err.contains("portal.example.gov.pt"), "{err}");
+        // Mapped but never revoked: the first client of that name.
+        assert!(tls.refuse_inherited_certificate("portal", false).is_ok());
+        // Revoked but not mapped.
+        assert!(tls.refuse_inherited_certificate("desk", true).is_ok());
     }
 }

@@ -4,9 +4,10 @@ use x509_parser::extensions::GeneralName;
 
 use crate::config::{CertificateClient, TlsConfig};
 
-/// A client certificate the TLS handshake verified, by the names that
-/// can identify its holder: its DNS and URI subject alternative names, or
-/// its common name when it has neither.
+/// A client certificate the TLS handshake verified, by its DNS subject
+/// alternative names: the only names the verifier checks against an
+/// authority's name constraints. URI names and the common name are not
+/// used (a constrained sub-CA could put any of them in a certificate).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ClientCertificate {
     names: Vec<String>,
@@ -19,13 +20,13 @@ impl ClientCertificate {
         let Ok((_, certificate)) = x509_parser::parse_x509_certificate(der) else {
             return ClientCertificate::default();
         };
-        let mut names: Vec<String> = match certificate.subject_alternative_name() {
+        let names = match certificate.subject_alternative_name() {
             Ok(Some(extension)) => extension
                 .value
                 .general_names
                 .iter()
                 .filter_map(|name| match name {
-                    GeneralName::DNSName(name) | GeneralName::URI(name) => Some((*name).to_owned()),
+                    GeneralName::DNSName(name) => Some((*name).to_owned()),
                     _ => None,
                 })
                 .collect(),
@@ -33,14 +34,6 @@ impl ClientCertificate {
             // A malformed or repeated extension: no name is trusted.
             Err(_) => return ClientCertificate::default(),
         };
-        if names.is_empty() {
-            names = certificate
-                .subject()
-                .iter_common_name()
-                .filter_map(|cn| cn.as_str().ok())
-                .map(str::to_owned)
-                .collect();
-        }
         ClientCertificate { names }
     }
 
@@ -96,7 +89,7 @@ mod tests {
     }
 
     #[test]
-    fn dns_and_uri_names_identify_the_holder_and_the_common_name_only_without_them() {
+    fn only_dns_names_identify_the_holder() {
         let der = named(
             "ignored.example",
             vec![
@@ -107,14 +100,19 @@ mod tests {
         );
         assert_eq!(
             ClientCertificate::from_der(&der).names(),
-            ["portal.example.gov.pt", "spiffe://gov.pt/portal"]
+            ["portal.example.gov.pt"]
         );
-        let der = named("desk.example.gov.pt", Vec::new());
-        assert_eq!(
-            ClientCertificate::from_der(&der).names(),
-            ["desk.example.gov.pt"]
+        // Name constraints do not reach a common name or a URI name: a
+        // certificate with only those names nobody.
+        let der = named("portal.example.gov.pt", Vec::new());
+        assert!(ClientCertificate::from_der(&der).names().is_empty());
+        let der = named(
+            "portal.example.gov.pt",
+            vec![rcgen::SanType::URI(
+                "portal.example.gov.pt".try_into().unwrap(),
+            )],
         );
-        // Neither a name nor a common name: nobody.
+        assert!(ClientCertificate::from_der(&der).names().is_empty());
         let mut params = rcgen::CertificateParams::default();
         params.distinguished_name = rcgen::DistinguishedName::new();
         let der = certificate(params);

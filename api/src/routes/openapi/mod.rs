@@ -55,7 +55,8 @@ fn common_errors(endpoint: &Endpoint) -> Vec<u16> {
         errors.extend([401, 403]);
     }
     if endpoint.path.contains('{') {
-        errors.push(404);
+        // A malformed id is 400 naming it; a well-formed one nobody has, 404.
+        errors.extend([400, 404]);
     }
     match endpoint.body {
         Body::Json | Body::Bulk => errors.extend([400, 408, 413, 415]),
@@ -364,6 +365,8 @@ pub fn document() -> OpenApi {
         .security(Some([
             SecurityRequirement::new("client_key", Vec::<String>::new()),
             SecurityRequirement::new("client_certificate", Vec::<String>::new()),
+            SecurityRequirement::new("client_key", Vec::<String>::new())
+                .add("client_certificate", Vec::<String>::new()),
         ]))
         .tags(Some(
             tags.into_iter().map(|t| TagBuilder::new().name(t).build()),
@@ -376,39 +379,21 @@ pub fn document() -> OpenApi {
 pub fn document_json() -> &'static str {
     static TEXT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     TEXT.get_or_init(|| {
-        let mut doc = serde_json::to_value(document()).unwrap_or_default();
-        link_operation_ids(&mut doc);
-        let mut text = serde_json::to_string_pretty(&doc).unwrap_or_default();
+        // utoipa's own order (openapi, info, paths, components), which a
+        // serde_json::Value would sort away.
+        let mut text = document().to_pretty_json().unwrap_or_default();
+        link_operation_ids(&mut text);
         text.push('\n');
         text
     })
 }
 
 /// utoipa 5 writes a link's `operationId` as `operation_id`, which no
-/// OpenAPI reader knows: renamed in every response's links.
-fn link_operation_ids(doc: &mut serde_json::Value) {
-    let Some(paths) = doc.get_mut("paths").and_then(|p| p.as_object_mut()) else {
-        return;
-    };
-    let operations = paths
-        .values_mut()
-        .filter_map(|item| item.as_object_mut())
-        .flat_map(|item| item.values_mut());
-    for op in operations {
-        let Some(responses) = op.get_mut("responses").and_then(|r| r.as_object_mut()) else {
-            continue;
-        };
-        let links = responses
-            .values_mut()
-            .filter_map(|r| r.get_mut("links").and_then(|l| l.as_object_mut()))
-            .flat_map(|links| links.values_mut())
-            .filter_map(|link| link.as_object_mut());
-        for link in links {
-            if let Some(id) = link.remove("operation_id") {
-                link.insert("operationId".to_owned(), id);
-            }
-        }
-    }
+/// OpenAPI reader knows. No other object of the document has a member of
+/// that name (no schema property is called so: a test checks), so the key
+/// is renamed in the text.
+fn link_operation_ids(text: &mut String) {
+    *text = text.replace("\"operation_id\": ", "\"operationId\": ");
 }
 
 #[cfg(test)]
@@ -437,6 +422,34 @@ mod tests {
             "docs/openapi.json differs from the generated description: run \
              `OTPD_WRITE_OPENAPI=1 cargo test -p otpd --lib openapi` and commit it"
         );
+    }
+
+    #[test]
+    fn links_are_the_only_objects_with_an_operation_id_member() {
+        let raw = serde_json::to_string(&document()).unwrap();
+        let links = raw.matches("\"links\":").count();
+        assert!(links > 0);
+        let doc: Value = serde_json::from_str(&raw).unwrap();
+        let mut named = 0;
+        fn walk(v: &Value, in_links: bool, named: &mut usize) {
+            match v {
+                Value::Object(map) => {
+                    for (k, v) in map {
+                        if k == "operation_id" {
+                            assert!(in_links, "operation_id outside links");
+                            *named += 1;
+                        }
+                        walk(v, k == "links" || (in_links && k != "parameters"), named);
+                    }
+                }
+                Value::Array(items) => items.iter().for_each(|v| walk(v, in_links, named)),
+                _ => {}
+            }
+        }
+        walk(&doc, false, &mut named);
+        assert!(named > 0);
+        assert!(!document_json().contains("\"operation_id\""));
+        assert!(document_json().starts_with("{\n  \"openapi\": \"3.1.0\""));
     }
 
     #[test]
