@@ -152,10 +152,12 @@ impl App {
         ));
         // Messages left by a previous run go out at once.
         state.wakeup.ring();
-        let tls_watch = state
-            .tls
-            .as_ref()
-            .map(|tls| tokio::spawn(Arc::clone(tls).watch(TLS_FILES_LOOKED_AT_EVERY)));
+        let tls_watch = state.tls.as_ref().map(|tls| {
+            // Listening for SIGHUP before the first connection is
+            // accepted: a SIGHUP from then on reloads, never kills.
+            let hangup = crate::tls::Hangup::listen();
+            tokio::spawn(Arc::clone(tls).watch(TLS_FILES_LOOKED_AT_EVERY, hangup))
+        });
         let header_read_timeout = Duration::from_millis(server.header_read_timeout_ms);
         let mut shutdown = std::pin::pin!(shutdown);
         let mut backoff = Duration::from_millis(5);

@@ -8,4 +8,4 @@ mod reload;
 
 pub(crate) use files::certificates;
 pub use identity::ClientCertificate;
-pub use reload::Tls;
+pub use reload::{Hangup, Tls};

@@ -93,16 +93,11 @@ impl Tls {
     }
 
     /// Reloads on SIGHUP, and when the files change (looked at every `every`).
-    pub async fn watch(self: Arc<Self>, every: Duration) {
+    pub async fn watch(self: Arc<Self>, every: Duration, hangup: Hangup) {
         #[cfg(unix)]
-        let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-        {
-            Ok(signal) => Some(signal),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGHUP; TLS files are still watched");
-                None
-            }
-        };
+        let mut hangup = hangup.0;
+        #[cfg(not(unix))]
+        let _ = hangup;
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tick.tick().await;
@@ -135,5 +130,28 @@ impl Tls {
                 }
             }
         }
+    }
+}
+
+/// SIGHUP, listened for (on Unix) from the moment it is made.
+#[derive(Debug)]
+pub struct Hangup(#[cfg(unix)] Option<tokio::signal::unix::Signal>);
+
+impl Hangup {
+    /// Starts listening for SIGHUP; from now on one is delivered to the
+    /// watcher instead of ending the process. Needs a Tokio runtime.
+    pub fn listen() -> Hangup {
+        #[cfg(unix)]
+        {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+                Ok(signal) => Hangup(Some(signal)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot listen for SIGHUP; TLS files are still watched");
+                    Hangup(None)
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        Hangup()
     }
 }
