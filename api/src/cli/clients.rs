@@ -188,11 +188,7 @@ pub fn offline(
                     None => answer.message,
                 })
             })?;
-            let revoked = engine
-                .clients()
-                .iter()
-                .any(|c| c.name == new.name && c.revoked_at.is_some());
-            tls.refuse_inherited_certificate(&new.name, revoked)
+            tls.refuse_inherited_certificate(&new.name, &engine.clients())
                 .map_err(|why| Failure::Other(format!("name: {why}")))?;
             let (info, key) = engine
                 .add_client_with(new)

@@ -61,7 +61,21 @@ impl TlsConfig {
     /// name, so the new client would be authenticated by the revoked one's
     /// certificate (revoking it because its certificate was stolen, then
     /// adding a client of the same name, must not hand the thief the new one).
-    pub fn refuse_inherited_certificate(&self, name: &str, revoked: bool) -> Result<(), String> {
+    /// `clients` are every client, revoked ones included.
+    pub fn refuse_inherited_certificate(
+        &self,
+        name: &str,
+        clients: &[engine::ClientInfo],
+    ) -> Result<(), String> {
+        let revoked = clients
+            .iter()
+            .any(|c| c.name == name && c.revoked_at.is_some());
+        self.refuse_inherited(name, revoked)
+    }
+
+    /// [`TlsConfig::refuse_inherited_certificate`], told whether a client
+    /// called `name` was revoked.
+    fn refuse_inherited(&self, name: &str, revoked: bool) -> Result<(), String> {
         match self.client(name) {
             Some(mapping) if revoked => Err(format!(
                 "a revoked client called {name:?} is mapped to the client certificate named \
@@ -195,13 +209,11 @@ mod tests {
             }],
             ..TlsConfig::default()
         };
-        let err = tls
-            .refuse_inherited_certificate("portal", true)
-            .unwrap_err();
+        let err = tls.refuse_inherited("portal", true).unwrap_err();
         assert!(err.contains("portal.example.gov.pt"), "{err}");
         // Mapped but never revoked: the first client of that name.
-        assert!(tls.refuse_inherited_certificate("portal", false).is_ok());
+        assert!(tls.refuse_inherited("portal", false).is_ok());
         // Revoked but not mapped.
-        assert!(tls.refuse_inherited_certificate("desk", true).is_ok());
+        assert!(tls.refuse_inherited("desk", true).is_ok());
     }
 }

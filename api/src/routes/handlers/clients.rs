@@ -16,16 +16,11 @@ use crate::wire::{self, channels, issue_rate, purposes, scopes, time};
 pub async fn add(state: &AppState, input: Input) -> Reply {
     let actor = input.actor().clone();
     let new = input.json::<wire::AddClientIn>().await?.parse()?;
-    let revoked = state
-        .engine
-        .clients()
-        .iter()
-        .any(|c| c.name == new.name && c.revoked_at.is_some());
     state
         .config
         .server
         .tls
-        .refuse_inherited_certificate(&new.name, revoked)
+        .refuse_inherited_certificate(&new.name, &state.engine.clients())
         .map_err(|why| ApiError::invalid("name", why))?;
     let (info, key) = acting(&actor, || state.engine.add_client_with(new))?
         .wait_async()
