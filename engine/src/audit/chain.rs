@@ -15,7 +15,9 @@
 
 use sha2::{Digest, Sha256};
 
-use super::{Actor, AuditKey, AuditPublicKey, AuditRecord, Event, EventKind};
+#[cfg(test)]
+use super::Sealer;
+use super::{Actor, AuditPublicKey, AuditRecord, Event, EventKind};
 use crate::clock::Timestamp;
 
 const DOMAIN: &[u8] = b"otpd-audit-v1\0";
@@ -85,20 +87,20 @@ fn optional(out: &mut impl Sink, value: Option<&str>) {
 }
 
 /// `SHA-256(prev ‖ canonical)`, the encoding streamed into the hash.
-fn link(prev: &[u8; 32], seq: u64, at: Timestamp, event: &Event) -> [u8; 32] {
+pub(super) fn link(prev: &[u8; 32], seq: u64, at: Timestamp, event: &Event) -> [u8; 32] {
     let mut hasher = Sha256::new();
     hasher.update(prev);
     encode(&mut hasher, seq, at, event);
     hasher.finalize().into()
 }
 
-/// The head of the chain, as the writer holds it.
+/// The head of the chain as the engine numbers it: the last place given,
+/// and when the next checkpoint is due. The hashes are the
+/// [`super::Sealer`]'s.
 #[derive(Debug, Clone)]
 pub struct Chain {
     /// The last sequence number given (0 before the first event).
     pub seq: u64,
-    /// The last event's hash (zeros before the first).
-    pub hash: [u8; 32],
     /// Events since the last checkpoint.
     pub since_checkpoint: u64,
     /// When the last checkpoint was written.
@@ -111,13 +113,11 @@ impl Chain {
         match last {
             None => Chain {
                 seq: 0,
-                hash: [0; 32],
                 since_checkpoint: 0,
                 last_checkpoint_at: Timestamp(0),
             },
             Some(r) => Chain {
                 seq: r.seq,
-                hash: r.hash,
                 since_checkpoint,
                 last_checkpoint_at: if r.event.kind == EventKind::Checkpoint {
                     r.at
@@ -128,72 +128,51 @@ impl Chain {
         }
     }
 
-    /// Gives `events` their places after the head, followed by a signed
-    /// checkpoint when `every` events have passed since the last one.
-    /// Returns the records and the head they lead to; the head changes only
-    /// when the caller stores them and calls [`Chain::advance`].
+    /// [`Chain::number`] and seal at once with `sealer`, which must be at
+    /// this head: for tests, which need whole records.
+    #[cfg(test)]
     pub(crate) fn seal(
         &self,
         events: Vec<Event>,
         at: Timestamp,
-        key: &AuditKey,
+        sealer: &mut Sealer,
         every: u64,
     ) -> (Vec<AuditRecord>, Chain) {
-        let mut next = self.clone();
-        let mut records = Vec::with_capacity(events.len() + 1);
-        for event in events {
-            records.push(next.append(event, at));
-            next.since_checkpoint += 1;
-            // Within the batch if need be: no run of unsigned events is
-            // ever longer than `every`, which is what verifiers check.
-            if every > 0 && next.since_checkpoint >= every {
-                records.push(next.checkpoint(at, key, every));
-            }
-        }
+        let (numbered, next) = self.number(events, at, every);
+        let records = numbered
+            .into_iter()
+            .map(|u| sealer.seal(u))
+            .collect::<crate::error::Result<Vec<_>>>()
+            .expect("numbered in order from the sealer's head");
         (records, next)
     }
 
-    /// A checkpoint signing the head, as the next record; it states
-    /// `every`, the longest run of unsigned events that may follow it.
-    pub(crate) fn checkpoint(&mut self, at: Timestamp, key: &AuditKey, every: u64) -> AuditRecord {
-        let signature = key.sign_checkpoint(self.seq, &self.hash, every);
-        let event = Event {
-            kind: EventKind::Checkpoint,
-            outcome: EventKind::Checkpoint.outcome(),
-            account: None,
-            actor: Actor::default(),
-            // Sorted by key, as every event's details are.
-            details: vec![
-                ("covers_hash".into(), crate::hex::encode(self.hash).into()),
-                ("covers_seq".into(), self.seq.to_string().into()),
-                ("every".into(), every.to_string().into()),
-                ("signature".into(), crate::hex::encode(signature).into()),
-            ],
-        };
-        let record = self.append(event, at);
-        self.since_checkpoint = 0;
-        self.last_checkpoint_at = at;
-        record
-    }
-
-    fn append(&mut self, event: Event, at: Timestamp) -> AuditRecord {
-        let seq = self.seq + 1;
-        let hash = link(&self.hash, seq, at, &event);
-        let record = AuditRecord {
-            seq,
-            at,
-            event,
-            prev: self.hash,
-            hash,
-        };
-        self.seq = seq;
-        self.hash = hash;
-        record
-    }
-
-    /// Takes the head [`Chain::seal`] returned, once its records are stored.
+    /// Takes the head [`Chain::number`] returned, once its events are queued.
     pub(crate) fn advance(&mut self, next: Chain) {
         *self = next;
+    }
+}
+
+/// The event a checkpoint is: `signature` over the head (`seq`, `hash`)
+/// and `every`.
+pub(super) fn checkpoint_event(
+    seq: u64,
+    hash: &[u8; 32],
+    every: u64,
+    signature: &[u8; 64],
+) -> Event {
+    Event {
+        kind: EventKind::Checkpoint,
+        outcome: EventKind::Checkpoint.outcome(),
+        account: None,
+        actor: Actor::default(),
+        // Sorted by key, as every event's details are.
+        details: vec![
+            ("covers_hash".into(), crate::hex::encode(hash).into()),
+            ("covers_seq".into(), seq.to_string().into()),
+            ("every".into(), every.to_string().into()),
+            ("signature".into(), crate::hex::encode(signature).into()),
+        ],
     }
 }
 
@@ -422,7 +401,9 @@ fn check_checkpoint(r: &AuditRecord, key: &AuditPublicKey) -> Result<u64, String
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::audit::AuditKey;
     use crate::secret::CodeKey;
+    use std::sync::Arc;
 
     fn event(n: u32) -> Event {
         Event {
@@ -441,13 +422,18 @@ mod tests {
     }
 
     /// Ten events, a checkpoint every four.
-    fn chain() -> (Vec<AuditRecord>, AuditKey) {
-        let key = AuditKey::derive(&CodeKey::new([1; 32])).unwrap();
+    fn chain() -> (Vec<AuditRecord>, Arc<AuditKey>) {
+        let key = Arc::new(AuditKey::derive(&CodeKey::new([1; 32])).unwrap());
+        let mut sealer = Sealer::new(Arc::clone(&key), (0, [0; 32]));
         let mut head = Chain::resume(None, 0);
         let mut all = Vec::new();
         for n in 0..10 {
-            let (records, next) =
-                head.seal(vec![event(n)], Timestamp(1_000 + u64::from(n)), &key, 4);
+            let (records, next) = head.seal(
+                vec![event(n)],
+                Timestamp(1_000 + u64::from(n)),
+                &mut sealer,
+                4,
+            );
             head.advance(next);
             all.extend(records);
         }
@@ -520,9 +506,10 @@ mod tests {
 
     #[test]
     fn a_batch_longer_than_the_run_gets_checkpoints_inside_it() {
-        let key = AuditKey::derive(&CodeKey::new([1; 32])).unwrap();
+        let key = Arc::new(AuditKey::derive(&CodeKey::new([1; 32])).unwrap());
+        let mut sealer = Sealer::new(Arc::clone(&key), (0, [0; 32]));
         let head = Chain::resume(None, 0);
-        let (records, next) = head.seal((0..9).map(event).collect(), Timestamp(1), &key, 4);
+        let (records, next) = head.seal((0..9).map(event).collect(), Timestamp(1), &mut sealer, 4);
         let kinds: Vec<bool> = records
             .iter()
             .map(|r| r.event.kind == EventKind::Checkpoint)

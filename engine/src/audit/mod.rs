@@ -11,6 +11,7 @@
 
 mod chain;
 mod kind;
+mod seal;
 mod signer;
 
 use std::borrow::Cow;
@@ -18,6 +19,7 @@ use std::cell::RefCell;
 
 pub use chain::{Break, Chain, Report, Verifier, canonical, verify};
 pub use kind::{EventKind, Outcome};
+pub use seal::{Sealer, Sealing, Unsealed};
 pub use signer::{AuditKey, AuditPublicKey};
 
 use crate::client::ClientId;

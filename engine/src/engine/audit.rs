@@ -1,15 +1,17 @@
-//! The audit trail as the engine keeps it: events sealed into the chain and
-//! written in the same batch as their change, the chain's head recovered
-//! on open, checkpoints, reading (only what is durable), pruning.
+//! The audit trail as the engine keeps it: events numbered into the chain
+//! and written in the same batch as their change (the store's writer seals
+//! them, `crate::audit::seal`), the chain's head recovered on open and
+//! handed to the store, checkpoints, reading (only what is durable), pruning.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
 use crate::audit::{
-    AuditKey, AuditPublicKey, AuditRecord, Break, Chain, Event, EventKind, Report, Verifier,
+    AuditKey, AuditPublicKey, AuditRecord, Break, Chain, Event, EventKind, Report, Sealer,
+    Unsealed, Verifier,
 };
 use crate::clock::Timestamp;
 use crate::error::{EngineError, Result};
@@ -25,7 +27,8 @@ pub const MAX_EVENTS_PER_READ: usize = 1_000;
 
 /// The chain's writer side.
 pub(super) struct AuditLog {
-    key: AuditKey,
+    /// Signs checkpoints: shared with the store's writer, which seals.
+    key: Arc<AuditKey>,
     /// Keys the HMAC that names unknown logins.
     login_key: [u8; 32],
     state: Mutex<LogState>,
@@ -43,6 +46,9 @@ struct LogState {
     /// [`LINKS_KEPT`]: past it, entries already flushed are dropped.
     last: HashMap<AccountId, (u64, Ticket), IdHasher>,
 }
+
+/// An account and the sequence number of its newest event.
+type Newest = (AccountId, u64);
 
 /// How many accounts' newest events [`LogState::last`] keeps before it
 /// drops those the store can answer for (~2.5 MB at most).
@@ -62,7 +68,7 @@ impl std::fmt::Debug for AuditLog {
 impl AuditLog {
     pub(super) fn new(code_key: &CodeKey) -> Result<AuditLog> {
         Ok(AuditLog {
-            key: AuditKey::derive(code_key)?,
+            key: Arc::new(AuditKey::derive(code_key)?),
             login_key: subkey(code_key, AUDIT_LOGIN),
             state: Mutex::new(LogState {
                 chain: Chain::resume(None, 0),
@@ -111,58 +117,55 @@ impl Engine {
         }
         let now = self.now();
         let every = self.config.audit.checkpoint_every;
-        let (records, next) = log.chain.seal(events, now, &self.audit.key, every);
+        // Numbered here, in the order the batches are queued; the store's
+        // writer hashes and signs them in the same order (`audit::seal`).
+        let (mut events, next) = log.chain.number(events, now, every);
         // Link each event to its account's previous one.
         if log.last.len() >= LINKS_KEPT {
             let flushed = self.commit.flushed();
             log.last.retain(|_, (_, ticket)| *ticket > flushed);
         }
-        let mut links = Vec::with_capacity(records.len());
-        for (i, r) in records.iter().enumerate() {
-            let link = match r.event.account {
-                None => None,
-                // The account's previous event: earlier in this batch, or
-                // remembered, or (for an account not seen lately) stored.
-                Some(account) => match records[..i]
-                    .iter()
-                    .rev()
-                    .find(|earlier| earlier.event.account == Some(account))
-                {
-                    Some(earlier) => Some(earlier.seq),
-                    None => match log.last.get(&account) {
-                        Some(&(seq, _)) => Some(seq),
-                        None => self.store.audit_last(account)?,
-                    },
+        for i in 0..events.len() {
+            let Some(account) = events[i].account() else {
+                continue;
+            };
+            // The account's previous event: earlier in this batch, or
+            // remembered, or (for an account not seen lately) stored.
+            events[i].link = match events[..i]
+                .iter()
+                .rev()
+                .find(|earlier| earlier.account() == Some(account))
+            {
+                Some(earlier) => Some(earlier.seq),
+                None => match log.last.get(&account) {
+                    Some(&(seq, _)) => Some(seq),
+                    None => self.store.audit_last(account)?,
                 },
             };
-            links.push(link);
         }
-        self.note_newest(&log, &mut changes, &records)?;
-        let mut all: Vec<Change<'_>> = changes.0;
-        all.extend(
-            records
-                .iter()
-                .zip(links)
-                .map(|(r, link)| Change::Audit(r, link)),
-        );
+        self.note_newest(&log, &mut changes, &events)?;
+        // What `last` learns once the write is queued: kept without an
+        // allocation for the usual batch of one event.
+        let (one, many): (Option<Newest>, Vec<Newest>) = match &events[..] {
+            [e] => (e.account().map(|a| (a, e.seq)), Vec::new()),
+            _ => (
+                None,
+                events
+                    .iter()
+                    .filter_map(|e| Some((e.account()?, e.seq)))
+                    .collect(),
+            ),
+        };
         // The head is recorded with each checkpoint, not each batch: one
         // write fewer per operation (sled rewrites the page it sits on).
         // Recovery reads on from it to the last event.
-        if records
-            .iter()
-            .any(|r| r.event.kind == EventKind::Checkpoint)
-        {
-            all.push(Change::AuditHead(next.seq, next.hash));
-        }
-        let ticket = self.store.write(Changes(all))?;
+        let ticket = self.store.write_audited(changes, events)?;
         log.pending.push_back((ticket, next.seq));
         if log.pending.len() >= PENDING_KEPT {
             self.settle(&mut log);
         }
-        for r in &records {
-            if let Some(account) = r.event.account {
-                log.last.insert(account, (r.seq, ticket));
-            }
+        for (account, seq) in one.into_iter().chain(many) {
+            log.last.insert(account, (seq, ticket));
         }
         log.chain.advance(next);
         Ok(ticket)
@@ -176,13 +179,13 @@ impl Engine {
         &self,
         log: &LogState,
         changes: &mut Changes<'_>,
-        records: &[AuditRecord],
+        events: &[Unsealed],
     ) -> Result<()> {
         for change in &mut changes.0 {
             if let Change::Account(account, newest) = change {
                 let id = account.id;
-                *newest = match records.iter().rev().find(|r| r.event.account == Some(id)) {
-                    Some(r) => Some(r.seq),
+                *newest = match events.iter().rev().find(|e| e.account() == Some(id)) {
+                    Some(e) => Some(e.seq),
                     None => match log.last.get(&id) {
                         Some(&(seq, _)) => Some(seq),
                         None => self.store.audit_last(id)?,
@@ -253,12 +256,18 @@ impl Engine {
                  run `otpd audit verify`"
             )));
         }
+        let mut state = lock(&self.audit.state);
         let Some(last) = last else {
+            self.store
+                .start_audit(Sealer::new(Arc::clone(&self.audit.key), (0, [0; 32])));
             return Ok(());
         };
-        let mut state = lock(&self.audit.state);
         state.durable = last.seq;
         state.chain = Chain::resume(Some(&last), since_checkpoint);
+        self.store.start_audit(Sealer::new(
+            Arc::clone(&self.audit.key),
+            (last.seq, last.hash),
+        ));
         Ok(())
     }
 
@@ -274,12 +283,10 @@ impl Engine {
             return Ok(None);
         }
         let mut next = log.chain.clone();
-        let record = next.checkpoint(now, &self.audit.key, self.config.audit.checkpoint_every);
-        let changes = Changes(vec![
-            Change::Audit(&record, None),
-            Change::AuditHead(next.seq, next.hash),
-        ]);
-        let ticket = self.store.write(changes)?;
+        let checkpoint = next.number_checkpoint(now, self.config.audit.checkpoint_every);
+        let ticket = self
+            .store
+            .write_audited(Changes::default(), vec![checkpoint])?;
         log.pending.push_back((ticket, next.seq));
         if log.pending.len() >= PENDING_KEPT {
             self.settle(&mut log);

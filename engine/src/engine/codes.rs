@@ -103,7 +103,7 @@ pub(super) fn destination_for(
 fn code_event(tx: &Tx, kind: EventKind, c: &Challenge) -> AuditEvent {
     tx.event(kind)
         .with("purpose", c.purpose.as_str())
-        .with("challenge_id", c.id.to_string())
+        .with("challenge_id", c.id.to_hex())
         .with("channel", c.channel.as_str())
 }
 
@@ -278,7 +278,7 @@ impl Engine {
         let mut event = tx
             .event(EventKind::CodeIssued)
             .with("purpose", purpose.as_str())
-            .with("challenge_id", id.to_string())
+            .with("challenge_id", id.to_hex())
             .with("channel", channel.as_str())
             .with("destination", masked_destination.clone());
         if let Some(document) = &challenge.document {

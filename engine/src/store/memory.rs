@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Poll, Waker};
 
 use crate::account::Account;
-use crate::audit::AuditRecord;
+use crate::audit::{AuditRecord, EventKind, Sealer, Unsealed};
 use crate::challenge::Challenge;
 use crate::client::Client;
 use crate::clock::Timestamp;
@@ -34,6 +34,8 @@ struct Records {
     clients: BTreeMap<[u8; 8], Client>,
     audit: BTreeMap<u64, AuditRecord>,
     audit_head: Option<(u64, [u8; 32])>,
+    /// Seals the events written (from [`Store::start_audit`] on).
+    sealer: Option<Sealer>,
     /// By (client, key).
     idempotency: BTreeMap<(String, String), IdempotencyRecord>,
     clock_floor: Timestamp,
@@ -101,13 +103,27 @@ impl MemoryStore {
 }
 
 impl Store for MemoryStore {
-    fn write(&self, changes: Changes<'_>) -> Result<Ticket> {
+    fn write_audited(&self, changes: Changes<'_>, events: Vec<Unsealed>) -> Result<Ticket> {
         let mut r = self.lock();
         if let Some(why) = &r.refusing {
             return Err(EngineError::DiskFull(why.clone()));
         }
         if r.losing {
             return Ok(r.round);
+        }
+        if !events.is_empty() {
+            let r = &mut *r;
+            let sealer = r.sealer.as_mut().ok_or_else(crate::store::not_started)?;
+            let records = events
+                .into_iter()
+                .map(|event| sealer.seal(event))
+                .collect::<Result<Vec<_>>>()?;
+            for record in records {
+                if record.event.kind == EventKind::Checkpoint {
+                    r.audit_head = Some((record.seq, record.hash));
+                }
+                r.audit.insert(record.seq, record);
+            }
         }
         for change in changes.0 {
             match change {
@@ -139,10 +155,6 @@ impl Store for MemoryStore {
                     r.clients.insert(c.info.id.0, c.clone());
                 }
                 Change::Decoy => {}
-                Change::Audit(record, _) => {
-                    r.audit.insert(record.seq, record.clone());
-                }
-                Change::AuditHead(seq, hash) => r.audit_head = Some((seq, hash)),
                 Change::RemoveAudit(seq, _) => {
                     r.audit.remove(&seq);
                 }
@@ -158,6 +170,10 @@ impl Store for MemoryStore {
         r.round += 1;
         r.writes += 1;
         Ok(r.round)
+    }
+
+    fn start_audit(&self, sealer: Sealer) {
+        self.lock().sealer = Some(sealer);
     }
 
     fn commit(&self) -> Arc<dyn Commit> {

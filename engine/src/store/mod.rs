@@ -33,7 +33,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use crate::account::Account;
-use crate::audit::AuditRecord;
+use crate::audit::{AuditRecord, Sealer, Unsealed};
 use crate::challenge::Challenge;
 use crate::client::Client;
 use crate::clock::Timestamp;
@@ -87,13 +87,18 @@ pub(crate) fn open(config: &StoreConfig) -> Result<Arc<dyn Store>> {
     Ok(Arc::new(self::sled::SledStore::open(config)?))
 }
 
+/// Why audit events were refused before [`Store::start_audit`].
+pub(crate) fn not_started() -> EngineError {
+    EngineError::NotStored("the audit chain was not resumed before its first event".into())
+}
+
 /// One change of a batch.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Change<'a> {
     /// Store an account (replacing the one with its id), with the sequence
     /// number of its newest audit event, which the engine's write fills in
     /// (construct it with `None`): a store may keep it in the account's
-    /// record instead of a pointer of its own (see [`Change::Audit`]).
+    /// record instead of a pointer of its own (see [`Store::write_audited`]).
     Account(&'a Account, Option<u64>),
     /// Delete an account (a cancelled one, past the audit retention).
     RemoveAccount(AccountId),
@@ -112,12 +117,6 @@ pub(crate) enum Change<'a> {
     /// Store a throw-away record the size of an account, so a login for an
     /// unknown account pays the write a wrong PIN pays.
     Decoy,
-    /// Store an audit event, with the sequence number of its account's
-    /// previous event (from [`Store::audit_last`]), through which the store
-    /// finds an account's events.
-    Audit(&'a AuditRecord, Option<u64>),
-    /// Record the audit chain's head: its last sequence number and hash.
-    AuditHead(u64, [u8; 32]),
     /// Delete an audit event (pruning past retention).
     RemoveAudit(u64, Option<AccountId>),
     /// Store an idempotency key's record (a claim, or a claim with its answer).
@@ -158,7 +157,23 @@ pub(crate) trait Commit: Send + Sync + std::fmt::Debug {
 pub(crate) trait Store: Send + Sync + std::fmt::Debug {
     /// Queues `changes` to be applied as one atomic batch after every
     /// earlier one, and returns the ticket to wait on.
-    fn write(&self, changes: Changes<'_>) -> Result<Ticket>;
+    fn write(&self, changes: Changes<'_>) -> Result<Ticket> {
+        self.write_audited(changes, Vec::new())
+    }
+
+    /// [`Store::write`] with audit events, numbered in the order their
+    /// batches are queued (each with its account's previous event, from
+    /// [`Store::audit_last`], through which the store finds an account's
+    /// events). The store seals them with the [`Sealer`] it was given, in
+    /// the order it applies the batches, which is the order they were
+    /// queued in, and stores them in the same atomic batch as `changes`; a
+    /// checkpoint's batch also records the chain's head. Refused before
+    /// [`Store::start_audit`].
+    fn write_audited(&self, changes: Changes<'_>, events: Vec<Unsealed>) -> Result<Ticket>;
+
+    /// Hands the store the writer's half of the audit chain, resumed from
+    /// its last stored event, before the first event is written.
+    fn start_audit(&self, sealer: Sealer);
 
     /// The durability of this store's tickets.
     fn commit(&self) -> Arc<dyn Commit>;
@@ -193,7 +208,7 @@ pub(crate) trait Store: Send + Sync + std::fmt::Debug {
     /// The audit chain's recorded head (`None` before the first event).
     fn audit_head(&self) -> Result<Option<(u64, [u8; 32])>>;
 
-    /// The newest stored event of `account`, as [`Change::Audit`] links
+    /// The newest stored event of `account`, as [`Store::write_audited`] links
     /// them (`None` if it has none, or the store does not link them).
     fn audit_last(&self, account: AccountId) -> Result<Option<u64>>;
 

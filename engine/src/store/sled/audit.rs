@@ -244,7 +244,9 @@ pub(super) fn scan_account(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audit::{AuditKey, Chain, Event, EventKind};
+    use std::sync::Arc;
+
+    use crate::audit::{AuditKey, Chain, Event, EventKind, Sealer, Sealing, Unsealed};
     use crate::clock::Timestamp;
     use crate::secret::CodeKey;
     use crate::store::sled::{SledStore, Writes};
@@ -257,11 +259,12 @@ mod tests {
     /// checkpoint after every `every`; with each one's link to its
     /// account's previous event.
     fn sealed(n: usize, every: u64) -> Vec<(AuditRecord, Option<u64>)> {
-        let key = AuditKey::derive(&CodeKey::new([7; 32])).unwrap();
+        let mut sealer = Sealer::new(key(), (0, [0; 32]));
         let events = (0..n)
             .map(|i| Event::new(EventKind::CodeIssued, Some(if i % 2 == 0 { A } else { B })))
             .collect();
-        let (records, _) = Chain::resume(None, 0).seal(events, Timestamp(1_000), &key, every);
+        let (records, _) =
+            Chain::resume(None, 0).seal(events, Timestamp(1_000), &mut sealer, every);
         let mut last: Vec<(AccountId, u64)> = Vec::new();
         records
             .into_iter()
@@ -276,13 +279,40 @@ mod tests {
             .collect()
     }
 
+    fn key() -> Arc<AuditKey> {
+        Arc::new(AuditKey::derive(&CodeKey::new([7; 32])).unwrap())
+    }
+
+    /// Writes `records` as the engine does, unsealed: the store seals them
+    /// again from the head before the first, into the same records.
     fn write(store: &SledStore, records: &[(AuditRecord, Option<u64>)]) {
-        let changes = records
+        let first = &records[0].0;
+        store.start_audit(Sealer::new(key(), (first.seq - 1, first.prev)));
+        let events = records
             .iter()
-            .map(|(r, link)| Change::Audit(r, *link))
+            .map(|(r, link)| Unsealed {
+                seq: r.seq,
+                at: r.at,
+                link: *link,
+                what: match r.event.kind {
+                    EventKind::Checkpoint => Sealing::Checkpoint {
+                        every: r.event.detail("every").unwrap().parse().unwrap(),
+                    },
+                    _ => Sealing::Event(r.event.clone()),
+                },
+            })
             .collect();
-        let ticket = store.write(Changes(changes)).unwrap();
+        let ticket = store.write_audited(Changes::default(), events).unwrap();
         store.commit.wait(ticket).unwrap();
+        let mut stored = Vec::new();
+        store
+            .scan_audit(first.seq, &mut |r| {
+                stored.push(r);
+                Ok(stored.len() < records.len())
+            })
+            .unwrap();
+        let expected: Vec<AuditRecord> = records.iter().map(|(r, _)| r.clone()).collect();
+        assert_eq!(stored, expected, "sealed by the store as by the test");
     }
 
     fn keys(store: &SledStore) -> usize {

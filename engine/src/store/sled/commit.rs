@@ -17,8 +17,10 @@ use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::task::{Poll, Waker};
 use std::time::Instant;
 
-use super::audit::{Blocks, PendingEvent};
+use super::audit::{AUDIT_HEAD_KEY, Blocks, PendingEvent};
+use crate::audit::{EventKind, Sealer, Unsealed};
 use crate::error::{EngineError, Result};
+use crate::store::codec;
 use crate::store::{Commit, FlushStats, Ticket};
 
 /// The number of the last write round applied (u64, big-endian).
@@ -27,12 +29,13 @@ pub(super) const ROUND_KEY: &[u8] = b"m:round";
 pub(super) const MAX_ROUND: usize = 4_096;
 
 /// Raw changes to apply atomically: inserts and removals in order (a later
-/// change to a key wins), and audit events, which the writer thread stores
-/// in blocks (`audit.rs`). Encoded by the store, applied by the writer thread.
+/// change to a key wins), and audit events, which the writer thread seals
+/// and stores in blocks (`audit.rs`). Encoded by the store, applied by the
+/// writer thread.
 #[derive(Debug, Default)]
 pub(crate) struct Writes {
     writes: Vec<Write>,
-    events: Vec<PendingEvent>,
+    events: Vec<Unsealed>,
 }
 
 /// A key and its new value, or `None` to remove it. Keys (at most 17
@@ -63,13 +66,26 @@ impl Writes {
         self.writes.push((key.into(), None));
     }
 
-    /// An audit event, in sequence order after those already added.
-    pub(crate) fn audit(&mut self, event: PendingEvent) {
-        self.events.push(event);
+    /// Audit events, in sequence order, after any already added.
+    pub(crate) fn audit(&mut self, mut events: Vec<Unsealed>) {
+        if self.events.is_empty() {
+            // The caller's vector, taken over: no copy.
+            self.events = events;
+        } else {
+            self.events.append(&mut events);
+        }
     }
 
-    /// Adds the writes to `batch` and the events to `blocks`.
-    pub(super) fn add_to(self, batch: &mut ::sled::Batch, blocks: &mut Blocks) {
+    /// Adds the writes to `batch` and the events, sealed by `sealer` in
+    /// their order, to `blocks`; a checkpoint also records the chain's head.
+    /// Fails (and the round with it) if an event comes out of order or
+    /// before the chain was resumed.
+    pub(super) fn add_to(
+        self,
+        batch: &mut ::sled::Batch,
+        blocks: &mut Blocks,
+        sealer: Option<&mut Sealer>,
+    ) -> Result<()> {
         for (key, value) in self.writes {
             match value {
                 Some(Value::Record(value)) => batch.insert(key, value),
@@ -77,9 +93,27 @@ impl Writes {
                 None => batch.remove(key),
             }
         }
-        for event in self.events {
-            blocks.push(event);
+        if self.events.is_empty() {
+            return Ok(());
         }
+        let sealer = sealer.ok_or_else(crate::store::not_started)?;
+        for event in self.events {
+            let link = event.link;
+            let record = sealer.seal(event)?;
+            let checkpoint = record.event.kind == EventKind::Checkpoint;
+            if checkpoint {
+                let mut head = [0u8; 40];
+                head[..8].copy_from_slice(&record.seq.to_be_bytes());
+                head[8..].copy_from_slice(&record.hash);
+                batch.insert(AUDIT_HEAD_KEY, &head[..]);
+            }
+            blocks.push(PendingEvent {
+                seq: record.seq,
+                checkpoint,
+                bytes: codec::encode_audit(&record, link),
+            });
+        }
+        Ok(())
     }
 }
 
@@ -218,6 +252,8 @@ pub(crate) struct GroupCommit {
     /// Held by the writer for each round and by an export for its whole
     /// scan, so a backup sees sled between two rounds, never inside one.
     pub(super) rounds: Mutex<()>,
+    /// The audit chain's writer half: taken by the writer for each round.
+    pub(super) sealer: Mutex<Option<Sealer>>,
     pub(super) state: Mutex<CommitState>,
     pub(super) work: Condvar,
     pub(super) done: Condvar,
@@ -291,17 +327,18 @@ impl GroupCommit {
             let target = settled + take as u64;
             drop(state);
             let mut batch = ::sled::Batch::default();
-            let mut blocks = Blocks::default();
-            for writes in queued {
-                writes.add_to(&mut batch, &mut blocks);
-            }
-            blocks.add_to(&mut batch);
+            let sealed = self.seal_into(queued, &mut batch);
             batch.insert(ROUND_KEY, &(round + 1).to_be_bytes());
             let between_rounds = self.rounds.lock().unwrap_or_else(PoisonError::into_inner);
             // After the lock: a backup that just ran may have used space.
             self.health.observe();
             let started = Instant::now();
-            let result = db.apply_batch(batch).and_then(|()| db.flush());
+            let result = sealed.and_then(|()| {
+                db.apply_batch(batch)
+                    .and_then(|()| db.flush())
+                    .map(drop)
+                    .map_err(EngineError::from)
+            });
             let took = started.elapsed();
             if result.is_ok() {
                 round += 1;
@@ -332,6 +369,19 @@ impl GroupCommit {
             state.wake_settled();
             self.done.notify_all();
         }
+    }
+}
+
+impl GroupCommit {
+    /// Adds `queued` to `batch`, their events sealed in order.
+    pub(super) fn seal_into(&self, queued: Vec<Writes>, batch: &mut ::sled::Batch) -> Result<()> {
+        let mut sealer = self.sealer.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut blocks = Blocks::default();
+        for writes in queued {
+            writes.add_to(batch, &mut blocks, sealer.as_mut())?;
+        }
+        blocks.add_to(batch);
+        Ok(())
     }
 }
 

@@ -17,12 +17,13 @@ mod commit;
 mod guard;
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, PoisonError};
 use std::thread::JoinHandle;
 
 use sha2::{Digest, Sha256};
 
-use self::audit::{AUDIT_HEAD_KEY, AUDIT_LAST_PREFIX, PendingEvent, audit_index_key, audit_key};
+use self::audit::{AUDIT_LAST_PREFIX, audit_index_key, audit_key};
 pub(crate) use self::commit::Writes;
 use self::commit::{GroupCommit, Health, ROUND_KEY};
 pub use self::guard::in_use;
@@ -30,7 +31,7 @@ use self::guard::{
     ACKNOWLEDGED_FILE, check_acknowledged, is_lock_contention, open_with_lock_retry, read_round,
 };
 use crate::account::Account;
-use crate::audit::{AuditRecord, EventKind};
+use crate::audit::{AuditRecord, EventKind, Sealer, Unsealed};
 use crate::challenge::Challenge;
 use crate::client::Client;
 use crate::clock::Timestamp;
@@ -91,6 +92,8 @@ pub(crate) struct SledStore {
     db: ::sled::Db,
     commit: Arc<GroupCommit>,
     flusher: Option<JoinHandle<()>>,
+    /// Set by [`Store::start_audit`]: events are refused before.
+    audit_started: AtomicBool,
 }
 
 impl SledStore {
@@ -162,6 +165,7 @@ impl SledStore {
             db,
             commit,
             flusher: Some(flusher),
+            audit_started: AtomicBool::new(false),
         })
     }
 
@@ -188,9 +192,7 @@ impl SledStore {
     /// flush (benchmarks time sled alone with this).
     pub(crate) fn apply_unflushed(&self, writes: Writes) -> Result<()> {
         let mut batch = ::sled::Batch::default();
-        let mut blocks = self::audit::Blocks::default();
-        writes.add_to(&mut batch, &mut blocks);
-        blocks.add_to(&mut batch);
+        self.commit.seal_into(vec![writes], &mut batch)?;
         self.db.apply_batch(batch)?;
         Ok(())
     }
@@ -324,9 +326,8 @@ impl SledStore {
 }
 
 /// One change as raw writes: the key, and the encoded record (or `None` to
-/// delete). `batch` is the whole batch: an account record it writes with
-/// the account's newest audit event saves that event its pointer.
-fn encode(change: &Change<'_>, batch: &[Change<'_>], writes: &mut Writes) {
+/// delete).
+fn encode(change: &Change<'_>, writes: &mut Writes) {
     match *change {
         Change::Account(a, audit_newest) => writes.insert(
             &prefixed(ACCOUNT_PREFIX, a.id.0),
@@ -351,34 +352,6 @@ fn encode(change: &Change<'_>, batch: &[Change<'_>], writes: &mut Writes) {
         ),
         Change::Client(c) => writes.insert(&client_key(c.info.id.0), codec::encode_client(c)),
         Change::Decoy => writes.insert(DECOY_KEY, vec![0u8; 256]),
-        Change::Audit(r, account_prev) => {
-            // Stored in its round's block (`audit.rs`).
-            writes.audit(PendingEvent {
-                seq: r.seq,
-                checkpoint: r.event.kind == EventKind::Checkpoint,
-                bytes: codec::encode_audit(r, account_prev),
-            });
-            // An erased account keeps no pointer: its record goes in the same
-            // batch. Nor does one whose record the batch writes: the record
-            // holds its newest event (the engine saw to it), and one key
-            // fewer per event is most of what the pointer cost.
-            if let Some(account) = r.event.account
-                && r.event.kind != EventKind::Erased
-                && !batch
-                    .iter()
-                    .any(|c| matches!(c, Change::Account(a, Some(_)) if a.id == account))
-            {
-                writes.insert_small(
-                    &prefixed(AUDIT_LAST_PREFIX, account.0),
-                    &r.seq.to_be_bytes(),
-                );
-            }
-        }
-        Change::AuditHead(seq, hash) => {
-            let mut value = seq.to_be_bytes().to_vec();
-            value.extend_from_slice(&hash);
-            writes.insert(AUDIT_HEAD_KEY, value);
-        }
         Change::RemoveAudit(seq, account) => {
             writes.remove(&audit_key(seq));
             if let Some(account) = account {
@@ -394,12 +367,44 @@ fn encode(change: &Change<'_>, batch: &[Change<'_>], writes: &mut Writes) {
 }
 
 impl Store for SledStore {
-    fn write(&self, changes: Changes<'_>) -> Result<Ticket> {
+    fn write_audited(&self, changes: Changes<'_>, events: Vec<Unsealed>) -> Result<Ticket> {
         let mut writes = Writes::default();
         for change in &changes.0 {
-            encode(change, &changes.0, &mut writes);
+            encode(change, &mut writes);
         }
+        if !events.is_empty() && !self.audit_started.load(Ordering::Acquire) {
+            return Err(crate::store::not_started());
+        }
+        for event in &events {
+            // Stored in its round's block (`audit.rs`), sealed there. An
+            // erased account keeps no pointer: its record goes in the same
+            // batch. Nor does one whose record the batch writes: the record
+            // holds its newest event (the engine saw to it), and one key
+            // fewer per event is most of what the pointer cost.
+            if let Some(account) = event.account()
+                && event.kind() != EventKind::Erased
+                && !changes
+                    .0
+                    .iter()
+                    .any(|c| matches!(c, Change::Account(a, Some(_)) if a.id == account))
+            {
+                writes.insert_small(
+                    &prefixed(AUDIT_LAST_PREFIX, account.0),
+                    &event.seq.to_be_bytes(),
+                );
+            }
+        }
+        writes.audit(events);
         self.write_raw(writes)
+    }
+
+    fn start_audit(&self, sealer: Sealer) {
+        *self
+            .commit
+            .sealer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(sealer);
+        self.audit_started.store(true, Ordering::Release);
     }
 
     fn commit(&self) -> Arc<dyn Commit> {
