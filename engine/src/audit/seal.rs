@@ -112,7 +112,7 @@ impl Chain {
 }
 
 /// The writer's half: the head's hash and the key that signs checkpoints.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Sealer {
     seq: u64,
     hash: [u8; 32],

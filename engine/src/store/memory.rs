@@ -108,22 +108,29 @@ impl Store for MemoryStore {
         if let Some(why) = &r.refusing {
             return Err(EngineError::DiskFull(why.clone()));
         }
-        if r.losing {
-            return Ok(r.round);
-        }
+        // Sealed into a copy, taken only if every event seals: a refused
+        // batch leaves the head where it was. Writes being lost are sealed
+        // too (the engine numbered them), then dropped.
+        let mut records = Vec::new();
         if !events.is_empty() {
-            let r = &mut *r;
-            let sealer = r.sealer.as_mut().ok_or_else(crate::store::not_started)?;
-            let records = events
+            let mut sealer = r.sealer.clone().ok_or_else(crate::store::not_started)?;
+            records = events
                 .into_iter()
                 .map(|event| sealer.seal(event))
                 .collect::<Result<Vec<_>>>()?;
-            for record in records {
-                if record.event.kind == EventKind::Checkpoint {
-                    r.audit_head = Some((record.seq, record.hash));
-                }
-                r.audit.insert(record.seq, record);
-            }
+            r.sealer = Some(sealer);
+        }
+        if r.losing {
+            return Ok(r.round);
+        }
+        if records
+            .iter()
+            .any(|r| r.event.kind == EventKind::Checkpoint)
+        {
+            r.audit_head = r.sealer.as_ref().map(Sealer::head);
+        }
+        for record in records {
+            r.audit.insert(record.seq, record);
         }
         for change in changes.0 {
             match change {
@@ -315,8 +322,49 @@ impl Store for MemoryStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::audit::{AuditKey, Chain, Event};
     use crate::id::ChallengeId;
     use crate::internals::sample_account;
+    use crate::secret::CodeKey;
+
+    fn seqs(store: &MemoryStore) -> Vec<u64> {
+        let mut seqs = Vec::new();
+        store
+            .scan_audit(0, &mut |r| {
+                seqs.push(r.seq);
+                Ok(true)
+            })
+            .unwrap();
+        seqs
+    }
+
+    #[test]
+    fn lost_events_are_sealed_all_the_same_so_later_ones_follow_them() {
+        let store = MemoryStore::new();
+        let key = AuditKey::derive(&CodeKey::new([4; 32])).unwrap();
+        store.start_audit(Sealer::new(key.into(), (0, [0; 32])));
+        let event = || Event::new(EventKind::CodeIssued, None);
+        let mut chain = Chain::resume(None, 0);
+        let mut write = |store: &MemoryStore| {
+            let (events, next) = chain.number(vec![event(), event()], Timestamp(1), 0);
+            chain.advance(next);
+            store.write_audited(Changes::default(), events)
+        };
+        store.lose_writes(true);
+        write(&store).unwrap();
+        store.lose_writes(false);
+        write(&store).unwrap();
+        assert_eq!(seqs(&store), [3, 4], "1 and 2 were lost; 3 follows them");
+        // A batch out of order is refused whole, and the head stays.
+        let (stale, _) = Chain::resume(None, 0).number(vec![event()], Timestamp(1), 0);
+        let refused = store.write_audited(Changes::default(), stale);
+        assert!(
+            matches!(refused, Err(EngineError::Corrupt(_))),
+            "{refused:?}"
+        );
+        write(&store).unwrap();
+        assert_eq!(seqs(&store), [3, 4, 5, 6]);
+    }
 
     #[test]
     fn a_batch_is_applied_whole_in_order_and_is_durable_at_once() {

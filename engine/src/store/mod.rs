@@ -167,8 +167,8 @@ pub(crate) trait Store: Send + Sync + std::fmt::Debug {
     /// events). The store seals them with the [`Sealer`] it was given, in
     /// the order it applies the batches, which is the order they were
     /// queued in, and stores them in the same atomic batch as `changes`; a
-    /// checkpoint's batch also records the chain's head. Refused before
-    /// [`Store::start_audit`].
+    /// batch (or write round) that holds a checkpoint also records the
+    /// chain's head as it leaves it. Refused before [`Store::start_audit`].
     fn write_audited(&self, changes: Changes<'_>, events: Vec<Unsealed>) -> Result<Ticket>;
 
     /// Hands the store the writer's half of the audit chain, resumed from

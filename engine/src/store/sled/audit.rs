@@ -376,6 +376,49 @@ mod tests {
     }
 
     #[test]
+    fn a_round_with_a_checkpoint_records_the_head_it_leaves() {
+        let store = SledStore::open(&StoreConfig::temporary()).unwrap();
+        // Events 1-3, the checkpoint 4, then 5: one batch.
+        let records = sealed(4, 3);
+        assert_eq!(records.len(), 5);
+        write(&store, &records);
+        assert_eq!(store.audit_head().unwrap(), Some((5, records[4].0.hash)));
+    }
+
+    #[test]
+    fn after_a_failed_round_later_events_fail_rather_than_follow_a_gap() {
+        let store = SledStore::open(&StoreConfig::temporary()).unwrap();
+        let records = sealed(3, 0);
+        store.start_audit(Sealer::new(key(), (0, [0; 32])));
+        let unsealed = |(r, link): &(AuditRecord, Option<u64>)| Unsealed {
+            seq: r.seq,
+            at: r.at,
+            link: *link,
+            what: Sealing::Event(r.event.clone()),
+        };
+        // The writer is held between building a round and applying it.
+        let held = store.commit.rounds.lock().unwrap();
+        // Event 2 before event 1: that round fails, nothing of it stored.
+        let failing = store
+            .write_audited(Changes::default(), vec![unsealed(&records[1])])
+            .unwrap();
+        while !store.commit.lock().queued.is_empty() {
+            std::thread::yield_now();
+        }
+        // Event 1, queued while that round is in flight and before its
+        // failure is known: refused at the writer, which let the sealer go,
+        // not chained after a hash that was never stored.
+        let queued = store
+            .write_audited(Changes::default(), vec![unsealed(&records[0])])
+            .unwrap();
+        drop(held);
+        assert!(store.commit.wait(failing).is_err());
+        assert!(store.commit.wait(queued).is_err());
+        assert_eq!(seqs_from(&store, 0), Vec::<u64>::new());
+        assert!(store.writable().is_err(), "refused until a restart");
+    }
+
+    #[test]
     fn pruning_before_a_checkpoint_keeps_it_and_what_follows() {
         let store = SledStore::open(&StoreConfig::temporary()).unwrap();
         let records = sealed(300, 100);

@@ -77,15 +77,15 @@ impl Writes {
     }
 
     /// Adds the writes to `batch` and the events, sealed by `sealer` in
-    /// their order, to `blocks`; a checkpoint also records the chain's head.
-    /// Fails (and the round with it) if an event comes out of order or
-    /// before the chain was resumed.
+    /// their order, to `blocks`; whether one was a checkpoint. Fails (and
+    /// the round with it) if an event comes out of order or before the
+    /// chain was resumed.
     pub(super) fn add_to(
         self,
         batch: &mut ::sled::Batch,
         blocks: &mut Blocks,
         sealer: Option<&mut Sealer>,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         for (key, value) in self.writes {
             match value {
                 Some(Value::Record(value)) => batch.insert(key, value),
@@ -94,26 +94,22 @@ impl Writes {
             }
         }
         if self.events.is_empty() {
-            return Ok(());
+            return Ok(false);
         }
         let sealer = sealer.ok_or_else(crate::store::not_started)?;
+        let mut checkpointed = false;
         for event in self.events {
             let link = event.link;
             let record = sealer.seal(event)?;
             let checkpoint = record.event.kind == EventKind::Checkpoint;
-            if checkpoint {
-                let mut head = [0u8; 40];
-                head[..8].copy_from_slice(&record.seq.to_be_bytes());
-                head[8..].copy_from_slice(&record.hash);
-                batch.insert(AUDIT_HEAD_KEY, &head[..]);
-            }
+            checkpointed |= checkpoint;
             blocks.push(PendingEvent {
                 seq: record.seq,
                 checkpoint,
                 bytes: codec::encode_audit(&record, link),
             });
         }
-        Ok(())
+        Ok(checkpointed)
     }
 }
 
@@ -360,6 +356,7 @@ impl GroupCommit {
                     state.stats.writes += batch;
                 }
                 Err(e) => {
+                    self.forget_sealer();
                     self.health.fail(&e.to_string());
                     state.failed_through = target;
                     state.last_error = Some(e.to_string());
@@ -373,15 +370,36 @@ impl GroupCommit {
 }
 
 impl GroupCommit {
-    /// Adds `queued` to `batch`, their events sealed in order.
+    /// Adds `queued` to `batch`, their events sealed in order. A round that
+    /// sealed a checkpoint records the chain's head as the round leaves it
+    /// (recovery reads on from there; `otpd audit verify` requires the
+    /// chain to reach it).
     pub(super) fn seal_into(&self, queued: Vec<Writes>, batch: &mut ::sled::Batch) -> Result<()> {
         let mut sealer = self.sealer.lock().unwrap_or_else(PoisonError::into_inner);
         let mut blocks = Blocks::default();
+        let mut checkpointed = false;
         for writes in queued {
-            writes.add_to(batch, &mut blocks, sealer.as_mut())?;
+            checkpointed |= writes.add_to(batch, &mut blocks, sealer.as_mut())?;
         }
         blocks.add_to(batch);
+        if let (true, Some(sealer)) = (checkpointed, sealer.as_ref()) {
+            let (seq, hash) = sealer.head();
+            let mut head = [0u8; 40];
+            head[..8].copy_from_slice(&seq.to_be_bytes());
+            head[8..].copy_from_slice(&hash);
+            batch.insert(AUDIT_HEAD_KEY, &head[..]);
+        }
         Ok(())
+    }
+
+    /// After a failed round: its events were sealed but not stored, so the
+    /// sealer's head is past what is on disk. Writes already queued behind
+    /// it would be chained to hashes never stored, a gap only a full
+    /// verification finds; without a sealer their rounds fail instead, as
+    /// new writes do (the store refuses them until a restart resumes the
+    /// chain from what was stored).
+    fn forget_sealer(&self) {
+        *self.sealer.lock().unwrap_or_else(PoisonError::into_inner) = None;
     }
 }
 
