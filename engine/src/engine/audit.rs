@@ -156,9 +156,10 @@ impl Engine {
                     .collect(),
             ),
         };
-        // The head is recorded with each checkpoint, not each batch: one
-        // write fewer per operation (sled rewrites the page it sits on).
-        // Recovery reads on from it to the last event.
+        // The store records the head with each write round that holds a
+        // checkpoint, not with each batch: one write fewer per operation
+        // (sled rewrites the page it sits on). Recovery reads on from it
+        // to the last event.
         let ticket = self.store.write_audited(changes, events)?;
         log.pending.push_back((ticket, next.seq));
         if log.pending.len() >= PENDING_KEPT {
