@@ -283,25 +283,27 @@ mod tests {
         Arc::new(AuditKey::derive(&CodeKey::new([7; 32])).unwrap())
     }
 
+    /// `record` as the engine hands it to the store: numbered, not sealed.
+    fn unsealed((r, link): &(AuditRecord, Option<u64>)) -> Unsealed {
+        Unsealed {
+            seq: r.seq,
+            at: r.at,
+            link: *link,
+            what: match r.event.kind {
+                EventKind::Checkpoint => Sealing::Checkpoint {
+                    every: r.event.detail("every").unwrap().parse().unwrap(),
+                },
+                _ => Sealing::Event(r.event.clone()),
+            },
+        }
+    }
+
     /// Writes `records` as the engine does, unsealed: the store seals them
     /// again from the head before the first, into the same records.
     fn write(store: &SledStore, records: &[(AuditRecord, Option<u64>)]) {
         let first = &records[0].0;
         store.start_audit(Sealer::new(key(), (first.seq - 1, first.prev)));
-        let events = records
-            .iter()
-            .map(|(r, link)| Unsealed {
-                seq: r.seq,
-                at: r.at,
-                link: *link,
-                what: match r.event.kind {
-                    EventKind::Checkpoint => Sealing::Checkpoint {
-                        every: r.event.detail("every").unwrap().parse().unwrap(),
-                    },
-                    _ => Sealing::Event(r.event.clone()),
-                },
-            })
-            .collect();
+        let events = records.iter().map(unsealed).collect();
         let ticket = store.write_audited(Changes::default(), events).unwrap();
         store.commit.wait(ticket).unwrap();
         let mut stored = Vec::new();
@@ -390,12 +392,6 @@ mod tests {
         let store = SledStore::open(&StoreConfig::temporary()).unwrap();
         let records = sealed(3, 0);
         store.start_audit(Sealer::new(key(), (0, [0; 32])));
-        let unsealed = |(r, link): &(AuditRecord, Option<u64>)| Unsealed {
-            seq: r.seq,
-            at: r.at,
-            link: *link,
-            what: Sealing::Event(r.event.clone()),
-        };
         // The writer is held between building a round and applying it.
         let held = store.commit.rounds.lock().unwrap();
         // Event 2 before event 1: that round fails, nothing of it stored.
