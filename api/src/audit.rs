@@ -7,7 +7,7 @@
 //! instant for people).
 
 use engine::audit::{
-    Actor, AuditPublicKey, AuditRecord, Break, Event, EventKind, Outcome, Report, Verifier,
+    Actor, AuditPublicKey, AuditRecord, Break, Details, Event, EventKind, Outcome, Report, Verifier,
 };
 use engine::{AccountId, Timestamp};
 use serde_json::Value;
@@ -38,9 +38,9 @@ pub fn event_out(r: &AuditRecord) -> EventOut {
         kind: e.kind.as_str(),
         outcome: e.outcome.as_str(),
         account_id: e.account.map(|a| a.to_string()),
-        client: e.actor.client.clone(),
-        request_id: e.actor.request_id.clone(),
-        source_ip: e.actor.source_ip.clone(),
+        client: e.actor.client.as_deref().map(str::to_owned),
+        request_id: e.actor.request_id.as_deref().map(str::to_owned),
+        source_ip: e.actor.source_ip.as_deref().map(str::to_owned),
         details: e
             .details
             .iter()
@@ -113,7 +113,7 @@ fn parse_line(v: &Value) -> Result<AuditRecord, (Option<u64>, String)> {
             Some(AccountId::parse("account_id", &id).map_err(|_| fail("bad account_id".into()))?)
         }
     };
-    let mut details = Vec::new();
+    let mut details = Details::new();
     let listed = v["details"]
         .as_object()
         .ok_or_else(|| fail("no details".into()))?;
@@ -125,7 +125,7 @@ fn parse_line(v: &Value) -> Result<AuditRecord, (Option<u64>, String)> {
     }
     // The hash covers the details sorted by key, whatever order a tool
     // that rewrote the line left them in.
-    details.sort();
+    details.sort_by(|(a, _), (b, _)| a.cmp(b));
     let at = Timestamp(v["at_ms"].as_u64().ok_or_else(|| fail("no at_ms".into()))?);
     if required("at")? != crate::wire_time(at) {
         return Err(fail(format!(
@@ -143,9 +143,9 @@ fn parse_line(v: &Value) -> Result<AuditRecord, (Option<u64>, String)> {
                 .ok_or_else(|| fail("unknown outcome".into()))?,
             account,
             actor: Actor {
-                client: optional("client")?,
-                request_id: optional("request_id")?,
-                source_ip: optional("source_ip")?,
+                client: optional("client")?.map(Into::into),
+                request_id: optional("request_id")?.map(Into::into),
+                source_ip: optional("source_ip")?.map(Into::into),
                 idempotency: None,
                 client_id: None,
             },
@@ -302,10 +302,12 @@ mod tests {
                     idempotency: None,
                     client_id: None,
                 },
-                details: vec![
+                details: [
                     ("attempts_remaining".into(), "2".into()),
                     ("purpose".into(), "login".into()),
-                ],
+                ]
+                .into_iter()
+                .collect(),
             },
             prev: [1; 32],
             hash: [2; 32],
@@ -330,7 +332,7 @@ mod tests {
                 outcome: Outcome::Success,
                 account: None,
                 actor: Actor::default(),
-                details: Vec::new(),
+                details: Details::new(),
             },
             prev: [1; 32],
             hash: [2; 32],

@@ -25,14 +25,6 @@ macro_rules! opaque_id {
             }
         }
 
-        impl $name {
-            /// The 32-hex-digit form, in one allocation (`to_string` goes
-            /// through the formatter and grows its buffer).
-            pub fn to_hex(&self) -> String {
-                crate::hex::encode(self.0)
-            }
-        }
-
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 crate::hex::write(f, &self.0)

@@ -332,7 +332,7 @@ async fn a_request_that_ran_but_lost_its_answer_is_409_and_never_runs_again() {
     .unwrap();
     let actor = Actor {
         client: Some("auth-only".into()),
-        idempotency: Some(claim),
+        idempotency: Some(std::sync::Arc::new(claim)),
         ..Actor::default()
     };
     acting(&actor, || {

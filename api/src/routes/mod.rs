@@ -173,10 +173,10 @@ async fn dispatch(
             .to_owned(),
     );
     let actor = Actor {
-        client: client.as_ref().map(|c| c.name.clone()),
+        client: client.as_ref().map(|c| c.name.as_str().into()),
         client_id: client.as_ref().map(|c| c.id),
-        request_id: Some(request_id.to_owned()),
-        source_ip: state.config.audit.source(source),
+        request_id: Some(request_id.into()),
+        source_ip: state.config.audit.source(source).map(Into::into),
         idempotency: None,
     };
     let client_name = client.as_ref().map(|c| c.name.clone());

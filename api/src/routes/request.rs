@@ -257,7 +257,7 @@ impl Input {
     /// Makes every engine call of the request carry `claim` (its
     /// idempotency key), through the actor they run as.
     pub fn claim(&mut self, claim: engine::Claim) {
-        self.actor.idempotency = Some(claim);
+        self.actor.idempotency = Some(std::sync::Arc::new(claim));
     }
 
     /// The body, read (within the limits) and kept for the handler.

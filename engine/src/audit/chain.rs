@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 
 #[cfg(test)]
 use super::Sealer;
-use super::{Actor, AuditPublicKey, AuditRecord, Event, EventKind};
+use super::{Actor, AuditPublicKey, AuditRecord, Detail, Event, EventKind};
 use crate::clock::Timestamp;
 
 const DOMAIN: &[u8] = b"otpd-audit-v1\0";
@@ -133,7 +133,7 @@ impl Chain {
     #[cfg(test)]
     pub(crate) fn seal(
         &self,
-        events: Vec<Event>,
+        events: impl IntoIterator<Item = Event>,
         at: Timestamp,
         sealer: &mut Sealer,
         every: u64,
@@ -167,11 +167,11 @@ pub(super) fn checkpoint_event(
         account: None,
         actor: Actor::default(),
         // Sorted by key, as every event's details are.
-        details: vec![
-            ("covers_hash".into(), crate::hex::encode(hash).into()),
-            ("covers_seq".into(), seq.to_string().into()),
-            ("every".into(), every.to_string().into()),
-            ("signature".into(), crate::hex::encode(signature).into()),
+        details: smallvec::smallvec![
+            ("covers_hash".into(), Detail::hex(hash)),
+            ("covers_seq".into(), seq.into()),
+            ("every".into(), every.into()),
+            ("signature".into(), Detail::hex(signature)),
         ],
     }
 }
@@ -412,12 +412,12 @@ mod tests {
             account: None,
             actor: Actor {
                 client: Some("portal".into()),
-                request_id: Some(format!("r{n}")),
+                request_id: Some(format!("r{n}").into()),
                 source_ip: None,
                 idempotency: None,
                 client_id: None,
             },
-            details: vec![("attempts_remaining".into(), n.to_string().into())],
+            details: smallvec::smallvec![("attempts_remaining".into(), n.into())],
         }
     }
 
@@ -457,7 +457,7 @@ mod tests {
                 idempotency: None,
                 client_id: None,
             },
-            details: vec![
+            details: smallvec::smallvec![
                 ("by".into(), "admin".into()),
                 ("reason".into(), "fraud".into()),
             ],
@@ -509,7 +509,7 @@ mod tests {
         let key = Arc::new(AuditKey::derive(&CodeKey::new([1; 32])).unwrap());
         let mut sealer = Sealer::new(Arc::clone(&key), (0, [0; 32]));
         let head = Chain::resume(None, 0);
-        let (records, next) = head.seal((0..9).map(event).collect(), Timestamp(1), &mut sealer, 4);
+        let (records, next) = head.seal((0..9).map(event), Timestamp(1), &mut sealer, 4);
         let kinds: Vec<bool> = records
             .iter()
             .map(|r| r.event.kind == EventKind::Checkpoint)

@@ -10,16 +10,19 @@
 //! sender, offline commands) are the system's own.
 
 mod chain;
+mod detail;
 mod kind;
 mod seal;
 mod signer;
 
 use std::borrow::Cow;
 use std::cell::RefCell;
+use std::sync::Arc;
 
 pub use chain::{Break, Chain, Report, Verifier, canonical, verify};
+pub use detail::{Detail, Details, Key};
 pub use kind::{EventKind, Outcome};
-pub use seal::{Sealer, Sealing, Unsealed};
+pub use seal::{Numbered, Sealer, Sealing, Unsealed};
 pub use signer::{AuditKey, AuditPublicKey};
 
 use crate::client::ClientId;
@@ -27,18 +30,19 @@ use crate::clock::Timestamp;
 use crate::id::AccountId;
 use crate::idempotency::Claim;
 
-/// Who caused an event.
+/// Who caused an event. Its texts are shared, so every event of a request
+/// carries them without copying them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Actor {
     /// The client (relying party) whose request it was.
-    pub client: Option<String>,
+    pub client: Option<Arc<str>>,
     /// The request's id (`x-request-id`).
-    pub request_id: Option<String>,
+    pub request_id: Option<Arc<str>>,
     /// The request's source address, as the configuration allows it kept.
-    pub source_ip: Option<String>,
+    pub source_ip: Option<Arc<str>>,
     /// The request's idempotency key, if it sent one: the first batch the
     /// call writes records it (`crate::idempotency`). Never part of an event.
-    pub idempotency: Option<Claim>,
+    pub idempotency: Option<Arc<Claim>>,
     /// The client's id: what its challenges belong to, and whose policy
     /// the call is held to. Not recorded: events name the client by `client`.
     pub client_id: Option<ClientId>,
@@ -81,24 +85,24 @@ pub(crate) fn current_actor() -> Actor {
     ACTOR
         .with(|a| {
             a.borrow().as_ref().map(|actor| Actor {
+                client: actor.client.clone(),
+                request_id: actor.request_id.clone(),
+                source_ip: actor.source_ip.clone(),
                 idempotency: None,
-                ..actor.clone()
+                client_id: actor.client_id,
             })
         })
         .unwrap_or_default()
 }
 
 /// The idempotency claim of the engine call running on this thread.
-pub(crate) fn current_claim() -> Option<Claim> {
+pub(crate) fn current_claim() -> Option<Arc<Claim>> {
     ACTOR.with(|a| {
         a.borrow()
             .as_ref()
             .and_then(|actor| actor.idempotency.clone())
     })
 }
-
-/// A detail's key or value.
-pub type Detail = Cow<'static, str>;
 
 /// An event before it has a place in the chain.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,10 +116,9 @@ pub struct Event {
     /// Who caused it.
     pub actor: Actor,
     /// The few fields that matter for the kind, sorted by key. Never a
-    /// PIN, a code, a key or a whole contact. Borrowed where they are
-    /// fixed words (every key, most values), so building an event on the
-    /// request path allocates only what varies.
-    pub details: Vec<(Detail, Detail)>,
+    /// PIN, a code, a key or a whole contact. Kept inline (`detail.rs`), so
+    /// building an event on the request path allocates nothing.
+    pub details: Details,
 }
 
 impl Event {
@@ -130,8 +133,7 @@ impl Event {
             } else {
                 Actor::default()
             },
-            // Most kinds have three details or fewer.
-            details: Vec::with_capacity(if RECORDED { 3 } else { 0 }),
+            details: Details::new(),
         }
     }
 
@@ -151,9 +153,13 @@ impl Event {
         self.details
             .iter()
             .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_ref())
+            .map(|(_, v)| v.as_str())
     }
 }
+
+/// One operation's events, as recorded: most operations write one,
+/// held inline so that recording them allocates nothing.
+pub type Events = smallvec::SmallVec<[Event; 1]>;
 
 /// An event in the chain, as stored and exported.
 #[derive(Debug, Clone, PartialEq, Eq)]

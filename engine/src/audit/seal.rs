@@ -66,6 +66,13 @@ impl Unsealed {
     }
 }
 
+/// Events numbered for the store, in their order: one operation's, so
+/// usually one (a login writes two, and a checkpoint may follow), held
+/// inline. The store's queue carries the usual one to its writer thread
+/// without a heap allocation made on one thread and freed on the other
+/// (docs/CAPACITY.md, "The audit trail").
+pub type Numbered = smallvec::SmallVec<[Unsealed; 1]>;
+
 impl Chain {
     /// Gives `events` their places after the head, each followed by a
     /// checkpoint when `every` events have passed since the last one (so
@@ -75,12 +82,12 @@ impl Chain {
     /// here: the [`Sealer`] holds it.
     pub(crate) fn number(
         &self,
-        events: Vec<Event>,
+        events: impl IntoIterator<Item = Event>,
         at: Timestamp,
         every: u64,
-    ) -> (Vec<Unsealed>, Chain) {
+    ) -> (Numbered, Chain) {
         let mut next = self.clone();
-        let mut out = Vec::with_capacity(events.len());
+        let mut out = Numbered::new();
         for event in events {
             next.seq += 1;
             out.push(Unsealed {
@@ -182,7 +189,7 @@ mod tests {
                 outcome: EventKind::CodeIssued.outcome(),
                 account: None,
                 actor: Actor::default(),
-                details: vec![],
+                details: Default::default(),
             })
             .collect()
     }

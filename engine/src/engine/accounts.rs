@@ -1,5 +1,7 @@
 //! Accounts: registration, pre-registration, import, reading, and the privileged operations (lock, unlock, cancel), the push device and the citizen's locale.
 
+use smallvec::smallvec;
+
 use dashmap::mapref::entry::Entry;
 
 use crate::account::{Account, AccountView, Status, dm_key, email_key, phone_key};
@@ -171,7 +173,10 @@ impl Engine {
             }
             reserved.push(key);
         }
-        match self.write(Changes(vec![Change::Account(&guard, None)]), vec![event]) {
+        match self.write(
+            Changes(vec![Change::Account(&guard, None)]),
+            smallvec![event],
+        ) {
             Ok(ticket) => Ok(self.durable(describe(&guard, self.now()), ticket)),
             Err(e) => {
                 release(&reserved);
@@ -461,7 +466,7 @@ impl Engine {
                 continue;
             }
             let event = AuditEvent::new(EventKind::Erased, Some(id));
-            self.write(Changes(vec![Change::RemoveAccount(id)]), vec![event])?;
+            self.write(Changes(vec![Change::RemoveAccount(id)]), smallvec![event])?;
             erased += 1;
         }
         Ok(erased)

@@ -3,6 +3,8 @@
 //! them, `crate::audit::seal`), the chain's head recovered on open and
 //! handed to the store, checkpoints, reading (only what is durable), pruning.
 
+use smallvec::smallvec;
+
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
@@ -10,7 +12,7 @@ use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
 use crate::audit::{
-    AuditKey, AuditPublicKey, AuditRecord, Break, Chain, Event, EventKind, Report, Sealer,
+    AuditKey, AuditPublicKey, AuditRecord, Break, Chain, Event, EventKind, Events, Report, Sealer,
     Unsealed, Verifier,
 };
 use crate::clock::Timestamp;
@@ -87,7 +89,7 @@ impl Engine {
     /// order is the store's. A change made for a request with an
     /// idempotency key carries the key's claim in the same batch
     /// (`idempotency.rs`); events alone (a refusal recorded) do not.
-    pub(super) fn write(&self, changes: Changes<'_>, events: Vec<Event>) -> Result<Ticket> {
+    pub(super) fn write(&self, changes: Changes<'_>, events: Events) -> Result<Ticket> {
         if !changes.is_empty()
             && let Some(claim) = crate::audit::current_claim()
         {
@@ -101,11 +103,7 @@ impl Engine {
     /// keep in it instead of a pointer of its own: so a write of an account
     /// takes the log's lock even without events, lest it carry an older
     /// number than a write queued before it.
-    pub(super) fn write_sealed(
-        &self,
-        mut changes: Changes<'_>,
-        events: Vec<Event>,
-    ) -> Result<Ticket> {
+    pub(super) fn write_sealed(&self, mut changes: Changes<'_>, events: Events) -> Result<Ticket> {
         let accounts = changes.0.iter().any(|c| matches!(c, Change::Account(..)));
         if !crate::audit::RECORDED || (events.is_empty() && !accounts) {
             return self.store.write(changes);
@@ -209,7 +207,7 @@ impl Engine {
         for (key, value) in details {
             event = event.with(key, (*value).to_owned());
         }
-        let ticket = self.write(Changes::default(), vec![event])?;
+        let ticket = self.write(Changes::default(), smallvec![event])?;
         Ok(self.durable((), ticket))
     }
 
@@ -287,7 +285,7 @@ impl Engine {
         let checkpoint = next.number_checkpoint(now, self.config.audit.checkpoint_every);
         let ticket = self
             .store
-            .write_audited(Changes::default(), vec![checkpoint])?;
+            .write_audited(Changes::default(), smallvec![checkpoint])?;
         log.pending.push_back((ticket, next.seq));
         if log.pending.len() >= PENDING_KEPT {
             self.settle(&mut log);
@@ -530,7 +528,10 @@ mod tests {
         let rewrite = |engine: &Engine| {
             let account = engine.accounts.get(&id).unwrap().clone();
             let ticket = engine
-                .write(Changes(vec![Change::Account(&account, None)]), Vec::new())
+                .write(
+                    Changes(vec![Change::Account(&account, None)]),
+                    Events::new(),
+                )
                 .unwrap();
             engine.durable((), ticket).wait().unwrap();
             engine.flush().unwrap();

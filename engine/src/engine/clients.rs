@@ -6,6 +6,8 @@
 //! interleave; memory (the client and its key index) is updated once the
 //! store has taken the batch, so the very next request sees it.
 
+use smallvec::smallvec;
+
 use std::sync::PoisonError;
 
 use crate::audit::{Event as AuditEvent, EventKind};
@@ -168,9 +170,9 @@ impl Engine {
             event = event.with("test", "true");
         }
         if let Some(at) = new.key_expires_at {
-            event = event.with("expires_at_ms", at.0.to_string());
+            event = event.with("expires_at_ms", at.0);
         }
-        let ticket = self.write(Changes(vec![Change::Client(&client)]), vec![event])?;
+        let ticket = self.write(Changes(vec![Change::Client(&client)]), smallvec![event])?;
         let info = client.info.clone();
         self.put_client(client);
         let key = NewKey {
@@ -245,10 +247,10 @@ impl Engine {
             let mut event =
                 AuditEvent::new(EventKind::ClientKeyRotated, None).with("key_id", id.to_string());
             if let Some(at) = expires_at {
-                event = event.with("expires_at_ms", at.0.to_string());
+                event = event.with("expires_at_ms", at.0);
             }
             if let Some(at) = others_expire_at {
-                event = event.with("previous_expires_at_ms", at.0.to_string());
+                event = event.with("previous_expires_at_ms", at.0);
             }
             let key = NewKey {
                 info,
@@ -365,7 +367,7 @@ impl Engine {
         };
         let mut changes = vec![Change::Client(&client)];
         changes.extend(keys.iter().map(|k| Change::RemoveIdempotency(&name, k)));
-        let ticket = self.write(Changes(changes), vec![event])?;
+        let ticket = self.write(Changes(changes), smallvec![event])?;
         self.forget_client_keys(&name, &keys);
         self.put_client(client);
         Ok(self.durable(value, ticket))

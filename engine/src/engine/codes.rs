@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use crate::account::{Account, Status};
-use crate::audit::{Event as AuditEvent, EventKind, current_client_id};
+use crate::audit::{Detail, Event as AuditEvent, EventKind, current_client_id};
 use crate::challenge::{
     Approval, Challenge, ChallengeState, ChallengeStatus, Issued, Verification, mask_destination,
 };
@@ -103,7 +103,7 @@ pub(super) fn destination_for(
 fn code_event(tx: &Tx, kind: EventKind, c: &Challenge) -> AuditEvent {
     tx.event(kind)
         .with("purpose", c.purpose.as_str())
-        .with("challenge_id", c.id.to_hex())
+        .with("challenge_id", Detail::hex(&c.id.to_bytes()))
         .with("channel", c.channel.as_str())
 }
 
@@ -278,9 +278,9 @@ impl Engine {
         let mut event = tx
             .event(EventKind::CodeIssued)
             .with("purpose", purpose.as_str())
-            .with("challenge_id", id.to_hex())
+            .with("challenge_id", Detail::hex(&id.to_bytes()))
             .with("channel", channel.as_str())
-            .with("destination", masked_destination.clone());
+            .with("destination", &masked_destination);
         if let Some(document) = &challenge.document {
             event = event.with("document_sha256", document.sha256_hex());
         }
@@ -407,8 +407,8 @@ impl Engine {
         }
         c.attempts = c.attempts.saturating_add(1);
         let attempts_remaining = u32::from(c.max_attempts.saturating_sub(c.attempts));
-        let event = code_event(tx, EventKind::CodeWrong, &c)
-            .with("attempts_remaining", attempts_remaining.to_string());
+        let event =
+            code_event(tx, EventKind::CodeWrong, &c).with("attempts_remaining", attempts_remaining);
         tx.record(event);
         tx.put(c);
         Ok(match tx.lockout(Event::CodeFailed, now, self) {

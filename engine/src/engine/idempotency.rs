@@ -2,7 +2,7 @@
 
 use std::sync::atomic::Ordering;
 
-use crate::audit::Event;
+use crate::audit::Events;
 use crate::clock::Timestamp;
 use crate::error::Result;
 use crate::idempotency::{Book, Claim, IdempotencyRecord, Remembered};
@@ -73,7 +73,7 @@ impl Engine {
         &self,
         claim: &Claim,
         changes: Changes<'_>,
-        events: Vec<Event>,
+        events: Events,
     ) -> Result<Ticket> {
         let now = self.now();
         let policy = self.config.idempotency;

@@ -1,5 +1,7 @@
 //! Login (phone or email and PIN, then a code) and step-up codes for citizens already authenticated.
 
+use smallvec::smallvec;
+
 use std::time::Duration;
 
 use crate::account::{Status, email_key, phone_key};
@@ -143,7 +145,7 @@ impl Engine {
             Some((id, _, _, true)) => {
                 let event = AuditEvent::new(EventKind::LoginLocked, Some(id))
                     .with("purpose", purpose.as_str());
-                let ticket = self.write(Changes::default(), vec![event])?;
+                let ticket = self.write(Changes::default(), smallvec![event])?;
                 return Ok(self.durable(LoginOutcome::Locked, ticket));
             }
             Some((id, Some(hash), Status::Active, false)) => (id, hash),
@@ -154,7 +156,7 @@ impl Engine {
                 let event = AuditEvent::new(EventKind::LoginUnknown, known)
                     .with("purpose", purpose.as_str())
                     .with("login", self.login_fingerprint(&login.index_key()));
-                let ticket = self.write(Changes(vec![Change::Decoy]), vec![event])?;
+                let ticket = self.write(Changes(vec![Change::Decoy]), smallvec![event])?;
                 return Ok(self.durable(LoginOutcome::InvalidCredentials, ticket));
             }
         };

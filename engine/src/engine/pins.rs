@@ -1,5 +1,7 @@
 //! PIN changes by the citizen (current PIN and a step-up code) and privileged resets.
 
+use smallvec::smallvec;
+
 use crate::account::{AccountView, Status};
 use crate::audit::{Event as AuditEvent, EventKind};
 use crate::challenge::Verification;
@@ -56,7 +58,7 @@ impl Engine {
                 drop(a);
                 let event = AuditEvent::new(EventKind::LoginLocked, Some(account))
                     .with("purpose", "pin_change");
-                let ticket = self.write(crate::store::Changes::default(), vec![event])?;
+                let ticket = self.write(crate::store::Changes::default(), smallvec![event])?;
                 return Ok(self.durable(PinChange::Locked, ticket));
             }
             match (a.status, &a.pin) {

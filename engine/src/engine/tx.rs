@@ -1,7 +1,9 @@
 //! The per-account transaction: a change built on a copy of the account while its entry is held, then written as one batch and applied to memory.
 
+use smallvec::smallvec;
+
 use crate::account::Account;
-use crate::audit::{Event as AuditEvent, EventKind};
+use crate::audit::{Event as AuditEvent, EventKind, Events};
 use crate::challenge::Challenge;
 use crate::clock::Timestamp;
 use crate::error::{EngineError, Result};
@@ -27,7 +29,7 @@ pub(super) struct Tx {
     pub(super) message_removes: Vec<MessageId>,
     pub(super) dead: Vec<DeadLetter>,
     /// Audit events, written with the change.
-    pub(super) events: Vec<AuditEvent>,
+    pub(super) events: Events,
 }
 
 impl Tx {
@@ -43,7 +45,7 @@ impl Tx {
             messages: Vec::new(),
             message_removes: Vec::new(),
             dead: Vec::new(),
-            events: Vec::new(),
+            events: Events::new(),
         }
     }
 
@@ -142,7 +144,7 @@ impl Engine {
                     // security event; nothing else of the change happened.
                     let event =
                         AuditEvent::new(EventKind::RateLimited, Some(id)).with("reason", reason);
-                    let _ = self.write(Changes::default(), vec![event]);
+                    let _ = self.write(Changes::default(), smallvec![event]);
                 }
                 return Err(e);
             }

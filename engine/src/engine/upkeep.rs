@@ -1,5 +1,7 @@
 //! Upkeep: sweeping expired challenges, the sweeper thread, counters for metrics, and the store's health, size, backups and flush.
 
+use smallvec::smallvec;
+
 use std::sync::Arc;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
@@ -152,13 +154,13 @@ impl Engine {
     pub fn backup_to(&self, dir: &std::path::Path) -> Result<crate::BackupSummary> {
         let summary = self.store.backup_to(dir)?;
         let event = crate::audit::Event::new(crate::audit::EventKind::BackupTaken, None)
-            .with("records", summary.records.to_string())
+            .with("records", summary.records)
             .with("sha256", summary.sha256.clone());
         // Answered once its event is durable, like every operation; but a
         // store refusing writes (a full disk) must still be able to copy
         // what it holds, so a failure to record the backup is not the
         // backup's.
-        if let Ok(ticket) = self.write(Changes::default(), vec![event]) {
+        if let Ok(ticket) = self.write(Changes::default(), smallvec![event]) {
             let _ = self.durable((), ticket).wait();
         }
         Ok(summary)

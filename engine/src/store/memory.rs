@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Poll, Waker};
 
 use crate::account::Account;
-use crate::audit::{AuditRecord, EventKind, Sealer, Unsealed};
+use crate::audit::{AuditRecord, EventKind, Numbered, Sealer};
 use crate::challenge::Challenge;
 use crate::client::Client;
 use crate::clock::Timestamp;
@@ -103,7 +103,7 @@ impl MemoryStore {
 }
 
 impl Store for MemoryStore {
-    fn write_audited(&self, changes: Changes<'_>, events: Vec<Unsealed>) -> Result<Ticket> {
+    fn write_audited(&self, changes: Changes<'_>, events: Numbered) -> Result<Ticket> {
         let mut r = self.lock();
         if let Some(why) = &r.refusing {
             return Err(EngineError::DiskFull(why.clone()));

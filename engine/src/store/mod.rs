@@ -33,7 +33,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use crate::account::Account;
-use crate::audit::{AuditRecord, Sealer, Unsealed};
+use crate::audit::{AuditRecord, Numbered, Sealer};
 use crate::challenge::Challenge;
 use crate::client::Client;
 use crate::clock::Timestamp;
@@ -158,7 +158,7 @@ pub(crate) trait Store: Send + Sync + std::fmt::Debug {
     /// Queues `changes` to be applied as one atomic batch after every
     /// earlier one, and returns the ticket to wait on.
     fn write(&self, changes: Changes<'_>) -> Result<Ticket> {
-        self.write_audited(changes, Vec::new())
+        self.write_audited(changes, Numbered::new())
     }
 
     /// [`Store::write`] with audit events, numbered in the order their
@@ -169,7 +169,7 @@ pub(crate) trait Store: Send + Sync + std::fmt::Debug {
     /// queued in, and stores them in the same atomic batch as `changes`; a
     /// batch (or write round) that holds a checkpoint also records the
     /// chain's head as it leaves it. Refused before [`Store::start_audit`].
-    fn write_audited(&self, changes: Changes<'_>, events: Vec<Unsealed>) -> Result<Ticket>;
+    fn write_audited(&self, changes: Changes<'_>, events: Numbered) -> Result<Ticket>;
 
     /// Hands the store the writer's half of the audit chain, resumed from
     /// its last stored event, before the first event is written.

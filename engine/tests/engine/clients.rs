@@ -13,7 +13,7 @@ pub(crate) const PHONE: &str = "+351912345678";
 
 pub(crate) fn as_client(info: &ClientInfo) -> Actor {
     Actor {
-        client: Some(info.name.clone()),
+        client: Some(info.name.as_str().into()),
         client_id: Some(info.id),
         ..Actor::default()
     }
@@ -41,7 +41,7 @@ fn event_kinds(t: &TestEngine) -> Vec<(EventKind, Vec<(String, String)>)> {
                     r.event
                         .details
                         .into_iter()
-                        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                        .map(|(k, v)| (k.into_owned(), v.to_string()))
                         .collect(),
                 ));
             }

@@ -19,10 +19,10 @@ fn claim(client: &str, key: &str, request: u8) -> Claim {
 /// The actor of a request from `claim`'s client carrying `claim`.
 fn keyed(claim: &Claim) -> Actor {
     Actor {
-        client: Some(claim.client().to_owned()),
+        client: Some(claim.client().into()),
         request_id: Some("r1".into()),
         source_ip: None,
-        idempotency: Some(claim.clone()),
+        idempotency: Some(std::sync::Arc::new(claim.clone())),
         client_id: None,
     }
 }

@@ -5,7 +5,7 @@
 use bincode::{Decode, Encode};
 
 use super::{decode, encode};
-use crate::audit::{Actor, AuditRecord, Detail, Event, EventKind, Outcome};
+use crate::audit::{Actor, AuditRecord, Detail, Event, EventKind, Key, Outcome};
 use crate::clock::Timestamp;
 use crate::error::{EngineError, Result};
 use crate::id::AccountId;
@@ -67,7 +67,7 @@ struct DbAuditV1Ref<'a> {
     client: Option<&'a str>,
     request_id: Option<&'a str>,
     source_ip: Option<&'a str>,
-    details: &'a [(Detail, Detail)],
+    details: &'a [(Key, Detail)],
     prev: [u8; 32],
     hash: [u8; 32],
 }
@@ -85,7 +85,7 @@ pub(crate) fn encode_audit(r: &AuditRecord, account_prev: Option<u64>) -> Vec<u8
             client: e.actor.client.as_deref(),
             request_id: e.actor.request_id.as_deref(),
             source_ip: e.actor.source_ip.as_deref(),
-            details: &e.details,
+            details: e.details.as_slice(),
             prev: r.prev,
             hash: r.hash,
         },
@@ -135,16 +135,16 @@ fn record(stored: DbAudit) -> Result<(AuditRecord, Option<u64>)> {
             outcome: Outcome::parse(&r.outcome).ok_or_else(|| corrupt("unknown outcome"))?,
             account: r.account.map(AccountId),
             actor: Actor {
-                client: r.client,
-                request_id: r.request_id,
-                source_ip: r.source_ip,
+                client: r.client.map(Into::into),
+                request_id: r.request_id.map(Into::into),
+                source_ip: r.source_ip.map(Into::into),
                 idempotency: None,
                 client_id: None,
             },
             details: r
                 .details
                 .into_iter()
-                .map(|(k, v)| (Detail::Owned(k), Detail::Owned(v)))
+                .map(|(k, v)| (Key::Owned(k), Detail::from(v)))
                 .collect(),
         },
         prev: r.prev,
@@ -172,7 +172,7 @@ mod tests {
                     idempotency: None,
                     client_id: None,
                 },
-                details: vec![("reason".into(), "administrative: fraud".into())],
+                details: smallvec::smallvec![("reason".into(), "administrative: fraud".into())],
             },
             prev: [1; 32],
             hash: [2; 32],
@@ -196,9 +196,9 @@ mod tests {
             kind: e.kind.as_str().to_owned(),
             outcome: e.outcome.as_str().to_owned(),
             account: e.account.map(|a| a.0),
-            client: e.actor.client.clone(),
-            request_id: e.actor.request_id.clone(),
-            source_ip: e.actor.source_ip.clone(),
+            client: e.actor.client.as_deref().map(str::to_owned),
+            request_id: e.actor.request_id.as_deref().map(str::to_owned),
+            source_ip: e.actor.source_ip.as_deref().map(str::to_owned),
             details: e
                 .details
                 .iter()

@@ -260,9 +260,8 @@ mod tests {
     /// account's previous event.
     fn sealed(n: usize, every: u64) -> Vec<(AuditRecord, Option<u64>)> {
         let mut sealer = Sealer::new(key(), (0, [0; 32]));
-        let events = (0..n)
-            .map(|i| Event::new(EventKind::CodeIssued, Some(if i % 2 == 0 { A } else { B })))
-            .collect();
+        let events =
+            (0..n).map(|i| Event::new(EventKind::CodeIssued, Some(if i % 2 == 0 { A } else { B })));
         let (records, _) =
             Chain::resume(None, 0).seal(events, Timestamp(1_000), &mut sealer, every);
         let mut last: Vec<(AccountId, u64)> = Vec::new();
@@ -396,7 +395,10 @@ mod tests {
         let held = store.commit.rounds.lock().unwrap();
         // Event 2 before event 1: that round fails, nothing of it stored.
         let failing = store
-            .write_audited(Changes::default(), vec![unsealed(&records[1])])
+            .write_audited(
+                Changes::default(),
+                smallvec::smallvec![unsealed(&records[1])],
+            )
             .unwrap();
         while !store.commit.lock().queued.is_empty() {
             std::thread::yield_now();
@@ -405,7 +407,10 @@ mod tests {
         // failure is known: refused at the writer, which let the sealer go,
         // not chained after a hash that was never stored.
         let queued = store
-            .write_audited(Changes::default(), vec![unsealed(&records[0])])
+            .write_audited(
+                Changes::default(),
+                smallvec::smallvec![unsealed(&records[0])],
+            )
             .unwrap();
         drop(held);
         assert!(store.commit.wait(failing).is_err());

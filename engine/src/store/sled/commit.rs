@@ -18,7 +18,7 @@ use std::task::{Poll, Waker};
 use std::time::Instant;
 
 use super::audit::{AUDIT_HEAD_KEY, Blocks, PendingEvent};
-use crate::audit::{EventKind, Sealer, Unsealed};
+use crate::audit::{EventKind, Numbered, Sealer};
 use crate::error::{EngineError, Result};
 use crate::store::codec;
 use crate::store::{Commit, FlushStats, Ticket};
@@ -35,7 +35,7 @@ pub(super) const MAX_ROUND: usize = 4_096;
 #[derive(Debug, Default)]
 pub(crate) struct Writes {
     writes: Vec<Write>,
-    events: Vec<Unsealed>,
+    events: Numbered,
 }
 
 /// A key and its new value, or `None` to remove it. Keys (at most 17
@@ -67,12 +67,11 @@ impl Writes {
     }
 
     /// Audit events, in sequence order, after any already added.
-    pub(crate) fn audit(&mut self, mut events: Vec<Unsealed>) {
+    pub(crate) fn audit(&mut self, events: Numbered) {
         if self.events.is_empty() {
-            // The caller's vector, taken over: no copy.
             self.events = events;
         } else {
-            self.events.append(&mut events);
+            self.events.extend(events);
         }
     }
 

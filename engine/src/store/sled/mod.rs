@@ -31,7 +31,7 @@ use self::guard::{
     ACKNOWLEDGED_FILE, check_acknowledged, is_lock_contention, open_with_lock_retry, read_round,
 };
 use crate::account::Account;
-use crate::audit::{AuditRecord, EventKind, Sealer, Unsealed};
+use crate::audit::{AuditRecord, EventKind, Numbered, Sealer};
 use crate::challenge::Challenge;
 use crate::client::Client;
 use crate::clock::Timestamp;
@@ -367,7 +367,7 @@ fn encode(change: &Change<'_>, writes: &mut Writes) {
 }
 
 impl Store for SledStore {
-    fn write_audited(&self, changes: Changes<'_>, events: Vec<Unsealed>) -> Result<Ticket> {
+    fn write_audited(&self, changes: Changes<'_>, events: Numbered) -> Result<Ticket> {
         let mut writes = Writes::default();
         for change in &changes.0 {
             encode(change, &mut writes);
