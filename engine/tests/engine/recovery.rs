@@ -167,7 +167,7 @@ fn a_damaged_record_stops_the_engine_from_opening() {
     let config = t.config.clone();
     drop(t.engine);
     {
-        let db = sled::open(&path).unwrap();
+        let db = open_when_released(&path);
         let key = db.scan_prefix(b"a").keys().next().unwrap().unwrap();
         db.insert(key, &b"\xff\xff\xff\xff"[..]).unwrap();
         db.flush().unwrap();
@@ -267,6 +267,22 @@ fn clock_jumps_never_stretch_codes_or_locks() {
         Verification::Expired
     );
     assert!(matches!(t.login(OTHER, PIN), LoginOutcome::Locked));
+}
+
+/// Opens the store at `path` once the engine just dropped has let it go:
+/// sled's I/O threads release its file lock shortly after the store's
+/// drop returns, so a first attempt can find it still held.
+fn open_when_released(path: &std::path::Path) -> sled::Db {
+    for _ in 0..1_000_000 {
+        match sled::open(path) {
+            Ok(db) => return db,
+            Err(e) if e.to_string().contains("could not acquire lock") => {
+                std::thread::yield_now();
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    panic!("the store's lock was never released");
 }
 
 fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
