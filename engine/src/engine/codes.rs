@@ -311,7 +311,9 @@ impl Engine {
         old.state = ChallengeState::Superseded;
         if let Some(message) = old.message.take() {
             tx.remove_message(message);
-            old.delivery = DeliveryState::Dropped;
+            if old.delivery != DeliveryState::Sent {
+                old.delivery = DeliveryState::Dropped;
+            }
         }
         tx.put(old);
     }

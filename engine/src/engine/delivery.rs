@@ -101,6 +101,11 @@ impl Engine {
     /// Records what a send came to: sent, retry later (with backoff and
     /// jitter, honouring the gateway's wait), or failed for good (dead letter,
     /// and the optional SMS-to-email fallback).
+    ///
+    /// "Sent" for a code is kept in memory and reaches the store with the
+    /// challenge's next write (or at shutdown): it costs no write of its
+    /// own. A crash before then costs one resend of the same code, while it
+    /// is still valid, and its status reads "queued" until that resend.
     pub fn outbox_report(&self, id: MessageId, result: SendResult) -> Result<Durable<()>> {
         let Some(account) = self.outbox.get(&id).map(|m| m.account) else {
             // Dropped meanwhile (superseded, cancelled, swept): nothing to record.
@@ -118,11 +123,17 @@ impl Engine {
                 .filter(|c| c.message == Some(id));
             let reason = match result {
                 SendResult::Sent => {
-                    tx.remove_message(id);
-                    if let Some(mut c) = challenge {
-                        c.message = None;
-                        c.delivery = DeliveryState::Sent;
-                        tx.put(c);
+                    let Some(c) = challenge else {
+                        tx.remove_message(id);
+                        return Ok(());
+                    };
+                    // Not written: memory knows at once, the store with the
+                    // challenge's next write (see `settle_sent`). A crash
+                    // before that costs a resend of the same, still valid
+                    // code; never a lost or reusable one.
+                    self.outbox.remove(&id);
+                    if let Some(mut held) = self.challenges.get_mut(&c.id) {
+                        held.delivery = DeliveryState::Sent;
                     }
                     return Ok(());
                 }
@@ -178,6 +189,39 @@ impl Engine {
             tx.put(c);
             Ok(())
         })
+    }
+
+    /// Writes every delivery report that memory holds and the store does
+    /// not yet (for a clean shutdown: a restart then resends nothing). A
+    /// report of a sent code is otherwise written with its challenge's next
+    /// change (the verify, mostly), so a step-up flow makes two writes, not
+    /// three. One write per such challenge, each made while its account is
+    /// held, so none can overtake a newer change of the same challenge.
+    pub(super) fn settle_sent(&self) -> Result<()> {
+        let unsettled: Vec<(AccountId, ChallengeId)> = self
+            .challenges
+            .iter()
+            .filter(|c| c.delivery == DeliveryState::Sent && c.message.is_some())
+            .map(|c| (c.account, c.id))
+            .collect();
+        for (account, id) in unsettled {
+            let settled = self.mutate(account, |tx, _| {
+                if let Some(c) = self.challenge_in(tx, id)
+                    && c.delivery == DeliveryState::Sent
+                    && c.message.is_some()
+                {
+                    tx.put(c);
+                }
+                Ok(())
+            });
+            match settled {
+                Ok(written) => drop(written),
+                // Gone meanwhile (an account erased): nothing to settle.
+                Err(crate::error::EngineError::AccountNotFound) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
     }
 
     /// The wait before retry `attempt`: `first · 2^(attempt-1)`, capped, less

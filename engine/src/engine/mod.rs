@@ -222,6 +222,7 @@ impl std::fmt::Debug for Engine {
 impl Drop for Engine {
     fn drop(&mut self) {
         // Best effort: the store's own drop flushes it.
+        let _ = self.settle_sent();
         let _ = self.store.save_clock_floor(self.clock.now());
     }
 }

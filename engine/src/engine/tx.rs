@@ -11,7 +11,7 @@ use crate::id::{AccountId, ChallengeId};
 use crate::lockout::{Event, Transition};
 use crate::outbox::{DeadLetter, Message};
 use crate::store::{Change, Changes, Durable};
-use crate::terms::MessageId;
+use crate::terms::{DeliveryState, MessageId};
 
 use super::Engine;
 
@@ -151,6 +151,15 @@ impl Engine {
         };
         if !tx.dirty {
             return Ok(self.ready(finish(value, &entry, now)));
+        }
+        // A challenge whose message was reported sent (in memory only) tells
+        // the store so with this write, and its message record goes.
+        for c in &mut tx.puts {
+            if c.delivery == DeliveryState::Sent
+                && let Some(message) = c.message.take()
+            {
+                tx.message_removes.push(message);
+            }
         }
         let mut account = tx.account;
         // A delivery report or a claim touches only challenges and messages:

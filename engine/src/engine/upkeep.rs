@@ -173,7 +173,9 @@ impl Engine {
 
     /// Signs the audit chain's head, then flushes the store now (for shutdown).
     pub fn flush(&self) -> Result<()> {
-        // A refused checkpoint (a full disk) must not stop the flush.
+        // Neither a refused checkpoint (a full disk) nor an unwritten
+        // delivery report may stop the flush.
+        let _ = self.settle_sent();
         let _ = self.audit_checkpoint(true);
         self.store.flush()
     }

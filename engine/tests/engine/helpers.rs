@@ -95,6 +95,11 @@ impl TestEngine {
 
     /// Drops the engine (flushing it) and opens a new one on the same store.
     pub fn restart(self) -> Self {
+        self.restart_with(|| {})
+    }
+
+    /// As [`TestEngine::restart`], running `between` once the old engine is gone.
+    fn restart_with(self, between: impl FnOnce()) -> Self {
         let TestEngine {
             engine,
             clock,
@@ -105,6 +110,7 @@ impl TestEngine {
             memory,
         } = self;
         drop(Arc::into_inner(engine).expect("no other engine handles"));
+        between();
         let engine = open(&config, &key, &clock, seed + 1, memory.as_ref());
         Self {
             engine: Arc::new(engine),
@@ -115,6 +121,15 @@ impl TestEngine {
             dir,
             memory,
         }
+    }
+
+    /// As a killed process (`Backend::Memory` only): whatever the engine
+    /// writes from now until it is gone is lost, then a new engine opens
+    /// on what was kept.
+    pub fn crash(self) -> Self {
+        let store = self.memory().clone();
+        store.lose_writes(true);
+        self.restart_with(|| store.lose_writes(false))
     }
 
     pub fn advance(&self, d: Duration) {

@@ -174,8 +174,8 @@ fn queued_messages_survive_a_restart_and_are_sent_after_it() {
     assert_eq!(delivery(&t, issued.challenge_id), DeliveryState::Sent);
 }
 
-/// The sender does not wait for a delivery report to be durable: of a
-/// step-up flow's writes, only the code and the verify are waited for. A
+/// A delivery report of a sent code is not written on its own: of a
+/// step-up flow's writes, only the code and the verify reach the store. A
 /// report lost with the process costs at most a resend of the same code,
 /// still valid, to the same destination; never a lost or reusable code.
 #[test]
@@ -185,12 +185,10 @@ fn a_delivery_report_lost_in_a_crash_costs_at_most_a_resend_of_a_live_code() {
     let issued = t.login_code(PHONE);
     let due = t.engine.outbox_due(10);
     assert_eq!(due.len(), 1);
-    // Sent; the process dies before the report reaches the disk.
-    t.memory().lose_writes(true);
-    drop(t.engine.outbox_report(due[0].id, SendResult::Sent).unwrap());
+    report(&t, due[0].id, SendResult::Sent);
     assert_eq!(delivery(&t, issued.challenge_id), DeliveryState::Sent);
-    t.memory().lose_writes(false);
-    let t = t.restart();
+    // The process dies before the challenge is written again.
+    let t = t.crash();
     assert_eq!(delivery(&t, issued.challenge_id), DeliveryState::Queued);
     let again = t.engine.outbox_due(10);
     assert_eq!(again.len(), 1, "the message is due again");
@@ -211,6 +209,74 @@ fn a_delivery_report_lost_in_a_crash_costs_at_most_a_resend_of_a_live_code() {
         t.verify(issued.challenge_id, issued.code.expose()),
         Verification::Approved(_)
     ));
+}
+
+/// Once the challenge is written again (here a wrong code), the report is
+/// in the store with it: a crash after that resends nothing.
+#[test]
+fn a_sent_report_reaches_the_store_with_the_challenges_next_write() {
+    let t = TestEngine::on(Backend::Memory, |_| {});
+    t.register(PHONE);
+    let issued = t.login_code(PHONE);
+    let id = t.engine.outbox_due(10)[0].id;
+    report(&t, id, SendResult::Sent);
+    assert_eq!(
+        t.memory().counts()[2],
+        1,
+        "the message record is still stored"
+    );
+    let wrong = if issued.code.expose() == "000000" {
+        "111111"
+    } else {
+        "000000"
+    };
+    assert!(matches!(
+        t.verify(issued.challenge_id, wrong),
+        Verification::WrongCode { .. }
+    ));
+    assert_eq!(t.memory().counts()[2], 0, "written away with the challenge");
+    let t = t.crash();
+    assert_eq!(delivery(&t, issued.challenge_id), DeliveryState::Sent);
+    assert!(t.engine.outbox_due(10).is_empty(), "nothing to resend");
+}
+
+/// A code superseded after it was sent stays "sent" (it reached the phone),
+/// and its message record goes with the superseding write.
+#[test]
+fn a_sent_code_superseded_before_it_is_written_still_reads_sent() {
+    let t = TestEngine::on(Backend::Memory, |_| {});
+    t.register(PHONE);
+    let first = t.login_code(PHONE);
+    report(&t, t.engine.outbox_due(10)[0].id, SendResult::Sent);
+    let second = t.login_code(PHONE);
+    assert_eq!(delivery(&t, first.challenge_id), DeliveryState::Sent);
+    let t = t.crash();
+    assert_eq!(delivery(&t, first.challenge_id), DeliveryState::Sent);
+    let due = t.engine.outbox_due(10);
+    assert_eq!(due.len(), 1, "only the new code");
+    assert_eq!(due[0].challenge_id, second.challenge_id);
+}
+
+/// Issue, send, verify: two durable writes, the report costing none.
+#[test]
+fn a_step_up_flow_makes_two_durable_writes() {
+    let t = TestEngine::new();
+    let account = t.register(PHONE);
+    let before = t.engine.stats().flush.writes;
+    let issued = t.step_up(account);
+    let due = t.engine.outbox_due(10);
+    report(&t, due[0].id, SendResult::Sent);
+    let verified = t
+        .engine
+        .verify(issued.challenge_id, Purpose::StepUp, &issued.code)
+        .and_then(Durable::wait)
+        .unwrap();
+    assert!(matches!(verified, Verification::Approved(_)));
+    assert_eq!(t.engine.stats().flush.writes - before, 2);
+    // Nothing was left for later: a restart finds the flow complete.
+    let t = t.restart();
+    assert!(t.engine.outbox_due(10).is_empty());
+    assert_eq!(delivery(&t, issued.challenge_id), DeliveryState::Sent);
 }
 
 #[test]
