@@ -5,6 +5,10 @@
 //!
 //! `cargo bench -p otp-bench --bench memory` (N = 1,000,000; `OTP_BENCH_MEMORY=N` to change)
 //!
+//! `OTP_BENCH_STORES=DIR` keeps the stores in DIR and reuses them when they
+//! are already there: two builds then open the very same records, side by
+//! side (the record format must be one both builds read).
+//!
 //! sled's page cache is held at 1 MiB in the children so the figures are
 //! the engine's own; a deployment adds its `store.cache_mb` on top.
 
@@ -27,19 +31,39 @@ fn main() {
         .map(|v| v.parse().unwrap())
         .unwrap_or(1_000_000);
     let started = Instant::now();
-    let empty = populate(0, false).unwrap();
-    let accounts = populate(n, false).unwrap();
-    let both = populate(n, true).unwrap();
-    eprintln!("memory: stores written in {:.1?}", started.elapsed());
+    let kept = std::env::var_os("OTP_BENCH_STORES").map(std::path::PathBuf::from);
+    // Held until the end: a store written for this run only is removed then.
+    let mut written = Vec::new();
+    let mut store = |name: &str, accounts: u64, challenges: bool| -> std::path::PathBuf {
+        let Some(dir) = &kept else {
+            let populated = populate(accounts, challenges).unwrap();
+            let path = populated.path();
+            written.push(populated);
+            return path;
+        };
+        let path = dir.join(format!("{name}-{n}"));
+        if !path.exists() {
+            std::fs::create_dir_all(dir).unwrap();
+            populate(accounts, challenges)
+                .unwrap()
+                .keep_at(&path)
+                .unwrap();
+        }
+        path
+    };
+    let empty = store("empty", 0, false);
+    let accounts = store("accounts", n, false);
+    let both = store("both", n, true);
+    eprintln!("memory: stores ready in {:.1?}", started.elapsed());
 
     let measure = |path: std::path::PathBuf, accounts, challenges| -> Opened {
         let opened = open_in_child(&path, 1 << 20).unwrap();
         assert_eq!((opened.accounts, opened.challenges), (accounts, challenges));
         opened
     };
-    let e = measure(empty.path(), 0, 0);
-    let a = measure(accounts.path(), n, 0);
-    let b = measure(both.path(), n, n);
+    let e = measure(empty, 0, 0);
+    let a = measure(accounts, n, 0);
+    let b = measure(both, n, n);
     let per = |more: u64, less: u64| more.saturating_sub(less) as f64 / n as f64;
     let mib = |bytes: u64| bytes as f64 / (1024.0 * 1024.0);
     println!("memory/{n}: resident after recovery, each store opened in a fresh process");

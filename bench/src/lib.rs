@@ -72,6 +72,11 @@ impl Populated {
     pub fn path(&self) -> PathBuf {
         self.dir.path().join("data")
     }
+
+    /// Moves the data to `dest` (same file system), to be kept after the run.
+    pub fn keep_at(self, dest: &Path) -> Result<(), String> {
+        std::fs::rename(self.path(), dest).map_err(|e| format!("keep {}: {e}", dest.display()))
+    }
 }
 
 /// The identity of fixture account `n`: an 8-digit civil ID.

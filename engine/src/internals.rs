@@ -307,7 +307,7 @@ pub(crate) fn sample_account() -> Account {
         lockout: Lockout::default(),
         created_at: Timestamp(1_795_392_000_000),
         updated_at: Timestamp(1_795_392_000_000),
-        current: [None; 5],
+        current: crate::account::Current::None,
     }
 }
 

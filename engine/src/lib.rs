@@ -19,6 +19,7 @@ mod hex;
 mod id;
 mod idempotency;
 mod identity;
+mod index;
 #[doc(hidden)]
 pub mod internals;
 mod keys;

@@ -122,7 +122,8 @@ pub enum Transition {
 pub struct Lockout {
     pub(crate) pin_failures: u32,
     pub(crate) code_failures: u32,
-    pub(crate) lock: Option<Lock>,
+    /// Boxed: few accounts are locked, and every account holds this.
+    pub(crate) lock: Option<Box<Lock>>,
     /// Locks since the last completed login, for escalating temporary locks.
     pub(crate) lockouts: u32,
 }
@@ -131,7 +132,7 @@ impl Lockout {
     /// The lock in force at `now`, if any.
     pub fn lock_at(&self, now: Timestamp) -> Option<&Lock> {
         self.lock
-            .as_ref()
+            .as_deref()
             .filter(|lock| lock.until.is_none_or(|until| now < until))
     }
 
@@ -159,11 +160,11 @@ impl Lockout {
                 Transition::Unlocked
             }
             Event::AdminLock(reason) => {
-                self.lock = Some(Lock {
+                self.lock = Some(Box::new(Lock {
                     reason: LockReason::Administrative(reason),
                     since: now,
                     until: None,
-                });
+                }));
                 Transition::LockedNow
             }
             _ if self.lock.is_some() => Transition::Refused,
@@ -221,11 +222,11 @@ impl Lockout {
                 Some(now.plus(wait))
             }
         };
-        self.lock = Some(Lock {
+        self.lock = Some(Box::new(Lock {
             reason,
             since: now,
             until,
-        });
+        }));
         Transition::LockedNow
     }
 }

@@ -4,7 +4,7 @@ use smallvec::smallvec;
 
 use dashmap::mapref::entry::Entry;
 
-use crate::account::{Account, AccountView, Status, dm_key, email_key, phone_key};
+use crate::account::{Account, AccountView, Current, Status, dm_key, email_key, phone_key};
 use crate::audit::{Event as AuditEvent, EventKind};
 use crate::clock::Timestamp;
 
@@ -148,17 +148,17 @@ impl Engine {
         let Entry::Vacant(slot) = self.accounts.entry(id) else {
             return Err(EngineError::Internal("account id collision".into()));
         };
-        let guard = slot.insert(account);
+        let guard = slot.insert(Box::new(account));
         let mut reserved: Vec<String> = Vec::new();
         let release = |reserved: &[String]| {
             for key in reserved {
-                self.index.remove_if(key, |_, owner| *owner == id);
+                self.index.release(key, id);
             }
         };
         for (key, field) in keys {
             // Decide under the index entry, act after it is released: rolling
             // back while holding it deadlocks when an earlier key shares its shard.
-            let taken = match self.index.entry(key.clone()) {
+            let taken = match self.index.entry(&key) {
                 Entry::Occupied(_) => true,
                 Entry::Vacant(vacant) => {
                     vacant.insert(id);
@@ -211,7 +211,7 @@ impl Engine {
             lockout: Default::default(),
             created_at: now,
             updated_at: now,
-            current: [None; 5],
+            current: Current::None,
         }
     }
 
@@ -351,7 +351,7 @@ impl Engine {
 
     /// The live account registered with this identity, if any.
     pub fn find_by_identity(&self, identity: &Identity) -> Option<AccountId> {
-        self.index.get(&identity.index_key()).map(|id| *id)
+        self.index.get(&identity.index_key())
     }
 
     /// Locks an account (privileged), with a reason kept for audit;
@@ -423,7 +423,7 @@ impl Engine {
             tx.record(event);
             let account = tx.account_mut();
             account.status = Status::Cancelled(now);
-            account.current = [None; 5];
+            account.current = Current::None;
             // Data minimisation: only the identity stays, so the audit
             // trail can still say whose account it was, until
             // `audit.retention` passes and the record goes too.
@@ -529,7 +529,7 @@ impl Engine {
         for purpose in Purpose::ALL {
             if let Some(id) = tx.account.current(purpose) {
                 self.supersede(tx, id);
-                tx.account_mut().current[purpose.slot()] = None;
+                tx.account_mut().current.set(purpose, None);
             }
         }
     }

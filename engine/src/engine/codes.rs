@@ -221,7 +221,7 @@ impl Engine {
         if let Some(previous) = tx.account.current(purpose) {
             self.supersede(tx, previous);
         }
-        tx.account_mut().current[purpose.slot()] = Some(id);
+        tx.account_mut().current.set(purpose, Some(id));
         let challenge = Challenge {
             id,
             account: tx.account.id,
@@ -399,9 +399,8 @@ impl Engine {
             if c.channel == Channel::Sms {
                 self.limits.verified_sms(&c.destination);
             }
-            let slot = &mut tx.account_mut().current[c.purpose.slot()];
-            if *slot == Some(c.id) {
-                *slot = None;
+            if tx.account.current(c.purpose) == Some(c.id) {
+                tx.account_mut().current.set(c.purpose, None);
             }
             tx.put(c);
             approval.state = tx.account.state(now);

@@ -138,7 +138,7 @@ impl Engine {
         };
         self.mutate(account, |tx, now| {
             ensure_usable(&tx.account, now)?;
-            match self.index.get(&key).map(|owner| *owner) {
+            match self.index.get(&key) {
                 Some(owner) if owner == tx.account.id => {
                     return Err(EngineError::invalid(field, "is already this account's"));
                 }
@@ -201,7 +201,7 @@ impl Engine {
                 Contact::Email(e) => (email_key(e), "email"),
                 Contact::Dm(d) => (dm_key(d), "dm"),
             };
-            match self.index.entry(key.clone()) {
+            match self.index.entry(&key) {
                 Entry::Occupied(owner) if *owner.get() != tx.account.id => {
                     return Err(EngineError::Conflict { field });
                 }
@@ -249,7 +249,7 @@ impl Engine {
         if result.is_err()
             && let Some(key) = reserved
         {
-            self.index.remove_if(&key, |_, owner| *owner == account);
+            self.index.release(&key, account);
         }
         result
     }
@@ -349,7 +349,7 @@ impl Engine {
             });
             if to_it {
                 self.supersede(tx, id);
-                tx.account_mut().current[purpose.slot()] = None;
+                tx.account_mut().current.set(purpose, None);
             }
         }
     }

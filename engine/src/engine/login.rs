@@ -73,7 +73,7 @@ impl Engine {
 
     /// The live account this phone or email logs in to, if any.
     pub fn find_by_login(&self, login: &LoginId) -> Option<AccountId> {
-        self.index.get(&login.index_key()).map(|id| *id)
+        self.index.get(&login.index_key())
     }
 
     /// First factor: checks the PIN and, if right, sends a new login code by

@@ -86,8 +86,10 @@ pub struct Engine {
     store: Arc<dyn Store>,
     /// The store's durability, kept to hand to each `Durable`.
     commit: Arc<dyn Commit>,
-    accounts: DashMap<AccountId, Account>,
-    index: DashMap<String, AccountId>,
+    /// Boxed, as challenges are: a slot is then 24 bytes, not a whole
+    /// account, and the tables' slack costs little (docs/CAPACITY.md, memory).
+    accounts: DashMap<AccountId, Box<Account>>,
+    index: crate::index::Index,
     /// Boxed: a map's tables run at 44–87 % load, and slack slots of a
     /// pointer cost 8 bytes where slots of a whole challenge cost ~130
     /// (docs/CAPACITY.md, memory per live challenge).
@@ -165,7 +167,7 @@ impl Engine {
             store,
             commit,
             accounts: DashMap::new(),
-            index: DashMap::new(),
+            index: crate::index::Index::new()?,
             challenges: DashMap::new(),
             clients: DashMap::new(),
             client_keys: DashMap::new(),

@@ -22,14 +22,14 @@ impl Engine {
             newest.fetch_max(account.updated_at.0, std::sync::atomic::Ordering::Relaxed);
             if !account.is_cancelled() {
                 for (key, field) in account.index_keys() {
-                    if self.index.insert(key, account.id).is_some() {
+                    if self.index.insert(&key, account.id).is_some() {
                         return Err(EngineError::Corrupt(format!(
                             "two live accounts share one {field}"
                         )));
                     }
                 }
             }
-            self.accounts.insert(account.id, account);
+            self.accounts.insert(account.id, Box::new(account));
             Ok(())
         })?;
         self.store.scan_clients(&mut |client| {
@@ -51,12 +51,12 @@ impl Engine {
                 return Ok(());
             }
             if challenge.state == ChallengeState::Live {
-                let slot = &mut owner.current[challenge.purpose.slot()];
-                let newer = slot
+                let newer = owner
+                    .current(challenge.purpose)
                     .and_then(|id| self.challenges.get(&id).map(|c| c.created_at))
                     .is_none_or(|t| t <= challenge.created_at);
                 if newer {
-                    *slot = Some(challenge.id);
+                    owner.current.set(challenge.purpose, Some(challenge.id));
                 }
             }
             // Inserted while the owner is held: a challenge in a slot is

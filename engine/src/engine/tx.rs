@@ -135,7 +135,7 @@ impl Engine {
             .ok_or(EngineError::AccountNotFound)?;
         self.admit_account(&entry)?;
         let now = self.now();
-        let mut tx = Tx::new(entry.clone());
+        let mut tx = Tx::new(Account::clone(&entry));
         let value = match change(&mut tx, now) {
             Ok(value) => value,
             Err(e) => {
@@ -202,13 +202,13 @@ impl Engine {
             self.outbox.insert(m.id, m);
         }
         for key in tx.unindex {
-            self.index.remove_if(&key, |_, owner| *owner == id);
+            self.index.release(&key, id);
         }
         if tx.locked_now {
             self.lockouts
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
-        *entry = account;
+        **entry = account;
         Ok(self.durable(finish(value, &entry, now), ticket))
     }
 

@@ -67,11 +67,7 @@ impl Engine {
         for (id, account) in expired {
             let owner = self.accounts.get_mut(&account);
             if let Some(mut owner) = owner {
-                for slot in owner.current.iter_mut() {
-                    if *slot == Some(id) {
-                        *slot = None;
-                    }
-                }
+                owner.current.forget(id);
             }
             if let Some((_, gone)) = self.challenges.remove_if(&id, |_, c| now >= c.expires_at) {
                 batch.push(Change::RemoveChallenge(id));

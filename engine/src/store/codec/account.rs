@@ -2,7 +2,7 @@
 
 use bincode::{Decode, Encode};
 
-use crate::account::{Account, Status};
+use crate::account::{Account, Current, Status};
 use crate::clock::Timestamp;
 use crate::error::{EngineError, Result};
 use crate::id::AccountId;
@@ -220,18 +220,20 @@ pub(crate) fn decode_account(bytes: &[u8]) -> Result<Account> {
             pin_failures: r.pin_failures,
             code_failures: r.code_failures,
             lockouts: r.lockouts,
-            lock: r.lock.map(|l| Lock {
-                reason: match l.reason {
-                    DbLockReasonV1::PinFailures => LockReason::PinFailures,
-                    DbLockReasonV1::CodeFailures => LockReason::CodeFailures,
-                    DbLockReasonV1::Administrative(r) => LockReason::Administrative(r),
-                },
-                since: Timestamp(l.since),
-                until: l.until.map(Timestamp),
+            lock: r.lock.map(|l| {
+                Box::new(Lock {
+                    reason: match l.reason {
+                        DbLockReasonV1::PinFailures => LockReason::PinFailures,
+                        DbLockReasonV1::CodeFailures => LockReason::CodeFailures,
+                        DbLockReasonV1::Administrative(r) => LockReason::Administrative(r),
+                    },
+                    since: Timestamp(l.since),
+                    until: l.until.map(Timestamp),
+                })
             }),
         },
         created_at: Timestamp(r.created_at),
         updated_at: Timestamp(r.updated_at),
-        current: [None; 5],
+        current: Current::None,
     })
 }

@@ -92,15 +92,15 @@ mod tests {
                 pin_failures: 2,
                 code_failures: 1,
                 lockouts: 1,
-                lock: Some(Lock {
+                lock: Some(Box::new(Lock {
                     reason: LockReason::Administrative("review".into()),
                     since: Timestamp(5),
                     until: Some(Timestamp(9)),
-                }),
+                })),
             },
             created_at: Timestamp(1),
             updated_at: Timestamp(2),
-            current: [None; 5],
+            current: crate::account::Current::None,
         }
     }
 
