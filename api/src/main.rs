@@ -13,6 +13,13 @@ use otpd::config::{Config, Environment, LogFormat, Overrides};
 use otpd::failure::Failure;
 use otpd::{App, Dependencies, telemetry};
 
+/// mimalloc instead of glibc's malloc: recovery of 1,000,000 accounts and
+/// as many live challenges in 7.2–7.6 s instead of 11.9–12.5 s, a live
+/// challenge 337 bytes instead of 416, an account 784 bytes instead of 740
+/// (docs/CAPACITY.md, "The allocator").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// otpd: one-time codes for two-factor login, with embedded storage.
 ///
 /// Settings are layered: built-in defaults, then the TOML file given by

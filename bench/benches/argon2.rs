@@ -19,6 +19,10 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use engine::internals::Pins;
 use engine::{Argon2Params, Pin, hash_pin_phc, seeded_rng};
 
+/// As in the otpd binary: the figures are those of the allocator it runs on.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The parameter sets compared, named as in `docs/CAPACITY.md`.
 const SETTINGS: [(&str, Argon2Params); 3] = [
     (

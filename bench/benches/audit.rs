@@ -20,6 +20,10 @@ use bench::{PIN, drain_outbox, engine_config, identity, open_with};
 use engine::audit::EventKind;
 use engine::*;
 
+/// As in the otpd binary: the figures are those of the allocator it runs on.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const ACCOUNTS: u64 = 10_000;
 
 fn main() {

@@ -18,6 +18,10 @@ use engine::{
 };
 use otpd::signing::{Attester, KeyRing};
 
+/// As in the otpd binary: the figures are those of the allocator it runs on.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn codes(c: &mut Criterion) {
     let mut group = c.benchmark_group("code");
     group.throughput(Throughput::Elements(1));

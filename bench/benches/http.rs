@@ -16,6 +16,10 @@ use hyper::{Method, StatusCode};
 use loadtest::{Account, Http, Sink, seed};
 use serde_json::json;
 
+/// As in the otpd binary: the figures are those of the allocator it runs on.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const ACCOUNTS: u64 = 1_000;
 
 async fn issue(http: &Http, account: &Account) -> String {

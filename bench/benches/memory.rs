@@ -18,6 +18,10 @@ use std::time::Instant;
 
 use bench::{Opened, open_in_child, populate, run_as_child};
 
+/// As in the otpd binary: the figures are those of the allocator it runs on.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     if run_as_child() {
         return;

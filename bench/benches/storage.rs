@@ -18,6 +18,10 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
 use engine::StoreConfig;
 use engine::internals::{RawStore, RecordKind, Samples};
 
+/// As in the otpd binary: the figures are those of the allocator it runs on.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn store() -> (tempfile::TempDir, RawStore) {
     let dir = tempfile::tempdir().unwrap();
     let store = RawStore::open(&StoreConfig {
