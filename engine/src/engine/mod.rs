@@ -39,7 +39,7 @@ use crate::client::{Client, ClientId, KeyId};
 use crate::clock::{Clock, Monotonic, Timestamp};
 use crate::config::EngineConfig;
 use crate::error::{EngineError, Result};
-use crate::id::{AccountId, ChallengeId};
+use crate::id::{AccountId, ChallengeId, IdHasher};
 use crate::keys::Keys;
 use crate::limits::{GlobalLimit, IssueLimits};
 use crate::outbox::Message;
@@ -88,12 +88,12 @@ pub struct Engine {
     commit: Arc<dyn Commit>,
     /// Boxed, as challenges are: a slot is then 24 bytes, not a whole
     /// account, and the tables' slack costs little (docs/CAPACITY.md, memory).
-    accounts: DashMap<AccountId, Box<Account>>,
+    accounts: DashMap<AccountId, Box<Account>, IdHasher>,
     index: crate::index::Index,
     /// Boxed: a map's tables run at 44–87 % load, and slack slots of a
     /// pointer cost 8 bytes where slots of a whole challenge cost ~130
     /// (docs/CAPACITY.md, memory per live challenge).
-    challenges: DashMap<ChallengeId, Box<Challenge>>,
+    challenges: DashMap<ChallengeId, Box<Challenge>, IdHasher>,
     clients: DashMap<ClientId, Client>,
     /// Which client each key belongs to.
     client_keys: DashMap<KeyId, ClientId>,
@@ -166,9 +166,9 @@ impl Engine {
             audit: self::audit::AuditLog::new(&key)?,
             store,
             commit,
-            accounts: DashMap::new(),
+            accounts: DashMap::with_hasher(IdHasher::default()),
             index: crate::index::Index::new()?,
-            challenges: DashMap::new(),
+            challenges: DashMap::with_hasher(IdHasher::default()),
             clients: DashMap::new(),
             client_keys: DashMap::new(),
             client_rates: DashMap::new(),
