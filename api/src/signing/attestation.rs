@@ -5,8 +5,11 @@
 
 use std::time::Duration;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use engine::{Approval, Purpose, Timestamp};
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use ring::signature::Ed25519KeyPair;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -148,14 +151,39 @@ impl Attester {
             hex::encode(jti),
         );
         challenge_id.clone_into(&mut claims.challenge_id);
-        self.ring.with_signer(|signer| {
-            let mut header = Header::new(Algorithm::EdDSA);
-            header.kid = Some(signer.kid.clone());
-            header.typ = Some("JWT".into());
-            jsonwebtoken::encode(&header, &claims, &EncodingKey::from_ed_der(&signer.pkcs8))
-                .map_err(|e| SigningError::Damaged(format!("cannot sign: {e}")))
-        })
+        self.ring
+            .with_signer(|signer| compact_jws(&signer.kid, &signer.pair, &claims))
     }
+}
+
+/// The JOSE header of every token, members in the order `jsonwebtoken` writes them.
+#[derive(Serialize)]
+struct JoseHeader<'a> {
+    typ: &'static str,
+    alg: &'static str,
+    kid: &'a str,
+}
+
+/// `claims` as a compact JWS (RFC 7515) signed with EdDSA (RFC 8037) by
+/// `pair`, named `kid`. Written here rather than by `jsonwebtoken`, which
+/// takes the key as PKCS#8 bytes and parses them again on every token;
+/// the bytes are the same as its (a test compares them).
+fn compact_jws(kid: &str, pair: &Ed25519KeyPair, claims: &Claims) -> Result<String, SigningError> {
+    let failed = |e: serde_json::Error| SigningError::Damaged(format!("cannot sign: {e}"));
+    let header = serde_json::to_vec(&JoseHeader {
+        typ: "JWT",
+        alg: "EdDSA",
+        kid,
+    })
+    .map_err(failed)?;
+    let payload = serde_json::to_vec(claims).map_err(failed)?;
+    let mut token = URL_SAFE_NO_PAD.encode(header);
+    token.push('.');
+    URL_SAFE_NO_PAD.encode_string(payload, &mut token);
+    let signature = pair.sign(token.as_bytes());
+    token.push('.');
+    URL_SAFE_NO_PAD.encode_string(signature.as_ref(), &mut token);
+    Ok(token)
 }
 
 /// Checks `token` against the key set `jwks` (as `/.well-known/jwks.json`
@@ -238,6 +266,34 @@ mod tests {
     };
 
     const HASH: &str = "3a7f9c21d0e4b5a6978877665544332211ffeeddccbbaa009988776655443322";
+
+    /// Ed25519 is deterministic: the token written here is byte for byte
+    /// the one `jsonwebtoken` writes from the same key and claims.
+    #[test]
+    fn tokens_are_the_bytes_jsonwebtoken_would_write() {
+        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&ring::rand::SystemRandom::new()).unwrap();
+        let pair = Ed25519KeyPair::from_pkcs8_maybe_unchecked(pkcs8.as_ref()).unwrap();
+        for document in [None, Some(Document::parse("a.pdf", HASH, Some(9)).unwrap())] {
+            let claims = Claims::for_approval(
+                &approval(document),
+                "otpd",
+                "bank",
+                Timestamp(1_795_392_000_000),
+                Duration::from_secs(300),
+                "00".repeat(16),
+            );
+            let mut header = jsonwebtoken::Header::new(Algorithm::EdDSA);
+            header.kid = Some("kid-1".into());
+            header.typ = Some("JWT".into());
+            let theirs = jsonwebtoken::encode(
+                &header,
+                &claims,
+                &jsonwebtoken::EncodingKey::from_ed_der(pkcs8.as_ref()),
+            )
+            .unwrap();
+            assert_eq!(compact_jws("kid-1", &pair, &claims).unwrap(), theirs);
+        }
+    }
 
     fn approval(document: Option<Document>) -> Approval {
         Approval {

@@ -88,7 +88,9 @@ struct Manifest {
 /// The active signing key, ready to sign.
 pub(crate) struct Signer {
     pub(crate) kid: String,
-    pub(crate) pkcs8: Vec<u8>,
+    /// Parsed once: parsing derives the public key, a scalar
+    /// multiplication as dear as the signature itself (docs/CAPACITY.md).
+    pub(crate) pair: Ed25519KeyPair,
     /// The key as `signing.key` gave it, kept to reload after a retirement.
     external: Option<Vec<u8>>,
 }
@@ -365,9 +367,15 @@ fn load(dir: &Path, manifest: Manifest, external: Option<&[u8]>) -> Result<Held,
             key.thumbprint()
         )));
     }
+    let pair = Ed25519KeyPair::from_pkcs8_maybe_unchecked(&pkcs8).map_err(|_| {
+        SigningError::Damaged(format!(
+            "the private key of {} is not an Ed25519 key",
+            info.kid
+        ))
+    })?;
     let active = Signer {
         kid: info.kid.clone(),
-        pkcs8,
+        pair,
         external,
     };
     Ok(Held {
