@@ -291,9 +291,26 @@ fn run(backend: Backend, seed: u64, steps: usize) {
                     a.challenges.clear();
                 }
             }
-            85..=94 => {
+            85..=91 => {
                 let secs = [1, 30, 120, 299, 301][dice.below(5)];
                 t.clock.advance(Duration::from_secs(secs));
+            }
+            92..=94 => {
+                // The sender delivers everything due. A "sent" report is
+                // kept in memory until the challenge's next write: nothing
+                // the model predicts may depend on it.
+                for message in t.engine.outbox_due(1_000) {
+                    drop(t.engine.outbox_report(message.id, SendResult::Sent));
+                }
+            }
+            _ if backend == Backend::Memory && dice.below(2) == 0 => {
+                // Killed: what the engine writes on its way out is lost
+                // (every operation above waited for its own write).
+                t = t.crash();
+                let now = t.clock.now().0;
+                for a in &mut m.accounts {
+                    a.challenges.retain(|c| now < c.expires);
+                }
             }
             _ => {
                 t = t.restart();
