@@ -47,6 +47,14 @@ pub(crate) struct Challenge {
 }
 
 impl Challenge {
+    /// The message of a code reported sent whose report the store has not
+    /// yet seen (it learns it with the challenge's next write; see
+    /// `Engine::outbox_report`): the store still holds that message.
+    pub(crate) fn sent_unrecorded(&self) -> Option<MessageId> {
+        self.message
+            .filter(|_| self.delivery == DeliveryState::Sent)
+    }
+
     /// Why this challenge cannot verify at `now`, checked in a fixed order.
     pub(crate) fn refusal(&self, now: Timestamp) -> Option<Verification> {
         match self.state {

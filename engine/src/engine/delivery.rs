@@ -201,14 +201,13 @@ impl Engine {
         let unsettled: Vec<(AccountId, ChallengeId)> = self
             .challenges
             .iter()
-            .filter(|c| c.delivery == DeliveryState::Sent && c.message.is_some())
+            .filter(|c| c.sent_unrecorded().is_some())
             .map(|c| (c.account, c.id))
             .collect();
         for (account, id) in unsettled {
             let settled = self.mutate(account, |tx, _| {
                 if let Some(c) = self.challenge_in(tx, id)
-                    && c.delivery == DeliveryState::Sent
-                    && c.message.is_some()
+                    && c.sent_unrecorded().is_some()
                 {
                     tx.put(c);
                 }

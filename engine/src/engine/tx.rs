@@ -11,7 +11,7 @@ use crate::id::{AccountId, ChallengeId};
 use crate::lockout::{Event, Transition};
 use crate::outbox::{DeadLetter, Message};
 use crate::store::{Change, Changes, Durable};
-use crate::terms::{DeliveryState, MessageId};
+use crate::terms::MessageId;
 
 use super::Engine;
 
@@ -155,9 +155,8 @@ impl Engine {
         // A challenge whose message was reported sent (in memory only) tells
         // the store so with this write, and its message record goes.
         for c in &mut tx.puts {
-            if c.delivery == DeliveryState::Sent
-                && let Some(message) = c.message.take()
-            {
+            if let Some(message) = c.sent_unrecorded() {
+                c.message = None;
                 tx.message_removes.push(message);
             }
         }
