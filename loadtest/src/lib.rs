@@ -4,6 +4,7 @@
 //! arrival's intended start so queueing is not hidden (coordinated omission).
 
 pub mod argon2;
+pub mod codes;
 pub mod options;
 pub mod report;
 pub mod run;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::Parser;
 use engine::Argon2Params;
 use loadtest::sweep::{SweepPoint, sweep_svg};
-use loadtest::{Argon2Ceiling, Http, Mix, Model, Options, Sink, Threshold, run, seed};
+use loadtest::{Argon2Ceiling, Http, Mix, Model, Options, Sink, Threshold, codes, run, seed};
 
 /// Load otpd with real flows; codes arrive at a built-in SMS sink.
 #[derive(Debug, Parser)]
@@ -96,6 +96,16 @@ struct Args {
     /// given by --flow, into this SVG.
     #[arg(long, value_name = "SVG", requires = "reports")]
     sweep_plot: Option<PathBuf>,
+    /// Instead of a run: issue one step-up code to each account (the first
+    /// --max-flows of them, --concurrency at a time, default 64), take each
+    /// at the sink and write `challenge_id code` lines here, for a
+    /// verify-only run by an outside generator (scripts/http-ratios.sh).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["rate", "sink_only", "sweep_plot"])]
+    codes: Option<PathBuf>,
+    /// Instead of a run: keep the sink up for this many seconds (while an
+    /// outside generator issues codes), then print how many messages it took.
+    #[arg(long, value_name = "SECONDS", conflicts_with_all = ["rate", "concurrency", "sweep_plot"])]
+    sink_only: Option<f64>,
     /// The reports for --sweep-plot.
     #[arg(value_name = "REPORTS", requires = "sweep_plot")]
     reports: Vec<PathBuf>,
@@ -135,6 +145,12 @@ async fn main_inner() -> Result<bool, String> {
         sweep_plot(out, &args.reports, &args.flow)?;
         return Ok(true);
     }
+    if let Some(s) = args.sink_only {
+        let sink = Sink::bind(&args.sink).await?;
+        let taken = codes::serve_sink(&sink, seconds(s, "sink-only")?).await;
+        println!("sink at {} took {taken} messages", sink.url());
+        return Ok(true);
+    }
     let key = args
         .key
         .clone()
@@ -147,6 +163,7 @@ async fn main_inner() -> Result<bool, String> {
     let model = match (args.rate, args.concurrency) {
         (Some(rate), None) => Model::Open { rate },
         (None, Some(concurrency)) => Model::Closed { concurrency },
+        (None, None) if args.codes.is_some() => Model::Closed { concurrency: 64 },
         (None, None) => return Err("give --rate (open model) or --concurrency (closed)".into()),
         (Some(_), Some(_)) => unreachable!("clap rejects both"),
     };
@@ -171,6 +188,18 @@ async fn main_inner() -> Result<bool, String> {
         }
         None => seed::load(&args.accounts_file)?,
     };
+    if let Some(out) = &args.codes {
+        let Model::Closed { concurrency } = model else {
+            unreachable!("clap rejects --rate with --codes")
+        };
+        let count = args.max_flows.map_or(accounts.len(), |n| {
+            accounts.len().min(usize::try_from(n).unwrap_or(usize::MAX))
+        });
+        let written =
+            codes::prepare(&http, &sink, &accounts[..count], concurrency, timeout, out).await?;
+        eprintln!("{written} codes written to {}", out.display());
+        return Ok(true);
+    }
     let options = Options {
         target: args.target.clone(),
         key,
