@@ -1,5 +1,5 @@
 //! The engine's hot paths in memory: codes, verify, issue, lockout, limiter
-//! checks and the record codec. Argon2 and sled have their own benchmarks.
+//! checks, the sender's question "what is due?" and the record codec. Argon2 and sled have their own benchmarks.
 //!
 //! `cargo bench -p otp-bench --bench engine`
 
@@ -14,7 +14,8 @@ use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_mai
 use engine::internals::{CodeKeys, RecordKind, Samples, generate_code};
 use engine::{
     AccountId, ChallengeId, Channel, Code, CodeKey, CodePolicy, Engine, Event, KeyedLimit,
-    LockMode, Lockout, LockoutPolicy, ManualClock, Purpose, Rate, Verification, seeded_rng,
+    LockMode, Lockout, LockoutPolicy, ManualClock, Purpose, Rate, SendResult, Verification,
+    seeded_rng,
 };
 use otpd::signing::{Attester, KeyRing};
 
@@ -294,5 +295,54 @@ fn codec(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, codes, verify, lockout, limiter, codec);
+/// The sender asks "what is due?" each time a code is queued. Here 10,000
+/// codes wait for a retry an hour away (a gateway outage) and one fresh
+/// code is due: the answer should cost what it returns, not what waits.
+fn outbox(c: &mut Criterion) {
+    const WAITING: usize = 10_000;
+    let populated = populate(WAITING as u64 + 10_000, false).unwrap();
+    let (engine, _clock) = open_engine(&populated.path()).unwrap();
+    let (waiting, fresh) = populated.accounts.split_at(WAITING);
+    for account in waiting {
+        engine
+            .issue_step_up(*account, Some(Channel::Sms), None, None)
+            .unwrap();
+    }
+    let mut last = None;
+    for message in engine.outbox_due(WAITING) {
+        let retry = SendResult::Retry {
+            after: Some(Duration::from_secs(3600)),
+            reason: "gateway down".into(),
+        };
+        last = Some(engine.outbox_report(message.id, retry).unwrap());
+    }
+    last.unwrap().wait().unwrap();
+    assert_eq!(engine.stats().outbox, WAITING as u64);
+    assert!(engine.outbox_due(64).is_empty());
+    let mut group = c.benchmark_group("outbox");
+    group.throughput(Throughput::Elements(1));
+    let mut next = 0;
+    group.bench_function("due_one_among_10k_waiting", |b| {
+        b.iter_custom(|iters| {
+            let mut spent = Duration::ZERO;
+            for _ in 0..iters {
+                next = (next + 1) % fresh.len();
+                engine
+                    .issue_step_up(fresh[next], Some(Channel::Sms), None, None)
+                    .unwrap();
+                let started = Instant::now();
+                let due = engine.outbox_due(64);
+                spent += started.elapsed();
+                assert_eq!(due.len(), 1);
+                for message in due {
+                    drop(engine.outbox_report(message.id, SendResult::Sent).unwrap());
+                }
+            }
+            spent
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, codes, verify, outbox, lockout, limiter, codec);
 criterion_main!(benches);

@@ -27,6 +27,7 @@ mod limits;
 mod lockout;
 mod outbox;
 mod pin;
+mod queue;
 mod secret;
 mod store;
 mod terms;

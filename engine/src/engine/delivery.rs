@@ -3,7 +3,6 @@
 use std::time::Duration;
 
 use crate::challenge::ChallengeState;
-use crate::clock::Timestamp;
 use crate::error::Result;
 use crate::id::{AccountId, ChallengeId};
 use crate::keys::Seal;
@@ -20,82 +19,90 @@ impl Engine {
     /// a code is never sent late.
     pub fn outbox_due(&self, limit: usize) -> Vec<Outgoing> {
         let now = self.now();
-        let mut due: Vec<(Timestamp, MessageId, AccountId)> = self
-            .outbox
-            .iter()
-            .filter(|m| !m.in_flight && m.next_attempt_at <= now)
-            .map(|m| (m.next_attempt_at, m.id, m.account))
-            .collect();
-        due.sort_unstable();
         let mut outgoing = Vec::new();
-        for (_, id, account) in due {
-            if outgoing.len() >= limit {
+        // Each message looked at leaves the due order (claimed or dropped)
+        // or is passed by the cursor: the loop ends.
+        let mut cursor = None;
+        while outgoing.len() < limit {
+            let due = self.outbox.due(now, cursor, limit - outgoing.len());
+            let Some(&last) = due.last() else {
                 break;
-            }
-            let claimed = self.mutate(account, |tx, now| {
-                let Some(message) = self.outbox.get(&id).map(|m| m.clone()) else {
-                    return Ok(None);
-                };
-                if let Some(notice) = message.notice {
-                    // A notice lives on its own, until sent or too old to matter.
-                    if now >= message.expires_at {
-                        tx.remove_message(id);
-                        return Ok(None);
-                    }
-                    if let Some(mut entry) = self.outbox.get_mut(&id) {
-                        entry.in_flight = true;
-                    }
-                    return Ok(Some(Outgoing {
-                        id,
-                        challenge_id: ChallengeId::NONE,
-                        purpose: message.purpose,
-                        channel: message.channel,
-                        destination: message.destination.to_string(),
-                        code: Code::new(""),
-                        locale: message.locale,
-                        expires_at: message.expires_at,
-                        attempt: message.attempts + 1,
-                        document: None,
-                        notice: Some(notice),
-                    }));
-                }
-                let challenge = self
-                    .challenge_in(tx, message.challenge)
-                    .filter(|c| c.message == Some(id));
-                let Some(mut challenge) = challenge else {
-                    tx.remove_message(id);
-                    return Ok(None);
-                };
-                if challenge.state != ChallengeState::Live || now >= challenge.expires_at {
-                    tx.remove_message(id);
-                    challenge.message = None;
-                    challenge.delivery = DeliveryState::Dropped;
-                    tx.put(challenge);
-                    return Ok(None);
-                }
-                if let Some(mut entry) = self.outbox.get_mut(&id) {
-                    entry.in_flight = true;
-                }
-                Ok(Some(Outgoing {
-                    id,
-                    challenge_id: message.challenge,
-                    purpose: message.purpose,
-                    channel: message.channel,
-                    destination: message.destination.to_string(),
-                    code: self.keys.unseal(message.seal, id, &message.sealed_code)?,
-                    locale: message.locale,
-                    expires_at: message.expires_at,
-                    attempt: message.attempts + 1,
-                    document: challenge.document.as_deref().cloned(),
-                    notice: None,
-                }))
-            });
-            // A drop that is lost in a crash is simply made again on the next start.
-            if let Ok(Some(item)) = claimed.map(|d| d.peek().clone()) {
-                outgoing.push(item);
+            };
+            cursor = Some(last);
+            for (_, id) in due {
+                self.claim_due(id, &mut outgoing);
             }
         }
         outgoing
+    }
+
+    /// Hands message `id` to a sender (into `outgoing`), or drops it if its
+    /// code has died meanwhile.
+    fn claim_due(&self, id: MessageId, outgoing: &mut Vec<Outgoing>) {
+        let Some(account) = self.outbox.get(&id).map(|m| m.account) else {
+            return;
+        };
+        let claimed = self.mutate(account, |tx, now| {
+            let Some(message) = self.outbox.get(&id).map(|m| m.clone()) else {
+                return Ok(None);
+            };
+            if message.in_flight {
+                return Ok(None);
+            }
+            if let Some(notice) = message.notice {
+                // A notice lives on its own, until sent or too old to matter.
+                if now >= message.expires_at {
+                    tx.remove_message(id);
+                    return Ok(None);
+                }
+                self.outbox.claim(&id);
+                return Ok(Some(Outgoing {
+                    id,
+                    challenge_id: ChallengeId::NONE,
+                    purpose: message.purpose,
+                    channel: message.channel,
+                    destination: message.destination.to_string(),
+                    code: Code::new(""),
+                    locale: message.locale,
+                    expires_at: message.expires_at,
+                    attempt: message.attempts + 1,
+                    document: None,
+                    notice: Some(notice),
+                }));
+            }
+            let challenge = self
+                .challenge_in(tx, message.challenge)
+                .filter(|c| c.message == Some(id));
+            let Some(mut challenge) = challenge else {
+                tx.remove_message(id);
+                return Ok(None);
+            };
+            if challenge.state != ChallengeState::Live || now >= challenge.expires_at {
+                tx.remove_message(id);
+                challenge.message = None;
+                challenge.delivery = DeliveryState::Dropped;
+                tx.put(challenge);
+                return Ok(None);
+            }
+            self.outbox.claim(&id);
+            Ok(Some(Outgoing {
+                id,
+                challenge_id: message.challenge,
+                purpose: message.purpose,
+                channel: message.channel,
+                destination: message.destination.to_string(),
+                code: self.keys.unseal(message.seal, id, &message.sealed_code)?,
+                locale: message.locale,
+                expires_at: message.expires_at,
+                attempt: message.attempts + 1,
+                document: challenge.document.as_deref().cloned(),
+                notice: None,
+            }))
+        });
+        // A drop that is lost in a crash is simply made again on the next start.
+        if let Ok(Some(item)) = claimed.map(|d| d.peek().clone()) {
+            outgoing.push(item);
+        }
     }
 
     /// Records what a send came to: sent, retry later (with backoff and

@@ -42,11 +42,10 @@ use crate::error::{EngineError, Result};
 use crate::id::{AccountId, ChallengeId, IdHasher};
 use crate::keys::Keys;
 use crate::limits::{GlobalLimit, IssueLimits};
-use crate::outbox::Message;
 use crate::pin::PinHasher;
+use crate::queue::Queue;
 use crate::secret::{CodeKey, Pin, PinHash};
 use crate::store::{Commit, Durable, Store};
-use crate::terms::MessageId;
 use crate::test_mode::TestDestinations;
 
 pub use self::account_recovery::{Recovery, RecoveryMethod};
@@ -102,7 +101,8 @@ pub struct Engine {
     client_rates: DashMap<ClientId, GlobalLimit>,
     /// Test destinations and their fixed codes.
     test_codes: TestDestinations,
-    outbox: DashMap<MessageId, Message>,
+    /// Messages not yet sent, by id and by due time.
+    outbox: Queue,
     lockouts: std::sync::atomic::AtomicU64,
     /// Serialises changes to clients (rare, admin-only).
     client_admin: Mutex<()>,
@@ -173,7 +173,7 @@ impl Engine {
             client_keys: DashMap::new(),
             client_rates: DashMap::new(),
             test_codes,
-            outbox: DashMap::new(),
+            outbox: Queue::default(),
             lockouts: std::sync::atomic::AtomicU64::new(0),
             client_admin: Mutex::new(()),
             idempotency: Mutex::default(),

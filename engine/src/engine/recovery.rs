@@ -74,7 +74,7 @@ impl Engine {
                     .get(&message.challenge)
                     .is_some_and(|c| c.message == Some(message.id));
             if queued {
-                self.outbox.insert(message.id, message);
+                self.outbox.insert(message);
             } else {
                 dead_messages.push(message.id);
             }

@@ -198,7 +198,7 @@ impl Engine {
             self.outbox.remove(&removed);
         }
         for m in tx.messages {
-            self.outbox.insert(m.id, m);
+            self.outbox.insert(m);
         }
         for key in tx.unindex {
             self.index.release(&key, id);
