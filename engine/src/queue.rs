@@ -20,9 +20,9 @@ use std::ops::Bound;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use dashmap::DashMap;
-use dashmap::mapref::one::Ref;
 
 use crate::clock::Timestamp;
+use crate::id::AccountId;
 use crate::outbox::Message;
 use crate::terms::MessageId;
 
@@ -48,9 +48,15 @@ impl Queue {
         self.messages.len()
     }
 
-    /// One message, to read. Do not change the queue while holding it.
-    pub(crate) fn get(&self, id: &MessageId) -> Option<Ref<'_, MessageId, Message>> {
-        self.messages.get(id)
+    /// A copy of one message (no reference into the map is handed out:
+    /// holding one while changing the queue would deadlock).
+    pub(crate) fn cloned(&self, id: &MessageId) -> Option<Message> {
+        self.messages.get(id).map(|m| m.clone())
+    }
+
+    /// Whose message this is.
+    pub(crate) fn account_of(&self, id: &MessageId) -> Option<AccountId> {
+        self.messages.get(id).map(|m| m.account)
     }
 
     /// Adds or replaces a message; waiting (not in flight), it takes its
@@ -117,7 +123,7 @@ impl Queue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::id::{AccountId, ChallengeId};
+    use crate::id::ChallengeId;
     use crate::keys::Seal;
     use crate::terms::{Channel, Locale, Purpose};
 
@@ -171,7 +177,7 @@ mod tests {
         assert!(queue.due(Timestamp(500), None, 10).is_empty());
         assert_eq!(queue.len(), 1, "in flight, still queued");
         // The report: a retry at 400, no longer in flight.
-        let mut retry = queue.get(&MessageId([1; 16])).unwrap().clone();
+        let mut retry = queue.cloned(&MessageId([1; 16])).unwrap();
         retry.in_flight = false;
         retry.next_attempt_at = Timestamp(400);
         queue.insert(retry);

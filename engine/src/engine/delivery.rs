@@ -39,11 +39,11 @@ impl Engine {
     /// Hands message `id` to a sender (into `outgoing`), or drops it if its
     /// code has died meanwhile.
     fn claim_due(&self, id: MessageId, outgoing: &mut Vec<Outgoing>) {
-        let Some(account) = self.outbox.get(&id).map(|m| m.account) else {
+        let Some(account) = self.outbox.account_of(&id) else {
             return;
         };
         let claimed = self.mutate(account, |tx, now| {
-            let Some(message) = self.outbox.get(&id).map(|m| m.clone()) else {
+            let Some(message) = self.outbox.cloned(&id) else {
                 return Ok(None);
             };
             if message.in_flight {
@@ -55,7 +55,9 @@ impl Engine {
                     tx.remove_message(id);
                     return Ok(None);
                 }
-                self.outbox.claim(&id);
+                if !self.outbox.claim(&id) {
+                    return Ok(None); // swept meanwhile
+                }
                 return Ok(Some(Outgoing {
                     id,
                     challenge_id: ChallengeId::NONE,
@@ -84,14 +86,19 @@ impl Engine {
                 tx.put(challenge);
                 return Ok(None);
             }
-            self.outbox.claim(&id);
+            // Unsealed before the claim: a message that cannot be unsealed
+            // must not sit in flight with no sender to report on it.
+            let code = self.keys.unseal(message.seal, id, &message.sealed_code)?;
+            if !self.outbox.claim(&id) {
+                return Ok(None); // swept meanwhile
+            }
             Ok(Some(Outgoing {
                 id,
                 challenge_id: message.challenge,
                 purpose: message.purpose,
                 channel: message.channel,
                 destination: message.destination.to_string(),
-                code: self.keys.unseal(message.seal, id, &message.sealed_code)?,
+                code,
                 locale: message.locale,
                 expires_at: message.expires_at,
                 attempt: message.attempts + 1,
@@ -114,13 +121,13 @@ impl Engine {
     /// own. A crash before then costs one resend of the same code, while it
     /// is still valid, and its status reads "queued" until that resend.
     pub fn outbox_report(&self, id: MessageId, result: SendResult) -> Result<Durable<()>> {
-        let Some(account) = self.outbox.get(&id).map(|m| m.account) else {
+        let Some(account) = self.outbox.account_of(&id) else {
             // Dropped meanwhile (superseded, cancelled, swept): nothing to record.
             return Ok(self.ready(()));
         };
         let policy = &self.config.outbox;
         self.mutate(account, |tx, now| {
-            let Some(mut message) = self.outbox.get(&id).map(|m| m.clone()) else {
+            let Some(mut message) = self.outbox.cloned(&id) else {
                 return Ok(());
             };
             message.in_flight = false;
