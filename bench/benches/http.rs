@@ -1,7 +1,10 @@
 //! End to end in one process: a step-up issue and a step-up verify over
 //! loopback HTTP against an in-process otpd, one request at a time, timed
 //! at the client. The code reaches the verify through the SMS gateway (a
-//! load-test sink), outside the timed part.
+//! load-test sink), outside the timed part. `http/livez`, on the same
+//! server and client, is the bare-HTTP cost they are read against (issue
+//! #19's ratios; under concurrency, `scripts/http-ratios.sh` measures them
+//! with wrk).
 //!
 //! `cargo bench -p otp-bench --bench http`
 
@@ -63,6 +66,18 @@ fn http(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("http");
     group.throughput(Throughput::Elements(1));
+    group.bench_function("livez", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let started = Instant::now();
+                for _ in 0..iters {
+                    let (status, _) = http.call(Method::GET, "/livez", None).await.unwrap();
+                    assert_eq!(status, StatusCode::OK);
+                }
+                started.elapsed()
+            })
+        })
+    });
     group.bench_function("step_up_issue", |b| {
         b.iter_custom(|iters| {
             rt.block_on(async {
