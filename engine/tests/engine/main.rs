@@ -16,6 +16,7 @@ mod idempotency;
 mod lifecycle;
 mod lockout;
 mod model;
+mod notices;
 mod outbox;
 mod parsers;
 mod recovery;
