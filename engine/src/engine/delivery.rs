@@ -30,18 +30,16 @@ impl Engine {
             };
             cursor = Some(last);
             for (_, id) in due {
-                self.claim_due(id, &mut outgoing);
+                outgoing.extend(self.claim_due(id));
             }
         }
         outgoing
     }
 
-    /// Hands message `id` to a sender (into `outgoing`), or drops it if its
-    /// code has died meanwhile.
-    fn claim_due(&self, id: MessageId, outgoing: &mut Vec<Outgoing>) {
-        let Some(account) = self.outbox.account_of(&id) else {
-            return;
-        };
+    /// Message `id`, claimed for a sender; `None` if it is gone, or
+    /// dropped because its code has died meanwhile.
+    fn claim_due(&self, id: MessageId) -> Option<Outgoing> {
+        let account = self.outbox.account_of(&id)?;
         let claimed = self.mutate(account, |tx, now| {
             let Some(message) = self.outbox.cloned(&id) else {
                 return Ok(None);
@@ -107,9 +105,7 @@ impl Engine {
             }))
         });
         // A drop that is lost in a crash is simply made again on the next start.
-        if let Ok(Some(item)) = claimed.map(|d| d.peek().clone()) {
-            outgoing.push(item);
-        }
+        claimed.ok().and_then(|d| d.peek().clone())
     }
 
     /// Records what a send came to: sent, retry later (with backoff and
