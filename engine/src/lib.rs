@@ -10,6 +10,7 @@ pub mod audit;
 mod challenge;
 mod client;
 mod clock;
+pub mod cluster;
 mod code;
 mod config;
 mod document;

@@ -1,0 +1,87 @@
+//! Where each record lives in the cluster.
+//!
+//! Everything one account owns shares the hash tag `{a:<tag>}`, where the
+//! tag is the first 8 bytes of the account's id in hex, so it sits in one
+//! slot and one Lua script changes it atomically. The account's challenges
+//! carry that tag in their own ids (their first 8 bytes are the account's),
+//! so a code can be verified from its challenge id alone, in one slot and
+//! one round trip. Accounts whose ids share a tag share a slot, which costs
+//! nothing but locality.
+//!
+//! | Key | Holds |
+//! |---|---|
+//! | `{a:TAG}REST` | hash: `v` version, `r` the account record |
+//! | `{a:TAG}c:REST` | a challenge (expires by TTL) |
+//! | `{a:TAG}m:REST` | a queued message |
+//! | `i:KIND:VALUE` | index: `P:<account>` claimed (expires), `A:<account>` held |
+
+use crate::hex;
+use crate::id::{AccountId, ChallengeId};
+use crate::terms::MessageId;
+
+/// The hash tag of everything `account` owns.
+pub fn tag(account: AccountId) -> String {
+    format!("{{a:{}}}", hex::encode(&account.0[..8]))
+}
+
+/// The account's own record (a hash of its version and record).
+pub fn account(id: AccountId) -> String {
+    format!("{}{}", tag(id), hex::encode(&id.0[8..]))
+}
+
+/// A challenge's record, in its account's slot (its id carries the tag).
+pub fn challenge(id: ChallengeId) -> String {
+    format!(
+        "{{a:{}}}c:{}",
+        hex::encode(&id.0[..8]),
+        hex::encode(&id.0[8..])
+    )
+}
+
+/// A queued message of `account`'s.
+pub fn message(account: AccountId, id: MessageId) -> String {
+    format!("{}m:{}", tag(account), hex::encode(id.0))
+}
+
+/// A challenge id for `account`: its first 8 bytes are the account's tag,
+/// the other 8 are `random`.
+pub fn challenge_id(account: AccountId, random: [u8; 8]) -> ChallengeId {
+    let mut id = [0u8; 16];
+    id[..8].copy_from_slice(&account.0[..8]);
+    id[8..].copy_from_slice(&random);
+    ChallengeId(id)
+}
+
+/// An index entry: `kind` (`phone`, `email`, `id`, ...) and the normalised
+/// value the engine's index keys already are.
+pub fn index(key: &str) -> String {
+    format!("i:{key}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn slot(key: &str) -> redis::cluster_routing::Slot {
+        redis::cluster_routing::Slot::for_key(key)
+    }
+
+    #[test]
+    fn an_accounts_records_share_one_slot() {
+        let a = AccountId([0xab; 16]);
+        let c = challenge_id(a, [7; 8]);
+        let m = MessageId([9; 16]);
+        assert_eq!(slot(&account(a)), slot(&challenge(c)));
+        assert_eq!(slot(&account(a)), slot(&message(a, m)));
+        assert_eq!(account(a), "{a:abababababababab}abababababababab");
+        assert_eq!(challenge(c), "{a:abababababababab}c:0707070707070707");
+    }
+
+    #[test]
+    fn different_accounts_spread_over_slots() {
+        let slots: std::collections::HashSet<_> = (0u8..64)
+            .map(|n| slot(&account(AccountId([n; 16]))))
+            .collect();
+        assert!(slots.len() > 50, "{} slots for 64 accounts", slots.len());
+    }
+}

@@ -1,0 +1,287 @@
+//! Shared state on a Redis Cluster (or Valkey): the primitives otpd's
+//! cluster backend is built on, so that any number of otpd nodes can serve
+//! one population with the embedded store's guarantees.
+//!
+//! - [`slot`]: everything one account owns lives under one hash tag, in one
+//!   slot; a change is read, computed in Rust, and written back with a
+//!   compare-and-set on the account's version, in one Lua script.
+//! - [`index`]: phone, email and identity → account live in other slots;
+//!   claims on them go through a reservation (a pending marker that
+//!   expires), so two live accounts never hold one value, even when a node
+//!   dies between steps.
+//! - [`health`]: what `/readyz` asks (the cluster up, every slot served,
+//!   persistence as otpd needs it, clocks close enough).
+//!
+//! Every acknowledged write has been applied by a master running with
+//! `appendfsync always` and, by default, confirmed by `WAIT` on at least one
+//! replica (docs/ARCHITECTURE.md, "Cluster backend", says what that does
+//! and does not promise). Routing, `MOVED`/`ASK` and reconnection are the
+//! `redis` crate's async cluster client's.
+
+pub mod health;
+pub mod index;
+pub mod keys;
+pub mod slot;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use redis::cluster::ClusterClientBuilder;
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+
+use crate::error::{EngineError, Result};
+
+/// How to reach the cluster and what an acknowledgement waits for.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClusterConfig {
+    /// Seed nodes: `redis://host:port` (or `rediss://` for TLS), or bare
+    /// `host:port`. Any reachable one is enough; the rest are discovered.
+    pub nodes: Vec<String>,
+    /// The ACL user otpd logs in as (`None`: the default user).
+    pub username: Option<String>,
+    /// Its password.
+    pub password: Option<String>,
+    /// PEM file of the CA that signed the nodes' certificates (TLS only;
+    /// `None`: the system's roots).
+    pub ca_file: Option<PathBuf>,
+    /// Replicas that must confirm a write (`WAIT`) before it is
+    /// acknowledged; 0 acknowledges on the master's `appendfsync always`.
+    pub replicas: u32,
+    /// How long `WAIT` may take before the write is reported not stored.
+    pub wait_timeout: Duration,
+    /// How long one command may take, including redirections and retries,
+    /// before the operation fails as storage unavailable.
+    pub timeout: Duration,
+    /// How long a claim on a phone, email or identity lives while its
+    /// registration (or contact change) is under way. A node that dies
+    /// mid-way blocks that value for at most this long.
+    pub reservation_ttl: Duration,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            nodes: Vec::new(),
+            username: None,
+            password: None,
+            ca_file: None,
+            replicas: 1,
+            wait_timeout: Duration::from_millis(500),
+            timeout: Duration::from_secs(2),
+            reservation_ttl: Duration::from_secs(10),
+        }
+    }
+}
+
+impl std::fmt::Debug for ClusterConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterConfig")
+            .field("nodes", &self.nodes)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("ca_file", &self.ca_file)
+            .field("replicas", &self.replicas)
+            .field("wait_timeout", &self.wait_timeout)
+            .field("timeout", &self.timeout)
+            .field("reservation_ttl", &self.reservation_ttl)
+            .finish()
+    }
+}
+
+impl ClusterConfig {
+    /// Checks the settings make sense, naming the one that does not.
+    pub fn validate(&self) -> Result<()> {
+        if self.nodes.is_empty() {
+            return Err(EngineError::invalid(
+                "store.redis.nodes",
+                "needs at least one node (host:port or redis://host:port)",
+            ));
+        }
+        for node in &self.nodes {
+            node_url(node)?;
+        }
+        let tls = self
+            .nodes
+            .iter()
+            .filter(|n| n.starts_with("rediss://"))
+            .count();
+        if tls != 0 && tls != self.nodes.len() {
+            return Err(EngineError::invalid(
+                "store.redis.nodes",
+                "mixes rediss:// (TLS) and plain nodes: a cluster is all one or the other",
+            ));
+        }
+        if self.ca_file.is_some() && tls == 0 {
+            return Err(EngineError::invalid(
+                "store.redis.ca_file",
+                "is only used with TLS (rediss://) nodes",
+            ));
+        }
+        if self.timeout.is_zero() || self.wait_timeout.is_zero() {
+            return Err(EngineError::invalid(
+                "store.redis.timeout",
+                "timeouts must be above zero",
+            ));
+        }
+        if self.reservation_ttl < Duration::from_secs(1) {
+            return Err(EngineError::invalid(
+                "store.redis.reservation_ttl",
+                "must be at least 1 second: a registration must finish within it",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A node's address as a URL the client takes.
+fn node_url(node: &str) -> Result<String> {
+    let url = if node.contains("://") {
+        node.to_string()
+    } else {
+        format!("redis://{node}")
+    };
+    if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+        return Err(EngineError::invalid(
+            "store.redis.nodes",
+            format!("{node:?} is not host:port, redis://host:port or rediss://host:port"),
+        ));
+    }
+    redis::parse_redis_url(&url).ok_or_else(|| {
+        EngineError::invalid(
+            "store.redis.nodes",
+            format!("{node:?} is not a valid address"),
+        )
+    })?;
+    Ok(url)
+}
+
+/// A connection to the cluster, shared by every task of a node: cloning it
+/// is cheap (one multiplexed connection per cluster node underneath).
+#[derive(Clone)]
+pub struct Cluster {
+    conn: ClusterConnection,
+    config: ClusterConfig,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Cluster {
+    /// Connects to the cluster `config` names (discovering its slots from
+    /// the seed nodes). Fails as [`EngineError::Storage`] when none answers.
+    pub async fn connect(config: ClusterConfig) -> Result<Cluster> {
+        config.validate()?;
+        let urls = config
+            .nodes
+            .iter()
+            .map(|n| node_url(n))
+            .collect::<Result<Vec<_>>>()?;
+        let mut builder = ClusterClientBuilder::new(urls)
+            .connection_timeout(config.timeout)
+            .response_timeout(config.timeout)
+            .overall_response_timeout(Some(config.timeout))
+            .retries(3)
+            .max_retry_wait(100)
+            .min_retry_wait(10);
+        if let Some(user) = &config.username {
+            builder = builder.username(user);
+        }
+        if let Some(password) = &config.password {
+            builder = builder.password(password);
+        }
+        if let Some(ca) = &config.ca_file {
+            let pem = std::fs::read(ca).map_err(|e| {
+                EngineError::invalid("store.redis.ca_file", format!("{}: {e}", ca.display()))
+            })?;
+            builder = builder.certs(redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(pem),
+            });
+        }
+        let client = builder
+            .build()
+            .map_err(|e| EngineError::invalid("store.redis.nodes", e.to_string()))?;
+        let connect = client.get_async_connection();
+        let conn = match tokio::time::timeout(config.timeout, connect).await {
+            Ok(Ok(conn)) => conn,
+            Ok(Err(e)) => return Err(unavailable("connecting to the cluster", &e)),
+            Err(_) => {
+                return Err(EngineError::Storage(format!(
+                    "connecting to the cluster: no answer within {:?}",
+                    config.timeout
+                )));
+            }
+        };
+        Ok(Cluster { conn, config })
+    }
+
+    /// The settings it was opened with.
+    pub fn config(&self) -> &ClusterConfig {
+        &self.config
+    }
+
+    pub(crate) fn conn(&self) -> ClusterConnection {
+        self.conn.clone()
+    }
+
+    /// Waits until `self.config.replicas` replicas of the master serving
+    /// `key` have every write this node sent it; a write is acknowledged
+    /// only then. [`EngineError::NotStored`] when fewer confirm in time.
+    pub(crate) async fn replicated(&self, key: &str) -> Result<()> {
+        let wanted = self.config.replicas;
+        if wanted == 0 {
+            return Ok(());
+        }
+        let timeout = self.config.wait_timeout.as_millis().max(1) as u64;
+        let mut wait = redis::cmd("WAIT");
+        wait.arg(wanted).arg(timeout);
+        let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(Route::with_key(
+            key,
+            SlotAddr::Master,
+        )));
+        let value = self
+            .conn()
+            .route_command(wait, route)
+            .await
+            .map_err(|e| not_stored("confirming the write on a replica", &e))?;
+        let confirmed: u32 = redis::from_redis_value(value)
+            .map_err(|e| EngineError::NotStored(format!("WAIT answered {e}")))?;
+        if confirmed < wanted {
+            return Err(EngineError::NotStored(format!(
+                "{confirmed} of the {wanted} replicas required confirmed the write within \
+                 {timeout} ms (WAIT); it is not acknowledged"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// A failure before anything could have been written: nothing changed.
+pub(crate) fn unavailable(doing: &str, e: &redis::RedisError) -> EngineError {
+    EngineError::Storage(format!("redis cluster, {doing}: {e}"))
+}
+
+/// A failure of a write that may have reached the cluster: not
+/// acknowledged, and not promised undone — unless the error proves the
+/// command never ran (the connection was refused, the cluster refused it).
+pub(crate) fn not_stored(doing: &str, e: &redis::RedisError) -> EngineError {
+    if e.is_connection_refusal()
+        || matches!(
+            e.kind(),
+            redis::ErrorKind::Server(redis::ServerErrorKind::ClusterDown)
+                | redis::ErrorKind::Server(redis::ServerErrorKind::TryAgain)
+                | redis::ErrorKind::Server(redis::ServerErrorKind::NoScript)
+                | redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly)
+        )
+    {
+        unavailable(doing, e)
+    } else {
+        EngineError::NotStored(format!("redis cluster, {doing}: {e}"))
+    }
+}

@@ -1,0 +1,113 @@
+//! A Redis Cluster for the tests: 3 masters, 3 replicas on loopback, started
+//! by `scripts/redis-cluster.sh` (which installs redis-server when missing)
+//! and stopped when the last test holding it lets go, panics included.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use engine::cluster::{Cluster, ClusterConfig};
+
+fn script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/redis-cluster.sh")
+}
+
+/// A running cluster; dropping it stops every node.
+pub struct TestCluster {
+    dir: tempfile::TempDir,
+    /// `127.0.0.1:PORT` of each node.
+    pub nodes: Vec<String>,
+}
+
+impl TestCluster {
+    /// Starts a cluster of its own (for tests that break it).
+    pub fn start() -> TestCluster {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let out = Command::new(script())
+            .arg("start")
+            .arg(dir.path())
+            .output()
+            .expect("run scripts/redis-cluster.sh");
+        assert!(
+            out.status.success(),
+            "scripts/redis-cluster.sh start failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let nodes = String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .split(',')
+            .map(str::to_string)
+            .collect::<Vec<_>>();
+        assert_eq!(nodes.len(), 6, "nodes: {nodes:?}");
+        TestCluster { dir, nodes }
+    }
+
+    /// The cluster every test of this binary shares (started on first use,
+    /// stopped when no running test holds it).
+    pub fn shared() -> Arc<TestCluster> {
+        static SHARED: Mutex<Weak<TestCluster>> = Mutex::new(Weak::new());
+        let mut held = SHARED.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(cluster) = held.upgrade() {
+            return cluster;
+        }
+        let cluster = Arc::new(TestCluster::start());
+        *held = Arc::downgrade(&cluster);
+        cluster
+    }
+
+    /// Settings for otpd on this cluster: cheap timeouts, one replica.
+    pub fn config(&self) -> ClusterConfig {
+        ClusterConfig {
+            nodes: self.nodes.clone(),
+            timeout: Duration::from_secs(2),
+            ..ClusterConfig::default()
+        }
+    }
+
+    /// A connection, as one otpd node would have.
+    pub async fn node(&self) -> Cluster {
+        Cluster::connect(self.config()).await.expect("connect")
+    }
+
+    /// `redis-cli -p PORT args...` on every node; their answers.
+    pub fn on_every_node(&self, args: &[&str]) -> Vec<String> {
+        self.nodes
+            .iter()
+            .map(|node| {
+                let port = node.rsplit(':').next().expect("port");
+                let out = Command::new("redis-cli")
+                    .args(["-p", port])
+                    .args(args)
+                    .output()
+                    .expect("redis-cli");
+                String::from_utf8_lossy(&out.stdout).trim().to_string()
+            })
+            .collect()
+    }
+
+    /// Ports of the nodes that are masters now.
+    pub fn masters(&self) -> Vec<String> {
+        let roles = self.on_every_node(&["role"]);
+        self.nodes
+            .iter()
+            .zip(roles)
+            .filter(|(_, role)| role.starts_with("master"))
+            .map(|(node, _)| node.rsplit(':').next().expect("port").to_string())
+            .collect()
+    }
+
+    /// Stops every node now.
+    pub fn stop(&self) {
+        let _ = Command::new(script())
+            .arg("stop")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

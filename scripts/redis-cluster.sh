@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# A throw-away Redis Cluster on loopback, for tests: 3 masters and 3
+# replicas, persistence as otpd requires it (appendonly yes, appendfsync
+# always, noeviction; docs/OPERATIONS.md), created with
+# `redis-cli --cluster create`. redis-server is installed from Debian's
+# packages when missing (scripts/install-tools.sh).
+#
+#   scripts/redis-cluster.sh start DIR   starts it with its files in DIR and
+#                                        prints the nodes: 127.0.0.1:P,...
+#   scripts/redis-cluster.sh stop DIR    stops every node started in DIR
+#
+# Ports are drawn at random (each node also uses its port + 10000 for the
+# cluster bus) and drawn again when one is taken. `stop` is safe to run
+# twice and after a failed `start`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+here="$(pwd)"
+
+usage() {
+  echo "usage: $0 start DIR | stop DIR" >&2
+  exit 2
+}
+
+[ $# -eq 2 ] || usage
+action="$1"
+dir="$2"
+
+stop() {
+  [ -f "$dir/ports" ] || return 0
+  local port
+  for port in $(cat "$dir/ports"); do
+    redis-cli -p "$port" shutdown nosave >/dev/null 2>&1 || true
+  done
+  # Whatever did not answer the shutdown (a node still starting).
+  local pidfile
+  for pidfile in "$dir"/*/redis.pid; do
+    [ -f "$pidfile" ] && kill -9 "$(cat "$pidfile")" 2>/dev/null || true
+  done
+  rm -f "$dir/ports"
+}
+
+free() {
+  ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+start_nodes() {
+  local base="$1" port
+  : >"$dir/ports"
+  for i in 0 1 2 3 4 5; do
+    port=$((base + i))
+    if ! free "$port" || ! free $((port + 10000)); then
+      return 1
+    fi
+  done
+  for i in 0 1 2 3 4 5; do
+    port=$((base + i))
+    mkdir -p "$dir/$port"
+    echo "$port" >>"$dir/ports"
+    redis-server --port "$port" --bind 127.0.0.1 --daemonize yes \
+      --cluster-enabled yes --cluster-config-file "$dir/$port/nodes.conf" \
+      --cluster-node-timeout 2000 \
+      --dir "$dir/$port" --pidfile "$dir/$port/redis.pid" \
+      --logfile "$dir/$port/redis.log" \
+      --appendonly yes --appendfsync always --save "" \
+      --maxmemory-policy noeviction \
+      --repl-diskless-sync-delay 0 >/dev/null || return 1
+  done
+  for port in $(cat "$dir/ports"); do
+    for _ in $(seq 100); do
+      redis-cli -p "$port" ping 2>/dev/null | grep -q PONG && break
+      sleep 0.05
+    done
+    redis-cli -p "$port" ping 2>/dev/null | grep -q PONG || return 1
+  done
+}
+
+case "$action" in
+  start)
+    PATH="$("$here/scripts/install-tools.sh" redis-server):$PATH"
+    mkdir -p "$dir"
+    dir="$(cd "$dir" && pwd)"
+    started=""
+    for _ in 1 2 3 4 5; do
+      base=$((20000 + RANDOM % 9000))
+      if start_nodes "$base"; then
+        started=1
+        break
+      fi
+      stop
+    done
+    if [ -z "$started" ]; then
+      echo "could not start 6 redis-server nodes (see $dir/*/redis.log)" >&2
+      exit 1
+    fi
+    nodes=""
+    for port in $(cat "$dir/ports"); do nodes="$nodes 127.0.0.1:$port"; done
+    # shellcheck disable=SC2086
+    if ! redis-cli --cluster create $nodes --cluster-replicas 1 --cluster-yes >"$dir/create.log" 2>&1; then
+      cat "$dir/create.log" >&2
+      stop
+      exit 1
+    fi
+    # Every node agrees the cluster is up and every master's replica is in
+    # sync (so WAIT can count it).
+    for port in $(cat "$dir/ports"); do
+      for _ in $(seq 200); do
+        if redis-cli -p "$port" cluster info | grep -q 'cluster_state:ok'; then break; fi
+        sleep 0.05
+      done
+      if ! redis-cli -p "$port" cluster info | grep -q 'cluster_state:ok'; then
+        echo "127.0.0.1:$port never saw the cluster up (see $dir/*/redis.log)" >&2
+        stop
+        exit 1
+      fi
+    done
+    for port in $(cat "$dir/ports"); do
+      if redis-cli -p "$port" role | head -1 | grep -q master; then
+        for _ in $(seq 200); do
+          redis-cli -p "$port" info replication | grep -q '^slave0:.*state=online' && break
+          sleep 0.05
+        done
+        if ! redis-cli -p "$port" info replication | grep -q '^slave0:.*state=online'; then
+          echo "the replica of 127.0.0.1:$port did not come in sync (see $dir/*/redis.log)" >&2
+          stop
+          exit 1
+        fi
+      fi
+    done
+    echo "$nodes" | sed 's/^ //; s/ /,/g'
+    ;;
+  stop)
+    [ -d "$dir" ] || exit 0
+    dir="$(cd "$dir" && pwd)"
+    stop
+    ;;
+  *) usage ;;
+esac
