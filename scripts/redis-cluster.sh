@@ -5,9 +5,13 @@
 # `redis-cli --cluster create`. redis-server is installed from Debian's
 # packages when missing (scripts/install-tools.sh).
 #
-#   scripts/redis-cluster.sh start DIR   starts it with its files in DIR and
-#                                        prints the nodes: 127.0.0.1:P,...
-#   scripts/redis-cluster.sh stop DIR    stops every node started in DIR
+#   scripts/redis-cluster.sh start DIR [--tls]
+#        starts it with its files in DIR and prints the nodes: 127.0.0.1:P,...
+#        With --tls every node (clients, replication, cluster bus) speaks
+#        TLS only, with a certificate for 127.0.0.1 signed by a CA made for
+#        the occasion: DIR/tls/ca.crt.
+#   scripts/redis-cluster.sh stop DIR
+#        stops every node started in DIR
 #
 # Ports are drawn at random (each node also uses its port + 10000 for the
 # cluster bus) and drawn again when one is taken. `stop` is safe to run
@@ -21,15 +25,40 @@ usage() {
   exit 2
 }
 
-[ $# -eq 2 ] || usage
+if ! { [ $# -eq 2 ] || { [ $# -eq 3 ] && [ "$3" = --tls ]; }; }; then usage; fi
 action="$1"
 dir="$2"
+tls="${3:-}"
+
+# redis-cli, with TLS when the cluster in $dir has it.
+cli() {
+  if [ -f "$dir/tls/ca.crt" ]; then
+    redis-cli --tls --cacert "$dir/tls/ca.crt" "$@"
+  else
+    redis-cli "$@"
+  fi
+}
+
+make_certificates() {
+  mkdir -p "$dir/tls"
+  (
+    cd "$dir/tls"
+    openssl req -x509 -new -nodes -newkey rsa:2048 -keyout ca.key -out ca.crt \
+      -days 2 -subj "/CN=otpd test CA" 2>/dev/null
+    openssl req -new -nodes -newkey rsa:2048 -keyout server.key -out server.csr \
+      -subj "/CN=127.0.0.1" 2>/dev/null
+    printf '%s\n' "subjectAltName=IP:127.0.0.1,DNS:localhost" "basicConstraints=CA:FALSE" \
+      "keyUsage=digitalSignature,keyEncipherment" "extendedKeyUsage=serverAuth,clientAuth" >ext.cnf
+    openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial \
+      -out server.crt -days 2 -extfile ext.cnf 2>/dev/null
+  )
+}
 
 stop() {
   [ -f "$dir/ports" ] || return 0
   local port
   for port in $(cat "$dir/ports"); do
-    redis-cli -p "$port" shutdown nosave >/dev/null 2>&1 || true
+    cli -p "$port" shutdown nosave >/dev/null 2>&1 || true
   done
   # Whatever did not answer the shutdown (a node still starting).
   local pidfile
@@ -41,6 +70,17 @@ stop() {
 
 free() {
   ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# The listening options of a node on port $1.
+listen() {
+  if [ -f "$dir/tls/ca.crt" ]; then
+    echo "--port 0 --tls-port $1 --tls-cluster yes --tls-replication yes --tls-auth-clients no" \
+      "--tls-cert-file $dir/tls/server.crt --tls-key-file $dir/tls/server.key" \
+      "--tls-ca-cert-file $dir/tls/ca.crt"
+  else
+    echo "--port $1"
+  fi
 }
 
 start_nodes() {
@@ -56,7 +96,8 @@ start_nodes() {
     port=$((base + i))
     mkdir -p "$dir/$port"
     echo "$port" >>"$dir/ports"
-    redis-server --port "$port" --bind 127.0.0.1 --daemonize yes \
+    # shellcheck disable=SC2046
+    redis-server $(listen "$port") --bind 127.0.0.1 --daemonize yes \
       --cluster-enabled yes --cluster-config-file "$dir/$port/nodes.conf" \
       --cluster-node-timeout 2000 \
       --dir "$dir/$port" --pidfile "$dir/$port/redis.pid" \
@@ -67,10 +108,10 @@ start_nodes() {
   done
   for port in $(cat "$dir/ports"); do
     for _ in $(seq 100); do
-      redis-cli -p "$port" ping 2>/dev/null | grep -q PONG && break
+      cli -p "$port" ping 2>/dev/null | grep -q PONG && break
       sleep 0.05
     done
-    redis-cli -p "$port" ping 2>/dev/null | grep -q PONG || return 1
+    cli -p "$port" ping 2>/dev/null | grep -q PONG || return 1
   done
 }
 
@@ -79,6 +120,7 @@ case "$action" in
     PATH="$("$here/scripts/install-tools.sh" redis-server):$PATH"
     mkdir -p "$dir"
     dir="$(cd "$dir" && pwd)"
+    [ -z "$tls" ] || make_certificates
     started=""
     for _ in 1 2 3 4 5; do
       base=$((20000 + RANDOM % 9000))
@@ -95,7 +137,7 @@ case "$action" in
     nodes=""
     for port in $(cat "$dir/ports"); do nodes="$nodes 127.0.0.1:$port"; done
     # shellcheck disable=SC2086
-    if ! redis-cli --cluster create $nodes --cluster-replicas 1 --cluster-yes >"$dir/create.log" 2>&1; then
+    if ! cli --cluster create $nodes --cluster-replicas 1 --cluster-yes >"$dir/create.log" 2>&1; then
       cat "$dir/create.log" >&2
       stop
       exit 1
@@ -104,22 +146,22 @@ case "$action" in
     # sync (so WAIT can count it).
     for port in $(cat "$dir/ports"); do
       for _ in $(seq 200); do
-        if redis-cli -p "$port" cluster info | grep -q 'cluster_state:ok'; then break; fi
+        if cli -p "$port" cluster info | grep -q 'cluster_state:ok'; then break; fi
         sleep 0.05
       done
-      if ! redis-cli -p "$port" cluster info | grep -q 'cluster_state:ok'; then
+      if ! cli -p "$port" cluster info | grep -q 'cluster_state:ok'; then
         echo "127.0.0.1:$port never saw the cluster up (see $dir/*/redis.log)" >&2
         stop
         exit 1
       fi
     done
     for port in $(cat "$dir/ports"); do
-      if redis-cli -p "$port" role | head -1 | grep -q master; then
+      if cli -p "$port" role | head -1 | grep -q master; then
         for _ in $(seq 200); do
-          redis-cli -p "$port" info replication | grep -q '^slave0:.*state=online' && break
+          cli -p "$port" info replication | grep -q '^slave0:.*state=online' && break
           sleep 0.05
         done
-        if ! redis-cli -p "$port" info replication | grep -q '^slave0:.*state=online'; then
+        if ! cli -p "$port" info replication | grep -q '^slave0:.*state=online'; then
           echo "the replica of 127.0.0.1:$port did not come in sync (see $dir/*/redis.log)" >&2
           stop
           exit 1

@@ -182,6 +182,7 @@ impl Cluster {
             .iter()
             .map(|n| node_url(n))
             .collect::<Result<Vec<_>>>()?;
+        let tls = urls.iter().any(|u| u.starts_with("rediss://"));
         let mut builder = ClusterClientBuilder::new(urls)
             .connection_timeout(config.timeout)
             .response_timeout(config.timeout)
@@ -203,6 +204,12 @@ impl Cluster {
                 client_tls: None,
                 root_cert: Some(pem),
             });
+        }
+        if tls {
+            // The client builds its TLS configuration from the process's
+            // rustls provider: ring, as everywhere in otpd (there is no other
+            // provider compiled in; one installed already stays).
+            let _ = rustls::crypto::ring::default_provider().install_default();
         }
         let client = builder
             .build()

@@ -23,10 +23,26 @@ pub struct TestCluster {
 impl TestCluster {
     /// Starts a cluster of its own (for tests that break it).
     pub fn start() -> TestCluster {
+        Self::start_with(&[])
+    }
+
+    /// Starts a cluster of its own that speaks only TLS; its CA's
+    /// certificate is [`TestCluster::ca`].
+    pub fn start_tls() -> TestCluster {
+        Self::start_with(&["--tls"])
+    }
+
+    /// The CA certificate of a TLS cluster.
+    pub fn ca(&self) -> PathBuf {
+        self.dir.path().join("tls/ca.crt")
+    }
+
+    fn start_with(options: &[&str]) -> TestCluster {
         let dir = tempfile::tempdir().expect("temporary directory");
         let out = Command::new(script())
             .arg("start")
             .arg(dir.path())
+            .args(options)
             .output()
             .expect("run scripts/redis-cluster.sh");
         assert!(

@@ -158,3 +158,74 @@ async fn wrong_settings_a_restricted_user_and_a_dead_cluster_are_each_reported()
         started.elapsed()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_cluster_is_verified_against_its_ca() {
+    let cluster = TestCluster::start_tls();
+    let tls_nodes: Vec<String> = cluster
+        .nodes
+        .iter()
+        .map(|n| format!("rediss://{n}"))
+        .collect();
+    let config = ClusterConfig {
+        nodes: tls_nodes.clone(),
+        ca_file: Some(cluster.ca()),
+        ..cluster.config()
+    };
+    let node = Cluster::connect(config.clone()).await.unwrap();
+    let id = account_id();
+    node.compare_and_set(
+        &keys::account(id),
+        0,
+        &Change::account(b"over tls".to_vec()),
+    )
+    .await
+    .unwrap();
+    let read = node.load(&keys::account(id), &[]).await.unwrap();
+    assert_eq!(read.record.as_deref(), Some(&b"over tls"[..]));
+    assert!(
+        node.health(now_ms, Duration::from_millis(500))
+            .await
+            .unwrap()
+            .ready()
+    );
+
+    // Not trusted without the CA: the system's roots never signed it.
+    let untrusted = Cluster::connect(ClusterConfig {
+        ca_file: None,
+        ..config.clone()
+    })
+    .await;
+    assert!(
+        matches!(untrusted, Err(EngineError::Storage(_))),
+        "{untrusted:?}"
+    );
+    // Plain text to a TLS-only cluster gets nowhere either.
+    let plain = Cluster::connect(ClusterConfig {
+        nodes: cluster.nodes.clone(),
+        ca_file: None,
+        ..config.clone()
+    })
+    .await;
+    assert!(plain.is_err(), "{plain:?}");
+    // Settings that cannot work are refused before connecting, naming them.
+    let mixed = vec![tls_nodes[0].clone(), cluster.nodes[1].clone()];
+    let refused = Cluster::connect(ClusterConfig {
+        nodes: mixed,
+        ..config.clone()
+    })
+    .await;
+    assert!(
+        matches!(&refused, Err(EngineError::Invalid { field, .. }) if *field == "store.redis.nodes"),
+        "{refused:?}"
+    );
+    let ca_without_tls = Cluster::connect(ClusterConfig {
+        nodes: cluster.nodes.clone(),
+        ..config
+    })
+    .await;
+    assert!(
+        matches!(&ca_without_tls, Err(EngineError::Invalid { field, .. }) if *field == "store.redis.ca_file"),
+        "{ca_without_tls:?}"
+    );
+}
