@@ -63,7 +63,13 @@ stop() {
   # Whatever did not answer the shutdown (a node still starting).
   local pidfile
   for pidfile in "$dir"/*/redis.pid; do
-    [ -f "$pidfile" ] && kill -9 "$(cat "$pidfile")" 2>/dev/null || true
+    [ -f "$pidfile" ] || continue
+    pid="$(cat "$pidfile")"
+    # Only a redis-server of ours (a pid can be reused).
+    if grep -q "redis-server" "/proc/$pid/cmdline" 2>/dev/null; then
+      kill -9 "$pid" 2>/dev/null || true
+    fi
+    rm -f "$pidfile"
   done
   rm -f "$dir/ports"
 }
@@ -112,6 +118,8 @@ start_nodes() {
       sleep 0.05
     done
     cli -p "$port" ping 2>/dev/null | grep -q PONG || return 1
+    # The node answering is ours, not another cluster's that won the port.
+    [ "$(cli -p "$port" config get dir 2>/dev/null | sed -n 2p)" = "$dir/$port" ] || return 1
   done
 }
 
@@ -121,6 +129,11 @@ case "$action" in
     mkdir -p "$dir"
     dir="$(cd "$dir" && pwd)"
     [ -z "$tls" ] || make_certificates
+    # One start at a time on this machine (ports are checked, then taken),
+    # and an interrupted start leaves nothing running.
+    exec 7>/tmp/.otpd-redis-cluster.lock
+    flock 7
+    trap 'stop; exit 130' INT TERM
     started=""
     for _ in 1 2 3 4 5; do
       base=$((20000 + RANDOM % 9000))
@@ -168,6 +181,8 @@ case "$action" in
         fi
       fi
     done
+    trap - INT TERM
+    exec 7>&-
     echo "$nodes" | sed 's/^ //; s/ /,/g'
     ;;
   stop)

@@ -92,7 +92,7 @@ impl Cluster {
             .query_async(&mut self.conn())
             .await
             .map_err(|e| unavailable("reading the cluster's clock", &e))?;
-        Ok(seconds * 1000 + micros / 1000)
+        Ok(seconds.saturating_mul(1000).saturating_add(micros / 1000))
     }
 
     /// Checks the cluster as startup and `/readyz` do. `local_now_ms` reads
@@ -150,6 +150,14 @@ impl Cluster {
         for (node, answer) in &per_node {
             let node = text(node).unwrap_or_else(|| "a master".into());
             if let Value::ServerError(e) = answer {
+                if e.code() != "NOPERM" {
+                    problems.push(format!(
+                        "{node}: CONFIG GET failed ({} {}): persistence settings unknown",
+                        e.code(),
+                        e.details().unwrap_or_default()
+                    ));
+                    continue;
+                }
                 settings_checked = false;
                 warnings.push(format!(
                     "{node}: CONFIG GET refused ({}): persistence settings not checked",

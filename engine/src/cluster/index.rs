@@ -17,10 +17,8 @@
 
 use std::time::Duration;
 
-use redis::Script;
-
 use super::slot::{Change, Outcome, Write};
-use super::{Cluster, keys, not_stored, unavailable};
+use super::{Cluster, keys, unavailable};
 use crate::error::{EngineError, Result};
 use crate::id::AccountId;
 
@@ -143,24 +141,9 @@ impl Cluster {
         }
     }
 
-    async fn run(
-        &self,
-        script: &str,
-        key: &str,
-        args: &[&[u8]],
-        doing: &str,
-    ) -> Result<redis::Value> {
-        let script = Script::new(script);
-        let mut invocation = script.key(key);
-        for arg in args {
-            invocation.arg(*arg);
-        }
-        let value = invocation
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(|e| not_stored(doing, &e))?;
-        self.replicated(key).await?;
-        Ok(value)
+    async fn run(&self, script: &str, key: &str, args: &[&[u8]]) -> Result<redis::Value> {
+        let args = args.iter().map(|a| a.to_vec()).collect();
+        self.write(super::eval(script, &[key], args), key).await
     }
 
     /// Claims `key` for `owner` for the configured reservation TTL. A value
@@ -169,12 +152,7 @@ impl Cluster {
         let owner_text = owner.to_string();
         let ttl = ttl_ms(self.config.reservation_ttl);
         let answer = self
-            .run(
-                CLAIM,
-                key,
-                &[owner_text.as_bytes(), ttl.as_bytes()],
-                "claiming an index key",
-            )
+            .run(CLAIM, key, &[owner_text.as_bytes(), ttl.as_bytes()])
             .await?;
         let redis::Value::BulkString(current) = answer else {
             return Ok(Claim::Ours);
@@ -189,7 +167,6 @@ impl Cluster {
                     TAKE_OVER,
                     key,
                     &[stale.as_bytes(), owner_text.as_bytes(), ttl.as_bytes()],
-                    "taking over a dangling index key",
                 )
                 .await?,
             )
@@ -210,16 +187,9 @@ impl Cluster {
     /// (and may be somebody else's now); nothing changed.
     pub async fn commit_claim(&self, key: &str, owner: AccountId) -> Result<bool> {
         let owner_text = owner.to_string();
-        let done: u8 = redis::from_redis_value(
-            self.run(
-                COMMIT,
-                key,
-                &[owner_text.as_bytes()],
-                "committing an index key",
-            )
-            .await?,
-        )
-        .map_err(|e| EngineError::Internal(e.to_string()))?;
+        let done: u8 =
+            redis::from_redis_value(self.run(COMMIT, key, &[owner_text.as_bytes()]).await?)
+                .map_err(|e| EngineError::Internal(e.to_string()))?;
         Ok(done == 1)
     }
 
@@ -227,16 +197,9 @@ impl Cluster {
     /// cancellation); somebody else's is left alone. `true` if it was ours.
     pub async fn release(&self, key: &str, owner: AccountId) -> Result<bool> {
         let owner_text = owner.to_string();
-        let done: u8 = redis::from_redis_value(
-            self.run(
-                RELEASE,
-                key,
-                &[owner_text.as_bytes()],
-                "releasing an index key",
-            )
-            .await?,
-        )
-        .map_err(|e| EngineError::Internal(e.to_string()))?;
+        let done: u8 =
+            redis::from_redis_value(self.run(RELEASE, key, &[owner_text.as_bytes()]).await?)
+                .map_err(|e| EngineError::Internal(e.to_string()))?;
         Ok(done == 1)
     }
 
@@ -256,6 +219,13 @@ impl Cluster {
         sorted.sort();
         sorted.dedup();
         let outcome = self.register_steps(id, record, &sorted).await;
+        if outcome.is_err() && self.is_permanent(id).await.unwrap_or(true) {
+            // The last step ran (its answer or its WAIT failed), or whether
+            // it ran is unknown: the registration may be complete, and
+            // undoing it now would leave an account without its index
+            // keys. Not acknowledged; nothing is undone.
+            return outcome;
+        }
         if !matches!(outcome, Ok(Registration::Registered)) {
             // Best effort: what is not undone here expires by itself.
             for key in &sorted {
@@ -280,7 +250,7 @@ impl Cluster {
         let account = keys::account(id);
         // Outlives every claim, so it is there for as long as any of them is.
         let pending = Change {
-            account: Write::Put(record, Some(self.config.reservation_ttl * 2)),
+            account: Write::Put(record.clone(), Some(self.config.reservation_ttl * 2)),
             others: Vec::new(),
         };
         if let Outcome::Conflict(_) = self.compare_and_set(&account, 0, &pending).await? {
@@ -299,12 +269,21 @@ impl Cluster {
                 };
             }
         }
-        match self.compare_and_set(&account, 1, &Change::keep()).await? {
+        let permanent = Change {
+            account: Write::Put(record, None),
+            others: Vec::new(),
+        };
+        match self.compare_and_set(&account, 1, &permanent).await? {
             Outcome::Written(_) => Ok(Registration::Registered),
             Outcome::Conflict(_) => Err(EngineError::Storage(format!(
                 "account {id} changed or expired before its registration finished"
             ))),
         }
+    }
+
+    /// Whether `id`'s account exists past its registration (version 2 on).
+    async fn is_permanent(&self, id: AccountId) -> Result<bool> {
+        Ok(self.load(&keys::account(id), &[]).await?.version >= 2)
     }
 
     /// Deletes a registration's account if it is still the one being made.

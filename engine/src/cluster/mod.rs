@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
-use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+use redis::cluster_routing::{Route, SingleNodeRoutingInfo, SlotAddr};
 
 use crate::error::{EngineError, Result};
 
@@ -77,7 +77,14 @@ impl Default for ClusterConfig {
 impl std::fmt::Debug for ClusterConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ClusterConfig")
-            .field("nodes", &self.nodes)
+            .field(
+                "nodes",
+                &self
+                    .nodes
+                    .iter()
+                    .map(|n| redact_userinfo(n))
+                    .collect::<Vec<_>>(),
+            )
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("ca_file", &self.ca_file)
@@ -124,6 +131,12 @@ impl ClusterConfig {
                 "timeouts must be above zero",
             ));
         }
+        if self.wait_timeout >= self.timeout {
+            return Err(EngineError::invalid(
+                "store.redis.wait_timeout",
+                "must be shorter than store.redis.timeout, which includes the WAIT",
+            ));
+        }
         if self.reservation_ttl < Duration::from_secs(1) {
             return Err(EngineError::invalid(
                 "store.redis.reservation_ttl",
@@ -131,6 +144,16 @@ impl ClusterConfig {
             ));
         }
         Ok(())
+    }
+}
+
+/// A node address without a `user:password@` part, for printing.
+fn redact_userinfo(node: &str) -> String {
+    match (node.find("://"), node.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}<redacted>@{}", &node[..scheme + 3], &node[at + 1..])
+        }
+        _ => node.to_string(),
     }
 }
 
@@ -157,10 +180,13 @@ fn node_url(node: &str) -> Result<String> {
 }
 
 /// A connection to the cluster, shared by every task of a node: cloning it
-/// is cheap (one multiplexed connection per cluster node underneath).
+/// is cheap (multiplexed connections per cluster node underneath: one for
+/// reads, one for writes and their `WAIT`, so a `WAIT` that blocks its
+/// connection never holds up a read).
 #[derive(Clone)]
 pub struct Cluster {
     conn: ClusterConnection,
+    writes: ClusterConnection,
     config: ClusterConfig,
 }
 
@@ -214,18 +240,26 @@ impl Cluster {
         let client = builder
             .build()
             .map_err(|e| EngineError::invalid("store.redis.nodes", e.to_string()))?;
-        let connect = client.get_async_connection();
-        let conn = match tokio::time::timeout(config.timeout, connect).await {
-            Ok(Ok(conn)) => conn,
-            Ok(Err(e)) => return Err(unavailable("connecting to the cluster", &e)),
-            Err(_) => {
-                return Err(EngineError::Storage(format!(
-                    "connecting to the cluster: no answer within {:?}",
-                    config.timeout
-                )));
-            }
-        };
-        Ok(Cluster { conn, config })
+        let conn = Self::open_connection(&client, config.timeout).await?;
+        let writes = Self::open_connection(&client, config.timeout).await?;
+        Ok(Cluster {
+            conn,
+            writes,
+            config,
+        })
+    }
+
+    async fn open_connection(
+        client: &redis::cluster::ClusterClient,
+        timeout: Duration,
+    ) -> Result<ClusterConnection> {
+        match tokio::time::timeout(timeout, client.get_async_connection()).await {
+            Ok(Ok(conn)) => Ok(conn),
+            Ok(Err(e)) => Err(unavailable("connecting to the cluster", &e)),
+            Err(_) => Err(EngineError::Storage(format!(
+                "connecting to the cluster: no answer within {timeout:?}"
+            ))),
+        }
     }
 
     /// The settings it was opened with.
@@ -237,36 +271,71 @@ impl Cluster {
         self.conn.clone()
     }
 
-    /// Waits until `self.config.replicas` replicas of the master serving
-    /// `key` have every write this node sent it; a write is acknowledged
-    /// only then. [`EngineError::NotStored`] when fewer confirm in time.
-    pub(crate) async fn replicated(&self, key: &str) -> Result<()> {
+    /// Runs `script` (an `EVAL` on the keys of one slot, the first of them
+    /// `key`) on the master serving `key` and, in the same pipeline on the
+    /// same connection, `WAIT`s for `self.config.replicas` replicas: the
+    /// write is acknowledged only when they confirm it. Scripts that write
+    /// must be safe to run twice (the client retries a pipeline whose
+    /// connection dropped): the compare-and-set carries a token for that,
+    /// the index scripts are idempotent by their claimant.
+    pub(crate) async fn write(&self, script: redis::Cmd, key: &str) -> Result<redis::Value> {
         let wanted = self.config.replicas;
-        if wanted == 0 {
-            return Ok(());
+        let mut pipe = redis::pipe();
+        pipe.add_command(script);
+        if wanted > 0 {
+            let timeout = u64::try_from(self.config.wait_timeout.as_millis())
+                .unwrap_or(u64::MAX)
+                .max(1);
+            pipe.cmd("WAIT").arg(wanted).arg(timeout);
         }
-        let timeout = self.config.wait_timeout.as_millis().max(1) as u64;
-        let mut wait = redis::cmd("WAIT");
-        wait.arg(wanted).arg(timeout);
-        let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(Route::with_key(
-            key,
-            SlotAddr::Master,
-        )));
-        let value = self
-            .conn()
-            .route_command(wait, route)
+        let route = SingleNodeRoutingInfo::SpecificNode(Route::with_key(key, SlotAddr::Master));
+        let count = if wanted > 0 { 2 } else { 1 };
+        let mut values = self
+            .writes
+            .clone()
+            .route_pipeline(pipe, 0, count, route)
             .await
-            .map_err(|e| not_stored("confirming the write on a replica", &e))?;
-        let confirmed: u32 = redis::from_redis_value(value)
-            .map_err(|e| EngineError::NotStored(format!("WAIT answered {e}")))?;
-        if confirmed < wanted {
+            .map_err(|e| not_stored("writing", &e))?;
+        if values.len() != count {
             return Err(EngineError::NotStored(format!(
-                "{confirmed} of the {wanted} replicas required confirmed the write within \
-                 {timeout} ms (WAIT); it is not acknowledged"
+                "the write's pipeline answered {} values, not {count}",
+                values.len()
             )));
         }
-        Ok(())
+        if wanted > 0 {
+            let confirmed: u32 = redis::from_redis_value(values.pop().unwrap_or(redis::Value::Nil))
+                .map_err(|e| EngineError::NotStored(format!("WAIT answered {e}")))?;
+            if confirmed < wanted {
+                return Err(EngineError::NotStored(format!(
+                    "{confirmed} of the {wanted} replicas required confirmed the write within \
+                     {} ms (WAIT); it is not acknowledged",
+                    self.config.wait_timeout.as_millis()
+                )));
+            }
+        }
+        let answer = values.pop().unwrap_or(redis::Value::Nil);
+        if let redis::Value::ServerError(e) = &answer {
+            return Err(EngineError::NotStored(format!(
+                "redis cluster, writing: {} {}",
+                e.code(),
+                e.details().unwrap_or_default()
+            )));
+        }
+        Ok(answer)
     }
+}
+
+/// An `EVAL` of `script` on `keys` with `args`.
+pub(crate) fn eval(script: &str, keys: &[&str], args: Vec<Vec<u8>>) -> redis::Cmd {
+    let mut cmd = redis::cmd("EVAL");
+    cmd.arg(script).arg(keys.len());
+    for key in keys {
+        cmd.arg(*key);
+    }
+    for arg in args {
+        cmd.arg(arg);
+    }
+    cmd
 }
 
 /// A failure before anything could have been written: nothing changed.
@@ -274,21 +343,9 @@ pub(crate) fn unavailable(doing: &str, e: &redis::RedisError) -> EngineError {
     EngineError::Storage(format!("redis cluster, {doing}: {e}"))
 }
 
-/// A failure of a write that may have reached the cluster: not
-/// acknowledged, and not promised undone — unless the error proves the
-/// command never ran (the connection was refused, the cluster refused it).
+/// A failure of a write: not acknowledged, and not promised undone. Even a
+/// refusal may follow an attempt that ran (the client retries a dropped
+/// connection), so no write error says "nothing changed".
 pub(crate) fn not_stored(doing: &str, e: &redis::RedisError) -> EngineError {
-    if e.is_connection_refusal()
-        || matches!(
-            e.kind(),
-            redis::ErrorKind::Server(redis::ServerErrorKind::ClusterDown)
-                | redis::ErrorKind::Server(redis::ServerErrorKind::TryAgain)
-                | redis::ErrorKind::Server(redis::ServerErrorKind::NoScript)
-                | redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly)
-        )
-    {
-        unavailable(doing, e)
-    } else {
-        EngineError::NotStored(format!("redis cluster, {doing}: {e}"))
-    }
+    EngineError::NotStored(format!("redis cluster, {doing}: {e}"))
 }

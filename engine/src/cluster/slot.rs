@@ -12,7 +12,7 @@ use std::time::Duration;
 use redis::Script;
 use redis::cluster_routing::Slot;
 
-use super::{Cluster, not_stored, unavailable};
+use super::{Cluster, unavailable};
 use crate::error::{EngineError, Result};
 
 /// Reads the account hash's version and record, then each other key.
@@ -24,26 +24,33 @@ return out
 ";
 
 /// KEYS[1] the account hash, KEYS[2..] other keys of its slot. ARGV[1] the
-/// expected version; then per key an operation ('K' keep — the account
-/// only —, 'P' put, 'D' delete), a value and a TTL in ms ('0': none).
-/// Answers {1, new version} or {0, current version}, changing nothing.
+/// expected version, ARGV[2] this write's token; then per key an operation
+/// ('K' keep — the account only: its version moves, its record and TTL stay
+/// —, 'P' put, 'D' delete), a value and a TTL in ms ('0': none). Answers
+/// {1, new version} or {0, current version}, changing nothing. The same
+/// write run again (the client retries a dropped connection) finds its own
+/// token one version on and answers {1, version} without writing twice.
 const COMPARE_AND_SET: &str = r"
 local v = tonumber(redis.call('HGET', KEYS[1], 'v') or '0')
-if v ~= tonumber(ARGV[1]) then return {0, v} end
+local expected = tonumber(ARGV[1])
+if v ~= expected then
+  if v == expected + 1 and redis.call('HGET', KEYS[1], 't') == ARGV[2] then return {1, v} end
+  return {0, v}
+end
 local nv = v + 1
 for i = 1, #KEYS do
-  local op, value, ttl = ARGV[3 * i - 1], ARGV[3 * i], tonumber(ARGV[3 * i + 1])
+  local op, value, ttl = ARGV[3 * i], ARGV[3 * i + 1], ARGV[3 * i + 2]
   if op == 'D' then
     redis.call('DEL', KEYS[i])
     if i == 1 then nv = 0 end
   elseif i == 1 then
     if op == 'P' then
-      redis.call('HSET', KEYS[1], 'v', nv, 'r', value)
+      redis.call('HSET', KEYS[1], 'v', nv, 'r', value, 't', ARGV[2])
+      if ttl ~= '0' then redis.call('PEXPIRE', KEYS[1], ttl) else redis.call('PERSIST', KEYS[1]) end
     else
-      redis.call('HSET', KEYS[1], 'v', nv)
+      redis.call('HSET', KEYS[1], 'v', nv, 't', ARGV[2])
     end
-    if ttl > 0 then redis.call('PEXPIRE', KEYS[1], ttl) else redis.call('PERSIST', KEYS[1]) end
-  elseif ttl > 0 then
+  elseif ttl ~= '0' then
     redis.call('SET', KEYS[i], value, 'PX', ttl)
   else
     redis.call('SET', KEYS[i], value)
@@ -71,9 +78,11 @@ pub struct Snapshot {
 /// What happens to one record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Write {
-    /// The account: only its version moves (a change to its other records).
+    /// The account only: its version moves (a change to its other
+    /// records); its record and its TTL stay as they are.
     Keep,
-    /// Store this record; with a TTL, it expires then.
+    /// Store this record; with a TTL it expires then, without one it is
+    /// permanent (an account's TTL is removed).
     Put(Vec<u8>, Option<Duration>),
     /// Delete it.
     Delete,
@@ -127,13 +136,17 @@ pub enum Outcome {
     Conflict(u64),
 }
 
+/// The longest TTL written: ~285 years, so every TTL is an exact number in
+/// Lua and valid for `PX`.
+const MAX_TTL_MS: u64 = 1 << 53;
+
 fn ttl_ms(ttl: Option<Duration>) -> u64 {
     // A TTL rounds up to the next millisecond, never down to "none".
     ttl.map_or(0, |t| {
         let ms = t.as_millis();
         u64::try_from(ms + u128::from(t.subsec_nanos() % 1_000_000 != 0))
             .unwrap_or(u64::MAX)
-            .max(1)
+            .clamp(1, MAX_TTL_MS)
     })
 }
 
@@ -194,36 +207,59 @@ impl Cluster {
         expected: u64,
         change: &Change,
     ) -> Result<Outcome> {
+        let mut token = [0u8; 16];
+        getrandom::fill(&mut token)
+            .map_err(|e| EngineError::Internal(format!("OS random source: {e}")))?;
+        self.compare_and_set_as(account, expected, change, &crate::hex::encode(token))
+            .await
+    }
+
+    /// [`Cluster::compare_and_set`] with the write's token given (a retry
+    /// of the same write carries the same token). For tests.
+    #[doc(hidden)]
+    pub async fn compare_and_set_as(
+        &self,
+        account: &str,
+        expected: u64,
+        change: &Change,
+        token: &str,
+    ) -> Result<Outcome> {
         same_slot(account, change.others.iter().map(|(k, _)| k))?;
         if change.account == Write::Keep && expected == 0 {
             return Err(EngineError::Internal(format!(
                 "{account}: a change to an account that does not exist"
             )));
         }
-        let script = Script::new(COMPARE_AND_SET);
-        let mut invocation = script.key(account);
-        invocation.arg(expected);
+        for (key, write) in &change.others {
+            if key == account || *write == Write::Keep {
+                return Err(EngineError::Internal(format!(
+                    "{key}: the account itself, or Keep, among the other records of a change"
+                )));
+            }
+        }
+        let mut keys: Vec<&str> = vec![account];
+        let mut args: Vec<Vec<u8>> = vec![expected.to_string().into_bytes(), token.into()];
         for (key, write) in std::iter::once((account, &change.account))
             .chain(change.others.iter().map(|(k, w)| (k.as_str(), w)))
         {
             if key != account {
-                invocation.key(key);
+                keys.push(key);
             }
-            match write {
-                Write::Keep => invocation.arg("K").arg("").arg(0),
-                Write::Put(value, ttl) => invocation.arg("P").arg(value).arg(ttl_ms(*ttl)),
-                Write::Delete => invocation.arg("D").arg("").arg(0),
+            let (op, value, ttl): (&[u8], &[u8], u64) = match write {
+                Write::Keep => (b"K", b"", 0),
+                Write::Put(value, ttl) => (b"P", value, ttl_ms(*ttl)),
+                Write::Delete => (b"D", b"", 0),
             };
+            args.extend([op.to_vec(), value.to_vec(), ttl.to_string().into_bytes()]);
         }
-        let mut conn = self.conn();
-        let (written, version): (u8, u64) = invocation
-            .invoke_async(&mut conn)
-            .await
-            .map_err(|e| not_stored("writing an account", &e))?;
+        let answer = self
+            .write(super::eval(COMPARE_AND_SET, &keys, args), account)
+            .await?;
+        let (written, version): (u8, u64) = redis::from_redis_value(answer)
+            .map_err(|e| EngineError::NotStored(format!("the compare-and-set answered {e}")))?;
         if written == 0 {
             return Ok(Outcome::Conflict(version));
         }
-        self.replicated(account).await?;
         Ok(Outcome::Written(version))
     }
 

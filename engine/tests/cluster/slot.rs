@@ -192,3 +192,75 @@ pub async fn redis_int(node: &engine::cluster::Cluster, command: &str, key: &str
     let value = node.command_on_key(cmd, key).await.unwrap();
     redis::from_redis_value(value).unwrap()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_write_run_twice_is_written_once() {
+    let cluster = TestCluster::shared();
+    let node = cluster.node().await;
+    let (account, challenge) = account_with_challenge(&node).await;
+    let wrong = Change::keep().put(challenge.clone(), b"live 1".to_vec(), None);
+    // A retry of one write (same token) after it ran: applied, not a conflict.
+    let first = node
+        .compare_and_set_as(&account, 1, &wrong, "retry-token")
+        .await;
+    let again = node
+        .compare_and_set_as(&account, 1, &wrong, "retry-token")
+        .await;
+    assert_eq!(first.unwrap(), Outcome::Written(2));
+    assert_eq!(again.unwrap(), Outcome::Written(2));
+    // Another write on the old version is a conflict all the same.
+    let other = node
+        .compare_and_set_as(&account, 1, &wrong, "another")
+        .await;
+    assert_eq!(other.unwrap(), Outcome::Conflict(2));
+    assert_eq!(node.load(&account, &[]).await.unwrap().version, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keep_moves_the_version_and_leaves_record_and_ttl() {
+    let cluster = TestCluster::shared();
+    let node = cluster.node().await;
+    let id = account_id();
+    let account = keys::account(id);
+    let pending = Change {
+        account: Write::Put(b"pending".to_vec(), Some(Duration::from_secs(20))),
+        others: Vec::new(),
+    };
+    node.compare_and_set(&account, 0, &pending).await.unwrap();
+    let challenge = keys::challenge(keys::challenge_id(id, [3; 8]));
+    let keep = Change::keep().put(challenge, b"live 0".to_vec(), None);
+    assert_eq!(
+        node.compare_and_set(&account, 1, &keep).await.unwrap(),
+        Outcome::Written(2)
+    );
+    let ttl = redis_int(&node, "PTTL", &account).await;
+    assert!(ttl > 10_000 && ttl <= 20_000, "Keep left the TTL: {ttl}");
+    let slot = node.load(&account, &[]).await.unwrap();
+    assert_eq!(slot.record.as_deref(), Some(&b"pending"[..]));
+    // A Put without a TTL makes it permanent.
+    node.compare_and_set(&account, 2, &Change::account(b"done".to_vec()))
+        .await
+        .unwrap();
+    assert_eq!(redis_int(&node, "PTTL", &account).await, -1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_account_or_keep_among_the_other_records_is_refused() {
+    let cluster = TestCluster::shared();
+    let node = cluster.node().await;
+    let (account, challenge) = account_with_challenge(&node).await;
+    let itself = Change::keep().delete(account.clone());
+    let keep_other = Change {
+        account: Write::Keep,
+        others: vec![(challenge.clone(), Write::Keep)],
+    };
+    for change in [itself, keep_other] {
+        assert!(matches!(
+            node.compare_and_set(&account, 1, &change).await,
+            Err(EngineError::Internal(_))
+        ));
+    }
+    let slot = node.load(&account, &[challenge]).await.unwrap();
+    assert_eq!(slot.version, 1);
+    assert_eq!(slot.others[0].as_deref(), Some(&b"live 0"[..]));
+}
