@@ -13,6 +13,7 @@
 //! | `{a:TAG}REST` | hash: `v` version, `r` the account record |
 //! | `{a:TAG}c:REST` | a challenge (expires by TTL) |
 //! | `{a:TAG}m:REST` | a queued message |
+//! | `{a:TAG}w:TOKEN` | a write's receipt, for a few seconds (a retried write is not applied twice) |
 //! | `i:KIND:VALUE` | index: `P:<account>` claimed (expires), `A:<account>` held |
 
 use crate::hex;
@@ -52,6 +53,17 @@ pub fn challenge_id(account: AccountId, random: [u8; 8]) -> ChallengeId {
     ChallengeId(id)
 }
 
+/// The receipt of one write (token) to the slot of the account at
+/// `account` (a key from [`account`]): kept briefly, so the same write
+/// retried is recognised as done.
+pub fn receipt(account: &str, token: &str) -> crate::error::Result<String> {
+    let end = account.find('}').filter(|_| account.starts_with("{a:"));
+    let end = end.ok_or_else(|| {
+        crate::error::EngineError::Internal(format!("{account} is not an account key"))
+    })?;
+    Ok(format!("{}w:{token}", &account[..=end]))
+}
+
 /// An index entry: `kind` (`phone`, `email`, `id`, ...) and the normalised
 /// value the engine's index keys already are.
 pub fn index(key: &str) -> String {
@@ -75,6 +87,10 @@ mod tests {
         assert_eq!(slot(&account(a)), slot(&message(a, m)));
         assert_eq!(account(a), "{a:abababababababab}abababababababab");
         assert_eq!(challenge(c), "{a:abababababababab}c:0707070707070707");
+        let r = receipt(&account(a), "t0k").unwrap();
+        assert_eq!(r, "{a:abababababababab}w:t0k");
+        assert_eq!(slot(&r), slot(&account(a)));
+        assert!(receipt("i:phone:+351", "t").is_err());
     }
 
     #[test]

@@ -23,32 +23,33 @@ for i = 2, #KEYS do out[#out + 1] = redis.call('GET', KEYS[i]) end
 return out
 ";
 
-/// KEYS[1] the account hash, KEYS[2..] other keys of its slot. ARGV[1] the
-/// expected version, ARGV[2] this write's token; then per key an operation
-/// ('K' keep — the account only: its version moves, its record and TTL stay
-/// —, 'P' put, 'D' delete), a value and a TTL in ms ('0': none). Answers
-/// {1, new version} or {0, current version}, changing nothing. The same
-/// write run again (the client retries a dropped connection) finds its own
-/// token one version on and answers {1, version} without writing twice.
+/// KEYS[1] the account hash, KEYS[2..n-1] other keys of its slot, KEYS[n]
+/// this write's receipt. ARGV[1] the expected version, ARGV[2] how long the
+/// receipt lives (ms); then per key but the receipt an operation ('K' keep —
+/// the account only: its version moves, its record and TTL stay —, 'P'
+/// put, 'D' delete), a value and a TTL in ms ('0': none). Answers {1, new
+/// version} or {0, current version}, changing nothing. The same write run
+/// again (the client retries a dropped connection) finds its receipt and
+/// answers {1, the version it wrote} without writing twice, whatever was
+/// written since.
 const COMPARE_AND_SET: &str = r"
+local receipt = KEYS[#KEYS]
+local done = redis.call('GET', receipt)
+if done then return {1, tonumber(done)} end
 local v = tonumber(redis.call('HGET', KEYS[1], 'v') or '0')
-local expected = tonumber(ARGV[1])
-if v ~= expected then
-  if v == expected + 1 and redis.call('HGET', KEYS[1], 't') == ARGV[2] then return {1, v} end
-  return {0, v}
-end
+if v ~= tonumber(ARGV[1]) then return {0, v} end
 local nv = v + 1
-for i = 1, #KEYS do
+for i = 1, #KEYS - 1 do
   local op, value, ttl = ARGV[3 * i], ARGV[3 * i + 1], ARGV[3 * i + 2]
   if op == 'D' then
     redis.call('DEL', KEYS[i])
     if i == 1 then nv = 0 end
   elseif i == 1 then
     if op == 'P' then
-      redis.call('HSET', KEYS[1], 'v', nv, 'r', value, 't', ARGV[2])
+      redis.call('HSET', KEYS[1], 'v', nv, 'r', value)
       if ttl ~= '0' then redis.call('PEXPIRE', KEYS[1], ttl) else redis.call('PERSIST', KEYS[1]) end
     else
-      redis.call('HSET', KEYS[1], 'v', nv, 't', ARGV[2])
+      redis.call('HSET', KEYS[1], 'v', nv)
     end
   elseif ttl ~= '0' then
     redis.call('SET', KEYS[i], value, 'PX', ttl)
@@ -56,6 +57,7 @@ for i = 1, #KEYS do
     redis.call('SET', KEYS[i], value)
   end
 end
+redis.call('SET', receipt, nv, 'PX', ARGV[2])
 return {1, nv}
 ";
 
@@ -237,8 +239,15 @@ impl Cluster {
                 )));
             }
         }
+        let receipt = super::keys::receipt(account, token)?;
+        // A retry comes within the operation's timeout; the receipt
+        // outlives it with room to spare.
+        let receipt_ms = ttl_ms(Some((self.config.timeout * 4).max(Duration::from_secs(10))));
         let mut keys: Vec<&str> = vec![account];
-        let mut args: Vec<Vec<u8>> = vec![expected.to_string().into_bytes(), token.into()];
+        let mut args: Vec<Vec<u8>> = vec![
+            expected.to_string().into_bytes(),
+            receipt_ms.to_string().into_bytes(),
+        ];
         for (key, write) in std::iter::once((account, &change.account))
             .chain(change.others.iter().map(|(k, w)| (k.as_str(), w)))
         {
@@ -252,6 +261,7 @@ impl Cluster {
             };
             args.extend([op.to_vec(), value.to_vec(), ttl.to_string().into_bytes()]);
         }
+        keys.push(&receipt);
         let answer = self
             .write(super::eval(COMPARE_AND_SET, &keys, args), account)
             .await?;

@@ -213,7 +213,34 @@ async fn the_same_write_run_twice_is_written_once() {
         .compare_and_set_as(&account, 1, &wrong, "another")
         .await;
     assert_eq!(other.unwrap(), Outcome::Conflict(2));
-    assert_eq!(node.load(&account, &[]).await.unwrap().version, 2);
+    // Still recognised after another writer moved the version on.
+    let next = Change::keep().put(challenge.clone(), b"live 2".to_vec(), None);
+    assert_eq!(
+        node.compare_and_set(&account, 2, &next).await.unwrap(),
+        Outcome::Written(3)
+    );
+    let late = node
+        .compare_and_set_as(&account, 1, &wrong, "retry-token")
+        .await;
+    assert_eq!(late.unwrap(), Outcome::Written(2));
+    let slot = node
+        .load(&account, std::slice::from_ref(&challenge))
+        .await
+        .unwrap();
+    assert_eq!(
+        slot.others[0].as_deref(),
+        Some(&b"live 2"[..]),
+        "not applied again"
+    );
+    assert_eq!(slot.version, 3);
+    // The receipt does not outlive the time a retry can come in.
+    let ttl = redis_int(
+        &node,
+        "PTTL",
+        &keys::receipt(&account, "retry-token").unwrap(),
+    )
+    .await;
+    assert!(ttl > 0 && ttl <= 10_000, "receipt PTTL {ttl}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
