@@ -113,6 +113,31 @@ impl TestCluster {
             .collect()
     }
 
+    /// Sends `signal` (`KILL`, `STOP`, `CONT`) to the node on `port`.
+    pub fn signal(&self, port: &str, signal: &str) {
+        let pidfile = self.dir.path().join(port).join("redis.pid");
+        let pid = std::fs::read_to_string(&pidfile).expect("the node's pid file");
+        let status = Command::new("kill")
+            .args(["-s", signal, pid.trim()])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -s {signal} {pid}");
+    }
+
+    /// The port of the replica of the master on `port`.
+    pub fn replica_of(&self, port: &str) -> String {
+        let out = Command::new("redis-cli")
+            .args(["-p", port, "info", "replication"])
+            .output()
+            .expect("redis-cli");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find_map(|l| l.strip_prefix("slave0:"))
+            .and_then(|l| l.split(',').find_map(|f| f.strip_prefix("port=")))
+            .expect("the master has a replica")
+            .to_string()
+    }
+
     /// Stops every node now.
     pub fn stop(&self) {
         let _ = Command::new(script())

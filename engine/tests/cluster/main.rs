@@ -5,6 +5,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod failover;
 mod fixture;
 mod health;
 mod index;
