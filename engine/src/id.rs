@@ -44,7 +44,8 @@ opaque_id!(
     AccountId
 );
 opaque_id!(
-    /// A challenge's id: random, 128 bits, unguessable.
+    /// A challenge's id: its account's first 8 id bytes (so it names the
+    /// account's slot in a cluster), then 64 random bits, unguessable.
     ChallengeId
 );
 
@@ -54,7 +55,7 @@ impl ChallengeId {
 }
 
 /// Hashes an id for a map of the engine's own: ids are random, so their
-/// first eight bytes, mixed with a key drawn per map, are hash enough, at a
+/// last eight bytes, mixed with a key drawn per map, are hash enough, at a
 /// fraction of SipHash's cost. Only for ids otpd generated, never for text
 /// a caller chose.
 #[derive(Clone)]
@@ -79,9 +80,11 @@ pub(crate) struct IdHash(u64);
 
 impl std::hash::Hasher for IdHash {
     fn write(&mut self, bytes: &[u8]) {
+        // The last eight bytes: a challenge id's first eight are its
+        // account's (shared by all its challenges), its last eight random.
         let mut word = [0u8; 8];
         let n = bytes.len().min(8);
-        word[..n].copy_from_slice(&bytes[..n]);
+        word[..n].copy_from_slice(&bytes[bytes.len() - n..]);
         self.0 = (self.0 ^ u64::from_le_bytes(word)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     }
 

@@ -210,7 +210,9 @@ impl Engine {
         if fixed.is_none() {
             self.limits.admit(tx.account.id, channel, &destination)?;
         }
-        let id = ChallengeId(self.random());
+        // The first 8 bytes are the account's: with the cluster backend a
+        // challenge id alone names its account's slot (cluster/keys.rs).
+        let id = crate::cluster::keys::challenge_id(tx.account.id, self.random());
         // For a test destination, an id no message has.
         let message_id = MessageId(self.random());
         let withheld = fixed.is_some();

@@ -38,7 +38,13 @@ impl TestCluster {
     }
 
     fn start_with(options: &[&str]) -> TestCluster {
-        let dir = tempfile::tempdir().expect("temporary directory");
+        // Under OTPD_TEST_CLUSTER_DIR when set: .ci/run stops whatever is
+        // left there when it ends, even if this process was killed.
+        let dir = match std::env::var_os("OTPD_TEST_CLUSTER_DIR") {
+            Some(root) => tempfile::tempdir_in(root),
+            None => tempfile::tempdir(),
+        }
+        .expect("temporary directory");
         let out = Command::new(script())
             .arg("start")
             .arg(dir.path())

@@ -45,6 +45,16 @@ fn every_login_sends_a_new_code_and_only_the_last_is_valid() {
     let first = t.login_code(PHONE);
     let second = t.login_code(PHONE);
     assert_ne!(first.challenge_id, second.challenge_id);
+    // Each names its account's cluster slot in its first 8 bytes; the
+    // rest is random.
+    for issued in [&first, &second] {
+        let (challenge, account) = (issued.challenge_id.to_bytes(), issued.account_id.to_bytes());
+        assert_eq!(challenge[..8], account[..8]);
+    }
+    assert_ne!(
+        first.challenge_id.to_bytes()[8..],
+        second.challenge_id.to_bytes()[8..]
+    );
     assert_eq!(
         t.verify(first.challenge_id, first.code.expose()),
         Verification::Superseded
