@@ -100,13 +100,7 @@ async fn a_claim_left_by_a_dead_node_blocks_until_it_expires() {
     );
     // Its TTL runs out (set in the past: expired now, without waiting).
     expire_now(&node, &phone).await;
-    assert_eq!(
-        node.register(next, b"next".to_vec(), std::slice::from_ref(&phone))
-            .await
-            .unwrap(),
-        Registration::Registered
-    );
-    assert_eq!(node.lookup(&phone).await.unwrap(), Some(next));
+    registers(&node, next, &phone).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -141,13 +135,7 @@ async fn a_value_held_by_an_account_that_is_gone_is_free() {
         None,
         "no account, no holder"
     );
-    assert_eq!(
-        node.register(next, b"next".to_vec(), std::slice::from_ref(&phone))
-            .await
-            .unwrap(),
-        Registration::Registered
-    );
-    assert_eq!(node.lookup(&phone).await.unwrap(), Some(next));
+    registers(&node, next, &phone).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -192,6 +180,14 @@ async fn a_corrupt_index_entry_is_reported_not_trusted() {
         node.claim(&phone, account_id()).await,
         Err(engine::EngineError::Corrupt(_))
     ));
+}
+
+/// `id` registers holding `key`, and `key` then leads to it.
+async fn registers(node: &engine::cluster::Cluster, id: engine::AccountId, key: &str) {
+    let index = [key.to_string()];
+    let outcome = node.register(id, b"next".to_vec(), &index).await.unwrap();
+    assert_eq!(outcome, Registration::Registered);
+    assert_eq!(node.lookup(key).await.unwrap(), Some(id));
 }
 
 /// Makes `key`'s TTL run out now (an expiry time in the past deletes it).

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use engine::EngineError;
 use engine::cluster::keys;
-use engine::cluster::slot::{Change, Outcome, Write};
+use engine::cluster::slot::{Change, Outcome, Snapshot, Write};
 
 use crate::account_id;
 use crate::fixture::TestCluster;
@@ -27,8 +27,12 @@ async fn account_with_challenge(node: &engine::cluster::Cluster) -> (String, Str
     (account, challenge)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fifty_right_codes_through_two_nodes_approve_once() {
+/// Runs `change` on the slot of a fresh account with one live challenge
+/// ("live 0") from 50 tasks at once, alternating between two nodes; the
+/// results, and the account and its challenge's key.
+async fn fifty_through_two_nodes<T: Send + 'static>(
+    change: fn(&Snapshot, &str) -> (Option<Change>, T),
+) -> (Vec<T>, engine::cluster::Cluster, String, String) {
     let cluster = TestCluster::shared();
     let nodes = [cluster.node().await, cluster.node().await];
     let (account, challenge) = account_with_challenge(&nodes[0]).await;
@@ -38,52 +42,52 @@ async fn fifty_right_codes_through_two_nodes_approve_once() {
         let (account, challenge) = (account.clone(), challenge.clone());
         tasks.push(tokio::spawn(async move {
             let others = [challenge.clone()];
-            node.update(&account, &others, |slot| {
-                let state = slot.others[0].as_deref().unwrap();
-                if state.starts_with(b"live") {
-                    let used = Change::keep().put(challenge.clone(), b"used".to_vec(), None);
-                    Ok((Some(used), true))
-                } else {
-                    Ok((None, false))
-                }
-            })
-            .await
+            node.update(&account, &others, |slot| Ok(change(slot, &challenge)))
+                .await
         }));
     }
-    let mut approved = 0;
+    let mut results = Vec::new();
     for task in tasks {
-        approved += usize::from(task.await.unwrap().unwrap());
+        results.push(task.await.unwrap().unwrap());
     }
-    assert_eq!(approved, 1, "one right code approves, once");
-    let slot = nodes[1].load(&account, &[challenge]).await.unwrap();
+    let [_, other] = nodes;
+    (results, other, account, challenge)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_right_codes_through_two_nodes_approve_once() {
+    let (approvals, node, account, challenge) = fifty_through_two_nodes(|slot, challenge| {
+        if slot.others[0].as_deref().unwrap().starts_with(b"live") {
+            let used = Change::keep().put(challenge.to_string(), b"used".to_vec(), None);
+            (Some(used), true)
+        } else {
+            (None, false)
+        }
+    })
+    .await;
+    assert_eq!(
+        approvals.iter().filter(|a| **a).count(),
+        1,
+        "one right code approves, once"
+    );
+    let slot = node.load(&account, &[challenge]).await.unwrap();
     assert_eq!(slot.others[0].as_deref(), Some(&b"used"[..]));
     assert_eq!(slot.version, 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_wrong_codes_through_two_nodes_count_fifty() {
-    let cluster = TestCluster::shared();
-    let nodes = [cluster.node().await, cluster.node().await];
-    let (account, challenge) = account_with_challenge(&nodes[0]).await;
-    let mut tasks = Vec::new();
-    for n in 0..50 {
-        let node = nodes[n % 2].clone();
-        let (account, challenge) = (account.clone(), challenge.clone());
-        tasks.push(tokio::spawn(async move {
-            let others = [challenge.clone()];
-            node.update(&account, &others, |slot| {
-                let text = String::from_utf8(slot.others[0].clone().unwrap()).unwrap();
-                let attempts: u32 = text.split(' ').nth(1).unwrap().parse().unwrap();
-                let next = format!("live {}", attempts + 1).into_bytes();
-                Ok((Some(Change::keep().put(challenge.clone(), next, None)), ()))
-            })
-            .await
-        }));
-    }
-    for task in tasks {
-        task.await.unwrap().unwrap();
-    }
-    let slot = nodes[1].load(&account, &[challenge]).await.unwrap();
+    let (_, node, account, challenge) = fifty_through_two_nodes(|slot, challenge| {
+        let text = String::from_utf8(slot.others[0].clone().unwrap()).unwrap();
+        let attempts: u32 = text.split(' ').nth(1).unwrap().parse().unwrap();
+        let next = format!("live {}", attempts + 1).into_bytes();
+        (
+            Some(Change::keep().put(challenge.to_string(), next, None)),
+            (),
+        )
+    })
+    .await;
+    let slot = node.load(&account, &[challenge]).await.unwrap();
     assert_eq!(slot.others[0].as_deref(), Some(&b"live 50"[..]));
     assert_eq!(slot.version, 51, "each wrong code one write");
 }
