@@ -38,9 +38,9 @@ impl TestCluster {
     }
 
     fn start_with(options: &[&str]) -> TestCluster {
-        // Under OTPD_TEST_CLUSTER_DIR when set: .ci/run stops whatever is
+        // Under OTP_TEST_CLUSTER_DIR when set: .ci/run stops whatever is
         // left there when it ends, even if this process was killed.
-        let dir = match std::env::var_os("OTPD_TEST_CLUSTER_DIR") {
+        let dir = match std::env::var_os("OTP_TEST_CLUSTER_DIR") {
             Some(root) => tempfile::tempdir_in(root),
             None => tempfile::tempdir(),
         }
