@@ -18,7 +18,14 @@ use crate::fixture::TestCluster;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_acknowledged_write_survives_a_master_killed_under_load() {
     let cluster = TestCluster::start();
-    let node = Arc::new(cluster.node().await);
+    // The default WAIT limit: writes to the frozen replica's master give up
+    // after 500 ms each, so the others keep being acknowledged.
+    let config = engine::cluster::ClusterConfig {
+        wait_timeout: Duration::from_millis(500),
+        timeout: Duration::from_secs(2),
+        ..cluster.config()
+    };
+    let node = Arc::new(engine::cluster::Cluster::connect(config).await.unwrap());
     let acknowledged = Arc::new(Mutex::new(Vec::new()));
     let refused = Arc::new(AtomicUsize::new(0));
     let stop = Arc::new(AtomicBool::new(false));

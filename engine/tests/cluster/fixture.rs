@@ -78,11 +78,15 @@ impl TestCluster {
         cluster
     }
 
-    /// Settings for otpd on this cluster: cheap timeouts, one replica.
+    /// Settings for otpd on this cluster, one replica. WAIT gets 2 s, not
+    /// the default 500 ms: six nodes fsyncing every write on a machine
+    /// also building and testing can take a replica past 500 ms (seen once
+    /// in a clean-clone run), and these tests are not about that limit.
     pub fn config(&self) -> ClusterConfig {
         ClusterConfig {
             nodes: self.nodes.clone(),
-            timeout: Duration::from_secs(2),
+            wait_timeout: Duration::from_secs(2),
+            timeout: Duration::from_secs(5),
             ..ClusterConfig::default()
         }
     }
