@@ -213,17 +213,6 @@ impl Cluster {
             .await
             .map_err(|e| unavailable("sending a command", &e))
     }
-
-    /// Sends `command` to one node at random (operations and tests).
-    pub async fn command(&self, command: redis::Cmd) -> Result<Value> {
-        self.conn()
-            .route_command(
-                command,
-                RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random),
-            )
-            .await
-            .map_err(|e| unavailable("sending a command", &e))
-    }
 }
 
 #[cfg(test)]
