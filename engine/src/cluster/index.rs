@@ -18,7 +18,7 @@
 use std::time::Duration;
 
 use super::slot::{Change, Outcome, Write};
-use super::{Cluster, keys, unavailable};
+use super::{Cluster, unavailable};
 use crate::error::{EngineError, Result};
 use crate::id::AccountId;
 
@@ -120,7 +120,7 @@ pub enum Registration {
 }
 
 impl Cluster {
-    /// Who has the index key `key` (a key from [`keys::index`]).
+    /// Who has the index key `key` (a key from [`KeySpace::index`](super::keys::KeySpace::index)).
     pub async fn holder(&self, key: &str) -> Result<Option<Holder>> {
         let value: Option<Vec<u8>> = redis::cmd("GET")
             .arg(key)
@@ -134,7 +134,7 @@ impl Cluster {
     /// way is not a holder yet.
     pub async fn lookup(&self, key: &str) -> Result<Option<AccountId>> {
         match self.holder(key).await? {
-            Some(Holder::Held(account)) if self.exists(&keys::account(account)).await? => {
+            Some(Holder::Held(account)) if self.exists(&self.keys.account(account)).await? => {
                 Ok(Some(account))
             }
             _ => Ok(None),
@@ -159,7 +159,7 @@ impl Cluster {
         };
         let holder = Holder::parse(key, &current)?;
         if let Holder::Held(other) = holder
-            && !self.exists(&keys::account(other)).await?
+            && !self.exists(&self.keys.account(other)).await?
         {
             let stale = holder.value();
             let taken: u8 = redis::from_redis_value(
@@ -204,7 +204,7 @@ impl Cluster {
     }
 
     /// Registers account `id` with `record`, holding every key of
-    /// `index_keys` (from [`keys::index`]): claim each (in sorted order),
+    /// `index_keys` (from [`KeySpace::index`](super::keys::KeySpace::index)): claim each (in sorted order),
     /// write the account with a TTL, commit each claim, then make the
     /// account permanent. A step that fails undoes the earlier ones; a node
     /// that dies between steps leaves claims and an account that expire,
@@ -247,7 +247,7 @@ impl Cluster {
                 return Ok(Registration::Taken((*key).clone(), holder));
             }
         }
-        let account = keys::account(id);
+        let account = self.keys.account(id);
         // Outlives every claim, so it is there for as long as any of them is.
         let pending = Change {
             account: Write::Put(record.clone(), Some(self.config.reservation_ttl * 2)),
@@ -283,12 +283,12 @@ impl Cluster {
 
     /// Whether `id`'s account exists past its registration (version 2 on).
     async fn is_permanent(&self, id: AccountId) -> Result<bool> {
-        Ok(self.load(&keys::account(id), &[]).await?.version >= 2)
+        Ok(self.load(&self.keys.account(id), &[]).await?.version >= 2)
     }
 
     /// Deletes a registration's account if it is still the one being made.
     async fn remove_pending(&self, id: AccountId) -> Result<()> {
-        let account = keys::account(id);
+        let account = self.keys.account(id);
         let snapshot = self.load(&account, &[]).await?;
         if snapshot.version == 1 {
             let delete = Change {

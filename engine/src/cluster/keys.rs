@@ -15,10 +15,65 @@
 //! | `{a:TAG}m:REST` | a queued message |
 //! | `{a:TAG}w:TOKEN` | a write's receipt, for a few seconds (a retried write is not applied twice) |
 //! | `i:KIND:VALUE` | index: `P:<account>` claimed (expires), `A:<account>` held |
+//!
+//! A [`KeySpace`] with a namespace `NS` (`store.redis.namespace`) puts it
+//! in every key — `{a:NS/TAG}…`, `i:NS/KIND:VALUE` — so deployments (or
+//! tests) that share one cluster never see each other's records. The free
+//! functions are the empty namespace's.
 
 use crate::hex;
 use crate::id::{AccountId, ChallengeId};
 use crate::terms::MessageId;
+
+/// The keys of one namespace.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeySpace {
+    /// `""` or `NS/`.
+    prefix: String,
+}
+
+impl KeySpace {
+    /// The keys of `namespace` (`""`: the keys of the free functions).
+    pub fn new(namespace: &str) -> KeySpace {
+        KeySpace {
+            prefix: if namespace.is_empty() {
+                String::new()
+            } else {
+                format!("{namespace}/")
+            },
+        }
+    }
+
+    /// The hash tag of everything `account` owns.
+    pub fn tag(&self, account: AccountId) -> String {
+        format!("{{a:{}{}}}", self.prefix, hex::encode(&account.0[..8]))
+    }
+
+    /// The account's own record (a hash of its version and record).
+    pub fn account(&self, id: AccountId) -> String {
+        format!("{}{}", self.tag(id), hex::encode(&id.0[8..]))
+    }
+
+    /// A challenge's record, in its account's slot (its id carries the tag).
+    pub fn challenge(&self, id: ChallengeId) -> String {
+        format!(
+            "{{a:{}{}}}c:{}",
+            self.prefix,
+            hex::encode(&id.0[..8]),
+            hex::encode(&id.0[8..])
+        )
+    }
+
+    /// A queued message of `account`'s.
+    pub fn message(&self, account: AccountId, id: MessageId) -> String {
+        format!("{}m:{}", self.tag(account), hex::encode(id.0))
+    }
+
+    /// An index entry for the engine's index key `key`.
+    pub fn index(&self, key: &str) -> String {
+        format!("i:{}{key}", self.prefix)
+    }
+}
 
 /// The hash tag of everything `account` owns.
 pub fn tag(account: AccountId) -> String {
@@ -91,6 +146,26 @@ mod tests {
         assert_eq!(r, "{a:abababababababab}w:t0k");
         assert_eq!(slot(&r), slot(&account(a)));
         assert!(receipt("i:phone:+351", "t").is_err());
+    }
+
+    #[test]
+    fn a_namespace_is_in_every_key_and_keeps_the_slots_together() {
+        let a = AccountId([0xab; 16]);
+        let c = challenge_id(a, [7; 8]);
+        let ns = KeySpace::new("t1");
+        assert_eq!(ns.account(a), "{a:t1/abababababababab}abababababababab");
+        assert_eq!(ns.challenge(c), "{a:t1/abababababababab}c:0707070707070707");
+        assert_eq!(ns.index("p:+351912345678"), "i:t1/p:+351912345678");
+        assert_eq!(slot(&ns.account(a)), slot(&ns.challenge(c)));
+        assert_eq!(
+            slot(&ns.account(a)),
+            slot(&ns.message(a, MessageId([1; 16])))
+        );
+        assert!(receipt(&ns.account(a), "t").is_ok());
+        let plain = KeySpace::new("");
+        assert_eq!(plain.account(a), account(a));
+        assert_eq!(plain.challenge(c), challenge(c));
+        assert_eq!(plain.index("e:x"), index("e:x"));
     }
 
     #[test]

@@ -57,6 +57,9 @@ pub struct ClusterConfig {
     /// registration (or contact change) is under way. A node that dies
     /// mid-way blocks that value for at most this long.
     pub reservation_ttl: Duration,
+    /// Put in every key (`keys::KeySpace`): deployments sharing one
+    /// cluster never see each other's records. Empty: none.
+    pub namespace: String,
 }
 
 impl Default for ClusterConfig {
@@ -70,6 +73,7 @@ impl Default for ClusterConfig {
             wait_timeout: Duration::from_millis(500),
             timeout: Duration::from_secs(2),
             reservation_ttl: Duration::from_secs(10),
+            namespace: String::new(),
         }
     }
 }
@@ -92,6 +96,7 @@ impl std::fmt::Debug for ClusterConfig {
             .field("wait_timeout", &self.wait_timeout)
             .field("timeout", &self.timeout)
             .field("reservation_ttl", &self.reservation_ttl)
+            .field("namespace", &self.namespace)
             .finish()
     }
 }
@@ -135,6 +140,17 @@ impl ClusterConfig {
             return Err(EngineError::invalid(
                 "store.redis.wait_timeout",
                 "must be shorter than store.redis.timeout, which includes the WAIT",
+            ));
+        }
+        let namespace_ok = self.namespace.len() <= 32
+            && self
+                .namespace
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+        if !namespace_ok {
+            return Err(EngineError::invalid(
+                "store.redis.namespace",
+                "must be at most 32 characters of a-z, 0-9, - and _",
             ));
         }
         if self.reservation_ttl < Duration::from_secs(1) {
@@ -188,6 +204,7 @@ pub struct Cluster {
     conn: ClusterConnection,
     writes: ClusterConnection,
     config: ClusterConfig,
+    keys: keys::KeySpace,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -245,6 +262,7 @@ impl Cluster {
         Ok(Cluster {
             conn,
             writes,
+            keys: keys::KeySpace::new(&config.namespace),
             config,
         })
     }
@@ -265,6 +283,11 @@ impl Cluster {
     /// The settings it was opened with.
     pub fn config(&self) -> &ClusterConfig {
         &self.config
+    }
+
+    /// Where its records live (its namespace's keys).
+    pub fn keys(&self) -> &keys::KeySpace {
+        &self.keys
     }
 
     pub(crate) fn conn(&self) -> ClusterConnection {

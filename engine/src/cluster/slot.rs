@@ -303,6 +303,16 @@ impl Cluster {
         )))
     }
 
+    /// The record at `key` (a read of one key, from its master).
+    pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        let mut conn = self.conn();
+        redis::cmd("GET")
+            .arg(key)
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| unavailable("reading a record", &e))
+    }
+
     /// Whether the account at `account` exists.
     pub async fn exists(&self, account: &str) -> Result<bool> {
         Ok(self.load(account, &[]).await?.version != 0)

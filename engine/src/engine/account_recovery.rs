@@ -116,6 +116,7 @@ impl Engine {
     ) -> Result<Durable<AccountView>> {
         self.mutate_then(
             account,
+            &[],
             |tx, now| {
                 ensure_recoverable(tx, now)?;
                 record(tx, EventKind::RecoveryUnlocked, recovery);
@@ -138,7 +139,7 @@ impl Engine {
     ) -> Result<Durable<AccountView>> {
         self.config.pin.check("new_pin", new_pin)?;
         // Fail early, before Argon2; the check inside the change is what counts.
-        match self.accounts.get(&account).map(|a| a.status) {
+        match self.with_account(account, |a| a.status)? {
             None => return Err(EngineError::AccountNotFound),
             Some(Status::Active) => {}
             Some(Status::PendingActivation) => return Err(PENDING),
@@ -147,11 +148,12 @@ impl Engine {
         let hash = self.hash_pin(new_pin)?;
         self.mutate_then(
             account,
+            &[],
             |tx, now| {
                 ensure_recoverable(tx, now)?;
                 record(tx, EventKind::RecoveryPinSet, recovery);
                 self.release(tx, now);
-                tx.account_mut().pin = Some(hash);
+                tx.account_mut().pin = Some(hash.clone());
                 self.notify(tx, Notice::PinReset, None, now);
                 Ok(())
             },

@@ -2,6 +2,8 @@
 
 use smallvec::smallvec;
 
+use crate::cluster::index::Registration;
+
 use dashmap::mapref::entry::Entry;
 
 use crate::account::{Account, AccountView, Current, Status, dm_key, email_key, phone_key};
@@ -144,6 +146,23 @@ impl Engine {
         if account.postal_address.is_some() {
             event = event.with("postal_address", "on file");
         }
+        if let Some(remote) = &self.remote {
+            let keys: Vec<String> = account.index_keys().into_iter().map(|(k, _)| k).collect();
+            return match remote.register(&account, &keys)? {
+                Registration::Registered => {
+                    let ticket = self.write(Changes::default(), smallvec![event])?;
+                    Ok(self.durable(describe(&account, self.now()), ticket))
+                }
+                Registration::Taken(key, _) => {
+                    let field = account
+                        .index_keys()
+                        .into_iter()
+                        .find(|(k, _)| remote.keys().index(k) == key)
+                        .map_or("identity", |(_, field)| field);
+                    Err(EngineError::Conflict { field })
+                }
+            };
+        }
         let keys = account.index_keys();
         let Entry::Vacant(slot) = self.accounts.entry(id) else {
             return Err(EngineError::Internal("account id collision".into()));
@@ -231,7 +250,9 @@ impl Engine {
         if new
             .dm
             .as_ref()
-            .is_some_and(|d| self.index.contains_key(&dm_key(d)))
+            .map(|d| self.is_held(&dm_key(d)))
+            .transpose()?
+            .unwrap_or(false)
         {
             return Err(EngineError::Conflict { field: "dm" });
         }
@@ -257,13 +278,17 @@ impl Engine {
         phone: Option<&Phone>,
         email: Option<&Email>,
     ) -> Result<()> {
-        if self.index.contains_key(&identity.index_key()) {
+        if self.is_held(&identity.index_key())? {
             return Err(EngineError::Conflict { field: "identity" });
         }
-        if phone.is_some_and(|p| self.index.contains_key(&phone_key(p))) {
+        if let Some(p) = phone
+            && self.is_held(&phone_key(p))?
+        {
             return Err(EngineError::Conflict { field: "phone" });
         }
-        if email.is_some_and(|e| self.index.contains_key(&email_key(e))) {
+        if let Some(e) = email
+            && self.is_held(&email_key(e))?
+        {
             return Err(EngineError::Conflict { field: "email" });
         }
         Ok(())
@@ -344,14 +369,16 @@ impl Engine {
     /// A read-only view of an account.
     pub fn account(&self, id: AccountId) -> Result<AccountView> {
         let now = self.now();
-        let account = self.accounts.get(&id).ok_or(EngineError::AccountNotFound)?;
-        self.admit_account(&account)?;
-        Ok(account.view(now))
+        self.with_account(id, |account| {
+            self.admit_account(account)?;
+            Ok(account.view(now))
+        })?
+        .ok_or(EngineError::AccountNotFound)?
     }
 
     /// The live account registered with this identity, if any.
-    pub fn find_by_identity(&self, identity: &Identity) -> Option<AccountId> {
-        self.index.get(&identity.index_key())
+    pub fn find_by_identity(&self, identity: &Identity) -> Result<Option<AccountId>> {
+        self.holder(&identity.index_key())
     }
 
     /// Locks an account (privileged), with a reason kept for audit;
@@ -360,6 +387,7 @@ impl Engine {
         let reason = check_reason(reason)?;
         self.mutate_then(
             account,
+            &[],
             |tx, now| {
                 if tx.account.is_cancelled() {
                     return Err(EngineError::WrongState("the account is cancelled"));
@@ -368,7 +396,7 @@ impl Engine {
                     .event(EventKind::Locked)
                     .with("reason", format!("administrative: {reason}"));
                 tx.record(event);
-                tx.lockout(Event::AdminLock(reason), now, self);
+                tx.lockout(Event::AdminLock(reason.clone()), now, self);
                 self.notify(tx, Notice::Locked, None, now);
                 Ok(())
             },
@@ -381,6 +409,7 @@ impl Engine {
     pub fn unlock(&self, account: AccountId) -> Result<Durable<AccountView>> {
         self.mutate_then(
             account,
+            &[],
             |tx, now| {
                 if tx.account.is_cancelled() {
                     return Err(EngineError::WrongState("the account is cancelled"));
@@ -401,12 +430,22 @@ impl Engine {
             if tx.account.is_cancelled() {
                 return Err(EngineError::WrongState("the account is already cancelled"));
             }
-            let owned: Vec<(ChallengeId, Option<MessageId>)> = self
-                .challenges
-                .iter()
-                .filter(|c| c.account == tx.account.id)
-                .map(|c| (c.id, c.message))
-                .collect();
+            let owned: Vec<(ChallengeId, Option<MessageId>)> = if self.remote.is_some() {
+                // A cluster keeps an account's past challenges only until
+                // their records expire; its live ones are these.
+                Purpose::ALL
+                    .iter()
+                    .filter_map(|p| tx.account.current(*p))
+                    .filter_map(|id| self.challenge_in(tx, id))
+                    .map(|c| (c.id, c.message))
+                    .collect()
+            } else {
+                self.challenges
+                    .iter()
+                    .filter(|c| c.account == tx.account.id)
+                    .map(|c| (c.id, c.message))
+                    .collect()
+            };
             for (challenge, message) in owned {
                 tx.removes.push(challenge);
                 if let Some(message) = message {
@@ -448,6 +487,11 @@ impl Engine {
         let Some(retention) = self.config.audit.retention else {
             return Ok(0);
         };
+        if self.remote.is_some() {
+            // A cluster node never scans every account (docs/ARCHITECTURE.md,
+            // "Cluster backend": what is not there yet).
+            return Ok(0);
+        }
         let cutoff = Timestamp(
             self.now()
                 .0
@@ -482,7 +526,7 @@ impl Engine {
             ensure_usable(&tx.account, now)?;
             let event = tx.event(EventKind::PushDeviceSet);
             tx.record(event);
-            tx.account_mut().push_token = Some(token);
+            tx.account_mut().push_token = Some(token.clone());
             self.notify(tx, Notice::PushDeviceSet, None, now);
             Ok(())
         })
@@ -498,6 +542,7 @@ impl Engine {
     ) -> Result<Durable<AccountView>> {
         self.mutate_then(
             account,
+            &[],
             |tx, _| {
                 if tx.account.is_cancelled() {
                     return Err(EngineError::WrongState("the account is cancelled"));

@@ -46,9 +46,11 @@ impl Engine {
     ) -> Result<Durable<Issued>> {
         self.admit_purpose(Purpose::Activation, Some(channel))?;
         let id = self
-            .find_by_identity(identity)
-            .filter(|id| !self.accounts.get(id).is_some_and(|a| self.hides(&a)))
+            .find_by_identity(identity)?
             .ok_or(EngineError::ActivationNotFound)?;
+        if self.with_account(id, |a| self.hides(a))? != Some(false) {
+            return Err(EngineError::ActivationNotFound);
+        }
         self.mutate(id, |tx, now| {
             let pending = tx.account.status == Status::PendingActivation
                 && tx.account.birth_date == Some(birth_date);
@@ -112,7 +114,7 @@ impl Engine {
                 let event = tx.event(EventKind::ActivationCompleted);
                 tx.record(event);
                 let account = tx.account_mut();
-                account.pin = Some(hash);
+                account.pin = Some(hash.clone());
                 account.status = Status::Active;
                 approval.state = account.state(now);
             }
@@ -130,19 +132,21 @@ impl Engine {
             ActivationTarget::Identity { identity, .. } => {
                 let now = self.now();
                 let account = self
-                    .find_by_identity(identity)
+                    .find_by_identity(identity)?
                     .ok_or(EngineError::ActivationNotFound)?;
-                let entry = self
-                    .accounts
-                    .get(&account)
-                    .filter(|a| !self.hides(a))
+                let challenge = self
+                    .with_account(account, |entry| {
+                        entry
+                            .current(Purpose::Activation)
+                            .filter(|_| !self.hides(entry))
+                            .filter(|_| entry.status == Status::PendingActivation)
+                            .filter(|_| entry.lockout.lock_at(now).is_none())
+                    })?
+                    .flatten()
                     .ok_or(EngineError::ActivationNotFound)?;
-                let challenge = entry
-                    .current(Purpose::Activation)
-                    .filter(|_| entry.status == Status::PendingActivation)
-                    .filter(|_| entry.lockout.lock_at(now).is_none())
-                    .filter(|id| self.challenges.get(id).is_some_and(|c| self.may_see(&c)))
-                    .ok_or(EngineError::ActivationNotFound)?;
+                if self.with_challenge(challenge, |c| self.may_see(c))? != Some(true) {
+                    return Err(EngineError::ActivationNotFound);
+                }
                 Ok((account, challenge))
             }
         }

@@ -128,7 +128,7 @@ impl Engine {
         locale: Option<Locale>,
     ) -> Result<Durable<Issued>> {
         let account = self.challenge_owner(challenge)?;
-        self.mutate(account, |tx, now| {
+        self.mutate_about(account, challenge, |tx, now| {
             let old = self
                 .challenge_in(tx, challenge)
                 .ok_or(EngineError::ChallengeNotFound)?;
@@ -162,10 +162,8 @@ impl Engine {
     /// The account of a challenge the caller may see (to another client,
     /// a challenge that is not its own does not exist).
     pub(super) fn challenge_owner(&self, challenge: ChallengeId) -> Result<AccountId> {
-        self.challenges
-            .get(&challenge)
-            .filter(|c| self.may_see(c))
-            .map(|c| c.account)
+        self.with_challenge(challenge, |c| self.may_see(c).then_some(c.account))?
+            .flatten()
             .ok_or(EngineError::ChallengeNotFound)
     }
 
@@ -438,7 +436,7 @@ impl Engine {
             ));
         }
         let account = self.challenge_owner(challenge)?;
-        self.mutate(account, |tx, now| {
+        self.mutate_about(account, challenge, |tx, now| {
             self.check_code(tx, challenge, expected, code, now)
         })
     }
@@ -446,10 +444,8 @@ impl Engine {
     /// Where a challenge stands.
     pub fn challenge_status(&self, challenge: ChallengeId) -> Result<ChallengeStatus> {
         let now = self.now();
-        self.challenges
-            .get(&challenge)
-            .filter(|c| self.may_see(c))
-            .map(|c| c.status(now))
+        self.with_challenge(challenge, |c| self.may_see(c).then(|| c.status(now)))?
+            .flatten()
             .ok_or(EngineError::ChallengeNotFound)
     }
 }

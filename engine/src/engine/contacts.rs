@@ -6,6 +6,7 @@ use dashmap::mapref::entry::Entry;
 use crate::account::{Account, dm_key, email_key, phone_key};
 use crate::audit::EventKind;
 use crate::challenge::{ChallengeState, Issued, Verification, mask_destination};
+use crate::cluster::index::Claim;
 use crate::error::{EngineError, Result};
 use crate::id::{AccountId, ChallengeId};
 use crate::identity::{DmHandle, Email, Phone};
@@ -138,7 +139,7 @@ impl Engine {
         };
         self.mutate(account, |tx, now| {
             ensure_usable(&tx.account, now)?;
-            match self.index.get(&key) {
+            match self.holder(&key)? {
                 Some(owner) if owner == tx.account.id => {
                     return Err(EngineError::invalid(field, "is already this account's"));
                 }
@@ -159,7 +160,7 @@ impl Engine {
                 Issue {
                     purpose: Purpose::ContactChange,
                     channel,
-                    destination,
+                    destination: destination.clone(),
                     lifetime: None,
                     locale,
                     document: None,
@@ -178,7 +179,11 @@ impl Engine {
     ) -> Result<Durable<Verification>> {
         let account = self.challenge_owner(challenge)?;
         let mut reserved: Option<String> = None;
-        let result = self.mutate(account, |tx, now| {
+        // Whether the change as last computed (on a cluster it may run
+        // again) wants the reserved key.
+        let mut wanted = false;
+        let result = self.mutate_about(account, challenge, |tx, now| {
+            wanted = false;
             let outcome = self.check_code(tx, challenge, Purpose::ContactChange, code, now)?;
             if !matches!(outcome, Verification::Approved(_)) {
                 return Ok(outcome);
@@ -201,16 +206,12 @@ impl Engine {
                 Contact::Email(e) => (email_key(e), "email"),
                 Contact::Dm(d) => (dm_key(d), "dm"),
             };
-            match self.index.entry(&key) {
-                Entry::Occupied(owner) if *owner.get() != tx.account.id => {
-                    return Err(EngineError::Conflict { field });
-                }
-                Entry::Occupied(_) => {}
-                Entry::Vacant(vacant) => {
-                    vacant.insert(tx.account.id);
-                    reserved = Some(key);
-                }
+            if self.reserve(&key, tx.account.id)? {
+                reserved = Some(key);
+            } else if self.holder(&key)? != Some(tx.account.id) {
+                return Err(EngineError::Conflict { field });
             }
+            wanted = true;
             let mut event = tx
                 .event(EventKind::ContactChanged)
                 .with("field", field)
@@ -246,12 +247,55 @@ impl Engine {
             self.notify(tx, Notice::ContactChanged, replaced, now);
             Ok(outcome)
         });
-        if result.is_err()
+        if (result.is_err() || !wanted)
             && let Some(key) = reserved
         {
-            self.index.release(&key, account);
+            self.unreserve(&key, account)?;
         }
         result
+    }
+
+    /// Gives index key `key` to `owner` if nobody holds it: true if it
+    /// did, false if somebody (`owner` included) held it already. On a
+    /// cluster the key is claimed, then held, before the account's change
+    /// is written: a node that dies in between leaves a key held for an
+    /// account without that contact (blocked, never shared).
+    fn reserve(&self, key: &str, owner: AccountId) -> Result<bool> {
+        let Some(remote) = &self.remote else {
+            return Ok(match self.index.entry(key) {
+                Entry::Occupied(_) => false,
+                Entry::Vacant(vacant) => {
+                    vacant.insert(owner);
+                    true
+                }
+            });
+        };
+        if remote.lookup(key)? == Some(owner) {
+            return Ok(false);
+        }
+        match remote.claim(key, owner)? {
+            Claim::Taken(_) => Ok(false),
+            Claim::Ours => {
+                if remote.commit_claim(key, owner)? {
+                    Ok(true)
+                } else {
+                    Err(EngineError::Storage(format!(
+                        "the claim on {key} expired before it was held"
+                    )))
+                }
+            }
+        }
+    }
+
+    /// Undoes [`Engine::reserve`].
+    fn unreserve(&self, key: &str, owner: AccountId) -> Result<()> {
+        match &self.remote {
+            Some(remote) => remote.release(key, owner).map(drop),
+            None => {
+                self.index.release(key, owner);
+                Ok(())
+            }
+        }
     }
 
     /// Removes a contact, proven by a step-up code (`proof`), as long as

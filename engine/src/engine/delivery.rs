@@ -131,12 +131,19 @@ impl Engine {
             let challenge = self
                 .challenge_in(tx, message.challenge)
                 .filter(|c| c.message == Some(id));
-            let reason = match result {
+            let reason = match &result {
                 SendResult::Sent => {
-                    let Some(c) = challenge else {
+                    let Some(mut c) = challenge else {
                         tx.remove_message(id);
                         return Ok(());
                     };
+                    if self.remote.is_some() {
+                        // A cluster node keeps nothing in memory: "sent"
+                        // is written now (the change drops the message).
+                        c.delivery = DeliveryState::Sent;
+                        tx.put(c);
+                        return Ok(());
+                    }
                     // Not written: memory knows at once, the store with the
                     // challenge's next write (see `settle_sent`). A crash
                     // before that costs a resend of the same, still valid
@@ -156,7 +163,7 @@ impl Engine {
                 SendResult::Retry { reason, .. } => {
                     format!("gave up after {} attempts: {reason}", message.attempts)
                 }
-                SendResult::Permanent { reason } => reason,
+                SendResult::Permanent { reason } => reason.clone(),
             };
             tx.remove_message(id);
             tx.dead.push(DeadLetter {

@@ -72,8 +72,8 @@ impl Engine {
     }
 
     /// The live account this phone or email logs in to, if any.
-    pub fn find_by_login(&self, login: &LoginId) -> Option<AccountId> {
-        self.index.get(&login.index_key())
+    pub fn find_by_login(&self, login: &LoginId) -> Result<Option<AccountId>> {
+        self.holder(&login.index_key())
     }
 
     /// First factor: checks the PIN and, if right, sends a new login code by
@@ -133,12 +133,13 @@ impl Engine {
         self.admit_login(login)?;
         self.admit_purpose(purpose, channel)?;
         let now = self.now();
-        let found = self.find_by_login(login).and_then(|id| {
-            self.accounts.get(&id).map(|a| {
+        let found = match self.find_by_login(login)? {
+            Some(id) => self.with_account(id, |a| {
                 let locked = a.lockout.lock_at(now).is_some();
                 (id, a.pin.clone(), a.status, locked)
-            })
-        });
+            })?,
+            None => None,
+        };
         // Whose events an attempt on a pending or cancelled account belongs to.
         let known = found.as_ref().map(|f| f.0);
         let (id, stored) = match found {
@@ -195,7 +196,7 @@ impl Engine {
                 destination,
                 lifetime,
                 locale,
-                document,
+                document: document.clone(),
             };
             Ok(LoginOutcome::CodeSent(self.issue_in(tx, issue, now)?))
         })

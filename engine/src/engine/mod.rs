@@ -22,7 +22,9 @@ mod idempotency;
 mod login;
 mod notices;
 mod pins;
+mod reads;
 mod recovery;
+mod remote;
 mod tenancy;
 mod tx;
 mod upkeep;
@@ -113,6 +115,9 @@ pub struct Engine {
     idempotency: Mutex<crate::idempotency::Book>,
     /// Keys forgotten early by the per-client cap, since start.
     idempotency_evicted: std::sync::atomic::AtomicU64,
+    /// On a cluster: where accounts, challenges and the index live instead
+    /// of the maps above (which then stay empty); `None` on the embedded store.
+    remote: Option<remote::Remote>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -129,7 +134,13 @@ impl Engine {
     ) -> Result<Engine> {
         config.validate()?;
         let store = crate::store::open(&config.store)?;
-        Self::open_on(store, config, key, clock, rng)
+        let remote = config
+            .store
+            .cluster
+            .clone()
+            .map(remote::Remote::connect)
+            .transpose()?;
+        Self::open_on(store, remote, config, key, clock, rng)
     }
 
     /// Opens the engine on records kept in memory (tests): `store` outlives
@@ -142,11 +153,12 @@ impl Engine {
         rng: ChaCha20Rng,
     ) -> Result<Engine> {
         config.validate()?;
-        Self::open_on(Arc::new(store.clone()), config, key, clock, rng)
+        Self::open_on(Arc::new(store.clone()), None, config, key, clock, rng)
     }
 
     fn open_on(
         store: Arc<dyn Store>,
+        remote: Option<remote::Remote>,
         config: EngineConfig,
         key: CodeKey,
         clock: Arc<dyn Clock>,
@@ -178,6 +190,7 @@ impl Engine {
             client_admin: Mutex::new(()),
             idempotency: Mutex::default(),
             idempotency_evicted: std::sync::atomic::AtomicU64::new(0),
+            remote,
         };
         engine.recover()?;
         Ok(engine)

@@ -49,22 +49,20 @@ impl Engine {
             ));
         }
         let now = self.now();
-        let stored = {
-            let a = self
-                .accounts
-                .get(&account)
-                .ok_or(EngineError::AccountNotFound)?;
-            if a.lockout.lock_at(now).is_some() {
-                drop(a);
-                let event = AuditEvent::new(EventKind::LoginLocked, Some(account))
-                    .with("purpose", "pin_change");
-                let ticket = self.write(crate::store::Changes::default(), smallvec![event])?;
-                return Ok(self.durable(PinChange::Locked, ticket));
-            }
-            match (a.status, &a.pin) {
-                (Status::Active, Some(pin)) => pin.clone(),
-                _ => return Err(EngineError::WrongState("the account is not active")),
-            }
+        let (locked, stored) = self
+            .with_account(account, |a| {
+                (a.lockout.lock_at(now).is_some(), (a.status, a.pin.clone()))
+            })?
+            .ok_or(EngineError::AccountNotFound)?;
+        if locked {
+            let event = AuditEvent::new(EventKind::LoginLocked, Some(account))
+                .with("purpose", "pin_change");
+            let ticket = self.write(crate::store::Changes::default(), smallvec![event])?;
+            return Ok(self.durable(PinChange::Locked, ticket));
+        }
+        let stored = match stored {
+            (Status::Active, Some(pin)) => pin,
+            _ => return Err(EngineError::WrongState("the account is not active")),
         };
         let pin_ok = self.pins.verify(current_pin, &stored);
         let new_hash = if pin_ok {
@@ -78,7 +76,7 @@ impl Engine {
                     "the PIN was changed by another request",
                 ));
             }
-            let Some(new_hash) = new_hash else {
+            let Some(new_hash) = new_hash.clone() else {
                 let event = tx.event(EventKind::PinChangeRefused);
                 tx.record(event);
                 return Ok(match tx.lockout(Event::PinFailed, now, self) {
@@ -111,6 +109,7 @@ impl Engine {
         let hash = self.hash_pin(new_pin)?;
         self.mutate_then(
             account,
+            &[],
             |tx, now| {
                 if tx.account.is_cancelled() {
                     return Err(EngineError::WrongState("the account is cancelled"));
@@ -119,7 +118,7 @@ impl Engine {
                 tx.record(event);
                 self.release(tx, now);
                 let account = tx.account_mut();
-                account.pin = Some(hash);
+                account.pin = Some(hash.clone());
                 account.status = Status::Active;
                 self.notify(tx, Notice::PinReset, None, now);
                 Ok(())

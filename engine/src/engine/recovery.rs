@@ -68,7 +68,10 @@ impl Engine {
         let dead_challenges = dead.into_inner().unwrap_or_else(PoisonError::into_inner);
         let mut dead_messages = Vec::new();
         self.store.scan_messages(&mut |message| {
-            let queued = message.notice.is_some()
+            // On a cluster the challenges are not here: the sender checks
+            // each message's code when it comes due.
+            let queued = self.remote.is_some()
+                || message.notice.is_some()
                 || self
                     .challenges
                     .get(&message.challenge)

@@ -1,19 +1,24 @@
 //! The per-account transaction: a change built on a copy of the account while its entry is held, then written as one batch and applied to memory.
 
+use std::cell::RefCell;
+
 use smallvec::smallvec;
 
 use crate::account::Account;
 use crate::audit::{Event as AuditEvent, EventKind, Events};
 use crate::challenge::Challenge;
 use crate::clock::Timestamp;
+use crate::cluster::slot;
 use crate::error::{EngineError, Result};
 use crate::id::{AccountId, ChallengeId};
 use crate::lockout::{Event, Transition};
 use crate::outbox::{DeadLetter, Message};
+use crate::store::codec::{encode_challenge, encode_message};
 use crate::store::{Change, Changes, Durable};
 use crate::terms::MessageId;
 
 use super::Engine;
+use super::remote::{Remote, challenge_ttl, encode_record};
 
 /// A change being prepared for one account.
 pub(super) struct Tx {
@@ -30,6 +35,13 @@ pub(super) struct Tx {
     pub(super) dead: Vec<DeadLetter>,
     /// Audit events, written with the change.
     pub(super) events: Events,
+    /// On a cluster: the challenges of the account's slot read so far. Any
+    /// read after the account's is safe: a challenge changed since makes
+    /// the account's version move, so the write conflicts and the change
+    /// is computed again.
+    fetched: Option<RefCell<Vec<Challenge>>>,
+    /// On a cluster: a read of a challenge that failed (the change fails with it).
+    failure: RefCell<Option<EngineError>>,
 }
 
 impl Tx {
@@ -46,6 +58,8 @@ impl Tx {
             message_removes: Vec::new(),
             dead: Vec::new(),
             events: Events::new(),
+            fetched: None,
+            failure: RefCell::new(None),
         }
     }
 
@@ -116,19 +130,37 @@ impl Engine {
     pub(super) fn mutate<T>(
         &self,
         id: AccountId,
-        change: impl FnOnce(&mut Tx, Timestamp) -> Result<T>,
+        change: impl FnMut(&mut Tx, Timestamp) -> Result<T>,
     ) -> Result<Durable<T>> {
-        self.mutate_then(id, change, |value, _, _| value)
+        self.mutate_then(id, &[], change, |value, _, _| value)
+    }
+
+    /// As [`Engine::mutate`], about challenge `challenge` of the account:
+    /// on a cluster it is read with the account, in the same round trip.
+    pub(super) fn mutate_about<T>(
+        &self,
+        id: AccountId,
+        challenge: ChallengeId,
+        change: impl FnMut(&mut Tx, Timestamp) -> Result<T>,
+    ) -> Result<Durable<T>> {
+        self.mutate_then(id, &[challenge], change, |value, _, _| value)
     }
 
     /// As [`Engine::mutate`]; `finish` then sees the account as the change
-    /// left it, still held (to describe it to the caller without a second read).
+    /// left it, still held (to describe it to the caller without a second
+    /// read). `preload` names challenges the change will read (a cluster
+    /// reads them with the account). On a cluster `change` runs again, on
+    /// a fresh read, whenever another writer changed the account first.
     pub(super) fn mutate_then<T, U>(
         &self,
         id: AccountId,
-        change: impl FnOnce(&mut Tx, Timestamp) -> Result<T>,
+        preload: &[ChallengeId],
+        mut change: impl FnMut(&mut Tx, Timestamp) -> Result<T>,
         finish: impl FnOnce(T, &Account, Timestamp) -> U,
     ) -> Result<Durable<U>> {
+        if let Some(remote) = &self.remote {
+            return self.mutate_remote(remote, id, preload, change, finish);
+        }
         let mut entry = self
             .accounts
             .get_mut(&id)
@@ -138,16 +170,7 @@ impl Engine {
         let mut tx = Tx::new(Account::clone(&entry));
         let value = match change(&mut tx, now) {
             Ok(value) => value,
-            Err(e) => {
-                if let Some(reason) = e.limit_reason() {
-                    // A limit that refused a code for this account is a
-                    // security event; nothing else of the change happened.
-                    let event =
-                        AuditEvent::new(EventKind::RateLimited, Some(id)).with("reason", reason);
-                    let _ = self.write(Changes::default(), smallvec![event]);
-                }
-                return Err(e);
-            }
+            Err(e) => return Err(self.refused(id, e)),
         };
         if !tx.dirty {
             return Ok(self.ready(finish(value, &entry, now)));
@@ -211,6 +234,109 @@ impl Engine {
         Ok(self.durable(finish(value, &entry, now), ticket))
     }
 
+    /// A change that failed: a limit that refused a code for this account
+    /// is a security event (nothing else of the change happened).
+    fn refused(&self, id: AccountId, e: EngineError) -> EngineError {
+        if let Some(reason) = e.limit_reason() {
+            let event = AuditEvent::new(EventKind::RateLimited, Some(id)).with("reason", reason);
+            let _ = self.write(Changes::default(), smallvec![event]);
+        }
+        e
+    }
+
+    /// [`Engine::mutate_then`] on a cluster: read the account's slot,
+    /// compute the change, write it back if nobody wrote in between (else
+    /// again, from a fresh read); then this node's part (its send queue,
+    /// the audit events, dead letters) in its embedded store.
+    fn mutate_remote<T, U>(
+        &self,
+        remote: &Remote,
+        id: AccountId,
+        preload: &[ChallengeId],
+        mut change: impl FnMut(&mut Tx, Timestamp) -> Result<T>,
+        finish: impl FnOnce(T, &Account, Timestamp) -> U,
+    ) -> Result<Durable<U>> {
+        for _ in 0..slot::MAX_ATTEMPTS {
+            let loaded = remote.load(id, preload)?;
+            let account = loaded.account.ok_or(EngineError::AccountNotFound)?;
+            self.admit_account(&account)?;
+            let now = self.now();
+            let mut tx = Tx::new(account);
+            tx.fetched = Some(RefCell::new(loaded.challenges));
+            let outcome = change(&mut tx, now);
+            if let Some(failure) = tx.failure.take() {
+                return Err(failure);
+            }
+            let value = match outcome {
+                Ok(value) => value,
+                Err(e) => return Err(self.refused(id, e)),
+            };
+            if !tx.dirty {
+                return Ok(self.ready(finish(value, &tx.account, now)));
+            }
+            for c in &mut tx.puts {
+                if let Some(message) = c.sent_unrecorded() {
+                    c.message = None;
+                    tx.message_removes.push(message);
+                }
+            }
+            if tx.account_changed {
+                tx.account.updated_at = now;
+            }
+            let keys = remote.keys();
+            let mut write = if tx.account_changed {
+                slot::Change::account(encode_record(&tx.account))
+            } else {
+                slot::Change::keep()
+            };
+            for c in &tx.puts {
+                let ttl = challenge_ttl(c, now);
+                write = write.put(keys.challenge(c.id), encode_challenge(c), Some(ttl));
+            }
+            for removed in &tx.removes {
+                write = write.delete(keys.challenge(*removed));
+            }
+            for m in &tx.messages {
+                write = write.put(keys.message(id, m.id), encode_message(m), None);
+            }
+            for removed in &tx.message_removes {
+                write = write.delete(keys.message(id, *removed));
+            }
+            if let slot::Outcome::Conflict(_) = remote.compare_and_set(id, loaded.version, write)? {
+                continue;
+            }
+            // This node sends what it queued: its embedded store keeps the
+            // queue (and the audit chain) across its restarts.
+            let mut changes = Changes::default();
+            changes.0.extend(tx.messages.iter().map(Change::Message));
+            changes.0.extend(
+                tx.message_removes
+                    .iter()
+                    .map(|id| Change::RemoveMessage(*id)),
+            );
+            changes.0.extend(tx.dead.iter().map(Change::DeadLetter));
+            let ticket = self.write(changes, tx.events)?;
+            for removed in tx.message_removes {
+                self.outbox.remove(&removed);
+            }
+            for m in tx.messages {
+                self.outbox.insert(m);
+            }
+            for key in &tx.unindex {
+                remote.release(key, id)?;
+            }
+            if tx.locked_now {
+                self.lockouts
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            return Ok(self.durable(finish(value, &tx.account, now), ticket));
+        }
+        Err(EngineError::Storage(format!(
+            "account {id} changed under this change {} times in a row; nothing was written",
+            slot::MAX_ATTEMPTS
+        )))
+    }
+
     pub(super) fn challenge_in(&self, tx: &Tx, id: ChallengeId) -> Option<Challenge> {
         if let Some(staged) = tx.puts.iter().rev().find(|c| c.id == id) {
             return Some(staged.clone());
@@ -218,6 +344,23 @@ impl Engine {
         if tx.removes.contains(&id) {
             return None;
         }
-        self.challenges.get(&id).map(|c| Challenge::clone(&c))
+        match (&tx.fetched, &self.remote) {
+            (Some(fetched), Some(remote)) => {
+                if let Some(c) = fetched.borrow().iter().find(|c| c.id == id) {
+                    return Some(c.clone());
+                }
+                match remote.challenge(id) {
+                    Ok(found) => {
+                        fetched.borrow_mut().extend(found.clone());
+                        found
+                    }
+                    Err(e) => {
+                        tx.failure.borrow_mut().get_or_insert(e);
+                        None
+                    }
+                }
+            }
+            _ => self.challenges.get(&id).map(|c| Challenge::clone(&c)),
+        }
     }
 }

@@ -87,6 +87,23 @@ impl Engine {
         Ok(swept)
     }
 
+    /// On a cluster, its health (reachable, every slot served, persistence
+    /// settings, its clock within `max_skew` of this node's); `None` on the
+    /// embedded store.
+    pub fn cluster_health(
+        &self,
+        max_skew: Duration,
+    ) -> Option<Result<crate::cluster::health::Health>> {
+        let remote = self.remote.as_ref()?;
+        let now = self.now().0;
+        Some(remote.health(move || now, max_skew))
+    }
+
+    /// Whether accounts and codes live on a cluster.
+    pub fn on_cluster(&self) -> bool {
+        self.remote.is_some()
+    }
+
     /// Sweeps expired challenges every `every` on a background thread until
     /// the returned handle is dropped.
     pub fn start_sweeper(self: &Arc<Self>, every: Duration) -> Result<Sweeper> {

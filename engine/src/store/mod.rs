@@ -59,6 +59,11 @@ pub struct StoreConfig {
     /// returns; the reserve absorbs the writes already in flight, so sled
     /// never meets a full disk in the middle of a batch. 0 turns it off.
     pub min_free_bytes: u64,
+    /// A Redis Cluster for accounts, challenges and their index (`None`:
+    /// everything in the embedded store at `path`). On a cluster the
+    /// embedded store still keeps this node's audit chain, clients,
+    /// idempotency keys and send queue.
+    pub cluster: Option<crate::cluster::ClusterConfig>,
 }
 
 impl Default for StoreConfig {
@@ -67,6 +72,7 @@ impl Default for StoreConfig {
             path: Some(PathBuf::from("otpd-data")),
             cache_bytes: 64 * 1024 * 1024,
             min_free_bytes: 128 * 1024 * 1024,
+            cluster: None,
         }
     }
 }
@@ -78,6 +84,7 @@ impl StoreConfig {
             path: None,
             cache_bytes: 16 * 1024 * 1024,
             min_free_bytes: 0,
+            cluster: None,
         }
     }
 }

@@ -6,6 +6,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod failover;
+#[path = "../support/cluster.rs"]
+#[allow(dead_code)] // Shared with the engine suite on a cluster.
 mod fixture;
 mod health;
 mod index;

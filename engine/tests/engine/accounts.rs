@@ -29,7 +29,9 @@ fn registering_binds_identity_and_contacts_to_an_opaque_id() {
         "the id says nothing of the identity"
     );
     assert_eq!(
-        t.engine.find_by_identity(&identity_for("+351912345678")),
+        t.engine
+            .find_by_identity(&identity_for("+351912345678"))
+            .unwrap(),
         Some(id)
     );
 }
@@ -68,7 +70,7 @@ fn a_phone_email_or_identity_already_registered_is_a_conflict() {
         }
     }
     assert_eq!(
-        t.engine.stats().accounts,
+        t.accounts_held(),
         1,
         "failed registrations leave nothing behind"
     );

@@ -164,7 +164,7 @@ fn parallel_registrations_of_one_phone_have_one_winner() {
                 .all(|r| r.is_ok() || matches!(r, Err(EngineError::Conflict { field: "phone" })))
         );
     }
-    assert_eq!(t.engine.stats().accounts, 10);
+    assert_eq!(t.accounts_held(), 10);
 }
 
 #[test]

@@ -257,7 +257,8 @@ fn a_contact_is_removed_with_a_step_up_code_and_leaves_nothing_behind() {
     assert_eq!(t.view(id).email, None);
     assert_eq!(
         t.engine
-            .find_by_login(&LoginId::Email(Email::parse(EMAIL).unwrap())),
+            .find_by_login(&LoginId::Email(Email::parse(EMAIL).unwrap()))
+            .unwrap(),
         None,
         "the email logs in no more"
     );

@@ -2,6 +2,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+/// The backend these tests run on (`engine_on_cluster` runs them again on a cluster).
+const BACKEND: helpers::Backend = helpers::Backend::Sled;
+
+#[path = "../support/cluster.rs"]
+#[allow(dead_code)] // Only the cluster suite starts one.
+mod cluster_fixture;
+
 mod account_recovery;
 mod accounts;
 mod audit;

@@ -142,6 +142,7 @@ fn refused_after(prepare: impl FnOnce(&::sled::Db)) {
         path: Some(dir.clone()),
         cache_bytes: 1 << 20,
         min_free_bytes: 0,
+        cluster: None,
     };
     assert!(matches!(
         SledStore::open(&config),
@@ -171,6 +172,7 @@ fn a_directory_held_by_a_live_store_is_reported_as_in_use() {
         path: Some(dir.clone()),
         cache_bytes: 1 << 20,
         min_free_bytes: 0,
+        cluster: None,
     };
     let _held = SledStore::open(&config).unwrap();
     match SledStore::open(&config) {
@@ -188,6 +190,7 @@ fn a_store_reopens_at_once_after_being_dropped() {
         path: Some(dir.clone()),
         cache_bytes: 1 << 20,
         min_free_bytes: 0,
+        cluster: None,
     };
     for _ in 0..5 {
         drop(SledStore::open(&config).unwrap());

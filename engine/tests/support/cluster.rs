@@ -13,6 +13,33 @@ fn script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/redis-cluster.sh")
 }
 
+/// A cluster for the whole test process: started on first use, stopped by
+/// a watchdog (`tail --pid`) when the process ends, however it ends. For
+/// suites whose many short tests would otherwise stop and start a shared
+/// cluster between them.
+pub fn for_process() -> &'static TestCluster {
+    static CLUSTER: std::sync::OnceLock<TestCluster> = std::sync::OnceLock::new();
+    CLUSTER.get_or_init(|| {
+        let cluster = TestCluster::start();
+        let watch = format!(
+            "tail --pid={} -f /dev/null; {} stop {dir}; rm -rf {dir}",
+            std::process::id(),
+            script().display(),
+            dir = cluster.dir.path().display(),
+        );
+        // `setsid -f`: the watchdog runs on in a session of its own.
+        let started = Command::new("setsid")
+            .args(["-f", "sh", "-c", &watch])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("start the cluster's watchdog");
+        assert!(started.success(), "setsid -f: {started}");
+        cluster
+    })
+}
+
 /// A running cluster; dropping it stops every node.
 pub struct TestCluster {
     dir: tempfile::TempDir,
@@ -110,6 +137,21 @@ impl TestCluster {
                 String::from_utf8_lossy(&out.stdout).trim().to_string()
             })
             .collect()
+    }
+
+    /// How many keys match `pattern` on the masters (`SCAN`).
+    pub fn count_keys(&self, pattern: &str) -> u64 {
+        self.masters()
+            .iter()
+            .map(|port| {
+                let out = Command::new("redis-cli")
+                    .args(["-p", port, "--scan", "--pattern", pattern])
+                    .output()
+                    .expect("redis-cli --scan");
+                assert!(out.status.success(), "redis-cli --scan on {port}");
+                String::from_utf8_lossy(&out.stdout).lines().count() as u64
+            })
+            .sum()
     }
 
     /// Ports of the nodes that are masters now.

@@ -1,0 +1,273 @@
+//! The engine's accounts, challenges and index on a Redis Cluster: the
+//! records the engine would otherwise hold in its maps, read from the
+//! cluster for each operation and written back with a compare-and-set on
+//! the account's version (`cluster::slot`), so any number of nodes share
+//! them and no node remembers anything between requests.
+//!
+//! The engine is synchronous and the cluster client is not: the client runs
+//! on a small runtime of its own, and each call here waits for its answer —
+//! inside `block_in_place` when the caller is a worker of a multi-threaded
+//! runtime (the server), so the worker's other tasks move elsewhere while
+//! it waits; plainly otherwise (tests, tools, blocking threads).
+
+use std::future::Future;
+use std::time::Duration;
+
+use tokio::runtime::{Handle, Runtime, RuntimeFlavor};
+
+use crate::account::Account;
+use crate::challenge::Challenge;
+use crate::cluster::index::Registration;
+use crate::cluster::slot::{Change, Outcome, Snapshot};
+use crate::cluster::{Cluster, ClusterConfig};
+use crate::error::{EngineError, Result};
+use crate::id::{AccountId, ChallengeId};
+use crate::store::codec::{decode_account, decode_challenge, encode_account};
+use crate::terms::Purpose;
+
+/// The version of the account record's envelope on the cluster.
+const RECORD_V1: u8 = 1;
+
+/// How much longer than the engine's own expiry a challenge stays on the
+/// cluster: a node whose clock runs behind the others (within the skew
+/// `/readyz` enforces) still finds it, and the engine's own expiry, not
+/// Redis's, decides when it stops verifying.
+pub(crate) const CHALLENGE_GRACE: Duration = Duration::from_secs(60);
+
+/// An account as one atomic read of its slot saw it.
+pub(super) struct Loaded {
+    pub(super) version: u64,
+    pub(super) account: Option<Account>,
+    /// The challenges asked for, those that exist.
+    pub(super) challenges: Vec<Challenge>,
+}
+
+/// The cluster connection and the runtime its client runs on.
+pub(super) struct Remote {
+    cluster: Cluster,
+    runtime: Option<Runtime>,
+}
+
+impl std::fmt::Debug for Remote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Remote")
+            .field("cluster", &self.cluster)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Remote {
+    fn drop(&mut self) {
+        // Dropping a runtime blocks, which an async caller may not do.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// Runs `future` on `handle`'s runtime and waits for it from synchronous code.
+fn wait_on<T, F>(handle: &Handle, future: F) -> Result<T>
+where
+    F: Future<Output = Result<T>> + Send + 'static,
+    T: Send + 'static,
+{
+    let (answer, answered) = std::sync::mpsc::sync_channel(1);
+    handle.spawn(async move {
+        let _ = answer.send(future.await);
+    });
+    let wait = move || answered.recv();
+    let got = match Handle::try_current() {
+        Ok(current) if current.runtime_flavor() == RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(wait)
+        }
+        _ => wait(),
+    };
+    got.unwrap_or_else(|_| {
+        Err(EngineError::Internal(
+            "a cluster call ended without an answer".into(),
+        ))
+    })
+}
+
+impl Remote {
+    /// Connects to the cluster `config` names.
+    pub(super) fn connect(config: ClusterConfig) -> Result<Remote> {
+        config.validate()?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("otpd-cluster")
+            .enable_all()
+            .build()
+            .map_err(|e| EngineError::Internal(format!("the cluster client's runtime: {e}")))?;
+        let cluster = wait_on(runtime.handle(), Cluster::connect(config))?;
+        Ok(Remote {
+            cluster,
+            runtime: Some(runtime),
+        })
+    }
+
+    fn run<T, F>(&self, call: impl FnOnce(Cluster) -> F) -> Result<T>
+    where
+        F: Future<Output = Result<T>> + Send + 'static,
+        T: Send + 'static,
+    {
+        let runtime = self
+            .runtime
+            .as_ref()
+            .ok_or_else(|| EngineError::Internal("the cluster client's runtime is gone".into()))?;
+        wait_on(runtime.handle(), call(self.cluster.clone()))
+    }
+
+    /// Where this node's records live on the cluster.
+    pub(super) fn keys(&self) -> &crate::cluster::keys::KeySpace {
+        self.cluster.keys()
+    }
+
+    /// Reads account `id` and the challenges `challenges` of its slot at once.
+    pub(super) fn load(&self, id: AccountId, challenges: &[ChallengeId]) -> Result<Loaded> {
+        let keys = self.cluster.keys();
+        let others: Vec<String> = challenges.iter().map(|c| keys.challenge(*c)).collect();
+        let account = keys.account(id);
+        let snapshot: Snapshot =
+            self.run(|cluster| async move { cluster.load(&account, &others).await })?;
+        let account = snapshot.record.as_deref().map(decode_record).transpose()?;
+        let challenges = snapshot
+            .others
+            .iter()
+            .flatten()
+            .map(|bytes| decode_challenge(bytes))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Loaded {
+            // A registration not yet finished (version 1) is not an account yet.
+            version: snapshot.version,
+            account: account.filter(|_| snapshot.version >= 2),
+            challenges,
+        })
+    }
+
+    /// Account `id`, if it exists.
+    pub(super) fn account(&self, id: AccountId) -> Result<Option<Account>> {
+        Ok(self.load(id, &[])?.account)
+    }
+
+    /// Challenge `id`, if it exists (expired ones go by themselves).
+    pub(super) fn challenge(&self, id: ChallengeId) -> Result<Option<Challenge>> {
+        let key = self.cluster.keys().challenge(id);
+        let bytes = self.run(|cluster| async move { cluster.get(&key).await })?;
+        bytes.as_deref().map(decode_challenge).transpose()
+    }
+
+    /// The live account holding index key `key` (the engine's form).
+    pub(super) fn lookup(&self, key: &str) -> Result<Option<AccountId>> {
+        let key = self.cluster.keys().index(key);
+        self.run(|cluster| async move { cluster.lookup(&key).await })
+    }
+
+    /// Writes `change` to `id`'s slot if its version is still `version`.
+    pub(super) fn compare_and_set(
+        &self,
+        id: AccountId,
+        version: u64,
+        change: Change,
+    ) -> Result<Outcome> {
+        let account = self.cluster.keys().account(id);
+        self.run(|cluster| async move { cluster.compare_and_set(&account, version, &change).await })
+    }
+
+    /// Registers `account` holding every index key of `index_keys` (the
+    /// engine's form), or says which is taken.
+    pub(super) fn register(
+        &self,
+        account: &Account,
+        index_keys: &[String],
+    ) -> Result<Registration> {
+        let id = account.id;
+        let record = encode_record(account);
+        let keys: Vec<String> = index_keys
+            .iter()
+            .map(|k| self.cluster.keys().index(k))
+            .collect();
+        self.run(|cluster| async move { cluster.register(id, record, &keys).await })
+    }
+
+    /// Claims index key `key` for `owner` (a contact change): see `cluster::index`.
+    pub(super) fn claim(
+        &self,
+        key: &str,
+        owner: AccountId,
+    ) -> Result<crate::cluster::index::Claim> {
+        let key = self.cluster.keys().index(key);
+        self.run(|cluster| async move { cluster.claim(&key, owner).await })
+    }
+
+    /// Makes `owner`'s claim on `key` its hold.
+    pub(super) fn commit_claim(&self, key: &str, owner: AccountId) -> Result<bool> {
+        let key = self.cluster.keys().index(key);
+        self.run(|cluster| async move { cluster.commit_claim(&key, owner).await })
+    }
+
+    /// Frees `key` if `owner` holds or claims it.
+    pub(super) fn release(&self, key: &str, owner: AccountId) -> Result<bool> {
+        let key = self.cluster.keys().index(key);
+        self.run(|cluster| async move { cluster.release(&key, owner).await })
+    }
+
+    /// The cluster's health (see `cluster::health`).
+    pub(super) fn health(
+        &self,
+        local_now_ms: impl Fn() -> u64 + Send + 'static,
+        max_skew: Duration,
+    ) -> Result<crate::cluster::health::Health> {
+        self.run(|cluster| async move { cluster.health(local_now_ms, max_skew).await })
+    }
+}
+
+/// An account's record on the cluster: the store's encoding of the account
+/// (versioned itself), then the live challenge of each purpose, which the
+/// embedded store rebuilds at start from its challenges and a cluster node
+/// cannot (it never scans).
+pub(super) fn encode_record(account: &Account) -> Vec<u8> {
+    let inner = encode_account(account, None);
+    let mut out = Vec::with_capacity(inner.len() + 8 + 17);
+    out.push(RECORD_V1);
+    out.extend_from_slice(&u32::try_from(inner.len()).unwrap_or(u32::MAX).to_le_bytes());
+    out.extend_from_slice(&inner);
+    for purpose in Purpose::ALL {
+        if let Some(id) = account.current(purpose) {
+            out.push(u8::try_from(purpose.slot()).unwrap_or(u8::MAX));
+            out.extend_from_slice(&id.to_bytes());
+        }
+    }
+    out
+}
+
+pub(super) fn decode_record(bytes: &[u8]) -> Result<Account> {
+    let corrupt = |why: &str| EngineError::Corrupt(format!("a cluster account record: {why}"));
+    let (&version, rest) = bytes.split_first().ok_or_else(|| corrupt("empty"))?;
+    if version != RECORD_V1 {
+        return Err(corrupt(&format!("unknown version {version}")));
+    }
+    let (len, rest) = rest
+        .split_first_chunk::<4>()
+        .ok_or_else(|| corrupt("truncated"))?;
+    let len = u32::from_le_bytes(*len) as usize;
+    if rest.len() < len {
+        return Err(corrupt("truncated"));
+    }
+    let (inner, mut current) = rest.split_at(len);
+    let mut account = decode_account(inner)?;
+    while let Some((&slot, rest)) = current.split_first() {
+        let (id, rest) = rest
+            .split_first_chunk::<16>()
+            .ok_or_else(|| corrupt("a truncated live challenge"))?;
+        let purpose = Purpose::from_slot(slot).ok_or_else(|| corrupt("an unknown purpose"))?;
+        account.current.set(purpose, Some(ChallengeId(*id)));
+        current = rest;
+    }
+    Ok(account)
+}
+
+/// How long a challenge lives on the cluster from `now`.
+pub(super) fn challenge_ttl(challenge: &Challenge, now: crate::clock::Timestamp) -> Duration {
+    now.until(challenge.expires_at) + CHALLENGE_GRACE
+}

@@ -1,0 +1,183 @@
+//! Two engines on one cluster, as two otpd processes behind a load
+//! balancer: what one does, the other sees at once, and every single-use,
+//! lockout and uniqueness guarantee holds across them.
+
+use std::sync::{Arc, Barrier};
+use std::thread;
+
+use engine::*;
+
+use crate::helpers::*;
+
+const PHONE: &str = "+351912345678";
+
+/// Runs `f(i)` for i in 0..n on n threads released together.
+fn in_parallel<T: Send + 'static>(
+    n: usize,
+    f: impl Fn(usize) -> T + Send + Sync + 'static,
+) -> Vec<T> {
+    let barrier = Arc::new(Barrier::new(n));
+    let f = Arc::new(f);
+    let handles: Vec<_> = (0..n)
+        .map(|i| {
+            let (barrier, f) = (Arc::clone(&barrier), Arc::clone(&f));
+            thread::spawn(move || {
+                barrier.wait();
+                f(i)
+            })
+        })
+        .collect();
+    handles.into_iter().map(|h| h.join().unwrap()).collect()
+}
+
+#[test]
+fn a_citizen_logs_in_on_one_node_and_verifies_on_the_other() {
+    let a = TestEngine::new();
+    let b = a.peer();
+    let id = a.register(PHONE);
+    assert_eq!(b.view(id).phone.unwrap().as_str(), PHONE);
+    let issued = a.login_code(PHONE);
+    let status = b.engine.challenge_status(issued.challenge_id).unwrap();
+    assert_eq!(status.account, id);
+    assert_eq!(status.state, ChallengeStatusKind::Pending);
+    assert!(matches!(
+        b.verify(issued.challenge_id, issued.code.expose()),
+        Verification::Approved(_)
+    ));
+    // Used on B: used on A too.
+    assert_eq!(
+        a.verify(issued.challenge_id, issued.code.expose()),
+        Verification::AlreadyUsed
+    );
+    // A new login on B supersedes A's code: only the last is valid.
+    let first = b.login_code(PHONE);
+    let second = a.login_code(PHONE);
+    assert_eq!(
+        b.verify(first.challenge_id, first.code.expose()),
+        Verification::Superseded
+    );
+    assert!(matches!(
+        b.verify(second.challenge_id, second.code.expose()),
+        Verification::Approved(_)
+    ));
+}
+
+#[test]
+fn a_lock_on_one_node_refuses_on_the_other() {
+    let a = TestEngine::new();
+    let b = a.peer();
+    a.register(PHONE);
+    let threshold = a.config.lockout.pin_threshold;
+    for _ in 0..threshold {
+        assert!(!matches!(
+            a.login(PHONE, OTHER_PIN),
+            LoginOutcome::CodeSent(_)
+        ));
+    }
+    assert!(matches!(b.login(PHONE, PIN), LoginOutcome::Locked));
+    assert!(matches!(a.login(PHONE, PIN), LoginOutcome::Locked));
+}
+
+#[test]
+fn failures_counted_on_both_nodes_add_up() {
+    let a = TestEngine::with_config(|c| {
+        c.codes.login.max_attempts = 100;
+        c.lockout.code_threshold = 100;
+    });
+    let b = a.peer();
+    let id = a.register(PHONE);
+    let issued = a.login_code(PHONE);
+    let bad = wrong(&issued.code);
+    let (ea, eb) = (Arc::clone(&a.engine), Arc::clone(&b.engine));
+    let challenge = issued.challenge_id;
+    let results = in_parallel(40, move |i| {
+        let engine = if i % 2 == 0 { &ea } else { &eb };
+        engine
+            .verify(challenge, Purpose::Login, &Code::new(&bad))
+            .and_then(Durable::wait)
+            .unwrap()
+    });
+    assert!(
+        results
+            .iter()
+            .all(|r| matches!(r, Verification::WrongCode { .. }))
+    );
+    assert_eq!(a.view(id).code_failures, 40);
+    assert_eq!(b.view(id).code_failures, 40);
+}
+
+#[test]
+fn the_right_code_sent_fifty_times_through_two_nodes_is_approved_once() {
+    let a = TestEngine::new();
+    let b = a.peer();
+    a.register(PHONE);
+    let issued = a.login_code(PHONE);
+    let (ea, eb) = (Arc::clone(&a.engine), Arc::clone(&b.engine));
+    let (id, code) = (issued.challenge_id, issued.code.clone());
+    let results = in_parallel(50, move |i| {
+        let engine = if i % 2 == 0 { &ea } else { &eb };
+        engine
+            .verify(id, Purpose::Login, &code)
+            .and_then(Durable::wait)
+            .unwrap()
+    });
+    let approved = results
+        .iter()
+        .filter(|r| matches!(r, Verification::Approved(_)))
+        .count();
+    assert_eq!(approved, 1, "{results:?}");
+    assert!(
+        results
+            .iter()
+            .all(|r| matches!(r, Verification::Approved(_) | Verification::AlreadyUsed))
+    );
+}
+
+#[test]
+fn two_nodes_registering_one_phone_a_hundred_times_make_one_account_each_time() {
+    let a = TestEngine::new();
+    let b = a.peer();
+    let engines = [Arc::clone(&a.engine), Arc::clone(&b.engine)];
+    for round in 0..100u32 {
+        let phone = format!("+3519{:08}", 10_000_000 + round);
+        let engines = engines.clone();
+        let results = in_parallel(2, move |i| {
+            engines[i]
+                .register(NewAccount {
+                    // Each node its own identity: only the phone is shared.
+                    identity: Identity::parse(
+                        IdentityKind::CivilId,
+                        &format!("{:08}", round * 2 + u32::try_from(i).unwrap()),
+                        None,
+                    )
+                    .unwrap(),
+                    phone: Some(Phone::parse(&phone).unwrap()),
+                    email: None,
+                    pin: Pin::new(PIN),
+                    birth_date: None,
+                    postal_address: None,
+                    dm: None,
+                    locale: None,
+                })
+                .and_then(Durable::wait)
+                .map(|view| view.id)
+        });
+        let winners: Vec<AccountId> = results
+            .iter()
+            .filter_map(|r| r.as_ref().ok().copied())
+            .collect();
+        assert_eq!(winners.len(), 1, "round {round}: {results:?}");
+        assert!(
+            results
+                .iter()
+                .all(|r| r.is_ok() || matches!(r, Err(EngineError::Conflict { field: "phone" }))),
+            "round {round}: {results:?}"
+        );
+        let login =
+            LoginId::Phone(Phone::parse(&format!("+3519{:08}", 10_000_000 + round)).unwrap());
+        assert_eq!(a.engine.find_by_login(&login).unwrap(), Some(winners[0]));
+        assert_eq!(b.engine.find_by_login(&login).unwrap(), Some(winners[0]));
+    }
+    // The losers left nothing: one account per round.
+    assert_eq!(a.accounts_held(), 100);
+}
