@@ -62,6 +62,7 @@ impl App {
         let mut engine_config = config.engine_config();
         // Codes are refused up front for channels that cannot deliver.
         engine_config.outbox.enabled = dispatcher.enabled();
+        engine_config.store.cluster = config.cluster_config().map_err(Failure::Config)?;
         let engine = Engine::open(
             engine_config,
             deps.code_key,
@@ -69,6 +70,7 @@ impl App {
             deps.rng,
         )
         .map_err(|e| Failure::opening("cannot open the store", e))?;
+        refuse_unsafe_cluster(&config, &engine)?;
         refuse_test_clients(&config, &engine)?;
         let engine = Arc::new(engine);
         let sweeper = engine
@@ -306,6 +308,28 @@ async fn serve_connection<S>(
 
 /// A production server refuses to start while a test client exists: its
 /// requests would reach accounts under fixed codes.
+/// On a cluster: refuses to start when its settings would make an
+/// acknowledged write less durable than documented (docs/OPERATIONS.md):
+/// `appendfsync always`, `appendonly yes`, `noeviction`, full coverage; or
+/// when its clock is too far from this node's.
+fn refuse_unsafe_cluster(config: &Config, engine: &Engine) -> Result<(), Failure> {
+    let Some(health) = engine.cluster_health(config.store.redis.max_clock_skew()) else {
+        return Ok(());
+    };
+    let health = health.map_err(|e| Failure::opening("cannot check the cluster", e))?;
+    for warning in &health.warnings {
+        tracing::warn!(warning = %warning, "cluster settings not checked");
+    }
+    if health.problems.is_empty() {
+        Ok(())
+    } else {
+        Err(Failure::Config(format!(
+            "the Redis Cluster is not fit for otpd: {}",
+            health.problems.join("; ")
+        )))
+    }
+}
+
 fn refuse_test_clients(config: &Config, engine: &Engine) -> Result<(), Failure> {
     let test = engine.test_clients();
     if config.environment == crate::config::Environment::Production && !test.is_empty() {

@@ -36,7 +36,7 @@ pub use limits::{CountryBudget, LimitsConfig, parse_proxies};
 pub use policy::{
     AlphabetConfig, Argon2Config, CodeConfig, CodesConfig, LockModeConfig, LockoutConfig, PinConfig,
 };
-pub use server::{ServerConfig, StoreSettings};
+pub use server::{Backend, RedisSettings, ServerConfig, StoreSettings};
 pub use signing::SigningConfig;
 pub use test_mode::TestModeConfig;
 pub use tls::{CertificateClient, CertificateMode, TlsConfig};
@@ -248,6 +248,7 @@ impl Config {
             ));
         }
         check_log_level(&self.log_level)?;
+        self.cluster_config()?;
         if self.server.max_connections == 0 {
             return Err("server.max_connections must be at least 1".into());
         }
@@ -316,7 +317,17 @@ impl Config {
         })
     }
 
-    /// The engine's part of the configuration.
+    /// The cluster's settings when accounts live on one (`store.backend`).
+    pub fn cluster_config(&self) -> Result<Option<engine::cluster::ClusterConfig>, String> {
+        match self.store.backend {
+            server::Backend::Sled => Ok(None),
+            server::Backend::RedisCluster => self.store.redis.cluster_config().map(Some),
+        }
+    }
+
+    /// The engine's part of the configuration. On a cluster whose settings
+    /// do not resolve (see [`Config::cluster_config`]), the engine's
+    /// `store.cluster` is `None`: callers that open a store check first.
     pub fn engine_config(&self) -> EngineConfig {
         let d = &self.delivery;
         EngineConfig {
@@ -369,6 +380,8 @@ impl Config {
                 path: Some(self.data_dir.join("store")),
                 cache_bytes: self.store.cache_mb.saturating_mul(1 << 20),
                 min_free_bytes: self.store.min_free_mb.saturating_mul(1 << 20),
+                // validate() reports a bad one; `cluster_config` says why here.
+                cluster: self.cluster_config().ok().flatten(),
             },
             // validate() reports a bad budget; here it only falls back.
             limits: self.limits.issue_limits().unwrap_or_default(),

@@ -36,13 +36,13 @@ pub fn find_accounts(state: &AppState, input: &Input) -> Reply {
     }
     let value = input.query(name).unwrap_or_default();
     let found = match name {
-        "identity" => state.engine.find_by_identity(&query_identity(value)?),
+        "identity" => state.engine.find_by_identity(&query_identity(value)?)?,
         "phone" => state
             .engine
-            .find_by_login(&LoginId::Phone(Phone::parse(value)?)),
+            .find_by_login(&LoginId::Phone(Phone::parse(value)?))?,
         "email" => state
             .engine
-            .find_by_login(&LoginId::Email(Email::parse(value)?)),
+            .find_by_login(&LoginId::Email(Email::parse(value)?))?,
         other => {
             return Err(ApiError::invalid(
                 other,

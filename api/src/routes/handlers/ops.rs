@@ -23,6 +23,18 @@ pub fn readyz(state: &AppState) -> Reply {
         return Err(ApiError::Draining);
     }
     state.engine.writable().map_err(ApiError::NotReady)?;
+    if let Some(health) = state
+        .engine
+        .cluster_health(state.config.store.redis.max_clock_skew())
+    {
+        let health = health.map_err(ApiError::NotReady)?;
+        if !health.problems.is_empty() {
+            return Err(ApiError::NotReady(engine::EngineError::Storage(format!(
+                "the Redis Cluster: {}",
+                health.problems.join("; ")
+            ))));
+        }
+    }
     if !engine::audit::RECORDED {
         return Err(ApiError::NotReady(engine::EngineError::Storage(
             "built with --cfg otpd_no_audit: no audit trail is recorded (a build to \

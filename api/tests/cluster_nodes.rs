@@ -1,0 +1,153 @@
+//! Two real `otpd` processes on one Redis Cluster (3 masters, 3 replicas on
+//! loopback, started by the test and stopped when it ends), as two nodes
+//! behind a load balancer: a citizen logs in on one and verifies on the
+//! other, a lock on one refuses on the other, and the right code sent 50
+//! times through both is approved once.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+#[path = "../../engine/tests/support/cluster.rs"]
+#[allow(dead_code)]
+mod cluster;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use hyper::{Method, StatusCode};
+use serde_json::json;
+use support::{Api, Server, add_client, otpd_with, settings};
+
+/// `otpd` on `data`, its accounts and codes on `cluster`.
+fn node(data: &Path, cluster: &cluster::TestCluster) -> Server {
+    let nodes = cluster.nodes.join(",");
+    let mut with = settings();
+    with.extend([
+        ("OTPD_STORE_BACKEND", "redis-cluster"),
+        ("OTPD_STORE_REDIS_NODES", nodes.as_str()),
+        ("OTPD_STORE_REDIS_WAIT_TIMEOUT_MS", "2000"),
+        ("OTPD_STORE_REDIS_TIMEOUT_MS", "5000"),
+        ("OTPD_STORE_REDIS_NAMESPACE", "two-nodes"),
+    ]);
+    Server::spawn(otpd_with(data, &with))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_otpd_processes_on_one_cluster_serve_one_population() {
+    let cluster = cluster::TestCluster::start();
+    let root = tempfile::tempdir().unwrap();
+    let (dir_a, dir_b) = (root.path().join("a"), root.path().join("b"));
+    // Clients are still each node's (docs/OPERATIONS.md): B starts as a
+    // copy of A's directory, so both know the client.
+    let key = add_client(&dir_a);
+    let copied = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(&dir_a)
+        .arg(&dir_b)
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    let (a, b) = (node(&dir_a, &cluster), node(&dir_b, &cluster));
+    let (api_a, api_b) = (Api::new(&a, &key), Api::new(&b, &key));
+    for api in [&api_a, &api_b] {
+        let (status, body) = api.call(Method::GET, "/readyz", None).await.unwrap();
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+
+    let (status, account) = api_a
+        .post(
+            "/v1/accounts",
+            json!({
+                "identity": { "kind": "civil_id", "number": "12345678" },
+                "phone": "+351912345678",
+                "pin": "4821",
+            }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::CREATED, "{account}");
+    let id = account["account_id"].as_str().unwrap().to_owned();
+    // The same phone on B: taken.
+    let (status, body) = api_b
+        .post(
+            "/v1/accounts",
+            json!({
+                "identity": { "kind": "civil_id", "number": "87654321" },
+                "phone": "+351912345678",
+                "pin": "4821",
+            }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+
+    // Log in on A, verify on B; the code is then used on A too.
+    let login = json!({ "phone": "+351912345678", "pin": "4821" });
+    let (status, challenge) = api_a.post("/v1/login", login.clone()).await.unwrap();
+    assert_eq!(status, StatusCode::CREATED, "{challenge}");
+    let challenge_id = challenge["challenge_id"].as_str().unwrap().to_owned();
+    let code = a.codes.for_challenge(&challenge_id).await.unwrap();
+    let verify = json!({ "challenge_id": challenge_id, "code": code });
+    let (status, answer) = api_b.post("/v1/verify", verify.clone()).await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["result"], "approved");
+    let (status, answer) = api_a.post("/v1/verify", verify).await.unwrap();
+    assert_ne!(status, StatusCode::OK, "used on B, refused on A: {answer}");
+
+    // The right code 50 times at once, through both: approved once.
+    let (status, challenge) = api_b.post("/v1/login", login.clone()).await.unwrap();
+    assert_eq!(status, StatusCode::CREATED, "{challenge}");
+    let challenge_id = challenge["challenge_id"].as_str().unwrap().to_owned();
+    let code = b.codes.for_challenge(&challenge_id).await.unwrap();
+    let verify = json!({ "challenge_id": challenge_id, "code": code });
+    let (api_a, api_b) = (Arc::new(api_a), Arc::new(api_b));
+    let tasks: Vec<_> = (0..50)
+        .map(|i| {
+            let api = Arc::clone(if i % 2 == 0 { &api_a } else { &api_b });
+            let verify = verify.clone();
+            tokio::spawn(async move { api.post("/v1/verify", verify).await })
+        })
+        .collect();
+    let mut approved = 0;
+    for task in tasks {
+        let (status, answer) = task.await.unwrap().expect("an answer");
+        if status == StatusCode::OK {
+            assert_eq!(answer["result"], "approved");
+            approved += 1;
+        }
+    }
+    assert_eq!(approved, 1);
+
+    // Wrong PINs on A lock the account (threshold 3): B refuses the right one.
+    for _ in 0..3 {
+        let (status, _) = api_a
+            .post(
+                "/v1/login",
+                json!({ "phone": "+351912345678", "pin": "1357" }),
+            )
+            .await
+            .unwrap();
+        assert!([StatusCode::UNAUTHORIZED, StatusCode::LOCKED].contains(&status));
+    }
+    let (status, answer) = api_b.post("/v1/login", login).await.unwrap();
+    assert_eq!(status, StatusCode::LOCKED, "{answer}");
+    let (status, account) = api_b.account(&id).await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{account}");
+    assert_eq!(account["state"], "locked");
+
+    // A node whose cluster is gone answers 503 quickly and is not ready.
+    drop(cluster);
+    let started = std::time::Instant::now();
+    let answer = api_a.call(Method::GET, "/readyz", None).await;
+    assert!(
+        answer.is_none(),
+        "503 (not ready) without a cluster: {answer:?}"
+    );
+    // Answered (503), not given up on by the client: no hang.
+    assert!(
+        started.elapsed() < support::PATIENCE,
+        "{:?}",
+        started.elapsed()
+    );
+}
