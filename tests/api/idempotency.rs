@@ -40,7 +40,7 @@ async fn a_retried_login_sends_exactly_one_code_and_the_first_code_still_works()
     );
     let id = first.body["challenge_id"].as_str().unwrap();
     let code = app.outbox.code_for(id).await;
-    assert_eq!(app.state.engine.stats().challenges, 1, "one code issued");
+    assert_eq!(app.challenges_held(), 1, "one code issued");
     assert_eq!(app.outbox.codes().len(), 1, "one code sent");
     let approved = app.verify(id, &code).await;
     assert_eq!(approved.status, StatusCode::OK, "{}", approved.text);
@@ -57,7 +57,7 @@ async fn a_retried_registration_creates_one_account() {
     assert_eq!(retry.status, StatusCode::CREATED, "{}", retry.text);
     assert!(replayed(&retry));
     assert_eq!(retry.body["account_id"], first.body["account_id"]);
-    assert_eq!(app.state.engine.stats().accounts, 1);
+    assert_eq!(app.accounts_held(), 1);
     let again = app.register(PHONE, "12345678").await;
     assert_eq!(again.status, StatusCode::CONFLICT, "{}", again.text);
 }
@@ -89,7 +89,7 @@ async fn the_same_key_with_another_request_is_422_and_runs_nothing() {
         view.body["pin_failures"], 0,
         "the wrong PIN was never tried"
     );
-    assert_eq!(app.state.engine.stats().challenges, 1, "no step-up code");
+    assert_eq!(app.challenges_held(), 1, "no step-up code");
 }
 
 #[tokio::test]
@@ -105,7 +105,7 @@ async fn two_clients_may_use_one_key_independently() {
         assert!(!replayed(r));
     }
     assert_ne!(one.body["challenge_id"], other.body["challenge_id"]);
-    assert_eq!(app.state.engine.stats().challenges, 2);
+    assert_eq!(app.challenges_held(), 2);
     // Each client's retry gets its own first answer.
     assert_eq!(by_one.login(PHONE, PIN).await.text, one.text);
     assert_eq!(by_other.login(PHONE, PIN).await.text, other.text);
@@ -137,7 +137,7 @@ async fn concurrent_retries_with_one_key_run_one_operation() {
     );
     let id = answers[0].body["challenge_id"].as_str().unwrap();
     app.outbox.code_for(id).await;
-    assert_eq!(app.state.engine.stats().challenges, 1);
+    assert_eq!(app.challenges_held(), 1);
     assert_eq!(app.outbox.codes().len(), 1);
     assert_eq!(app.account(&account).await.body["pin_failures"], 0);
 }
@@ -165,7 +165,7 @@ async fn keys_and_their_answers_survive_a_restart() {
     assert_eq!(retry.status, StatusCode::CREATED, "{}", retry.text);
     assert!(replayed(&retry));
     assert_eq!(retry.text, first.text);
-    assert_eq!(app.state.engine.stats().challenges, 1, "no second code");
+    assert_eq!(app.challenges_held(), 1, "no second code");
     let approved = app.verify(&id, &code).await;
     assert_eq!(approved.status, StatusCode::OK, "{}", approved.text);
 }
@@ -233,7 +233,7 @@ async fn malformed_keys_are_400_naming_the_header_and_nothing_runs() {
         assert_eq!(r.error_code(), "invalid_field");
         assert_eq!(r.body["error"]["field"], "Idempotency-Key", "{keys:?}");
     }
-    assert_eq!(app.state.engine.stats().challenges, 0, "no login ran");
+    assert_eq!(app.challenges_held(), 0, "no login ran");
     let longest = "k".repeat(255);
     let r = login_with_raw_keys(&app, &[longest.as_bytes()]).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
@@ -348,7 +348,7 @@ async fn a_request_that_ran_but_lost_its_answer_is_409_and_never_runs_again() {
     assert_eq!(retry.status, StatusCode::CONFLICT, "{}", retry.text);
     assert_eq!(retry.error_code(), "idempotent_answer_lost");
     assert_eq!(retry.body["error"]["field"], "Idempotency-Key");
-    assert_eq!(app.state.engine.stats().challenges, 1, "no second code");
+    assert_eq!(app.challenges_held(), 1, "no second code");
     // Another request with the key is still another request.
     let other = keyed.login(PHONE, "9135").await;
     assert_eq!(

@@ -2,6 +2,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+/// Where these servers keep accounts and codes (`api_on_cluster` runs
+/// these files again on a Redis Cluster).
+const BACKEND: otpd::config::Backend = otpd::config::Backend::Sled;
+
+#[path = "../../engine/tests/support/cluster.rs"]
+#[allow(dead_code)] // Only the cluster suite starts one.
+mod cluster_fixture;
+
 mod accounts;
 mod admin;
 mod arbitrary_input;

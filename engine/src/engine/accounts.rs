@@ -148,6 +148,9 @@ impl Engine {
         }
         if let Some(remote) = &self.remote {
             let keys: Vec<String> = account.index_keys().into_iter().map(|(k, _)| k).collect();
+            // The event goes to this node's store: refused there (a full
+            // disk), the registration is refused before it is made.
+            self.store.writable()?;
             return match remote.register(&account, &keys)? {
                 Registration::Registered => {
                     let ticket = self.write(Changes::default(), smallvec![event])?;

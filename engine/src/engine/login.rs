@@ -157,6 +157,10 @@ impl Engine {
                 let event = AuditEvent::new(EventKind::LoginUnknown, known)
                     .with("purpose", purpose.as_str())
                     .with("login", self.login_fingerprint(&login.index_key()));
+                if let Some(remote) = &self.remote {
+                    // The round trips a known login makes on a cluster.
+                    remote.decoy(AccountId(self.random()))?;
+                }
                 let ticket = self.write(Changes(vec![Change::Decoy]), smallvec![event])?;
                 return Ok(self.durable(LoginOutcome::InvalidCredentials, ticket));
             }

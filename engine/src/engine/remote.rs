@@ -212,6 +212,23 @@ impl Remote {
         self.run(|cluster| async move { cluster.release(&key, owner).await })
     }
 
+    /// What a wrong PIN for a known account costs on the cluster — the
+    /// index's check that its account exists, the account read before
+    /// Argon2, the change's read and its compare-and-set with its `WAIT` —
+    /// spent on a throw-away record (`decoy`, expiring at once) that no
+    /// account has: an unknown login takes as long as a known one.
+    pub(super) fn decoy(&self, decoy: AccountId) -> Result<()> {
+        for _ in 0..3 {
+            self.load(decoy, &[])?;
+        }
+        let record = vec![0u8; 160];
+        let change = Change {
+            account: crate::cluster::slot::Write::Put(record, Some(Duration::from_secs(1))),
+            others: Vec::new(),
+        };
+        self.compare_and_set(decoy, 0, change).map(drop)
+    }
+
     /// The cluster's health (see `cluster::health`).
     pub(super) fn health(
         &self,

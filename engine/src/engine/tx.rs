@@ -302,6 +302,9 @@ impl Engine {
             for removed in &tx.message_removes {
                 write = write.delete(keys.message(id, *removed));
             }
+            // This node's part must be writable before the cluster's is
+            // written (a full disk refuses the change, not half of it).
+            self.store.writable()?;
             if let slot::Outcome::Conflict(_) = remote.compare_and_set(id, loaded.version, write)? {
                 continue;
             }

@@ -22,7 +22,7 @@ use engine::{
 use hyper::StatusCode;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use otpd::config::Config;
+use otpd::config::{Backend, Config};
 use otpd::delivery::{Channel, Rendered, SendFuture};
 use otpd::{App, Dependencies};
 use serde_json::Value;
@@ -198,6 +198,20 @@ pub fn test_config(dir: &std::path::Path) -> Config {
     config.argon2.memory_kib = 64;
     config.argon2.iterations = 1;
     config.server.shutdown_grace_ms = 2_000;
+    if crate::BACKEND == Backend::RedisCluster {
+        // One cluster for the test process, a namespace per server.
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let cluster = crate::cluster_fixture::for_process();
+        config.store.backend = Backend::RedisCluster;
+        config.store.redis.nodes.clone_from(&cluster.nodes);
+        config.store.redis.wait_timeout_ms = 2_000;
+        config.store.redis.timeout_ms = 5_000;
+        config.store.redis.namespace = format!("api{}-{n}", std::process::id());
+        // The servers run on a manual clock set in 2026, not the cluster's:
+        // the skew check is the cluster tests' (engine/tests/cluster).
+        config.store.redis.max_clock_skew_ms = 100 * 365 * 86_400_000;
+    }
     config
 }
 
@@ -407,6 +421,28 @@ impl TestApp {
             self.recovery_key.clone(),
         ];
         start(config, dir, self.clock.clone(), Some(keys), self.capture).await
+    }
+
+    /// Challenges the store holds, counted in the store itself (on a
+    /// cluster, its keys in this server's namespace).
+    pub fn challenges_held(&self) -> u64 {
+        self.count_on_cluster("c:*")
+            .unwrap_or_else(|| self.state.engine.stats().challenges)
+    }
+
+    /// Accounts the store holds.
+    pub fn accounts_held(&self) -> u64 {
+        self.count_on_cluster("????????????????")
+            .unwrap_or_else(|| self.state.engine.stats().accounts)
+    }
+
+    /// Keys `{a:NS/TAG}rest` of this server's accounts' slots on the cluster.
+    fn count_on_cluster(&self, rest: &str) -> Option<u64> {
+        (self.config.store.backend == Backend::RedisCluster).then(|| {
+            let ns = &self.config.store.redis.namespace;
+            crate::cluster_fixture::for_process()
+                .count_keys(&format!("{{a:{ns}/????????????????}}{rest}"))
+        })
     }
 
     /// This client, calling the operators' listener (`ops_listen`).
