@@ -17,20 +17,24 @@ use std::sync::Arc;
 
 use hyper::{Method, StatusCode};
 use serde_json::json;
-use support::{Api, Server, add_client, otpd_with, settings};
+use support::{Api, Server, otpd_with, settings};
 
-/// `otpd` on `data`, its accounts and codes on `cluster`.
-fn node(data: &Path, cluster: &cluster::TestCluster) -> Server {
-    let nodes = cluster.nodes.join(",");
+/// `OTPD_*` settings of a node on `cluster`.
+fn on_cluster(nodes: &str) -> Vec<(&str, &str)> {
     let mut with = settings();
     with.extend([
         ("OTPD_STORE_BACKEND", "redis-cluster"),
-        ("OTPD_STORE_REDIS_NODES", nodes.as_str()),
+        ("OTPD_STORE_REDIS_NODES", nodes),
         ("OTPD_STORE_REDIS_WAIT_TIMEOUT_MS", "2000"),
         ("OTPD_STORE_REDIS_TIMEOUT_MS", "5000"),
         ("OTPD_STORE_REDIS_NAMESPACE", "two-nodes"),
     ]);
-    Server::spawn(otpd_with(data, &with))
+    with
+}
+
+/// `otpd` on `data`, its accounts and codes on the cluster of `nodes`.
+fn node(data: &Path, nodes: &str) -> Server {
+    Server::spawn(otpd_with(data, &on_cluster(nodes)))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -38,17 +42,26 @@ async fn two_otpd_processes_on_one_cluster_serve_one_population() {
     let cluster = cluster::TestCluster::start();
     let root = tempfile::tempdir().unwrap();
     let (dir_a, dir_b) = (root.path().join("a"), root.path().join("b"));
-    // Clients are still each node's (docs/OPERATIONS.md): B starts as a
-    // copy of A's directory, so both know the client.
-    let key = add_client(&dir_a);
-    let copied = std::process::Command::new("cp")
-        .arg("-a")
-        .arg(&dir_a)
-        .arg(&dir_b)
-        .status()
+    let nodes = cluster.nodes.join(",");
+    // A client added with the command line goes to the cluster's registry:
+    // both nodes know it, neither shares a data directory.
+    let out = otpd_with(&dir_a, &on_cluster(&nodes))
+        .args([
+            "client",
+            "add",
+            "two-nodes",
+            "--scopes",
+            "auth,accounts,admin",
+        ])
+        .output()
         .unwrap();
-    assert!(copied.success());
-    let (a, b) = (node(&dir_a, &cluster), node(&dir_b, &cluster));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let key = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let (a, b) = (node(&dir_a, &nodes), node(&dir_b, &nodes));
     let (api_a, api_b) = (Api::new(&a, &key), Api::new(&b, &key));
     for api in [&api_a, &api_b] {
         let (status, body) = api.call(Method::GET, "/readyz", None).await.unwrap();

@@ -73,6 +73,10 @@ pub struct RedisSettings {
     /// Put in every key, so deployments sharing one cluster never meet
     /// (a-z, 0-9, - and _; empty: none).
     pub namespace: String,
+    /// How long a node trusts its copy of the client registry, in ms: a
+    /// client added, changed or revoked on one node reaches the others
+    /// within this.
+    pub client_refresh_ms: u64,
     /// How far the cluster's clock (`TIME`) may be from this node's, in ms,
     /// before `/readyz` says not ready: expiry and lock times are this
     /// node's clock, so nodes must agree.
@@ -93,6 +97,7 @@ impl Default for RedisSettings {
             timeout_ms: ms(c.timeout),
             reservation_ttl_ms: ms(c.reservation_ttl),
             namespace: String::new(),
+            client_refresh_ms: ms(c.client_refresh),
             max_clock_skew_ms: 1000,
         }
     }
@@ -119,6 +124,7 @@ impl RedisSettings {
             timeout: std::time::Duration::from_millis(self.timeout_ms),
             reservation_ttl: std::time::Duration::from_millis(self.reservation_ttl_ms),
             namespace: self.namespace.clone(),
+            client_refresh: std::time::Duration::from_millis(self.client_refresh_ms),
         };
         config.validate().map_err(|e| e.to_string())?;
         Ok(config)

@@ -15,6 +15,7 @@
 //! | `{a:TAG}m:REST` | a queued message |
 //! | `{a:TAG}w:TOKEN` | a write's receipt, for a few seconds (a retried write is not applied twice) |
 //! | `i:KIND:VALUE` | index: `P:<account>` claimed (expires), `A:<account>` held |
+//! | `{c:}registry` | hash: `v` version, `r` every client (relying party) |
 //!
 //! A [`KeySpace`] with a namespace `NS` (`store.redis.namespace`) puts it
 //! in every key — `{a:NS/TAG}…`, `i:NS/KIND:VALUE` — so deployments (or
@@ -73,6 +74,12 @@ impl KeySpace {
     pub fn index(&self, key: &str) -> String {
         format!("i:{}{key}", self.prefix)
     }
+
+    /// The registry of clients (relying parties): one record, versioned
+    /// like an account's, small (a client is ~200 bytes).
+    pub fn clients(&self) -> String {
+        format!("{{c:{}}}registry", self.prefix)
+    }
 }
 
 /// The hash tag of everything `account` owns.
@@ -112,7 +119,9 @@ pub fn challenge_id(account: AccountId, random: [u8; 8]) -> ChallengeId {
 /// `account` (a key from [`account`]): kept briefly, so the same write
 /// retried is recognised as done.
 pub fn receipt(account: &str, token: &str) -> crate::error::Result<String> {
-    let end = account.find('}').filter(|_| account.starts_with("{a:"));
+    let end = account
+        .find('}')
+        .filter(|_| account.starts_with("{a:") || account.starts_with("{c:"));
     let end = end.ok_or_else(|| {
         crate::error::EngineError::Internal(format!("{account} is not an account key"))
     })?;

@@ -60,6 +60,10 @@ pub struct ClusterConfig {
     /// Put in every key (`keys::KeySpace`): deployments sharing one
     /// cluster never see each other's records. Empty: none.
     pub namespace: String,
+    /// How long a node answers from its copy of the client registry before
+    /// reading it again: a client added, changed or revoked on one node
+    /// reaches every other within this.
+    pub client_refresh: Duration,
 }
 
 impl Default for ClusterConfig {
@@ -74,6 +78,7 @@ impl Default for ClusterConfig {
             timeout: Duration::from_secs(2),
             reservation_ttl: Duration::from_secs(10),
             namespace: String::new(),
+            client_refresh: Duration::from_secs(5),
         }
     }
 }
@@ -97,6 +102,7 @@ impl std::fmt::Debug for ClusterConfig {
             .field("timeout", &self.timeout)
             .field("reservation_ttl", &self.reservation_ttl)
             .field("namespace", &self.namespace)
+            .field("client_refresh", &self.client_refresh)
             .finish()
     }
 }

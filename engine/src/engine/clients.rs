@@ -18,6 +18,7 @@ use crate::client::{
 use crate::clock::Timestamp;
 use crate::error::{EngineError, Result};
 use crate::limits::{GlobalLimit, Rate};
+use crate::store::codec::encode_client;
 use crate::store::{Change, Changes, Durable};
 
 use super::Engine;
@@ -135,6 +136,7 @@ impl Engine {
             .client_admin
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
+        self.refresh_clients()?;
         if self.active_client(&name).is_some() {
             return Err(EngineError::Conflict { field: "name" });
         }
@@ -172,7 +174,8 @@ impl Engine {
         if let Some(at) = new.key_expires_at {
             event = event.with("expires_at_ms", at.0);
         }
-        let ticket = self.write(Changes(vec![Change::Client(&client)]), smallvec![event])?;
+        self.publish_client(&client, None)?;
+        let ticket = self.write(self.client_change(&client), smallvec![event])?;
         let info = client.info.clone();
         self.put_client(client);
         let key = NewKey {
@@ -184,6 +187,7 @@ impl Engine {
 
     /// Every client ever added, revoked ones included, by name.
     pub fn clients(&self) -> Vec<ClientInfo> {
+        self.refresh_clients_if_stale();
         let mut all: Vec<ClientInfo> = self.clients.iter().map(|c| c.info.clone()).collect();
         all.sort_by(|a, b| a.name.cmp(&b.name).then(a.created_at.cmp(&b.created_at)));
         all
@@ -191,6 +195,7 @@ impl Engine {
 
     /// The unrevoked client called `name`.
     pub fn client(&self, name: &str) -> Result<ClientInfo> {
+        self.refresh_clients_if_stale();
         self.active_client(name)
             .and_then(|id| self.clients.get(&id).map(|c| c.info.clone()))
             .ok_or(EngineError::ClientNotFound)
@@ -321,6 +326,7 @@ impl Engine {
     /// client not revoked.
     pub fn authenticate_client(&self, presented: &str) -> Option<ClientInfo> {
         let (key, secret) = ApiKey::split(presented)?;
+        self.refresh_clients_if_stale();
         let client_id = *self.client_keys.get(&key)?;
         let client = self.clients.get(&client_id)?;
         client
@@ -349,10 +355,12 @@ impl Engine {
             .client_admin
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
+        self.refresh_clients()?;
         let mut client = self
             .active_client(name)
             .and_then(|id| self.clients.get(&id).map(|c| c.clone()))
             .ok_or(EngineError::ClientNotFound)?;
+        let before = client.clone();
         let was_revoked = client.info.revoked_at.is_some();
         let (value, event) = change(&mut client, self.now())?;
         let name = client.info.name.clone();
@@ -365,12 +373,97 @@ impl Engine {
         } else {
             Vec::new()
         };
-        let mut changes = vec![Change::Client(&client)];
-        changes.extend(keys.iter().map(|k| Change::RemoveIdempotency(&name, k)));
-        let ticket = self.write(Changes(changes), smallvec![event])?;
+        self.publish_client(&client, Some(&before))?;
+        let mut changes = self.client_change(&client);
+        changes
+            .0
+            .extend(keys.iter().map(|k| Change::RemoveIdempotency(&name, k)));
+        let ticket = self.write(changes, smallvec![event])?;
         self.forget_client_keys(&name, &keys);
         self.put_client(client);
         Ok(self.durable(value, ticket))
+    }
+
+    /// The embedded store's part of a change to `client`: the record
+    /// itself, unless the cluster's registry keeps it.
+    fn client_change<'a>(&self, client: &'a Client) -> Changes<'a> {
+        if self.remote.is_some() {
+            Changes::default()
+        } else {
+            Changes(vec![Change::Client(client)])
+        }
+    }
+
+    /// On a cluster: writes `client` into the registry, replacing
+    /// `before` (`None`: a new client, whose name no unrevoked client may
+    /// have), or refuses if another node changed it meanwhile.
+    fn publish_client(&self, client: &Client, before: Option<&Client>) -> Result<()> {
+        let Some(remote) = &self.remote else {
+            return Ok(());
+        };
+        for _ in 0..crate::cluster::slot::MAX_ATTEMPTS {
+            let (version, mut all) = remote.clients()?;
+            let held = all.iter().position(|c| c.info.id == client.info.id);
+            match (before, held) {
+                (None, Some(_)) => return Err(EngineError::Internal("client id collision".into())),
+                (None, None) => {
+                    let taken = all
+                        .iter()
+                        .any(|c| c.info.name == client.info.name && c.info.revoked_at.is_none());
+                    if taken {
+                        return Err(EngineError::Conflict { field: "name" });
+                    }
+                    all.push(client.clone());
+                }
+                (Some(before), Some(i)) => {
+                    if encode_client(&all[i]) != encode_client(before) {
+                        return Err(EngineError::WrongState(
+                            "the client was changed by another request meanwhile: read it again",
+                        ));
+                    }
+                    all[i] = client.clone();
+                }
+                (Some(_), None) => return Err(EngineError::ClientNotFound),
+            }
+            if let crate::cluster::slot::Outcome::Written(_) =
+                remote.store_clients(version, &all)?
+            {
+                return Ok(());
+            }
+        }
+        Err(EngineError::Storage(
+            "the client registry kept changing under this change; nothing was written".into(),
+        ))
+    }
+
+    /// On a cluster: reads the client registry into memory.
+    pub(super) fn refresh_clients(&self) -> Result<()> {
+        let Some(remote) = &self.remote else {
+            return Ok(());
+        };
+        let (_, all) = remote.clients()?;
+        for client in all {
+            self.put_client(client);
+        }
+        self.clients_read_at
+            .store(self.now().0, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// On a cluster: reads the registry again if this node's copy is older
+    /// than `store.redis.client_refresh` (a cluster that does not answer
+    /// leaves the copy as it is; the request then fails on its own reads).
+    fn refresh_clients_if_stale(&self) {
+        let Some(remote) = &self.remote else {
+            return;
+        };
+        let bound = u64::try_from(remote.client_refresh().as_millis()).unwrap_or(u64::MAX);
+        let read_at = self
+            .clients_read_at
+            .load(std::sync::atomic::Ordering::Relaxed);
+        if self.now().0.saturating_sub(read_at) >= bound {
+            let _ = self.refresh_clients();
+        }
     }
 
     /// Puts `client` in memory: its record, its keys' index, its rate.

@@ -118,6 +118,8 @@ pub struct Engine {
     /// On a cluster: where accounts, challenges and the index live instead
     /// of the maps above (which then stay empty); `None` on the embedded store.
     remote: Option<remote::Remote>,
+    /// On a cluster: when this node last read the client registry (engine time, ms).
+    clients_read_at: std::sync::atomic::AtomicU64,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -191,6 +193,7 @@ impl Engine {
             idempotency: Mutex::default(),
             idempotency_evicted: std::sync::atomic::AtomicU64::new(0),
             remote,
+            clients_read_at: std::sync::atomic::AtomicU64::new(0),
         };
         engine.recover()?;
         Ok(engine)

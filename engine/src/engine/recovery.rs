@@ -32,10 +32,14 @@ impl Engine {
             self.accounts.insert(account.id, Box::new(account));
             Ok(())
         })?;
-        self.store.scan_clients(&mut |client| {
-            self.put_client(client);
-            Ok(())
-        })?;
+        if self.remote.is_some() {
+            self.refresh_clients()?;
+        } else {
+            self.store.scan_clients(&mut |client| {
+                self.put_client(client);
+                Ok(())
+            })?;
+        }
         self.clock
             .observe(Timestamp(newest.load(std::sync::atomic::Ordering::Relaxed)));
         let now = self.clock.now();

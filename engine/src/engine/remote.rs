@@ -17,12 +17,15 @@ use tokio::runtime::{Handle, Runtime, RuntimeFlavor};
 
 use crate::account::Account;
 use crate::challenge::Challenge;
+use crate::client::Client;
 use crate::cluster::index::Registration;
 use crate::cluster::slot::{Change, Outcome, Snapshot};
 use crate::cluster::{Cluster, ClusterConfig};
 use crate::error::{EngineError, Result};
 use crate::id::{AccountId, ChallengeId};
-use crate::store::codec::{decode_account, decode_challenge, encode_account};
+use crate::store::codec::{
+    decode_account, decode_challenge, decode_client, encode_account, encode_client,
+};
 use crate::terms::Purpose;
 
 /// The version of the account record's envelope on the cluster.
@@ -116,6 +119,11 @@ impl Remote {
             .as_ref()
             .ok_or_else(|| EngineError::Internal("the cluster client's runtime is gone".into()))?;
         wait_on(runtime.handle(), call(self.cluster.clone()))
+    }
+
+    /// How long this node answers from its copy of the client registry.
+    pub(super) fn client_refresh(&self) -> Duration {
+        self.cluster.config().client_refresh
     }
 
     /// Where this node's records live on the cluster.
@@ -212,6 +220,25 @@ impl Remote {
         self.run(|cluster| async move { cluster.release(&key, owner).await })
     }
 
+    /// The registry of clients and its version (0: none yet).
+    pub(super) fn clients(&self) -> Result<(u64, Vec<Client>)> {
+        let key = self.cluster.keys().clients();
+        let snapshot: Snapshot =
+            self.run(|cluster| async move { cluster.load(&key, &[]).await })?;
+        let clients = match &snapshot.record {
+            Some(bytes) => decode_registry(bytes)?,
+            None => Vec::new(),
+        };
+        Ok((snapshot.version, clients))
+    }
+
+    /// Writes the registry `clients` if its version is still `version`.
+    pub(super) fn store_clients(&self, version: u64, clients: &[Client]) -> Result<Outcome> {
+        let key = self.cluster.keys().clients();
+        let change = Change::account(encode_registry(clients));
+        self.run(|cluster| async move { cluster.compare_and_set(&key, version, &change).await })
+    }
+
     /// What a wrong PIN for a known account costs on the cluster — the
     /// index's check that its account exists, the account read before
     /// Argon2, the change's read and its compare-and-set with its `WAIT` —
@@ -282,6 +309,40 @@ pub(super) fn decode_record(bytes: &[u8]) -> Result<Account> {
         current = rest;
     }
     Ok(account)
+}
+
+/// The registry of clients: a version byte, then each client's record
+/// (the store's versioned encoding), each with its length.
+fn encode_registry(clients: &[Client]) -> Vec<u8> {
+    let mut out = vec![RECORD_V1];
+    for client in clients {
+        let bytes = encode_client(client);
+        out.extend_from_slice(&u32::try_from(bytes.len()).unwrap_or(u32::MAX).to_le_bytes());
+        out.extend_from_slice(&bytes);
+    }
+    out
+}
+
+fn decode_registry(bytes: &[u8]) -> Result<Vec<Client>> {
+    let corrupt = |why: &str| EngineError::Corrupt(format!("the cluster's client registry: {why}"));
+    let (&version, mut rest) = bytes.split_first().ok_or_else(|| corrupt("empty"))?;
+    if version != RECORD_V1 {
+        return Err(corrupt(&format!("unknown version {version}")));
+    }
+    let mut clients = Vec::new();
+    while !rest.is_empty() {
+        let (len, tail) = rest
+            .split_first_chunk::<4>()
+            .ok_or_else(|| corrupt("truncated"))?;
+        let len = u32::from_le_bytes(*len) as usize;
+        if tail.len() < len {
+            return Err(corrupt("truncated"));
+        }
+        let (record, tail) = tail.split_at(len);
+        clients.push(decode_client(record)?);
+        rest = tail;
+    }
+    Ok(clients)
 }
 
 /// How long a challenge lives on the cluster from `now`.

@@ -181,3 +181,41 @@ fn two_nodes_registering_one_phone_a_hundred_times_make_one_account_each_time() 
     // The losers left nothing: one account per round.
     assert_eq!(a.accounts_held(), 100);
 }
+
+#[test]
+fn a_client_added_or_revoked_on_one_node_reaches_the_other_within_the_refresh_bound() {
+    let a = TestEngine::new();
+    let b = a.peer();
+    let bound = a.config.store.cluster.as_ref().unwrap().client_refresh;
+    let (_, key) = a
+        .engine
+        .add_client("portal", Scopes::of(&[Scope::Auth]))
+        .and_then(Durable::wait)
+        .unwrap();
+    let key = key.expose().to_owned();
+    assert!(a.engine.authenticate_client(&key).is_some());
+    // A name is unique across nodes at once (B reads the registry to add).
+    assert!(matches!(
+        b.engine.add_client("portal", Scopes::of(&[Scope::Auth])),
+        Err(EngineError::Conflict { field: "name" })
+    ));
+    // B answers from its copy until the bound passes, then knows the client.
+    a.advance(bound);
+    assert!(b.engine.authenticate_client(&key).is_some());
+    a.engine
+        .revoke_client("portal")
+        .and_then(Durable::wait)
+        .unwrap();
+    assert!(
+        a.engine.authenticate_client(&key).is_none(),
+        "at once where revoked"
+    );
+    a.advance(bound);
+    assert!(
+        b.engine.authenticate_client(&key).is_none(),
+        "on the other node within the bound"
+    );
+    // A restarted node reads the registry, not its own directory.
+    let b = b.restart();
+    assert!(b.engine.clients().iter().any(|c| c.name == "portal"));
+}
