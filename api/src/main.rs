@@ -6,7 +6,8 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand, ValueEnum};
 use engine::{SystemClock, os_seeded_rng};
 use otpd::cli::store::{
-    backup, check, code_key, existing_code_key, open_existing, open_offline, restore, store_dir,
+    backup, check, code_key, existing_code_key, migrate, open_existing, open_offline, restore,
+    store_dir,
 };
 use otpd::cli::{self, attestation, keys, keys::KeyAction};
 use otpd::config::{Config, Environment, LogFormat, Overrides};
@@ -89,6 +90,18 @@ enum Command {
         /// Set an existing store aside (renamed, never deleted) and restore in its place.
         #[arg(long)]
         replace: bool,
+    },
+    /// Move every account, client, live challenge and queued message between
+    /// a data directory and the Redis Cluster of store.redis (every node
+    /// stopped), then check counts and a sample read back:
+    /// `--from DIR --to redis-cluster`, or `--from redis-cluster --to NEW_DIR`.
+    Migrate {
+        /// A data directory, or `redis-cluster`.
+        #[arg(long)]
+        from: String,
+        /// `redis-cluster`, or a new data directory.
+        #[arg(long)]
+        to: String,
     },
     /// Signing keys: list them, make a new active key (the old one stays
     /// published for signing.key_overlap_seconds), or retire one. With the
@@ -303,6 +316,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Backup { to, server } => backup(&config, &to, server),
         Command::Restore { from, replace } => restore(&config, &from, replace),
         Command::Check { backup } => check(&config, backup.as_deref()),
+        Command::Migrate { from, to } => migrate(&config, &from, &to),
         Command::Audit { action } => audit(&config, action),
         Command::Keys { action, server } => {
             let action = match action {

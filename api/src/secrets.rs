@@ -82,7 +82,8 @@ fn parse_key(bytes: &[u8]) -> Option<CodeKey> {
     Some(CodeKey::new(key))
 }
 
-fn write_new_key(path: &Path, key: &CodeKey) -> Result<(), String> {
+/// Writes `key` to a new file at `path` (mode 0600); an existing file is refused.
+pub fn write_new_key(path: &Path, key: &CodeKey) -> Result<(), String> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]

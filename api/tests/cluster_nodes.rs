@@ -164,3 +164,157 @@ async fn two_otpd_processes_on_one_cluster_serve_one_population() {
         started.elapsed()
     );
 }
+
+/// `otpd` with `args` on `data`, on the cluster of `nodes`: (ok, stdout, stderr).
+fn command(data: &Path, nodes: &str, args: &[&str]) -> (bool, String, String) {
+    let out = otpd_with(data, &on_cluster(nodes))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_directory_migrates_to_a_cluster_which_is_checked_backed_up_and_migrated_back() {
+    let cluster = cluster::TestCluster::start();
+    let nodes = cluster.nodes.join(",");
+    let root = tempfile::tempdir().unwrap();
+    let dir = |name: &str| root.path().join(name);
+    let path = |name: &str| dir(name).to_str().unwrap().to_owned();
+
+    // A population on the embedded store: an account and a live code
+    // (its message sent: the log sink took it).
+    let key = support::add_client(&dir("embedded"));
+    let server = Server::start(&dir("embedded"));
+    let api = Api::new(&server, &key);
+    let (status, account) = api
+        .post(
+            "/v1/accounts",
+            json!({
+                "identity": { "kind": "civil_id", "number": "12345678" },
+                "phone": "+351912345678",
+                "pin": "4821",
+            }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::CREATED, "{account}");
+    let login = json!({ "phone": "+351912345678", "pin": "4821" });
+    let (status, challenge) = api.post("/v1/login", login.clone()).await.unwrap();
+    assert_eq!(status, StatusCode::CREATED, "{challenge}");
+    let challenge_id = challenge["challenge_id"].as_str().unwrap().to_owned();
+    let code = server.codes.for_challenge(&challenge_id).await.unwrap();
+    assert!(server.terminate().success());
+
+    // A cluster that is not there: a clear refusal, nothing written.
+    let (ok, _, err) = command(
+        &dir("x"),
+        "127.0.0.1:1",
+        &[
+            "migrate",
+            "--from",
+            &path("embedded"),
+            "--to",
+            "redis-cluster",
+        ],
+    );
+    assert!(!ok);
+    assert!(
+        err.contains("migration failed") || err.contains("cluster"),
+        "{err}"
+    );
+    let (ok, _, err) = command(
+        &dir("x"),
+        &nodes,
+        &["migrate", "--from", "nowhere", "--to", "elsewhere"],
+    );
+    assert!(!ok && err.contains("redis-cluster"), "{err}");
+
+    let (ok, out, err) = command(
+        &dir("x"),
+        &nodes,
+        &[
+            "migrate",
+            "--from",
+            &path("embedded"),
+            "--to",
+            "redis-cluster",
+        ],
+    );
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("moved 1 accounts, 1 live challenges, 0 queued messages, 1 clients"),
+        "{out}"
+    );
+    // Twice: the cluster holds them already.
+    let (ok, _, err) = command(
+        &dir("x"),
+        &nodes,
+        &[
+            "migrate",
+            "--from",
+            &path("embedded"),
+            "--to",
+            "redis-cluster",
+        ],
+    );
+    assert!(!ok, "{err}");
+
+    // A node on the cluster serves the population: the code sent before verifies.
+    let node = node(&dir("node"), &nodes);
+    let api = Api::new(&node, &key);
+    let (status, answer) = api
+        .post(
+            "/v1/verify",
+            json!({ "challenge_id": challenge_id, "code": code }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["result"], "approved");
+    let (status, answer) = api.post("/v1/login", login.clone()).await.unwrap();
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    assert!(node.terminate().success());
+
+    let (ok, out, err) = command(&dir("node"), &nodes, &["check"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("read 1 accounts") && out.contains("cluster ok"),
+        "{out}"
+    );
+    let (ok, out, err) = command(&dir("node"), &nodes, &["backup", "--to", &path("backup")]);
+    assert!(ok, "{err}");
+    assert!(out.contains("backed up 1 accounts"), "{out}");
+    let (ok, out, err) = command(
+        &dir("node"),
+        &nodes,
+        &["check", "--backup", &path("backup")],
+    );
+    assert!(ok && out.contains("backup ok"), "{err}");
+
+    let (ok, out, err) = command(
+        &dir("node"),
+        &nodes,
+        &["migrate", "--from", "redis-cluster", "--to", &path("back")],
+    );
+    assert!(ok, "{err}");
+    assert!(out.contains("moved 1 accounts"), "{out}");
+    let (ok, _, err) = command(
+        &dir("node"),
+        &nodes,
+        &["migrate", "--from", "redis-cluster", "--to", &path("back")],
+    );
+    assert!(!ok && err.contains("new data directory"), "{err}");
+    let server = Server::start(&dir("back"));
+    let api = Api::new(&server, &key);
+    let (status, answer) = api.post("/v1/login", login).await.unwrap();
+    assert_eq!(
+        status,
+        StatusCode::CREATED,
+        "the population is back on disk: {answer}"
+    );
+}

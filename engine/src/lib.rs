@@ -47,8 +47,8 @@ pub use document::Document;
 pub use engine::{
     ActivationTarget, ClientUpdate, Contact, ContactChangeStart, ContactKind, ContactRemoval,
     Engine, ImportAccount, ImportState, LoginId, LoginOutcome, MAX_EVENTS_PER_READ, MAX_LIVE_KEYS,
-    NewAccount, NewClient, NewKey, PinChange, PreRegistration, Recovery, RecoveryMethod, Stats,
-    Sweeper, os_seeded_rng, seeded_rng,
+    Migration, NewAccount, NewClient, NewKey, PinChange, PreRegistration, Recovery, RecoveryMethod,
+    Stats, Sweeper, check_cluster, os_seeded_rng, seeded_rng,
 };
 pub use error::{EngineError, Result};
 pub use id::{AccountId, ChallengeId};

@@ -54,6 +54,11 @@ impl Queue {
         self.messages.get(id).map(|m| m.clone())
     }
 
+    /// A copy of every queued message (for `otpd migrate`).
+    pub(crate) fn all(&self) -> Vec<Message> {
+        self.messages.iter().map(|m| m.clone()).collect()
+    }
+
     /// Whose message this is.
     pub(crate) fn account_of(&self, id: &MessageId) -> Option<AccountId> {
         self.messages.get(id).map(|m| m.account)

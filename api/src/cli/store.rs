@@ -101,6 +101,140 @@ fn print_counts(engine: &Engine) -> Result<(), Failure> {
     Ok(())
 }
 
+/// `otpd migrate`: a data directory's population to the cluster of
+/// `store.redis`, or the cluster's into a new data directory (with a copy
+/// of the code key when it lives in the data directory). Stop every node
+/// first. The audit trail stays where it was written.
+pub fn migrate(config: &Config, from: &str, to: &str) -> Result<(), Failure> {
+    const CLUSTER: &str = "redis-cluster";
+    let cluster = config.store.redis.cluster_config().map_err(|e| {
+        Failure::Config(format!(
+            "{e} (otpd migrate takes the cluster from store.redis)"
+        ))
+    })?;
+    let on_disk = |dir: &str| {
+        let mut at = config.clone();
+        at.data_dir = PathBuf::from(dir);
+        at.store.backend = config::Backend::Sled;
+        at
+    };
+    let moved = match (from == CLUSTER, to == CLUSTER) {
+        (false, true) => open_existing(&on_disk(from))?.copy_to_cluster(cluster),
+        (true, false) => {
+            let key = existing_code_key(config)?;
+            let target = on_disk(to);
+            if store_dir(&target).exists() {
+                return Err(Failure::Config(format!(
+                    "{to} has a store already: migrate into a new data directory"
+                )));
+            }
+            std::fs::create_dir_all(&target.data_dir)
+                .map_err(|e| format!("cannot create {to}: {e}"))?;
+            let key_in_data_dir =
+                std::env::var(config::ENV_CODE_KEY).is_err() && config.code_key_file.is_empty();
+            if key_in_data_dir {
+                crate::secrets::write_new_key(&target.data_dir.join("code.key"), &key)?;
+            }
+            Engine::open(
+                target.engine_config(),
+                key,
+                Arc::new(SystemClock::new()),
+                os_seeded_rng().map_err(|e| e.to_string())?,
+            )
+            .map_err(|e| Failure::opening("cannot open the new store", e))?
+            .copy_from_cluster(cluster)
+        }
+        _ => {
+            return Err(Failure::Config(
+                "give a data directory on one side and redis-cluster on the other: \
+                 otpd migrate --from DIR --to redis-cluster, or --from redis-cluster --to DIR"
+                    .into(),
+            ));
+        }
+    }
+    .map_err(|e| Failure::opening("the migration failed", e))?;
+    println!(
+        "moved {} accounts, {} live challenges, {} queued messages, {} clients; \
+         {} accounts read back and compared",
+        moved.accounts, moved.challenges, moved.messages, moved.clients, moved.sampled
+    );
+    Ok(())
+}
+
+/// The cluster's population read into a scratch store beside `near` (a
+/// scan: each record as one read saw it; stop the nodes for an exact
+/// copy): the engine on it, what was read, and the scratch directory.
+fn export_cluster(
+    config: &Config,
+    near: &std::path::Path,
+) -> Result<(Engine, engine::Migration, PathBuf), Failure> {
+    let cluster = config
+        .store
+        .redis
+        .cluster_config()
+        .map_err(Failure::Config)?;
+    let key = existing_code_key(config)?;
+    let mut scratch = config.clone();
+    scratch.store.backend = config::Backend::Sled;
+    let parent = near.parent().unwrap_or(std::path::Path::new("."));
+    scratch.data_dir = parent.join(format!(".otpd-export-{}", std::process::id()));
+    if scratch.data_dir.exists() {
+        return Err(Failure::Other(format!(
+            "{} exists: remove it (a previous export's scratch store)",
+            scratch.data_dir.display()
+        )));
+    }
+    let engine = Engine::open(
+        scratch.engine_config(),
+        key,
+        Arc::new(SystemClock::new()),
+        os_seeded_rng().map_err(|e| e.to_string())?,
+    )
+    .map_err(|e| Failure::opening("cannot open a scratch store", e))?;
+    match engine.copy_from_cluster(cluster) {
+        Ok(moved) => Ok((engine, moved, scratch.data_dir)),
+        Err(e) => {
+            drop(engine);
+            let _ = std::fs::remove_dir_all(&scratch.data_dir);
+            Err(Failure::opening("reading the cluster failed", e))
+        }
+    }
+}
+
+fn print_moved(what: &str, moved: &engine::Migration) {
+    println!(
+        "{what} {} accounts, {} challenges, {} queued messages, {} clients",
+        moved.accounts, moved.challenges, moved.messages, moved.clients
+    );
+}
+
+/// `otpd check` on a cluster: its health (as `/readyz` and the start ask),
+/// then every record of the namespace read and decoded.
+fn check_cluster(config: &Config) -> Result<(), Failure> {
+    let cluster = config
+        .store
+        .redis
+        .cluster_config()
+        .map_err(Failure::Config)?;
+    let health = engine::check_cluster(cluster, config.store.redis.max_clock_skew())
+        .map_err(|e| Failure::opening("cannot reach the cluster", e))?;
+    for warning in &health.warnings {
+        println!("warning: {warning}");
+    }
+    if !health.problems.is_empty() {
+        return Err(Failure::StoreDamaged(format!(
+            "the cluster is not fit for otpd: {}",
+            health.problems.join("; ")
+        )));
+    }
+    let (exported, moved, scratch) = export_cluster(config, &config.data_dir)?;
+    drop(exported);
+    let _ = std::fs::remove_dir_all(&scratch);
+    print_moved("read", &moved);
+    println!("cluster ok: {} masters, every slot served", health.masters);
+    Ok(())
+}
+
 /// Where the store lives in the data directory.
 pub fn store_dir(config: &Config) -> PathBuf {
     config.data_dir.join("store")
@@ -113,6 +247,17 @@ pub fn backup(
     to: &std::path::Path,
     server: Option<String>,
 ) -> Result<(), Failure> {
+    if config.store.backend == config::Backend::RedisCluster && server.is_none() {
+        let (exported, moved, scratch) = export_cluster(config, to)?;
+        let summary = exported
+            .backup_to(to)
+            .map_err(|e| format!("the backup failed: {e}"));
+        drop(exported);
+        let _ = std::fs::remove_dir_all(&scratch);
+        print_backup(&summary?);
+        print_moved("backed up", &moved);
+        return Ok(());
+    }
     let store = store_dir(config);
     let running = engine::store_in_use(&store).map_err(|e| e.to_string())?;
     let summary = if server.is_none() && !running {
@@ -235,13 +380,17 @@ pub fn restore(config: &Config, from: &std::path::Path, replace: bool) -> Result
     print_counts(&engine)
 }
 
-/// `otpd check`: the stopped store, or a backup file, read whole.
+/// `otpd check`: the stopped store, or a backup file, read whole; on a
+/// cluster, its health and every record of the namespace read and decoded.
 pub fn check(config: &Config, backup: Option<&std::path::Path>) -> Result<(), Failure> {
     if let Some(dir) = backup {
         let summary = engine::verify_backup(dir).map_err(|e| Failure::opening("the backup", e))?;
         print_backup(&summary);
         println!("backup ok");
         return Ok(());
+    }
+    if config.store.backend == config::Backend::RedisCluster {
+        return check_cluster(config);
     }
     let store = store_dir(config);
     if !store.exists() {

@@ -75,6 +75,38 @@ impl KeySpace {
         format!("i:{}{key}", self.prefix)
     }
 
+    /// A `SCAN` pattern of every account's own key (no other record's).
+    pub fn account_pattern(&self) -> String {
+        format!("{{a:{}{q}}}{q}", self.prefix, q = "?".repeat(16))
+    }
+
+    /// A `SCAN` pattern of every challenge's key.
+    pub fn challenge_pattern(&self) -> String {
+        format!("{{a:{}{q}}}c:{q}", self.prefix, q = "?".repeat(16))
+    }
+
+    /// A `SCAN` pattern of every queued message's key.
+    pub fn message_pattern(&self) -> String {
+        format!(
+            "{{a:{}{}}}m:{}",
+            self.prefix,
+            "?".repeat(16),
+            "?".repeat(32)
+        )
+    }
+
+    /// The account whose own key `key` is (from [`KeySpace::account`]).
+    pub fn account_of(&self, key: &str) -> Option<AccountId> {
+        let rest = key
+            .strip_prefix("{a:")?
+            .strip_prefix(self.prefix.as_str())?;
+        let (tag, tail) = rest.split_once('}')?;
+        let mut id = [0u8; 16];
+        id[..8].copy_from_slice(&hex::decode_array::<8>(tag)?);
+        id[8..].copy_from_slice(&hex::decode_array::<8>(tail)?);
+        Some(AccountId(id))
+    }
+
     /// The registry of clients (relying parties): one record, versioned
     /// like an account's, small (a client is ~200 bytes).
     pub fn clients(&self) -> String {
@@ -175,6 +207,25 @@ mod tests {
         assert_eq!(plain.account(a), account(a));
         assert_eq!(plain.challenge(c), challenge(c));
         assert_eq!(plain.index("e:x"), index("e:x"));
+        assert_eq!(ns.account_of(&ns.account(a)), Some(a));
+        assert_eq!(plain.account_of(&plain.account(a)), Some(a));
+        assert_eq!(plain.account_of(&ns.account(a)), None);
+        assert_eq!(ns.account_of(&ns.challenge(c)), None);
+        let glob = |pattern: &str, key: &str| {
+            pattern.len() == key.len()
+                && pattern
+                    .chars()
+                    .zip(key.chars())
+                    .all(|(p, k)| p == '?' || p == k)
+        };
+        assert!(glob(&ns.account_pattern(), &ns.account(a)));
+        assert!(!glob(&ns.account_pattern(), &ns.challenge(c)));
+        assert!(glob(&ns.challenge_pattern(), &ns.challenge(c)));
+        assert!(glob(
+            &ns.message_pattern(),
+            &ns.message(a, MessageId([3; 16]))
+        ));
+        assert!(!glob(&plain.account_pattern(), &ns.account(a)));
     }
 
     #[test]

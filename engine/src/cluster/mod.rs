@@ -21,6 +21,7 @@
 pub mod health;
 pub mod index;
 pub mod keys;
+pub mod scan;
 pub mod slot;
 
 use std::path::PathBuf;

@@ -20,6 +20,7 @@ mod contacts;
 mod delivery;
 mod idempotency;
 mod login;
+mod migrate;
 mod notices;
 mod pins;
 mod reads;
@@ -58,7 +59,9 @@ pub use self::clients::{ClientUpdate, MAX_LIVE_KEYS, NewClient, NewKey};
 use self::codes::{choose_channel, destination_for, ensure_usable};
 pub use self::contacts::{Contact, ContactChangeStart, ContactKind, ContactRemoval};
 pub use self::login::{LoginId, LoginOutcome};
+pub use self::migrate::Migration;
 pub use self::pins::PinChange;
+pub use self::remote::check_cluster;
 use self::tx::Tx;
 pub use self::upkeep::{Stats, Sweeper};
 

@@ -36,7 +36,7 @@ pub fn default_backend() -> Backend {
 }
 
 /// Settings for a fresh namespace on the process's test cluster.
-fn cluster_config() -> engine::cluster::ClusterConfig {
+pub fn cluster_config() -> engine::cluster::ClusterConfig {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     engine::cluster::ClusterConfig {

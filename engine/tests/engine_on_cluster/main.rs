@@ -37,6 +37,7 @@ mod idempotency;
 mod lifecycle;
 #[path = "../engine/lockout.rs"]
 mod lockout;
+mod migrate;
 #[path = "../engine/model.rs"]
 mod model;
 #[path = "../engine/notices.rs"]
