@@ -53,6 +53,7 @@ fn http(c: &mut Criterion) {
             ACCOUNTS,
             bench::PIN,
             Argon2Params::INSECURE_FOR_TESTS,
+            seed::MAX_BATCH,
         )
         .await
         .unwrap();

@@ -52,6 +52,10 @@ struct Args {
     /// Number of the first seeded account (phones are +3519 and 8 digits).
     #[arg(long, default_value_t = 0)]
     seed_from: u64,
+    /// Accounts per import request (1 to 10,000): fewer for a server that
+    /// imports slowly (on a cluster, each account is a registration).
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    seed_batch: u64,
     /// File of seeded accounts: written by --seed, read otherwise.
     #[arg(long, default_value = "loadtest-accounts.txt")]
     accounts_file: PathBuf,
@@ -181,7 +185,15 @@ async fn main_inner() -> Result<bool, String> {
                 "seeding {count} accounts through {}/v1/admin/import ...",
                 args.target
             );
-            let accounts = seed::seed(&http, args.seed_from, count, &args.pin, params).await?;
+            let accounts = seed::seed(
+                &http,
+                args.seed_from,
+                count,
+                &args.pin,
+                params,
+                args.seed_batch,
+            )
+            .await?;
             seed::save(&args.accounts_file, &accounts)?;
             eprintln!("seeded; accounts saved to {}", args.accounts_file.display());
             accounts

@@ -10,8 +10,8 @@ use serde_json::json;
 
 use crate::run::{Account, Http};
 
-/// Accounts per import request (otpd's maximum).
-const BATCH: usize = 10_000;
+/// Accounts per import request at most (otpd's limit).
+pub const MAX_BATCH: u64 = 10_000;
 
 /// The phone of test account `n`: `+3519` and eight digits.
 pub fn phone(n: u64) -> String {
@@ -19,13 +19,15 @@ pub fn phone(n: u64) -> String {
 }
 
 /// Imports `count` active accounts numbered from `first` with `pin`, hashed
-/// once at `params` (use the server's, so logins cost what they will).
+/// once at `params` (use the server's, so logins cost what they will),
+/// `batch` per request (otpd takes at most 10,000).
 pub async fn seed(
     http: &Http,
     first: u64,
     count: u64,
     pin: &str,
     params: Argon2Params,
+    batch: u64,
 ) -> Result<Vec<Account>, String> {
     if first + count > 100_000_000 {
         return Err("accounts are numbered below 100,000,000".into());
@@ -35,7 +37,7 @@ pub async fn seed(
     let hash = hash_pin_phc(&Pin::new(pin), params, salt).map_err(|e| e.to_string())?;
     let mut accounts = Vec::with_capacity(usize::try_from(count).unwrap_or(0));
     let numbers: Vec<u64> = (first..first + count).collect();
-    for chunk in numbers.chunks(BATCH) {
+    for chunk in numbers.chunks(usize::try_from(batch).unwrap_or(1).max(1)) {
         let items: Vec<_> = chunk
             .iter()
             .map(|n| {

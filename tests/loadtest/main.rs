@@ -38,7 +38,7 @@ fn options(server: &InProcess, mix: &str, model: Model) -> Options {
 
 async fn seeded(server: &InProcess, count: u64) -> Vec<loadtest::Account> {
     let http = Http::new(&server.url, &server.key, Duration::from_secs(30));
-    seed::seed(&http, 0, count, "4821", TEST_ARGON2)
+    seed::seed(&http, 0, count, "4821", TEST_ARGON2, seed::MAX_BATCH)
         .await
         .unwrap()
 }
@@ -176,15 +176,17 @@ async fn seeding_refuses_accounts_that_already_exist() {
     let server = otpd_for(&sink).await;
     seeded(&server, 5).await;
     let http = Http::new(&server.url, &server.key, Duration::from_secs(30));
-    let err = seed::seed(&http, 0, 5, "4821", TEST_ARGON2)
+    let err = seed::seed(&http, 0, 5, "4821", TEST_ARGON2, seed::MAX_BATCH)
         .await
         .unwrap_err();
     assert!(err.contains("reuse the accounts file"), "{err}");
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("accounts.txt");
-    let accounts = seed::seed(&http, 100, 3, "4821", TEST_ARGON2)
+    // Two per request: two requests, every account in order.
+    let accounts = seed::seed(&http, 100, 3, "4821", TEST_ARGON2, 2)
         .await
         .unwrap();
+    assert_eq!(accounts.len(), 3);
     seed::save(&file, &accounts).unwrap();
     assert_eq!(seed::load(&file).unwrap(), accounts);
 }

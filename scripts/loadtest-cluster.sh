@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# Runs otp-loadtest against two otpd nodes sharing one Redis Cluster on
+# loopback (3 masters, 3 replicas, scripts/redis-cluster.sh), as
+# docs/CAPACITY.md's cluster figures were measured: limits off, SMS to the
+# load testers' sinks, ACCOUNTS accounts seeded through node A's bulk
+# import, then one load tester per node at once, each with its own sink,
+# half the accounts and half of CONCURRENCY workers, with the arguments
+# given here. Everything is stopped at the end.
+#
+#   CONCURRENCY=64 scripts/loadtest-cluster.sh --flow step-up --duration 10 --warmup 2
+#
+# Environment: OTPD, LOADTEST (release binaries, built when missing),
+# ACCOUNTS (default 20000), CONCURRENCY (default 64, split over the nodes),
+# KEEP=1 keeps the work directory. Prints each node's report, then the sum.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OTPD=${OTPD:-target/release/otpd}
+LOADTEST=${LOADTEST:-target/release/otp-loadtest}
+ACCOUNTS=${ACCOUNTS:-20000}
+CONCURRENCY=${CONCURRENCY:-64}
+[ -x "$OTPD" ] && [ -x "$LOADTEST" ] || cargo build --release -p otpd -p otp-loadtest
+work=$(mktemp -d /tmp/otpd-loadtest-cluster.XXXXXX)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null && wait "$p" 2>/dev/null || true; done
+  scripts/redis-cluster.sh stop "$work/cluster" >/dev/null 2>&1 || true
+  if [ "${KEEP:-0}" = 1 ]; then echo "kept $work" >&2; else rm -rf "$work"; fi
+}
+trap cleanup EXIT
+nodes=$(scripts/redis-cluster.sh start "$work/cluster")
+list=$(echo "$nodes" | sed 's/[^,]*/"&"/g')
+
+# node NAME PORT SINK: its configuration file.
+node() {
+  cat > "$work/$1.toml" <<TOML
+listen = "127.0.0.1:$2"
+data_dir = "$work/$1"
+log_level = "warn"
+
+[store]
+backend = "redis-cluster"
+
+[store.redis]
+nodes = [$list]
+
+[limits]
+issue_per_account_10min = 0
+issue_per_account_day = 0
+issue_per_destination_10min = 0
+issue_per_destination_day = 0
+issue_per_ip_minute = 0
+issue_per_client_minute = 0
+attempts_per_ip_minute = 0
+attempts_per_client_minute = 0
+sms_per_country_hour = 0
+sms_per_country_day = 0
+sms_global_hour = 0
+
+[limits.sms_country_budgets.351]
+per_hour = 0
+per_day = 0
+
+[delivery]
+log_sink = false
+
+[[delivery.sms]]
+name = "loadtest"
+url = "http://$3/sms"
+template = '{"to":"{to}","text":"{message}"}'
+TOML
+}
+node a 18081 127.0.0.1:19901
+node b 18082 127.0.0.1:19902
+export OTPD_CODE_KEY=${OTPD_CODE_KEY:-$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')}
+OTP_LOADTEST_KEY=$("$OTPD" --config "$work/a.toml" client add loadtest --scopes auth,accounts,admin,sign)
+export OTP_LOADTEST_KEY
+for n in a b; do
+  "$OTPD" --config "$work/$n.toml" 2> "$work/$n.log" &
+  pids+=($!)
+done
+for port in 18081 18082; do
+  for _ in $(seq 100); do
+    curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break
+    sleep 0.1
+  done
+done
+"$LOADTEST" --target http://127.0.0.1:18081 --sink 127.0.0.1:19901 --accounts-file "$work/all.txt" \
+  --seed "$ACCOUNTS" --seed-batch 500 --timeout 30 --rate 1 --duration 1 --warmup 0 --quiet >/dev/null
+awk 'NR % 2 == 1' "$work/all.txt" > "$work/a.txt"
+awk 'NR % 2 == 0' "$work/all.txt" > "$work/b.txt"
+half=$(( CONCURRENCY / 2 ))
+"$LOADTEST" --target http://127.0.0.1:18081 --sink 127.0.0.1:19901 --accounts-file "$work/a.txt" \
+  --concurrency "$half" "$@" > "$work/a.out" 2>&1 &
+a=$!
+"$LOADTEST" --target http://127.0.0.1:18082 --sink 127.0.0.1:19902 --accounts-file "$work/b.txt" \
+  --concurrency "$half" "$@" > "$work/b.out" 2>&1 &
+b=$!
+status=0
+wait "$a" || status=$?
+wait "$b" || status=$?
+for n in a b; do
+  echo "== node $n"
+  grep -v '^\[' "$work/$n.out"
+done
+echo "== both nodes"
+cat "$work/a.out" "$work/b.out" | awk '/^flows:/ { sub("/s", "", $2); total += $2 } END { print "flows: " total "/s ok, summed over the two nodes" }'
+exit "$status"
