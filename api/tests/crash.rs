@@ -16,6 +16,10 @@
 mod crash_ledger;
 mod support;
 
+#[path = "../../engine/tests/support/cluster.rs"]
+#[allow(dead_code)]
+mod cluster;
+
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -337,6 +341,8 @@ struct Run {
     dir: tempfile::TempDir,
     data: PathBuf,
     key: String,
+    /// Accounts and codes on this cluster (`None`: the embedded store).
+    cluster: Option<cluster::TestCluster>,
 }
 
 impl Run {
@@ -344,11 +350,63 @@ impl Run {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
         let key = add_client(&data);
-        Run { dir, data, key }
+        Run {
+            dir,
+            data,
+            key,
+            cluster: None,
+        }
+    }
+
+    /// A run whose otpd keeps accounts and codes on a cluster of its own.
+    fn on_cluster() -> Run {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let cluster = cluster::TestCluster::start();
+        let mut run = Run {
+            dir,
+            data,
+            key: String::new(),
+            cluster: Some(cluster),
+        };
+        let out = run
+            .otpd()
+            .args([
+                "client",
+                "add",
+                "crash-test",
+                "--scopes",
+                "auth,accounts,admin",
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        run.key = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        run
+    }
+
+    /// `otpd` on this run's data directory (and cluster).
+    fn otpd(&self) -> std::process::Command {
+        let Some(cluster) = &self.cluster else {
+            return otpd(&self.data);
+        };
+        let nodes = cluster.nodes.join(",");
+        let mut with = support::settings();
+        with.extend([
+            ("OTPD_STORE_BACKEND", "redis-cluster"),
+            ("OTPD_STORE_REDIS_NODES", nodes.as_str()),
+            ("OTPD_STORE_REDIS_WAIT_TIMEOUT_MS", "2000"),
+            ("OTPD_STORE_REDIS_TIMEOUT_MS", "5000"),
+        ]);
+        support::otpd_with(&self.data, &with)
     }
 
     fn start(&self) -> (Server, Api) {
-        let server = Server::start(&self.data);
+        let server = Server::spawn(self.otpd());
         let api = Api::new(&server, &self.key);
         (server, api)
     }
@@ -356,6 +414,19 @@ impl Run {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_under_load_loses_nothing_acknowledged() {
+    sigkill_loop(Run::new()).await;
+}
+
+/// The same kill -9 loop with otpd's accounts and codes on a Redis Cluster
+/// (3 masters, 3 replicas on loopback, started here): the node dies, the
+/// cluster does not, and nothing acknowledged is lost, its audit events
+/// included (a change and its events are one write: the node's journal).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_of_a_node_on_a_cluster_loses_nothing_acknowledged() {
+    sigkill_loop(Run::on_cluster()).await;
+}
+
+async fn sigkill_loop(run: Run) {
     let cycles: u64 = std::env::var("CRASH_SOAK_CYCLES")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -363,12 +434,17 @@ async fn sigkill_under_load_loses_nothing_acknowledged() {
     let seed = seed();
     println!("seed {seed} (CRASH_SEED={seed} replays), {cycles} cycles");
     let mut rng = Rng(seed | 1);
-    let run = Run::new();
     let numbers = Arc::new(Mutex::new(0u64));
     let mut ledger = Ledger::default();
     let (mut server, mut api) = run.start();
     for cycle in 0..cycles {
-        let after = Duration::from_millis(50 + rng.below(400));
+        // Each change on a cluster waits for two fsyncs (master and
+        // replica): a node there gets longer between kills for as much load.
+        let after = if run.cluster.is_some() {
+            Duration::from_millis(200 + rng.below(1300))
+        } else {
+            Duration::from_millis(50 + rng.below(400))
+        };
         let (killed, kill) = tokio::sync::oneshot::channel();
         let killer = std::thread::spawn(move || {
             // Wall time is the point here: the kill lands wherever the load is.
@@ -413,7 +489,12 @@ async fn sigkill_under_load_loses_nothing_acknowledged() {
     assert!(ledger.events_checked >= ledger.acknowledged);
     server.kill();
     // After the last kill, the stored chain holds from its first event.
-    let (ok, out, err) = cli(&run.data, &["audit", "verify"]);
+    let out = run.otpd().args(["audit", "verify"]).output().unwrap();
+    let (ok, out, err) = (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
     assert!(
         ok,
         "the audit chain does not verify after kills: {out}{err}"

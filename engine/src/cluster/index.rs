@@ -215,10 +215,23 @@ impl Cluster {
         record: Vec<u8>,
         index_keys: &[String],
     ) -> Result<Registration> {
+        self.register_with(id, record, index_keys, Vec::new()).await
+    }
+
+    /// [`Cluster::register`], writing `also` (other records of the
+    /// account's slot) with the last step, which makes the account
+    /// permanent: they exist exactly when the registration is complete.
+    pub async fn register_with(
+        &self,
+        id: AccountId,
+        record: Vec<u8>,
+        index_keys: &[String],
+        also: Vec<(String, Write)>,
+    ) -> Result<Registration> {
         let mut sorted: Vec<&String> = index_keys.iter().collect();
         sorted.sort();
         sorted.dedup();
-        let outcome = self.register_steps(id, record, &sorted).await;
+        let outcome = self.register_steps(id, record, &sorted, also).await;
         if outcome.is_err() && self.is_permanent(id).await.unwrap_or(true) {
             // The last step ran (its answer or its WAIT failed), or whether
             // it ran is unknown: the registration may be complete, and
@@ -241,6 +254,7 @@ impl Cluster {
         id: AccountId,
         record: Vec<u8>,
         keys_sorted: &[&String],
+        also: Vec<(String, Write)>,
     ) -> Result<Registration> {
         for key in keys_sorted {
             if let Claim::Taken(holder) = self.claim(key, id).await? {
@@ -271,7 +285,7 @@ impl Cluster {
         }
         let permanent = Change {
             account: Write::Put(record, None),
-            others: Vec::new(),
+            others: also,
         };
         match self.compare_and_set(&account, 1, &permanent).await? {
             Outcome::Written(_) => Ok(Registration::Registered),

@@ -15,6 +15,7 @@
 //! | `{a:TAG}m:REST` | a queued message |
 //! | `{a:TAG}w:TOKEN` | a write's receipt, for a few seconds (a retried write is not applied twice) |
 //! | `i:KIND:VALUE` | index: `P:<account>` claimed (expires), `A:<account>` held |
+//! | `{a:TAG}j:NODE:TOKEN` | a node's journal entry: a change's events and messages until that node's own store has them |
 //! | `{c:}registry` | hash: `v` version, `r` every client (relying party) |
 //!
 //! A [`KeySpace`] with a namespace `NS` (`store.redis.namespace`) puts it
@@ -73,6 +74,19 @@ impl KeySpace {
     /// An index entry for the engine's index key `key`.
     pub fn index(&self, key: &str) -> String {
         format!("i:{}{key}", self.prefix)
+    }
+
+    /// A journal entry of node `node` in `account`'s slot, written with a
+    /// change (`token` makes it that change's own): what the node has yet
+    /// to record in its own store (the change's audit events, its queued
+    /// messages), deleted once it has.
+    pub fn journal(&self, account: AccountId, node: &str, token: &str) -> String {
+        format!("{}j:{node}:{token}", self.tag(account))
+    }
+
+    /// A `SCAN` pattern of every journal entry of node `node`.
+    pub fn journal_pattern(&self, node: &str) -> String {
+        format!("{{a:{}{}}}j:{node}:*", self.prefix, "?".repeat(16))
     }
 
     /// A `SCAN` pattern of every account's own key (no other record's).

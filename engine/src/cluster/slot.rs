@@ -313,6 +313,17 @@ impl Cluster {
             .map_err(|e| unavailable("reading a record", &e))
     }
 
+    /// Deletes `key` (a record nothing else depends on: not waited for by
+    /// replicas).
+    pub async fn delete(&self, key: &str) -> Result<()> {
+        let mut conn = self.conn();
+        redis::cmd("DEL")
+            .arg(key)
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(|e| unavailable("deleting a record", &e))
+    }
+
     /// Whether the account at `account` exists.
     pub async fn exists(&self, account: &str) -> Result<bool> {
         Ok(self.load(account, &[]).await?.version != 0)

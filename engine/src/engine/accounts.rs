@@ -151,9 +151,12 @@ impl Engine {
             // The event goes to this node's store: refused there (a full
             // disk), the registration is refused before it is made.
             self.store.writable()?;
-            return match remote.register(&account, &keys)? {
+            let journal = remote.journal(id, std::slice::from_ref(&event), &[], self.now())?;
+            let key = journal.0.clone();
+            return match remote.register_with(&account, &keys, Some(journal))? {
                 Registration::Registered => {
                     let ticket = self.write(Changes::default(), smallvec![event])?;
+                    remote.forget_after(key, std::sync::Arc::clone(&self.commit), ticket);
                     Ok(self.durable(describe(&account, self.now()), ticket))
                 }
                 Registration::Taken(key, _) => {

@@ -143,7 +143,7 @@ impl Engine {
             .store
             .cluster
             .clone()
-            .map(remote::Remote::connect)
+            .map(|cluster| remote::Remote::connect_as(cluster, config.store.path.as_deref()))
             .transpose()?;
         Self::open_on(store, remote, config, key, clock, rng)
     }

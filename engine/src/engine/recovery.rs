@@ -100,6 +100,47 @@ impl Engine {
             let _ = self.store.write(garbage);
         }
         self.recover_idempotency()?;
-        self.recover_audit()
+        self.recover_audit()?;
+        if let Some(remote) = &self.remote {
+            self.replay_journal(remote)?;
+        }
+        Ok(())
+    }
+
+    /// On a cluster: records what this node's journal entries hold (a
+    /// change written to the cluster, then a crash before this node's
+    /// store had its events and messages), once: an entry whose first
+    /// event the account's trail already shows was recorded, and only its
+    /// deletion was lost.
+    fn replay_journal(&self, remote: &super::remote::Remote) -> Result<()> {
+        for entry in remote.pending_journal()? {
+            let recorded = match entry.events.first() {
+                Some(first) => match first.account {
+                    Some(account) => {
+                        let (mut seen, mut looked) = (false, 0);
+                        self.store.scan_account_audit(account, u64::MAX, &mut |r| {
+                            looked += 1;
+                            seen |= r.event == *first;
+                            Ok(!seen && looked < 64)
+                        })?;
+                        seen
+                    }
+                    None => false,
+                },
+                None => false,
+            };
+            if recorded {
+                remote.forget_after(entry.key, std::sync::Arc::clone(&self.commit), 0);
+                continue;
+            }
+            let changes = Changes(entry.messages.iter().map(Change::Message).collect());
+            let ticket = self.write(changes, entry.events.into_iter().collect())?;
+            self.commit.wait(ticket)?;
+            for m in entry.messages {
+                self.outbox.insert(m);
+            }
+            remote.forget_after(entry.key, std::sync::Arc::clone(&self.commit), ticket);
+        }
+        Ok(())
     }
 }

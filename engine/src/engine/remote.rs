@@ -47,6 +47,13 @@ pub(super) struct Loaded {
     pub(super) challenges: Vec<Challenge>,
 }
 
+/// A journal entry of this node's found on the cluster.
+pub(super) struct Journaled {
+    pub(super) key: String,
+    pub(super) events: Vec<crate::audit::Event>,
+    pub(super) messages: Vec<Message>,
+}
+
 /// One record of a cluster's export.
 pub(super) enum Exported {
     Client(Client),
@@ -59,6 +66,9 @@ pub(super) enum Exported {
 pub(super) struct Remote {
     cluster: Cluster,
     runtime: Option<Runtime>,
+    /// This node's name in its journal entries (16 hex digits, kept in its
+    /// data directory so a restarted node finds its own entries).
+    node: String,
 }
 
 impl std::fmt::Debug for Remote {
@@ -75,6 +85,40 @@ impl Drop for Remote {
         if let Some(runtime) = self.runtime.take() {
             runtime.shutdown_background();
         }
+    }
+}
+
+/// The node's name kept in `dir/cluster-node` (made on first use), or a
+/// fresh one.
+fn node_name(dir: Option<&std::path::Path>) -> Result<String> {
+    let fresh = || {
+        let mut bytes = [0u8; 8];
+        getrandom::fill(&mut bytes)
+            .map_err(|e| EngineError::Internal(format!("OS random source: {e}")))?;
+        Ok::<_, EngineError>(crate::hex::encode(bytes))
+    };
+    let Some(dir) = dir else {
+        return fresh();
+    };
+    let path = dir.join("cluster-node");
+    match std::fs::read_to_string(&path) {
+        Ok(text)
+            if text.trim().len() == 16 && text.trim().bytes().all(|b| b.is_ascii_hexdigit()) =>
+        {
+            Ok(text.trim().to_owned())
+        }
+        Ok(_) => Err(EngineError::Corrupt(format!(
+            "{} is not a node name",
+            path.display()
+        ))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let name = fresh()?;
+            std::fs::create_dir_all(dir)
+                .and_then(|()| std::fs::write(&path, format!("{name}\n")))
+                .map_err(|e| EngineError::Storage(format!("{}: {e}", path.display())))?;
+            Ok(name)
+        }
+        Err(e) => Err(EngineError::Storage(format!("{}: {e}", path.display()))),
     }
 }
 
@@ -105,7 +149,17 @@ where
 impl Remote {
     /// Connects to the cluster `config` names.
     pub(super) fn connect(config: ClusterConfig) -> Result<Remote> {
+        Self::connect_as(config, None)
+    }
+
+    /// [`Remote::connect`] as the node whose name is kept in `dir` (made
+    /// there on first use); `None`: a name for this process only.
+    pub(super) fn connect_as(
+        config: ClusterConfig,
+        dir: Option<&std::path::Path>,
+    ) -> Result<Remote> {
         config.validate()?;
+        let node = node_name(dir)?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("otpd-cluster")
@@ -116,6 +170,7 @@ impl Remote {
         Ok(Remote {
             cluster,
             runtime: Some(runtime),
+            node,
         })
     }
 
@@ -199,13 +254,27 @@ impl Remote {
         account: &Account,
         index_keys: &[String],
     ) -> Result<Registration> {
+        self.register_with(account, index_keys, None)
+    }
+
+    /// [`Remote::register`], writing `journal` (key, record) with its last step.
+    pub(super) fn register_with(
+        &self,
+        account: &Account,
+        index_keys: &[String],
+        journal: Option<(String, Vec<u8>)>,
+    ) -> Result<Registration> {
         let id = account.id;
         let record = encode_record(account);
+        let also: Vec<(String, crate::cluster::slot::Write)> = journal
+            .into_iter()
+            .map(|(key, bytes)| (key, crate::cluster::slot::Write::Put(bytes, None)))
+            .collect();
         let keys: Vec<String> = index_keys
             .iter()
             .map(|k| self.cluster.keys().index(k))
             .collect();
-        self.run(|cluster| async move { cluster.register(id, record, &keys).await })
+        self.run(|cluster| async move { cluster.register_with(id, record, &keys, also).await })
     }
 
     /// Claims index key `key` for `owner` (a contact change): see `cluster::index`.
@@ -348,6 +417,66 @@ impl Remote {
         }
     }
 
+    /// A journal entry for a change of `account` made now: its key (a
+    /// fresh token) and the record to put there with the change.
+    pub(super) fn journal(
+        &self,
+        account: AccountId,
+        events: &[crate::audit::Event],
+        messages: &[Message],
+        now: crate::clock::Timestamp,
+    ) -> Result<(String, Vec<u8>)> {
+        let mut token = [0u8; 8];
+        getrandom::fill(&mut token)
+            .map_err(|e| EngineError::Internal(format!("OS random source: {e}")))?;
+        let key = self
+            .cluster
+            .keys()
+            .journal(account, &self.node, &crate::hex::encode(token));
+        Ok((key, encode_journal(events, messages, now)))
+    }
+
+    /// Deletes a journal entry once this node's store has what it holds
+    /// (once `ticket` is durable); not waited for: an entry left is
+    /// recorded at the node's next start, once.
+    pub(super) fn forget_after(
+        &self,
+        key: String,
+        commit: std::sync::Arc<dyn crate::store::Commit>,
+        ticket: crate::store::Ticket,
+    ) {
+        if let Some(runtime) = &self.runtime {
+            let cluster = self.cluster.clone();
+            runtime.spawn(async move {
+                let durable = tokio::task::spawn_blocking(move || commit.wait(ticket)).await;
+                if matches!(durable, Ok(Ok(()))) {
+                    let _ = cluster.delete(&key).await;
+                }
+            });
+        }
+    }
+
+    /// This node's journal entries left on the cluster (by a crash between
+    /// a change and its record here): (key, events, messages).
+    pub(super) fn pending_journal(&self) -> Result<Vec<Journaled>> {
+        let pattern = self.cluster.keys().journal_pattern(&self.node);
+        let found = self.run(|cluster| async move { cluster.scan(&pattern).await })?;
+        let mut entries = Vec::new();
+        for key in found {
+            let read = key.clone();
+            let bytes = self.run(|cluster| async move { cluster.get(&read).await })?;
+            if let Some(bytes) = bytes {
+                let (events, messages) = decode_journal(&bytes)?;
+                entries.push(Journaled {
+                    key,
+                    events,
+                    messages,
+                });
+            }
+        }
+        Ok(entries)
+    }
+
     /// What a wrong PIN for a known account costs on the cluster — the
     /// index's check that its account exists, the account read before
     /// Argon2, the change's read and its compare-and-set with its `WAIT` —
@@ -463,6 +592,73 @@ fn decode_registry(bytes: &[u8]) -> Result<Vec<Client>> {
         rest = tail;
     }
     Ok(clients)
+}
+
+/// A journal entry: a version byte, the events (as the store encodes audit
+/// records, unnumbered), then the messages, each part with its length.
+fn encode_journal(
+    events: &[crate::audit::Event],
+    messages: &[Message],
+    now: crate::clock::Timestamp,
+) -> Vec<u8> {
+    let records: Vec<Vec<u8>> = events
+        .iter()
+        .map(|event| {
+            let record = crate::audit::AuditRecord {
+                seq: 0,
+                at: now,
+                event: event.clone(),
+                prev: [0; 32],
+                hash: [0; 32],
+            };
+            crate::store::codec::encode_audit(&record, None)
+        })
+        .collect();
+    let refs: Vec<&[u8]> = records.iter().map(Vec::as_slice).collect();
+    let block = crate::store::codec::encode_audit_block(&refs);
+    let mut out = vec![RECORD_V1];
+    let mut part = |bytes: &[u8]| {
+        out.extend_from_slice(&u32::try_from(bytes.len()).unwrap_or(u32::MAX).to_le_bytes());
+        out.extend_from_slice(bytes);
+    };
+    part(&block);
+    for m in messages {
+        part(&encode_message(m));
+    }
+    out
+}
+
+type JournalParts = (Vec<crate::audit::Event>, Vec<Message>);
+
+fn decode_journal(bytes: &[u8]) -> Result<JournalParts> {
+    let corrupt = |why: &str| EngineError::Corrupt(format!("a journal entry: {why}"));
+    let (&version, mut rest) = bytes.split_first().ok_or_else(|| corrupt("empty"))?;
+    if version != RECORD_V1 {
+        return Err(corrupt(&format!("unknown version {version}")));
+    }
+    let mut parts = Vec::new();
+    while !rest.is_empty() {
+        let (len, tail) = rest
+            .split_first_chunk::<4>()
+            .ok_or_else(|| corrupt("truncated"))?;
+        let len = u32::from_le_bytes(*len) as usize;
+        if tail.len() < len {
+            return Err(corrupt("truncated"));
+        }
+        let (part, tail) = tail.split_at(len);
+        parts.push(part);
+        rest = tail;
+    }
+    let (block, messages) = parts.split_first().ok_or_else(|| corrupt("no events"))?;
+    let events = crate::store::codec::decode_audit_block(block)?
+        .into_iter()
+        .map(|(record, _)| record.event)
+        .collect();
+    let messages = messages
+        .iter()
+        .map(|m| decode_message(m))
+        .collect::<Result<Vec<_>>>()?;
+    Ok((events, messages))
 }
 
 /// How long a challenge lives on the cluster from `now`.

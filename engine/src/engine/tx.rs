@@ -1,6 +1,7 @@
 //! The per-account transaction: a change built on a copy of the account while its entry is held, then written as one batch and applied to memory.
 
 use std::cell::RefCell;
+use std::sync::Arc;
 
 use smallvec::smallvec;
 
@@ -302,6 +303,15 @@ impl Engine {
             for removed in &tx.message_removes {
                 write = write.delete(keys.message(id, *removed));
             }
+            // What this node must record in its own store goes with the
+            // change, so a crash between the two loses none of it.
+            let journal = if tx.events.is_empty() && tx.messages.is_empty() {
+                None
+            } else {
+                let (key, bytes) = remote.journal(id, &tx.events, &tx.messages, now)?;
+                write = write.put(key.clone(), bytes, None);
+                Some(key)
+            };
             // This node's part must be writable before the cluster's is
             // written (a full disk refuses the change, not half of it).
             self.store.writable()?;
@@ -319,6 +329,9 @@ impl Engine {
             );
             changes.0.extend(tx.dead.iter().map(Change::DeadLetter));
             let ticket = self.write(changes, tx.events)?;
+            if let Some(key) = journal {
+                remote.forget_after(key, Arc::clone(&self.commit), ticket);
+            }
             for removed in tx.message_removes {
                 self.outbox.remove(&removed);
             }
