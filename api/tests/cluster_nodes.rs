@@ -318,3 +318,14 @@ async fn a_data_directory_migrates_to_a_cluster_which_is_checked_backed_up_and_m
         "the population is back on disk: {answer}"
     );
 }
+
+#[test]
+fn a_node_whose_cluster_does_not_answer_refuses_to_start_and_says_why() {
+    let root = tempfile::tempdir().unwrap();
+    let (code, why) = support::refused(otpd_with(
+        &root.path().join("a"),
+        &on_cluster("127.0.0.1:1"),
+    ));
+    assert_ne!(code, 101, "a panic: {why}");
+    assert!(why.contains("cannot open the store"), "{why}");
+}

@@ -204,9 +204,14 @@ impl Engine {
             }
             Some(l) => l,
         };
-        self.admit_issue(purpose, channel, fixed.is_some())?;
-        if fixed.is_none() {
-            self.limits.admit(tx.account.id, channel, &destination)?;
+        // Once per call: on a cluster the change may be computed again
+        // after losing a race, and a limit must not be spent twice for it.
+        if !tx.admitted(channel, &destination) {
+            self.admit_issue(purpose, channel, fixed.is_some())?;
+            if fixed.is_none() {
+                self.limits.admit(tx.account.id, channel, &destination)?;
+            }
+            tx.note_admitted(channel, &destination);
         }
         // The first 8 bytes are the account's: with the cluster backend a
         // challenge id alone names its account's slot (cluster/keys.rs).
@@ -397,7 +402,8 @@ impl Engine {
             }
             tx.lockout(Event::CodeSucceeded, now, self);
             if c.channel == Channel::Sms {
-                self.limits.verified_sms(&c.destination);
+                // Counted once the change is written (it may be computed again).
+                tx.verified_sms.push(c.destination.to_string());
             }
             if tx.account.current(c.purpose) == Some(c.id) {
                 tx.account_mut().current.set(c.purpose, None);

@@ -250,7 +250,9 @@ impl Engine {
         if (result.is_err() || !wanted)
             && let Some(key) = reserved
         {
-            self.unreserve(&key, account)?;
+            // Best effort: a key left held blocks that contact, never
+            // shares it; the change's own outcome is what the caller gets.
+            let _ = self.unreserve(&key, account);
         }
         result
     }
@@ -287,10 +289,20 @@ impl Engine {
         }
     }
 
-    /// Undoes [`Engine::reserve`].
+    /// Undoes [`Engine::reserve`]. On a cluster, only if the account as
+    /// stored now does not hold the key: a change that lost a race and
+    /// was computed again may find that another request for the same
+    /// change committed it, and a write that failed may have been made.
     fn unreserve(&self, key: &str, owner: AccountId) -> Result<()> {
         match &self.remote {
-            Some(remote) => remote.release(key, owner).map(drop),
+            Some(remote) => {
+                let holds =
+                    self.with_account(owner, |a| a.index_keys().iter().any(|(k, _)| k == key))?;
+                if holds == Some(false) {
+                    remote.release(key, owner)?;
+                }
+                Ok(())
+            }
             None => {
                 self.index.release(key, owner);
                 Ok(())

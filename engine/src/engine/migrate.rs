@@ -16,7 +16,10 @@ use crate::store::codec::{encode_account, encode_challenge};
 use crate::store::{Change, Changes};
 
 use super::Engine;
-use super::remote::{Exported, Remote, encode_record};
+use super::remote::{CHALLENGE_GRACE, Exported, Remote, encode_record};
+
+/// A margin for a challenge about to expire while it is counted.
+const ONE_SECOND: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// How many accounts a migration reads back and compares, at most.
 const SAMPLE: usize = 100;
@@ -95,27 +98,29 @@ impl Engine {
 
         let (accounts_there, challenges_there, messages_there) = remote.counts()?;
         let clients_there = remote.clients()?.1.len() as u64;
-        let expected = (
-            moved.accounts,
-            moved.challenges,
-            moved.messages,
-            moved.clients,
-        );
-        let found = (
-            accounts_there,
-            challenges_there,
-            messages_there,
-            clients_there,
-        );
-        if expected != found {
+        // A challenge moved early may have expired on the cluster by now
+        // (its TTL is its life left plus a grace): those still alive must
+        // all be there, and nothing more than was moved.
+        let counted_at = self.now();
+        let alive = |c: &Challenge| counted_at.until(c.expires_at) + CHALLENGE_GRACE > ONE_SECOND;
+        let still_alive = challenges.values().flatten().filter(|c| alive(c)).count() as u64;
+        let expected = (moved.accounts, moved.messages, moved.clients);
+        let found = (accounts_there, messages_there, clients_there);
+        if expected != found || !(still_alive..=moved.challenges).contains(&challenges_there) {
             return Err(mismatch(format!(
-                "moved (accounts, challenges, messages, clients) {expected:?}, the cluster \
-                 holds {found:?}"
+                "moved (accounts, messages, clients) {expected:?} and {} challenges \
+                 ({still_alive} still alive), the cluster holds {found:?} and {challenges_there}",
+                moved.challenges
             )));
         }
         let step = (accounts.len() / SAMPLE).max(1);
         for account in accounts.iter().step_by(step) {
-            let its: Vec<&Challenge> = challenges.get(&account.id).into_iter().flatten().collect();
+            let its: Vec<&Challenge> = challenges
+                .get(&account.id)
+                .into_iter()
+                .flatten()
+                .filter(|c| alive(c))
+                .collect();
             let ids: Vec<_> = its.iter().map(|c| c.id).collect();
             let loaded = remote.load(account.id, &ids)?;
             let same_account = loaded

@@ -166,7 +166,15 @@ impl Remote {
             .enable_all()
             .build()
             .map_err(|e| EngineError::Internal(format!("the cluster client's runtime: {e}")))?;
-        let cluster = wait_on(runtime.handle(), Cluster::connect(config))?;
+        let cluster = match wait_on(runtime.handle(), Cluster::connect(config)) {
+            Ok(cluster) => cluster,
+            Err(e) => {
+                // Dropping a runtime blocks, which a caller inside another
+                // runtime (otpd's start) may not do: it would panic.
+                runtime.shutdown_background();
+                return Err(e);
+            }
+        };
         Ok(Remote {
             cluster,
             runtime: Some(runtime),
@@ -203,7 +211,12 @@ impl Remote {
         let account = keys.account(id);
         let snapshot: Snapshot =
             self.run(|cluster| async move { cluster.load(&account, &others).await })?;
-        let account = snapshot.record.as_deref().map(decode_record).transpose()?;
+        // A registration not yet finished (version 1) is not an account yet,
+        // and a throw-away record (a decoy, version 1) is not one at all.
+        let account = match &snapshot.record {
+            Some(bytes) if snapshot.version >= 2 => Some(decode_record(bytes)?),
+            _ => None,
+        };
         let challenges = snapshot
             .others
             .iter()
@@ -211,9 +224,8 @@ impl Remote {
             .map(|bytes| decode_challenge(bytes))
             .collect::<Result<Vec<_>>>()?;
         Ok(Loaded {
-            // A registration not yet finished (version 1) is not an account yet.
             version: snapshot.version,
-            account: account.filter(|_| snapshot.version >= 2),
+            account,
             challenges,
         })
     }

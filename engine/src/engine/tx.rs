@@ -1,6 +1,7 @@
 //! The per-account transaction: a change built on a copy of the account while its entry is held, then written as one batch and applied to memory.
 
 use std::cell::RefCell;
+use std::rc::Rc;
 use std::sync::Arc;
 
 use smallvec::smallvec;
@@ -16,7 +17,7 @@ use crate::lockout::{Event, Transition};
 use crate::outbox::{DeadLetter, Message};
 use crate::store::codec::{encode_challenge, encode_message};
 use crate::store::{Change, Changes, Durable};
-use crate::terms::MessageId;
+use crate::terms::{Channel, MessageId};
 
 use super::Engine;
 use super::remote::{Remote, challenge_ttl, encode_record};
@@ -43,6 +44,13 @@ pub(super) struct Tx {
     fetched: Option<RefCell<Vec<Challenge>>>,
     /// On a cluster: a read of a challenge that failed (the change fails with it).
     failure: RefCell<Option<EngineError>>,
+    /// Issues this call's limits were charged for, by any computation of
+    /// the change (shared by them: a change computed again after a
+    /// conflict charges nothing again).
+    admitted: Rc<RefCell<Vec<(Channel, String)>>>,
+    /// SMS destinations whose code was verified: counted for the pumping
+    /// alarm once the change is written.
+    pub(super) verified_sms: Vec<String>,
 }
 
 impl Tx {
@@ -61,7 +69,24 @@ impl Tx {
             events: Events::new(),
             fetched: None,
             failure: RefCell::new(None),
+            admitted: Rc::default(),
+            verified_sms: Vec::new(),
         }
+    }
+
+    /// Whether this call was charged for an issue by `channel` to `destination`.
+    pub(super) fn admitted(&self, channel: Channel, destination: &str) -> bool {
+        self.admitted
+            .borrow()
+            .iter()
+            .any(|(c, d)| *c == channel && d == destination)
+    }
+
+    /// Notes that this call was charged for an issue by `channel` to `destination`.
+    pub(super) fn note_admitted(&self, channel: Channel, destination: &str) {
+        self.admitted
+            .borrow_mut()
+            .push((channel, destination.to_owned()));
     }
 
     /// Records an audit event about this account, written with the change.
@@ -174,6 +199,7 @@ impl Engine {
             Err(e) => return Err(self.refused(id, e)),
         };
         if !tx.dirty {
+            self.count_verified(&tx.verified_sms);
             return Ok(self.ready(finish(value, &entry, now)));
         }
         // A challenge whose message was reported sent (in memory only) tells
@@ -231,8 +257,16 @@ impl Engine {
             self.lockouts
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
+        self.count_verified(&tx.verified_sms);
         **entry = account;
         Ok(self.durable(finish(value, &entry, now), ticket))
+    }
+
+    /// Counts codes verified by SMS for the pumping alarm (after their write).
+    fn count_verified(&self, destinations: &[String]) {
+        for destination in destinations {
+            self.limits.verified_sms(destination);
+        }
     }
 
     /// A change that failed: a limit that refused a code for this account
@@ -257,6 +291,7 @@ impl Engine {
         mut change: impl FnMut(&mut Tx, Timestamp) -> Result<T>,
         finish: impl FnOnce(T, &Account, Timestamp) -> U,
     ) -> Result<Durable<U>> {
+        let admitted: Rc<RefCell<Vec<(Channel, String)>>> = Rc::default();
         for _ in 0..slot::MAX_ATTEMPTS {
             let loaded = remote.load(id, preload)?;
             let account = loaded.account.ok_or(EngineError::AccountNotFound)?;
@@ -264,6 +299,7 @@ impl Engine {
             let now = self.now();
             let mut tx = Tx::new(account);
             tx.fetched = Some(RefCell::new(loaded.challenges));
+            tx.admitted = Rc::clone(&admitted);
             let outcome = change(&mut tx, now);
             if let Some(failure) = tx.failure.take() {
                 return Err(failure);
@@ -273,6 +309,7 @@ impl Engine {
                 Err(e) => return Err(self.refused(id, e)),
             };
             if !tx.dirty {
+                self.count_verified(&tx.verified_sms);
                 return Ok(self.ready(finish(value, &tx.account, now)));
             }
             for c in &mut tx.puts {
@@ -339,12 +376,16 @@ impl Engine {
                 self.outbox.insert(m);
             }
             for key in &tx.unindex {
-                remote.release(key, id)?;
+                // The change is made: a release that fails leaves the key
+                // held by this account (blocked, never shared), and is not
+                // a reason to report the change as failed.
+                let _ = remote.release(key, id);
             }
             if tx.locked_now {
                 self.lockouts
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
+            self.count_verified(&tx.verified_sms);
             return Ok(self.durable(finish(value, &tx.account, now), ticket));
         }
         Err(EngineError::Storage(format!(

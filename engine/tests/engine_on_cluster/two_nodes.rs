@@ -219,3 +219,54 @@ fn a_client_added_or_revoked_on_one_node_reaches_the_other_within_the_refresh_bo
     let b = b.restart();
     assert!(b.engine.clients().iter().any(|c| c.name == "portal"));
 }
+
+#[test]
+fn a_contact_change_confirmed_through_both_nodes_at_once_keeps_the_new_phone_indexed() {
+    let a = TestEngine::new();
+    let b = a.peer();
+    let id = a.register(PHONE);
+    for round in 0..10u32 {
+        let new_phone = format!("+3519{:08}", 20_000_000 + round);
+        let proof = a.step_up(id);
+        let started = a
+            .engine
+            .begin_contact_change(
+                id,
+                proof.challenge_id,
+                &proof.code,
+                Contact::Phone(Phone::parse(&new_phone).unwrap()),
+                None,
+            )
+            .and_then(Durable::wait)
+            .unwrap();
+        let ContactChangeStart::CodeSent(issued) = started else {
+            panic!("round {round}: {started:?}");
+        };
+        let engines = [Arc::clone(&a.engine), Arc::clone(&b.engine)];
+        let (challenge, code) = (issued.challenge_id, issued.code.clone());
+        let results = in_parallel(4, move |i| {
+            engines[i % 2]
+                .confirm_contact_change(challenge, &code)
+                .and_then(Durable::wait)
+        });
+        let approved = results
+            .iter()
+            .filter(|r| matches!(r, Ok(Verification::Approved(_))))
+            .count();
+        assert_eq!(approved, 1, "round {round}: {results:?}");
+        // The account holds the new phone, and the phone finds the account
+        // on both nodes (a request that lost the race never frees it).
+        assert_eq!(a.view(id).phone.unwrap().as_str(), new_phone);
+        let login = LoginId::Phone(Phone::parse(&new_phone).unwrap());
+        assert_eq!(
+            a.engine.find_by_login(&login).unwrap(),
+            Some(id),
+            "round {round}"
+        );
+        assert_eq!(
+            b.engine.find_by_login(&login).unwrap(),
+            Some(id),
+            "round {round}"
+        );
+    }
+}
