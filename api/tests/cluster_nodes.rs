@@ -17,18 +17,12 @@ use std::sync::Arc;
 
 use hyper::{Method, StatusCode};
 use serde_json::json;
-use support::{Api, Server, otpd_with, settings};
+use support::{Api, Server, otpd_with};
 
 /// `OTPD_*` settings of a node on `cluster`.
 fn on_cluster(nodes: &str) -> Vec<(&str, &str)> {
-    let mut with = settings();
-    with.extend([
-        ("OTPD_STORE_BACKEND", "redis-cluster"),
-        ("OTPD_STORE_REDIS_NODES", nodes),
-        ("OTPD_STORE_REDIS_WAIT_TIMEOUT_MS", "2000"),
-        ("OTPD_STORE_REDIS_TIMEOUT_MS", "5000"),
-        ("OTPD_STORE_REDIS_NAMESPACE", "two-nodes"),
-    ]);
+    let mut with = support::cluster_settings(nodes);
+    with.push(("OTPD_STORE_REDIS_NAMESPACE", "two-nodes"));
     with
 }
 

@@ -395,14 +395,7 @@ impl Run {
             return otpd(&self.data);
         };
         let nodes = cluster.nodes.join(",");
-        let mut with = support::settings();
-        with.extend([
-            ("OTPD_STORE_BACKEND", "redis-cluster"),
-            ("OTPD_STORE_REDIS_NODES", nodes.as_str()),
-            ("OTPD_STORE_REDIS_WAIT_TIMEOUT_MS", "2000"),
-            ("OTPD_STORE_REDIS_TIMEOUT_MS", "5000"),
-        ]);
-        support::otpd_with(&self.data, &with)
+        support::otpd_with(&self.data, &support::cluster_settings(&nodes))
     }
 
     fn start(&self) -> (Server, Api) {

@@ -52,6 +52,20 @@ pub fn settings() -> Vec<(&'static str, &'static str)> {
     ]
 }
 
+/// The test settings, with accounts and codes on the Redis Cluster of
+/// `nodes` (`host:port,...`); WAIT and operations get 2 s and 5 s, as the
+/// cluster tests give them on a busy machine.
+pub fn cluster_settings(nodes: &str) -> Vec<(&str, &str)> {
+    let mut with = settings();
+    with.extend([
+        ("OTPD_STORE_BACKEND", "redis-cluster"),
+        ("OTPD_STORE_REDIS_NODES", nodes),
+        ("OTPD_STORE_REDIS_WAIT_TIMEOUT_MS", "2000"),
+        ("OTPD_STORE_REDIS_TIMEOUT_MS", "5000"),
+    ]);
+    with
+}
+
 /// `otpd` on `data` with the test settings.
 pub fn otpd(data: &Path) -> Command {
     otpd_with(data, &settings())

@@ -1,31 +1,12 @@
 //! Single use and atomic counting under real threads.
 
-use std::sync::{Arc, Barrier};
-use std::thread;
+use std::sync::Arc;
 
 use engine::*;
 
 use crate::helpers::*;
 
 const PHONE: &str = "+351912345678";
-
-fn in_parallel<T: Send + 'static>(
-    n: usize,
-    f: impl Fn(usize) -> T + Send + Sync + 'static,
-) -> Vec<T> {
-    let barrier = Arc::new(Barrier::new(n));
-    let f = Arc::new(f);
-    let handles: Vec<_> = (0..n)
-        .map(|i| {
-            let (barrier, f) = (Arc::clone(&barrier), Arc::clone(&f));
-            thread::spawn(move || {
-                barrier.wait();
-                f(i)
-            })
-        })
-        .collect();
-    handles.into_iter().map(|h| h.join().unwrap()).collect()
-}
 
 #[test]
 fn the_right_code_in_fifty_parallel_requests_is_approved_exactly_once() {

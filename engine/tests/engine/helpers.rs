@@ -303,3 +303,22 @@ pub fn wrong(right: &Code) -> String {
     };
     String::from_utf8(digits).unwrap()
 }
+
+/// Runs `f(i)` for i in 0..n on n threads released together.
+pub fn in_parallel<T: Send + 'static>(
+    n: usize,
+    f: impl Fn(usize) -> T + Send + Sync + 'static,
+) -> Vec<T> {
+    let barrier = Arc::new(std::sync::Barrier::new(n));
+    let f = Arc::new(f);
+    let handles: Vec<_> = (0..n)
+        .map(|i| {
+            let (barrier, f) = (Arc::clone(&barrier), Arc::clone(&f));
+            std::thread::spawn(move || {
+                barrier.wait();
+                f(i)
+            })
+        })
+        .collect();
+    handles.into_iter().map(|h| h.join().unwrap()).collect()
+}

@@ -2,33 +2,13 @@
 //! balancer: what one does, the other sees at once, and every single-use,
 //! lockout and uniqueness guarantee holds across them.
 
-use std::sync::{Arc, Barrier};
-use std::thread;
+use std::sync::Arc;
 
 use engine::*;
 
 use crate::helpers::*;
 
 const PHONE: &str = "+351912345678";
-
-/// Runs `f(i)` for i in 0..n on n threads released together.
-fn in_parallel<T: Send + 'static>(
-    n: usize,
-    f: impl Fn(usize) -> T + Send + Sync + 'static,
-) -> Vec<T> {
-    let barrier = Arc::new(Barrier::new(n));
-    let f = Arc::new(f);
-    let handles: Vec<_> = (0..n)
-        .map(|i| {
-            let (barrier, f) = (Arc::clone(&barrier), Arc::clone(&f));
-            thread::spawn(move || {
-                barrier.wait();
-                f(i)
-            })
-        })
-        .collect();
-    handles.into_iter().map(|h| h.join().unwrap()).collect()
-}
 
 #[test]
 fn a_citizen_logs_in_on_one_node_and_verifies_on_the_other() {

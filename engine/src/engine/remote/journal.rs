@@ -1,0 +1,151 @@
+//! A node's journal on the cluster: a change's audit events and queued
+//! messages, written with the change in the account's slot, deleted once
+//! the node's own store has them, and found again by the node after a
+//! crash (docs/ARCHITECTURE.md, "A node's own records, and its journal").
+
+use crate::audit::{AuditRecord, Event};
+use crate::error::{EngineError, Result};
+use crate::id::AccountId;
+use crate::outbox::Message;
+use crate::store::codec::{
+    decode_audit_block, decode_message, encode_audit, encode_audit_block, encode_message,
+};
+
+use super::{RECORD_V1, Remote, push_part, split_parts};
+
+/// A journal entry of this node's found on the cluster.
+pub(in crate::engine) struct Journaled {
+    pub(in crate::engine) key: String,
+    pub(in crate::engine) events: Vec<Event>,
+    pub(in crate::engine) messages: Vec<Message>,
+}
+
+impl Remote {
+    /// A journal entry for a change of `account` made now: its key (a
+    /// fresh token) and the record to put there with the change.
+    pub(in crate::engine) fn journal(
+        &self,
+        account: AccountId,
+        events: &[crate::audit::Event],
+        messages: &[Message],
+        now: crate::clock::Timestamp,
+    ) -> Result<(String, Vec<u8>)> {
+        let mut token = [0u8; 8];
+        getrandom::fill(&mut token)
+            .map_err(|e| EngineError::Internal(format!("OS random source: {e}")))?;
+        let key = self
+            .cluster
+            .keys()
+            .journal(account, &self.node, &crate::hex::encode(token));
+        Ok((key, encode_journal(events, messages, now)))
+    }
+
+    /// Deletes a journal entry once this node's store has what it holds
+    /// (once `ticket` is durable); not waited for: an entry left is
+    /// recorded at the node's next start, once.
+    pub(in crate::engine) fn forget_after(
+        &self,
+        key: String,
+        commit: std::sync::Arc<dyn crate::store::Commit>,
+        ticket: crate::store::Ticket,
+    ) {
+        if let Some(runtime) = &self.runtime {
+            let cluster = self.cluster.clone();
+            runtime.spawn(async move {
+                let durable = tokio::task::spawn_blocking(move || commit.wait(ticket)).await;
+                if matches!(durable, Ok(Ok(()))) {
+                    let _ = cluster.delete(&key).await;
+                }
+            });
+        }
+    }
+
+    /// This node's journal entries left on the cluster (by a crash between
+    /// a change and its record here): (key, events, messages).
+    pub(in crate::engine) fn pending_journal(&self) -> Result<Vec<Journaled>> {
+        let pattern = self.cluster.keys().journal_pattern(&self.node);
+        let found = self.run(|cluster| async move { cluster.scan(&pattern).await })?;
+        let mut entries = Vec::new();
+        for key in found {
+            let read = key.clone();
+            let bytes = self.run(|cluster| async move { cluster.get(&read).await })?;
+            if let Some(bytes) = bytes {
+                let (events, messages) = decode_journal(&bytes)?;
+                entries.push(Journaled {
+                    key,
+                    events,
+                    messages,
+                });
+            }
+        }
+        Ok(entries)
+    }
+}
+
+/// A journal entry: a version byte, then as parts the events (as the store
+/// encodes audit records, unnumbered) and each message.
+fn encode_journal(events: &[Event], messages: &[Message], now: crate::clock::Timestamp) -> Vec<u8> {
+    let records: Vec<Vec<u8>> = events
+        .iter()
+        .map(|event| {
+            let record = AuditRecord {
+                seq: 0,
+                at: now,
+                event: event.clone(),
+                prev: [0; 32],
+                hash: [0; 32],
+            };
+            encode_audit(&record, None)
+        })
+        .collect();
+    let refs: Vec<&[u8]> = records.iter().map(Vec::as_slice).collect();
+    let mut out = vec![RECORD_V1];
+    push_part(&mut out, &encode_audit_block(&refs));
+    for m in messages {
+        push_part(&mut out, &encode_message(m));
+    }
+    out
+}
+
+fn decode_journal(bytes: &[u8]) -> Result<(Vec<Event>, Vec<Message>)> {
+    let parts = split_parts(bytes, "a journal entry")?;
+    let Some((block, messages)) = parts.split_first() else {
+        return Err(EngineError::Corrupt("a journal entry: no events".into()));
+    };
+    let events = decode_audit_block(block)?
+        .into_iter()
+        .map(|(record, _)| record.event)
+        .collect();
+    let messages = messages
+        .iter()
+        .map(|m| decode_message(m))
+        .collect::<Result<Vec<_>>>()?;
+    Ok((events, messages))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_entry_reads_back_and_damage_is_an_error_not_a_panic() {
+        let event = Event::new(
+            crate::audit::EventKind::Registered,
+            Some(AccountId([7; 16])),
+        );
+        let bytes = encode_journal(
+            std::slice::from_ref(&event),
+            &[],
+            crate::clock::Timestamp(5),
+        );
+        let (events, messages) = decode_journal(&bytes).unwrap();
+        assert_eq!(events, vec![event]);
+        assert!(messages.is_empty());
+        for cut in 0..bytes.len() {
+            assert!(decode_journal(&bytes[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut other = bytes.clone();
+        other[0] = 9;
+        assert!(decode_journal(&other).is_err());
+    }
+}
