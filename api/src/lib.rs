@@ -10,6 +10,7 @@ pub mod failure;
 pub mod limits;
 pub mod pin_workers;
 mod routes;
+pub mod secret_ref;
 pub mod secrets;
 pub mod signing;
 pub mod startup;

@@ -110,7 +110,7 @@ impl RedisSettings {
             None
         } else {
             Some(
-                crate::secrets::resolve_secret(&self.password)
+                crate::secret_ref::resolve_secret(&self.password)
                     .map_err(|e| format!("store.redis.password: {e}"))?,
             )
         };

@@ -124,6 +124,17 @@ impl Tx {
         self.puts.push(challenge);
     }
 
+    /// A challenge whose message was reported sent (in memory only) tells
+    /// the store so with this write, and its message record goes.
+    fn record_sent_reports(&mut self) {
+        for c in &mut self.puts {
+            if let Some(message) = c.sent_unrecorded() {
+                c.message = None;
+                self.message_removes.push(message);
+            }
+        }
+    }
+
     pub(super) fn lockout(&mut self, event: Event, now: Timestamp, engine: &Engine) -> Transition {
         let failure = matches!(event, Event::PinFailed | Event::CodeFailed);
         let reason = if matches!(event, Event::PinFailed) {
@@ -148,6 +159,21 @@ impl Tx {
         }
         transition
     }
+}
+
+/// A change's part for the send queue: messages queued and dropped, and
+/// dead letters (both backends' writes carry it).
+fn queue_changes<'a>(
+    changes: &mut Changes<'a>,
+    messages: &'a [Message],
+    removes: &'a [MessageId],
+    dead: &'a [DeadLetter],
+) {
+    changes.0.extend(messages.iter().map(Change::Message));
+    changes
+        .0
+        .extend(removes.iter().map(|id| Change::RemoveMessage(*id)));
+    changes.0.extend(dead.iter().map(Change::DeadLetter));
 }
 
 impl Engine {
@@ -202,14 +228,7 @@ impl Engine {
             self.count_verified(&tx.verified_sms);
             return Ok(self.ready(finish(value, &entry, now)));
         }
-        // A challenge whose message was reported sent (in memory only) tells
-        // the store so with this write, and its message record goes.
-        for c in &mut tx.puts {
-            if let Some(message) = c.sent_unrecorded() {
-                c.message = None;
-                tx.message_removes.push(message);
-            }
-        }
+        tx.record_sent_reports();
         let mut account = tx.account;
         // A delivery report or a claim touches only challenges and messages:
         // the account record is rewritten only when it changed.
@@ -224,13 +243,7 @@ impl Engine {
         changes
             .0
             .extend(tx.removes.iter().map(|id| Change::RemoveChallenge(*id)));
-        changes.0.extend(tx.messages.iter().map(Change::Message));
-        changes.0.extend(
-            tx.message_removes
-                .iter()
-                .map(|id| Change::RemoveMessage(*id)),
-        );
-        changes.0.extend(tx.dead.iter().map(Change::DeadLetter));
+        queue_changes(&mut changes, &tx.messages, &tx.message_removes, &tx.dead);
         let ticket = self.write(changes, tx.events)?;
         for c in tx.puts {
             // An update (a verify, a delivery report) reuses the box.
@@ -312,12 +325,7 @@ impl Engine {
                 self.count_verified(&tx.verified_sms);
                 return Ok(self.ready(finish(value, &tx.account, now)));
             }
-            for c in &mut tx.puts {
-                if let Some(message) = c.sent_unrecorded() {
-                    c.message = None;
-                    tx.message_removes.push(message);
-                }
-            }
+            tx.record_sent_reports();
             if tx.account_changed {
                 tx.account.updated_at = now;
             }
@@ -358,13 +366,7 @@ impl Engine {
             // This node sends what it queued: its embedded store keeps the
             // queue (and the audit chain) across its restarts.
             let mut changes = Changes::default();
-            changes.0.extend(tx.messages.iter().map(Change::Message));
-            changes.0.extend(
-                tx.message_removes
-                    .iter()
-                    .map(|id| Change::RemoveMessage(*id)),
-            );
-            changes.0.extend(tx.dead.iter().map(Change::DeadLetter));
+            queue_changes(&mut changes, &tx.messages, &tx.message_removes, &tx.dead);
             let ticket = self.write(changes, tx.events)?;
             if let Some(key) = journal {
                 remote.forget_after(key, Arc::clone(&self.commit), ticket);
