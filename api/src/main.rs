@@ -378,8 +378,18 @@ fn print_lines(lines: &[String]) {
     }
 }
 
+/// Threads the server's runtime lends to blocking work, at most: on a
+/// cluster every engine call waits for the network inside `block_in_place`,
+/// which hands the waiting worker's other tasks to a thread from this pool,
+/// and each thread keeps its stack and allocator pages (~1.5 MB) while it
+/// lives. Tokio's default (512) lets a burst hold ~800 MB; past this bound
+/// a waiting worker's tasks wait for a thread instead (docs/CAPACITY.md,
+/// "Memory of a cluster node").
+const MAX_BLOCKING_THREADS: usize = 32;
+
 fn serve(config: Config) -> Result<(), Failure> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .max_blocking_threads(MAX_BLOCKING_THREADS)
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;

@@ -156,7 +156,7 @@ impl Engine {
             return match remote.register_with(&account, &keys, Some(journal))? {
                 Registration::Registered => {
                     let ticket = self.write(Changes::default(), smallvec![event])?;
-                    remote.forget_after(key, std::sync::Arc::clone(&self.commit), ticket);
+                    remote.forget_after(key, &self.commit, ticket);
                     Ok(self.durable(describe(&account, self.now()), ticket))
                 }
                 Registration::Taken(key, _) => {

@@ -130,7 +130,7 @@ impl Engine {
                 None => false,
             };
             if recorded {
-                remote.forget_after(entry.key, std::sync::Arc::clone(&self.commit), 0);
+                remote.forget_after(entry.key, &self.commit, 0);
                 continue;
             }
             let changes = Changes(entry.messages.iter().map(Change::Message).collect());
@@ -139,7 +139,7 @@ impl Engine {
             for m in entry.messages {
                 self.outbox.insert(m);
             }
-            remote.forget_after(entry.key, std::sync::Arc::clone(&self.commit), ticket);
+            remote.forget_after(entry.key, &self.commit, ticket);
         }
         Ok(())
     }

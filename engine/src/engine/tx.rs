@@ -2,7 +2,6 @@
 
 use std::cell::RefCell;
 use std::rc::Rc;
-use std::sync::Arc;
 
 use smallvec::smallvec;
 
@@ -369,7 +368,7 @@ impl Engine {
             queue_changes(&mut changes, &tx.messages, &tx.message_removes, &tx.dead);
             let ticket = self.write(changes, tx.events)?;
             if let Some(key) = journal {
-                remote.forget_after(key, Arc::clone(&self.commit), ticket);
+                remote.forget_after(key, &self.commit, ticket);
             }
             for removed in tx.message_removes {
                 self.outbox.remove(&removed);

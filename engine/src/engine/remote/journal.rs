@@ -42,22 +42,35 @@ impl Remote {
 
     /// Deletes a journal entry once this node's store has what it holds
     /// (once `ticket` is durable); not waited for: an entry left is
-    /// recorded at the node's next start, once.
+    /// recorded at the node's next start, once. One thread of the node's
+    /// (started on first use) does every deletion, in batches, waiting once
+    /// per batch for its newest ticket: a write costs no thread of its own.
     pub(in crate::engine) fn forget_after(
         &self,
         key: String,
-        commit: std::sync::Arc<dyn crate::store::Commit>,
+        commit: &std::sync::Arc<dyn crate::store::Commit>,
         ticket: crate::store::Ticket,
     ) {
-        if let Some(runtime) = &self.runtime {
-            let cluster = self.cluster.clone();
-            runtime.spawn(async move {
-                let durable = tokio::task::spawn_blocking(move || commit.wait(ticket)).await;
-                if matches!(durable, Ok(Ok(()))) {
-                    let _ = cluster.delete(&key).await;
-                }
-            });
-        }
+        let Some(runtime) = &self.runtime else {
+            return;
+        };
+        let queue = self.forgetter.get_or_init(|| {
+            let (queue, entries) = std::sync::mpsc::sync_channel(FORGET_QUEUE);
+            let forgetter = Forgetter {
+                entries,
+                commit: std::sync::Arc::clone(commit),
+                cluster: self.cluster.clone(),
+                runtime: runtime.handle().clone(),
+            };
+            // Without the thread, entries stay: recorded at the next start.
+            let _ = std::thread::Builder::new()
+                .name("otpd-journal".into())
+                .spawn(move || forgetter.run());
+            queue
+        });
+        // A full queue (the cluster slower than this node's writes) leaves
+        // the entry: recorded again, once, at the node's next start.
+        let _ = queue.try_send((key, ticket));
     }
 
     /// This node's journal entries left on the cluster (by a crash between
@@ -79,6 +92,56 @@ impl Remote {
             }
         }
         Ok(entries)
+    }
+}
+
+/// Journal entries waiting for their deletion, at most.
+const FORGET_QUEUE: usize = 65_536;
+
+/// Deletions one batch holds, at most (sent to the cluster at once).
+const FORGET_BATCH: usize = 256;
+
+/// The thread that deletes the node's journal entries once its store has them.
+pub(super) type ForgetQueue = std::sync::mpsc::SyncSender<(String, crate::store::Ticket)>;
+
+struct Forgetter {
+    entries: std::sync::mpsc::Receiver<(String, crate::store::Ticket)>,
+    commit: std::sync::Arc<dyn crate::store::Commit>,
+    cluster: crate::cluster::Cluster,
+    runtime: tokio::runtime::Handle,
+}
+
+impl Forgetter {
+    /// Until the node's connection (and with it the queue's sender) goes:
+    /// take what is queued, wait for the newest ticket among it (tickets
+    /// become durable in order), delete the entries together.
+    fn run(self) {
+        while let Ok(first) = self.entries.recv() {
+            let mut batch = vec![first];
+            while batch.len() < FORGET_BATCH {
+                match self.entries.try_recv() {
+                    Ok(entry) => batch.push(entry),
+                    Err(_) => break,
+                }
+            }
+            let newest = batch.iter().map(|(_, t)| *t).max().unwrap_or(0);
+            if self.commit.wait(newest).is_err() {
+                // Not durable here: the entries stay for the next start.
+                continue;
+            }
+            let cluster = self.cluster.clone();
+            let keys: Vec<String> = batch.into_iter().map(|(key, _)| key).collect();
+            // Failures leave entries, recorded again (once) at the next start.
+            let _ = super::wait_on(&self.runtime, async move {
+                let mut deletions = tokio::task::JoinSet::new();
+                for key in keys {
+                    let cluster = cluster.clone();
+                    deletions.spawn(async move { cluster.delete(&key).await });
+                }
+                deletions.join_all().await;
+                Ok(())
+            });
+        }
     }
 }
 

@@ -44,6 +44,8 @@ pub(super) struct Remote {
     /// This node's name in its journal entries (16 hex digits, kept in its
     /// data directory so a restarted node finds its own entries).
     node: String,
+    /// The queue of the thread deleting journal entries, once started.
+    forgetter: std::sync::OnceLock<self::journal::ForgetQueue>,
 }
 
 impl std::fmt::Debug for Remote {
@@ -154,6 +156,7 @@ impl Remote {
             cluster,
             runtime: Some(runtime),
             node,
+            forgetter: std::sync::OnceLock::new(),
         })
     }
 
