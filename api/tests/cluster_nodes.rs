@@ -159,6 +159,78 @@ async fn two_otpd_processes_on_one_cluster_serve_one_population() {
     );
 }
 
+/// A client's retry through the load balancer lands on the other node: it
+/// gets the first answer again, and the request ran once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keyed_request_retried_on_the_other_node_is_answered_not_run_again() {
+    let cluster = cluster::TestCluster::start();
+    let root = tempfile::tempdir().unwrap();
+    let (dir_a, dir_b) = (root.path().join("a"), root.path().join("b"));
+    let nodes = cluster.nodes.join(",");
+    let (ok, key, err) = command(
+        &dir_a,
+        &nodes,
+        &["client", "add", "retries", "--scopes", "auth,accounts"],
+    );
+    assert!(ok, "{err}");
+    let key = key.trim().to_owned();
+    let (a, b) = (node(&dir_a, &nodes), node(&dir_b, &nodes));
+    let (api_a, api_b) = (Api::new(&a, &key), Api::new(&b, &key));
+    let register = json!({
+        "identity": { "kind": "civil_id", "number": "12345678" },
+        "phone": "+351912345678",
+        "pin": "4821",
+    });
+    let (status, first, replayed) = api_a
+        .post_keyed("/v1/accounts", "register-1", register.clone())
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::CREATED, "{first}");
+    assert!(!replayed);
+    let (status, again, replayed) = api_b
+        .post_keyed("/v1/accounts", "register-1", register.clone())
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::CREATED, "{again}");
+    assert!(replayed, "B gives A's answer: {again}");
+    assert_eq!(again["account_id"], first["account_id"]);
+    // The key with another request: refused on either node.
+    let other = json!({
+        "identity": { "kind": "civil_id", "number": "87654321" },
+        "phone": "+351912345679",
+        "pin": "4821",
+    });
+    let (status, body, _) = api_b
+        .post_keyed("/v1/accounts", "register-1", other)
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"]["code"], "idempotency_key_reused", "{body}");
+    // A login retried on the other node sends no second code: the first
+    // challenge is still the one to verify.
+    let login = json!({ "phone": "+351912345678", "pin": "4821" });
+    let (status, challenge, _) = api_b
+        .post_keyed("/v1/login", "login-1", login.clone())
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::CREATED, "{challenge}");
+    let (status, retried, replayed) = api_a
+        .post_keyed("/v1/login", "login-1", login)
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::CREATED, "{retried}");
+    assert!(replayed);
+    assert_eq!(retried["challenge_id"], challenge["challenge_id"]);
+    let id = challenge["challenge_id"].as_str().unwrap();
+    let code = b.codes.for_challenge(id).await.unwrap();
+    let (status, answer) = api_a
+        .post("/v1/verify", json!({ "challenge_id": id, "code": code }))
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["result"], "approved");
+}
+
 /// `otpd` with `args` on `data`, on the cluster of `nodes`: (ok, stdout, stderr).
 fn command(data: &Path, nodes: &str, args: &[&str]) -> (bool, String, String) {
     let out = otpd_with(data, &on_cluster(nodes))

@@ -95,6 +95,20 @@ pub struct Remembered {
     pub answer: Option<Arc<[u8]>>,
 }
 
+/// What a request with a key found when it took the key ([`crate::Engine::take`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Taken {
+    /// The key was free: this request runs, and ends by storing its answer
+    /// ([`crate::Engine::remember`]) or giving the key back
+    /// ([`crate::Engine::give_back`]).
+    Run,
+    /// The key is remembered: answered, or changed state without an
+    /// answer kept (`answer` is `None`). The caller compares fingerprints.
+    Remembered(Remembered),
+    /// Another node of the cluster runs a request with this key now.
+    Elsewhere,
+}
+
 /// How long keys are kept and how many.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IdempotencyPolicy {

@@ -52,7 +52,7 @@ pub use engine::{
 };
 pub use error::{EngineError, Result};
 pub use id::{AccountId, ChallengeId};
-pub use idempotency::{Claim, IdempotencyPolicy, MAX_KEY_LENGTH, Remembered, is_valid_key};
+pub use idempotency::{Claim, IdempotencyPolicy, MAX_KEY_LENGTH, Remembered, Taken, is_valid_key};
 pub use identity::{
     BirthDate, DmHandle, DmPolicy, Email, Identity, IdentityKind, Phone, PostalAddress, PushToken,
     calling_code,

@@ -188,13 +188,16 @@ async fn a_key_is_forgotten_24_hours_after_its_first_request() {
     assert_eq!(later.status, StatusCode::CREATED, "{}", later.text);
     assert!(!replayed(&later), "run again as a new request");
     assert_ne!(later.body["challenge_id"], first.body["challenge_id"]);
-    // Once swept it is gone from memory and disk too.
-    app.state.engine.sweep_expired().unwrap();
-    assert_eq!(
-        app.state.engine.stats().idempotency_keys,
-        1,
-        "only the new one"
-    );
+    // Once swept it is gone from memory and disk too (on a cluster the
+    // record is replaced in place, and expires there by its TTL).
+    if crate::BACKEND == otpd::config::Backend::Sled {
+        app.state.engine.sweep_expired().unwrap();
+        assert_eq!(
+            app.state.engine.stats().idempotency_keys,
+            1,
+            "only the new one"
+        );
+    }
 }
 
 /// A raw login request carrying `key` as raw header bytes (each one sent).
@@ -321,7 +324,8 @@ async fn a_request_that_ran_but_lost_its_answer_is_409_and_never_runs_again() {
     let app = spawn_app().await;
     citizen(&app).await;
     // What a crash between the login's batch and its answer leaves: the
-    // claim, written with the login's change, and no answer.
+    // claim, written with the login's change (on a cluster: taken before
+    // the login, its node gone past the take's lease), and no answer.
     let claim = otpd::idempotency_claim(
         &app.state.engine,
         "auth-only",
@@ -330,6 +334,7 @@ async fn a_request_that_ran_but_lost_its_answer_is_409_and_never_runs_again() {
         login_body().to_string().as_bytes(),
     )
     .unwrap();
+    assert_eq!(app.state.engine.take(&claim).unwrap(), engine::Taken::Run);
     let actor = Actor {
         client: Some("auth-only".into()),
         idempotency: Some(std::sync::Arc::new(claim)),
@@ -343,6 +348,7 @@ async fn a_request_that_ran_but_lost_its_answer_is_409_and_never_runs_again() {
     .and_then(Durable::wait)
     .unwrap();
     let app = app.restart().await;
+    app.clock.advance(Duration::from_secs(121));
     let keyed = app.with_idempotency_key("crashed");
     let retry = keyed.post("/v1/login", &app.auth_key, login_body()).await;
     assert_eq!(retry.status, StatusCode::CONFLICT, "{}", retry.text);

@@ -91,6 +91,8 @@ pub enum ApiError {
     Signing(SigningError),
     /// An `Idempotency-Key` sent before with another request.
     IdempotencyKeyReused,
+    /// An `Idempotency-Key` whose first request runs now on another node.
+    IdempotencyKeyInFlight,
     /// An `Idempotency-Key` whose request changed state but whose answer
     /// was never stored (the server stopped in between, or failed).
     IdempotentAnswerLost,

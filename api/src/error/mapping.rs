@@ -155,6 +155,14 @@ impl ApiError {
                  or body); send a new key for a new request",
             )
             .field("Idempotency-Key"),
+            ApiError::IdempotencyKeyInFlight => Answer::new(
+                S::CONFLICT,
+                "idempotency_key_in_flight",
+                "a request with this Idempotency-Key is still running on another otpd node; \
+                 retry after a moment to get its answer",
+            )
+            .field("Idempotency-Key")
+            .retry_after(1),
             ApiError::IdempotentAnswerLost => Answer::new(
                 S::CONFLICT,
                 "idempotent_answer_lost",
@@ -499,6 +507,11 @@ mod tests {
         let cases = [
             (ApiError::IdempotencyKeyReused, 422, "different request"),
             (ApiError::IdempotentAnswerLost, 409, "not carried out again"),
+            (
+                ApiError::IdempotencyKeyInFlight,
+                409,
+                "still running on another",
+            ),
             (
                 ApiError::IdempotentAnswerNotKept {
                     status: StatusCode::OK,

@@ -105,28 +105,47 @@ pub async fn run(
                 count("reused");
                 return Err(ApiError::IdempotencyKeyReused);
             }
+            Entry::Elsewhere => {
+                count("elsewhere");
+                return Err(ApiError::IdempotencyKeyInFlight);
+            }
+            Entry::Failed(e) => return Err(e.into()),
         }
     };
     count("run");
     input.claim(claim.clone());
     let task_state = Arc::clone(state);
+    let task_claim = claim.clone();
     let task = tokio::spawn(async move {
         let _holder = holder;
         let reply = handlers::run(&task_state, endpoint.route, input).await;
         let secret = endpoint.retry == Retry::KeyedSecret;
-        keep(&task_state, &claim, secret, reply).await
+        keep(&task_state, &task_claim, secret, reply).await
     });
     match task.await {
         Ok(reply) => reply,
-        Err(e) => match e.try_into_panic() {
-            Ok(panic) => Err(ApiError::Internal(format!(
-                "the handler panicked: {}",
-                super::panic_message(panic.as_ref())
-            ))),
-            Err(_) => Err(ApiError::Internal(
-                "the request's task was cancelled".into(),
-            )),
-        },
+        Err(e) => {
+            give_back(state, &claim);
+            match e.try_into_panic() {
+                Ok(panic) => Err(ApiError::Internal(format!(
+                    "the handler panicked: {}",
+                    super::panic_message(panic.as_ref())
+                ))),
+                Err(_) => Err(ApiError::Internal(
+                    "the request's task was cancelled".into(),
+                )),
+            }
+        }
+    }
+}
+
+/// Gives the key of a request whose answer is not kept back to the engine
+/// (on a cluster: freed if the request changed nothing, else marked lost).
+fn give_back(state: &AppState, claim: &Claim) {
+    if let Err(e) = state.engine.give_back(claim) {
+        // Left taken: a retry elsewhere waits for its lease, then is told
+        // the answer is lost; never run twice.
+        tracing::warn!(client = claim.client(), error = %e, "an idempotency key was not given back");
     }
 }
 
@@ -170,6 +189,7 @@ async fn keep(state: &AppState, claim: &Claim, secret: bool, reply: Reply) -> Re
         }
     };
     if !storable(status) {
+        give_back(state, claim);
         return reply;
     }
     let limit = state.config.idempotency.max_answer_bytes;

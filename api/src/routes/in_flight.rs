@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use engine::{Claim, Engine, Remembered};
+use engine::{Claim, Engine, EngineError, Remembered, Taken};
 use tokio::sync::watch;
 
 /// Keyed requests running now, by (client, key).
@@ -33,6 +33,10 @@ pub(super) enum Entry {
     Replay(Remembered),
     /// The key belongs to another request.
     Reused,
+    /// The same key's request runs on another node (on a cluster).
+    Elsewhere,
+    /// The key could not be looked up (the cluster is unreachable).
+    Failed(EngineError),
 }
 
 /// The running request's hold on its key: let go when it ends, however it ends.
@@ -55,36 +59,44 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl InFlight {
-    /// Looks the key up in flight and then in the engine, under one lock,
-    /// so a request ending in between cannot be missed.
+    /// Looks the key up in flight; if it is not, holds it and takes it in
+    /// the engine. Held before the engine is asked (outside the lock: on a
+    /// cluster that is a round trip), so a request with the same key that
+    /// arrives meanwhile waits; a request that ended before has stored its
+    /// answer before letting go, so the engine has it.
     pub(super) fn enter(&self, engine: &Engine, claim: &Claim) -> Entry {
-        let mut flights = lock(&self.flights);
         let id = (claim.client().to_owned(), claim.key().to_owned());
-        if let Some(flight) = flights.get(&id) {
-            return if claim.fits(&flight.fingerprint) {
-                Entry::Wait(flight.done.clone())
-            } else {
-                Entry::Reused
-            };
-        }
-        match engine.recall(claim.client(), claim.key()) {
-            Some(r) if !claim.fits(&r.fingerprint) => Entry::Reused,
-            Some(r) => Entry::Replay(r),
-            None => {
-                let (done, waiting) = watch::channel(());
-                flights.insert(
-                    id.clone(),
-                    Flight {
-                        fingerprint: claim.fingerprint(),
-                        done: waiting,
-                    },
-                );
-                Entry::Run(Holder {
-                    flights: Arc::clone(&self.flights),
-                    id,
-                    _done: done,
-                })
+        let holder = {
+            let mut flights = lock(&self.flights);
+            if let Some(flight) = flights.get(&id) {
+                return if claim.fits(&flight.fingerprint) {
+                    Entry::Wait(flight.done.clone())
+                } else {
+                    Entry::Reused
+                };
             }
+            let (done, waiting) = watch::channel(());
+            flights.insert(
+                id.clone(),
+                Flight {
+                    fingerprint: claim.fingerprint(),
+                    done: waiting,
+                },
+            );
+            Holder {
+                flights: Arc::clone(&self.flights),
+                id,
+                _done: done,
+            }
+        };
+        // Anything but `Run` lets go of the key (`holder` dropped): requests
+        // that waited meanwhile look again.
+        match engine.take(claim) {
+            Ok(Taken::Run) => Entry::Run(holder),
+            Err(e) => Entry::Failed(e),
+            Ok(Taken::Elsewhere) => Entry::Elsewhere,
+            Ok(Taken::Remembered(r)) if !claim.fits(&r.fingerprint) => Entry::Reused,
+            Ok(Taken::Remembered(r)) => Entry::Replay(r),
         }
     }
 }

@@ -306,6 +306,39 @@ impl Api {
         ))
     }
 
+    /// A POST with `Idempotency-Key: key`: the answer, and whether it was a
+    /// stored one given again (`Idempotent-Replayed: true`).
+    pub async fn post_keyed(
+        &self,
+        path: &str,
+        key: &str,
+        body: Value,
+    ) -> Option<(StatusCode, Value, bool)> {
+        let request = Request::builder()
+            .method(Method::POST)
+            .uri(format!("{}{path}", self.base))
+            .header("authorization", format!("Bearer {}", self.key))
+            .header("content-type", "application/json")
+            .header("idempotency-key", key)
+            .body(Full::new(Bytes::from(body.to_string())))
+            .unwrap();
+        let response = tokio::time::timeout(PATIENCE, self.client.request(request))
+            .await
+            .ok()?
+            .ok()?;
+        let status = response.status();
+        let replayed = response
+            .headers()
+            .get("idempotent-replayed")
+            .is_some_and(|v| v == "true");
+        let bytes = response.into_body().collect().await.ok()?.to_bytes();
+        Some((
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+            replayed,
+        ))
+    }
+
     pub async fn post(&self, path: &str, body: Value) -> Answer {
         self.call(Method::POST, path, Some(body)).await
     }

@@ -17,6 +17,7 @@
 //! | `i:KIND:VALUE` | index: `P:<account>` claimed (expires), `A:<account>` held |
 //! | `{a:TAG}j:NODE:TOKEN` | a node's journal entry: a change's events and messages until that node's own store has them |
 //! | `{c:}registry` | hash: `v` version, `r` every client (relying party) |
+//! | `{k:DIGEST}` | an idempotency key's record (expires with its retention) |
 //!
 //! A [`KeySpace`] with a namespace `NS` (`store.redis.namespace`) puts it
 //! in every key — `{a:NS/TAG}…`, `i:NS/KIND:VALUE` — so deployments (or
@@ -119,6 +120,12 @@ impl KeySpace {
         id[..8].copy_from_slice(&hex::decode_array::<8>(tag)?);
         id[8..].copy_from_slice(&hex::decode_array::<8>(tail)?);
         Some(AccountId(id))
+    }
+
+    /// An idempotency key's record: `digest` (hex) names the client and the
+    /// key, and is its own hash tag, so keys spread over every slot.
+    pub fn idempotency(&self, digest: &str) -> String {
+        format!("{{k:{}{digest}}}", self.prefix)
     }
 
     /// The registry of clients (relying parties): one record, versioned

@@ -19,6 +19,7 @@
 //! `redis` crate's async cluster client's.
 
 pub mod health;
+pub mod idempotency;
 pub mod index;
 pub mod keys;
 pub mod scan;

@@ -142,7 +142,7 @@ pub enum Outcome {
 /// Lua and valid for `PX`.
 const MAX_TTL_MS: u64 = 1 << 53;
 
-fn ttl_ms(ttl: Option<Duration>) -> u64 {
+pub(super) fn ttl_ms(ttl: Option<Duration>) -> u64 {
     // A TTL rounds up to the next millisecond, never down to "none".
     ttl.map_or(0, |t| {
         let ms = t.as_millis();

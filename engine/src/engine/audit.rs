@@ -90,7 +90,9 @@ impl Engine {
     /// idempotency key carries the key's claim in the same batch
     /// (`idempotency.rs`); events alone (a refusal recorded) do not.
     pub(super) fn write(&self, changes: Changes<'_>, events: Events) -> Result<Ticket> {
+        // On a cluster the key was taken before the request ran (`take`).
         if !changes.is_empty()
+            && self.remote.is_none()
             && let Some(claim) = crate::audit::current_claim()
         {
             return self.write_claimed(&claim, changes, events);

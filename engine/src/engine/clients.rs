@@ -490,7 +490,7 @@ impl Engine {
         self.clients.insert(id, client);
     }
 
-    fn active_client(&self, name: &str) -> Option<ClientId> {
+    pub(super) fn active_client(&self, name: &str) -> Option<ClientId> {
         self.clients
             .iter()
             .find(|c| c.info.name == name && c.info.revoked_at.is_none())

@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 use crate::audit::Events;
 use crate::clock::Timestamp;
 use crate::error::Result;
-use crate::idempotency::{Book, Claim, IdempotencyRecord, Remembered};
+use crate::idempotency::{Book, Claim, IdempotencyRecord, Remembered, Taken};
 use crate::store::{Change, Changes, Durable, Ticket};
 
 use super::{Engine, lock};
@@ -31,12 +31,53 @@ impl Engine {
             .cloned()
     }
 
+    /// Takes `claim`'s key for a request about to run, or says what is
+    /// remembered of it. Embedded, the key is written with the request's
+    /// first change (so this only reads); on a cluster it is taken at once,
+    /// acknowledged, so a retry sent to another node finds it (a key taken
+    /// by a request still running elsewhere: [`Taken::Elsewhere`]).
+    pub fn take(&self, claim: &Claim) -> Result<Taken> {
+        let Some(remote) = &self.remote else {
+            return Ok(match self.recall(claim.client(), claim.key()) {
+                Some(remembered) => Taken::Remembered(remembered),
+                None => Taken::Run,
+            });
+        };
+        let retention = self.config.idempotency.retention;
+        remote.take_key(claim, &self.client_tag(claim), self.now(), retention)
+    }
+
+    /// Gives back the key of a request that ran ([`Taken::Run`]) and whose
+    /// answer is not kept (a server error, a timeout, a rate limit): a retry
+    /// then runs again, unless the request changed something, in which case
+    /// its key stays (answer lost). Embedded there is nothing to do: the
+    /// key exists only if the request changed something.
+    pub fn give_back(&self, claim: &Claim) -> Result<()> {
+        let Some(remote) = &self.remote else {
+            return Ok(());
+        };
+        let retention = self.config.idempotency.retention;
+        remote.give_back(claim, &self.client_tag(claim), self.now(), retention)
+    }
+
+    /// What tells `claim`'s client from an earlier one of the same name.
+    fn client_tag(&self, claim: &Claim) -> Vec<u8> {
+        self.active_client(claim.client())
+            .map(|id| id.0.to_vec())
+            .unwrap_or_default()
+    }
+
     /// Stores `answer` (opaque bytes) as the answer to the request `claim`
     /// names, for its retries; it replaces the claim's record, and keeps
     /// its time, so the key expires a retention after it was first claimed.
     pub fn remember(&self, claim: &Claim, answer: Vec<u8>) -> Result<Durable<()>> {
         let now = self.now();
         let policy = self.config.idempotency;
+        if let Some(remote) = &self.remote {
+            let tag = self.client_tag(claim);
+            remote.keep_answer(claim, &tag, answer, now, policy.retention)?;
+            return Ok(self.ready(()));
+        }
         let mut book = lock(&self.idempotency);
         let created_at = book
             .get(claim.client(), claim.key())

@@ -250,3 +250,99 @@ fn a_contact_change_confirmed_through_both_nodes_at_once_keeps_the_new_phone_ind
         );
     }
 }
+
+/// The actor of a request from `claim`'s client carrying `claim`.
+fn keyed(claim: &Claim) -> audit::Actor {
+    audit::Actor {
+        client: Some(claim.client().into()),
+        request_id: Some("r1".into()),
+        source_ip: None,
+        idempotency: Some(Arc::new(claim.clone())),
+        client_id: None,
+    }
+}
+
+#[test]
+fn an_idempotency_key_taken_on_one_node_holds_on_the_other() {
+    let a = TestEngine::new();
+    let b = a.peer();
+    a.register(PHONE);
+    let claim = Claim::new("portal", "login-1", [1; 32]).unwrap();
+    let other_request = Claim::new("portal", "login-1", [2; 32]).unwrap();
+    assert_eq!(a.engine.take(&claim).unwrap(), Taken::Run);
+    // Running on A: a retry through B is told so, and runs nothing.
+    assert_eq!(b.engine.take(&claim).unwrap(), Taken::Elsewhere);
+    let outcome = audit::acting(&keyed(&claim), || a.login(PHONE, PIN));
+    assert!(matches!(outcome, LoginOutcome::CodeSent(_)));
+    a.engine
+        .remember(&claim, b"201 challenge".to_vec())
+        .and_then(Durable::wait)
+        .unwrap();
+    // Answered on A: B gives the answer, for this request only.
+    for (node, asked) in [(&b, &claim), (&a, &claim), (&b, &other_request)] {
+        match node.engine.take(asked).unwrap() {
+            Taken::Remembered(r) => {
+                assert_eq!(r.answer.as_deref(), Some(&b"201 challenge"[..]));
+                assert_eq!(r.fingerprint, [1; 32], "the caller compares it");
+                assert_eq!(r.created_at, START);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    // Another client's key of the same name is its own.
+    let theirs = Claim::new("other", "login-1", [1; 32]).unwrap();
+    assert_eq!(b.engine.take(&theirs).unwrap(), Taken::Run);
+}
+
+#[test]
+fn a_key_given_back_runs_again_unless_its_request_changed_something() {
+    let a = TestEngine::new();
+    let b = a.peer();
+    a.register(PHONE);
+    // Nothing changed (a refusal): given back, a retry on B runs.
+    let refused = Claim::new("portal", "k1", [1; 32]).unwrap();
+    assert_eq!(a.engine.take(&refused).unwrap(), Taken::Run);
+    let outcome = audit::acting(&keyed(&refused), || a.login("+351919999999", PIN));
+    assert!(!matches!(outcome, LoginOutcome::CodeSent(_)));
+    a.engine.give_back(&refused).unwrap();
+    assert_eq!(b.engine.take(&refused).unwrap(), Taken::Run);
+    // A change made, its answer not kept (say a 503 after the write): a
+    // retry on B is told the answer is lost, and never runs it again.
+    let changed = Claim::new("portal", "k2", [2; 32]).unwrap();
+    assert_eq!(a.engine.take(&changed).unwrap(), Taken::Run);
+    let outcome = audit::acting(&keyed(&changed), || a.login(PHONE, PIN));
+    assert!(matches!(outcome, LoginOutcome::CodeSent(_)));
+    a.engine.give_back(&changed).unwrap();
+    match b.engine.take(&changed).unwrap() {
+        Taken::Remembered(r) => assert_eq!(r.answer, None),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_key_whose_node_died_mid_request_is_never_run_again() {
+    let a = TestEngine::new();
+    let b = a.peer();
+    let claim = Claim::new("portal", "k", [3; 32]).unwrap();
+    assert_eq!(a.engine.take(&claim).unwrap(), Taken::Run);
+    drop(a);
+    // Within the lease the request may still be running.
+    assert_eq!(b.engine.take(&claim).unwrap(), Taken::Elsewhere);
+    b.advance(std::time::Duration::from_secs(121));
+    match b.engine.take(&claim).unwrap() {
+        Taken::Remembered(r) => assert_eq!(r.answer, None, "lost, not run"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn fifty_nodes_worth_of_retries_of_one_key_run_it_once() {
+    let a = Arc::new(TestEngine::new());
+    let b = Arc::new(a.peer());
+    let claim = Claim::new("portal", "burst", [4; 32]).unwrap();
+    let runs = in_parallel(50, move |i| {
+        let node = if i % 2 == 0 { &a } else { &b };
+        node.engine.take(&claim).unwrap() == Taken::Run
+    });
+    assert_eq!(runs.iter().filter(|r| **r).count(), 1, "{runs:?}");
+}

@@ -17,6 +17,7 @@
 //! written whole, for `otpd migrate`, `check` and `backup`).
 
 mod export;
+mod idempotency;
 mod journal;
 mod records;
 mod registry;
@@ -46,6 +47,8 @@ pub(super) struct Remote {
     node: String,
     /// The queue of the thread deleting journal entries, once started.
     forgetter: std::sync::OnceLock<self::journal::ForgetQueue>,
+    /// This node's requests running with an idempotency key.
+    running: self::idempotency::Running,
 }
 
 impl std::fmt::Debug for Remote {
@@ -157,6 +160,7 @@ impl Remote {
             runtime: Some(runtime),
             node,
             forgetter: std::sync::OnceLock::new(),
+            running: self::idempotency::Running::default(),
         })
     }
 

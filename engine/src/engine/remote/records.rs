@@ -86,7 +86,14 @@ impl Remote {
         change: Change,
     ) -> Result<Outcome> {
         let account = self.cluster.keys().account(id);
-        self.run(|cluster| async move { cluster.compare_and_set(&account, version, &change).await })
+        let outcome =
+            self.run(
+                |cluster| async move { cluster.compare_and_set(&account, version, &change).await },
+            );
+        if !matches!(outcome, Ok(Outcome::Conflict(_))) {
+            self.note_change(&outcome);
+        }
+        outcome
     }
 
     /// Registers `account` holding every index key of `index_keys` (the
@@ -116,7 +123,12 @@ impl Remote {
             .iter()
             .map(|k| self.cluster.keys().index(k))
             .collect();
-        self.run(|cluster| async move { cluster.register_with(id, record, &keys, also).await })
+        let outcome =
+            self.run(|cluster| async move { cluster.register_with(id, record, &keys, also).await });
+        if !matches!(outcome, Ok(Registration::Taken(..))) {
+            self.note_change(&outcome);
+        }
+        outcome
     }
 
     /// Claims index key `key` for `owner` (a contact change): see `cluster::index`.
@@ -151,7 +163,11 @@ impl Remote {
             account: Write::Put(record, Some(Duration::from_secs(1))),
             others: Vec::new(),
         };
-        self.compare_and_set(decoy, 0, change).map(drop)
+        // Straight to the cluster: a decoy changes nothing a request's
+        // idempotency key must answer for.
+        let account = self.cluster.keys().account(decoy);
+        self.run(|cluster| async move { cluster.compare_and_set(&account, 0, &change).await })
+            .map(drop)
     }
 }
 

@@ -29,7 +29,12 @@ impl Remote {
     ) -> Result<Outcome> {
         let key = self.cluster.keys().clients();
         let change = Change::account(encode_registry(clients));
-        self.run(|cluster| async move { cluster.compare_and_set(&key, version, &change).await })
+        let outcome = self
+            .run(|cluster| async move { cluster.compare_and_set(&key, version, &change).await });
+        if !matches!(outcome, Ok(Outcome::Conflict(_))) {
+            self.note_change(&outcome);
+        }
+        outcome
     }
 }
 
