@@ -108,6 +108,16 @@ impl Change {
         }
     }
 
+    /// A change that writes the account's record, which then expires after
+    /// `ttl` (a cancelled account erased after the retention), or is
+    /// permanent without one.
+    pub fn account_expiring(record: Vec<u8>, ttl: Option<Duration>) -> Change {
+        Change {
+            account: Write::Put(record, ttl),
+            others: Vec::new(),
+        }
+    }
+
     /// A change that leaves the account's record as it is.
     pub fn keep() -> Change {
         Change {

@@ -494,8 +494,8 @@ impl Engine {
             return Ok(0);
         };
         if self.remote.is_some() {
-            // A cluster node never scans every account (docs/ARCHITECTURE.md,
-            // "Cluster backend": what is not there yet).
+            // A cluster node never scans every account: a cancelled account's
+            // record carries its erasure as a TTL (`erasure_due`).
             return Ok(0);
         }
         let cutoff = Timestamp(
@@ -520,6 +520,28 @@ impl Engine {
             erased += 1;
         }
         Ok(erased)
+    }
+
+    /// On a cluster, how long from `now` until a cancelled `account` is
+    /// erased: the cluster erases it itself then (its record's TTL), as
+    /// [`Engine::erase_cancelled`] does on the embedded store; `None` for a
+    /// live account, or when events are kept for ever. Its index keys were
+    /// released with the cancellation; one whose release was lost (a node
+    /// dead in between) is free again once the account is gone (a holder
+    /// that no longer exists is dangling: `cluster::index`).
+    pub(super) fn erasure_due(
+        &self,
+        account: &Account,
+        now: Timestamp,
+    ) -> Option<std::time::Duration> {
+        let retention = self.config.audit.retention?;
+        let Status::Cancelled(at) = account.status else {
+            return None;
+        };
+        let due = at.plus(retention);
+        Some(std::time::Duration::from_millis(
+            due.0.saturating_sub(now.0).max(1),
+        ))
     }
 
     /// Registers (or replaces) the citizen's app for push codes.

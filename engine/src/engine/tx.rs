@@ -304,7 +304,17 @@ impl Engine {
         finish: impl FnOnce(T, &Account, Timestamp) -> U,
     ) -> Result<Durable<U>> {
         let admitted: Rc<RefCell<Vec<(Channel, String)>>> = Rc::default();
+        // Races lost in a row end at the operation timeout too, not only
+        // after MAX_ATTEMPTS: a request never waits past it for a slot.
+        let deadline = std::time::Instant::now() + remote.operation_timeout();
         for _ in 0..slot::MAX_ATTEMPTS {
+            if std::time::Instant::now() > deadline {
+                return Err(EngineError::Storage(format!(
+                    "account {id} kept changing under this change for longer than \
+                     store.redis.timeout_ms ({} ms); nothing was written",
+                    remote.operation_timeout().as_millis()
+                )));
+            }
             let loaded = remote.load(id, preload)?;
             let account = loaded.account.ok_or(EngineError::AccountNotFound)?;
             self.admit_account(&account)?;
@@ -330,7 +340,8 @@ impl Engine {
             }
             let keys = remote.keys();
             let mut write = if tx.account_changed {
-                slot::Change::account(encode_record(&tx.account))
+                let erase = self.erasure_due(&tx.account, now);
+                slot::Change::account_expiring(encode_record(&tx.account), erase)
             } else {
                 slot::Change::keep()
             };

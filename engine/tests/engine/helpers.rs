@@ -153,7 +153,7 @@ impl TestEngine {
         }
     }
 
-    fn cluster_namespace(&self) -> Option<String> {
+    pub fn cluster_namespace(&self) -> Option<String> {
         self.config
             .store
             .cluster

@@ -346,3 +346,40 @@ fn fifty_nodes_worth_of_retries_of_one_key_run_it_once() {
     });
     assert_eq!(runs.iter().filter(|r| **r).count(), 1, "{runs:?}");
 }
+
+/// The TTL of `key` on the cluster, in ms (-1: none, -2: no such key).
+fn pttl(key: &str) -> i64 {
+    let cluster = crate::cluster_fixture::for_process();
+    let port = cluster.masters()[0].clone();
+    let out = std::process::Command::new("redis-cli")
+        .args(["-c", "-p", &port, "PTTL", key])
+        .output()
+        .expect("redis-cli");
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("PTTL")
+}
+
+#[test]
+fn a_cancelled_account_is_erased_by_the_cluster_when_the_retention_ends() {
+    const DAY_MS: i64 = 86_400_000;
+    let t = TestEngine::with_config(|c| {
+        c.audit.retention = Some(std::time::Duration::from_secs(30 * 86_400));
+    });
+    let id = t.register(PHONE);
+    let kept = t.register("+351939999999");
+    let keys = engine::cluster::keys::KeySpace::new(&t.cluster_namespace().unwrap());
+    assert_eq!(pttl(&keys.account(id)), -1, "a live account is permanent");
+    t.advance(std::time::Duration::from_secs(86_400));
+    t.engine.cancel(id).unwrap().wait().unwrap();
+    let ttl = pttl(&keys.account(id));
+    assert!(
+        (30 * DAY_MS - 60_000..=30 * DAY_MS).contains(&ttl),
+        "erased 30 days after the cancellation: {ttl} ms"
+    );
+    assert_eq!(pttl(&keys.account(kept)), -1);
+    // Its phone is free at once: the citizen may come back.
+    let back = t.register(PHONE);
+    assert_eq!(pttl(&keys.account(back)), -1);
+}
