@@ -362,6 +362,45 @@ async fn a_data_directory_migrates_to_a_cluster_which_is_checked_backed_up_and_m
     );
     assert!(ok && out.contains("backup ok"), "{err}");
 
+    // Restored onto the cluster: into an empty namespace only, never over one.
+    let (ok, _, err) = command(
+        &dir("node"),
+        &nodes,
+        &["restore", "--from", &path("backup")],
+    );
+    assert!(!ok && err.contains("empty namespace"), "{err}");
+    let (ok, _, err) = command(
+        &dir("node"),
+        &nodes,
+        &["restore", "--from", &path("backup"), "--replace"],
+    );
+    assert!(!ok && err.contains("--replace does not apply"), "{err}");
+    let mut restored = support::cluster_settings(&nodes);
+    restored.push(("OTPD_STORE_REDIS_NAMESPACE", "restored"));
+    let restore = otpd_with(&dir("node"), &restored)
+        .args(["restore", "--from", &path("backup")])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&restore.stdout);
+    assert!(
+        restore.status.success(),
+        "{}",
+        String::from_utf8_lossy(&restore.stderr)
+    );
+    assert!(
+        out.contains("restored into the cluster: 1 accounts") && out.contains("1 clients"),
+        "{out}"
+    );
+    let node = Server::spawn(otpd_with(&dir("node"), &restored));
+    let api = Api::new(&node, &key);
+    let (status, answer) = api.post("/v1/login", login.clone()).await.unwrap();
+    assert_eq!(
+        status,
+        StatusCode::CREATED,
+        "the restored namespace serves: {answer}"
+    );
+    assert!(node.terminate().success());
+
     let (ok, out, err) = command(
         &dir("node"),
         &nodes,

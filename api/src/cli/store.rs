@@ -332,6 +332,9 @@ fn move_backup(written: &std::path::Path, to: &std::path::Path) -> Result<(), St
 /// `otpd restore`: a backup file into the data directory's store, which
 /// must not exist unless `replace` sets the stopped one aside (renamed).
 pub fn restore(config: &Config, from: &std::path::Path, replace: bool) -> Result<(), Failure> {
+    if config.store.backend == config::Backend::RedisCluster {
+        return restore_to_cluster(config, from, replace);
+    }
     engine::verify_backup(from).map_err(|e| Failure::opening("the backup", e))?;
     let store = store_dir(config);
     if store.exists() {
@@ -378,6 +381,72 @@ pub fn restore(config: &Config, from: &std::path::Path, replace: bool) -> Result
         .and_then(engine::Durable::wait)?;
     print!("restored into {}: ", store.display());
     print_counts(&engine)
+}
+
+/// `otpd restore` on a cluster: the backup, checked whole, restored into a
+/// scratch store beside the data directory and copied from there into the
+/// cluster's namespace, which must be empty. A namespace is never replaced:
+/// restore into a new `store.redis.namespace`, then point the nodes at it.
+fn restore_to_cluster(
+    config: &Config,
+    from: &std::path::Path,
+    replace: bool,
+) -> Result<(), Failure> {
+    if replace {
+        return Err(Failure::Config(
+            "--replace does not apply to a cluster: otpd restores into an empty \
+             store.redis.namespace (choose a new one, restore, then point the nodes at it) \
+             and leaves the old one as it is"
+                .into(),
+        ));
+    }
+    let cluster = config
+        .store
+        .redis
+        .cluster_config()
+        .map_err(Failure::Config)?;
+    let summary = engine::verify_backup(from).map_err(|e| Failure::opening("the backup", e))?;
+    print_backup(&summary);
+    let key = existing_code_key(config)?;
+    let mut scratch = config.clone();
+    scratch.store.backend = config::Backend::Sled;
+    let parent = config
+        .data_dir
+        .parent()
+        .unwrap_or(std::path::Path::new("."));
+    scratch.data_dir = parent.join(format!(".otpd-restore-{}", std::process::id()));
+    if scratch.data_dir.exists() {
+        return Err(Failure::Other(format!(
+            "{} exists: remove it (a previous restore's scratch store)",
+            scratch.data_dir.display()
+        )));
+    }
+    std::fs::create_dir_all(&scratch.data_dir)
+        .map_err(|e| format!("cannot create {}: {e}", scratch.data_dir.display()))?;
+    let copied = engine::restore_backup(from, &store_dir(&scratch))
+        .map_err(|e| Failure::Other(e.to_string()))
+        .and_then(|_| {
+            Engine::open(
+                scratch.engine_config(),
+                key,
+                Arc::new(SystemClock::new()),
+                os_seeded_rng().map_err(|e| e.to_string())?,
+            )
+            .map_err(|e| Failure::opening("cannot open the restored backup", e))
+        })
+        .and_then(|engine| {
+            engine
+                .copy_to_cluster(cluster)
+                .map_err(|e| Failure::opening("copying the backup to the cluster failed", e))
+        });
+    let _ = std::fs::remove_dir_all(&scratch.data_dir);
+    let moved = copied?;
+    println!(
+        "restored into the cluster: {} accounts, {} live challenges, {} queued messages, {} \
+         clients; {} accounts read back and compared",
+        moved.accounts, moved.challenges, moved.messages, moved.clients, moved.sampled
+    );
+    Ok(())
 }
 
 /// `otpd check`: the stopped store, or a backup file, read whole; on a
