@@ -110,7 +110,7 @@ start_nodes() {
       --logfile "$dir/$port/redis.log" \
       --appendonly yes --appendfsync always --save "" \
       --maxmemory-policy noeviction \
-      --repl-diskless-sync-delay 0 >/dev/null || return 1
+      --repl-diskless-sync-delay 0 >/dev/null 7>&- || return 1
   done
   for port in $(cat "$dir/ports"); do
     for _ in $(seq 100); do
@@ -130,7 +130,9 @@ case "$action" in
     dir="$(cd "$dir" && pwd)"
     [ -z "$tls" ] || make_certificates
     # One start at a time on this machine (ports are checked, then taken),
-    # and an interrupted start leaves nothing running.
+    # and an interrupted start leaves nothing running. The nodes do not
+    # inherit the lock (7>&- above): it ends with this script, not with
+    # the cluster, or a second start would wait for the first cluster to stop.
     exec 7>/tmp/.otpd-redis-cluster.lock
     flock 7
     trap 'stop; exit 130' INT TERM
