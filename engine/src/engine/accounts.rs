@@ -153,7 +153,17 @@ impl Engine {
             self.store.writable()?;
             let journal = remote.journal(id, std::slice::from_ref(&event), &[], self.now())?;
             let key = journal.0.clone();
-            return match remote.register_with(&account, &keys, Some(journal))? {
+            let registered = match remote.register_with(&account, &keys, Some(journal)) {
+                // Outcome unknown: if its journal entry is there, the account
+                // was made (unacknowledged): its event is recorded now.
+                Err(EngineError::NotStored(why)) if remote.holds(&key).unwrap_or(false) => {
+                    let ticket = self.write(Changes::default(), smallvec![event])?;
+                    remote.forget_after(key, &self.commit, ticket);
+                    return Err(EngineError::NotStored(why));
+                }
+                other => other?,
+            };
+            return match registered {
                 Registration::Registered => {
                     let ticket = self.write(Changes::default(), smallvec![event])?;
                     remote.forget_after(key, &self.commit, ticket);

@@ -370,8 +370,25 @@ impl Engine {
             // This node's part must be writable before the cluster's is
             // written (a full disk refuses the change, not half of it).
             self.store.writable()?;
-            if let slot::Outcome::Conflict(_) = remote.compare_and_set(id, loaded.version, write)? {
-                continue;
+            // An outcome unknown (`WAIT` timed out after the master applied
+            // the change, say) stays an error, but a change that was made has
+            // its events and messages recorded here now, not at the node's
+            // next start: its journal entry, written with it, says it was.
+            let mut unacknowledged = None;
+            match remote.compare_and_set(id, loaded.version, write) {
+                Ok(slot::Outcome::Conflict(_)) => continue,
+                Ok(slot::Outcome::Written(_)) => {}
+                Err(EngineError::NotStored(why)) => {
+                    let made = match &journal {
+                        Some(key) => remote.holds(key).unwrap_or(false),
+                        None => false,
+                    };
+                    if !made {
+                        return Err(EngineError::NotStored(why));
+                    }
+                    unacknowledged = Some(EngineError::NotStored(why));
+                }
+                Err(e) => return Err(e),
             }
             // This node sends what it queued: its embedded store keeps the
             // queue (and the audit chain) across its restarts.
@@ -398,6 +415,9 @@ impl Engine {
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
             self.count_verified(&tx.verified_sms);
+            if let Some(e) = unacknowledged {
+                return Err(e);
+            }
             return Ok(self.durable(finish(value, &tx.account, now), ticket));
         }
         Err(EngineError::Storage(format!(

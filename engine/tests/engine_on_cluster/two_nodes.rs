@@ -383,3 +383,45 @@ fn a_cancelled_account_is_erased_by_the_cluster_when_the_retention_ends() {
     let back = t.register(PHONE);
     assert_eq!(pttl(&keys.account(back)), -1);
 }
+
+#[test]
+fn a_change_made_but_not_confirmed_by_a_replica_is_in_its_nodes_trail_at_once() {
+    // A cluster of its own: its replicas are stopped.
+    let private = crate::cluster_fixture::TestCluster::start();
+    let t = TestEngine::with_config(|c| {
+        c.store.cluster = Some(engine::cluster::ClusterConfig {
+            wait_timeout: std::time::Duration::from_millis(300),
+            namespace: "unconfirmed".into(),
+            ..private.config()
+        });
+    });
+    let id = t.register(PHONE);
+    let replicas: Vec<String> = private
+        .masters()
+        .iter()
+        .map(|m| private.replica_of(m))
+        .collect();
+    for r in &replicas {
+        private.signal(r, "STOP");
+    }
+    // The master applies the lock; WAIT sees no replica confirm it.
+    let outcome = t.engine.lock(id, "fraud report");
+    for r in &replicas {
+        private.signal(r, "CONT");
+    }
+    assert!(
+        matches!(outcome, Err(EngineError::NotStored(_))),
+        "not acknowledged: {outcome:?}"
+    );
+    // Made all the same: the account is locked, and the lock's event is in
+    // this node's trail now, not only at its next start.
+    assert!(matches!(t.view(id).state, AccountState::Locked(_)));
+    t.engine.flush().unwrap();
+    let events = t.engine.account_events(id, None, 10).unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|r| r.event.kind == audit::EventKind::Locked),
+        "{events:?}"
+    );
+}

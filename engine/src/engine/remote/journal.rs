@@ -73,6 +73,14 @@ impl Remote {
         let _ = queue.try_send((key, ticket));
     }
 
+    /// Whether the journal entry at `key` is on the cluster: written with
+    /// its change, so the change was made.
+    pub(in crate::engine) fn holds(&self, key: &str) -> Result<bool> {
+        let key = key.to_owned();
+        self.run(|cluster| async move { cluster.get(&key).await })
+            .map(|found| found.is_some())
+    }
+
     /// This node's journal entries left on the cluster (by a crash between
     /// a change and its record here): (key, events, messages).
     pub(in crate::engine) fn pending_journal(&self) -> Result<Vec<Journaled>> {
