@@ -413,8 +413,13 @@ async fn upkeep(state: Arc<AppState>) {
 /// the upkeep task's tick, callable by tests that read `/metrics` at once.
 pub fn publish_metrics(state: &AppState) {
     let stats = state.engine.stats();
-    metrics::gauge!("otpd_accounts").set(stats.accounts as f64);
-    metrics::gauge!("otpd_active_challenges").set(stats.challenges as f64);
+    // On a cluster a node holds no accounts or challenges of its own, and
+    // counting the cluster's would scan it: the gauges are left out rather
+    // than wrong (docs/OPERATIONS.md, "Metrics").
+    if !state.engine.on_cluster() {
+        metrics::gauge!("otpd_accounts").set(stats.accounts as f64);
+        metrics::gauge!("otpd_active_challenges").set(stats.challenges as f64);
+    }
     metrics::gauge!("otpd_outbox_depth").set(stats.outbox as f64);
     metrics::gauge!("otpd_store_last_flush_seconds").set(stats.flush.last_flush.as_secs_f64());
     metrics::counter!("otpd_store_flushes_total").absolute(stats.flush.flushes);

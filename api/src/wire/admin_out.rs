@@ -165,6 +165,12 @@ pub struct AccountEventsOut {
     pub events: Vec<EventOut>,
     /// The `before` of the next page; `null` on the last.
     pub next_before: Option<u64>,
+    /// On a cluster: the node whose audit chain answered (each node seals
+    /// the events of the requests it serves; docs/API.md, "The audit trail
+    /// on a cluster"). Absent on the embedded store, whose one chain holds
+    /// every event.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 /// `GET /v1/admin/events`: in order.
@@ -175,6 +181,12 @@ pub struct EventFeedOut {
     pub next_after: u64,
     /// The newest event that is durable.
     pub durable_seq: u64,
+    /// On a cluster: the node whose audit chain answered (each node seals
+    /// the events of the requests it serves; docs/API.md, "The audit trail
+    /// on a cluster"). Absent on the embedded store, whose one chain holds
+    /// every event.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 /// The signed hash of one event, closing an export that ends with it.
@@ -200,6 +212,12 @@ pub struct AuditInfoOut {
     pub durable_seq: u64,
     /// Events between signed checkpoints at most.
     pub checkpoint_every: u64,
+    /// On a cluster: the node whose audit chain answered (each node seals
+    /// the events of the requests it serves; docs/API.md, "The audit trail
+    /// on a cluster"). Absent on the embedded store, whose one chain holds
+    /// every event.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 /// A public key as a JSON Web Key (RFC 8037).

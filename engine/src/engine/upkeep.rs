@@ -99,6 +99,12 @@ impl Engine {
         Some(remote.health(move || now, max_skew))
     }
 
+    /// On a cluster, this node's name (kept in its data directory): its
+    /// journal's and its audit chain's.
+    pub fn cluster_node(&self) -> Option<String> {
+        self.remote.as_ref().map(|r| r.node().to_owned())
+    }
+
     /// Whether accounts and codes live on a cluster.
     pub fn on_cluster(&self) -> bool {
         self.remote.is_some()

@@ -34,6 +34,7 @@ pub fn account_events(state: &AppState, input: &Input) -> Reply {
     ok(wire::AccountEventsOut {
         events: events.iter().map(crate::audit::event_out).collect(),
         next_before: next,
+        node: state.engine.cluster_node(),
     })
 }
 
@@ -84,6 +85,7 @@ pub async fn feed(state: &Arc<AppState>, input: &Input) -> Reply {
         events: events.iter().map(crate::audit::event_out).collect(),
         next_after,
         durable_seq: state.engine.audit_durable_seq(),
+        node: state.engine.cluster_node(),
     })
 }
 
@@ -111,5 +113,6 @@ pub fn about(state: &AppState) -> Reply {
         public_key: state.engine.audit_public_key().to_string(),
         durable_seq: state.engine.audit_durable_seq(),
         checkpoint_every: state.config.audit.checkpoint_every,
+        node: state.engine.cluster_node(),
     })
 }

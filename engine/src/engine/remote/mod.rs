@@ -176,6 +176,11 @@ impl Remote {
         wait_on(runtime.handle(), call(self.cluster.clone()))
     }
 
+    /// This node's name on the cluster (its journal's, its audit chain's).
+    pub(super) fn node(&self) -> &str {
+        &self.node
+    }
+
     /// How long one cluster operation may take (`store.redis.timeout_ms`).
     pub(super) fn operation_timeout(&self) -> Duration {
         self.cluster.config().timeout
