@@ -73,9 +73,10 @@ impl Engine {
         for m in self.outbox.all() {
             messages.entry(m.account).or_default().push(m);
         }
-        let accounts: Vec<Account> = self.accounts.iter().map(|a| Account::clone(&a)).collect();
         let mut moved = Migration::default();
-        for account in &accounts {
+        // Read in place, not copied first: the population is in memory once.
+        for entry in self.accounts.iter() {
+            let account: &Account = entry.value();
             let keys: Vec<String> = if account.is_cancelled() {
                 Vec::new()
             } else {
@@ -83,7 +84,8 @@ impl Engine {
             };
             let its_challenges = challenges.get(&account.id).map_or(&[][..], Vec::as_slice);
             let its_messages = messages.get(&account.id).map_or(&[][..], Vec::as_slice);
-            remote.import(account, &keys, its_challenges, its_messages, now)?;
+            let erase = self.erasure_due(account, now);
+            remote.import(account, &keys, its_challenges, its_messages, now, erase)?;
             moved.accounts += 1;
             moved.challenges += its_challenges.len() as u64;
             moved.messages += its_messages.len() as u64;
@@ -113,8 +115,9 @@ impl Engine {
                 moved.challenges
             )));
         }
-        let step = (accounts.len() / SAMPLE).max(1);
-        for account in accounts.iter().step_by(step) {
+        let step = (self.accounts.len() / SAMPLE).max(1);
+        for entry in self.accounts.iter().step_by(step) {
+            let account: &Account = entry.value();
             let its: Vec<&Challenge> = challenges
                 .get(&account.id)
                 .into_iter()

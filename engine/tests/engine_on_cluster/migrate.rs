@@ -57,6 +57,11 @@ fn a_population_moves_to_a_cluster_and_back_and_is_served_the_same() {
     }
     assert!(matches!(cluster.login(RUI, PIN), LoginOutcome::Locked));
     assert_eq!(cluster.view(eva).state.as_str(), "cancelled");
+    // Erased by the cluster when the retention (730 days) ends; the others stay.
+    let keys = engine::cluster::keys::KeySpace::new(&target.namespace);
+    let ttl = crate::two_nodes::pttl(&keys.account(eva));
+    assert!(ttl > 729 * 86_400_000, "{ttl}");
+    assert_eq!(crate::two_nodes::pttl(&keys.account(ana)), -1);
     // The cancelled account's phone is free on the cluster too.
     cluster.register_full(EVA, None, OTHER_PIN);
 

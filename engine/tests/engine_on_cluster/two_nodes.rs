@@ -348,7 +348,7 @@ fn fifty_nodes_worth_of_retries_of_one_key_run_it_once() {
 }
 
 /// The TTL of `key` on the cluster, in ms (-1: none, -2: no such key).
-fn pttl(key: &str) -> i64 {
+pub(crate) fn pttl(key: &str) -> i64 {
     let cluster = crate::cluster_fixture::for_process();
     let port = cluster.masters()[0].clone();
     let out = std::process::Command::new("redis-cli")

@@ -89,6 +89,7 @@ impl Remote {
         challenges: &[Challenge],
         messages: &[Message],
         now: crate::clock::Timestamp,
+        erase: Option<std::time::Duration>,
     ) -> Result<()> {
         match self.register(account, index_keys)? {
             Registration::Registered => {}
@@ -99,11 +100,15 @@ impl Remote {
                 ));
             }
         }
-        if challenges.is_empty() && messages.is_empty() {
+        if challenges.is_empty() && messages.is_empty() && erase.is_none() {
             return Ok(());
         }
         let keys = self.cluster.keys();
-        let mut write = Change::keep();
+        // A cancelled account is erased when the embedded sweep would have.
+        let mut write = match erase {
+            Some(ttl) => Change::account_expiring(super::encode_record(account), Some(ttl)),
+            None => Change::keep(),
+        };
         for c in challenges {
             write = write.put(
                 keys.challenge(c.id),
