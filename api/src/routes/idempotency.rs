@@ -118,23 +118,48 @@ pub async fn run(
     let task_claim = claim.clone();
     let task = tokio::spawn(async move {
         let _holder = holder;
+        // Gives the key back if the handler panics, whether or not anyone
+        // still waits for this task (a dropped connection does not cancel it).
+        let unanswered = Unanswered {
+            state: Arc::clone(&task_state),
+            claim: Some(task_claim.clone()),
+        };
         let reply = handlers::run(&task_state, endpoint.route, input).await;
+        unanswered.disarm();
         let secret = endpoint.retry == Retry::KeyedSecret;
         keep(&task_state, &task_claim, secret, reply).await
     });
     match task.await {
         Ok(reply) => reply,
-        Err(e) => {
-            give_back(state, &claim);
-            match e.try_into_panic() {
-                Ok(panic) => Err(ApiError::Internal(format!(
-                    "the handler panicked: {}",
-                    super::panic_message(panic.as_ref())
-                ))),
-                Err(_) => Err(ApiError::Internal(
-                    "the request's task was cancelled".into(),
-                )),
-            }
+        Err(e) => match e.try_into_panic() {
+            Ok(panic) => Err(ApiError::Internal(format!(
+                "the handler panicked: {}",
+                super::panic_message(panic.as_ref())
+            ))),
+            Err(_) => Err(ApiError::Internal(
+                "the request's task was cancelled".into(),
+            )),
+        },
+    }
+}
+
+/// A running keyed request's key, given back if the request ends without
+/// an answer (its handler panicked) unless disarmed first.
+struct Unanswered {
+    state: Arc<AppState>,
+    claim: Option<Claim>,
+}
+
+impl Unanswered {
+    fn disarm(mut self) {
+        self.claim = None;
+    }
+}
+
+impl Drop for Unanswered {
+    fn drop(&mut self) {
+        if let Some(claim) = self.claim.take() {
+            give_back(&self.state, &claim);
         }
     }
 }

@@ -17,7 +17,8 @@
 //! | `i:KIND:VALUE` | index: `P:<account>` claimed (expires), `A:<account>` held |
 //! | `{a:TAG}j:NODE:TOKEN` | a node's journal entry: a change's events and messages until that node's own store has them |
 //! | `{c:}registry` | hash: `v` version, `r` every client (relying party) |
-//! | `{k:DIGEST}` | an idempotency key's record (expires with its retention) |
+//! | `{k:CLIENT}KEY` | an idempotency key's record (expires with its retention); `CLIENT`, `KEY`: digests |
+//! | `{k:CLIENT}z` | the client's shelf: its keys by when they were taken (for its cap) |
 //!
 //! A [`KeySpace`] with a namespace `NS` (`store.redis.namespace`) puts it
 //! in every key — `{a:NS/TAG}…`, `i:NS/KIND:VALUE` — so deployments (or
@@ -122,10 +123,16 @@ impl KeySpace {
         Some(AccountId(id))
     }
 
-    /// An idempotency key's record: `digest` (hex) names the client and the
-    /// key, and is its own hash tag, so keys spread over every slot.
-    pub fn idempotency(&self, digest: &str) -> String {
-        format!("{{k:{}{digest}}}", self.prefix)
+    /// Where a client's idempotency key lives: `client` and `key` are hex
+    /// digests (of the client, and of the client with the key); a client's
+    /// keys share its tag, so its shelf is in their slot.
+    pub fn idempotency(&self, client: &str, key: &str) -> IdempotencyKey {
+        let tag = format!("{{k:{}{client}}}", self.prefix);
+        IdempotencyKey {
+            record: format!("{tag}{key}"),
+            shelf: format!("{tag}z"),
+            member: key.to_owned(),
+        }
     }
 
     /// The registry of clients (relying parties): one record, versioned
@@ -133,6 +140,17 @@ impl KeySpace {
     pub fn clients(&self) -> String {
         format!("{{c:{}}}registry", self.prefix)
     }
+}
+
+/// An idempotency key's record and its client's shelf (same slot).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyKey {
+    /// The key's record.
+    pub record: String,
+    /// The client's keys by when they were taken.
+    pub shelf: String,
+    /// The key's name on the shelf (the record's name after the tag).
+    pub member: String,
 }
 
 /// The hash tag of everything `account` owns.

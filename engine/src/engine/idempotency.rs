@@ -43,8 +43,8 @@ impl Engine {
                 None => Taken::Run,
             });
         };
-        let retention = self.config.idempotency.retention;
-        remote.take_key(claim, &self.client_tag(claim), self.now(), retention)
+        let policy = self.config.idempotency;
+        remote.take_key(claim, &self.client_tag(claim), self.now(), policy)
     }
 
     /// Gives back the key of a request that ran ([`Taken::Run`]) and whose

@@ -16,8 +16,10 @@ use sha2::{Digest, Sha256};
 
 use crate::audit::current_claim;
 use crate::clock::Timestamp;
+use crate::cluster::idempotency::Take;
+use crate::cluster::keys::IdempotencyKey;
 use crate::error::{EngineError, Result};
-use crate::idempotency::{Claim, Remembered, Taken};
+use crate::idempotency::{Claim, IdempotencyPolicy, Remembered, Taken};
 
 use super::{RECORD_V1, Remote};
 
@@ -41,11 +43,13 @@ pub(in crate::engine) struct Running {
     requests: Mutex<HashMap<(String, String), Request>>,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Request {
     token: [u8; 8],
     created_at: Timestamp,
     changed: bool,
+    /// The record its take wrote.
+    taken: Vec<u8>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -110,28 +114,34 @@ fn id(claim: &Claim) -> (String, String) {
 }
 
 impl Remote {
-    /// The cluster key of `claim`'s key; `client_id` (the client's own id,
-    /// not its name) keeps a later client of the same name from another's
-    /// keys.
-    fn idempotency_key(&self, claim: &Claim, client_id: &[u8]) -> String {
-        let mut digest = Sha256::new();
-        for part in [client_id, claim.client().as_bytes(), claim.key().as_bytes()] {
-            digest.update((part.len() as u64).to_le_bytes());
-            digest.update(part);
-        }
-        let digest = digest.finalize();
-        self.cluster
-            .keys()
-            .idempotency(&crate::hex::encode(&digest[..16]))
+    /// Where `claim`'s key lives on the cluster; `client_id` (the client's
+    /// own id, not its name) keeps a later client of the same name from an
+    /// earlier one's keys.
+    fn idempotency_key(&self, claim: &Claim, client_id: &[u8]) -> IdempotencyKey {
+        let digest = |parts: &[&[u8]]| {
+            let mut digest = Sha256::new();
+            for part in parts {
+                digest.update((part.len() as u64).to_le_bytes());
+                digest.update(part);
+            }
+            digest.finalize()
+        };
+        let client = digest(&[client_id, claim.client().as_bytes()]);
+        let key = digest(&[&client, claim.key().as_bytes()]);
+        self.cluster.keys().idempotency(
+            &crate::hex::encode(&client[..8]),
+            &crate::hex::encode(&key[..16]),
+        )
     }
 
-    /// Takes `claim`'s key for a request starting `now`, kept `retention`.
+    /// Takes `claim`'s key for a request starting `now`, kept as `policy`
+    /// says (its retention, and its cap on the client's keys).
     pub(in crate::engine) fn take_key(
         &self,
         claim: &Claim,
         client_id: &[u8],
         now: Timestamp,
-        retention: Duration,
+        policy: IdempotencyPolicy,
     ) -> Result<Taken> {
         let key = self.idempotency_key(claim, client_id);
         let mut token = [0u8; 8];
@@ -146,21 +156,38 @@ impl Remote {
             answer: Vec::new(),
         };
         let bytes = encode(&mine);
-        let take = bytes.clone();
-        let key_now = key.clone();
-        let mut held =
-            self.run(|cluster| async move { cluster.take(&key_now, take, retention).await })?;
+        let retention_ms = u64::try_from(policy.retention.as_millis()).unwrap_or(u64::MAX);
+        let take = |over: Option<Vec<u8>>| Take {
+            record: bytes.clone(),
+            ttl: policy.retention,
+            at: now.0,
+            expired_before: now.0.saturating_sub(retention_ms).saturating_add(1),
+            cap: policy.max_keys_per_client,
+            over,
+        };
+        let (key_now, first) = (key.clone(), take(None));
+        let taken = self.run(|cluster| async move { cluster.take(&key_now, first).await });
+        let mut held = match taken {
+            Ok(held) => held,
+            Err(e) => {
+                // The take may have been written all the same (its WAIT
+                // failed): it is undone, so that nothing blocks the key for
+                // a request that never ran. If this fails too, the key is
+                // in flight until its lease ends, then lost: never run twice.
+                let (key, mine) = (key.clone(), bytes.clone());
+                let _ = self.run(|cluster| async move { cluster.drop_if(&key, mine).await });
+                return Err(e);
+            }
+        };
         // A record past its retention by the engine's clock (the cluster's
         // TTL runs on its own) is taken over, if it is still what is there.
         for _ in 0..3 {
             let Some(found) = &held else { break };
-            if now < decode(found)?.created_at.plus(retention) {
+            if now < decode(found)?.created_at.plus(policy.retention) {
                 break;
             }
-            let (key, expired, take) = (key.clone(), found.clone(), bytes.clone());
-            held = self.run(|cluster| async move {
-                cluster.take_over(&key, expired, take, retention).await
-            })?;
+            let (key, again) = (key.clone(), take(Some(found.clone())));
+            held = self.run(|cluster| async move { cluster.take(&key, again).await })?;
         }
         let Some(held) = held else {
             lock(&self.running.requests).insert(
@@ -169,6 +196,7 @@ impl Remote {
                     token,
                     created_at: now,
                     changed: false,
+                    taken: bytes.clone(),
                 },
             );
             return Ok(Taken::Run);
@@ -182,6 +210,7 @@ impl Remote {
                     token,
                     created_at: now,
                     changed: false,
+                    taken: bytes.clone(),
                 },
             );
             return Ok(Taken::Run);
@@ -256,8 +285,10 @@ impl Remote {
             return Ok(());
         };
         if !request.changed {
+            // Only this request's own take goes, never a later record.
             let key = self.idempotency_key(claim, client_id);
-            return self.run(|cluster| async move { cluster.delete(&key).await });
+            let taken = request.taken;
+            return self.run(|cluster| async move { cluster.drop_if(&key, taken).await });
         }
         let record = Record {
             state: LOST,
