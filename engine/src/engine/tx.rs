@@ -304,17 +304,7 @@ impl Engine {
         finish: impl FnOnce(T, &Account, Timestamp) -> U,
     ) -> Result<Durable<U>> {
         let admitted: Rc<RefCell<Vec<(Channel, String)>>> = Rc::default();
-        // Races lost in a row end at the operation timeout too, not only
-        // after MAX_ATTEMPTS: a request never waits past it for a slot.
-        let deadline = std::time::Instant::now() + remote.operation_timeout();
         for _ in 0..slot::MAX_ATTEMPTS {
-            if std::time::Instant::now() > deadline {
-                return Err(EngineError::Storage(format!(
-                    "account {id} kept changing under this change for longer than \
-                     store.redis.timeout_ms ({} ms); nothing was written",
-                    remote.operation_timeout().as_millis()
-                )));
-            }
             let loaded = remote.load(id, preload)?;
             let account = loaded.account.ok_or(EngineError::AccountNotFound)?;
             self.admit_account(&account)?;
@@ -404,7 +394,16 @@ impl Engine {
             for m in tx.messages {
                 self.outbox.insert(m);
             }
-            for key in &tx.unindex {
+            // A change the master made but no replica confirmed may be lost
+            // in a failover: its old keys stay held (blocked, never shared)
+            // rather than freed for another account while this one, as a
+            // promoted replica has it, still holds them.
+            let release = if unacknowledged.is_none() {
+                &tx.unindex[..]
+            } else {
+                &[]
+            };
+            for key in release {
                 // The change is made: a release that fails leaves the key
                 // held by this account (blocked, never shared), and is not
                 // a reason to report the change as failed.

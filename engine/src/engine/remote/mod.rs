@@ -181,11 +181,6 @@ impl Remote {
         &self.node
     }
 
-    /// How long one cluster operation may take (`store.redis.timeout_ms`).
-    pub(super) fn operation_timeout(&self) -> Duration {
-        self.cluster.config().timeout
-    }
-
     /// How long this node answers from its copy of the client registry.
     pub(super) fn client_refresh(&self) -> Duration {
         self.cluster.config().client_refresh
