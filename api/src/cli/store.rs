@@ -155,8 +155,13 @@ pub fn migrate(config: &Config, from: &str, to: &str) -> Result<(), Failure> {
     .map_err(|e| Failure::opening("the migration failed", e))?;
     println!(
         "moved {} accounts, {} live challenges, {} queued messages, {} clients; \
-         {} accounts read back and compared",
-        moved.accounts, moved.challenges, moved.messages, moved.clients, moved.sampled
+         {} accounts read back and compared{}",
+        moved.accounts,
+        moved.challenges,
+        moved.messages,
+        moved.clients,
+        moved.sampled,
+        left_out(&moved)
     );
     Ok(())
 }
@@ -198,6 +203,18 @@ fn export_cluster(
             let _ = std::fs::remove_dir_all(&scratch.data_dir);
             Err(Failure::opening("reading the cluster failed", e))
         }
+    }
+}
+
+/// What a move to a cluster left out, for its summary line.
+fn left_out(moved: &engine::Migration) -> String {
+    if moved.erased == 0 {
+        String::new()
+    } else {
+        format!(
+            "; {} accounts cancelled longer ago than audit.retention_days left out (erased)",
+            moved.erased
+        )
     }
 }
 
@@ -443,8 +460,13 @@ fn restore_to_cluster(
     let moved = copied?;
     println!(
         "restored into the cluster: {} accounts, {} live challenges, {} queued messages, {} \
-         clients; {} accounts read back and compared",
-        moved.accounts, moved.challenges, moved.messages, moved.clients, moved.sampled
+         clients; {} accounts read back and compared{}",
+        moved.accounts,
+        moved.challenges,
+        moved.messages,
+        moved.clients,
+        moved.sampled,
+        left_out(&moved)
     );
     Ok(())
 }

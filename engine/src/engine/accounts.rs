@@ -554,6 +554,15 @@ impl Engine {
         ))
     }
 
+    /// Whether `account` was cancelled longer ago than the retention (the
+    /// embedded sweep erases it at its next run).
+    pub(super) fn past_erasure(&self, account: &Account, now: Timestamp) -> bool {
+        match (account.status, self.config.audit.retention) {
+            (Status::Cancelled(at), Some(retention)) => now >= at.plus(retention),
+            _ => false,
+        }
+    }
+
     /// Registers (or replaces) the citizen's app for push codes.
     pub fn register_push_device(
         &self,

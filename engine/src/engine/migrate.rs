@@ -24,6 +24,10 @@ const ONE_SECOND: std::time::Duration = std::time::Duration::from_secs(1);
 /// How many accounts a migration reads back and compares, at most.
 const SAMPLE: usize = 100;
 
+/// The shortest erasure TTL a migrated cancelled account gets: longer than
+/// any migration takes to read it back.
+const ERASURE_FLOOR: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
 /// What a migration moved, and how much of it was read back and compared.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Migration {
@@ -35,6 +39,8 @@ pub struct Migration {
     pub messages: u64,
     /// Clients (relying parties), revoked ones included.
     pub clients: u64,
+    /// Cancelled accounts past their erasure (the retention), not moved.
+    pub erased: u64,
     /// Accounts read back from the target and compared byte for byte, with
     /// their challenges.
     pub sampled: u64,
@@ -55,10 +61,11 @@ impl Engine {
         }
         let remote = Remote::connect(target)?;
         let (version, existing) = remote.clients()?;
-        if version != 0 || !existing.is_empty() {
+        let (accounts, challenges, messages) = remote.counts()?;
+        if version != 0 || !existing.is_empty() || accounts + challenges + messages > 0 {
             return Err(EngineError::WrongState(
-                "the cluster already has a client registry: migrate into an empty namespace \
-                 (store.redis.namespace)",
+                "the cluster's namespace is not empty (a client registry, accounts, codes or \
+                 messages): migrate into an empty namespace (store.redis.namespace)",
             ));
         }
         let now = self.now();
@@ -77,6 +84,12 @@ impl Engine {
         // Read in place, not copied first: the population is in memory once.
         for entry in self.accounts.iter() {
             let account: &Account = entry.value();
+            if self.past_erasure(account, now) {
+                // Cancelled longer ago than the retention: the embedded
+                // sweep would erase it; it is not moved.
+                moved.erased += 1;
+                continue;
+            }
             let keys: Vec<String> = if account.is_cancelled() {
                 Vec::new()
             } else {
@@ -84,7 +97,10 @@ impl Engine {
             };
             let its_challenges = challenges.get(&account.id).map_or(&[][..], Vec::as_slice);
             let its_messages = messages.get(&account.id).map_or(&[][..], Vec::as_slice);
-            let erase = self.erasure_due(account, now);
+            // Not before the migration's check has read it back.
+            let erase = self
+                .erasure_due(account, now)
+                .map(|ttl| ttl.max(ERASURE_FLOOR));
             remote.import(account, &keys, its_challenges, its_messages, now, erase)?;
             moved.accounts += 1;
             moved.challenges += its_challenges.len() as u64;
@@ -118,6 +134,9 @@ impl Engine {
         let step = (self.accounts.len() / SAMPLE).max(1);
         for entry in self.accounts.iter().step_by(step) {
             let account: &Account = entry.value();
+            if self.past_erasure(account, now) {
+                continue;
+            }
             let its: Vec<&Challenge> = challenges
                 .get(&account.id)
                 .into_iter()

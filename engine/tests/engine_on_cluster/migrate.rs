@@ -80,3 +80,24 @@ fn a_population_moves_to_a_cluster_and_back_and_is_served_the_same() {
     // Into a store that is not empty: refused.
     assert!(back.engine.copy_from_cluster(cluster_config()).is_err());
 }
+
+#[test]
+fn accounts_cancelled_longer_ago_than_the_retention_are_not_moved() {
+    let sled = TestEngine::on(Backend::Sled, |c| {
+        c.audit.retention = Some(std::time::Duration::from_secs(30 * 86_400));
+    });
+    let gone = sled.register(ANA);
+    sled.engine.cancel(gone).and_then(Durable::wait).unwrap();
+    sled.advance(std::time::Duration::from_secs(31 * 86_400));
+    let recent = sled.register(RUI);
+    sled.engine.cancel(recent).and_then(Durable::wait).unwrap();
+    let kept = sled.register(EVA);
+    let target = cluster_config();
+    let moved = sled.engine.copy_to_cluster(target.clone()).unwrap();
+    assert_eq!((moved.accounts, moved.erased, moved.sampled), (2, 1, 2));
+    let keys = engine::cluster::keys::KeySpace::new(&target.namespace);
+    assert_eq!(crate::two_nodes::pttl(&keys.account(gone)), -2, "not there");
+    let ttl = crate::two_nodes::pttl(&keys.account(recent));
+    assert!((29 * 86_400_000..=30 * 86_400_000).contains(&ttl), "{ttl}");
+    assert_eq!(crate::two_nodes::pttl(&keys.account(kept)), -1);
+}

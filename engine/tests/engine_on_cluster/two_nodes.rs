@@ -425,3 +425,67 @@ fn a_change_made_but_not_confirmed_by_a_replica_is_in_its_nodes_trail_at_once() 
         "{events:?}"
     );
 }
+
+#[test]
+fn a_key_whose_take_was_not_confirmed_is_free_for_the_retry() {
+    // A cluster of its own: its replicas are stopped.
+    let private = crate::cluster_fixture::TestCluster::start();
+    let t = TestEngine::with_config(|c| {
+        c.store.cluster = Some(engine::cluster::ClusterConfig {
+            wait_timeout: std::time::Duration::from_millis(300),
+            namespace: "unconfirmed-take".into(),
+            ..private.config()
+        });
+    });
+    let replicas: Vec<String> = private
+        .masters()
+        .iter()
+        .map(|m| private.replica_of(m))
+        .collect();
+    for r in &replicas {
+        private.signal(r, "STOP");
+    }
+    let claim = Claim::new("portal", "k", [5; 32]).unwrap();
+    let taken = t.engine.take(&claim);
+    for r in &replicas {
+        private.signal(r, "CONT");
+    }
+    assert!(matches!(taken, Err(EngineError::NotStored(_))), "{taken:?}");
+    // The request never ran: its retry runs, not "in flight" nor "lost".
+    assert_eq!(t.engine.take(&claim).unwrap(), Taken::Run);
+}
+
+#[test]
+fn past_its_cap_a_clients_oldest_key_is_forgotten_on_the_cluster_and_others_keep_theirs() {
+    let a = TestEngine::with_config(|c| c.idempotency.max_keys_per_client = 2);
+    let b = a.peer();
+    for (i, key) in ["a", "b", "c"].iter().enumerate() {
+        for client in ["portal", "other"] {
+            let claim = Claim::new(client, key, [6; 32]).unwrap();
+            let node = if i % 2 == 0 { &a } else { &b };
+            assert_eq!(node.engine.take(&claim).unwrap(), Taken::Run);
+            node.engine
+                .remember(&claim, vec![i as u8])
+                .and_then(Durable::wait)
+                .unwrap();
+        }
+        a.advance(std::time::Duration::from_secs(1));
+    }
+    for client in ["portal", "other"] {
+        // A key remembered is only read; a forgotten one is taken afresh
+        // (last: it would push the client's oldest out again).
+        for (i, key) in [(1u8, "b"), (2, "c")] {
+            let claim = Claim::new(client, key, [6; 32]).unwrap();
+            match a.engine.take(&claim).unwrap() {
+                Taken::Remembered(r) => assert_eq!(r.answer.as_deref(), Some(&[i][..])),
+                other => panic!("{client} {key}: {other:?}"),
+            }
+        }
+        let first = Claim::new(client, "a", [6; 32]).unwrap();
+        assert_eq!(
+            b.engine.take(&first).unwrap(),
+            Taken::Run,
+            "{client}: forgotten"
+        );
+    }
+}
