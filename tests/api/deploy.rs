@@ -156,10 +156,17 @@ async fn every_metric_the_dashboard_and_the_alerts_query_is_exported() {
         queried.extend(metric_names(expr));
     }
 
+    // A cluster node leaves out the gauges of what only the cluster holds
+    // (docs/OPERATIONS.md, "Metrics"): the dashboard's panels go empty there.
+    let not_on_a_cluster = ["otpd_accounts", "otpd_active_challenges"];
     let missing: Vec<&String> = queried
         .iter()
         .filter(|name| !FROM_PROMETHEUS.contains(&name.as_str()))
         .filter(|name| !exported.contains(name.as_str()))
+        .filter(|name| {
+            crate::BACKEND == otpd::config::Backend::Sled
+                || !not_on_a_cluster.contains(&name.as_str())
+        })
         .collect();
     assert!(
         missing.is_empty(),

@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use engine::{Engine, SystemClock, os_seeded_rng};
+use engine::{CodeKey, Engine, SystemClock, os_seeded_rng};
 
 use crate::config::{self, Config};
 use crate::failure::Failure;
@@ -54,25 +54,13 @@ pub fn open_existing(config: &Config) -> Result<Engine, Failure> {
         )));
     }
     let key = existing_code_key(config)?;
-    Engine::open(
-        config.engine_config(),
-        key,
-        Arc::new(SystemClock::new()),
-        os_seeded_rng().map_err(|e| e.to_string())?,
-    )
-    .map_err(|e| Failure::opening("cannot open the store", e))
+    open_engine(config, key, "cannot open the store")
 }
 
 /// Opens the store directly, for the offline commands that write (a new
 /// store gets a new code key).
 pub fn open_offline(config: &Config) -> Result<Engine, Failure> {
-    Engine::open(
-        config.engine_config(),
-        code_key(config)?,
-        Arc::new(SystemClock::new()),
-        os_seeded_rng().map_err(|e| e.to_string())?,
-    )
-    .map_err(|e| Failure::opening("cannot open the store", e))
+    open_engine(config, code_key(config)?, "cannot open the store")
 }
 
 fn print_backup(summary: &engine::BackupSummary) {
@@ -135,14 +123,7 @@ pub fn migrate(config: &Config, from: &str, to: &str) -> Result<(), Failure> {
             if key_in_data_dir {
                 crate::secrets::write_new_key(&target.data_dir.join("code.key"), &key)?;
             }
-            Engine::open(
-                target.engine_config(),
-                key,
-                Arc::new(SystemClock::new()),
-                os_seeded_rng().map_err(|e| e.to_string())?,
-            )
-            .map_err(|e| Failure::opening("cannot open the new store", e))?
-            .copy_from_cluster(cluster)
+            open_engine(&target, key, "cannot open the new store")?.copy_from_cluster(cluster)
         }
         _ => {
             return Err(Failure::Config(
@@ -189,13 +170,7 @@ fn export_cluster(
             scratch.data_dir.display()
         )));
     }
-    let engine = Engine::open(
-        scratch.engine_config(),
-        key,
-        Arc::new(SystemClock::new()),
-        os_seeded_rng().map_err(|e| e.to_string())?,
-    )
-    .map_err(|e| Failure::opening("cannot open a scratch store", e))?;
+    let engine = open_engine(&scratch, key, "cannot open a scratch store")?;
     match engine.copy_from_cluster(cluster) {
         Ok(moved) => Ok((engine, moved, scratch.data_dir)),
         Err(e) => {
@@ -250,6 +225,19 @@ fn check_cluster(config: &Config) -> Result<(), Failure> {
     print_moved("read", &moved);
     println!("cluster ok: {} masters, every slot served", health.masters);
     Ok(())
+}
+
+/// The engine on `config`'s store with the system clock and an OS-seeded
+/// generator, as an offline command opens it; `what` names it in a failure.
+fn open_engine(config: &Config, key: CodeKey, what: &str) -> Result<Engine, Failure> {
+    let rng = os_seeded_rng().map_err(|e| e.to_string())?;
+    Engine::open(
+        config.engine_config(),
+        key,
+        Arc::new(SystemClock::new()),
+        rng,
+    )
+    .map_err(|e| Failure::opening(what, e))
 }
 
 /// Where the store lives in the data directory.
@@ -442,15 +430,7 @@ fn restore_to_cluster(
         .map_err(|e| format!("cannot create {}: {e}", scratch.data_dir.display()))?;
     let copied = engine::restore_backup(from, &store_dir(&scratch))
         .map_err(|e| Failure::Other(e.to_string()))
-        .and_then(|_| {
-            Engine::open(
-                scratch.engine_config(),
-                key,
-                Arc::new(SystemClock::new()),
-                os_seeded_rng().map_err(|e| e.to_string())?,
-            )
-            .map_err(|e| Failure::opening("cannot open the restored backup", e))
-        })
+        .and_then(|_| open_engine(&scratch, key, "cannot open the restored backup"))
         .and_then(|engine| {
             engine
                 .copy_to_cluster(cluster)

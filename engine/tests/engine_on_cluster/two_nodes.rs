@@ -384,18 +384,24 @@ fn a_cancelled_account_is_erased_by_the_cluster_when_the_retention_ends() {
     assert_eq!(pttl(&keys.account(back)), -1);
 }
 
-#[test]
-fn a_change_made_but_not_confirmed_by_a_replica_is_in_its_nodes_trail_at_once() {
-    // A cluster of its own: its replicas are stopped.
-    let private = crate::cluster_fixture::TestCluster::start();
-    let t = TestEngine::with_config(|c| {
+/// An engine on a cluster of the test's own (`namespace` in it), whose
+/// writes wait 300 ms for a replica's confirmation.
+fn on_private(private: &crate::cluster_fixture::TestCluster, namespace: &str) -> TestEngine {
+    TestEngine::with_config(|c| {
         c.store.cluster = Some(engine::cluster::ClusterConfig {
             wait_timeout: std::time::Duration::from_millis(300),
-            namespace: "unconfirmed".into(),
+            namespace: namespace.into(),
             ..private.config()
         });
-    });
-    let id = t.register(PHONE);
+    })
+}
+
+/// `f`'s answer, run while every replica of `private` is stopped (SIGSTOP):
+/// masters apply writes, `WAIT` sees none confirmed.
+fn with_replicas_stopped<T>(
+    private: &crate::cluster_fixture::TestCluster,
+    f: impl FnOnce() -> T,
+) -> T {
     let replicas: Vec<String> = private
         .masters()
         .iter()
@@ -404,11 +410,20 @@ fn a_change_made_but_not_confirmed_by_a_replica_is_in_its_nodes_trail_at_once() 
     for r in &replicas {
         private.signal(r, "STOP");
     }
-    // The master applies the lock; WAIT sees no replica confirm it.
-    let outcome = t.engine.lock(id, "fraud report");
+    let answer = f();
     for r in &replicas {
         private.signal(r, "CONT");
     }
+    answer
+}
+
+#[test]
+fn a_change_made_but_not_confirmed_by_a_replica_is_in_its_nodes_trail_at_once() {
+    let private = crate::cluster_fixture::TestCluster::start();
+    let t = on_private(&private, "unconfirmed");
+    let id = t.register(PHONE);
+    // The master applies the lock; WAIT sees no replica confirm it.
+    let outcome = with_replicas_stopped(&private, || t.engine.lock(id, "fraud report"));
     assert!(
         matches!(outcome, Err(EngineError::NotStored(_))),
         "not acknowledged: {outcome:?}"
@@ -428,28 +443,10 @@ fn a_change_made_but_not_confirmed_by_a_replica_is_in_its_nodes_trail_at_once() 
 
 #[test]
 fn a_key_whose_take_was_not_confirmed_is_free_for_the_retry() {
-    // A cluster of its own: its replicas are stopped.
     let private = crate::cluster_fixture::TestCluster::start();
-    let t = TestEngine::with_config(|c| {
-        c.store.cluster = Some(engine::cluster::ClusterConfig {
-            wait_timeout: std::time::Duration::from_millis(300),
-            namespace: "unconfirmed-take".into(),
-            ..private.config()
-        });
-    });
-    let replicas: Vec<String> = private
-        .masters()
-        .iter()
-        .map(|m| private.replica_of(m))
-        .collect();
-    for r in &replicas {
-        private.signal(r, "STOP");
-    }
+    let t = on_private(&private, "unconfirmed-take");
     let claim = Claim::new("portal", "k", [5; 32]).unwrap();
-    let taken = t.engine.take(&claim);
-    for r in &replicas {
-        private.signal(r, "CONT");
-    }
+    let taken = with_replicas_stopped(&private, || t.engine.take(&claim));
     assert!(matches!(taken, Err(EngineError::NotStored(_))), "{taken:?}");
     // The request never ran: its retry runs, not "in flight" nor "lost".
     assert_eq!(t.engine.take(&claim).unwrap(), Taken::Run);

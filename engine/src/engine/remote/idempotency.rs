@@ -105,6 +105,20 @@ fn decode(bytes: &[u8]) -> Result<Record> {
     })
 }
 
+impl Running {
+    /// Notes `claim`'s request as running with its take (`taken`).
+    fn hold(&self, claim: &Claim, token: [u8; 8], now: Timestamp, taken: Vec<u8>) -> Taken {
+        let request = Request {
+            token,
+            created_at: now,
+            changed: false,
+            taken,
+        };
+        lock(&self.requests).insert(id(claim), request);
+        Taken::Run
+    }
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -190,30 +204,12 @@ impl Remote {
             held = self.run(|cluster| async move { cluster.take(&key, again).await })?;
         }
         let Some(held) = held else {
-            lock(&self.running.requests).insert(
-                id(claim),
-                Request {
-                    token,
-                    created_at: now,
-                    changed: false,
-                    taken: bytes.clone(),
-                },
-            );
-            return Ok(Taken::Run);
+            return Ok(self.running.hold(claim, token, now, bytes));
         };
         let held = decode(&held)?;
         if held.token == token {
             // Our own take, written by a retried pipeline.
-            lock(&self.running.requests).insert(
-                id(claim),
-                Request {
-                    token,
-                    created_at: now,
-                    changed: false,
-                    taken: bytes.clone(),
-                },
-            );
-            return Ok(Taken::Run);
+            return Ok(self.running.hold(claim, token, now, bytes));
         }
         let answer = match held.state {
             RUNNING if now < held.until && claim.fits(&held.fingerprint) => {
