@@ -39,22 +39,11 @@ async fn two_otpd_processes_on_one_cluster_serve_one_population() {
     let nodes = cluster.nodes.join(",");
     // A client added with the command line goes to the cluster's registry:
     // both nodes know it, neither shares a data directory.
-    let out = otpd_with(&dir_a, &on_cluster(&nodes))
-        .args([
-            "client",
-            "add",
-            "two-nodes",
-            "--scopes",
-            "auth,accounts,admin",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let key = support::client_key(
+        otpd_with(&dir_a, &on_cluster(&nodes)),
+        "two-nodes",
+        "auth,accounts,admin",
     );
-    let key = String::from_utf8_lossy(&out.stdout).trim().to_owned();
     let (a, b) = (node(&dir_a, &nodes), node(&dir_b, &nodes));
     let (api_a, api_b) = (Api::new(&a, &key), Api::new(&b, &key));
     for api in [&api_a, &api_b] {

@@ -369,23 +369,7 @@ impl Run {
             key: String::new(),
             cluster: Some(cluster),
         };
-        let out = run
-            .otpd()
-            .args([
-                "client",
-                "add",
-                "crash-test",
-                "--scopes",
-                "auth,accounts,admin",
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        run.key = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        run.key = support::client_key(run.otpd(), "crash-test", "auth,accounts,admin");
         run
     }
 

@@ -226,16 +226,7 @@ async fn a_cluster_node_under_load_keeps_its_threads_and_memory_bounded() {
     with.push(("OTPD_STORE_REDIS_NAMESPACE", "memory"));
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let out = otpd_with(&data, &with)
-        .args(["client", "add", "memory", "--scopes", "auth,accounts"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let key = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let key = support::client_key(otpd_with(&data, &with), "memory", "auth,accounts");
     let server = Server::spawn(otpd_with(&data, &with));
     let api = Api::new(&server, &key);
     let pid = server.child.id();

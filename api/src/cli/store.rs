@@ -134,16 +134,7 @@ pub fn migrate(config: &Config, from: &str, to: &str) -> Result<(), Failure> {
         }
     }
     .map_err(|e| Failure::opening("the migration failed", e))?;
-    println!(
-        "moved {} accounts, {} live challenges, {} queued messages, {} clients; \
-         {} accounts read back and compared{}",
-        moved.accounts,
-        moved.challenges,
-        moved.messages,
-        moved.clients,
-        moved.sampled,
-        left_out(&moved)
-    );
+    print_migration("moved", &moved);
     Ok(())
 }
 
@@ -181,16 +172,21 @@ fn export_cluster(
     }
 }
 
-/// What a move to a cluster left out, for its summary line.
-fn left_out(moved: &engine::Migration) -> String {
-    if moved.erased == 0 {
+/// A migration's summary line, after `what` ("moved", ...).
+fn print_migration(what: &str, moved: &engine::Migration) {
+    let left_out = if moved.erased == 0 {
         String::new()
     } else {
         format!(
             "; {} accounts cancelled longer ago than audit.retention_days left out (erased)",
             moved.erased
         )
-    }
+    };
+    println!(
+        "{what} {} accounts, {} live challenges, {} queued messages, {} clients; \
+         {} accounts read back and compared{left_out}",
+        moved.accounts, moved.challenges, moved.messages, moved.clients, moved.sampled
+    );
 }
 
 fn print_moved(what: &str, moved: &engine::Migration) {
@@ -438,16 +434,7 @@ fn restore_to_cluster(
         });
     let _ = std::fs::remove_dir_all(&scratch.data_dir);
     let moved = copied?;
-    println!(
-        "restored into the cluster: {} accounts, {} live challenges, {} queued messages, {} \
-         clients; {} accounts read back and compared{}",
-        moved.accounts,
-        moved.challenges,
-        moved.messages,
-        moved.clients,
-        moved.sampled,
-        left_out(&moved)
-    );
+    print_migration("restored into the cluster:", &moved);
     Ok(())
 }
 

@@ -85,18 +85,22 @@ pub fn otpd_with(data: &Path, settings: &[(&str, &str)]) -> Command {
 
 /// Registers the test's client offline and returns its key.
 pub fn add_client(data: &Path) -> String {
-    let (ok, key, err) = cli(
-        data,
-        &[
-            "client",
-            "add",
-            "crash-test",
-            "--scopes",
-            "auth,accounts,admin",
-        ],
+    client_key(otpd(data), "crash-test", "auth,accounts,admin")
+}
+
+/// Runs `otpd client add NAME --scopes SCOPES` as `command` (an `otpd` with
+/// its data directory and settings) and returns the new client's key.
+pub fn client_key(mut command: Command, name: &str, scopes: &str) -> String {
+    let out = command
+        .args(["client", "add", name, "--scopes", scopes])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
-    assert!(ok, "{err}");
-    key.trim().to_owned()
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
 /// Codes the log sink wrote, by challenge id.
@@ -264,6 +268,29 @@ impl Api {
         }
     }
 
+    /// A request with this client's key, a JSON `body` and `headers`.
+    fn request(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> Request<Full<Bytes>> {
+        let mut builder = Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base))
+            .header("authorization", format!("Bearer {}", self.key))
+            .header("content-type", "application/json");
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        builder
+            .body(Full::new(Bytes::from(
+                body.map(|b| b.to_string()).unwrap_or_default(),
+            )))
+            .unwrap()
+    }
+
     pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Answer {
         self.call_as(None, method, path, body).await
     }
@@ -277,19 +304,9 @@ impl Api {
         path: &str,
         body: Option<Value>,
     ) -> Answer {
-        let mut builder = Request::builder();
-        if let Some(id) = request {
-            builder = builder.header("x-request-id", id);
-        }
-        let request = builder
-            .method(method)
-            .uri(format!("{}{path}", self.base))
-            .header("authorization", format!("Bearer {}", self.key))
-            .header("content-type", "application/json")
-            .body(Full::new(Bytes::from(
-                body.map(|b| b.to_string()).unwrap_or_default(),
-            )))
-            .unwrap();
+        let headers: Vec<(&str, &str)> =
+            request.map(|id| ("x-request-id", id)).into_iter().collect();
+        let request = self.request(method, path, body, &headers);
         let response = tokio::time::timeout(PATIENCE, self.client.request(request))
             .await
             .ok()?
@@ -314,14 +331,7 @@ impl Api {
         key: &str,
         body: Value,
     ) -> Option<(StatusCode, Value, bool)> {
-        let request = Request::builder()
-            .method(Method::POST)
-            .uri(format!("{}{path}", self.base))
-            .header("authorization", format!("Bearer {}", self.key))
-            .header("content-type", "application/json")
-            .header("idempotency-key", key)
-            .body(Full::new(Bytes::from(body.to_string())))
-            .unwrap();
+        let request = self.request(Method::POST, path, Some(body), &[("idempotency-key", key)]);
         let response = tokio::time::timeout(PATIENCE, self.client.request(request))
             .await
             .ok()?
