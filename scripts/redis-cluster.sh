@@ -113,13 +113,21 @@ start_nodes() {
       --repl-diskless-sync-delay 0 >/dev/null 7>&- || return 1
   done
   for port in $(cat "$dir/ports"); do
-    for _ in $(seq 100); do
+    # Up to 20 s: a machine busy with other clusters' fsyncs starts slowly.
+    for _ in $(seq 400); do
       cli -p "$port" ping 2>/dev/null | grep -q PONG && break
       sleep 0.05
     done
-    cli -p "$port" ping 2>/dev/null | grep -q PONG || return 1
+    if ! cli -p "$port" ping 2>/dev/null | grep -q PONG; then
+      echo "127.0.0.1:$port did not answer:" >&2
+      tail -5 "$dir/$port/redis.log" >&2 2>/dev/null || true
+      return 1
+    fi
     # The node answering is ours, not another cluster's that won the port.
-    [ "$(cli -p "$port" config get dir 2>/dev/null | sed -n 2p)" = "$dir/$port" ] || return 1
+    if [ "$(cli -p "$port" config get dir 2>/dev/null | sed -n 2p)" != "$dir/$port" ]; then
+      echo "127.0.0.1:$port is another cluster's node" >&2
+      return 1
+    fi
   done
 }
 
