@@ -7,11 +7,16 @@
 //! trusted proxy (the left part of that header is whatever the client
 //! claimed). IPv6 sources are keyed by their /64, the block one subscriber
 //! usually holds, so rotating addresses within it gains nothing.
+//!
+//! On a cluster the buckets are the cluster's (`engine::SharedBuckets`):
+//! every node spends from the same ones, so an attacker spreading requests
+//! over nodes gets one node's allowance, and a check the cluster cannot
+//! answer refuses the request (503).
 
 use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Arc;
 
-use engine::{Clock, KeyedLimit, Limited, Rate};
+use engine::{ClientId, Clock, EngineError, KeyedLimit, Rate, SharedBuckets};
 use hyper::HeaderMap;
 
 use crate::cidr::{Cidr, bits, mask};
@@ -40,15 +45,14 @@ fn source_key(addr: IpAddr) -> u128 {
     }
 }
 
-/// The request-level limits. Every limit is keyed by a `u128`: a source
-/// address (see [`source_key`]) or a hash of the client's name.
+/// The request-level limits, keyed by a source address (see
+/// [`source_key`]) or by the client's id.
 pub struct Gate {
     trusted: Vec<Cidr>,
-    clients: std::collections::hash_map::RandomState,
     issue_ip: KeyedLimit<u128>,
-    issue_client: KeyedLimit<u128>,
+    issue_client: KeyedLimit<ClientId>,
     attempt_ip: KeyedLimit<u128>,
-    attempt_client: KeyedLimit<u128>,
+    attempt_client: KeyedLimit<ClientId>,
 }
 
 impl std::fmt::Debug for Gate {
@@ -60,23 +64,28 @@ impl std::fmt::Debug for Gate {
 }
 
 impl Gate {
-    /// Builds the limits from configuration.
-    pub fn new(config: &LimitsConfig, clock: &Arc<dyn Clock>) -> Result<Gate, String> {
-        let limit = |reason, per_minute| {
-            KeyedLimit::new(
-                reason,
-                Rate::per_minute(per_minute),
-                config.max_keys as usize,
-                Arc::clone(clock),
-            )
+    /// Builds the limits from configuration, their buckets on `shared`
+    /// state when there is some (a cluster's), in this process otherwise.
+    pub fn new(
+        config: &LimitsConfig,
+        clock: &Arc<dyn Clock>,
+        shared: Option<&Arc<dyn SharedBuckets>>,
+    ) -> Result<Gate, String> {
+        let max_keys = config.max_keys as usize;
+        let ip = |reason, per_minute| {
+            let rates = [Rate::per_minute(per_minute)];
+            KeyedLimit::on(reason, &rates, max_keys, Arc::clone(clock), shared)
+        };
+        let client = |reason, per_minute| {
+            let rates = [Rate::per_minute(per_minute)];
+            KeyedLimit::on(reason, &rates, max_keys, Arc::clone(clock), shared)
         };
         Ok(Gate {
             trusted: parse_proxies(&config.trusted_proxies)?,
-            clients: std::collections::hash_map::RandomState::new(),
-            issue_ip: limit("ip_issue_rate", config.issue_per_ip_minute),
-            issue_client: limit("client_issue_rate", config.issue_per_client_minute),
-            attempt_ip: limit("ip_attempt_rate", config.attempts_per_ip_minute),
-            attempt_client: limit("client_attempt_rate", config.attempts_per_client_minute),
+            issue_ip: ip("ip_issue_rate", config.issue_per_ip_minute),
+            issue_client: client("client_issue_rate", config.issue_per_client_minute),
+            attempt_ip: ip("ip_attempt_rate", config.attempts_per_ip_minute),
+            attempt_client: client("client_attempt_rate", config.attempts_per_client_minute),
         })
     }
 
@@ -111,9 +120,10 @@ impl Gate {
     /// Spends what `cost` says for `source` and `client`, or says which limit refuses.
     /// Per-IP limits are checked first, so one noisy address does not spend
     /// its client's allowance.
-    pub fn check(&self, cost: Cost, source: IpAddr, client: &str) -> Result<(), Limited> {
+    /// A limit the shared state cannot check refuses too
+    /// ([`EngineError::Storage`]).
+    pub fn check(&self, cost: Cost, source: IpAddr, client: ClientId) -> Result<(), EngineError> {
         let key = source_key(source);
-        let client = u128::from(std::hash::BuildHasher::hash_one(&self.clients, client));
         if matches!(cost, Cost::Attempt | Cost::IssueAndAttempt) {
             self.attempt_ip.check(&key)?;
             self.attempt_client.check(&client)?;
@@ -125,28 +135,44 @@ impl Gate {
         Ok(())
     }
 
-    fn limits(&self) -> [&KeyedLimit<u128>; 4] {
-        [
-            &self.issue_ip,
-            &self.attempt_ip,
-            &self.issue_client,
-            &self.attempt_client,
-        ]
-    }
-
     /// Forgets keys whose buckets have refilled.
     pub fn prune(&self) {
-        for l in self.limits() {
-            l.prune();
-        }
+        self.issue_ip.prune();
+        self.attempt_ip.prune();
+        self.issue_client.prune();
+        self.attempt_client.prune();
     }
 
-    /// Keys held and overflow counts, per limit, for metrics.
+    /// Keys held and overflow counts, per limit, for metrics (none on
+    /// shared state: its buckets expire by themselves).
     pub fn usage(&self) -> Vec<(&'static str, usize, u64)> {
-        self.limits()
-            .iter()
-            .map(|l| (l.reason(), l.keys(), l.overflowed()))
-            .collect()
+        if self.issue_ip.is_shared() {
+            return Vec::new();
+        }
+        let usage = |keys, overflowed, reason| (reason, keys, overflowed);
+        [
+            usage(
+                self.issue_ip.keys(),
+                self.issue_ip.overflowed(),
+                self.issue_ip.reason(),
+            ),
+            usage(
+                self.attempt_ip.keys(),
+                self.attempt_ip.overflowed(),
+                self.attempt_ip.reason(),
+            ),
+            usage(
+                self.issue_client.keys(),
+                self.issue_client.overflowed(),
+                self.issue_client.reason(),
+            ),
+            usage(
+                self.attempt_client.keys(),
+                self.attempt_client.overflowed(),
+                self.attempt_client.reason(),
+            ),
+        ]
+        .into()
     }
 }
 
@@ -162,7 +188,7 @@ mod tests {
             ..LimitsConfig::default()
         };
         let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(Timestamp(0)));
-        Gate::new(&config, &clock).unwrap()
+        Gate::new(&config, &clock, None).unwrap()
     }
 
     fn forwarded(value: &str) -> HeaderMap {
@@ -204,6 +230,43 @@ mod tests {
         assert_ne!(source_key(ip("1.2.3.4")), source_key(ip("1.2.3.5")));
     }
 
+    /// Shared state that never answers (a cluster that is down).
+    struct Unanswering;
+
+    impl SharedBuckets for Unanswering {
+        fn spend(
+            &self,
+            _: &str,
+            _: &str,
+            _: engine::Timestamp,
+            _: &[Rate],
+        ) -> Result<Option<(usize, std::time::Duration)>, EngineError> {
+            Err(EngineError::Storage("the cluster did not answer".into()))
+        }
+
+        fn count_sms(&self, _: u64, _: &str) {}
+
+        fn sms_tally(&self, _: Option<u64>) -> Result<Vec<(String, u64)>, EngineError> {
+            Err(EngineError::Storage("the cluster did not answer".into()))
+        }
+    }
+
+    #[test]
+    fn limits_on_shared_state_that_does_not_answer_refuse_the_request() {
+        let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(Timestamp(0)));
+        let shared: Arc<dyn SharedBuckets> = Arc::new(Unanswering);
+        let g = Gate::new(&LimitsConfig::default(), &clock, Some(&shared)).unwrap();
+        let front = ClientId::parse("client", "00000000000000f1").unwrap();
+        for cost in [Cost::Issue, Cost::Attempt, Cost::IssueAndAttempt] {
+            match g.check(cost, ip("192.0.2.1"), front) {
+                Err(EngineError::Storage(why)) => assert!(why.contains("ip_"), "{why}"),
+                other => panic!("{cost:?}: expected a refusal (503), got {other:?}"),
+            }
+        }
+        g.check(Cost::Free, ip("192.0.2.1"), front).unwrap();
+        assert!(g.usage().is_empty(), "no keys held in the process");
+    }
+
     #[test]
     fn each_cost_spends_its_own_limits() {
         let config = LimitsConfig {
@@ -212,18 +275,23 @@ mod tests {
             ..LimitsConfig::default()
         };
         let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(Timestamp(0)));
-        let g = Gate::new(&config, &clock).unwrap();
+        let g = Gate::new(&config, &clock, None).unwrap();
         let a = ip("192.0.2.1");
-        g.check(Cost::Attempt, a, "front").unwrap();
-        g.check(Cost::Attempt, a, "front").unwrap();
-        let refused = g.check(Cost::Attempt, a, "front").unwrap_err();
-        assert_eq!(refused.reason, "ip_attempt_rate");
-        g.check(Cost::Issue, a, "front").unwrap();
+        let front = ClientId::parse("client", "00000000000000f1").unwrap();
+        let reason = |e: EngineError| match e {
+            EngineError::RateLimited { reason, .. } => reason,
+            other => panic!("{other:?}"),
+        };
+        g.check(Cost::Attempt, a, front).unwrap();
+        g.check(Cost::Attempt, a, front).unwrap();
+        let refused = g.check(Cost::Attempt, a, front).unwrap_err();
+        assert_eq!(reason(refused), "ip_attempt_rate");
+        g.check(Cost::Issue, a, front).unwrap();
         assert_eq!(
-            g.check(Cost::Issue, a, "front").unwrap_err().reason,
+            reason(g.check(Cost::Issue, a, front).unwrap_err()),
             "ip_issue_rate"
         );
-        g.check(Cost::Free, a, "front").unwrap();
-        g.check(Cost::Attempt, ip("192.0.2.2"), "front").unwrap();
+        g.check(Cost::Free, a, front).unwrap();
+        g.check(Cost::Attempt, ip("192.0.2.2"), front).unwrap();
     }
 }

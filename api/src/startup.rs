@@ -82,7 +82,9 @@ impl App {
             0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
             n => n as usize,
         };
-        let gate = Gate::new(&config.limits, &deps.clock).map_err(Failure::Config)?;
+        let shared = engine.shared_buckets();
+        let gate =
+            Gate::new(&config.limits, &deps.clock, shared.as_ref()).map_err(Failure::Config)?;
         let attester = open_attester(&config, deps.clock.now())?;
         let tls = Tls::open(&config.server.tls).map_err(Failure::Config)?;
         let state = Arc::new(AppState {
@@ -375,7 +377,14 @@ fn publish_limits(state: &AppState, stats: &engine::Stats) {
     }
     metrics::gauge!("otpd_limiter_keys", "limit" => "account_and_destination")
         .set(stats.limiter_keys as f64);
-    for c in state.engine.sms_conversion() {
+    let conversion = match state.engine.sms_conversion() {
+        Ok(conversion) => conversion,
+        Err(e) => {
+            tracing::warn!(error = %e, "SMS conversion unread: the pumping alarm is not updated");
+            Vec::new()
+        }
+    };
+    for c in conversion {
         let code = c.calling_code.to_string();
         metrics::counter!("otpd_sms_codes_sent_total", "calling_code" => code.clone())
             .absolute(c.sent);
@@ -427,6 +436,13 @@ pub fn publish_metrics(state: &AppState) {
         .absolute(u64::try_from(stats.flush.flush_time.as_micros()).unwrap_or(u64::MAX));
     metrics::counter!("otpd_store_writes_total").absolute(stats.flush.writes);
     metrics::counter!("otpd_lockouts_total").absolute(stats.lockouts);
+    if let Some(c) = stats.cluster {
+        metrics::counter!("otpd_cluster_errors_total").absolute(c.errors);
+        metrics::counter!("otpd_cluster_cas_retries_total").absolute(c.cas_retries);
+        metrics::counter!("otpd_cluster_wait_timeouts_total").absolute(c.wait_timeouts);
+        metrics::counter!("otpd_rate_limit_unanswered_total").absolute(c.limits_unanswered);
+        metrics::counter!("otpd_sms_tallies_lost_total").absolute(c.tallies_lost);
+    }
     metrics::counter!("otpd_argon2_runs_total").absolute(stats.argon2_runs);
     metrics::gauge!("otpd_argon2_memory_bytes").set(stats.argon2_memory_bytes as f64);
     metrics::gauge!("otpd_idempotency_keys").set(stats.idempotency_keys as f64);

@@ -262,7 +262,7 @@ fn limiter(c: &mut Criterion) {
     let clock = Arc::new(ManualClock::new(START));
     let open = KeyedLimit::<u128>::new(
         "bench",
-        Rate::per_minute(u32::MAX / 2),
+        &[Rate::per_minute(u32::MAX / 2)],
         1_000_000,
         clock.clone(),
     );
@@ -273,7 +273,7 @@ fn limiter(c: &mut Criterion) {
             open.check(&key).unwrap()
         })
     });
-    let shut = KeyedLimit::<u128>::new("bench", Rate::per_day(1), 1_000_000, clock);
+    let shut = KeyedLimit::<u128>::new("bench", &[Rate::per_day(1)], 1_000_000, clock);
     shut.check(&7).unwrap();
     group.bench_function("keyed_refused", |b| b.iter(|| shut.check(&7).unwrap_err()));
     group.finish();

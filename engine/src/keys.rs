@@ -46,6 +46,10 @@ pub(crate) const AUDIT_LOGIN: &[u8] = b"otpd/v1/audit-login";
 /// The label of the key that fingerprints requests for idempotency keys.
 pub(crate) const IDEMPOTENCY: &[u8] = b"otpd/v1/idempotency";
 
+/// The label of the key that names destinations' rate-limit buckets (the
+/// same on every node of a cluster, meaningless without the code key).
+pub(crate) const LIMIT_DESTINATIONS: &[u8] = b"otpd/v1/limit-destinations";
+
 /// Which key made a challenge's code MAC.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum MacKey {

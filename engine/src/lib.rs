@@ -45,10 +45,10 @@ pub use code::{Alphabet, CodePolicies, CodePolicy};
 pub use config::{AuditPolicy, EngineConfig, ResendCooldown};
 pub use document::Document;
 pub use engine::{
-    ActivationTarget, ClientUpdate, Contact, ContactChangeStart, ContactKind, ContactRemoval,
-    Engine, ImportAccount, ImportState, LoginId, LoginOutcome, MAX_EVENTS_PER_READ, MAX_LIVE_KEYS,
-    Migration, NewAccount, NewClient, NewKey, PinChange, PreRegistration, Recovery, RecoveryMethod,
-    Stats, Sweeper, check_cluster, os_seeded_rng, seeded_rng,
+    ActivationTarget, ClientUpdate, ClusterCounts, Contact, ContactChangeStart, ContactKind,
+    ContactRemoval, Engine, ImportAccount, ImportState, LoginId, LoginOutcome, MAX_EVENTS_PER_READ,
+    MAX_LIVE_KEYS, Migration, NewAccount, NewClient, NewKey, PinChange, PreRegistration, Recovery,
+    RecoveryMethod, Stats, Sweeper, check_cluster, os_seeded_rng, seeded_rng,
 };
 pub use error::{EngineError, Result};
 pub use id::{AccountId, ChallengeId};
@@ -57,7 +57,10 @@ pub use identity::{
     BirthDate, DmHandle, DmPolicy, Email, Identity, IdentityKind, Phone, PostalAddress, PushToken,
     calling_code,
 };
-pub use limits::{GlobalLimit, IssueLimitsConfig, KeyedLimit, Limited, Rate, SmsConversion};
+pub use limits::{
+    GlobalLimit, IssueLimitsConfig, KeyedLimit, Limited, Rate, SharedBuckets, SmsConversion,
+    Subject,
+};
 pub use lockout::{Event, Lock, LockMode, LockReason, Lockout, LockoutPolicy, Transition};
 pub use outbox::{DeadLetter, Notice, NoticePolicy, OutboxPolicy, Outgoing, SendResult};
 pub use pin::{Argon2Params, PinPolicy, hash_pin_phc};

@@ -189,10 +189,17 @@ async fn one_guess_sprayed_over_many_accounts_trips_ip_then_client_limits() {
         assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
         challenges.push(r.body["challenge_id"].as_str().unwrap().to_owned());
     }
+    // On a cluster the attacker alternates between two nodes: the limits
+    // are the cluster's, so the answers are exactly one node's.
+    let second = app.second_node().await;
+    let node = |n: usize| match &second {
+        Some(b) if n % 2 == 1 => b,
+        _ => &app,
+    };
     let mut answers = Vec::new();
     for (n, id) in challenges.iter().enumerate() {
         let ip = if n < 25 { "203.0.113.7" } else { "203.0.113.8" };
-        let r = app.forwarded_for(ip).step_up_verify(id, "123456").await;
+        let r = node(n).forwarded_for(ip).step_up_verify(id, "123456").await;
         if r.status == StatusCode::TOO_MANY_REQUESTS {
             assert_retry_after(&r);
         }
@@ -524,11 +531,17 @@ async fn sms_to_blocked_countries_and_bursts_never_reach_the_gateway() {
         assert_eq!(r.error_code(), "destination_not_allowed");
         assert_eq!(reason(&r), "sms_country_not_allowed");
     }
+    // On a cluster, alternately through two nodes: one budget for both.
+    let second = app.second_node().await;
+    let node = |n: usize| match &second {
+        Some(b) if n % 2 == 1 => b,
+        _ => &app,
+    };
     let mut answers = Vec::new();
     for i in 0..5 {
         let phone = format!("+44770090000{i}");
         app.registered(&phone, &format!("3400000{i}")).await;
-        let r = app.login(&phone, PIN).await;
+        let r = node(i).login(&phone, PIN).await;
         if r.status == StatusCode::TOO_MANY_REQUESTS {
             assert_eq!(reason(&r), "sms_country_budget", "{}", r.text);
             assert_retry_after(&r);
@@ -546,6 +559,11 @@ async fn sms_to_blocked_countries_and_bursts_never_reach_the_gateway() {
     // Nothing else is queued: the refused codes were never made.
     assert_eq!(app.state.engine.stats().outbox, 0);
     assert_eq!(gateway.received().len(), 3);
+    if let Some(b) = &second {
+        assert_eq!(b.state.engine.stats().outbox, 0);
+    }
+    // (Servers in one test process share one metrics registry: this is
+    // both nodes' count.)
     let metrics = app.metrics().await.text;
     assert!(
         metrics.contains(r#"otpd_rate_limited_total{reason="sms_country_budget"} 2"#),
@@ -587,6 +605,24 @@ async fn a_random_key_spray_cannot_grow_the_limiters() {
     let mut limited = 0;
     while let Some(n) = set.join_next().await {
         limited += n.unwrap();
+    }
+    if let Some(buckets) = app.limit_buckets("ip_attempt_rate") {
+        // On a cluster no node holds limiter keys: each address has its
+        // bucket on the cluster, which expires once refilled (one check of
+        // 5 per minute: 12 s), so a spray costs memory only briefly (those
+        // of the spray's first seconds may be gone already). No single
+        // address sent more than its limit.
+        assert!(app.state.gate.usage().is_empty());
+        assert_eq!(limited, 0);
+        assert!((1..=2_000).contains(&buckets.len()), "{}", buckets.len());
+        for ttl in buckets.iter().step_by(97) {
+            // -2: gone since the scan; never -1 (kept for ever).
+            assert!(
+                *ttl == -2 || (1..=12_000).contains(ttl),
+                "a bucket's TTL is {ttl} ms"
+            );
+        }
+        return;
     }
     let usage = app.state.gate.usage();
     let (_, keys, overflowed) = usage

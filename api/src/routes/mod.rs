@@ -155,7 +155,7 @@ async fn dispatch(
         let certificate = connection.certificate.as_ref();
         let info = request::authorize(state, request.headers(), scope, certificate)?;
         if endpoint.cost != Cost::Free {
-            state.gate.check(endpoint.cost, source, &info.name)?;
+            state.gate.check(endpoint.cost, source, info.id)?;
         }
         client = Some(info);
     }

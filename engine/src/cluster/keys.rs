@@ -19,6 +19,8 @@
 //! | `{c:}registry` | hash: `v` version, `r` every client (relying party) |
 //! | `{k:CLIENT}KEY` | an idempotency key's record (expires with its retention); `CLIENT`, `KEY`: digests |
 //! | `{k:CLIENT}z` | the client's shelf: its keys by when they were taken (for its cap) |
+//! | `r:LIMIT:SUBJECT` | a rate limit's bucket for one subject (expires once refilled) |
+//! | `s:HOUR`, `s:all` | SMS sent and verified per calling code, in one hour (kept 3 hours) and ever |
 //!
 //! A [`KeySpace`] with a namespace `NS` (`store.redis.namespace`) puts it
 //! in every key — `{a:NS/TAG}…`, `i:NS/KIND:VALUE` — so deployments (or
@@ -135,6 +137,19 @@ impl KeySpace {
         }
     }
 
+    /// The bucket of rate limit `limit` for `subject` (`cluster::rate`).
+    pub fn limit(&self, limit: &str, subject: &str) -> String {
+        format!("r:{}{limit}:{subject}", self.prefix)
+    }
+
+    /// The SMS tallies of `hour` (hours since the epoch), or of all time.
+    pub fn sms_tally(&self, hour: Option<u64>) -> String {
+        match hour {
+            Some(hour) => format!("s:{}{hour}", self.prefix),
+            None => format!("s:{}all", self.prefix),
+        }
+    }
+
     /// The registry of clients (relying parties): one record, versioned
     /// like an account's, small (a client is ~200 bytes).
     pub fn clients(&self) -> String {
@@ -236,6 +251,9 @@ mod tests {
         assert_eq!(ns.account(a), "{a:t1/abababababababab}abababababababab");
         assert_eq!(ns.challenge(c), "{a:t1/abababababababab}c:0707070707070707");
         assert_eq!(ns.index("p:+351912345678"), "i:t1/p:+351912345678");
+        assert_eq!(ns.limit("ip_issue_rate", "7f"), "r:t1/ip_issue_rate:7f");
+        assert_eq!(ns.sms_tally(Some(12)), "s:t1/12");
+        assert_eq!(KeySpace::new("").sms_tally(None), "s:all");
         assert_eq!(slot(&ns.account(a)), slot(&ns.challenge(c)));
         assert_eq!(
             slot(&ns.account(a)),

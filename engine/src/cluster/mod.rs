@@ -9,6 +9,8 @@
 //!   claims on them go through a reservation (a pending marker that
 //!   expires), so two live accounts never hold one value, even when a node
 //!   dies between steps.
+//! - [`rate`]: rate limits and SMS tallies every node shares (GCRA buckets
+//!   checked and spent in one script each).
 //! - [`health`]: what `/readyz` asks (the cluster up, every slot served,
 //!   persistence as otpd needs it, clocks close enough).
 //!
@@ -22,10 +24,12 @@ pub mod health;
 pub mod idempotency;
 pub mod index;
 pub mod keys;
+pub mod rate;
 pub mod scan;
 pub mod slot;
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use redis::cluster::ClusterClientBuilder;
@@ -203,6 +207,27 @@ fn node_url(node: &str) -> Result<String> {
     Ok(url)
 }
 
+/// What a node's cluster client has met since start (`/metrics` shows it
+/// as cluster health).
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Operations that failed because the cluster did not answer, or
+    /// answered with an error (each answered 503).
+    pub errors: AtomicU64,
+    /// Compare-and-set conflicts: another node changed the account first,
+    /// and the change was computed again.
+    pub cas_retries: AtomicU64,
+    /// Writes the master applied that too few replicas confirmed in time
+    /// (`WAIT`): not acknowledged.
+    pub wait_timeouts: AtomicU64,
+    /// Rate-limit checks the cluster did not answer (each refused its
+    /// request: limits fail closed).
+    pub limits_unanswered: AtomicU64,
+    /// SMS tally counts lost (the pumping alarm saw one send or
+    /// verification fewer).
+    pub tallies_lost: AtomicU64,
+}
+
 /// A connection to the cluster, shared by every task of a node: cloning it
 /// is cheap (multiplexed connections per cluster node underneath: one for
 /// reads, one for writes and their `WAIT`, so a `WAIT` that blocks its
@@ -213,6 +238,7 @@ pub struct Cluster {
     writes: ClusterConnection,
     config: ClusterConfig,
     keys: keys::KeySpace,
+    counters: std::sync::Arc<Counters>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -272,6 +298,7 @@ impl Cluster {
             writes,
             keys: keys::KeySpace::new(&config.namespace),
             config,
+            counters: std::sync::Arc::default(),
         })
     }
 
@@ -296,6 +323,11 @@ impl Cluster {
     /// Where its records live (its namespace's keys).
     pub fn keys(&self) -> &keys::KeySpace {
         &self.keys
+    }
+
+    /// What this client has met since start.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
     }
 
     pub(crate) fn conn(&self) -> ClusterConnection {
@@ -337,6 +369,7 @@ impl Cluster {
             let confirmed: u32 = redis::from_redis_value(values.pop().unwrap_or(redis::Value::Nil))
                 .map_err(|e| EngineError::NotStored(format!("WAIT answered {e}")))?;
             if confirmed < wanted {
+                self.counters.wait_timeouts.fetch_add(1, Ordering::Relaxed);
                 return Err(EngineError::NotStored(format!(
                     "{confirmed} of the {wanted} replicas required confirmed the write within \
                      {} ms (WAIT); it is not acknowledged",

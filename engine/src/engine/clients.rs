@@ -479,7 +479,15 @@ impl Engine {
                     .get(&id)
                     .is_some_and(|old| old.info.policy.issue_rate == Some(rate));
                 if !unchanged {
-                    let limit = GlobalLimit::new("client_issue_rate", rate, self.clock.source());
+                    // Its own bucket: the server's per-client limit has
+                    // the same name and the client's id as its subject.
+                    let limit = GlobalLimit::on(
+                        "client_issue_rate",
+                        &format!("{id}/own"),
+                        &[rate],
+                        self.clock.source(),
+                        self.buckets.as_ref(),
+                    );
                     self.client_rates.insert(id, limit);
                 }
             }

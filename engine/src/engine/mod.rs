@@ -44,7 +44,7 @@ use crate::config::EngineConfig;
 use crate::error::{EngineError, Result};
 use crate::id::{AccountId, ChallengeId, IdHasher};
 use crate::keys::Keys;
-use crate::limits::{GlobalLimit, IssueLimits};
+use crate::limits::{GlobalLimit, IssueLimits, SharedBuckets};
 use crate::pin::PinHasher;
 use crate::queue::Queue;
 use crate::secret::{CodeKey, Pin, PinHash};
@@ -63,7 +63,7 @@ pub use self::migrate::Migration;
 pub use self::pins::PinChange;
 pub use self::remote::check_cluster;
 use self::tx::Tx;
-pub use self::upkeep::{Stats, Sweeper};
+pub use self::upkeep::{ClusterCounts, Stats, Sweeper};
 
 /// A ChaCha20 generator seeded from the operating system.
 pub fn os_seeded_rng() -> Result<ChaCha20Rng> {
@@ -101,8 +101,8 @@ pub struct Engine {
     clients: DashMap<ClientId, Client>,
     /// Which client each key belongs to.
     client_keys: DashMap<KeyId, ClientId>,
-    /// The issuance rate of each client that has one (in memory only, as
-    /// every limiter: a restart forgets it).
+    /// The issuance rate of each client that has one (in memory on the
+    /// embedded store, where a restart forgets it; on the cluster otherwise).
     client_rates: DashMap<ClientId, GlobalLimit>,
     /// Test destinations and their fixed codes.
     test_codes: TestDestinations,
@@ -121,6 +121,9 @@ pub struct Engine {
     /// On a cluster: where accounts, challenges and the index live instead
     /// of the maps above (which then stay empty); `None` on the embedded store.
     remote: Option<remote::Remote>,
+    /// On a cluster: the limits every node shares (`None`: each limit is
+    /// this process's).
+    buckets: Option<Arc<dyn SharedBuckets>>,
     /// On a cluster: when this node last read the client registry (engine time, ms).
     clients_read_at: std::sync::atomic::AtomicU64,
 }
@@ -171,7 +174,16 @@ impl Engine {
     ) -> Result<Engine> {
         let pins = PinHasher::new(config.argon2, &mut rng)?;
         let commit = store.commit();
-        let limits = IssueLimits::new(config.limits.clone(), Arc::clone(&clock));
+        let buckets = remote.as_ref().map(remote::Remote::buckets).transpose()?;
+        let mut destination_key = [0u8; 16];
+        destination_key
+            .copy_from_slice(&crate::keys::subkey(&key, crate::keys::LIMIT_DESTINATIONS)[..16]);
+        let limits = IssueLimits::new(
+            config.limits.clone(),
+            Arc::clone(&clock),
+            buckets.as_ref(),
+            destination_key,
+        );
         let test_codes = config.test_mode.prepared(&config.codes)?;
         let engine = Engine {
             config,
@@ -196,10 +208,17 @@ impl Engine {
             idempotency: Mutex::default(),
             idempotency_evicted: std::sync::atomic::AtomicU64::new(0),
             remote,
+            buckets,
             clients_read_at: std::sync::atomic::AtomicU64::new(0),
         };
         engine.recover()?;
         Ok(engine)
+    }
+
+    /// The state limits share across nodes on a cluster (the request-level
+    /// limits of the server use it too); `None` on the embedded store.
+    pub fn shared_buckets(&self) -> Option<Arc<dyn SharedBuckets>> {
+        self.buckets.clone()
     }
 
     /// The engine's current time (never earlier than any time it has seen).

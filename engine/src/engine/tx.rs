@@ -2,6 +2,7 @@
 
 use std::cell::RefCell;
 use std::rc::Rc;
+use std::sync::atomic::Ordering;
 
 use smallvec::smallvec;
 
@@ -366,7 +367,11 @@ impl Engine {
             // next start: its journal entry, written with it, says it was.
             let mut unacknowledged = None;
             match remote.compare_and_set(id, loaded.version, write) {
-                Ok(slot::Outcome::Conflict(_)) => continue,
+                Ok(slot::Outcome::Conflict(_)) => {
+                    let counters = remote.counters();
+                    counters.cas_retries.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
                 Ok(slot::Outcome::Written(_)) => {}
                 Err(EngineError::NotStored(why)) => {
                     let made = match &journal {

@@ -40,6 +40,23 @@ pub struct Stats {
     /// What the audit log holds in memory about its writes: those not yet
     /// known durable, and recent accounts' newest events (both bounded).
     pub audit_tracked: u64,
+    /// On a cluster: what this node's cluster client has met since start.
+    pub cluster: Option<ClusterCounts>,
+}
+
+/// A cluster node's health counters since start (`cluster::Counters`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ClusterCounts {
+    /// Operations that failed because the cluster did not answer or answered an error.
+    pub errors: u64,
+    /// Compare-and-set conflicts that made a change be computed again.
+    pub cas_retries: u64,
+    /// Writes too few replicas confirmed in time (`WAIT`): not acknowledged.
+    pub wait_timeouts: u64,
+    /// Rate-limit checks the cluster did not answer (their requests were refused).
+    pub limits_unanswered: u64,
+    /// SMS tally counts lost.
+    pub tallies_lost: u64,
 }
 
 /// Stops the background sweeper when dropped.
@@ -152,11 +169,25 @@ impl Engine {
             argon2_runs: self.pins.runs(),
             argon2_memory_bytes: self.pins.pooled_memory().1,
             audit_tracked: self.audit_tracked(),
+            cluster: self.remote.as_ref().map(|remote| {
+                let c = remote.counters();
+                let read =
+                    |n: &std::sync::atomic::AtomicU64| n.load(std::sync::atomic::Ordering::Relaxed);
+                ClusterCounts {
+                    errors: read(&c.errors),
+                    cas_retries: read(&c.cas_retries),
+                    wait_timeouts: read(&c.wait_timeouts),
+                    limits_unanswered: read(&c.limits_unanswered),
+                    tallies_lost: read(&c.tallies_lost),
+                }
+            }),
         }
     }
 
     /// SMS codes sent and verified per country calling code, with the pumping alarm.
-    pub fn sms_conversion(&self) -> Vec<SmsConversion> {
+    /// On a cluster these are every node's, read from the cluster (which
+    /// may fail).
+    pub fn sms_conversion(&self) -> Result<Vec<SmsConversion>> {
         self.limits.sms_conversion()
     }
 

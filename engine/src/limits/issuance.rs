@@ -3,13 +3,12 @@
 //! overall, narrowest first; and the configuration of all of it.
 
 use std::collections::BTreeMap;
-use std::hash::Hash;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::SmsConversion;
 use super::pumping::Tallies;
 use super::rate::{GlobalLimit, KeyedLimit, Rate};
+use super::{SharedBuckets, SmsConversion};
 use crate::clock::Clock;
 use crate::error::{EngineError, Result};
 use crate::id::AccountId;
@@ -122,12 +121,16 @@ impl IssueLimitsConfig {
 pub(crate) struct IssueLimits {
     config: IssueLimitsConfig,
     clock: Arc<dyn Clock>,
-    account: Vec<KeyedLimit<AccountId>>,
-    destination: Vec<KeyedLimit<u64>>,
-    destination_hasher: std::collections::hash_map::RandomState,
-    country: Vec<KeyedLimit<u16>>,
-    country_budgets: BTreeMap<u16, Vec<GlobalLimit>>,
-    global: Vec<GlobalLimit>,
+    account: KeyedLimit<AccountId>,
+    destination: KeyedLimit<u64>,
+    /// SipHash keys of destinations: a destination's bucket is named by a
+    /// digest, the same on every node (the keys come from the code key),
+    /// that says nothing of the number or address to whoever reads the
+    /// shared state.
+    destination_keys: (u64, u64),
+    country: KeyedLimit<u16>,
+    country_budgets: BTreeMap<u16, GlobalLimit>,
+    global: GlobalLimit,
     tallies: Tallies,
 }
 
@@ -140,49 +143,86 @@ impl std::fmt::Debug for IssueLimits {
 }
 
 impl IssueLimits {
-    pub(crate) fn new(config: IssueLimitsConfig, clock: Arc<dyn Clock>) -> Self {
-        fn keyed<K: Hash + Eq + Clone>(
+    /// The policy of `config`; its buckets and tallies on `shared` state
+    /// when there is some (a cluster), in this process otherwise.
+    /// `destination_key` keys the digests that name destinations.
+    pub(crate) fn new(
+        config: IssueLimitsConfig,
+        clock: Arc<dyn Clock>,
+        shared: Option<&Arc<dyn SharedBuckets>>,
+        destination_key: [u8; 16],
+    ) -> Self {
+        let (k0, k1) = destination_key.split_at(8);
+        let word = |b: &[u8]| u64::from_le_bytes(b.try_into().unwrap_or_default());
+        fn keyed<K: std::hash::Hash + Eq + Clone + super::Subject>(
             reason: &'static str,
             rates: &[Rate],
             config: &IssueLimitsConfig,
             clock: &Arc<dyn Clock>,
-        ) -> Vec<KeyedLimit<K>> {
-            rates
-                .iter()
-                .map(|r| KeyedLimit::new(reason, *r, config.max_keys, Arc::clone(clock)))
-                .collect()
+            shared: Option<&Arc<dyn SharedBuckets>>,
+        ) -> KeyedLimit<K> {
+            KeyedLimit::on(reason, rates, config.max_keys, Arc::clone(clock), shared)
         }
-        let global = |reason, rates: &[Rate]| -> Vec<_> {
-            rates
-                .iter()
-                .map(|r| GlobalLimit::new(reason, *r, Arc::clone(&clock)))
-                .collect()
-        };
         Self {
-            account: keyed("account_issue_rate", &config.per_account, &config, &clock),
+            account: keyed(
+                "account_issue_rate",
+                &config.per_account,
+                &config,
+                &clock,
+                shared,
+            ),
             destination: keyed(
                 "destination_issue_rate",
                 &config.per_destination,
                 &config,
                 &clock,
+                shared,
             ),
-            destination_hasher: std::collections::hash_map::RandomState::new(),
+            destination_keys: (word(k0), word(k1)),
             country: keyed(
                 "sms_country_budget",
                 &config.sms_per_calling_code,
                 &config,
                 &clock,
+                shared,
             ),
             country_budgets: config
                 .sms_calling_code_budgets
                 .iter()
-                .map(|(code, rates)| (*code, global("sms_country_budget", rates)))
+                .map(|(code, rates)| {
+                    let subject = format!("+{code}");
+                    let limit = GlobalLimit::on(
+                        "sms_country_budget",
+                        &subject,
+                        rates,
+                        Arc::clone(&clock),
+                        shared,
+                    );
+                    (*code, limit)
+                })
                 .collect(),
-            global: global("sms_global_budget", &config.sms_global),
-            tallies: Tallies::default(),
+            global: GlobalLimit::on(
+                "sms_global_budget",
+                "all",
+                &config.sms_global,
+                Arc::clone(&clock),
+                shared,
+            ),
+            tallies: Tallies::on(shared),
             clock: Arc::clone(&clock),
             config,
         }
+    }
+
+    /// The digest a destination's bucket is named by.
+    fn destination_digest(&self, destination: &str) -> u64 {
+        use std::hash::Hasher;
+        let mut hasher = siphasher::sip::SipHasher13::new_with_keys(
+            self.destination_keys.0,
+            self.destination_keys.1,
+        );
+        hasher.write(destination.as_bytes());
+        hasher.finish()
     }
 
     /// Lets one code go to `destination` by `channel` for `account`, or says
@@ -204,21 +244,15 @@ impl IssueLimits {
         } else {
             None
         };
-        for limit in &self.account {
-            limit.check(&account)?;
-        }
-        if !self.destination.is_empty() {
-            let key = std::hash::BuildHasher::hash_one(&self.destination_hasher, destination);
-            for limit in &self.destination {
-                limit.check(&key)?;
-            }
-        }
+        self.account.check(&account)?;
+        self.destination
+            .check(&self.destination_digest(destination))?;
         if let Some(code) = sms_code {
             match self.country_budgets.get(&code) {
-                Some(budget) => budget.iter().try_for_each(GlobalLimit::check)?,
-                None => self.country.iter().try_for_each(|l| l.check(&code))?,
+                Some(budget) => budget.check()?,
+                None => self.country.check(&code)?,
             }
-            self.global.iter().try_for_each(GlobalLimit::check)?;
+            self.global.check()?;
             self.tallies.sent(code, self.hour());
         }
         Ok(())
@@ -239,12 +273,14 @@ impl IssueLimits {
         }
     }
 
+    /// The hour (since the epoch) tallies count in: the wall clock, which
+    /// every node of a cluster reads alike.
     fn hour(&self) -> u64 {
-        self.clock.monotonic().as_secs() / 3600
+        self.clock.now().0 / 3_600_000
     }
 
     /// Conversion per calling code, with the pumping alarm.
-    pub(crate) fn sms_conversion(&self) -> Vec<SmsConversion> {
+    pub(crate) fn sms_conversion(&self) -> Result<Vec<SmsConversion>> {
         self.tallies.conversion(
             self.hour(),
             self.config.pumping_min_sends,
@@ -254,21 +290,14 @@ impl IssueLimits {
 
     /// Drops keys whose buckets have refilled.
     pub(crate) fn prune(&self) {
-        for l in &self.account {
-            l.prune();
-        }
-        for l in &self.destination {
-            l.prune();
-        }
-        for l in &self.country {
-            l.prune();
-        }
+        self.account.prune();
+        self.destination.prune();
+        self.country.prune();
     }
 
-    /// Keys held by the account and destination limiters.
+    /// Keys held by the account and destination limiters (in this process).
     pub(crate) fn keys(&self) -> usize {
-        self.account.iter().map(KeyedLimit::keys).sum::<usize>()
-            + self.destination.iter().map(KeyedLimit::keys).sum::<usize>()
+        self.account.keys() + self.destination.keys()
     }
 }
 
@@ -297,7 +326,7 @@ mod tests {
             sms_global: vec![Rate::per_hour(2)],
             ..IssueLimitsConfig::default()
         };
-        let limits = IssueLimits::new(config, clock);
+        let limits = IssueLimits::new(config, clock, None, [0; 16]);
         limits
             .admit(account(1), Channel::Sms, "+351911111111")
             .unwrap();
@@ -345,7 +374,7 @@ mod tests {
             sms_blocked_prefixes: vec!["1876".into()],
             ..IssueLimitsConfig::default()
         };
-        let limits = IssueLimits::new(config, clock);
+        let limits = IssueLimits::new(config, clock, None, [0; 16]);
         let refused = |d: &str| limits.admit(account(1), Channel::Sms, d).unwrap_err();
         assert!(matches!(
             refused("+2348031234567"),
@@ -393,7 +422,7 @@ mod tests {
             pumping_alarm_percent: 20,
             ..IssueLimitsConfig::off()
         };
-        let limits = IssueLimits::new(config, clock);
+        let limits = IssueLimits::new(config, clock, None, [0; 16]);
         for n in 0..10 {
             let pt = format!("+3519100000{n:02}");
             limits.admit(account(1), Channel::Sms, &pt).unwrap();
@@ -406,6 +435,7 @@ mod tests {
         let by_code = |code| {
             limits
                 .sms_conversion()
+                .unwrap()
                 .into_iter()
                 .find(|c| c.calling_code == code)
                 .unwrap()

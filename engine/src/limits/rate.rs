@@ -1,6 +1,7 @@
 //! Rate primitives: a [`Rate`], the [`Limited`] refusal, and keyed and
 //! global GCRA limiters over governor, driven by the engine's clock, with a
-//! cap on the keys a limiter holds (see the module above).
+//! cap on the keys a limiter holds (see the module above), or over buckets
+//! every node shares (`SharedBuckets`, on a cluster).
 
 use std::hash::Hash;
 use std::num::NonZeroU32;
@@ -15,8 +16,11 @@ use governor::state::keyed::{DashMapStateStore, ShrinkableKeyedStateStore};
 use governor::state::{InMemoryState, NotKeyed, StateStore};
 use governor::{Quota, RateLimiter};
 
+use super::SharedBuckets;
+use crate::client::ClientId;
 use crate::clock::Clock;
 use crate::error::EngineError;
+use crate::id::AccountId;
 
 /// At most `count` events per `per`; a count of 0 means no limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -155,14 +159,60 @@ impl<K: Hash + Eq + Clone> ShrinkableKeyedStateStore<K> for BoundedStore<K> {
 }
 
 type Keyed<K> = RateLimiter<K, BoundedStore<K>, LimiterClock, NoOpMiddleware<Duration>>;
-type Direct = RateLimiter<NotKeyed, InMemoryState, LimiterClock, NoOpMiddleware<Duration>>;
 
-/// One limit applied per key (per IP, per account, ...).
+/// How a key names its bucket on shared state (`SharedBuckets`): the same
+/// text on every node.
+pub trait Subject {
+    /// The key as text (hex digits, or a number).
+    fn subject(&self) -> String;
+}
+
+impl Subject for u128 {
+    fn subject(&self) -> String {
+        format!("{self:032x}")
+    }
+}
+
+impl Subject for u64 {
+    fn subject(&self) -> String {
+        format!("{self:016x}")
+    }
+}
+
+impl Subject for u16 {
+    fn subject(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl Subject for AccountId {
+    fn subject(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl Subject for ClientId {
+    fn subject(&self) -> String {
+        self.to_string()
+    }
+}
+
+/// Where a limit keeps its buckets.
+enum Buckets<K: Hash + Eq + Clone> {
+    /// In this process (governor), one limiter per rate.
+    Local(Vec<Keyed<K>>),
+    /// On state every node shares.
+    Shared(Arc<dyn SharedBuckets>),
+}
+
+/// One limit (one or more rates, all spent together) applied per key (per
+/// IP, per account, ...).
 pub struct KeyedLimit<K: Hash + Eq + Clone> {
     reason: &'static str,
-    rate: Rate,
+    /// The rates that are on (a count of 0 is none).
+    rates: Vec<Rate>,
     clock: LimiterClock,
-    limiter: Option<Keyed<K>>,
+    buckets: Buckets<K>,
     overflowed: Arc<AtomicU64>,
 }
 
@@ -170,56 +220,111 @@ impl<K: Hash + Eq + Clone> std::fmt::Debug for KeyedLimit<K> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KeyedLimit")
             .field("reason", &self.reason)
-            .field("rate", &self.rate)
+            .field("rates", &self.rates)
             .field("keys", &self.keys())
             .finish()
     }
 }
 
-impl<K: Hash + Eq + Clone> KeyedLimit<K> {
-    /// A limit named `reason` holding at most `max_keys` keys.
-    pub fn new(reason: &'static str, rate: Rate, max_keys: usize, clock: Arc<dyn Clock>) -> Self {
+impl<K: Hash + Eq + Clone + Subject> KeyedLimit<K> {
+    /// A limit named `reason` of every one of `rates`, kept in this
+    /// process, holding at most `max_keys` keys.
+    pub fn new(
+        reason: &'static str,
+        rates: &[Rate],
+        max_keys: usize,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         let clock = LimiterClock(clock);
         let overflowed = Arc::new(AtomicU64::new(0));
-        let limiter = rate.quota().map(|quota| {
-            let store = BoundedStore {
-                keys: DashMapStateStore::default(),
-                overflow: InMemoryState::default(),
-                max_keys: max_keys.max(1),
-                overflowed: Arc::clone(&overflowed),
-            };
-            RateLimiter::new(quota, store, clock.clone())
-        });
+        let rates: Vec<Rate> = rates.iter().copied().filter(|r| r.count > 0).collect();
+        let limiters = rates
+            .iter()
+            .filter_map(|rate| rate.quota())
+            .map(|quota| {
+                let store = BoundedStore {
+                    keys: DashMapStateStore::default(),
+                    overflow: InMemoryState::default(),
+                    max_keys: max_keys.max(1),
+                    overflowed: Arc::clone(&overflowed),
+                };
+                RateLimiter::new(quota, store, clock.clone())
+            })
+            .collect();
         Self {
             reason,
-            rate,
+            rates,
             clock,
-            limiter,
+            buckets: Buckets::Local(limiters),
             overflowed,
         }
     }
 
-    /// Takes one event for `key`, or says when one will be allowed.
-    pub fn check(&self, key: &K) -> std::result::Result<(), Limited> {
-        let Some(limiter) = &self.limiter else {
-            return Ok(());
-        };
-        limiter
-            .check_key(key)
-            .map_err(|n| refusal(self.reason, self.rate, &self.clock, &n))
+    /// A limit named `reason` of every one of `rates`, kept on `shared`
+    /// state, or in this process when there is none.
+    pub fn on(
+        reason: &'static str,
+        rates: &[Rate],
+        max_keys: usize,
+        clock: Arc<dyn Clock>,
+        shared: Option<&Arc<dyn SharedBuckets>>,
+    ) -> Self {
+        let mut limit = Self::new(reason, rates, max_keys, clock);
+        if let Some(shared) = shared {
+            limit.buckets = Buckets::Shared(Arc::clone(shared));
+        }
+        limit
     }
 
-    /// Forgets keys whose bucket has refilled (they are no different from new ones).
-    pub fn prune(&self) {
-        if let Some(limiter) = &self.limiter {
-            limiter.retain_recent();
-            limiter.shrink_to_fit();
+    /// Takes one event for `key` from every rate, or says which refuses and
+    /// when it will allow. On shared state that does not answer, the check
+    /// fails closed: [`EngineError::Storage`], and the request is refused.
+    pub fn check(&self, key: &K) -> Result<(), EngineError> {
+        self.check_as(key, || key.subject())
+    }
+
+    /// [`KeyedLimit::check`] with the bucket's name on shared state given.
+    fn check_as(&self, key: &K, subject: impl FnOnce() -> String) -> Result<(), EngineError> {
+        match &self.buckets {
+            Buckets::Local(limiters) => {
+                for (limiter, rate) in limiters.iter().zip(&self.rates) {
+                    limiter
+                        .check_key(key)
+                        .map_err(|n| refusal(self.reason, *rate, &self.clock, &n))?;
+                }
+                Ok(())
+            }
+            Buckets::Shared(_) if self.rates.is_empty() => Ok(()),
+            Buckets::Shared(shared) => {
+                let now = self.clock.0.now();
+                match shared.spend(self.reason, &subject(), now, &self.rates) {
+                    Ok(None) => Ok(()),
+                    Ok(Some((index, wait))) => Err(Limited {
+                        reason: self.reason,
+                        rate: self.rates.get(index).copied().unwrap_or(Rate::OFF),
+                        retry_after: wait,
+                    }
+                    .into()),
+                    Err(e) => Err(EngineError::Storage(format!(
+                        "the rate limit {} could not be checked (the request is refused): {e}",
+                        self.reason
+                    ))),
+                }
+            }
         }
     }
+}
 
-    /// Keys held now.
-    pub fn keys(&self) -> usize {
-        self.limiter.as_ref().map_or(0, RateLimiter::len)
+impl<K: Hash + Eq + Clone> KeyedLimit<K> {
+    /// Forgets keys whose bucket has refilled (they are no different from
+    /// new ones). Shared buckets expire by themselves.
+    pub fn prune(&self) {
+        if let Buckets::Local(limiters) = &self.buckets {
+            for limiter in limiters {
+                limiter.retain_recent();
+                limiter.shrink_to_fit();
+            }
+        }
     }
 
     /// Checks that went to the shared overflow bucket because the limiter was full.
@@ -231,48 +336,63 @@ impl<K: Hash + Eq + Clone> KeyedLimit<K> {
     pub fn reason(&self) -> &'static str {
         self.reason
     }
+
+    /// Whether the limit keeps its buckets on shared state.
+    pub fn is_shared(&self) -> bool {
+        matches!(self.buckets, Buckets::Shared(_))
+    }
+
+    /// Keys held now in this process (0 on shared state).
+    pub fn keys(&self) -> usize {
+        match &self.buckets {
+            Buckets::Local(limiters) => limiters.iter().map(RateLimiter::len).max().unwrap_or(0),
+            Buckets::Shared(_) => 0,
+        }
+    }
 }
 
-/// One limit applied to everything (e.g. all SMS).
+/// One limit applied to everything (e.g. all SMS) or to one named thing
+/// (a country's budget, one client's own rate).
 pub struct GlobalLimit {
-    reason: &'static str,
-    rate: Rate,
-    clock: LimiterClock,
-    limiter: Option<Direct>,
+    limit: KeyedLimit<u16>,
+    /// Its bucket's name on shared state.
+    subject: String,
 }
 
 impl std::fmt::Debug for GlobalLimit {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GlobalLimit")
-            .field("reason", &self.reason)
-            .field("rate", &self.rate)
+            .field("reason", &self.limit.reason)
+            .field("rates", &self.limit.rates)
+            .field("subject", &self.subject)
             .finish()
     }
 }
 
 impl GlobalLimit {
-    /// A limit named `reason`.
-    pub fn new(reason: &'static str, rate: Rate, clock: Arc<dyn Clock>) -> Self {
-        let clock = LimiterClock(clock);
-        let limiter = rate
-            .quota()
-            .map(|q| RateLimiter::new(q, InMemoryState::default(), clock.clone()));
+    /// A limit named `reason` of every one of `rates`, in this process.
+    pub fn new(reason: &'static str, rates: &[Rate], clock: Arc<dyn Clock>) -> Self {
+        Self::on(reason, "all", rates, clock, None)
+    }
+
+    /// A limit named `reason` of every one of `rates`, its bucket called
+    /// `subject` on `shared` state (or in this process when there is none).
+    pub fn on(
+        reason: &'static str,
+        subject: &str,
+        rates: &[Rate],
+        clock: Arc<dyn Clock>,
+        shared: Option<&Arc<dyn SharedBuckets>>,
+    ) -> Self {
         Self {
-            reason,
-            rate,
-            clock,
-            limiter,
+            limit: KeyedLimit::on(reason, rates, 1, clock, shared),
+            subject: subject.to_owned(),
         }
     }
 
-    /// Takes one event, or says when one will be allowed.
-    pub fn check(&self) -> std::result::Result<(), Limited> {
-        let Some(limiter) = &self.limiter else {
-            return Ok(());
-        };
-        limiter
-            .check()
-            .map_err(|n| refusal(self.reason, self.rate, &self.clock, &n))
+    /// Takes one event, or says when one will be allowed (see [`KeyedLimit::check`]).
+    pub fn check(&self) -> Result<(), EngineError> {
+        self.limit.check_as(&0, || self.subject.clone())
     }
 }
 
@@ -286,37 +406,66 @@ mod tests {
         (c.clone(), Arc::new(c))
     }
 
+    /// The limit and the wait a refusal names.
+    fn refused(e: EngineError) -> (&'static str, Duration) {
+        match e {
+            EngineError::RateLimited {
+                reason,
+                retry_after,
+                ..
+            } => (reason, retry_after),
+            other => panic!("not a refusal by a limit: {other:?}"),
+        }
+    }
+
     #[test]
     fn a_rate_allows_its_burst_then_one_per_interval() {
         let (manual, clock) = clock();
         let limit = KeyedLimit::new(
             "test",
-            Rate {
+            &[Rate {
                 count: 5,
                 per: Duration::from_secs(600),
-            },
+            }],
             100,
             clock,
         );
         for _ in 0..5 {
-            limit.check(&1u32).unwrap();
+            limit.check(&1u64).unwrap();
         }
-        let refused = limit.check(&1u32).unwrap_err();
-        assert_eq!(refused.reason, "test");
-        assert_eq!(refused.retry_after, Duration::from_secs(120));
-        limit.check(&2u32).unwrap();
+        let (reason, wait) = refused(limit.check(&1u64).unwrap_err());
+        assert_eq!(reason, "test");
+        assert_eq!(wait, Duration::from_secs(120));
+        limit.check(&2u64).unwrap();
         manual.advance(Duration::from_secs(119));
-        assert!(limit.check(&1u32).is_err());
+        assert!(limit.check(&1u64).is_err());
         manual.advance(Duration::from_secs(1));
-        limit.check(&1u32).unwrap();
-        assert!(limit.check(&1u32).is_err());
+        limit.check(&1u64).unwrap();
+        assert!(limit.check(&1u64).is_err());
+    }
+
+    #[test]
+    fn rates_of_one_limit_are_all_spent_and_the_narrowest_refuses() {
+        let (manual, clock) = clock();
+        let limit = KeyedLimit::new("two", &[Rate::per_minute(2), Rate::per_hour(3)], 10, clock);
+        limit.check(&1u64).unwrap();
+        limit.check(&1u64).unwrap();
+        let (_, wait) = refused(limit.check(&1u64).unwrap_err());
+        assert_eq!(wait, Duration::from_secs(30));
+        manual.advance(Duration::from_secs(60));
+        limit.check(&1u64).unwrap();
+        let (_, wait) = refused(limit.check(&1u64).unwrap_err());
+        assert!(
+            wait > Duration::from_secs(60),
+            "the hourly rate refuses: {wait:?}"
+        );
     }
 
     #[test]
     fn a_zero_rate_is_no_limit() {
         let (_, clock) = clock();
-        let limit = KeyedLimit::new("off", Rate::OFF, 10, clock);
-        for i in 0..1000u32 {
+        let limit = KeyedLimit::new("off", &[Rate::OFF], 10, clock);
+        for i in 0..1000u64 {
             limit.check(&i).unwrap();
         }
         assert_eq!(limit.keys(), 0);
@@ -325,25 +474,25 @@ mod tests {
     #[test]
     fn a_full_limiter_sends_new_keys_to_one_shared_bucket_and_pruning_frees_it() {
         let (manual, clock) = clock();
-        let limit = KeyedLimit::new("spray", Rate::per_minute(2), 100, clock);
-        for key in 0..100u32 {
+        let limit = KeyedLimit::new("spray", &[Rate::per_minute(2)], 100, clock);
+        for key in 0..100u64 {
             limit.check(&key).unwrap();
         }
         assert_eq!(limit.keys(), 100);
         // Unseen keys now share one bucket of 2: the spray cannot grow the map
         // and cannot get past the limit either.
-        limit.check(&1000).unwrap();
-        limit.check(&1001).unwrap();
-        assert!(limit.check(&1002).is_err());
+        limit.check(&1000u64).unwrap();
+        limit.check(&1001u64).unwrap();
+        assert!(limit.check(&1002u64).is_err());
         assert_eq!(limit.keys(), 100);
         assert_eq!(limit.overflowed(), 3);
         // Keys already held keep their own bucket.
-        limit.check(&5).unwrap();
-        assert!(limit.check(&5).is_err());
+        limit.check(&5u64).unwrap();
+        assert!(limit.check(&5u64).is_err());
         manual.advance(Duration::from_secs(120));
         limit.prune();
         assert_eq!(limit.keys(), 0, "refilled buckets are forgotten");
-        limit.check(&2000).unwrap();
+        limit.check(&2000u64).unwrap();
         assert_eq!(limit.keys(), 1);
     }
 }

@@ -486,3 +486,148 @@ fn past_its_cap_a_clients_oldest_key_is_forgotten_on_the_cluster_and_others_keep
         );
     }
 }
+
+/// Issues a step-up code for `account` on `node`: the refusal, if any.
+fn step_up_refusal(node: &TestEngine, account: AccountId) -> Option<EngineError> {
+    node.engine
+        .issue_step_up(account, None, None, None)
+        .and_then(Durable::wait)
+        .err()
+}
+
+#[test]
+fn an_accounts_code_budget_is_one_for_both_nodes() {
+    let a = TestEngine::with_config(|c| {
+        c.limits = IssueLimitsConfig {
+            per_account: vec![Rate {
+                count: 5,
+                per: std::time::Duration::from_secs(600),
+            }],
+            ..IssueLimitsConfig::off()
+        };
+    });
+    let b = a.peer();
+    let id = a.register(PHONE);
+    // An attacker alternating between nodes gets one node's five, not ten.
+    for i in 0..5 {
+        let node = if i % 2 == 0 { &a } else { &b };
+        assert!(step_up_refusal(node, id).is_none(), "code {i}");
+    }
+    for node in [&a, &b] {
+        match step_up_refusal(node, id) {
+            Some(EngineError::RateLimited {
+                reason: "account_issue_rate",
+                retry_after,
+                ..
+            }) => assert_eq!(retry_after, std::time::Duration::from_secs(120)),
+            other => panic!("expected the account's limit, got {other:?}"),
+        }
+    }
+    // One more every two minutes, whichever node asks.
+    a.advance(std::time::Duration::from_secs(120));
+    assert!(step_up_refusal(&b, id).is_none());
+    assert!(step_up_refusal(&a, id).is_some());
+}
+
+#[test]
+fn an_sms_country_budget_and_its_pumping_tallies_hold_across_nodes() {
+    let a = TestEngine::with_config(|c| {
+        c.limits = IssueLimitsConfig {
+            sms_per_calling_code: vec![Rate::per_hour(3)],
+            pumping_min_sends: 3,
+            ..IssueLimitsConfig::off()
+        };
+    });
+    let b = a.peer();
+    // Rotating destinations in one country, through both nodes.
+    let phones: Vec<String> = (0..5).map(|n| format!("+4477009000{n:02}")).collect();
+    let ids: Vec<AccountId> = phones.iter().map(|p| a.register(p)).collect();
+    let mut refused = Vec::new();
+    for (i, id) in ids.iter().enumerate() {
+        let node = if i % 2 == 0 { &a } else { &b };
+        if let Some(e) = step_up_refusal(node, *id) {
+            refused.push((i, e));
+        }
+    }
+    assert_eq!(refused.len(), 2, "{refused:?}");
+    for (i, e) in &refused {
+        assert!(*i >= 3, "{refused:?}");
+        assert!(
+            matches!(
+                e,
+                EngineError::RateLimited {
+                    reason: "sms_country_budget",
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+    }
+    // Both nodes see the country's three sends, none verified: the alarm
+    // is the cluster's, not each node's. (Counts go out without waiting:
+    // poll a bounded number of times.)
+    for node in [&a, &b] {
+        let mut seen = None;
+        for _ in 0..200 {
+            let uk = node
+                .engine
+                .sms_conversion()
+                .unwrap()
+                .into_iter()
+                .find(|c| c.calling_code == 44);
+            if uk.is_some_and(|c| c.recent_sent == 3) {
+                seen = uk;
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let uk = seen.expect("the country's tallies reach 3 on every node");
+        assert_eq!((uk.sent, uk.recent_verified), (3, 0));
+        assert!(uk.alarm);
+    }
+}
+
+#[test]
+fn a_limit_the_cluster_cannot_check_refuses_the_code_and_is_counted() {
+    // A cluster of its own: one of its masters stops taking writes.
+    let private = crate::cluster_fixture::TestCluster::start();
+    let node = TestEngine::with_config(|c| {
+        c.store.cluster = Some(engine::cluster::ClusterConfig {
+            wait_timeout: std::time::Duration::from_millis(300),
+            timeout: std::time::Duration::from_millis(800),
+            namespace: "fail-closed".into(),
+            ..private.config()
+        });
+        c.limits = IssueLimitsConfig {
+            per_account: vec![Rate::per_hour(100)],
+            ..IssueLimitsConfig::off()
+        };
+    });
+    // An account whose own slot is on another master than its limit's
+    // bucket: that master alone stops answering writes.
+    let (id, bucket_master) = (0..20)
+        .find_map(|n| {
+            let id = node.register(&format!("+3519123400{n:02}"));
+            let bucket = format!("r:fail-closed/account_issue_rate:{id}");
+            let account = engine::cluster::keys::KeySpace::new("fail-closed").account(id);
+            let master = private.master_of(&bucket);
+            (master != private.master_of(&account)).then_some((id, master))
+        })
+        .expect("some account's slot is on another master than its bucket");
+    assert!(step_up_refusal(&node, id).is_none());
+    let queued = node.engine.stats().outbox;
+    private.on_node(&bucket_master, &["client", "pause", "4000", "write"]);
+    let refused = step_up_refusal(&node, id);
+    private.on_node(&bucket_master, &["client", "unpause"]);
+    match refused {
+        Some(EngineError::Storage(why)) => {
+            assert!(why.contains("account_issue_rate"), "{why}");
+        }
+        other => panic!("expected the request refused (503), got {other:?}"),
+    }
+    // Nothing was sent or queued, and the metric says why.
+    assert_eq!(node.engine.stats().outbox, queued);
+    let counts = node.engine.stats().cluster.unwrap();
+    assert_eq!(counts.limits_unanswered, 1);
+    assert!(step_up_refusal(&node, id).is_none(), "answers again");
+}

@@ -154,6 +154,22 @@ impl TestCluster {
             .sum()
     }
 
+    /// The TTL (ms) of every key matching `pattern` on the masters.
+    pub fn ttls(&self, pattern: &str) -> Vec<i64> {
+        let mut ttls = Vec::new();
+        for port in self.masters() {
+            let out = Command::new("redis-cli")
+                .args(["-p", &port, "--scan", "--pattern", pattern])
+                .output()
+                .expect("redis-cli --scan");
+            for key in String::from_utf8_lossy(&out.stdout).lines() {
+                let ttl = self.on_node(&port, &["pttl", key]);
+                ttls.push(ttl.parse().expect("PTTL answers a number"));
+            }
+        }
+        ttls
+    }
+
     /// Ports of the nodes that are masters now.
     pub fn masters(&self) -> Vec<String> {
         let roles = self.on_every_node(&["role"]);
@@ -163,6 +179,30 @@ impl TestCluster {
             .filter(|(_, role)| role.starts_with("master"))
             .map(|(node, _)| node.rsplit(':').next().expect("port").to_string())
             .collect()
+    }
+
+    /// The port of the master serving `key` now.
+    pub fn master_of(&self, key: &str) -> String {
+        self.masters()
+            .into_iter()
+            .find(|port| {
+                let out = Command::new("redis-cli")
+                    .args(["-p", port, "exists", key])
+                    .output()
+                    .expect("redis-cli");
+                !String::from_utf8_lossy(&out.stdout).contains("MOVED")
+            })
+            .expect("a master serves every slot")
+    }
+
+    /// `redis-cli -p PORT args...` on the node on `port`; its answer.
+    pub fn on_node(&self, port: &str, args: &[&str]) -> String {
+        let out = Command::new("redis-cli")
+            .args(["-p", port])
+            .args(args)
+            .output()
+            .expect("redis-cli");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
     /// Sends `signal` (`KILL`, `STOP`, `CONT`) to the node on `port`.

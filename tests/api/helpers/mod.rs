@@ -423,6 +423,30 @@ impl TestApp {
         start(config, dir, self.clock.clone(), Some(keys), self.capture).await
     }
 
+    /// On a cluster, a second node serving this one's population (as two
+    /// otpd processes behind one load balancer): same namespace, clients,
+    /// keys, configuration and clock, its own data directory. `None` on the
+    /// embedded store, where one process is the whole service.
+    pub async fn second_node(&self) -> Option<TestApp> {
+        if crate::BACKEND != Backend::RedisCluster {
+            return None;
+        }
+        let dir = Arc::new(tempfile::tempdir().unwrap());
+        let config = Config {
+            data_dir: dir.path().join("data"),
+            ..self.config.clone()
+        };
+        let keys = [
+            self.auth_key.clone(),
+            self.accounts_key.clone(),
+            self.admin_key.clone(),
+            self.sign_key.clone(),
+            self.all_key.clone(),
+            self.recovery_key.clone(),
+        ];
+        Some(start(config, dir, self.clock.clone(), Some(keys), self.capture).await)
+    }
+
     /// Challenges the store holds, counted in the store itself (on a
     /// cluster, its keys in this server's namespace).
     pub fn challenges_held(&self) -> u64 {
@@ -434,6 +458,15 @@ impl TestApp {
     pub fn accounts_held(&self) -> u64 {
         self.count_on_cluster("????????????????")
             .unwrap_or_else(|| self.state.engine.stats().accounts)
+    }
+
+    /// On a cluster, the TTL (ms) of each of `limit`'s buckets in this
+    /// server's namespace; `None` on the embedded store.
+    pub fn limit_buckets(&self, limit: &str) -> Option<Vec<i64>> {
+        (self.config.store.backend == Backend::RedisCluster).then(|| {
+            let ns = &self.config.store.redis.namespace;
+            crate::cluster_fixture::for_process().ttls(&format!("r:{ns}/{limit}:*"))
+        })
     }
 
     /// Keys `{a:NS/TAG}rest` of this server's accounts' slots on the cluster.

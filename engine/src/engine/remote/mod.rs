@@ -19,6 +19,7 @@
 mod export;
 mod idempotency;
 mod journal;
+mod limits;
 mod records;
 mod registry;
 
@@ -173,7 +174,19 @@ impl Remote {
             .runtime
             .as_ref()
             .ok_or_else(|| EngineError::Internal("the cluster client's runtime is gone".into()))?;
-        wait_on(runtime.handle(), call(self.cluster.clone()))
+        let answer = wait_on(runtime.handle(), call(self.cluster.clone()));
+        if let Err(EngineError::Storage(_) | EngineError::NotStored(_)) = &answer {
+            let counters = self.cluster.counters();
+            counters
+                .errors
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        answer
+    }
+
+    /// What this node's cluster client has met since start.
+    pub(super) fn counters(&self) -> &crate::cluster::Counters {
+        self.cluster.counters()
     }
 
     /// This node's name on the cluster (its journal's, its audit chain's).
