@@ -2,16 +2,19 @@
 # Runs otp-loadtest against two otpd nodes sharing one Redis Cluster on
 # loopback (3 masters, 3 replicas, scripts/redis-cluster.sh), as
 # docs/CAPACITY.md's cluster figures were measured: limits off, SMS to the
-# load testers' sinks, ACCOUNTS accounts seeded through node A's bulk
-# import, then one load tester per node at once, each with its own sink,
-# half the accounts and half of CONCURRENCY workers, with the arguments
-# given here. Everything is stopped at the end.
+# load tester's sink (both nodes send there), ACCOUNTS accounts seeded
+# through node A's bulk import, then one load tester with both nodes as
+# targets (flows round-robin between them, each node's flows reported),
+# CONCURRENCY workers and the arguments given here. Everything is stopped
+# at the end.
 #
 #   CONCURRENCY=64 scripts/loadtest-cluster.sh --flow step-up --duration 10 --warmup 2
 #
 # Environment: OTPD, LOADTEST (release binaries, built when missing),
-# ACCOUNTS (default 20000), CONCURRENCY (default 64, split over the nodes),
-# KEEP=1 keeps the work directory. Prints each node's report, then the sum.
+# ACCOUNTS (default 20000), CONCURRENCY (default 64, both nodes together),
+# KEEP=1 keeps the work directory. Prints the report (with each node's
+# flows), then what the run cost: each otpd node's CPU, and the Redis
+# nodes' CPU and commands (INFO), for sizing (docs/CAPACITY.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OTPD=${OTPD:-target/release/otpd}
@@ -70,7 +73,7 @@ template = '{"to":"{to}","text":"{message}"}'
 TOML
 }
 node a 18081 127.0.0.1:19901
-node b 18082 127.0.0.1:19902
+node b 18082 127.0.0.1:19901
 export OTPD_CODE_KEY=${OTPD_CODE_KEY:-$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')}
 OTP_LOADTEST_KEY=$("$OTPD" --config "$work/a.toml" client add loadtest --scopes auth,accounts,admin,sign)
 export OTP_LOADTEST_KEY
@@ -86,22 +89,22 @@ for port in 18081 18082; do
 done
 "$LOADTEST" --target http://127.0.0.1:18081 --sink 127.0.0.1:19901 --accounts-file "$work/all.txt" \
   --seed "$ACCOUNTS" --seed-batch 500 --timeout 30 --rate 1 --duration 1 --warmup 0 --quiet >/dev/null
-awk 'NR % 2 == 1' "$work/all.txt" > "$work/a.txt"
-awk 'NR % 2 == 0' "$work/all.txt" > "$work/b.txt"
-half=$(( CONCURRENCY / 2 ))
-"$LOADTEST" --target http://127.0.0.1:18081 --sink 127.0.0.1:19901 --accounts-file "$work/a.txt" \
-  --concurrency "$half" "$@" > "$work/a.out" 2>&1 &
-a=$!
-"$LOADTEST" --target http://127.0.0.1:18082 --sink 127.0.0.1:19902 --accounts-file "$work/b.txt" \
-  --concurrency "$half" "$@" > "$work/b.out" 2>&1 &
-b=$!
+ports=$(echo "$nodes" | tr ',' '\n' | sed 's/.*://')
+# Redis's CPU seconds (user + sys) and commands processed, all six nodes.
+redis_cost() {
+  for p in $ports; do redis-cli -p "$p" info all; done | tr -d '\r' | awk -F: '
+    /^used_cpu_(user|sys):/ { cpu += $2 }
+    /^total_commands_processed:/ { cmds += $2 }
+    END { printf "%.2f %d\n", cpu, cmds }'
+}
+otpd_ticks() { for p in "${pids[@]}"; do awk '{print $14 + $15}' "/proc/$p/stat"; done | paste -sd' '; }
+ticks_before=$(otpd_ticks)
+redis_before=$(redis_cost)
 status=0
-wait "$a" || status=$?
-wait "$b" || status=$?
-for n in a b; do
-  echo "== node $n"
-  grep -v '^\[' "$work/$n.out"
-done
-echo "== both nodes"
-cat "$work/a.out" "$work/b.out" | awk '/^flows:/ { sub("/s", "", $2); total += $2 } END { print "flows: " total "/s ok, summed over the two nodes" }'
+"$LOADTEST" --target http://127.0.0.1:18081,http://127.0.0.1:18082 --sink 127.0.0.1:19901 \
+  --accounts-file "$work/all.txt" --concurrency "$CONCURRENCY" "$@" || status=$?
+ticks_after=$(otpd_ticks)
+redis_after=$(redis_cost)
+echo "otpd nodes: CPU ticks ($(getconf CLK_TCK)/s) before $ticks_before, after $ticks_after"
+echo "redis (6 nodes): CPU seconds and commands before $redis_before, after $redis_after"
 exit "$status"

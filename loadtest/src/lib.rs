@@ -15,7 +15,7 @@ pub mod sweep;
 pub mod threshold;
 
 pub use argon2::Argon2Ceiling;
-pub use options::{Flow, Mix, Model, Options};
+pub use options::{Flow, Mix, Model, Options, Pick};
 pub use report::Report;
 pub use run::{Account, Http, run};
 pub use sink::Sink;

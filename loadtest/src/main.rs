@@ -13,9 +13,15 @@ use loadtest::{Argon2Ceiling, Http, Mix, Model, Options, Sink, Threshold, codes,
 #[derive(Debug, Parser)]
 #[command(name = "otp-loadtest", version)]
 struct Args {
-    /// otpd's base URL.
-    #[arg(long, default_value = "http://127.0.0.1:8080")]
-    target: String,
+    /// otpd's base URL; several (repeat the option, or separate by commas)
+    /// for the nodes of one service on a cluster: each flow goes to one of
+    /// them (see --pick) and the report shows each node's flows. Seeding,
+    /// --codes and the /livez ceiling use the first.
+    #[arg(long, default_value = "http://127.0.0.1:8080", value_delimiter = ',')]
+    target: Vec<String>,
+    /// How each flow's target is chosen among several: round-robin or random.
+    #[arg(long, default_value = "round-robin")]
+    pick: String,
     /// Client API key (scope auth; admin too for --seed). Or OTP_LOADTEST_KEY.
     #[arg(long, env = "OTP_LOADTEST_KEY", hide_env_values = true)]
     key: Option<String>,
@@ -173,7 +179,9 @@ async fn main_inner() -> Result<bool, String> {
     };
     let timeout = seconds(args.timeout, "timeout")?;
     let sink = Sink::bind(&args.sink).await?;
-    let http = Http::new(&args.target, &key, timeout);
+    let pick = loadtest::Pick::parse(&args.pick)?;
+    let first = args.target.first().ok_or("give otpd's URL with --target")?;
+    let http = Http::new(first, &key, timeout);
     let params = Argon2Params {
         memory_kib: args.argon2_memory_kib,
         iterations: args.argon2_iterations,
@@ -181,10 +189,7 @@ async fn main_inner() -> Result<bool, String> {
     };
     let accounts = match args.seed {
         Some(count) => {
-            eprintln!(
-                "seeding {count} accounts through {}/v1/admin/import ...",
-                args.target
-            );
+            eprintln!("seeding {count} accounts through {first}/v1/admin/import ...");
             let accounts = seed::seed(
                 &http,
                 args.seed_from,
@@ -213,7 +218,8 @@ async fn main_inner() -> Result<bool, String> {
         return Ok(true);
     }
     let options = Options {
-        target: args.target.clone(),
+        targets: args.target.clone(),
+        pick,
         key,
         mix: Mix::parse(&args.flow)?,
         model,

@@ -91,6 +91,42 @@ impl Mix {
     }
 }
 
+/// How each flow's target is chosen when there are several.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pick {
+    /// Flow n goes to target n mod the number of targets.
+    RoundRobin,
+    /// Each flow to a target drawn at random (a fixed sequence: runs repeat).
+    Random,
+}
+
+impl Pick {
+    /// Parses `round-robin` or `random`.
+    pub fn parse(text: &str) -> Result<Pick, String> {
+        match text.trim() {
+            "round-robin" => Ok(Pick::RoundRobin),
+            "random" => Ok(Pick::Random),
+            other => Err(format!("--pick {other:?}: use round-robin or random")),
+        }
+    }
+
+    /// The target of flow `n` among `targets`.
+    pub fn target(self, n: u64, targets: usize) -> usize {
+        let targets = targets.max(1) as u64;
+        let slot = match self {
+            Pick::RoundRobin => n % targets,
+            // splitmix64 of n: uniform, and the same every run.
+            Pick::Random => {
+                let mut z = n.wrapping_add(0x9E37_79B9_7F4A_7C15);
+                z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+                z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+                (z ^ (z >> 31)) % targets
+            }
+        };
+        usize::try_from(slot).unwrap_or(0)
+    }
+}
+
 /// How arrivals come.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Model {
@@ -110,8 +146,11 @@ pub enum Model {
 /// Everything a run needs.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// otpd's base URL, e.g. `http://127.0.0.1:8080`.
-    pub target: String,
+    /// otpd's base URLs, e.g. `http://127.0.0.1:8080`: one, or several
+    /// nodes of one service (on a cluster), each flow sent to one of them.
+    pub targets: Vec<String>,
+    /// How a flow's target is chosen among several.
+    pub pick: Pick,
     /// A client key with the `auth` scope (and `admin` to seed).
     pub key: String,
     /// The flows.
@@ -153,5 +192,25 @@ mod tests {
         assert!(Mix::parse("teleport").is_err());
         assert!(Mix::parse("login=0").is_err());
         assert_eq!(Mix::parse("status").unwrap().0, vec![(Flow::Status, 1)]);
+    }
+
+    #[test]
+    fn targets_are_picked_in_turn_or_at_random_and_evenly() {
+        let turns: Vec<usize> = (0..6).map(|n| Pick::RoundRobin.target(n, 3)).collect();
+        assert_eq!(turns, [0, 1, 2, 0, 1, 2]);
+        let mut counts = [0u32; 2];
+        for n in 0..10_000 {
+            counts[Pick::Random.target(n, 2)] += 1;
+        }
+        assert!((4_800..5_200).contains(&counts[0]), "{counts:?}");
+        assert_ne!(
+            (0..8)
+                .map(|n| Pick::Random.target(n, 2))
+                .collect::<Vec<_>>(),
+            [0, 1, 0, 1, 0, 1, 0, 1],
+            "not round-robin in disguise"
+        );
+        assert_eq!(Pick::RoundRobin.target(7, 1), 0);
+        assert!(Pick::parse("sticky").is_err());
     }
 }

@@ -30,6 +30,8 @@ pub struct Report {
     pub load: String,
     /// Flows started per second, for the open model.
     pub offered: Option<f64>,
+    /// The targets' URLs (the keys of `recorded.nodes` index them).
+    pub targets: Vec<String>,
 }
 
 fn us(h: &Histogram<u64>, p: f64) -> u64 {
@@ -75,15 +77,21 @@ impl Report {
             argon2_ceiling: None,
             sink,
             load: format!(
-                "{model}, mix {}, ramp {:?}, warm-up {:?}",
+                "{model}, mix {}, ramp {:?}, warm-up {:?}{}",
                 mix.join(","),
                 options.ramp,
-                options.warmup
+                options.warmup,
+                if options.targets.len() > 1 {
+                    format!(", {} targets ({:?})", options.targets.len(), options.pick)
+                } else {
+                    String::new()
+                }
             ),
             offered: match options.model {
                 Model::Open { rate } => Some(rate),
                 Model::Closed { .. } => None,
             },
+            targets: options.targets.clone(),
         }
     }
 
@@ -127,16 +135,34 @@ impl Report {
             self.load,
             self.measured.as_secs_f64()
         );
-        for (title, map) in [
-            ("flow", &self.recorded.flows),
-            ("step", &self.recorded.steps),
+        let nodes: Vec<(String, &Series)> = if self.targets.len() > 1 {
+            self.recorded
+                .nodes
+                .iter()
+                .map(|(i, s)| (self.target_name(*i), s))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        fn named<'a>(
+            map: &'a std::collections::BTreeMap<&'static str, Series>,
+        ) -> Vec<(String, &'a Series)> {
+            map.iter().map(|(n, s)| ((*n).to_owned(), s)).collect()
+        }
+        for (title, rows) in [
+            ("flow", named(&self.recorded.flows)),
+            ("step", named(&self.recorded.steps)),
+            ("flows by node", nodes),
         ] {
+            if rows.is_empty() {
+                continue;
+            }
             let _ = writeln!(
                 out,
                 "\n{title:<14} {:>9} {:>7} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
                 "ok", "errors", "per s", "p50", "p90", "p99", "p99.9", "max"
             );
-            for (name, s) in map {
+            for (name, s) in rows {
                 let _ = write!(
                     out,
                     "{name:<14} {:>9} {:>7} {:>9.0}",
@@ -194,34 +220,39 @@ impl Report {
         out
     }
 
+    /// Target `i`'s name in the table: its URL without the scheme.
+    fn target_name(&self, i: usize) -> String {
+        self.targets.get(i).map_or_else(
+            || format!("target {i}"),
+            |t| {
+                t.split_once("://")
+                    .map_or(t.as_str(), |(_, rest)| rest)
+                    .to_owned()
+            },
+        )
+    }
+
     /// Everything as JSON.
     pub fn json(&self) -> Value {
         let series = |map: &std::collections::BTreeMap<&'static str, Series>| -> Value {
             map.iter()
-                .map(|(name, s)| {
-                    let mut v = json!({
-                        "ok": s.ok,
-                        "errors": s.errors,
-                        "per_second": self.rate(s.ok),
-                        "max_us": s.latency.max(),
-                        "mean_us": s.latency.mean(),
-                    });
-                    for (label, p) in PERCENTILES {
-                        v[format!("{label}_us")] = json!(us(&s.latency, p));
-                    }
-                    if let Some(c) = self.ceiling {
-                        v["ceiling_fraction"] = json!(self.rate(s.ok) / c.max(1e-9));
-                    }
-                    if let Some(raw) = self.argon2_ceiling {
-                        v["argon2_fraction"] = json!(self.rate(s.ok) / raw.max(1e-9));
-                    }
-                    ((*name).to_owned(), v)
-                })
+                .map(|(name, s)| ((*name).to_owned(), self.series_json(s)))
                 .collect::<serde_json::Map<_, _>>()
                 .into()
         };
+        let nodes: Vec<Value> = self
+            .recorded
+            .nodes
+            .iter()
+            .map(|(i, s)| {
+                let mut v = self.series_json(s);
+                v["target"] = json!(self.targets.get(*i));
+                v
+            })
+            .collect();
         json!({
             "load": self.load,
+            "targets": self.targets,
             "offered_per_second": self.offered,
             "measured_seconds": self.measured.as_secs_f64(),
             "throughput": self.throughput(),
@@ -233,8 +264,30 @@ impl Report {
             "argon2_ceiling_per_second": self.argon2_ceiling,
             "flows": series(&self.recorded.flows),
             "steps": series(&self.recorded.steps),
+            "nodes": nodes,
             "errors": self.recorded.errors,
         })
+    }
+
+    /// One series as JSON.
+    fn series_json(&self, s: &Series) -> Value {
+        let mut v = json!({
+            "ok": s.ok,
+            "errors": s.errors,
+            "per_second": self.rate(s.ok),
+            "max_us": s.latency.max(),
+            "mean_us": s.latency.mean(),
+        });
+        for (label, p) in PERCENTILES {
+            v[format!("{label}_us")] = json!(us(&s.latency, p));
+        }
+        if let Some(c) = self.ceiling {
+            v["ceiling_fraction"] = json!(self.rate(s.ok) / c.max(1e-9));
+        }
+        if let Some(raw) = self.argon2_ceiling {
+            v["argon2_fraction"] = json!(self.rate(s.ok) / raw.max(1e-9));
+        }
+        v
     }
 
     /// An SVG: each flow's p50/p99 per second over the run (left), and each

@@ -111,7 +111,9 @@ impl Pool {
 }
 
 struct Shared {
-    http: Http,
+    /// One client per target.
+    https: Vec<Http>,
+    pick: crate::options::Pick,
     sink: Sink,
     accounts: Vec<Account>,
     pool: Pool,
@@ -207,9 +209,15 @@ fn wrong(code: &str) -> String {
         .collect()
 }
 
-/// Runs one flow on one leased account; true when it ended as it should.
-async fn run_flow(shared: &Shared, flow: Flow, account: &Account, record: bool) -> bool {
-    let http = &shared.http;
+/// Runs one flow on one leased account through `http`; true when it
+/// ended as it should.
+async fn run_flow(
+    shared: &Shared,
+    http: &Http,
+    flow: Flow,
+    account: &Account,
+    record: bool,
+) -> bool {
     match flow {
         Flow::Status => {
             let recent = shared
@@ -220,7 +228,7 @@ async fn run_flow(shared: &Shared, flow: Flow, account: &Account, record: bool) 
                 .cloned();
             let Some(id) = recent else {
                 // Nothing issued yet: issue one to read.
-                return issue(shared, account, record).await.is_some();
+                return issue(shared, http, account, record).await.is_some();
             };
             let path = format!("/v1/challenges/{id}");
             step(
@@ -234,7 +242,7 @@ async fn run_flow(shared: &Shared, flow: Flow, account: &Account, record: bool) 
             .is_some()
         }
         Flow::StepUp | Flow::WrongCode => {
-            let Some((challenge, code)) = issue(shared, account, record).await else {
+            let Some((challenge, code)) = issue(shared, http, account, record).await else {
                 return false;
             };
             if flow == Flow::WrongCode {
@@ -300,10 +308,15 @@ fn document_hash(account: &Account) -> String {
 }
 
 /// Issues a step-up code and waits for it at the sink.
-async fn issue(shared: &Shared, account: &Account, record: bool) -> Option<(String, String)> {
+async fn issue(
+    shared: &Shared,
+    http: &Http,
+    account: &Account,
+    record: bool,
+) -> Option<(String, String)> {
     let waiting = shared.sink.expect(&account.phone);
     let body = json!({ "account_id": account.id });
-    let call = shared.http.call(Method::POST, "/v1/step-up", Some(&body));
+    let call = http.call(Method::POST, "/v1/step-up", Some(&body));
     let Some(issued) = step(shared, "issue", record, StatusCode::CREATED, call).await else {
         shared.sink.forget(&account.phone);
         return None;
@@ -323,8 +336,10 @@ async fn issue(shared: &Shared, account: &Account, record: bool) -> Option<(Stri
     Some((challenge, code))
 }
 
-/// One arrival: lease an account, run the flow, record it from `intended`.
-async fn arrival(shared: Arc<Shared>, flow: Flow, intended: Instant) {
+/// Arrival `n`: lease an account, run the flow on its target, record it
+/// from `intended`.
+async fn arrival(shared: Arc<Shared>, n: u64, flow: Flow, intended: Instant) {
+    let node = shared.pick.target(n, shared.https.len());
     let record = intended >= shared.warmup_end;
     let Some(index) = shared.pool.take() else {
         if record {
@@ -335,13 +350,13 @@ async fn arrival(shared: Arc<Shared>, flow: Flow, intended: Instant) {
         }
         return;
     };
-    let ok = run_flow(&shared, flow, &shared.accounts[index], record).await;
+    let http = &shared.https[node];
+    let ok = run_flow(&shared, http, flow, &shared.accounts[index], record).await;
     shared.pool.give(index);
     if record {
-        let second = shared.second(intended);
-        shared
-            .recorder
-            .flow(flow.name(), second, intended.elapsed(), ok);
+        let (second, latency) = (shared.second(intended), intended.elapsed());
+        shared.recorder.flow(flow.name(), second, latency, ok);
+        shared.recorder.node_flow(node, second, latency, ok);
     }
 }
 
@@ -363,7 +378,14 @@ pub async fn run(options: Options, sink: Sink, accounts: Vec<Account>) -> Result
     if accounts.is_empty() {
         return Err("no test accounts: seed some first".into());
     }
-    let http = Http::new(&options.target, &options.key, options.timeout);
+    if options.targets.is_empty() {
+        return Err("no target: give otpd's URL with --target".into());
+    }
+    let https: Vec<Http> = options
+        .targets
+        .iter()
+        .map(|t| Http::new(t, &options.key, options.timeout))
+        .collect();
     // Before the run and after it, with otpd idle: the mean of the two
     // evens out a machine whose speed drifts during the run.
     let argon2_before = match options.argon2_ceiling {
@@ -373,7 +395,8 @@ pub async fn run(options: Options, sink: Sink, accounts: Vec<Account>) -> Result
     let start = Instant::now();
     let warmup_end = start + options.warmup;
     let shared = Arc::new(Shared {
-        http: http.clone(),
+        https: https.clone(),
+        pick: options.pick,
         sink: sink.clone(),
         pool: Pool {
             free: std::sync::Mutex::new((0..accounts.len()).collect()),
@@ -445,8 +468,9 @@ pub async fn run(options: Options, sink: Sink, accounts: Vec<Account>) -> Result
                 }
                 in_flight.fetch_add(1, Ordering::Relaxed);
                 let (shared, in_flight) = (Arc::clone(&shared), Arc::clone(&in_flight));
+                let arrived = n - 1;
                 tasks.spawn(async move {
-                    arrival(shared, flow, intended).await;
+                    arrival(shared, arrived, flow, intended).await;
                     in_flight.fetch_sub(1, Ordering::Relaxed);
                 });
                 // Reap finished tasks so the set does not grow with the run.
@@ -470,7 +494,7 @@ pub async fn run(options: Options, sink: Sink, accounts: Vec<Account>) -> Result
                             break;
                         }
                         in_flight.fetch_add(1, Ordering::Relaxed);
-                        arrival(Arc::clone(&shared), mix.pick(n), Instant::now()).await;
+                        arrival(Arc::clone(&shared), n, mix.pick(n), Instant::now()).await;
                         in_flight.fetch_sub(1, Ordering::Relaxed);
                     }
                 });
@@ -483,7 +507,8 @@ pub async fn run(options: Options, sink: Sink, accounts: Vec<Account>) -> Result
         p.abort();
     }
     let ceiling = match options.ceiling {
-        Some((connections, how_long)) => Some(ceiling(&http, connections, how_long).await),
+        // The first target's: one node's bare-HTTP ceiling.
+        Some((connections, how_long)) => Some(ceiling(&https[0], connections, how_long).await),
         None => None,
     };
     let argon2_ceiling = match (options.argon2_ceiling, argon2_before) {

@@ -67,6 +67,8 @@ pub struct Recorded {
     pub steps: BTreeMap<&'static str, Series>,
     /// Per flow.
     pub flows: BTreeMap<&'static str, Series>,
+    /// Per target (the index of its URL), every flow sent there.
+    pub nodes: BTreeMap<usize, Series>,
     /// Errors by "step status reason".
     pub errors: BTreeMap<String, u64>,
     /// Arrivals that started more than 10 ms after their intended time.
@@ -101,6 +103,18 @@ impl Recorder {
     pub fn flow(&self, name: &'static str, second: usize, latency: Duration, ok: bool) {
         self.with(|r| {
             let series = r.flows.entry(name).or_default();
+            if ok {
+                series.record(second, latency);
+            } else {
+                series.errors += 1;
+            }
+        });
+    }
+
+    /// A flow sent to target `node` finished (as [`Recorder::flow`]).
+    pub fn node_flow(&self, node: usize, second: usize, latency: Duration, ok: bool) {
+        self.with(|r| {
+            let series = r.nodes.entry(node).or_default();
             if ok {
                 series.record(second, latency);
             } else {

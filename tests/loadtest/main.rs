@@ -19,7 +19,8 @@ async fn otpd_for(sink: &Sink) -> InProcess {
 
 fn options(server: &InProcess, mix: &str, model: Model) -> Options {
     Options {
-        target: server.url.clone(),
+        targets: vec![server.url.clone()],
+        pick: loadtest::Pick::RoundRobin,
         key: server.key.clone(),
         mix: Mix::parse(mix).unwrap(),
         model,
@@ -45,6 +46,37 @@ async fn seeded(server: &InProcess, count: u64) -> Vec<loadtest::Account> {
 
 fn ok(report: &Report, name: &str) -> u64 {
     report.series(name).map_or(0, |s| s.ok)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_targets_share_the_flows_and_each_is_reported() {
+    let sink = Sink::bind("127.0.0.1:0").await.unwrap();
+    let server = otpd_for(&sink).await;
+    let accounts = seeded(&server, 100).await;
+    // Two names for one server (this machine runs one embedded otpd; two
+    // cluster nodes are scripts/loadtest-cluster.sh's).
+    let port = server.url.rsplit(':').next().unwrap();
+    let other = format!("http://localhost:{port}");
+    let mut opts = options(&server, "step-up", Model::Closed { concurrency: 8 });
+    opts.targets.push(other.clone());
+    let report = run(opts, sink, accounts).await.unwrap();
+    let table = report.table();
+    assert_eq!(report.error_rate(), 0.0, "{table}");
+    assert_eq!(report.recorded.nodes.len(), 2, "{table}");
+    // Round-robin: 100 flows each.
+    for series in report.recorded.nodes.values() {
+        assert_eq!(series.ok, 100, "{table}");
+    }
+    assert!(table.contains("flows by node"), "{table}");
+    assert!(table.contains(&format!("localhost:{port}")), "{table}");
+    let json = report.json();
+    let nodes = json["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 2);
+    assert_eq!(nodes[1]["target"], other);
+    assert_eq!(
+        nodes[0]["ok"].as_u64().unwrap() + nodes[1]["ok"].as_u64().unwrap(),
+        200
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -44,6 +44,7 @@ mod model;
 mod notices;
 #[path = "../engine/outbox.rs"]
 mod outbox;
+mod resharding;
 #[path = "../engine/signatures.rs"]
 mod signatures;
 #[path = "../engine/test_clients.rs"]
