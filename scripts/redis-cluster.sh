@@ -12,6 +12,9 @@
 #        the occasion: DIR/tls/ca.crt.
 #   scripts/redis-cluster.sh stop DIR
 #        stops every node started in DIR
+#   scripts/redis-cluster.sh revive DIR PORT...
+#        starts again the nodes of DIR on those ports (killed or stopped:
+#        each comes back from its AOF and rejoins the cluster)
 #
 # Ports are drawn at random (each node also uses its port + 10000 for the
 # cluster bus) and drawn again when one is taken. `stop` is safe to run
@@ -21,14 +24,22 @@ cd "$(dirname "$0")/.."
 here="$(pwd)"
 
 usage() {
-  echo "usage: $0 start DIR | stop DIR" >&2
+  echo "usage: $0 start DIR | stop DIR | revive DIR PORT..." >&2
   exit 2
 }
 
-if ! { [ $# -eq 2 ] || { [ $# -eq 3 ] && [ "$3" = --tls ]; }; }; then usage; fi
-action="$1"
-dir="$2"
-tls="${3:-}"
+revive_ports=()
+if [ "${1:-}" = revive ] && [ $# -ge 3 ]; then
+  action=revive
+  dir="$2"
+  tls=""
+  revive_ports=("${@:3}")
+else
+  if ! { [ $# -eq 2 ] || { [ $# -eq 3 ] && [ "$3" = --tls ]; }; }; then usage; fi
+  action="$1"
+  dir="$2"
+  tls="${3:-}"
+fi
 
 # redis-cli, with TLS when the cluster in $dir has it.
 cli() {
@@ -102,17 +113,30 @@ start_nodes() {
     port=$((base + i))
     mkdir -p "$dir/$port"
     echo "$port" >>"$dir/ports"
-    # shellcheck disable=SC2046
-    redis-server $(listen "$port") --bind 127.0.0.1 --daemonize yes \
-      --cluster-enabled yes --cluster-config-file "$dir/$port/nodes.conf" \
-      --cluster-node-timeout 2000 \
-      --dir "$dir/$port" --pidfile "$dir/$port/redis.pid" \
-      --logfile "$dir/$port/redis.log" \
-      --appendonly yes --appendfsync always --save "" \
-      --maxmemory-policy noeviction \
-      --repl-diskless-sync-delay 0 >/dev/null 7>&- || return 1
+    start_node "$port" || return 1
   done
-  for port in $(cat "$dir/ports"); do
+  # shellcheck disable=SC2046
+  await_nodes $(cat "$dir/ports")
+}
+
+# Starts the node on port $1 (its files, if any, in $dir/$1: a node that
+# ran before comes back with its AOF and its place in the cluster).
+start_node() {
+  # shellcheck disable=SC2046
+  redis-server $(listen "$1") --bind 127.0.0.1 --daemonize yes \
+    --cluster-enabled yes --cluster-config-file "$dir/$1/nodes.conf" \
+    --cluster-node-timeout 2000 \
+    --dir "$dir/$1" --pidfile "$dir/$1/redis.pid" \
+    --logfile "$dir/$1/redis.log" \
+    --appendonly yes --appendfsync always --save "" \
+    --maxmemory-policy noeviction \
+    --repl-diskless-sync-delay 0 >/dev/null 7>&-
+}
+
+# Waits until each node on the ports given answers.
+await_nodes() {
+  local port
+  for port in "$@"; do
     # Up to 20 s: a machine busy with other clusters' fsyncs starts slowly.
     for _ in $(seq 400); do
       cli -p "$port" ping 2>/dev/null | grep -q PONG && break
@@ -194,6 +218,15 @@ case "$action" in
     trap - INT TERM
     exec 7>&-
     echo "$nodes" | sed 's/^ //; s/ /,/g'
+    ;;
+  revive)
+    PATH="$("$here/scripts/install-tools.sh" redis-server):$PATH"
+    dir="$(cd "$dir" && pwd)"
+    for port in "${revive_ports[@]}"; do
+      grep -qx "$port" "$dir/ports" || { echo "no node of $dir on port $port" >&2; exit 2; }
+      start_node "$port"
+    done
+    await_nodes "${revive_ports[@]}"
     ;;
   stop)
     [ -d "$dir" ] || exit 0

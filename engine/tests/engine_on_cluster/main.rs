@@ -29,6 +29,7 @@ mod codes;
 mod concurrency;
 #[path = "../engine/contacts.rs"]
 mod contacts;
+mod failover;
 #[path = "../engine/helpers.rs"]
 mod helpers;
 #[path = "../engine/idempotency.rs"]

@@ -230,6 +230,26 @@ impl TestCluster {
             .to_string()
     }
 
+    /// Starts the nodes on `ports` again (after a kill or a stop): each
+    /// comes back from its AOF and rejoins the cluster.
+    pub fn revive(&self, ports: &[String]) {
+        let status = Command::new(script())
+            .arg("revive")
+            .arg(self.dir.path())
+            .args(ports)
+            .status()
+            .expect("redis-cluster.sh revive");
+        assert!(status.success(), "redis-cluster.sh revive {ports:?}");
+    }
+
+    /// Every node's port.
+    pub fn ports(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .map(|n| n.rsplit(':').next().expect("port").to_string())
+            .collect()
+    }
+
     /// Stops every node now.
     pub fn stop(&self) {
         let _ = Command::new(script())

@@ -376,14 +376,7 @@ impl TestApp {
             (Err(part), Err(why)) if why.contains(part) => {}
             _ => panic!("stopped with {outcome:?}, expected {stopped:?}"),
         }
-        let keys = [
-            self.auth_key.clone(),
-            self.accounts_key.clone(),
-            self.admin_key.clone(),
-            self.sign_key.clone(),
-            self.all_key.clone(),
-            self.recovery_key.clone(),
-        ];
+        let keys = self.keys();
         let (config, dir, clock) = (
             self.config.clone(),
             Arc::clone(&self.dir),
@@ -412,14 +405,7 @@ impl TestApp {
             data_dir,
             ..self.config.clone()
         };
-        let keys = [
-            self.auth_key.clone(),
-            self.accounts_key.clone(),
-            self.admin_key.clone(),
-            self.sign_key.clone(),
-            self.all_key.clone(),
-            self.recovery_key.clone(),
-        ];
+        let keys = self.keys();
         start(config, dir, self.clock.clone(), Some(keys), self.capture).await
     }
 
@@ -436,15 +422,20 @@ impl TestApp {
             data_dir: dir.path().join("data"),
             ..self.config.clone()
         };
-        let keys = [
+        let keys = self.keys();
+        Some(start(config, dir, self.clock.clone(), Some(keys), self.capture).await)
+    }
+
+    /// The six clients' keys, for another server on the same clients.
+    fn keys(&self) -> [String; 6] {
+        [
             self.auth_key.clone(),
             self.accounts_key.clone(),
             self.admin_key.clone(),
             self.sign_key.clone(),
             self.all_key.clone(),
             self.recovery_key.clone(),
-        ];
-        Some(start(config, dir, self.clock.clone(), Some(keys), self.capture).await)
+        ]
     }
 
     /// Challenges the store holds, counted in the store itself (on a
