@@ -49,6 +49,9 @@ fn source_key(addr: IpAddr) -> u128 {
 /// [`source_key`]) or by the client's id.
 pub struct Gate {
     trusted: Vec<Cidr>,
+    /// SipHash keys naming a source's bucket: the limits see a digest of
+    /// the address (IPv6: of its /64), never the address itself.
+    sources: (u64, u64),
     issue_ip: KeyedLimit<u128>,
     issue_client: KeyedLimit<ClientId>,
     attempt_ip: KeyedLimit<u128>,
@@ -66,11 +69,16 @@ impl std::fmt::Debug for Gate {
 impl Gate {
     /// Builds the limits from configuration, their buckets on `shared`
     /// state when there is some (a cluster's), in this process otherwise.
+    /// `subject_key` keys the digests of source addresses (the engine's
+    /// `limit_subject_key`: the same on every node of a cluster).
     pub fn new(
         config: &LimitsConfig,
         clock: &Arc<dyn Clock>,
         shared: Option<&Arc<dyn SharedBuckets>>,
+        subject_key: [u8; 16],
     ) -> Result<Gate, String> {
+        let (k0, k1) = subject_key.split_at(8);
+        let word = |b: &[u8]| u64::from_le_bytes(b.try_into().unwrap_or_default());
         let max_keys = config.max_keys as usize;
         let ip = |reason, per_minute| {
             let rates = [Rate::per_minute(per_minute)];
@@ -82,6 +90,7 @@ impl Gate {
         };
         Ok(Gate {
             trusted: parse_proxies(&config.trusted_proxies)?,
+            sources: (word(k0), word(k1)),
             issue_ip: ip("ip_issue_rate", config.issue_per_ip_minute),
             issue_client: client("client_issue_rate", config.issue_per_client_minute),
             attempt_ip: ip("ip_attempt_rate", config.attempts_per_ip_minute),
@@ -123,7 +132,7 @@ impl Gate {
     /// A limit the shared state cannot check refuses too
     /// ([`EngineError::Storage`]).
     pub fn check(&self, cost: Cost, source: IpAddr, client: ClientId) -> Result<(), EngineError> {
-        let key = source_key(source);
+        let key = self.digest(source_key(source));
         if matches!(cost, Cost::Attempt | Cost::IssueAndAttempt) {
             self.attempt_ip.check(&key)?;
             self.attempt_client.check(&client)?;
@@ -133,6 +142,15 @@ impl Gate {
             self.issue_client.check(&client)?;
         }
         Ok(())
+    }
+
+    /// The keyed digest a source's bucket is named by.
+    fn digest(&self, source: u128) -> u128 {
+        use siphasher::sip128::{Hasher128, SipHasher13};
+        use std::hash::Hasher;
+        let mut hasher = SipHasher13::new_with_keys(self.sources.0, self.sources.1);
+        hasher.write(&source.to_le_bytes());
+        hasher.finish128().as_u128()
     }
 
     /// Forgets keys whose buckets have refilled.
@@ -188,7 +206,7 @@ mod tests {
             ..LimitsConfig::default()
         };
         let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(Timestamp(0)));
-        Gate::new(&config, &clock, None).unwrap()
+        Gate::new(&config, &clock, None, [9; 16]).unwrap()
     }
 
     fn forwarded(value: &str) -> HeaderMap {
@@ -255,7 +273,7 @@ mod tests {
     fn limits_on_shared_state_that_does_not_answer_refuse_the_request() {
         let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(Timestamp(0)));
         let shared: Arc<dyn SharedBuckets> = Arc::new(Unanswering);
-        let g = Gate::new(&LimitsConfig::default(), &clock, Some(&shared)).unwrap();
+        let g = Gate::new(&LimitsConfig::default(), &clock, Some(&shared), [9; 16]).unwrap();
         let front = ClientId::parse("client", "00000000000000f1").unwrap();
         for cost in [Cost::Issue, Cost::Attempt, Cost::IssueAndAttempt] {
             match g.check(cost, ip("192.0.2.1"), front) {
@@ -275,7 +293,7 @@ mod tests {
             ..LimitsConfig::default()
         };
         let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(Timestamp(0)));
-        let g = Gate::new(&config, &clock, None).unwrap();
+        let g = Gate::new(&config, &clock, None, [9; 16]).unwrap();
         let a = ip("192.0.2.1");
         let front = ClientId::parse("client", "00000000000000f1").unwrap();
         let reason = |e: EngineError| match e {

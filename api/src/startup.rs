@@ -83,8 +83,13 @@ impl App {
             n => n as usize,
         };
         let shared = engine.shared_buckets();
-        let gate =
-            Gate::new(&config.limits, &deps.clock, shared.as_ref()).map_err(Failure::Config)?;
+        let gate = Gate::new(
+            &config.limits,
+            &deps.clock,
+            shared.as_ref(),
+            engine.limit_subject_key(),
+        )
+        .map_err(Failure::Config)?;
         let attester = open_attester(&config, deps.clock.now())?;
         let tls = Tls::open(&config.server.tls).map_err(Failure::Config)?;
         let state = Arc::new(AppState {

@@ -46,8 +46,9 @@ pub(crate) const AUDIT_LOGIN: &[u8] = b"otpd/v1/audit-login";
 /// The label of the key that fingerprints requests for idempotency keys.
 pub(crate) const IDEMPOTENCY: &[u8] = b"otpd/v1/idempotency";
 
-/// The label of the key that names destinations' rate-limit buckets (the
-/// same on every node of a cluster, meaningless without the code key).
+/// The label of the key that names destinations' and source addresses'
+/// rate-limit buckets (the same on every node of a cluster, meaningless
+/// without the code key).
 pub(crate) const LIMIT_DESTINATIONS: &[u8] = b"otpd/v1/limit-destinations";
 
 /// Which key made a challenge's code MAC.
@@ -107,6 +108,8 @@ impl Seal {
 #[derive(Clone, Zeroize, ZeroizeOnDrop)]
 pub(crate) struct Keys {
     root: [u8; 32],
+    /// Keys the digests naming rate-limit buckets (see `limit_subjects`).
+    limit_subjects: [u8; 16],
     code_mac: [u8; 32],
     outbox_seal: [u8; 32],
     idempotency: [u8; 32],
@@ -126,7 +129,19 @@ impl Keys {
             code_mac: subkey(root, CODE_MAC),
             outbox_seal: subkey(root, OUTBOX_SEAL),
             idempotency: subkey(root, IDEMPOTENCY),
+            limit_subjects: {
+                let mut key = [0u8; 16];
+                key.copy_from_slice(&subkey(root, LIMIT_DESTINATIONS)[..16]);
+                key
+            },
         }
+    }
+
+    /// The key of the digests that name rate-limit buckets of destinations
+    /// and source addresses: the same on every node of a cluster, and
+    /// meaningless to whoever reads the cluster without the code key.
+    pub(crate) fn limit_subjects(&self) -> [u8; 16] {
+        self.limit_subjects
     }
 
     /// `HMAC-SHA-256(idempotency subkey, length ‖ part ‖ length ‖ part …)`,

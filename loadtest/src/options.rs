@@ -94,7 +94,9 @@ impl Mix {
 /// How each flow's target is chosen when there are several.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pick {
-    /// Flow n goes to target n mod the number of targets.
+    /// Each kind of flow goes to the targets in turn (its own turns: one
+    /// count for all flows would tie a flow of a mix to one target, the mix
+    /// being picked from the same arrival number).
     RoundRobin,
     /// Each flow to a target drawn at random (a fixed sequence: runs repeat).
     Random,
@@ -110,11 +112,12 @@ impl Pick {
         }
     }
 
-    /// The target of flow `n` among `targets`.
-    pub fn target(self, n: u64, targets: usize) -> usize {
+    /// The target among `targets` of arrival `n`, the `turn`-th flow of
+    /// its kind.
+    pub fn target(self, n: u64, turn: u64, targets: usize) -> usize {
         let targets = targets.max(1) as u64;
         let slot = match self {
-            Pick::RoundRobin => n % targets,
+            Pick::RoundRobin => turn % targets,
             // splitmix64 of n: uniform, and the same every run.
             Pick::Random => {
                 let mut z = n.wrapping_add(0x9E37_79B9_7F4A_7C15);
@@ -124,6 +127,24 @@ impl Pick {
             }
         };
         usize::try_from(slot).unwrap_or(0)
+    }
+}
+
+/// Each kind of flow's count of arrivals so far (its turns).
+#[derive(Debug, Default)]
+pub struct Turns([std::sync::atomic::AtomicU64; 5]);
+
+impl Turns {
+    /// The turn of the next `flow`.
+    pub fn next(&self, flow: Flow) -> u64 {
+        let i = match flow {
+            Flow::StepUp => 0,
+            Flow::Login => 1,
+            Flow::WrongCode => 2,
+            Flow::Status => 3,
+            Flow::Signature => 4,
+        };
+        self.0[i].fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     }
 }
 
@@ -196,21 +217,49 @@ mod tests {
 
     #[test]
     fn targets_are_picked_in_turn_or_at_random_and_evenly() {
-        let turns: Vec<usize> = (0..6).map(|n| Pick::RoundRobin.target(n, 3)).collect();
+        let turns: Vec<usize> = (0..6).map(|n| Pick::RoundRobin.target(n, n, 3)).collect();
         assert_eq!(turns, [0, 1, 2, 0, 1, 2]);
         let mut counts = [0u32; 2];
         for n in 0..10_000 {
-            counts[Pick::Random.target(n, 2)] += 1;
+            counts[Pick::Random.target(n, 0, 2)] += 1;
         }
         assert!((4_800..5_200).contains(&counts[0]), "{counts:?}");
         assert_ne!(
             (0..8)
-                .map(|n| Pick::Random.target(n, 2))
+                .map(|n| Pick::Random.target(n, 0, 2))
                 .collect::<Vec<_>>(),
             [0, 1, 0, 1, 0, 1, 0, 1],
             "not round-robin in disguise"
         );
-        assert_eq!(Pick::RoundRobin.target(7, 1), 0);
+        assert_eq!(Pick::RoundRobin.target(7, 7, 1), 0);
         assert!(Pick::parse("sticky").is_err());
+    }
+
+    #[test]
+    fn every_flow_of_a_mix_reaches_every_target() {
+        for mix in [
+            "step-up=1,login=1",
+            "step-up=3,login=1",
+            "step-up=80,login=5,status=15",
+        ] {
+            let mix = Mix::parse(mix).unwrap();
+            for pick in [Pick::RoundRobin, Pick::Random] {
+                let turns = Turns::default();
+                let mut seen = std::collections::BTreeMap::<(Flow, usize), u32>::new();
+                for n in 0..4_000 {
+                    let flow = mix.pick(n);
+                    let target = pick.target(n, turns.next(flow), 2);
+                    *seen.entry((flow, target)).or_default() += 1;
+                }
+                for (flow, _) in &mix.0 {
+                    let count = |t| f64::from(seen.get(&(*flow, t)).copied().unwrap_or(0));
+                    let (a, b) = (count(0), count(1));
+                    assert!(
+                        a > 0.0 && b > 0.0 && (a / b - 1.0).abs() < 0.2,
+                        "{mix:?} {pick:?} {seen:?}"
+                    );
+                }
+            }
+        }
     }
 }

@@ -114,6 +114,7 @@ struct Shared {
     /// One client per target.
     https: Vec<Http>,
     pick: crate::options::Pick,
+    turns: crate::options::Turns,
     sink: Sink,
     accounts: Vec<Account>,
     pool: Pool,
@@ -339,7 +340,9 @@ async fn issue(
 /// Arrival `n`: lease an account, run the flow on its target, record it
 /// from `intended`.
 async fn arrival(shared: Arc<Shared>, n: u64, flow: Flow, intended: Instant) {
-    let node = shared.pick.target(n, shared.https.len());
+    let node = shared
+        .pick
+        .target(n, shared.turns.next(flow), shared.https.len());
     let record = intended >= shared.warmup_end;
     let Some(index) = shared.pool.take() else {
         if record {
@@ -397,6 +400,7 @@ pub async fn run(options: Options, sink: Sink, accounts: Vec<Account>) -> Result
     let shared = Arc::new(Shared {
         https: https.clone(),
         pick: options.pick,
+        turns: crate::options::Turns::default(),
         sink: sink.clone(),
         pool: Pool {
             free: std::sync::Mutex::new((0..accounts.len()).collect()),

@@ -175,9 +175,8 @@ impl Engine {
         let pins = PinHasher::new(config.argon2, &mut rng)?;
         let commit = store.commit();
         let buckets = remote.as_ref().map(remote::Remote::buckets).transpose()?;
-        let mut destination_key = [0u8; 16];
-        destination_key
-            .copy_from_slice(&crate::keys::subkey(&key, crate::keys::LIMIT_DESTINATIONS)[..16]);
+        let keys = Keys::derive(&key);
+        let destination_key = keys.limit_subjects();
         let limits = IssueLimits::new(
             config.limits.clone(),
             Arc::clone(&clock),
@@ -191,7 +190,7 @@ impl Engine {
             clock: Monotonic::new(clock),
             rng: Mutex::new(rng),
             pins,
-            keys: Keys::derive(&key),
+            keys,
             audit: self::audit::AuditLog::new(&key)?,
             store,
             commit,
@@ -219,6 +218,12 @@ impl Engine {
     /// limits of the server use it too); `None` on the embedded store.
     pub fn shared_buckets(&self) -> Option<Arc<dyn SharedBuckets>> {
         self.buckets.clone()
+    }
+
+    /// The key of the digests that name rate-limit buckets (of source
+    /// addresses, in the server's request limits): the same on every node.
+    pub fn limit_subject_key(&self) -> [u8; 16] {
+        self.keys.limit_subjects()
     }
 
     /// The engine's current time (never earlier than any time it has seen).

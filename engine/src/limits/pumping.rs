@@ -145,7 +145,13 @@ impl Tallies {
                         continue;
                     }
                     for (field, n) in shared.sms_tally(which)? {
-                        let (kind, code) = field.split_at(1.min(field.len()));
+                        // `s<code>` or `v<code>`; anything else is not ours.
+                        let (kind, code) = match (field.strip_prefix('s'), field.strip_prefix('v'))
+                        {
+                            (Some(code), _) => ("s", code),
+                            (_, Some(code)) => ("v", code),
+                            _ => continue,
+                        };
                         let Ok(code) = code.parse::<u16>() else {
                             continue;
                         };
