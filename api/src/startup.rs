@@ -447,6 +447,9 @@ pub fn publish_metrics(state: &AppState) {
         metrics::counter!("otpd_cluster_wait_timeouts_total").absolute(c.wait_timeouts);
         metrics::counter!("otpd_rate_limit_unanswered_total").absolute(c.limits_unanswered);
         metrics::counter!("otpd_sms_tallies_lost_total").absolute(c.tallies_lost);
+        metrics::counter!("otpd_outbox_claims_total").absolute(c.outbox_claimed);
+        metrics::counter!("otpd_outbox_leases_expired_total").absolute(c.outbox_leases_expired);
+        metrics::counter!("otpd_outbox_handoffs_total").absolute(c.outbox_handed_off);
     }
     metrics::counter!("otpd_argon2_runs_total").absolute(stats.argon2_runs);
     metrics::gauge!("otpd_argon2_memory_bytes").set(stats.argon2_memory_bytes as f64);

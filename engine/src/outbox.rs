@@ -31,6 +31,9 @@ pub struct OutboxPolicy {
     pub default_locale: Locale,
     /// Channels that can deliver; codes are not issued for the others.
     pub enabled: Vec<Channel>,
+    /// On a cluster: how long a node holds a message it is sending before
+    /// another node may take it (longer than any send may take).
+    pub lease: Duration,
 }
 
 impl Default for OutboxPolicy {
@@ -42,6 +45,7 @@ impl Default for OutboxPolicy {
             sms_fallback_to_email: false,
             default_locale: Locale::Pt,
             enabled: Channel::ALL.to_vec(),
+            lease: Duration::from_secs(60),
         }
     }
 }

@@ -172,6 +172,9 @@ async fn every_metric_the_dashboard_and_the_alerts_query_is_exported() {
         "otpd_cluster_wait_timeouts_total",
         "otpd_rate_limit_unanswered_total",
         "otpd_sms_tallies_lost_total",
+        "otpd_outbox_handoffs_total",
+        "otpd_outbox_claims_total",
+        "otpd_outbox_leases_expired_total",
     ];
     let missing: Vec<&String> = queried
         .iter()

@@ -15,12 +15,13 @@
 //! | `{a:TAG}m:REST` | a queued message |
 //! | `{a:TAG}w:TOKEN` | a write's receipt, for a few seconds (a retried write is not applied twice) |
 //! | `i:KIND:VALUE` | index: `P:<account>` claimed (expires), `A:<account>` held |
-//! | `{a:TAG}j:NODE:TOKEN` | a node's journal entry: a change's events and messages until that node's own store has them |
+//! | `{a:TAG}j:NODE:TOKEN` | a node's journal entry: a change's events until that node's own store has them |
 //! | `{c:}registry` | hash: `v` version, `r` every client (relying party) |
 //! | `{k:CLIENT}KEY` | an idempotency key's record (expires with its retention); `CLIENT`, `KEY`: digests |
 //! | `{k:CLIENT}z` | the client's shelf: its keys by when they were taken (for its cap) |
 //! | `r:LIMIT:SUBJECT` | a rate limit's bucket for one subject (expires once refilled) |
 //! | `s:HOUR`, `s:all` | SMS sent and verified per calling code, in one hour (kept 3 hours) and ever |
+//! | `{o:BUCKET}due` | one of the send queue's due indexes: messages by their next attempt (`cluster::due`) |
 //!
 //! A [`KeySpace`] with a namespace `NS` (`store.redis.namespace`) puts it
 //! in every key — `{a:NS/TAG}…`, `i:NS/KIND:VALUE` — so deployments (or
@@ -148,6 +149,12 @@ impl KeySpace {
             Some(hour) => format!("s:{}{hour}", self.prefix),
             None => format!("s:{}all", self.prefix),
         }
+    }
+
+    /// Due index `bucket` of the send queue (`cluster::due`): each bucket
+    /// has its own tag, so the buckets spread over the shards.
+    pub fn due(&self, bucket: u16) -> String {
+        format!("{{o:{}{bucket:02}}}due", self.prefix)
     }
 
     /// The registry of clients (relying parties): one record, versioned

@@ -11,6 +11,8 @@
 //!   dies between steps.
 //! - [`rate`]: rate limits and SMS tallies every node shares (GCRA buckets
 //!   checked and spent in one script each).
+//! - [`due`]: the send queue's due indexes, from which every node claims
+//!   the messages due now under a lease.
 //! - [`health`]: what `/readyz` asks (the cluster up, every slot served,
 //!   persistence as otpd needs it, clocks close enough).
 //!
@@ -20,6 +22,7 @@
 //! and does not promise). Routing, `MOVED`/`ASK` and reconnection are the
 //! `redis` crate's async cluster client's.
 
+pub mod due;
 pub mod health;
 pub mod idempotency;
 pub mod index;
@@ -226,6 +229,13 @@ pub struct Counters {
     /// SMS tally counts lost (the pumping alarm saw one send or
     /// verification fewer).
     pub tallies_lost: AtomicU64,
+    /// Messages this node claimed from the send queue's due indexes.
+    pub outbox_claimed: AtomicU64,
+    /// Of those, messages whose lease had run out: the node holding it
+    /// (or the node that queued it) did not report on it in time.
+    pub outbox_leases_expired: AtomicU64,
+    /// Messages this node sent as the node that queued them (no claim).
+    pub outbox_handed_off: AtomicU64,
 }
 
 /// A connection to the cluster, shared by every task of a node: cloning it

@@ -151,7 +151,7 @@ impl Engine {
             // The event goes to this node's store: refused there (a full
             // disk), the registration is refused before it is made.
             self.store.writable()?;
-            let journal = remote.journal(id, std::slice::from_ref(&event), &[], self.now())?;
+            let journal = remote.journal(id, std::slice::from_ref(&event), self.now())?;
             let key = journal.0.clone();
             let registered = match remote.register_with(&account, &keys, Some(journal)) {
                 // Outcome unknown: if its journal entry is there, the account

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use crate::challenge::ChallengeState;
-use crate::error::Result;
+use crate::error::{EngineError, Result};
 use crate::id::{AccountId, ChallengeId};
 use crate::keys::Seal;
 use crate::outbox::{DeadLetter, Message, Outgoing, SendResult};
@@ -12,12 +12,24 @@ use crate::store::Durable;
 use crate::terms::{Channel, DeliveryState, MessageId};
 
 use super::Engine;
+use super::remote::{Entry, Remote};
+
+/// How soon a due message whose record could not be read (the cluster did
+/// not answer) is tried again.
+const RETRY_UNREAD: Duration = Duration::from_secs(1);
 
 impl Engine {
     /// Up to `limit` messages due now, oldest first, marked in flight. Messages
     /// whose code has died (expired, superseded, used) are dropped instead:
     /// a code is never sent late.
+    ///
+    /// On a cluster: first the messages this node queued itself, then
+    /// those any node queued that are due, claimed from the due indexes
+    /// under a lease.
     pub fn outbox_due(&self, limit: usize) -> Vec<Outgoing> {
+        if let Some(remote) = &self.remote {
+            return self.outbox_due_remote(remote, limit);
+        }
         let now = self.now();
         let mut outgoing = Vec::new();
         // Each message looked at leaves the due order (claimed or dropped)
@@ -36,12 +48,75 @@ impl Engine {
         outgoing
     }
 
+    /// [`Engine::outbox_due`] on a cluster.
+    fn outbox_due_remote(&self, remote: &Remote, limit: usize) -> Vec<Outgoing> {
+        let now = self.now();
+        let lease = self.config.outbox.lease;
+        let mut outgoing = Vec::new();
+        while outgoing.len() < limit {
+            let Some(entry) = remote.next_handed_off(now, lease / 2) else {
+                break;
+            };
+            outgoing.extend(self.take_entry(remote, entry));
+        }
+        if outgoing.len() >= limit {
+            return outgoing;
+        }
+        let claimed = match remote.claim_due(now, now.plus(lease), limit - outgoing.len()) {
+            Ok(claimed) => claimed,
+            // Counted (`otpd_cluster_errors_total`); the next poll asks again.
+            Err(_) => return outgoing,
+        };
+        for entry in claimed {
+            outgoing.extend(self.take_entry(remote, entry));
+        }
+        outgoing
+    }
+
+    /// The message of `entry` (leased to this node), for its sender; `None`
+    /// if it is gone (its entry is removed) or its code has died (it is
+    /// dropped). A message that could not be read falls due again soon.
+    fn take_entry(&self, remote: &Remote, entry: Entry) -> Option<Outgoing> {
+        match self.claim_message(entry.account, entry.challenge, entry.message) {
+            Ok(Some(outgoing)) => {
+                remote.note_sending(entry);
+                Some(outgoing)
+            }
+            Ok(None) => {
+                remote.remove_entry(entry);
+                None
+            }
+            Err(EngineError::AccountNotFound) => {
+                remote.remove_entry(entry);
+                None
+            }
+            // Counted (`otpd_cluster_errors_total`).
+            Err(_) => {
+                remote.schedule_entry(entry, self.now().plus(RETRY_UNREAD));
+                None
+            }
+        }
+    }
+
     /// Message `id`, claimed for a sender; `None` if it is gone, or
     /// dropped because its code has died meanwhile.
     fn claim_due(&self, id: MessageId) -> Option<Outgoing> {
         let account = self.outbox.account_of(&id)?;
-        let claimed = self.mutate(account, |tx, now| {
-            let Some(message) = self.outbox.cloned(&id) else {
+        // A drop that is lost in a crash is simply made again on the next start.
+        self.claim_message(account, None, id).ok().flatten()
+    }
+
+    /// Message `id` of `account`'s (about `challenge`, if known), for a
+    /// sender; `None` if it is gone or its code has died (then it is
+    /// dropped, and its challenge says so).
+    fn claim_message(
+        &self,
+        account: AccountId,
+        challenge: Option<ChallengeId>,
+        id: MessageId,
+    ) -> Result<Option<Outgoing>> {
+        let claimed = self.mutate_message(account, challenge, id, |tx, now| {
+            let Some(message) = self.message_in(tx, id) else {
                 return Ok(None);
             };
             if message.in_flight {
@@ -53,7 +128,7 @@ impl Engine {
                     tx.remove_message(id);
                     return Ok(None);
                 }
-                if !self.outbox.claim(&id) {
+                if !self.claim_in_memory(id) {
                     return Ok(None); // swept meanwhile
                 }
                 return Ok(Some(Outgoing {
@@ -87,7 +162,7 @@ impl Engine {
             // Unsealed before the claim: a message that cannot be unsealed
             // must not sit in flight with no sender to report on it.
             let code = self.keys.unseal(message.seal, id, &message.sealed_code)?;
-            if !self.outbox.claim(&id) {
+            if !self.claim_in_memory(id) {
                 return Ok(None); // swept meanwhile
             }
             Ok(Some(Outgoing {
@@ -104,8 +179,13 @@ impl Engine {
                 notice: None,
             }))
         });
-        // A drop that is lost in a crash is simply made again on the next start.
-        claimed.ok().and_then(|d| d.peek().clone())
+        Ok(claimed?.peek().clone())
+    }
+
+    /// Marks message `id` in flight in this node's queue (embedded); on a
+    /// cluster the lease on its entry is the mark.
+    fn claim_in_memory(&self, id: MessageId) -> bool {
+        self.remote.is_some() || self.outbox.claim(&id)
     }
 
     /// Records what a send came to: sent, retry later (with backoff and
@@ -117,13 +197,19 @@ impl Engine {
     /// own. A crash before then costs one resend of the same code, while it
     /// is still valid, and its status reads "queued" until that resend.
     pub fn outbox_report(&self, id: MessageId, result: SendResult) -> Result<Durable<()>> {
-        let Some(account) = self.outbox.account_of(&id) else {
+        let held = match &self.remote {
+            // Not this node's (or claimed before its restart): the lease
+            // runs out and the message is sent again, by the same id.
+            Some(remote) => remote.reported(id).map(|e| (e.account, e.challenge)),
+            None => self.outbox.account_of(&id).map(|account| (account, None)),
+        };
+        let Some((account, challenge)) = held else {
             // Dropped meanwhile (superseded, cancelled, swept): nothing to record.
             return Ok(self.ready(()));
         };
         let policy = &self.config.outbox;
-        self.mutate(account, |tx, now| {
-            let Some(mut message) = self.outbox.cloned(&id) else {
+        self.mutate_message(account, challenge, id, |tx, now| {
+            let Some(mut message) = self.message_in(tx, id) else {
                 return Ok(());
             };
             message.in_flight = false;

@@ -102,6 +102,13 @@ impl Engine {
                 .erasure_due(account, now)
                 .map(|ttl| ttl.max(ERASURE_FLOOR));
             remote.import(account, &keys, its_challenges, its_messages, now, erase)?;
+            // Each message joins the cluster's send queue, due now (its
+            // code is checked when it is taken, as everywhere).
+            let entries: Vec<_> = its_messages
+                .iter()
+                .map(|m| super::remote::Entry::of(account.id, m))
+                .collect();
+            remote.add_entries(&entries, now)?;
             moved.accounts += 1;
             moved.challenges += its_challenges.len() as u64;
             moved.messages += its_messages.len() as u64;

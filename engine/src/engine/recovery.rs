@@ -71,11 +71,19 @@ impl Engine {
         })?;
         let dead_challenges = dead.into_inner().unwrap_or_else(PoisonError::into_inner);
         let mut dead_messages = Vec::new();
+        let mut to_cluster = Vec::new();
         self.store.scan_messages(&mut |message| {
-            // On a cluster the challenges are not here: the sender checks
-            // each message's code when it comes due.
-            let queued = self.remote.is_some()
-                || message.notice.is_some()
+            // On a cluster, a message here was queued by an older otpd,
+            // which kept the send queue in each node's store: the message
+            // is on the cluster too (written with its change), and goes to
+            // the cluster's send queue, which checks its code when it comes
+            // due.
+            if self.remote.is_some() {
+                to_cluster.push(super::remote::Entry::of(message.account, &message));
+                dead_messages.push(message.id);
+                return Ok(());
+            }
+            let queued = message.notice.is_some()
                 || self
                     .challenges
                     .get(&message.challenge)
@@ -94,6 +102,11 @@ impl Engine {
         garbage
             .0
             .extend(dead_messages.into_iter().map(Change::RemoveMessage));
+        if let Some(remote) = &self.remote
+            && !to_cluster.is_empty()
+        {
+            remote.add_entries(&to_cluster, self.now())?;
+        }
         if !garbage.is_empty() {
             // Only garbage goes here; if the removal is lost (or refused on
             // a short disk) it is redone next start.
@@ -109,7 +122,7 @@ impl Engine {
 
     /// On a cluster: records what this node's journal entries hold (a
     /// change written to the cluster, then a crash before this node's
-    /// store had its events and messages), once: an entry whose first
+    /// store had its events), once: an entry whose first
     /// event the account's trail already shows was recorded, and only its
     /// deletion was lost.
     fn replay_journal(&self, remote: &super::remote::Remote) -> Result<()> {
@@ -133,12 +146,16 @@ impl Engine {
                 remote.forget_after(entry.key, &self.commit, 0);
                 continue;
             }
-            let changes = Changes(entry.messages.iter().map(Change::Message).collect());
-            let ticket = self.write(changes, entry.events.into_iter().collect())?;
+            // An older otpd's entry may hold messages: they are on the
+            // cluster, written with the change; they join its send queue.
+            let queued: Vec<_> = entry
+                .messages
+                .iter()
+                .map(|m| super::remote::Entry::of(m.account, m))
+                .collect();
+            remote.add_entries(&queued, self.now())?;
+            let ticket = self.write(Changes::default(), entry.events.into_iter().collect())?;
             self.commit.wait(ticket)?;
-            for m in entry.messages {
-                self.outbox.insert(m);
-            }
             remote.forget_after(entry.key, &self.commit, ticket);
         }
         Ok(())

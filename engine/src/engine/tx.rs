@@ -20,7 +20,7 @@ use crate::store::{Change, Changes, Durable};
 use crate::terms::{Channel, MessageId};
 
 use super::Engine;
-use super::remote::{Remote, challenge_ttl, encode_record};
+use super::remote::{Entry, Remote, challenge_ttl, encode_record};
 
 /// A change being prepared for one account.
 pub(super) struct Tx {
@@ -42,6 +42,8 @@ pub(super) struct Tx {
     /// the account's version move, so the write conflicts and the change
     /// is computed again.
     fetched: Option<RefCell<Vec<Challenge>>>,
+    /// On a cluster: the queued messages read with the account.
+    fetched_messages: Vec<Message>,
     /// On a cluster: a read of a challenge that failed (the change fails with it).
     failure: RefCell<Option<EngineError>>,
     /// Issues this call's limits were charged for, by any computation of
@@ -68,6 +70,7 @@ impl Tx {
             dead: Vec::new(),
             events: Events::new(),
             fetched: None,
+            fetched_messages: Vec::new(),
             failure: RefCell::new(None),
             admitted: Rc::default(),
             verified_sms: Vec::new(),
@@ -198,6 +201,23 @@ impl Engine {
         self.mutate_then(id, &[challenge], change, |value, _, _| value)
     }
 
+    /// As [`Engine::mutate`], about queued message `message` of the account
+    /// (and its challenge, if known): on a cluster both are read with the
+    /// account, in the same round trip.
+    pub(super) fn mutate_message<T>(
+        &self,
+        id: AccountId,
+        challenge: Option<ChallengeId>,
+        message: MessageId,
+        change: impl FnMut(&mut Tx, Timestamp) -> Result<T>,
+    ) -> Result<Durable<T>> {
+        if let Some(remote) = &self.remote {
+            let preload: Vec<ChallengeId> = challenge.into_iter().collect();
+            return self.mutate_remote(remote, id, &preload, &[message], change, |v, _, _| v);
+        }
+        self.mutate_then(id, &[], change, |value, _, _| value)
+    }
+
     /// As [`Engine::mutate`]; `finish` then sees the account as the change
     /// left it, still held (to describe it to the caller without a second
     /// read). `preload` names challenges the change will read (a cluster
@@ -211,7 +231,7 @@ impl Engine {
         finish: impl FnOnce(T, &Account, Timestamp) -> U,
     ) -> Result<Durable<U>> {
         if let Some(remote) = &self.remote {
-            return self.mutate_remote(remote, id, preload, change, finish);
+            return self.mutate_remote(remote, id, preload, &[], change, finish);
         }
         let mut entry = self
             .accounts
@@ -294,24 +314,27 @@ impl Engine {
 
     /// [`Engine::mutate_then`] on a cluster: read the account's slot,
     /// compute the change, write it back if nobody wrote in between (else
-    /// again, from a fresh read); then this node's part (its send queue,
-    /// the audit events, dead letters) in its embedded store.
+    /// again, from a fresh read); then this node's part (the audit events,
+    /// dead letters) in its embedded store, and the send queue's due
+    /// indexes.
     fn mutate_remote<T, U>(
         &self,
         remote: &Remote,
         id: AccountId,
         preload: &[ChallengeId],
+        messages: &[MessageId],
         mut change: impl FnMut(&mut Tx, Timestamp) -> Result<T>,
         finish: impl FnOnce(T, &Account, Timestamp) -> U,
     ) -> Result<Durable<U>> {
         let admitted: Rc<RefCell<Vec<(Channel, String)>>> = Rc::default();
         for _ in 0..slot::MAX_ATTEMPTS {
-            let loaded = remote.load(id, preload)?;
+            let loaded = remote.load_with(id, preload, messages)?;
             let account = loaded.account.ok_or(EngineError::AccountNotFound)?;
             self.admit_account(&account)?;
             let now = self.now();
             let mut tx = Tx::new(account);
             tx.fetched = Some(RefCell::new(loaded.challenges));
+            tx.fetched_messages = loaded.messages;
             tx.admitted = Rc::clone(&admitted);
             let outcome = change(&mut tx, now);
             if let Some(failure) = tx.failure.take() {
@@ -344,32 +367,55 @@ impl Engine {
                 write = write.delete(keys.challenge(*removed));
             }
             for m in &tx.messages {
-                write = write.put(keys.message(id, m.id), encode_message(m), None);
+                // A message goes with its code (or its notice's relevance),
+                // whatever becomes of its entry in the due index.
+                let ttl = now.until(m.expires_at) + super::remote::CHALLENGE_GRACE;
+                write = write.put(keys.message(id, m.id), encode_message(m), Some(ttl));
             }
             for removed in &tx.message_removes {
                 write = write.delete(keys.message(id, *removed));
             }
             // What this node must record in its own store goes with the
             // change, so a crash between the two loses none of it.
-            let journal = if tx.events.is_empty() && tx.messages.is_empty() {
+            let journal = if tx.events.is_empty() {
                 None
             } else {
-                let (key, bytes) = remote.journal(id, &tx.events, &tx.messages, now)?;
+                let (key, bytes) = remote.journal(id, &tx.events, now)?;
                 write = write.put(key.clone(), bytes, None);
                 Some(key)
             };
             // This node's part must be writable before the cluster's is
             // written (a full disk refuses the change, not half of it).
             self.store.writable()?;
+            // The messages' entries in the due index come first, leased to
+            // this node: no message is ever queued without one.
+            let lease_end = now.plus(self.config.outbox.lease);
+            let entries: Vec<(Entry, Timestamp)> = tx
+                .messages
+                .iter()
+                .map(|m| (Entry::of(id, m), m.next_attempt_at))
+                .collect();
+            if !entries.is_empty() {
+                let leased: Vec<Entry> = entries.iter().map(|(e, _)| *e).collect();
+                remote.lease_entries(&leased, lease_end)?;
+            }
             // An outcome unknown (`WAIT` timed out after the master applied
             // the change, say) stays an error, but a change that was made has
-            // its events and messages recorded here now, not at the node's
+            // its events recorded here now (and its messages sent), not at the node's
             // next start: its journal entry, written with it, says it was.
             let mut unacknowledged = None;
             match remote.compare_and_set(id, loaded.version, write) {
                 Ok(slot::Outcome::Conflict(_)) => {
                     let counters = remote.counters();
                     counters.cas_retries.fetch_add(1, Ordering::Relaxed);
+                    // Nothing was written: the entries of messages this
+                    // computation made go (those of messages already queued
+                    // stay, as they were).
+                    for (entry, _) in &entries {
+                        if !tx.fetched_messages.iter().any(|m| m.id == entry.message) {
+                            remote.remove_entry(*entry);
+                        }
+                    }
                     continue;
                 }
                 Ok(slot::Outcome::Written(_)) => {}
@@ -385,19 +431,23 @@ impl Engine {
                 }
                 Err(e) => return Err(e),
             }
-            // This node sends what it queued: its embedded store keeps the
-            // queue (and the audit chain) across its restarts.
+            // The audit chain and dead letters are this node's own; the
+            // send queue is the cluster's.
             let mut changes = Changes::default();
-            queue_changes(&mut changes, &tx.messages, &tx.message_removes, &tx.dead);
+            queue_changes(&mut changes, &[], &[], &tx.dead);
             let ticket = self.write(changes, tx.events)?;
             if let Some(key) = journal {
                 remote.forget_after(key, &self.commit, ticket);
             }
             for removed in tx.message_removes {
-                self.outbox.remove(&removed);
+                remote.remove_entry(Entry::removed(id, removed));
             }
-            for m in tx.messages {
-                self.outbox.insert(m);
+            for (entry, at) in entries {
+                // Due now (a new code): this node sends it itself, under
+                // the lease it took; a retry waits in the index for any node.
+                if at > now || !remote.hand_off(entry, lease_end) {
+                    remote.schedule_entry(entry, at);
+                }
             }
             // A change the master made but no replica confirmed may be lost
             // in a failover: its old keys stay held (blocked, never shared)
@@ -428,6 +478,20 @@ impl Engine {
             "account {id} changed under this change {} times in a row; nothing was written",
             slot::MAX_ATTEMPTS
         )))
+    }
+
+    /// Queued message `id` as the change sees it.
+    pub(super) fn message_in(&self, tx: &Tx, id: MessageId) -> Option<Message> {
+        if let Some(staged) = tx.messages.iter().rev().find(|m| m.id == id) {
+            return Some(staged.clone());
+        }
+        if tx.message_removes.contains(&id) {
+            return None;
+        }
+        if self.remote.is_some() {
+            return tx.fetched_messages.iter().find(|m| m.id == id).cloned();
+        }
+        self.outbox.cloned(&id)
     }
 
     pub(super) fn challenge_in(&self, tx: &Tx, id: ChallengeId) -> Option<Challenge> {

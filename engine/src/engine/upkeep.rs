@@ -25,7 +25,7 @@ pub struct Stats {
     pub flush: FlushStats,
     /// Accounts locked by failures since start.
     pub lockouts: u64,
-    /// Messages waiting in the outbox.
+    /// Messages waiting in the outbox (on a cluster: the cluster's, every node's).
     pub outbox: u64,
     /// Keys held by the per-account and per-destination issuance limiters.
     pub limiter_keys: u64,
@@ -57,6 +57,12 @@ pub struct ClusterCounts {
     pub limits_unanswered: u64,
     /// SMS tally counts lost.
     pub tallies_lost: u64,
+    /// Messages claimed from the cluster's send queue.
+    pub outbox_claimed: u64,
+    /// Of those, messages whose lease had run out (a node did not report in time).
+    pub outbox_leases_expired: u64,
+    /// Messages sent by the node that queued them, without a claim.
+    pub outbox_handed_off: u64,
 }
 
 /// Stops the background sweeper when dropped.
@@ -164,7 +170,12 @@ impl Engine {
             challenges: self.challenges.len() as u64,
             flush: self.store.stats(),
             lockouts: self.lockouts.load(std::sync::atomic::Ordering::Relaxed),
-            outbox: self.outbox.len() as u64,
+            // On a cluster: the cluster's send queue (every node's), read
+            // from its due indexes (0 if the cluster does not answer).
+            outbox: match &self.remote {
+                Some(remote) => remote.queued().unwrap_or(0),
+                None => self.outbox.len() as u64,
+            },
             limiter_keys: self.limits.keys() as u64,
             argon2_runs: self.pins.runs(),
             argon2_memory_bytes: self.pins.pooled_memory().1,
@@ -179,6 +190,9 @@ impl Engine {
                     wait_timeouts: read(&c.wait_timeouts),
                     limits_unanswered: read(&c.limits_unanswered),
                     tallies_lost: read(&c.tallies_lost),
+                    outbox_claimed: read(&c.outbox_claimed),
+                    outbox_leases_expired: read(&c.outbox_leases_expired),
+                    outbox_handed_off: read(&c.outbox_handed_off),
                 }
             }),
         }

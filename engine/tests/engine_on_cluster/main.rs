@@ -46,6 +46,7 @@ mod notices;
 #[path = "../engine/outbox.rs"]
 mod outbox;
 mod resharding;
+mod send_queue;
 #[path = "../engine/signatures.rs"]
 mod signatures;
 #[path = "../engine/test_clients.rs"]

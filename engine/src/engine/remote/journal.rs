@@ -1,7 +1,9 @@
-//! A node's journal on the cluster: a change's audit events and queued
-//! messages, written with the change in the account's slot, deleted once
-//! the node's own store has them, and found again by the node after a
-//! crash (docs/ARCHITECTURE.md, "A node's own records, and its journal").
+//! A node's journal on the cluster: a change's audit events, written with
+//! the change in the account's slot, deleted once the node's own store has
+//! them, and found again by the node after a crash (docs/ARCHITECTURE.md,
+//! "A node's own records, and its journal"). Entries written by an older
+//! otpd may also hold the change's queued messages (which the cluster's
+//! send queue now keeps): they are read, and their messages queued there.
 
 use crate::audit::{AuditRecord, Event};
 use crate::error::{EngineError, Result};
@@ -27,7 +29,6 @@ impl Remote {
         &self,
         account: AccountId,
         events: &[crate::audit::Event],
-        messages: &[Message],
         now: crate::clock::Timestamp,
     ) -> Result<(String, Vec<u8>)> {
         let mut token = [0u8; 8];
@@ -37,7 +38,7 @@ impl Remote {
             .cluster
             .keys()
             .journal(account, &self.node, &crate::hex::encode(token));
-        Ok((key, encode_journal(events, messages, now)))
+        Ok((key, encode_journal(events, &[], now)))
     }
 
     /// Deletes a journal entry once this node's store has what it holds

@@ -13,13 +13,15 @@
 //! This file holds the connection, that bridge, the node's name and the
 //! health check; beside it: `records.rs` (accounts, challenges, the index,
 //! registration), `registry.rs` (clients), `journal.rs` (what a node has
-//! yet to record in its own store), `export.rs` (a namespace read whole or
+//! yet to record in its own store), `outbox.rs` (the send queue every node
+//! sends from), `export.rs` (a namespace read whole or
 //! written whole, for `otpd migrate`, `check` and `backup`).
 
 mod export;
 mod idempotency;
 mod journal;
 mod limits;
+mod outbox;
 mod records;
 mod registry;
 
@@ -32,6 +34,7 @@ use crate::cluster::{Cluster, ClusterConfig};
 use crate::error::{EngineError, Result};
 
 pub(super) use self::export::Exported;
+pub(super) use self::outbox::Entry;
 pub(crate) use self::records::CHALLENGE_GRACE;
 pub(super) use self::records::{challenge_ttl, encode_record};
 
@@ -50,6 +53,8 @@ pub(super) struct Remote {
     forgetter: std::sync::OnceLock<self::journal::ForgetQueue>,
     /// This node's requests running with an idempotency key.
     running: self::idempotency::Running,
+    /// This node's part of the send queue (`outbox.rs`).
+    sending: self::outbox::Sending,
 }
 
 impl std::fmt::Debug for Remote {
@@ -162,6 +167,7 @@ impl Remote {
             node,
             forgetter: std::sync::OnceLock::new(),
             running: self::idempotency::Running::default(),
+            sending: self::outbox::Sending::default(),
         })
     }
 

@@ -10,8 +10,9 @@ use crate::cluster::index::{Claim, Registration};
 use crate::cluster::slot::{Change, Outcome, Snapshot, Write};
 use crate::error::{EngineError, Result};
 use crate::id::{AccountId, ChallengeId};
-use crate::store::codec::{decode_account, decode_challenge, encode_account};
-use crate::terms::Purpose;
+use crate::outbox::Message;
+use crate::store::codec::{decode_account, decode_challenge, decode_message, encode_account};
+use crate::terms::{MessageId, Purpose};
 
 use super::{RECORD_V1, Remote};
 
@@ -27,6 +28,8 @@ pub(in crate::engine) struct Loaded {
     pub(in crate::engine) account: Option<Account>,
     /// The challenges asked for, those that exist.
     pub(in crate::engine) challenges: Vec<Challenge>,
+    /// The queued messages asked for, those that exist.
+    pub(in crate::engine) messages: Vec<Message>,
 }
 
 impl Remote {
@@ -36,8 +39,23 @@ impl Remote {
         id: AccountId,
         challenges: &[ChallengeId],
     ) -> Result<Loaded> {
+        self.load_with(id, challenges, &[])
+    }
+
+    /// Reads account `id`, the challenges `challenges` and the queued
+    /// messages `messages` of its slot at once.
+    pub(in crate::engine) fn load_with(
+        &self,
+        id: AccountId,
+        challenges: &[ChallengeId],
+        messages: &[MessageId],
+    ) -> Result<Loaded> {
         let keys = self.cluster.keys();
-        let others: Vec<String> = challenges.iter().map(|c| keys.challenge(*c)).collect();
+        let others: Vec<String> = challenges
+            .iter()
+            .map(|c| keys.challenge(*c))
+            .chain(messages.iter().map(|m| keys.message(id, *m)))
+            .collect();
         let account = keys.account(id);
         let snapshot: Snapshot =
             self.run(|cluster| async move { cluster.load(&account, &others).await })?;
@@ -47,16 +65,24 @@ impl Remote {
             Some(bytes) if snapshot.version >= 2 => Some(decode_record(bytes)?),
             _ => None,
         };
-        let challenges = snapshot
+        let (challenge_records, message_records) = snapshot
             .others
+            .split_at(challenges.len().min(snapshot.others.len()));
+        let challenges = challenge_records
             .iter()
             .flatten()
             .map(|bytes| decode_challenge(bytes))
+            .collect::<Result<Vec<_>>>()?;
+        let messages = message_records
+            .iter()
+            .flatten()
+            .map(|bytes| decode_message(bytes))
             .collect::<Result<Vec<_>>>()?;
         Ok(Loaded {
             version: snapshot.version,
             account,
             challenges,
+            messages,
         })
     }
 
