@@ -62,6 +62,7 @@ impl App {
         let mut engine_config = config.engine_config();
         // Codes are refused up front for channels that cannot deliver.
         engine_config.outbox.enabled = dispatcher.enabled();
+        engine_config.outbox.lease = send_lease(&config, &dispatcher);
         engine_config.store.cluster = config.cluster_config().map_err(Failure::Config)?;
         let engine = Engine::open(
             engine_config,
@@ -412,6 +413,22 @@ fn publish_limits(state: &AppState, stats: &engine::Stats) {
             );
         }
     }
+}
+
+/// On a cluster, how long a node holds a message it is sending before
+/// another node may take it: twice the longest a send may take (each
+/// gateway of a channel tried in turn, plus the sender's margin), so a
+/// message that waited for a free send slot still ends its send within
+/// it, and never under a minute.
+fn send_lease(config: &Config, dispatcher: &Dispatcher) -> Duration {
+    let per_request = Duration::from_millis(config.delivery.send_timeout_ms);
+    let longest = dispatcher
+        .enabled()
+        .into_iter()
+        .map(|via| dispatcher.deadline(via, per_request))
+        .max()
+        .unwrap_or(per_request);
+    (longest * 2 + Duration::from_secs(5)).max(Duration::from_secs(60))
 }
 
 /// Refreshes the gauges every 5 s.

@@ -342,11 +342,6 @@ impl Config {
                 sms_fallback_to_email: d.sms_fallback_to_email,
                 default_locale: engine::Locale::parse(&d.default_locale)
                     .unwrap_or(engine::Locale::Pt),
-                // A send (each gateway of a channel tried in turn) ends well
-                // within it: another node takes a message only when its
-                // sender is surely gone.
-                lease: Duration::from_millis(d.send_timeout_ms.saturating_mul(4))
-                    .max(Duration::from_secs(60)),
                 ..engine::OutboxPolicy::default()
             },
             pin: PinPolicy {

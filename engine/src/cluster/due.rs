@@ -4,8 +4,8 @@
 //! A queued message's record lives in its account's slot (`{a:TAG}m:ID`,
 //! written with the change that queued it). Beside it, in one of
 //! [`BUCKETS`] sorted sets of its own slot (`{o:BUCKET}due`, the bucket
-//! chosen by the message id), an entry names it (account, challenge,
-//! message) under the time of its next attempt in milliseconds: "what is
+//! chosen by the message id), an entry names it (its account and its
+//! id) under the time of its next attempt in milliseconds: "what is
 //! due now" is a range read, O(log n) in the queue's length, on each
 //! bucket.
 //!

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use crate::challenge::ChallengeState;
+use crate::clock::Timestamp;
 use crate::error::{EngineError, Result};
 use crate::id::{AccountId, ChallengeId};
 use crate::keys::Seal;
@@ -12,7 +13,18 @@ use crate::store::Durable;
 use crate::terms::{Channel, DeliveryState, MessageId};
 
 use super::Engine;
-use super::remote::{Entry, Remote};
+use super::remote::{Came, Entry, Remote};
+
+/// What a sender's claim of a queued message found.
+#[derive(Debug, Clone)]
+enum Taken {
+    /// Due and alive: send it.
+    Send(Outgoing),
+    /// Gone, or its code died (dropped).
+    Gone,
+    /// Not due before then (a cluster's entry ahead of its message).
+    Later(Timestamp),
+}
 
 /// How soon a due message whose record could not be read (the cluster did
 /// not answer) is tried again.
@@ -48,46 +60,61 @@ impl Engine {
         outgoing
     }
 
-    /// [`Engine::outbox_due`] on a cluster.
+    /// [`Engine::outbox_due`] on a cluster. A share of each poll is kept
+    /// for claims, so retries and messages other nodes did not send are
+    /// taken even while this node's own codes would fill every poll.
     fn outbox_due_remote(&self, remote: &Remote, limit: usize) -> Vec<Outgoing> {
         let now = self.now();
         let lease = self.config.outbox.lease;
+        let for_claims = (limit / 4).max(1);
         let mut outgoing = Vec::new();
-        while outgoing.len() < limit {
-            let Some(entry) = remote.next_handed_off(now, lease / 2) else {
-                break;
-            };
-            outgoing.extend(self.take_entry(remote, entry));
-        }
-        if outgoing.len() >= limit {
-            return outgoing;
-        }
-        let claimed = match remote.claim_due(now, now.plus(lease), limit - outgoing.len()) {
-            Ok(claimed) => claimed,
-            // Counted (`otpd_cluster_errors_total`); the next poll asks again.
-            Err(_) => return outgoing,
+        let own = |outgoing: &mut Vec<Outgoing>, up_to: usize| {
+            while outgoing.len() < up_to {
+                let Some((entry, until)) = remote.next_handed_off(now, lease / 2) else {
+                    break;
+                };
+                outgoing.extend(self.take_entry(remote, entry, until, Came::HandedOff));
+            }
         };
-        for entry in claimed {
-            outgoing.extend(self.take_entry(remote, entry));
+        own(&mut outgoing, limit.saturating_sub(for_claims));
+        if remote.time_to_claim(!outgoing.is_empty()) {
+            // Counted (`otpd_cluster_errors_total`) if the cluster does not
+            // answer; the next poll asks again.
+            let until = now.plus(lease);
+            let asked = limit - outgoing.len();
+            let claimed = remote.claim_due(now, until, asked).unwrap_or_default();
+            remote.claimed(claimed.len(), asked);
+            for (entry, expired) in claimed {
+                outgoing.extend(self.take_entry(remote, entry, until, Came::Claimed { expired }));
+            }
         }
+        own(&mut outgoing, limit);
         outgoing
     }
 
-    /// The message of `entry` (leased to this node), for its sender; `None`
-    /// if it is gone (its entry is removed) or its code has died (it is
-    /// dropped). A message that could not be read falls due again soon.
-    fn take_entry(&self, remote: &Remote, entry: Entry) -> Option<Outgoing> {
+    /// The message of `entry` (leased to this node until `until`), for its
+    /// sender; `None` if it is gone (its entry is removed), its code has
+    /// died (it is dropped) or it is not due yet (its entry moves to when
+    /// it is). A message that could not be read falls due again soon.
+    fn take_entry(
+        &self,
+        remote: &Remote,
+        entry: Entry,
+        until: Timestamp,
+        came: Came,
+    ) -> Option<Outgoing> {
         match self.claim_message(entry.account, entry.challenge, entry.message) {
-            Ok(Some(outgoing)) => {
-                remote.note_sending(entry);
+            Ok(Taken::Send(outgoing)) => {
+                remote.note_sending(entry, until);
+                remote.count_taken(came);
                 Some(outgoing)
             }
-            Ok(None) => {
+            Ok(Taken::Gone) | Err(EngineError::AccountNotFound) => {
                 remote.remove_entry(entry);
                 None
             }
-            Err(EngineError::AccountNotFound) => {
-                remote.remove_entry(entry);
+            Ok(Taken::Later(at)) => {
+                remote.schedule_entry(entry, at);
                 None
             }
             // Counted (`otpd_cluster_errors_total`).
@@ -103,35 +130,43 @@ impl Engine {
     fn claim_due(&self, id: MessageId) -> Option<Outgoing> {
         let account = self.outbox.account_of(&id)?;
         // A drop that is lost in a crash is simply made again on the next start.
-        self.claim_message(account, None, id).ok().flatten()
+        match self.claim_message(account, None, id) {
+            Ok(Taken::Send(outgoing)) => Some(outgoing),
+            _ => None,
+        }
     }
 
     /// Message `id` of `account`'s (about `challenge`, if known), for a
-    /// sender; `None` if it is gone or its code has died (then it is
-    /// dropped, and its challenge says so).
+    /// sender; [`Taken::Gone`] if it is gone or its code has died (then it
+    /// is dropped, and its challenge says so).
     fn claim_message(
         &self,
         account: AccountId,
         challenge: Option<ChallengeId>,
         id: MessageId,
-    ) -> Result<Option<Outgoing>> {
+    ) -> Result<Taken> {
         let claimed = self.mutate_message(account, challenge, id, |tx, now| {
             let Some(message) = self.message_in(tx, id) else {
-                return Ok(None);
+                return Ok(Taken::Gone);
             };
             if message.in_flight {
-                return Ok(None);
+                return Ok(Taken::Gone);
+            }
+            // On a cluster an entry may fall due before its message (a
+            // retry's new time lost in a failover): the message decides.
+            if self.remote.is_some() && message.next_attempt_at > now {
+                return Ok(Taken::Later(message.next_attempt_at));
             }
             if let Some(notice) = message.notice {
                 // A notice lives on its own, until sent or too old to matter.
                 if now >= message.expires_at {
                     tx.remove_message(id);
-                    return Ok(None);
+                    return Ok(Taken::Gone);
                 }
                 if !self.claim_in_memory(id) {
-                    return Ok(None); // swept meanwhile
+                    return Ok(Taken::Gone); // swept meanwhile
                 }
-                return Ok(Some(Outgoing {
+                return Ok(Taken::Send(Outgoing {
                     id,
                     challenge_id: ChallengeId::NONE,
                     purpose: message.purpose,
@@ -150,22 +185,22 @@ impl Engine {
                 .filter(|c| c.message == Some(id));
             let Some(mut challenge) = challenge else {
                 tx.remove_message(id);
-                return Ok(None);
+                return Ok(Taken::Gone);
             };
             if challenge.state != ChallengeState::Live || now >= challenge.expires_at {
                 tx.remove_message(id);
                 challenge.message = None;
                 challenge.delivery = DeliveryState::Dropped;
                 tx.put(challenge);
-                return Ok(None);
+                return Ok(Taken::Gone);
             }
             // Unsealed before the claim: a message that cannot be unsealed
             // must not sit in flight with no sender to report on it.
             let code = self.keys.unseal(message.seal, id, &message.sealed_code)?;
             if !self.claim_in_memory(id) {
-                return Ok(None); // swept meanwhile
+                return Ok(Taken::Gone); // swept meanwhile
             }
-            Ok(Some(Outgoing {
+            Ok(Taken::Send(Outgoing {
                 id,
                 challenge_id: message.challenge,
                 purpose: message.purpose,
@@ -200,7 +235,16 @@ impl Engine {
         let held = match &self.remote {
             // Not this node's (or claimed before its restart): the lease
             // runs out and the message is sent again, by the same id.
-            Some(remote) => remote.reported(id).map(|e| (e.account, e.challenge)),
+            Some(remote) => match remote.reported(id) {
+                // Past its lease another node may hold the message: only a
+                // send that went out is recorded (the other node's report
+                // then finds it gone); a retry or failure is that node's to
+                // report, not rescheduled or dead-lettered twice.
+                Some((_, until)) if self.now() >= until && !matches!(result, SendResult::Sent) => {
+                    None
+                }
+                held => held.map(|(e, _)| (e.account, e.challenge)),
+            },
             None => self.outbox.account_of(&id).map(|account| (account, None)),
         };
         let Some((account, challenge)) = held else {

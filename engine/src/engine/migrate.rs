@@ -101,14 +101,15 @@ impl Engine {
             let erase = self
                 .erasure_due(account, now)
                 .map(|ttl| ttl.max(ERASURE_FLOOR));
-            remote.import(account, &keys, its_challenges, its_messages, now, erase)?;
             // Each message joins the cluster's send queue, due now (its
-            // code is checked when it is taken, as everywhere).
+            // code is checked when it is taken, as everywhere): its entry
+            // first, as everywhere, so no message is without one.
             let entries: Vec<_> = its_messages
                 .iter()
                 .map(|m| super::remote::Entry::of(account.id, m))
                 .collect();
             remote.add_entries(&entries, now)?;
+            remote.import(account, &keys, its_challenges, its_messages, now, erase)?;
             moved.accounts += 1;
             moved.challenges += its_challenges.len() as u64;
             moved.messages += its_messages.len() as u64;

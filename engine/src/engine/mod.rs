@@ -268,6 +268,11 @@ impl Drop for Engine {
     fn drop(&mut self) {
         // Best effort: the store's own drop flushes it.
         let _ = self.settle_sent();
+        if let Some(remote) = &self.remote {
+            // Codes this node queued and has not sent: due now, for any
+            // node, not a lease later.
+            remote.give_back_unsent(self.clock.now());
+        }
         let _ = self.store.save_clock_floor(self.clock.now());
     }
 }

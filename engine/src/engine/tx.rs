@@ -439,13 +439,22 @@ impl Engine {
             if let Some(key) = journal {
                 remote.forget_after(key, &self.commit, ticket);
             }
-            for removed in tx.message_removes {
-                remote.remove_entry(Entry::removed(id, removed));
+            // A change not confirmed may be undone by a failover, bringing
+            // its removed messages back: their entries stay (a claim
+            // removes an entry whose message is gone).
+            if unacknowledged.is_none() {
+                for removed in tx.message_removes {
+                    remote.remove_entry(Entry::removed(id, removed));
+                }
             }
+            let stalled = self.now() >= lease_end;
             for (entry, at) in entries {
                 // Due now (a new code): this node sends it itself, under
-                // the lease it took; a retry waits in the index for any node.
-                if at > now || !remote.hand_off(entry, lease_end) {
+                // the lease it took; a retry waits in the index for any
+                // node, as does a code whose lease ran out before the
+                // change was written (its entry may have been taken and
+                // removed as stale meanwhile: it is written again).
+                if at > now || stalled || !remote.hand_off(entry, lease_end) {
                     remote.schedule_entry(entry, at);
                 }
             }

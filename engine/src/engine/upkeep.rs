@@ -171,9 +171,9 @@ impl Engine {
             flush: self.store.stats(),
             lockouts: self.lockouts.load(std::sync::atomic::Ordering::Relaxed),
             // On a cluster: the cluster's send queue (every node's), read
-            // from its due indexes (0 if the cluster does not answer).
+            // from its due indexes (as last read if the cluster does not answer).
             outbox: match &self.remote {
-                Some(remote) => remote.queued().unwrap_or(0),
+                Some(remote) => remote.queued_or_last(),
                 None => self.outbox.len() as u64,
             },
             limiter_keys: self.limits.keys() as u64,
@@ -195,6 +195,15 @@ impl Engine {
                     outbox_handed_off: read(&c.outbox_handed_off),
                 }
             }),
+        }
+    }
+
+    /// Messages waiting to be sent, in flight included; on a cluster every
+    /// node's, read from the cluster's due indexes (which may fail).
+    pub fn outbox_depth(&self) -> Result<u64> {
+        match &self.remote {
+            Some(remote) => remote.queued(),
+            None => Ok(self.outbox.len() as u64),
         }
     }
 

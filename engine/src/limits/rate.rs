@@ -235,29 +235,7 @@ impl<K: Hash + Eq + Clone + Subject> KeyedLimit<K> {
         max_keys: usize,
         clock: Arc<dyn Clock>,
     ) -> Self {
-        let clock = LimiterClock(clock);
-        let overflowed = Arc::new(AtomicU64::new(0));
-        let rates: Vec<Rate> = rates.iter().copied().filter(|r| r.count > 0).collect();
-        let limiters = rates
-            .iter()
-            .filter_map(|rate| rate.quota())
-            .map(|quota| {
-                let store = BoundedStore {
-                    keys: DashMapStateStore::default(),
-                    overflow: InMemoryState::default(),
-                    max_keys: max_keys.max(1),
-                    overflowed: Arc::clone(&overflowed),
-                };
-                RateLimiter::new(quota, store, clock.clone())
-            })
-            .collect();
-        Self {
-            reason,
-            rates,
-            clock,
-            buckets: Buckets::Local(limiters),
-            overflowed,
-        }
+        Self::on(reason, rates, max_keys, clock, None)
     }
 
     /// A limit named `reason` of every one of `rates`, kept on `shared`
@@ -269,11 +247,35 @@ impl<K: Hash + Eq + Clone + Subject> KeyedLimit<K> {
         clock: Arc<dyn Clock>,
         shared: Option<&Arc<dyn SharedBuckets>>,
     ) -> Self {
-        let mut limit = Self::new(reason, rates, max_keys, clock);
-        if let Some(shared) = shared {
-            limit.buckets = Buckets::Shared(Arc::clone(shared));
+        let clock = LimiterClock(clock);
+        let overflowed = Arc::new(AtomicU64::new(0));
+        let rates: Vec<Rate> = rates.iter().copied().filter(|r| r.count > 0).collect();
+        // Shared state holds the buckets: no limiter is built here.
+        let buckets = match shared {
+            Some(shared) => Buckets::Shared(Arc::clone(shared)),
+            None => Buckets::Local(
+                rates
+                    .iter()
+                    .filter_map(|rate| rate.quota())
+                    .map(|quota| {
+                        let store = BoundedStore {
+                            keys: DashMapStateStore::default(),
+                            overflow: InMemoryState::default(),
+                            max_keys: max_keys.max(1),
+                            overflowed: Arc::clone(&overflowed),
+                        };
+                        RateLimiter::new(quota, store, clock.clone())
+                    })
+                    .collect(),
+            ),
+        };
+        Self {
+            reason,
+            rates,
+            clock,
+            buckets,
+            overflowed,
         }
-        limit
     }
 
     /// Takes one event for `key` from every rate, or says which refuses and

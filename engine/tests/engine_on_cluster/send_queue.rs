@@ -24,7 +24,7 @@ fn delivery(t: &TestEngine, challenge: ChallengeId) -> DeliveryState {
 
 /// Messages waiting on the cluster (its due indexes, every node's).
 fn queued(t: &TestEngine) -> u64 {
-    t.engine.stats().outbox
+    t.engine.outbox_depth().unwrap()
 }
 
 fn counts(t: &TestEngine) -> ClusterCounts {
@@ -180,7 +180,8 @@ fn a_superseded_code_queued_on_one_node_is_never_sent_by_the_other() {
     a.register(&phone(1));
     let first = a.login_code(&phone(1));
     let second = b.login_code(&phone(1));
-    // A's handoff still names the first code: A drops it instead.
+    // A's handoff still names the first code, which B's login superseded
+    // (and marked dropped): A finds it gone and sends nothing.
     let from_a = a.engine.outbox_due(10);
     assert!(from_a.is_empty(), "superseded: {from_a:?}");
     assert_eq!(delivery(&a, first.challenge_id), DeliveryState::Dropped);
@@ -211,4 +212,113 @@ fn a_message_whose_record_is_gone_leaves_no_entry_behind() {
     a.advance(a.config.outbox.lease);
     assert!(a.engine.outbox_due(10).is_empty());
     assert_eq!(queued(&a), 0);
+}
+
+#[test]
+fn a_poll_takes_no_more_than_it_asks_for() {
+    const MESSAGES: usize = 40;
+    let a = TestEngine::new();
+    let b = a.peer();
+    for n in 0..MESSAGES {
+        a.register(&phone(n));
+        a.login_code(&phone(n));
+    }
+    // Lost by a node that died: all due for claims at once.
+    a.advance(a.config.outbox.lease);
+    let mut taken = HashSet::new();
+    for limit in [1, 3, 4, 17] {
+        let due = b.engine.outbox_due(limit);
+        assert!(
+            !due.is_empty() && due.len() <= limit,
+            "{} for {limit}",
+            due.len()
+        );
+        taken.extend(due.into_iter().map(|m| m.id));
+    }
+    // What a share brought beyond the limit was given back, due now.
+    loop {
+        let due = b.engine.outbox_due(5);
+        assert!(due.len() <= 5);
+        if due.is_empty() {
+            break;
+        }
+        for m in due {
+            assert!(taken.insert(m.id), "taken twice");
+        }
+    }
+    assert_eq!(taken.len(), MESSAGES);
+}
+
+#[test]
+fn a_late_report_from_a_node_whose_lease_ran_out_does_not_undo_the_takeover() {
+    let a = TestEngine::with_config(|c| c.outbox.max_attempts = 1);
+    let b = a.peer();
+    a.register(&phone(1));
+    let issued = a.login_code(&phone(1));
+    assert_eq!(a.engine.outbox_due(1).len(), 1, "A sends, slowly");
+    a.advance(a.config.outbox.lease);
+    let taken = b.engine.outbox_due(1);
+    assert_eq!(taken.len(), 1, "B takes over");
+    // A's gateway finally answers "retry" (or "failed"): B holds the message now.
+    report(
+        &a,
+        issued.message_id,
+        SendResult::Permanent {
+            reason: "late".into(),
+        },
+    );
+    assert!(
+        a.engine.dead_letters().unwrap().is_empty(),
+        "not A's to fail"
+    );
+    assert_eq!(delivery(&a, issued.challenge_id), DeliveryState::Queued);
+    assert!(a.engine.outbox_due(10).is_empty(), "still B's");
+    report(&b, issued.message_id, SendResult::Sent);
+    assert_eq!(delivery(&a, issued.challenge_id), DeliveryState::Sent);
+    assert_eq!(queued(&a), 0);
+}
+
+#[test]
+fn a_late_sent_report_is_recorded_and_the_other_nodes_report_finds_it_done() {
+    let a = TestEngine::new();
+    let b = a.peer();
+    a.register(&phone(1));
+    let issued = a.login_code(&phone(1));
+    assert_eq!(a.engine.outbox_due(1).len(), 1);
+    a.advance(a.config.outbox.lease);
+    assert_eq!(b.engine.outbox_due(1).len(), 1, "B takes over");
+    // Both sends went out (the gateway saw one message id twice).
+    report(&a, issued.message_id, SendResult::Sent);
+    assert_eq!(delivery(&b, issued.challenge_id), DeliveryState::Sent);
+    report(
+        &b,
+        issued.message_id,
+        SendResult::Retry {
+            after: None,
+            reason: "503".into(),
+        },
+    );
+    assert_eq!(delivery(&b, issued.challenge_id), DeliveryState::Sent);
+    a.advance(a.config.outbox.lease * 2);
+    assert!(a.engine.outbox_due(10).is_empty());
+    assert!(b.engine.outbox_due(10).is_empty(), "not sent a third time");
+    assert_eq!(queued(&a), 0);
+}
+
+#[test]
+fn a_node_shutting_down_gives_back_the_codes_it_had_not_sent() {
+    let a = TestEngine::new();
+    let b = a.peer();
+    a.register(&phone(1));
+    let issued = a.login_code(&phone(1));
+    drop(a);
+    // No lease to wait for: the message is due for B at once.
+    let due = b.engine.outbox_due(10);
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].id, issued.message_id);
+    assert_eq!(
+        counts(&b).outbox_leases_expired,
+        0,
+        "given back, not taken over"
+    );
 }

@@ -34,7 +34,7 @@ use crate::cluster::{Cluster, ClusterConfig};
 use crate::error::{EngineError, Result};
 
 pub(super) use self::export::Exported;
-pub(super) use self::outbox::Entry;
+pub(super) use self::outbox::{Came, Entry};
 pub(crate) use self::records::CHALLENGE_GRACE;
 pub(super) use self::records::{challenge_ttl, encode_record};
 

@@ -27,6 +27,9 @@ use super::Remote;
 /// this many, a queued message waits for a claim (any node's) instead.
 const HANDOFF_MAX: usize = 4096;
 
+/// How often a node busy with its own codes still polls the due indexes.
+const CLAIM_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// A queued message as the due index names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(in crate::engine) struct Entry {
@@ -85,8 +88,22 @@ impl Entry {
 pub(super) struct Sending {
     /// Messages this node queued, to send before polling, with their lease's end.
     handoff: Mutex<VecDeque<(Entry, Timestamp)>>,
-    /// Messages with this node's sender, by id.
-    leased: DashMap<MessageId, Entry>,
+    /// Messages with this node's sender, by id, with their lease's end.
+    leased: DashMap<MessageId, (Entry, Timestamp)>,
+    /// The queue's length as last read (shown while the cluster does not answer).
+    last_queued: std::sync::atomic::AtomicU64,
+    /// When this node last polled the due indexes, and whether that poll
+    /// brought all it asked for (more may be waiting).
+    last_claim: Mutex<Option<(std::time::Instant, bool)>>,
+}
+
+/// How a due message came to this node's sender.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(in crate::engine) enum Came {
+    /// Queued by this node, which sends it under the lease it took.
+    HandedOff,
+    /// Claimed from a due index; `expired`: another lease had run out.
+    Claimed { expired: bool },
 }
 
 impl Remote {
@@ -163,12 +180,12 @@ impl Remote {
 
     /// The next message this node handed itself whose lease has at least
     /// `margin` to run (one nearer its end is left for a claim: sending it
-    /// now could overlap another node's send).
+    /// now could overlap another node's send), with its lease's end.
     pub(in crate::engine) fn next_handed_off(
         &self,
         now: Timestamp,
         margin: std::time::Duration,
-    ) -> Option<Entry> {
+    ) -> Option<(Entry, Timestamp)> {
         let mut handoff = self
             .sending
             .handoff
@@ -176,23 +193,55 @@ impl Remote {
             .unwrap_or_else(PoisonError::into_inner);
         while let Some((entry, until)) = handoff.pop_front() {
             if now.plus(margin) <= until {
-                self.counters()
-                    .outbox_handed_off
-                    .fetch_add(1, Ordering::Relaxed);
-                return Some(entry);
+                return Some((entry, until));
             }
         }
         None
     }
 
-    /// Claims up to about `n` due messages from the due indexes, leased
-    /// until `until` (each bucket is asked for its share, all at once).
+    /// Gives back the messages this node handed itself and has not taken
+    /// (at shutdown): due at `now`, for any node, not a lease later.
+    /// Those with its sender are not: whether they went out is unknown.
+    pub(in crate::engine) fn give_back_unsent(&self, now: Timestamp) {
+        let waiting: Vec<Entry> = self
+            .sending
+            .handoff
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .drain(..)
+            .map(|(entry, _)| entry)
+            .collect();
+        for entry in waiting {
+            self.schedule_entry(entry, now);
+        }
+    }
+
+    /// Counts a message that reached this node's sender, by how it came.
+    pub(in crate::engine) fn count_taken(&self, came: Came) {
+        let counters = self.counters();
+        match came {
+            Came::HandedOff => counters.outbox_handed_off.fetch_add(1, Ordering::Relaxed),
+            Came::Claimed { expired } => {
+                if expired {
+                    counters
+                        .outbox_leases_expired
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+                counters.outbox_claimed.fetch_add(1, Ordering::Relaxed)
+            }
+        };
+    }
+
+    /// Claims up to `n` due messages from the due indexes, leased until
+    /// `until` (each bucket is asked for its share, all at once; what the
+    /// shares bring beyond `n` is given back, due at `now`), each with
+    /// whether it took over a lease that had run out.
     pub(in crate::engine) fn claim_due(
         &self,
         now: Timestamp,
         until: Timestamp,
         n: usize,
-    ) -> Result<Vec<Entry>> {
+    ) -> Result<Vec<(Entry, bool)>> {
         let share = n.div_ceil(usize::from(BUCKETS)).max(1);
         let keys: Vec<String> = (0..BUCKETS).map(|b| self.keys().due(b)).collect();
         let claimed: Vec<(String, Claimed)> = self.run(|cluster| async move {
@@ -220,17 +269,14 @@ impl Remote {
                 _ => Ok(all),
             }
         })?;
-        let counters = self.counters();
         let mut entries = Vec::with_capacity(claimed.len());
         for (key, c) in claimed {
-            counters.outbox_claimed.fetch_add(1, Ordering::Relaxed);
-            if c.lease_expired {
-                counters
-                    .outbox_leases_expired
-                    .fetch_add(1, Ordering::Relaxed);
-            }
             if let Some(entry) = Entry::from_member(&c.member) {
-                entries.push(entry);
+                if entries.len() < n {
+                    entries.push((entry, c.lease_expired));
+                } else {
+                    self.schedule_entry(entry, now);
+                }
                 continue;
             }
             // Not otpd's: removed, so it is not claimed again and again.
@@ -240,27 +286,62 @@ impl Remote {
         Ok(entries)
     }
 
-    /// Notes that this node's sender holds `entry`'s message.
-    pub(in crate::engine) fn note_sending(&self, entry: Entry) {
-        self.sending.leased.insert(entry.message, entry);
+    /// Whether to poll the due indexes now: always when this node has
+    /// none of its own codes to send or the last poll came back full;
+    /// otherwise at most every [`CLAIM_EVERY`] (a busy node is woken for
+    /// each code it queues, and each poll asks all 16 indexes; what a poll
+    /// finds, retries and other nodes' codes, can wait that long).
+    pub(in crate::engine) fn time_to_claim(&self, busy: bool) -> bool {
+        let last = *self
+            .sending
+            .last_claim
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match last {
+            Some((at, full)) => !busy || full || at.elapsed() >= CLAIM_EVERY,
+            None => true,
+        }
     }
 
-    /// The message `id` this node's sender held, now reported on (`None`:
-    /// not this node's, or claimed before a restart).
-    pub(in crate::engine) fn reported(&self, id: MessageId) -> Option<Entry> {
-        self.sending.leased.remove(&id).map(|(_, entry)| entry)
+    /// Notes a poll of the due indexes that brought `got` of `asked`.
+    pub(in crate::engine) fn claimed(&self, got: usize, asked: usize) {
+        *self
+            .sending
+            .last_claim
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) =
+            Some((std::time::Instant::now(), got >= asked));
+    }
+
+    /// Notes that this node's sender holds `entry`'s message, leased until `until`.
+    pub(in crate::engine) fn note_sending(&self, entry: Entry, until: Timestamp) {
+        self.sending.leased.insert(entry.message, (entry, until));
+    }
+
+    /// The message `id` this node's sender held, now reported on, with its
+    /// lease's end (`None`: not this node's, or claimed before a restart).
+    pub(in crate::engine) fn reported(&self, id: MessageId) -> Option<(Entry, Timestamp)> {
+        self.sending.leased.remove(&id).map(|(_, held)| held)
     }
 
     /// Messages queued on the cluster (every node's, leased or not).
     pub(in crate::engine) fn queued(&self) -> Result<u64> {
         let keys: Vec<String> = (0..BUCKETS).map(|b| self.keys().due(b)).collect();
-        self.run(|cluster| async move {
+        let total = self.run(|cluster| async move {
             let mut total = 0;
             for key in keys {
                 total += cluster.entries(&key).await?;
             }
             Ok(total)
-        })
+        })?;
+        self.sending.last_queued.store(total, Ordering::Relaxed);
+        Ok(total)
+    }
+
+    /// [`Remote::queued`], or what it last read if the cluster does not answer.
+    pub(in crate::engine) fn queued_or_last(&self) -> u64 {
+        self.queued()
+            .unwrap_or_else(|_| self.sending.last_queued.load(Ordering::Relaxed))
     }
 }
 
