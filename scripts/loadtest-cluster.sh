@@ -14,7 +14,8 @@
 # ACCOUNTS (default 20000), CONCURRENCY (default 64, both nodes together),
 # KEEP=1 keeps the work directory. Prints the report (with each node's
 # flows), then what the run cost: each otpd node's CPU, and the Redis
-# nodes' CPU and commands (INFO), for sizing (docs/CAPACITY.md).
+# nodes' CPU and commands (INFO), and the calls of each command, for
+# sizing (docs/CAPACITY.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OTPD=${OTPD:-target/release/otpd}
@@ -97,9 +98,16 @@ redis_cost() {
     /^total_commands_processed:/ { cmds += $2 }
     END { printf "%.2f %d\n", cpu, cmds }'
 }
+# Calls per Redis command (scripts' own calls included), all six nodes.
+redis_calls() {
+  for p in $ports; do redis-cli -p "$p" info commandstats; done | tr -d '\r' | awk -F'[_:=,]' '
+    /^cmdstat_/ { calls[$2] += $4 }
+    END { for (c in calls) print c, calls[c] }' | sort
+}
 otpd_ticks() { for p in "${pids[@]}"; do awk '{print $14 + $15}' "/proc/$p/stat"; done | paste -sd' '; }
 ticks_before=$(otpd_ticks)
 redis_before=$(redis_cost)
+calls_before=$(redis_calls)
 status=0
 "$LOADTEST" --target http://127.0.0.1:18081,http://127.0.0.1:18082 --sink 127.0.0.1:19901 \
   --accounts-file "$work/all.txt" --concurrency "$CONCURRENCY" "$@" || status=$?
@@ -107,4 +115,7 @@ ticks_after=$(otpd_ticks)
 redis_after=$(redis_cost)
 echo "otpd nodes: CPU ticks ($(getconf CLK_TCK)/s) before $ticks_before, after $ticks_after"
 echo "redis (6 nodes): CPU seconds and commands before $redis_before, after $redis_after"
+echo "redis calls during the run, by command (all six nodes):"
+join -a2 -e0 -o 0,1.2,2.2 <(echo "$calls_before") <(redis_calls) |
+  awk '$3 - $2 > 0 { printf "  %-16s %d\n", $1, $3 - $2 }' | sort -k2 -nr
 exit "$status"
