@@ -1,8 +1,9 @@
 //! Two real `otpd` processes on one Redis Cluster (3 masters, 3 replicas on
 //! loopback, started by the test and stopped when it ends), as two nodes
 //! behind a load balancer: a citizen logs in on one and verifies on the
-//! other, a lock on one refuses on the other, and the right code sent 50
-//! times through both is approved once.
+//! other, a lock on one refuses on the other, the right code sent 50
+//! times through both is approved once, and a code one node cannot send
+//! is sent by the other.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -218,6 +219,84 @@ async fn a_keyed_request_retried_on_the_other_node_is_answered_not_run_again() {
         .unwrap();
     assert_eq!(status, StatusCode::OK, "{answer}");
     assert_eq!(answer["result"], "approved");
+}
+
+/// The send queue is the cluster's: a code the node that queued it cannot
+/// send (its SMS gateway refuses every connection: a retry, then another)
+/// is sent by the other node, which takes the retry from the queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_code_one_node_cannot_send_is_sent_by_the_other() {
+    let cluster = cluster::TestCluster::start();
+    let root = tempfile::tempdir().unwrap();
+    let (dir_a, dir_b) = (root.path().join("a"), root.path().join("b"));
+    let nodes = cluster.nodes.join(",");
+    let (ok, key, err) = command(
+        &dir_a,
+        &nodes,
+        &["client", "add", "queue", "--scopes", "auth,accounts"],
+    );
+    assert!(ok, "{err}");
+    let key = key.trim().to_owned();
+    // A port nothing listens on: every send from A is refused (a retry).
+    let down = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config_a = root.path().join("a.toml");
+    std::fs::write(
+        &config_a,
+        format!(
+            "[[delivery.sms]]\nname = \"down\"\nurl = \"http://127.0.0.1:{down}/sms\"\n\
+             template = '{{\"to\": \"{{to}}\", \"text\": \"{{message}}\"}}'\n"
+        ),
+    )
+    .unwrap();
+    // A polls the queue rarely, B often: B takes A's retries first.
+    let mut with_a = on_cluster(&nodes);
+    with_a.push(("OTPD_DELIVERY_POLL_INTERVAL_MS", "60000"));
+    let mut command_a = otpd_with(&dir_a, &with_a);
+    command_a.arg("--config").arg(&config_a);
+    let a = Server::spawn(command_a);
+    let mut with_b = on_cluster(&nodes);
+    with_b.push(("OTPD_DELIVERY_POLL_INTERVAL_MS", "50"));
+    let b = Server::spawn(otpd_with(&dir_b, &with_b));
+    let (api_a, api_b) = (Api::new(&a, &key), Api::new(&b, &key));
+    let (status, account) = api_a
+        .post(
+            "/v1/accounts",
+            json!({
+                "identity": { "kind": "civil_id", "number": "12345678" },
+                "phone": "+351912345678",
+                "pin": "4821",
+            }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::CREATED, "{account}");
+    let (status, challenge) = api_a
+        .post(
+            "/v1/login",
+            json!({ "phone": "+351912345678", "pin": "4821", "channel": "sms" }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::CREATED, "{challenge}");
+    let id = challenge["challenge_id"].as_str().unwrap();
+    let code = b.codes.for_challenge(id).await.expect("B sent A's code");
+    assert!(!a.codes.has(id), "A's log sink is not its SMS channel");
+    let (status, answer) = api_a
+        .post("/v1/verify", json!({ "challenge_id": id, "code": code }))
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["result"], "approved");
+    let (status, state) = api_b
+        .call(Method::GET, &format!("/v1/challenges/{id}"), None)
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::OK, "{state}");
+    assert_eq!(state["delivery"], "sent", "{state}");
 }
 
 /// `otpd` with `args` on `data`, on the cluster of `nodes`: (ok, stdout, stderr).

@@ -113,6 +113,12 @@ pub struct Codes {
 }
 
 impl Codes {
+    /// Whether this server's log sink has sent the code of `challenge`.
+    #[allow(dead_code)] // Not every test binary asks.
+    pub fn has(&self, challenge: &str) -> bool {
+        self.by_challenge.lock().unwrap().contains_key(challenge)
+    }
+
     pub async fn for_challenge(&self, challenge: &str) -> Option<String> {
         let deadline = tokio::time::Instant::now() + PATIENCE;
         loop {
