@@ -384,12 +384,13 @@ fn a_cancelled_account_is_erased_by_the_cluster_when_the_retention_ends() {
     assert_eq!(pttl(&keys.account(back)), -1);
 }
 
-/// An engine on a cluster of the test's own (`namespace` in it), whose
-/// writes wait 300 ms for a replica's confirmation.
+/// An engine on a cluster of the test's own (`namespace` in it). Its
+/// writes wait the fixture's 2 s for a replica's confirmation: a fresh
+/// cluster on a machine also building and testing can take a replica past
+/// a shorter wait before the test has stopped any.
 fn on_private(private: &crate::cluster_fixture::TestCluster, namespace: &str) -> TestEngine {
     TestEngine::with_config(|c| {
         c.store.cluster = Some(engine::cluster::ClusterConfig {
-            wait_timeout: std::time::Duration::from_millis(300),
             namespace: namespace.into(),
             ..private.config()
         });
