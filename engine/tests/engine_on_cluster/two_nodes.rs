@@ -593,9 +593,11 @@ fn a_limit_the_cluster_cannot_check_refuses_the_code_and_is_counted() {
     // A cluster of its own: one of its masters stops taking writes.
     let private = crate::cluster_fixture::TestCluster::start();
     let node = TestEngine::with_config(|c| {
+        // The fixture's 2 s WAIT (the setup's writes must not flake on a
+        // loaded machine), and a limit check given up well within the
+        // master's 4 s pause below.
         c.store.cluster = Some(engine::cluster::ClusterConfig {
-            wait_timeout: std::time::Duration::from_millis(300),
-            timeout: std::time::Duration::from_millis(800),
+            timeout: std::time::Duration::from_millis(2_500),
             namespace: "fail-closed".into(),
             ..private.config()
         });
