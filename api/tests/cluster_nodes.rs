@@ -291,12 +291,22 @@ async fn a_code_one_node_cannot_send_is_sent_by_the_other() {
         .unwrap();
     assert_eq!(status, StatusCode::OK, "{answer}");
     assert_eq!(answer["result"], "approved");
-    let (status, state) = api_b
-        .call(Method::GET, &format!("/v1/challenges/{id}"), None)
-        .await
-        .unwrap();
-    assert_eq!(status, StatusCode::OK, "{state}");
-    assert_eq!(state["delivery"], "sent", "{state}");
+    // B records the send after its log line: its report may land after the
+    // verify above. Polled until then (bounded).
+    let deadline = std::time::Instant::now() + support::PATIENCE;
+    loop {
+        let (status, state) = api_b
+            .call(Method::GET, &format!("/v1/challenges/{id}"), None)
+            .await
+            .unwrap();
+        assert_eq!(status, StatusCode::OK, "{state}");
+        if state["delivery"] == "sent" {
+            break;
+        }
+        assert_eq!(state["delivery"], "queued", "{state}");
+        assert!(std::time::Instant::now() < deadline, "never sent: {state}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
 
 /// `otpd` with `args` on `data`, on the cluster of `nodes`: (ok, stdout, stderr).
