@@ -397,8 +397,11 @@ impl Engine {
             }
             c.state = ChallengeState::Consumed;
             if let Some(message) = c.message.take() {
-                // Used before the gateway took it (e.g. read from a retried send).
+                // Used before its send was reported (a report still on its
+                // way, or a retry of a send that did go out): the code
+                // reached the citizen, so it reads sent, and the message goes.
                 tx.remove_message(message);
+                c.delivery = DeliveryState::Sent;
             }
             tx.lockout(Event::CodeSucceeded, now, self);
             if c.channel == Channel::Sms {

@@ -378,3 +378,24 @@ fn codes_are_not_issued_for_a_channel_that_cannot_deliver() {
     ));
     assert_eq!(t.engine.stats().challenges, 0);
 }
+
+/// A code used before its send was reported (the report still on its way,
+/// or a retried send that had gone out after all) reached the citizen: it
+/// reads sent, and the late report changes nothing.
+#[test]
+fn a_code_used_before_its_send_is_reported_reads_sent() {
+    let t = TestEngine::new();
+    t.register(PHONE);
+    let issued = t.login_code(PHONE);
+    let taken = t.engine.outbox_due(10);
+    assert_eq!(taken.len(), 1);
+    assert!(matches!(
+        t.verify(issued.challenge_id, issued.code.expose()),
+        Verification::Approved(_)
+    ));
+    assert_eq!(delivery(&t, issued.challenge_id), DeliveryState::Sent);
+    report(&t, taken[0].id, SendResult::Sent);
+    assert_eq!(delivery(&t, issued.challenge_id), DeliveryState::Sent);
+    assert!(t.engine.outbox_due(10).is_empty());
+    assert_eq!(t.engine.outbox_depth().unwrap(), 0);
+}
