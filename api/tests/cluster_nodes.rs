@@ -153,17 +153,14 @@ async fn two_otpd_processes_on_one_cluster_serve_one_population() {
 /// gets the first answer again, and the request ran once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_keyed_request_retried_on_the_other_node_is_answered_not_run_again() {
-    let cluster = cluster::TestCluster::start();
-    let root = tempfile::tempdir().unwrap();
-    let (dir_a, dir_b) = (root.path().join("a"), root.path().join("b"));
-    let nodes = cluster.nodes.join(",");
-    let (ok, key, err) = command(
-        &dir_a,
-        &nodes,
-        &["client", "add", "retries", "--scopes", "auth,accounts"],
-    );
-    assert!(ok, "{err}");
-    let key = key.trim().to_owned();
+    let Setup {
+        cluster: _cluster,
+        root: _root,
+        dir_a,
+        dir_b,
+        nodes,
+        key,
+    } = setup("retries");
     let (a, b) = (node(&dir_a, &nodes), node(&dir_b, &nodes));
     let (api_a, api_b) = (Api::new(&a, &key), Api::new(&b, &key));
     let register = json!({
@@ -226,17 +223,14 @@ async fn a_keyed_request_retried_on_the_other_node_is_answered_not_run_again() {
 /// is sent by the other node, which takes the retry from the queue.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_code_one_node_cannot_send_is_sent_by_the_other() {
-    let cluster = cluster::TestCluster::start();
-    let root = tempfile::tempdir().unwrap();
-    let (dir_a, dir_b) = (root.path().join("a"), root.path().join("b"));
-    let nodes = cluster.nodes.join(",");
-    let (ok, key, err) = command(
-        &dir_a,
-        &nodes,
-        &["client", "add", "queue", "--scopes", "auth,accounts"],
-    );
-    assert!(ok, "{err}");
-    let key = key.trim().to_owned();
+    let Setup {
+        cluster: _cluster,
+        root,
+        dir_a,
+        dir_b,
+        nodes,
+        key,
+    } = setup("queue");
     // A port nothing listens on: every send from A is refused (a retry).
     let down = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -306,6 +300,39 @@ async fn a_code_one_node_cannot_send_is_sent_by_the_other() {
         assert_eq!(state["delivery"], "queued", "{state}");
         assert!(std::time::Instant::now() < deadline, "never sent: {state}");
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// A cluster of the test's own, two data directories for its nodes, and a
+/// client (`name`, scopes `auth,accounts`) added on it through the first.
+struct Setup {
+    cluster: cluster::TestCluster,
+    root: tempfile::TempDir,
+    dir_a: std::path::PathBuf,
+    dir_b: std::path::PathBuf,
+    nodes: String,
+    key: String,
+}
+
+fn setup(name: &str) -> Setup {
+    let cluster = cluster::TestCluster::start();
+    let root = tempfile::tempdir().unwrap();
+    let (dir_a, dir_b) = (root.path().join("a"), root.path().join("b"));
+    let nodes = cluster.nodes.join(",");
+    let (ok, key, err) = command(
+        &dir_a,
+        &nodes,
+        &["client", "add", name, "--scopes", "auth,accounts"],
+    );
+    assert!(ok, "{err}");
+    let key = key.trim().to_owned();
+    Setup {
+        cluster,
+        root,
+        dir_a,
+        dir_b,
+        nodes,
+        key,
     }
 }
 
