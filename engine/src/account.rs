@@ -52,8 +52,19 @@ impl Account {
         self.current.get(purpose)
     }
 
+    /// Whether this is no citizen's account but the holder of a client's
+    /// account-less codes to one destination (`engine/destinations.rs`):
+    /// never indexed, listed, counted or shown as an account.
+    pub(crate) fn is_holder(&self) -> bool {
+        matches!(self.identity, Identity::Destination)
+    }
+
     /// Index keys under which this account can be found while live, with the field each comes from.
+    /// A holder has none: it claims no identity and no contact.
     pub(crate) fn index_keys(&self) -> Vec<(String, &'static str)> {
+        if self.is_holder() {
+            return Vec::new();
+        }
         let mut keys = vec![(self.identity.index_key(), "identity")];
         keys.extend(self.phone.as_ref().map(|p| (phone_key(p), "phone")));
         keys.extend(self.email.as_ref().map(|e| (email_key(e), "email")));
@@ -92,14 +103,14 @@ impl Account {
 }
 
 /// The live challenge of each purpose. An account mostly has none, or one
-/// live at a time: one is held inline (24 bytes in all, where five slots
-/// took 85), more than one in a box.
+/// live at a time: one is held inline (24 bytes in all, where six slots
+/// took 101), more than one in a box.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) enum Current {
     #[default]
     None,
     One(Purpose, ChallengeId),
-    Many(Box<[Option<ChallengeId>; 5]>),
+    Many(Box<[Option<ChallengeId>; 6]>),
 }
 
 impl Current {
@@ -114,9 +125,9 @@ impl Current {
     /// Makes `id` the live challenge of `purpose` (`None`: there is none).
     pub(crate) fn set(&mut self, purpose: Purpose, id: Option<ChallengeId>) {
         let mut slots = match std::mem::take(self) {
-            Current::None => [None; 5],
+            Current::None => [None; 6],
             Current::One(held, other) => {
-                let mut slots = [None; 5];
+                let mut slots = [None; 6];
                 slots[held.slot()] = Some(other);
                 slots
             }
@@ -234,7 +245,7 @@ mod tests {
         assert!(matches!(current, Current::Many(_)));
         assert_eq!(
             Purpose::ALL.map(|p| current.get(p)),
-            [Some(id(1)), None, None, None, Some(id(2))]
+            [Some(id(1)), None, None, None, Some(id(2)), None]
         );
         current.set(Purpose::Login, Some(id(3)));
         assert_eq!(current.get(Purpose::Login), Some(id(3)));

@@ -16,6 +16,8 @@ pub(crate) enum ChallengeState {
     Live,
     Consumed,
     Superseded,
+    /// Ended by its client before use (account-less codes only).
+    Cancelled,
 }
 
 /// One issued code, as the engine keeps it: never the code itself.
@@ -60,6 +62,7 @@ impl Challenge {
         match self.state {
             ChallengeState::Consumed => Some(Verification::AlreadyUsed),
             ChallengeState::Superseded => Some(Verification::Superseded),
+            ChallengeState::Cancelled => Some(Verification::Cancelled),
             ChallengeState::Live if now >= self.expires_at => Some(Verification::Expired),
             ChallengeState::Live if self.attempts >= self.max_attempts => {
                 Some(Verification::Exhausted)
@@ -74,6 +77,7 @@ impl Challenge {
             Some(Verification::AlreadyUsed) => ChallengeStatusKind::Verified,
             Some(Verification::Superseded) => ChallengeStatusKind::Superseded,
             Some(Verification::Expired) => ChallengeStatusKind::Expired,
+            Some(Verification::Cancelled) => ChallengeStatusKind::Cancelled,
             Some(_) => ChallengeStatusKind::Exhausted,
         };
         ChallengeStatus {
@@ -151,6 +155,8 @@ pub enum Verification {
     Exhausted,
     /// The code was already used.
     AlreadyUsed,
+    /// Its client cancelled the challenge (account-less codes only).
+    Cancelled,
     /// The account is locked; the code was not even checked.
     Locked,
 }
@@ -213,6 +219,8 @@ pub enum ChallengeStatusKind {
     Expired,
     /// Out of attempts.
     Exhausted,
+    /// Cancelled by its client.
+    Cancelled,
 }
 
 impl ChallengeStatusKind {
@@ -224,6 +232,7 @@ impl ChallengeStatusKind {
             Self::Superseded => "superseded",
             Self::Expired => "expired",
             Self::Exhausted => "exhausted",
+            Self::Cancelled => "cancelled",
         }
     }
 }

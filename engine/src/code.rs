@@ -139,6 +139,8 @@ pub struct CodePolicies {
     pub activation_letter: CodePolicy,
     /// Proof of a new phone number or email address.
     pub contact_change: CodePolicy,
+    /// Proof that someone controls a phone or email, with no account.
+    pub destination: CodePolicy,
 }
 
 impl Default for CodePolicies {
@@ -156,6 +158,7 @@ impl Default for CodePolicies {
                 max_attempts: 5,
             },
             contact_change: CodePolicy::digits(6, Duration::from_secs(10 * MINUTE), 3),
+            destination: CodePolicy::digits(6, Duration::from_secs(10 * MINUTE), 3),
         }
     }
 }
@@ -172,6 +175,7 @@ impl CodePolicies {
             (Purpose::ContactChange, _) => &self.contact_change,
             // A signature code is a login code bound to a document.
             (Purpose::Signature, _) => &self.login,
+            (Purpose::Destination, _) => &self.destination,
         }
     }
 
@@ -187,6 +191,7 @@ impl CodePolicies {
             ("codes.login", &self.login, 10 * MINUTE),
             ("codes.step_up", &self.step_up, 10 * MINUTE),
             ("codes.contact_change", &self.contact_change, 10 * MINUTE),
+            ("codes.destination", &self.destination, 10 * MINUTE),
             ("codes.activation_sms", &self.activation_sms, 10 * MINUTE),
             (
                 "codes.activation_email",

@@ -50,6 +50,8 @@ pub(crate) const IDEMPOTENCY: &[u8] = b"otpd/v1/idempotency";
 /// rate-limit buckets (the same on every node of a cluster, meaningless
 /// without the code key).
 pub(crate) const LIMIT_DESTINATIONS: &[u8] = b"otpd/v1/limit-destinations";
+/// The label of the subkey naming destination verifications' holders.
+pub(crate) const HOLDERS: &[u8] = b"otpd/v1/destination-holders";
 
 /// Which key made a challenge's code MAC.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,6 +115,7 @@ pub(crate) struct Keys {
     code_mac: [u8; 32],
     outbox_seal: [u8; 32],
     idempotency: [u8; 32],
+    holders: [u8; 32],
 }
 
 impl std::fmt::Debug for Keys {
@@ -129,6 +132,7 @@ impl Keys {
             code_mac: subkey(root, CODE_MAC),
             outbox_seal: subkey(root, OUTBOX_SEAL),
             idempotency: subkey(root, IDEMPOTENCY),
+            holders: subkey(root, HOLDERS),
             limit_subjects: {
                 let mut key = [0u8; 16];
                 key.copy_from_slice(&subkey(root, LIMIT_DESTINATIONS)[..16]);
@@ -142,6 +146,26 @@ impl Keys {
     /// meaningless to whoever reads the cluster without the code key.
     pub(crate) fn limit_subjects(&self) -> [u8; 16] {
         self.limit_subjects
+    }
+
+    /// The id of the holder of `client`'s account-less codes to
+    /// `destination`: the same on every node and after a restart, so a
+    /// new code finds (and supersedes) the last one; meaningless without
+    /// the code key.
+    pub(crate) fn holder_id(&self, client: &[u8], destination: &str) -> [u8; 16] {
+        let (c, d) = (client.len() as u64, destination.len() as u64);
+        let digest = hmac(
+            &self.holders,
+            &[
+                &c.to_be_bytes(),
+                client,
+                &d.to_be_bytes(),
+                destination.as_bytes(),
+            ],
+        );
+        let mut id = [0u8; 16];
+        id.copy_from_slice(&digest[..16]);
+        id
     }
 
     /// `HMAC-SHA-256(idempotency subkey, length ‖ part ‖ length ‖ part …)`,

@@ -46,9 +46,11 @@ pub use config::{AuditPolicy, EngineConfig, ResendCooldown};
 pub use document::Document;
 pub use engine::{
     ActivationTarget, ClientUpdate, ClusterCounts, Contact, ContactChangeStart, ContactKind,
-    ContactRemoval, Engine, ImportAccount, ImportState, LoginId, LoginOutcome, MAX_EVENTS_PER_READ,
-    MAX_LIVE_KEYS, Migration, NewAccount, NewClient, NewKey, PinChange, PreRegistration, Recovery,
-    RecoveryMethod, Stats, Sweeper, check_cluster, os_seeded_rng, seeded_rng,
+    ContactRemoval, Destination, DestinationCheck, DestinationRequest, DestinationStatus,
+    DestinationTarget, Ending, Engine, ImportAccount, ImportState, LoginId, LoginOutcome,
+    MAX_EVENTS_PER_READ, MAX_LIVE_KEYS, Migration, NewAccount, NewClient, NewKey, PinChange,
+    PreRegistration, Recovery, RecoveryMethod, Stats, Sweeper, check_cluster, os_seeded_rng,
+    seeded_rng,
 };
 pub use error::{EngineError, Result};
 pub use id::{AccountId, ChallengeId};

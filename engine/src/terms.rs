@@ -18,16 +18,22 @@ pub enum Purpose {
     ContactChange,
     /// Authorisation to sign one document (the code is bound to its hash).
     Signature,
+    /// Proof that someone controls a phone number or an email address,
+    /// with no account (account-less verification, the Twilio Verify
+    /// surface): the code is held by the calling client's holder for that
+    /// destination (`engine/destinations.rs`).
+    Destination,
 }
 
 impl Purpose {
     /// Every purpose, in slot order.
-    pub const ALL: [Purpose; 5] = [
+    pub const ALL: [Purpose; 6] = [
         Purpose::Login,
         Purpose::StepUp,
         Purpose::Activation,
         Purpose::ContactChange,
         Purpose::Signature,
+        Purpose::Destination,
     ];
 
     pub(crate) fn slot(self) -> usize {
@@ -37,6 +43,7 @@ impl Purpose {
             Purpose::Activation => 2,
             Purpose::ContactChange => 3,
             Purpose::Signature => 4,
+            Purpose::Destination => 5,
         }
     }
 
@@ -52,6 +59,7 @@ impl Purpose {
             Purpose::Activation => "activation",
             Purpose::ContactChange => "contact_change",
             Purpose::Signature => "signature",
+            Purpose::Destination => "destination",
         }
     }
 }

@@ -374,6 +374,7 @@ impl Config {
                 activation_email: self.codes.activation_email.policy(),
                 activation_letter: self.codes.activation_letter.policy(),
                 contact_change: self.codes.contact_change.policy(),
+                destination: self.codes.destination.policy(),
             },
             resend_cooldown: ResendCooldown(Duration::from_secs(self.resend_cooldown_seconds)),
             store: StoreConfig {

@@ -165,6 +165,8 @@ pub struct CodesConfig {
     pub activation_letter: CodeConfig,
     /// New phone or email.
     pub contact_change: CodeConfig,
+    /// Account-less verification of a phone or email (`/v1/destinations`, `/v2`).
+    pub destination: CodeConfig,
 }
 
 impl Default for CodesConfig {
@@ -177,6 +179,7 @@ impl Default for CodesConfig {
             activation_email: (&c.activation_email).into(),
             activation_letter: (&c.activation_letter).into(),
             contact_change: (&c.contact_change).into(),
+            destination: (&c.destination).into(),
         }
     }
 }

@@ -38,6 +38,7 @@ pub fn render(message: &Outgoing, service: &str, now: Timestamp) -> Rendered {
         Purpose::Activation => ("ativação", "activation"),
         Purpose::ContactChange => ("alteração de contacto", "contact change"),
         Purpose::Signature => ("assinatura", "signature"),
+        Purpose::Destination => ("verificação", "verification"),
     };
     let readable = group(code);
     match message.locale {

@@ -124,6 +124,8 @@ pub enum Rejection {
     Exhausted,
     /// Used already.
     AlreadyUsed,
+    /// Cancelled by its client (an account-less code).
+    Cancelled,
 }
 
 impl From<SigningError> for ApiError {

@@ -385,6 +385,10 @@ fn rejected(rejection: Rejection) -> Answer {
             "too many wrong attempts on this code; ask for a new one",
         ),
         Rejection::AlreadyUsed => gone("already_used", "the code was already used"),
+        Rejection::Cancelled => gone(
+            "cancelled",
+            "the verification was cancelled; start a new one",
+        ),
     }
 }
 

@@ -386,6 +386,10 @@ impl Engine {
     pub fn account(&self, id: AccountId) -> Result<AccountView> {
         let now = self.now();
         self.with_account(id, |account| {
+            if account.is_holder() {
+                // A destination verification's holder is no account.
+                return Err(EngineError::AccountNotFound);
+            }
             self.admit_account(account)?;
             Ok(account.view(now))
         })?
@@ -544,6 +548,10 @@ impl Engine {
         account: &Account,
         now: Timestamp,
     ) -> Option<std::time::Duration> {
+        if account.is_holder() {
+            // Past the longest code it can hold: a holder lives while its code does.
+            return Some(self.holder_lifetime());
+        }
         let retention = self.config.audit.retention?;
         let Status::Cancelled(at) = account.status else {
             return None;

@@ -80,6 +80,7 @@ impl Engine {
                     lifetime: None,
                     locale,
                     document: None,
+                    admitted: false,
                 },
                 now,
             )

@@ -117,6 +117,9 @@ pub(super) struct Issue {
     pub(super) locale: Option<Locale>,
     /// For a signature: the document the code will be bound to.
     pub(super) document: Option<Document>,
+    /// The issuance limits were charged for it already (an account-less
+    /// code is charged before its holder is made).
+    pub(super) admitted: bool,
 }
 
 impl Engine {
@@ -154,6 +157,7 @@ impl Engine {
                 locale: locale.or(Some(old.locale)),
                 // A new code for the same document: it is bound to it too.
                 document: old.document.map(|d| *d),
+                admitted: false,
             };
             self.issue_in(tx, issue, now)
         })
@@ -177,6 +181,7 @@ impl Engine {
             lifetime,
             locale,
             document,
+            admitted,
         } = issue;
         // A test destination's code is fixed and never sent: no gateway, no
         // sending limit (nothing leaves), whatever the channel's state.
@@ -206,7 +211,7 @@ impl Engine {
         };
         // Once per call: on a cluster the change may be computed again
         // after losing a race, and a limit must not be spent twice for it.
-        if !tx.admitted(channel, &destination) {
+        if !admitted && !tx.admitted(channel, &destination) {
             self.admit_issue(purpose, channel, fixed.is_some())?;
             if fixed.is_none() {
                 self.limits.admit(tx.account.id, channel, &destination)?;
@@ -403,7 +408,9 @@ impl Engine {
                 tx.remove_message(message);
                 c.delivery = DeliveryState::Sent;
             }
-            tx.lockout(Event::CodeSucceeded, now, self);
+            if !tx.account.is_holder() {
+                tx.lockout(Event::CodeSucceeded, now, self);
+            }
             if c.channel == Channel::Sms {
                 // Counted once the change is written (it may be computed again).
                 tx.verified_sms.push(c.destination.to_string());
@@ -421,6 +428,11 @@ impl Engine {
             code_event(tx, EventKind::CodeWrong, &c).with("attempts_remaining", attempts_remaining);
         tx.record(event);
         tx.put(c);
+        if tx.account.is_holder() {
+            // No account to lock: the challenge's attempts and the send
+            // limits bound the guesses (`destinations.rs`).
+            return Ok(Verification::WrongCode { attempts_remaining });
+        }
         Ok(match tx.lockout(Event::CodeFailed, now, self) {
             Transition::Counted { .. } => Verification::WrongCode { attempts_remaining },
             _ => Verification::Locked,
@@ -450,12 +462,14 @@ impl Engine {
         })
     }
 
-    /// Where a challenge stands.
+    /// Where a challenge stands (an account-less one: `destination_status`).
     pub fn challenge_status(&self, challenge: ChallengeId) -> Result<ChallengeStatus> {
         let now = self.now();
-        self.with_challenge(challenge, |c| self.may_see(c).then(|| c.status(now)))?
-            .flatten()
-            .ok_or(EngineError::ChallengeNotFound)
+        self.with_challenge(challenge, |c| {
+            (self.may_see(c) && c.purpose != Purpose::Destination).then(|| c.status(now))
+        })?
+        .flatten()
+        .ok_or(EngineError::ChallengeNotFound)
     }
 }
 

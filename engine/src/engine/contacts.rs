@@ -164,6 +164,7 @@ impl Engine {
                     lifetime: None,
                     locale,
                     document: None,
+                    admitted: false,
                 },
                 now,
             )?;

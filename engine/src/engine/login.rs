@@ -201,6 +201,7 @@ impl Engine {
                 lifetime,
                 locale,
                 document: document.clone(),
+                admitted: false,
             };
             Ok(LoginOutcome::CodeSent(self.issue_in(tx, issue, now)?))
         })
@@ -228,6 +229,7 @@ impl Engine {
                     lifetime,
                     locale,
                     document: None,
+                    admitted: false,
                 },
                 now,
             )

@@ -18,6 +18,7 @@ mod clients;
 mod codes;
 mod contacts;
 mod delivery;
+mod destinations;
 mod idempotency;
 mod login;
 mod migrate;
@@ -58,6 +59,9 @@ pub use self::audit::MAX_EVENTS_PER_READ;
 pub use self::clients::{ClientUpdate, MAX_LIVE_KEYS, NewClient, NewKey};
 use self::codes::{choose_channel, destination_for, ensure_usable};
 pub use self::contacts::{Contact, ContactChangeStart, ContactKind, ContactRemoval};
+pub use self::destinations::{
+    Destination, DestinationCheck, DestinationRequest, DestinationStatus, DestinationTarget, Ending,
+};
 pub use self::login::{LoginId, LoginOutcome};
 pub use self::migrate::Migration;
 pub use self::pins::PinChange;
@@ -109,6 +113,8 @@ pub struct Engine {
     /// Messages not yet sent, by id and by due time.
     outbox: Queue,
     lockouts: std::sync::atomic::AtomicU64,
+    /// Destination verifications' holders in `accounts` (not accounts).
+    holders: std::sync::atomic::AtomicU64,
     /// Serialises changes to clients (rare, admin-only).
     client_admin: Mutex<()>,
     /// The audit chain's writer.
@@ -203,6 +209,7 @@ impl Engine {
             test_codes,
             outbox: Queue::default(),
             lockouts: std::sync::atomic::AtomicU64::new(0),
+            holders: std::sync::atomic::AtomicU64::new(0),
             client_admin: Mutex::new(()),
             idempotency: Mutex::default(),
             idempotency_evicted: std::sync::atomic::AtomicU64::new(0),

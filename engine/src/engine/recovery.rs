@@ -96,6 +96,23 @@ impl Engine {
             Ok(())
         })?;
         let mut garbage = Changes::default();
+        // A destination's holder whose code has ended goes (its ended
+        // challenges are read without it; the sweeper takes them).
+        let holders: Vec<_> = self
+            .accounts
+            .iter()
+            .filter(|a| a.is_holder())
+            .map(|a| (a.id, a.current == crate::account::Current::None))
+            .collect();
+        for (id, done) in holders {
+            if done {
+                self.accounts.remove(&id);
+                garbage.push(Change::RemoveAccount(id));
+            } else {
+                self.holders
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
         garbage
             .0
             .extend(dead_challenges.into_iter().map(Change::RemoveChallenge));

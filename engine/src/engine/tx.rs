@@ -20,6 +20,7 @@ use crate::store::{Change, Changes, Durable};
 use crate::terms::{Channel, MessageId};
 
 use super::Engine;
+use super::destinations::Destination;
 use super::remote::{Entry, Remote, challenge_ttl, encode_record};
 
 /// A change being prepared for one account.
@@ -213,7 +214,14 @@ impl Engine {
     ) -> Result<Durable<T>> {
         if let Some(remote) = &self.remote {
             let preload: Vec<ChallengeId> = challenge.into_iter().collect();
-            return self.mutate_remote(remote, id, &preload, &[message], change, |v, _, _| v);
+            return self.mutate_remote(
+                remote,
+                (id, None),
+                &preload,
+                &[message],
+                change,
+                |v, _, _| v,
+            );
         }
         self.mutate_then(id, &[], change, |value, _, _| value)
     }
@@ -231,7 +239,7 @@ impl Engine {
         finish: impl FnOnce(T, &Account, Timestamp) -> U,
     ) -> Result<Durable<U>> {
         if let Some(remote) = &self.remote {
-            return self.mutate_remote(remote, id, preload, &[], change, finish);
+            return self.mutate_remote(remote, (id, None), preload, &[], change, finish);
         }
         let mut entry = self
             .accounts
@@ -320,7 +328,7 @@ impl Engine {
     fn mutate_remote<T, U>(
         &self,
         remote: &Remote,
-        id: AccountId,
+        (id, holder): (AccountId, Option<&Destination>),
         preload: &[ChallengeId],
         messages: &[MessageId],
         mut change: impl FnMut(&mut Tx, Timestamp) -> Result<T>,
@@ -329,7 +337,12 @@ impl Engine {
         let admitted: Rc<RefCell<Vec<(Channel, String)>>> = Rc::default();
         for _ in 0..slot::MAX_ATTEMPTS {
             let loaded = remote.load_with(id, preload, messages)?;
-            let account = loaded.account.ok_or(EngineError::AccountNotFound)?;
+            let account = match (loaded.account, holder) {
+                (Some(account), _) => account,
+                // A destination's holder is made by its first change.
+                (None, Some(destination)) => self.new_holder(id, destination),
+                (None, None) => return Err(EngineError::AccountNotFound),
+            };
             self.admit_account(&account)?;
             let now = self.now();
             let mut tx = Tx::new(account);
@@ -487,6 +500,29 @@ impl Engine {
             "account {id} changed under this change {} times in a row; nothing was written",
             slot::MAX_ATTEMPTS
         )))
+    }
+
+    /// On a cluster: [`Engine::mutate`] on the holder of an account-less
+    /// code to `destination`, made by this change if it is not there.
+    pub(super) fn mutate_holder<T>(
+        &self,
+        id: AccountId,
+        destination: &Destination,
+        change: impl FnMut(&mut Tx, Timestamp) -> Result<T>,
+    ) -> Result<Durable<T>> {
+        match &self.remote {
+            Some(remote) => self.mutate_remote(
+                remote,
+                (id, Some(destination)),
+                &[],
+                &[],
+                change,
+                |v, _, _| v,
+            ),
+            None => Err(EngineError::Internal(
+                "mutate_holder is for a cluster; the embedded store holds holders in memory".into(),
+            )),
+        }
     }
 
     /// Queued message `id` as the change sees it.

@@ -87,10 +87,14 @@ impl Engine {
             .collect();
         let mut batch = Changes::default();
         let mut swept = 0;
+        let mut holders = Vec::new();
         for (id, account) in expired {
             let owner = self.accounts.get_mut(&account);
             if let Some(mut owner) = owner {
                 owner.current.forget(id);
+                if owner.is_holder() {
+                    holders.push(account);
+                }
             }
             if let Some((_, gone)) = self.challenges.remove_if(&id, |_, c| now >= c.expires_at) {
                 batch.push(Change::RemoveChallenge(id));
@@ -104,6 +108,10 @@ impl Engine {
         if swept > 0 {
             // Deleting dead records needs no flush: if lost, recovery deletes them again.
             self.store.write(batch)?;
+        }
+        // A destination's holder lives while its code does.
+        for holder in holders {
+            self.erase_holder_if_done(holder)?;
         }
         self.sweep_idempotency(now)?;
         self.store.save_clock_floor(now)?;
@@ -166,7 +174,9 @@ impl Engine {
         Stats {
             idempotency_keys: idempotency_keys as u64,
             idempotency_evicted,
-            accounts: self.accounts.len() as u64,
+            // A destination verification's holder is no account.
+            accounts: (self.accounts.len() as u64)
+                .saturating_sub(self.holders.load(std::sync::atomic::Ordering::Relaxed)),
             challenges: self.challenges.len() as u64,
             flush: self.store.stats(),
             lockouts: self.lockouts.load(std::sync::atomic::Ordering::Relaxed),

@@ -32,6 +32,10 @@ pub enum Identity {
     },
     /// Portuguese social-security number (NISS): 11 digits, the last a check digit.
     SocialSecurity(String),
+    /// No identity document: the holder of one client's account-less codes
+    /// to one phone or email (a destination verification). Never parsed
+    /// from a request, never indexed, never shown as an account.
+    Destination,
 }
 
 /// Which kind of identity, as the API names it.
@@ -43,6 +47,8 @@ pub enum IdentityKind {
     Passport,
     /// `social_security`
     SocialSecurity,
+    /// `destination`: a destination verification's holder (never parsed).
+    Destination,
 }
 
 impl IdentityKind {
@@ -65,6 +71,7 @@ impl IdentityKind {
             Self::CivilId => "civil_id",
             Self::Passport => "passport",
             Self::SocialSecurity => "social_security",
+            Self::Destination => "destination",
         }
     }
 }
@@ -123,6 +130,10 @@ impl Identity {
                 }
                 Ok(Identity::SocialSecurity(number))
             }
+            IdentityKind::Destination => Err(EngineError::invalid(
+                "identity.kind",
+                "must be one of civil_id, passport, social_security",
+            )),
         }
     }
 
@@ -132,6 +143,7 @@ impl Identity {
             Identity::CivilId(_) => IdentityKind::CivilId,
             Identity::Passport { .. } => IdentityKind::Passport,
             Identity::SocialSecurity(_) => IdentityKind::SocialSecurity,
+            Identity::Destination => IdentityKind::Destination,
         }
     }
 
@@ -140,6 +152,7 @@ impl Identity {
         match self {
             Identity::CivilId(n) | Identity::SocialSecurity(n) => n,
             Identity::Passport { number, .. } => number,
+            Identity::Destination => "",
         }
     }
 
@@ -157,6 +170,8 @@ impl Identity {
             Identity::CivilId(n) => format!("i:cc:{n}"),
             Identity::Passport { country, number } => format!("i:pp:{country}:{number}"),
             Identity::SocialSecurity(n) => format!("i:ss:{n}"),
+            // Never held: a holder has no index keys (`Account::index_keys`).
+            Identity::Destination => "i:none".to_owned(),
         }
     }
 }

@@ -18,6 +18,7 @@ mod codes;
 mod compat;
 mod concurrency;
 mod contacts;
+mod destinations;
 mod helpers;
 mod idempotency;
 mod lifecycle;

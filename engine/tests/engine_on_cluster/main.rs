@@ -29,6 +29,8 @@ mod codes;
 mod concurrency;
 #[path = "../engine/contacts.rs"]
 mod contacts;
+#[path = "../engine/destinations.rs"]
+mod destinations;
 mod failover;
 #[path = "../engine/helpers.rs"]
 mod helpers;

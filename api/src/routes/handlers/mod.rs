@@ -214,6 +214,10 @@ fn answer_check(
             "already_used",
             Err(ApiError::CodeRejected(Rejection::AlreadyUsed)),
         ),
+        Verification::Cancelled => (
+            "cancelled",
+            Err(ApiError::CodeRejected(Rejection::Cancelled)),
+        ),
         Verification::Locked => ("locked", Err(ApiError::Locked)),
     };
     metrics::counter!("otpd_verify_results_total", "outcome" => label).increment(1);

@@ -63,6 +63,11 @@ impl Remote {
         // and a throw-away record (a decoy, version 1) is not one at all.
         let account = match &snapshot.record {
             Some(bytes) if snapshot.version >= 2 => Some(decode_record(bytes)?),
+            // A destination's holder is made by its first compare-and-set
+            // (version 1), not by a registration: it is one at once.
+            Some(bytes) if snapshot.version == 1 => {
+                decode_record(bytes).ok().filter(Account::is_holder)
+            }
             _ => None,
         };
         let (challenge_records, message_records) = snapshot

@@ -63,8 +63,13 @@ pub(crate) struct DbAccountV1 {
 #[derive(Debug, Encode, Decode, PartialEq)]
 pub(super) enum DbIdentityV1 {
     CivilId(String),
-    Passport { country: String, number: String },
+    Passport {
+        country: String,
+        number: String,
+    },
     SocialSecurity(String),
+    /// A destination verification's holder (appended: older records decode as before).
+    Destination,
 }
 
 #[derive(Debug, Encode, Decode, PartialEq)]
@@ -101,6 +106,7 @@ pub(crate) fn encode_account(account: &Account, audit_newest: Option<u64>) -> Ve
                 number: number.clone(),
             },
             Identity::SocialSecurity(n) => DbIdentityV1::SocialSecurity(n.clone()),
+            Identity::Destination => DbIdentityV1::Destination,
         },
         phone: a.phone.as_ref().map(|p| p.as_str().to_owned()),
         email: a.email.as_ref().map(|e| e.as_str().to_owned()),
@@ -192,6 +198,7 @@ pub(crate) fn decode_account(bytes: &[u8]) -> Result<Account> {
             DbIdentityV1::CivilId(n) => Identity::CivilId(n),
             DbIdentityV1::Passport { country, number } => Identity::Passport { country, number },
             DbIdentityV1::SocialSecurity(n) => Identity::SocialSecurity(n),
+            DbIdentityV1::Destination => Identity::Destination,
         },
         phone,
         email,

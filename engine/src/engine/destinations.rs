@@ -1,0 +1,363 @@
+//! Account-less verification: proof that someone controls a phone number or
+//! an email address, before (or without) an account.
+//!
+//! Such a code still needs what every code has: "only the last one sent is
+//! valid", an attempt budget, single use, an owner, a send queue and
+//! recovery. They come from a *holder*: an account-shaped record per
+//! (client, destination), its id a keyed digest of both (so every node, and
+//! a restart, finds the same one), with identity [`Identity::Destination`]
+//! and the destination as its only contact. A holder claims no index key
+//! (a citizen may register that phone later, or already has), is never
+//! listed, counted or shown as an account, takes no part in lockout
+//! (failures are bounded by the attempt budget and the send limits), and
+//! is erased once its code has ended: by the sweeper on the embedded store,
+//! by its record's TTL on a cluster.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use crate::account::{Account, Current, Status};
+use crate::audit::{Detail, EventKind, current_client_id};
+use crate::challenge::{ChallengeState, ChallengeStatus, Issued, Verification};
+use crate::clock::Timestamp;
+use crate::error::{EngineError, Result};
+use crate::id::{AccountId, ChallengeId};
+use crate::identity::{Email, Identity, Phone};
+use crate::secret::Code;
+use crate::store::{Change, Changes, Durable};
+use crate::terms::{Channel, DeliveryState, Locale, Purpose};
+
+use super::Engine;
+use super::codes::Issue;
+
+/// A phone number or an email address to verify.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Destination {
+    /// A mobile number (codes by SMS).
+    Phone(Phone),
+    /// An email address (codes by email).
+    Email(Email),
+}
+
+impl Destination {
+    /// The destination as codes are sent to it (E.164, or the address).
+    pub fn as_str(&self) -> &str {
+        match self {
+            Destination::Phone(p) => p.as_str(),
+            Destination::Email(e) => e.as_str(),
+        }
+    }
+
+    /// The channel its codes take unless another is named (and the only one
+    /// allowed): SMS for a phone, email for an email.
+    pub fn channel(&self) -> Channel {
+        match self {
+            Destination::Phone(_) => Channel::Sms,
+            Destination::Email(_) => Channel::Email,
+        }
+    }
+}
+
+/// A request for an account-less code.
+#[derive(Debug, Clone)]
+pub struct DestinationRequest {
+    /// Where the code goes.
+    pub destination: Destination,
+    /// `sms` for a phone, `email` for an email; the destination's own if `None`.
+    pub channel: Option<Channel>,
+    /// The message's language; the server's default if `None`.
+    pub locale: Option<Locale>,
+    /// Shorter than the policy's lifetime, if asked.
+    pub lifetime: Option<Duration>,
+}
+
+/// Which account-less challenge an operation is about: by its id, or the
+/// calling client's live one to a destination.
+#[derive(Debug, Clone)]
+pub enum DestinationTarget {
+    /// This challenge.
+    Challenge(ChallengeId),
+    /// The calling client's live code to this destination.
+    To(Destination),
+}
+
+/// An account-less challenge as its client sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DestinationStatus {
+    /// Where it stands (its `account` is the holder's id: not an account).
+    pub status: ChallengeStatus,
+    /// The destination, in full: the client gave it.
+    pub destination: String,
+}
+
+/// What checking an account-less code found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DestinationCheck {
+    /// The outcome (`Approved` carries no identity worth reading: use `status`).
+    pub outcome: Verification,
+    /// The challenge as the check left it.
+    pub status: DestinationStatus,
+}
+
+/// How a client ends its own live account-less code without the code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// Cancelled: the code no longer verifies.
+    Cancel,
+    /// Approved: the client verified the destination another way.
+    Approve,
+}
+
+impl Engine {
+    /// Sends a new account-less code to `request.destination` for the
+    /// calling client; its previous code to that destination dies. Every
+    /// issuance limit applies (per destination, per country, overall SMS,
+    /// the client's rate), charged before anything is held.
+    pub fn verify_destination(&self, request: DestinationRequest) -> Result<Durable<Issued>> {
+        let DestinationRequest {
+            destination,
+            channel,
+            locale,
+            lifetime,
+        } = request;
+        let channel = channel.unwrap_or(destination.channel());
+        if channel != destination.channel() {
+            return Err(EngineError::invalid(
+                "channel",
+                match destination {
+                    Destination::Phone(_) => "a phone number is verified by sms",
+                    Destination::Email(_) => "an email address is verified by email",
+                },
+            ));
+        }
+        self.admit_purpose(Purpose::Destination, Some(channel))?;
+        let (phone, email) = match &destination {
+            Destination::Phone(p) => (Some(p), None),
+            Destination::Email(e) => (None, Some(e)),
+        };
+        self.admit_contacts(phone, email)?;
+        let to = destination.as_str().to_owned();
+        let id = self.holder_id(&to);
+        // The limits first, so a refused request holds nothing (a rotation
+        // of destinations leaves no holder behind).
+        let fixed = self.test_codes.code_for(channel, &to).is_some();
+        self.admit_issue(Purpose::Destination, channel, fixed)?;
+        if !fixed {
+            self.limits.admit(id, channel, &to)?;
+        }
+        let issue = || Issue {
+            purpose: Purpose::Destination,
+            channel,
+            destination: to.clone(),
+            lifetime,
+            locale,
+            document: None,
+            admitted: true,
+        };
+        if self.remote.is_some() {
+            // The slot's compare-and-set makes the holder if it is not there.
+            return self.mutate_holder(id, &destination, |tx, now| self.issue_in(tx, issue(), now));
+        }
+        let created = self.hold(id, &destination);
+        let outcome = self.mutate(id, |tx, now| self.issue_in(tx, issue(), now));
+        if outcome.is_err()
+            && let Some(created) = created
+        {
+            // Nothing was written: the holder made for this call goes
+            // (unless another call has used it since).
+            let dropped = self.accounts.remove_if(&id, |_, held| {
+                held.current == Current::None && held.updated_at == created
+            });
+            if dropped.is_some() {
+                self.holders.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+        outcome
+    }
+
+    /// Checks an account-less code. A code verifies at most once; a wrong
+    /// one spends the challenge's attempts (never a lockout: there is no
+    /// account to lock).
+    pub fn check_destination(
+        &self,
+        target: DestinationTarget,
+        code: &Code,
+    ) -> Result<Durable<DestinationCheck>> {
+        let (holder, challenge) = self.destination_target(&target)?;
+        let checked = self.mutate_about(holder, challenge, |tx, now| {
+            self.check_code(tx, challenge, Purpose::Destination, code, now)
+        })?;
+        let status = self.destination_status(challenge)?;
+        Ok(checked.map(|outcome| DestinationCheck { outcome, status }))
+    }
+
+    /// Cancels, or approves without its code, the calling client's live
+    /// account-less code. Only a live one (pending, attempts left).
+    pub fn end_destination(
+        &self,
+        target: DestinationTarget,
+        ending: Ending,
+    ) -> Result<Durable<DestinationStatus>> {
+        let (holder, challenge) = self.destination_target(&target)?;
+        let done = self.mutate_about(holder, challenge, |tx, now| {
+            let mut c = self
+                .challenge_in(tx, challenge)
+                .filter(|c| c.purpose == Purpose::Destination && self.may_see(c))
+                .ok_or(EngineError::ChallengeNotFound)?;
+            if c.refusal(now).is_some() {
+                return Err(EngineError::WrongState(
+                    "only a pending verification can be cancelled or approved: this one was used, replaced, cancelled, expired or out of attempts",
+                ));
+            }
+            let kind = match ending {
+                Ending::Cancel => EventKind::CodeCancelled,
+                Ending::Approve => EventKind::CodeApprovedByClient,
+            };
+            let event = tx
+                .event(kind)
+                .with("purpose", c.purpose.as_str())
+                .with("challenge_id", Detail::hex(&c.id.to_bytes()))
+                .with("channel", c.channel.as_str());
+            tx.record(event);
+            c.state = match ending {
+                Ending::Cancel => ChallengeState::Cancelled,
+                Ending::Approve => ChallengeState::Consumed,
+            };
+            if let Some(message) = c.message.take() {
+                tx.remove_message(message);
+                if c.delivery != DeliveryState::Sent {
+                    c.delivery = match ending {
+                        // Not sent, and now never will be.
+                        Ending::Cancel => DeliveryState::Dropped,
+                        // Used (the client says so) before its send was reported.
+                        Ending::Approve => DeliveryState::Sent,
+                    };
+                }
+            }
+            if tx.account.current(Purpose::Destination) == Some(c.id) {
+                tx.account_mut().current.set(Purpose::Destination, None);
+            }
+            tx.put(c);
+            Ok(())
+        })?;
+        let status = self.destination_status(challenge)?;
+        Ok(done.map(|()| status))
+    }
+
+    /// An account-less challenge of the calling client.
+    pub fn destination_status(&self, challenge: ChallengeId) -> Result<DestinationStatus> {
+        let now = self.now();
+        self.with_challenge(challenge, |c| {
+            (c.purpose == Purpose::Destination && self.may_see(c)).then(|| DestinationStatus {
+                status: c.status(now),
+                destination: c.destination.to_string(),
+            })
+        })?
+        .flatten()
+        .ok_or(EngineError::ChallengeNotFound)
+    }
+
+    /// The calling client's live account-less code to `destination`, if any.
+    pub fn live_destination_challenge(&self, destination: &Destination) -> Result<ChallengeId> {
+        let id = self.holder_id(destination.as_str());
+        let account = match &self.remote {
+            Some(remote) => remote.account(id)?,
+            None => self.accounts.get(&id).map(|a| Account::clone(&a)),
+        };
+        account
+            .filter(Account::is_holder)
+            .and_then(|a| a.current(Purpose::Destination))
+            .ok_or(EngineError::ChallengeNotFound)
+    }
+
+    /// The holder and challenge `target` names, if the caller may see them.
+    fn destination_target(&self, target: &DestinationTarget) -> Result<(AccountId, ChallengeId)> {
+        let challenge = match target {
+            DestinationTarget::Challenge(id) => *id,
+            DestinationTarget::To(destination) => self.live_destination_challenge(destination)?,
+        };
+        let holder = self
+            .with_challenge(challenge, |c| {
+                (c.purpose == Purpose::Destination && self.may_see(c)).then_some(c.account)
+            })?
+            .flatten()
+            .ok_or(EngineError::ChallengeNotFound)?;
+        Ok((holder, challenge))
+    }
+
+    /// The id of the calling client's holder for `destination`.
+    fn holder_id(&self, destination: &str) -> AccountId {
+        let client = current_client_id().map(|c| c.0).unwrap_or_default();
+        AccountId(self.keys.holder_id(&client, destination))
+    }
+
+    /// A holder for `destination` with id `id`, as first made.
+    pub(super) fn new_holder(&self, id: AccountId, destination: &Destination) -> Account {
+        let now = self.now();
+        let (phone, email) = match destination {
+            Destination::Phone(p) => (Some(p.clone()), None),
+            Destination::Email(e) => (None, Some(e.clone())),
+        };
+        Account {
+            id,
+            identity: Identity::Destination,
+            phone,
+            email,
+            birth_date: None,
+            postal_address: None,
+            push_token: None,
+            dm: None,
+            locale: None,
+            pin: None,
+            status: Status::Active,
+            lockout: Default::default(),
+            created_at: now,
+            updated_at: now,
+            current: Current::None,
+        }
+    }
+
+    /// On the embedded store: puts holder `id` in memory if it is not there
+    /// (its first write stores it); answers its creation time if made now.
+    fn hold(&self, id: AccountId, destination: &Destination) -> Option<Timestamp> {
+        let mut created = None;
+        self.accounts.entry(id).or_insert_with(|| {
+            let holder = self.new_holder(id, destination);
+            created = Some(holder.updated_at);
+            self.holders.fetch_add(1, Ordering::Relaxed);
+            Box::new(holder)
+        });
+        created
+    }
+
+    /// Erases holder `id` if its code has ended (no live challenge): from
+    /// memory and the store. Its challenges' records go with the sweeper.
+    pub(super) fn erase_holder_if_done(&self, id: AccountId) -> Result<()> {
+        let gone = self
+            .accounts
+            .remove_if(&id, |_, a| a.is_holder() && a.current == Current::None);
+        if gone.is_some() {
+            self.holders.fetch_sub(1, Ordering::Relaxed);
+            self.store
+                .write(Changes(vec![Change::RemoveAccount(id)]))
+                .map(drop)?;
+        }
+        Ok(())
+    }
+
+    /// How long a holder's record lives on a cluster from now: past the
+    /// longest code it can hold, and the records' grace.
+    pub(super) fn holder_lifetime(&self) -> Duration {
+        self.config
+            .codes
+            .for_code(Purpose::Destination, Channel::Sms)
+            .lifetime
+            .max(
+                self.config
+                    .codes
+                    .for_code(Purpose::Destination, Channel::Email)
+                    .lifetime,
+            )
+            + super::remote::CHALLENGE_GRACE
+    }
+}
