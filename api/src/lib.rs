@@ -17,6 +17,7 @@ pub mod startup;
 pub mod state;
 pub mod telemetry;
 pub mod tls;
+pub mod twilio;
 mod wire;
 
 pub use startup::{App, Dependencies};

@@ -334,6 +334,48 @@ pub(crate) struct Client {
     pub(crate) info: ClientInfo,
     /// `SHA-256(secret)` of each key in `info.keys`, by key id.
     pub(crate) secrets: Vec<(KeyId, [u8; 32])>,
+    /// Its verification services (the Twilio Verify surface's
+    /// configurations), oldest first.
+    pub(crate) services: Vec<Service>,
+}
+
+/// A verification service: a named configuration of a client's
+/// account-less codes, as the Twilio Verify API has them (`VA…`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Service {
+    /// Its id (the `VA` sid's 32 hex digits).
+    pub id: ServiceId,
+    /// The name its messages may carry.
+    pub friendly_name: String,
+    /// The length of its codes (the destination policy's).
+    pub code_length: u8,
+    /// When added.
+    pub created_at: Timestamp,
+}
+
+/// A verification service's id: random, 16 bytes.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ServiceId(pub(crate) [u8; 16]);
+
+impl ServiceId {
+    /// Parses the 32-hex-digit form; `field` names the input in the error.
+    pub fn parse(field: &'static str, text: &str) -> Result<Self> {
+        hex::decode_array(text.trim())
+            .map(Self)
+            .ok_or_else(|| EngineError::invalid(field, "must be 32 hexadecimal digits"))
+    }
+}
+
+impl fmt::Display for ServiceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        hex::write(f, &self.0)
+    }
+}
+
+impl fmt::Debug for ServiceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ServiceId({self})")
+    }
 }
 
 impl Client {
@@ -445,6 +487,7 @@ mod tests {
                 created_at: Timestamp(0),
                 revoked_at: None,
             },
+            services: Vec::new(),
             secrets: vec![
                 (KeyId([1; 8]), hash_secret(&[2; 32])),
                 (KeyId([5; 8]), hash_secret(&[6; 32])),

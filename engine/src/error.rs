@@ -37,6 +37,9 @@ pub enum EngineError {
     /// No active client has this name.
     #[error("no active client has this name")]
     ClientNotFound,
+    /// The calling client has no verification service with this id.
+    #[error("the calling client has no verification service with this id")]
+    ServiceNotFound,
     /// The client has no key with this id.
     #[error("the client has no key with this id")]
     ClientKeyNotFound,

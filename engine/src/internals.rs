@@ -252,6 +252,7 @@ impl Samples {
                 revoked_at: None,
             },
             secrets: vec![(KeyId([3; 8]), [4; 32])],
+            services: Vec::new(),
         };
         Samples {
             account,

@@ -38,7 +38,7 @@ pub use account::{AccountState, AccountView};
 pub use challenge::{Approval, ChallengeStatus, ChallengeStatusKind, Issued, Verification};
 pub use client::{
     ApiKey, ChannelSet, ClientId, ClientInfo, ClientPolicy, KeyId, KeyInfo, PurposeSet, Scope,
-    Scopes,
+    Scopes, Service, ServiceId,
 };
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use code::{Alphabet, CodePolicies, CodePolicy};
@@ -48,7 +48,7 @@ pub use engine::{
     ActivationTarget, ClientUpdate, ClusterCounts, Contact, ContactChangeStart, ContactKind,
     ContactRemoval, Destination, DestinationCheck, DestinationRequest, DestinationStatus,
     DestinationTarget, Ending, Engine, ImportAccount, ImportState, LoginId, LoginOutcome,
-    MAX_EVENTS_PER_READ, MAX_LIVE_KEYS, Migration, NewAccount, NewClient, NewKey, PinChange,
+    MAX_EVENTS_PER_READ, MAX_LIVE_KEYS, MAX_SERVICES, Migration, NewAccount, NewClient, NewKey, PinChange,
     PreRegistration, Recovery, RecoveryMethod, Stats, Sweeper, check_cluster, os_seeded_rng,
     seeded_rng,
 };

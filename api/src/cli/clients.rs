@@ -199,6 +199,7 @@ pub fn offline(
                     "client": wire::ClientOut::new(&info, now),
                     "key_id": key.info.id.to_string(),
                     "key": key.key.expose(),
+                    "twilio": wire::TwilioCredentialsOut::of_key(key.key.expose()),
                 }),
                 "added",
             )
@@ -247,6 +248,7 @@ pub fn offline(
                     "client": wire::ClientOut::new(&info, now),
                     "key_id": key.info.id.to_string(),
                     "key": key.key.expose(),
+                    "twilio": wire::TwilioCredentialsOut::of_key(key.key.expose()),
                 }),
                 "given another key",
             )

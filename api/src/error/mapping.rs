@@ -266,6 +266,11 @@ fn engine(e: &EngineError) -> Answer {
             "no active client has this name (see GET /v1/admin/clients)",
         )
         .field("name"),
+        EngineError::ServiceNotFound => Answer::new(
+            S::NOT_FOUND,
+            "service_not_found",
+            "the calling client has no verification service with this sid",
+        ),
         EngineError::ClientKeyNotFound => Answer::new(
             S::NOT_FOUND,
             "client_key_not_found",

@@ -5,7 +5,7 @@ mod handlers;
 pub mod idempotency;
 pub mod in_flight;
 pub mod openapi;
-mod request;
+pub(crate) mod request;
 mod table;
 
 use std::convert::Infallible;
@@ -79,6 +79,9 @@ pub async fn handle(
     let started = Instant::now();
     let request_id = request_id(&request);
     let method = request.method().clone();
+    // The Twilio surface answers errors in Twilio's shape, naming the path.
+    let twilio = crate::twilio::is_twilio(request.uri().path())
+        .then(|| request.uri().path().to_owned());
     let (label, result) = match table::find(&method, request.uri().path(), listener) {
         Err((error, label)) => (label, Err(error)),
         Ok(found) => {
@@ -114,7 +117,10 @@ pub async fn handle(
                     "request failed"
                 );
             }
-            answer.into_response()
+            match &twilio {
+                Some(path) => crate::twilio::errors::translate(answer, path),
+                None => answer.into_response(),
+            }
         }
     };
     if method == Method::HEAD {
@@ -153,7 +159,8 @@ async fn dispatch(
     let mut client = None;
     if let Some(scope) = endpoint.scope {
         let certificate = connection.certificate.as_ref();
-        let info = request::authorize(state, request.headers(), scope, certificate)?;
+        let basic = crate::twilio::is_twilio(endpoint.path);
+        let info = request::authorize(state, request.headers(), scope, certificate, basic)?;
         if endpoint.cost != Cost::Free {
             state.gate.check(endpoint.cost, source, info.id)?;
         }

@@ -26,11 +26,14 @@ use crate::wire;
 /// A certificate mapped to a client (`server.tls.clients`) authenticates
 /// it alone in mode `instead`; in mode `also` the client's key is needed
 /// too. A key and a certificate that name different clients are refused.
+/// With `basic`, HTTP Basic credentials in Twilio's form are a key too
+/// (the `/v2` surface, `twilio/credentials.rs`).
 pub fn authorize(
     state: &AppState,
     headers: &HeaderMap,
     scope: Scope,
     certificate: Option<&ClientCertificate>,
+    basic: bool,
 ) -> Result<ClientInfo, ApiError> {
     let tls = &state.config.server.tls;
     let by_certificate = match certificate {
@@ -41,14 +44,16 @@ pub fn authorize(
     };
     let client = match headers.get(AUTHORIZATION) {
         Some(value) => {
-            let key = value
-                .to_str()
-                .ok()
-                .and_then(|v| v.strip_prefix("Bearer "))
-                .ok_or(ApiError::Unauthenticated)?;
+            let value = value.to_str().map_err(|_| ApiError::Unauthenticated)?;
+            let key = match value.strip_prefix("Bearer ") {
+                Some(key) => key.trim().to_owned(),
+                None if basic => crate::twilio::credentials::key_of_basic(value)
+                    .ok_or(ApiError::Unauthenticated)?,
+                None => return Err(ApiError::Unauthenticated),
+            };
             let client = state
                 .engine
-                .authenticate_client(key.trim())
+                .authenticate_client(&key)
                 .ok_or(ApiError::Unauthenticated)?;
             match by_certificate {
                 Some(mapped) if mapped.name != client.name => {
@@ -127,7 +132,7 @@ impl Input {
         let server = &state.config.server;
         let limit = match found.endpoint.body {
             Body::Bulk => server.import_body_limit_bytes,
-            Body::Ignored | Body::Empty | Body::Json => server.body_limit_bytes,
+            Body::Ignored | Body::Empty | Body::Json | Body::Form => server.body_limit_bytes,
         };
         let (parts, body) = request.into_parts();
         let query = form_urlencoded::parse(parts.uri.query().unwrap_or_default().as_bytes())
@@ -244,6 +249,11 @@ impl Input {
         self.client.as_ref().map_or("", |c| c.name.as_str())
     }
 
+    /// The id of the client that sent the request, if one did.
+    pub fn client_id(&self) -> Option<engine::ClientId> {
+        self.client.as_ref().map(|c| c.id)
+    }
+
     /// Whether the client holds `scope`.
     pub fn may(&self, scope: Scope) -> bool {
         self.client.as_ref().is_some_and(|c| c.scopes.grants(scope))
@@ -269,6 +279,35 @@ impl Input {
 
     fn id(&self) -> &str {
         self.id.as_deref().unwrap_or_default()
+    }
+
+    /// The path's parameters as sent (`""` for one it does not have).
+    pub fn path_params(&self) -> (&str, &str) {
+        (self.id(), self.second.as_deref().unwrap_or_default())
+    }
+
+    /// A request header as text, if it is there and is text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Reads a form-encoded body (`application/x-www-form-urlencoded`,
+    /// within the size limit); an empty body is an empty form.
+    pub async fn form(mut self) -> Result<Bytes, ApiError> {
+        let body = self.read().await?;
+        if body.is_empty() {
+            return Ok(body);
+        }
+        let form = self
+            .headers
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"));
+        if !form {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+        Ok(body)
     }
 
     /// Reads the body as the JSON object `T`: right content type, within the

@@ -44,6 +44,11 @@ pub enum Route {
     StepUpVerify,
     ChallengeStatus,
     Resend,
+    DestinationVerify,
+    DestinationCheck,
+    DestinationStatus,
+    /// The Twilio Verify v2 surface (`twilio/`).
+    Twilio(crate::twilio::handlers::Operation),
     ActivationRequest,
     ActivationComplete,
     Lock,
@@ -77,6 +82,9 @@ pub enum Body {
     Json,
     /// A JSON object within `server.import_body_limit_bytes`.
     Bulk,
+    /// Form parameters (`application/x-www-form-urlencoded`) within
+    /// `server.body_limit_bytes`: the Twilio surface.
+    Form,
 }
 
 /// Whether an endpoint takes an `Idempotency-Key` (`idempotency.rs`).
@@ -142,7 +150,8 @@ const RECOVERY: Option<Scope> = Some(Scope::Recovery);
 /// Every endpoint.
 #[rustfmt::skip]
 pub static TABLE: &[Endpoint] = {
-    use Body::{Bulk, Empty, Ignored, Json};
+    use Body::{Bulk, Empty, Form, Ignored, Json};
+    use crate::twilio::handlers::Operation as T;
     use Cost::{Attempt, Free, Issue, IssueAndAttempt};
     use Method as M;
     use Retry::{Keyed, KeyedSecret, Unkeyed};
@@ -171,6 +180,15 @@ pub static TABLE: &[Endpoint] = {
         row(M::POST, "/v1/signatures/verify", R::SignatureVerify, SIGN, Json, Attempt, Keyed),
         row(M::GET, "/v1/challenges/{id}", R::ChallengeStatus, AUTH, Ignored, Free, Unkeyed),
         row(M::POST, "/v1/challenges/{id}/resend", R::Resend, AUTH, Empty, Issue, Keyed),
+        row(M::POST, "/v1/destinations/verify", R::DestinationVerify, AUTH, Json, Issue, Keyed),
+        row(M::POST, "/v1/destinations/verify/check", R::DestinationCheck, AUTH, Json, Attempt, Keyed),
+        row(M::GET, "/v1/destinations/verify/{id}", R::DestinationStatus, AUTH, Ignored, Free, Unkeyed),
+        row(M::POST, "/v2/Services", R::Twilio(T::CreateService), AUTH, Form, Free, Keyed),
+        row(M::GET, "/v2/Services/{service_sid}", R::Twilio(T::FetchService), AUTH, Ignored, Free, Unkeyed),
+        row(M::POST, "/v2/Services/{service_sid}/Verifications", R::Twilio(T::CreateVerification), AUTH, Form, Issue, Keyed),
+        row(M::GET, "/v2/Services/{service_sid}/Verifications/{sid}", R::Twilio(T::FetchVerification), AUTH, Ignored, Free, Unkeyed),
+        row(M::POST, "/v2/Services/{service_sid}/Verifications/{sid}", R::Twilio(T::UpdateVerification), AUTH, Form, Free, Keyed),
+        row(M::POST, "/v2/Services/{service_sid}/VerificationCheck", R::Twilio(T::CheckVerification), AUTH, Form, Attempt, Keyed),
         row(M::POST, "/v1/activation/request", R::ActivationRequest, AUTH, Json, Issue, Keyed),
         row(M::POST, "/v1/activation/complete", R::ActivationComplete, AUTH, Json, Attempt, Keyed),
         row(M::POST, "/v1/accounts/{id}/recovery/unlock", R::RecoveryUnlock, RECOVERY, Json, Free, Keyed),

@@ -113,6 +113,28 @@ pub struct NewClientKeyOut {
     pub key_id: String,
     /// The bearer key; otpd keeps only its hash.
     pub key: String,
+    /// The same key as Twilio credentials, for the Twilio Verify surface
+    /// (`/v2`, docs/TWILIO.md): shown once, like the key.
+    pub twilio: Option<TwilioCredentialsOut>,
+}
+
+/// A key as Twilio credentials: HTTP Basic user and password.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TwilioCredentialsOut {
+    /// `AC` + the key id + 16 zeros.
+    #[schema(example = "AC0123456789abcdef0000000000000000")]
+    pub account_sid: String,
+    /// The key's secret.
+    pub auth_token: String,
+}
+
+impl TwilioCredentialsOut {
+    pub fn of_key(key: &str) -> Option<Self> {
+        crate::twilio::credentials::of_key(key).map(|c| Self {
+            account_sid: c.account_sid,
+            auth_token: c.auth_token,
+        })
+    }
 }
 
 /// A signing key as listed.

@@ -129,6 +129,23 @@ pub struct VerifyIn {
     pub code: Code,
 }
 
+/// `POST /v1/destinations/verify`: a code to a phone or an email, no account.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DestinationVerifyIn {
+    /// E.164, with its country code. Exactly one of `phone` and `email`.
+    #[schema(example = "+351910000000")]
+    pub phone: Option<String>,
+    pub email: Option<String>,
+    /// `sms` for a phone, `email` for an email (the default for each).
+    #[schema(example = "sms")]
+    pub channel: Option<String>,
+    /// `pt` or `en`: the language of the message.
+    pub locale: Option<String>,
+    /// Shorter than the policy's lifetime (`codes.destination`), at least 10.
+    pub lifetime_seconds: Option<u64>,
+}
+
 /// `POST /v1/step-up`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

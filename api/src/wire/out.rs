@@ -363,3 +363,46 @@ mod tests {
         );
     }
 }
+
+/// An account-less challenge as its client sees it: where it stands, and
+/// the destination it proves (in full: the client gave it).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DestinationOut {
+    pub challenge_id: String,
+    /// `destination`.
+    pub purpose: &'static str,
+    /// `sms` or `email`.
+    pub channel: &'static str,
+    /// The phone (E.164) or email the code went to.
+    #[schema(example = "+351910000000")]
+    pub destination: String,
+    pub masked_destination: String,
+    pub created_at: String,
+    pub expires_at: String,
+    pub attempts_remaining: u32,
+    /// `pending`, `verified`, `superseded`, `expired`, `exhausted` or `cancelled`.
+    pub state: &'static str,
+    /// `queued`, `sent`, `failed`, `dropped` or `withheld`.
+    pub delivery: &'static str,
+    /// True once its code was accepted: the destination is proven.
+    pub verified: bool,
+}
+
+impl DestinationOut {
+    pub fn new(d: &engine::DestinationStatus) -> Self {
+        let s = &d.status;
+        Self {
+            challenge_id: s.id.to_string(),
+            purpose: s.purpose.as_str(),
+            channel: s.channel.as_str(),
+            destination: d.destination.clone(),
+            masked_destination: s.masked_destination.clone(),
+            created_at: rfc3339(s.created_at),
+            expires_at: rfc3339(s.expires_at),
+            attempts_remaining: s.attempts_remaining,
+            state: s.state.as_str(),
+            delivery: s.delivery.as_str(),
+            verified: s.state == engine::ChallengeStatusKind::Verified,
+        }
+    }
+}

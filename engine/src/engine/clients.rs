@@ -162,6 +162,7 @@ impl Engine {
                 revoked_at: None,
             },
             secrets: vec![(id, hash_secret(&secret))],
+            services: Vec::new(),
         };
         let mut event = AuditEvent::new(EventKind::ClientAdded, None)
             .with("name", client.info.name.clone())
@@ -346,7 +347,7 @@ impl Engine {
     /// Runs `change` on a copy of the unrevoked client called `name`, then
     /// writes it with the event `change` returns (named after the client)
     /// and puts it in memory.
-    fn change_client<T>(
+    pub(super) fn change_client<T>(
         &self,
         name: &str,
         change: impl FnOnce(&mut Client, Timestamp) -> Result<(T, AuditEvent)>,
@@ -453,7 +454,7 @@ impl Engine {
     /// On a cluster: reads the registry again if this node's copy is older
     /// than `store.redis.client_refresh` (a cluster that does not answer
     /// leaves the copy as it is; the request then fails on its own reads).
-    fn refresh_clients_if_stale(&self) {
+    pub(super) fn refresh_clients_if_stale(&self) {
         let Some(remote) = &self.remote else {
             return;
         };

@@ -27,6 +27,7 @@ mod pins;
 mod reads;
 mod recovery;
 mod remote;
+mod services;
 mod tenancy;
 mod tx;
 mod upkeep;
@@ -66,6 +67,7 @@ pub use self::login::{LoginId, LoginOutcome};
 pub use self::migrate::Migration;
 pub use self::pins::PinChange;
 pub use self::remote::check_cluster;
+pub use self::services::MAX_SERVICES;
 use self::tx::Tx;
 pub use self::upkeep::{ClusterCounts, Stats, Sweeper};
 

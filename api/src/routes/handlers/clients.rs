@@ -32,6 +32,7 @@ pub async fn add(state: &AppState, input: Input) -> Reply {
             client: wire::ClientOut::new(&info, state.engine.now()),
             key_id: key.info.id.to_string(),
             key: key.key.expose().to_owned(),
+            twilio: wire::TwilioCredentialsOut::of_key(key.key.expose()),
         },
     ))
 }
@@ -124,6 +125,7 @@ pub async fn rotate(state: &AppState, input: Input) -> Reply {
             client: wire::ClientOut::new(&info, state.engine.now()),
             key_id: key.info.id.to_string(),
             key: key.key.expose().to_owned(),
+            twilio: wire::TwilioCredentialsOut::of_key(key.key.expose()),
         },
     ))
 }

@@ -8,6 +8,7 @@ mod audit;
 mod auth;
 mod clients;
 mod contacts;
+mod destinations;
 mod keys;
 mod ops;
 mod recovery;
@@ -65,6 +66,10 @@ pub async fn run(state: &Arc<AppState>, route: Route, input: Input) -> Reply {
         Route::StepUp => auth::step_up(state, input).await,
         Route::StepUpVerify => auth::verify(state, input, engine::Purpose::StepUp).await,
         Route::ChallengeStatus => auth::challenge_status(state, &input),
+        Route::DestinationVerify => destinations::verify(state, input).await,
+        Route::DestinationCheck => destinations::check(state, input).await,
+        Route::DestinationStatus => destinations::status(state, &input),
+        Route::Twilio(operation) => crate::twilio::handlers::run(state, operation, input).await,
         Route::Resend => auth::resend(state, &input).await,
         Route::ActivationRequest => activation::request(state, input).await,
         Route::ActivationComplete => activation::complete(state, input).await,

@@ -165,6 +165,14 @@ pub fn describe(route: Route) -> Doc {
             links: TO_CHALLENGE,
             ..doc("sign-in", "Send a new code for a challenge; only the newest is valid", None, 201, issued(), &[404, 409, 410, 423])
         },
+        R::DestinationVerify => Doc {
+            links: &[("destinationStatus", "id", "$response.body#/challenge_id")],
+            ..doc("destinations", "Send a code to a phone or an email, no account needed; only the newest is valid", Some(ty::<DestinationVerifyIn>()), 201, issued(), &[403, 409])
+        },
+        R::DestinationCheck => doc("destinations", "Check an account-less code; the answer names the destination proven", Some(ty::<VerifyIn>()), 200, ty::<DestinationOut>(), &[404, 410]),
+        R::DestinationStatus => doc("destinations", "An account-less challenge: its destination, state and delivery", None, 200, ty::<DestinationOut>(), &[404]),
+        // Left out of this document (`openapi::document`): Twilio's describes it.
+        R::Twilio(_) => doc("twilio", "The Twilio Verify v2 surface (docs/TWILIO.md)", None, 200, ty::<HealthOut>(), &[]),
         R::SignatureRequest => Doc {
             links: TO_CHALLENGE,
             ..doc("signatures", "Ask the citizen to authorise the signature of a document (PIN, then a code)", Some(ty::<SignatureIn>()), 201, issued(), &[401, 403, 409, 423])

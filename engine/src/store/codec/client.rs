@@ -4,6 +4,7 @@ use bincode::{Decode, Encode};
 
 use crate::client::{
     ChannelSet, Client, ClientId, ClientInfo, ClientPolicy, KeyId, KeyInfo, PurposeSet, Scopes,
+    Service, ServiceId,
 };
 use crate::clock::Timestamp;
 use crate::error::Result;
@@ -16,6 +17,22 @@ use super::{decode, encode};
 pub(crate) enum DbClient {
     V1(DbClientV1),
     V2(DbClientV2),
+    V3(DbClientV3),
+}
+
+/// V3 adds the client's verification services.
+#[derive(Debug, Encode, Decode, PartialEq)]
+pub(crate) struct DbClientV3 {
+    pub(super) client: DbClientV2,
+    pub(super) services: Vec<DbServiceV1>,
+}
+
+#[derive(Debug, Encode, Decode, PartialEq)]
+pub(crate) struct DbServiceV1 {
+    pub(super) id: [u8; 16],
+    pub(super) friendly_name: String,
+    pub(super) code_length: u8,
+    pub(super) created_at: u64,
 }
 
 #[derive(Debug, Encode, Decode, PartialEq)]
@@ -72,7 +89,18 @@ pub(crate) fn encode_client(c: &Client) -> Vec<u8> {
             })
         })
         .collect();
-    encode(&DbClient::V2(DbClientV2 {
+    let services = c
+        .services
+        .iter()
+        .map(|s| DbServiceV1 {
+            id: s.id.0,
+            friendly_name: s.friendly_name.clone(),
+            code_length: s.code_length,
+            created_at: s.created_at.0,
+        })
+        .collect();
+    encode(&DbClient::V3(DbClientV3 {
+        client: DbClientV2 {
         id: info.id.0,
         name: info.name.clone(),
         scopes: info.scopes.0,
@@ -88,13 +116,17 @@ pub(crate) fn encode_client(c: &Client) -> Vec<u8> {
             )
         }),
         test: info.test,
+        },
+        services,
     }))
 }
 
 pub(crate) fn decode_client(bytes: &[u8]) -> Result<Client> {
-    let r = match decode(bytes, "client")? {
-        DbClient::V2(r) => r,
-        DbClient::V1(r) => DbClientV2 {
+    let (r, services) = match decode(bytes, "client")? {
+        DbClient::V3(r) => (r.client, r.services),
+        DbClient::V2(r) => (r, Vec::new()),
+        DbClient::V1(r) => (
+            DbClientV2 {
             id: r.id,
             name: r.name,
             scopes: r.scopes,
@@ -112,6 +144,8 @@ pub(crate) fn decode_client(bytes: &[u8]) -> Result<Client> {
             issue_rate: None,
             test: false,
         },
+        Vec::new(),
+        ),
     };
     let keys = r
         .keys
@@ -145,6 +179,15 @@ pub(crate) fn decode_client(bytes: &[u8]) -> Result<Client> {
             .keys
             .iter()
             .map(|k| (KeyId(k.id), k.secret_hash))
+            .collect(),
+        services: services
+            .into_iter()
+            .map(|s| Service {
+                id: ServiceId(s.id),
+                friendly_name: s.friendly_name,
+                code_length: s.code_length,
+                created_at: Timestamp(s.created_at),
+            })
             .collect(),
     })
 }

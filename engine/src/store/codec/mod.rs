@@ -378,10 +378,17 @@ mod tests {
                 revoked_at: None,
             },
             secrets: vec![(KeyId([1; 8]), [5; 32]), (KeyId([2; 8]), [6; 32])],
+            services: vec![crate::client::Service {
+                id: crate::client::ServiceId([7; 16]),
+                friendly_name: "Loja".into(),
+                code_length: 6,
+                created_at: Timestamp(1_795_392_000_000),
+            }],
         };
         let back = decode_client(&encode_client(&client)).unwrap();
         assert_eq!(back.info, client.info);
         assert_eq!(back.secrets, client.secrets);
+        assert_eq!(back.services, client.services);
     }
 
     #[test]
