@@ -48,9 +48,9 @@ pub use engine::{
     ActivationTarget, ClientUpdate, ClusterCounts, Contact, ContactChangeStart, ContactKind,
     ContactRemoval, Destination, DestinationCheck, DestinationRequest, DestinationStatus,
     DestinationTarget, Ending, Engine, ImportAccount, ImportState, LoginId, LoginOutcome,
-    MAX_EVENTS_PER_READ, MAX_LIVE_KEYS, MAX_SERVICES, Migration, NewAccount, NewClient, NewKey, PinChange,
-    PreRegistration, Recovery, RecoveryMethod, Stats, Sweeper, check_cluster, os_seeded_rng,
-    seeded_rng,
+    MAX_EVENTS_PER_READ, MAX_LIVE_KEYS, MAX_SERVICES, Migration, NewAccount, NewClient, NewKey,
+    PinChange, PreRegistration, Recovery, RecoveryMethod, Stats, Sweeper, check_cluster,
+    os_seeded_rng, seeded_rng,
 };
 pub use error::{EngineError, Result};
 pub use id::{AccountId, ChallengeId};

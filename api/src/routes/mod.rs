@@ -80,8 +80,8 @@ pub async fn handle(
     let request_id = request_id(&request);
     let method = request.method().clone();
     // The Twilio surface answers errors in Twilio's shape, naming the path.
-    let twilio = crate::twilio::is_twilio(request.uri().path())
-        .then(|| request.uri().path().to_owned());
+    let twilio =
+        crate::twilio::is_twilio(request.uri().path()).then(|| request.uri().path().to_owned());
     let (label, result) = match table::find(&method, request.uri().path(), listener) {
         Err((error, label)) => (label, Err(error)),
         Ok(found) => {

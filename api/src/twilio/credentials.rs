@@ -46,7 +46,9 @@ pub fn key_of_basic(header: &str) -> Option<String> {
     let decoded = STANDARD.decode(encoded).ok()?;
     let text = String::from_utf8(decoded).ok()?;
     let (user, token) = text.split_once(':')?;
-    let sid = user.strip_prefix("AC").or_else(|| user.strip_prefix("SK"))?;
+    let sid = user
+        .strip_prefix("AC")
+        .or_else(|| user.strip_prefix("SK"))?;
     if sid.len() != 32 || !sid.ends_with(PAD) {
         return None;
     }
@@ -66,7 +68,8 @@ pub fn key_of_basic(header: &str) -> Option<String> {
 mod tests {
     use super::*;
 
-    const KEY: &str = "otpd_0123456789abcdef_00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+    const KEY: &str =
+        "otpd_0123456789abcdef_00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
 
     fn basic(user: &str, token: &str) -> String {
         format!("Basic {}", STANDARD.encode(format!("{user}:{token}")))
@@ -77,10 +80,20 @@ mod tests {
         let c = of_key(KEY).unwrap();
         assert_eq!(c.account_sid, "AC0123456789abcdef0000000000000000");
         assert_eq!(c.account_sid.len(), 34);
-        assert_eq!(key_of_basic(&basic(&c.account_sid, &c.auth_token)).unwrap(), KEY);
+        assert_eq!(
+            key_of_basic(&basic(&c.account_sid, &c.auth_token)).unwrap(),
+            KEY
+        );
         // An API key SID works the same way; case does not matter.
-        let sk = c.account_sid.replacen("AC", "SK", 1).to_ascii_uppercase().replacen("SK", "SK", 1);
-        assert_eq!(key_of_basic(&basic(&sk, &c.auth_token.to_ascii_uppercase())).unwrap(), KEY);
+        let sk = c
+            .account_sid
+            .replacen("AC", "SK", 1)
+            .to_ascii_uppercase()
+            .replacen("SK", "SK", 1);
+        assert_eq!(
+            key_of_basic(&basic(&sk, &c.auth_token.to_ascii_uppercase())).unwrap(),
+            KEY
+        );
     }
 
     #[test]

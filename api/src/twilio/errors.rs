@@ -71,7 +71,10 @@ pub fn translate(answer: Answer, path: &str) -> Response<Full<Bytes>> {
     let (code, message) = match answer.status.as_u16() {
         401 => (20003, "Authenticate".to_owned()),
         403 => (20403, format!("Permission denied: {}", answer.message)),
-        404 => (20404, format!("The requested resource {path} was not found")),
+        404 => (
+            20404,
+            format!("The requested resource {path} was not found"),
+        ),
         405 => (20004, "Method not allowed".to_owned()),
         400 | 415 => match answer.field.as_deref() {
             Some(field) => (60200, format!("Invalid parameter: {}", parameter(field))),

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use engine::audit::acting;
 use engine::{
-    Channel, ChallengeId, Code, Destination, DestinationRequest, DestinationTarget, Email,
-    EngineError, Ending, Locale, Phone, ServiceId, Verification,
+    ChallengeId, Channel, Code, Destination, DestinationRequest, DestinationTarget, Email, Ending,
+    EngineError, Locale, Phone, ServiceId, Verification,
 };
 use http_body_util::Full;
 use hyper::header::{CONTENT_TYPE, HeaderValue};
@@ -118,12 +118,10 @@ async fn create_verification(
     let channel = channel(params.required("Channel")?)?;
     let to = params.required("To")?;
     let destination = match channel {
-        Channel::Email => Destination::Email(
-            Email::parse(to).map_err(|e| Refused::invalid("To", why(&e)))?,
-        ),
-        _ => Destination::Phone(
-            Phone::parse(to).map_err(|e| Refused::invalid("To", why(&e)))?,
-        ),
+        Channel::Email => {
+            Destination::Email(Email::parse(to).map_err(|e| Refused::invalid("To", why(&e)))?)
+        }
+        _ => Destination::Phone(Phone::parse(to).map_err(|e| Refused::invalid("To", why(&e)))?),
     };
     let locale = params
         .get("Locale")
@@ -158,7 +156,9 @@ async fn create_verification(
         "channel" => issued.channel.as_str()
     )
     .increment(1);
-    let status = acting(&actor, || state.engine.destination_status(issued.challenge_id))?;
+    let status = acting(&actor, || {
+        state.engine.destination_status(issued.challenge_id)
+    })?;
     let now = state.engine.now();
     Ok(json(
         StatusCode::CREATED,
@@ -227,16 +227,18 @@ async fn check(state: &Arc<AppState>, input: Input, service: &str, base: &Base) 
     let actor = input.actor().clone();
     let id = service_id(service)?;
     acting(&actor, || state.engine.service(id))?;
-    let params = Params::parse(
-        &input.form().await?,
-        &["Code", "To", "VerificationSid"],
-    )?;
+    let params = Params::parse(&input.form().await?, &["Code", "To", "VerificationSid"])?;
     let code = Code::new(params.required("Code")?);
     let target = match (params.get("To"), params.get("VerificationSid")) {
         (Some(to), None) => DestinationTarget::To(destination(to)?),
-        (None, Some(sid)) => DestinationTarget::Challenge(parse_verification_sid(sid).ok_or_else(
-            || Refused::invalid("VerificationSid", "is VE followed by 32 hexadecimal digits".into()),
-        )?),
+        (None, Some(sid)) => {
+            DestinationTarget::Challenge(parse_verification_sid(sid).ok_or_else(|| {
+                Refused::invalid(
+                    "VerificationSid",
+                    "is VE followed by 32 hexadecimal digits".into(),
+                )
+            })?)
+        }
         (Some(_), Some(_)) => {
             return Err(Refused::invalid(
                 "VerificationSid",
@@ -244,10 +246,7 @@ async fn check(state: &Arc<AppState>, input: Input, service: &str, base: &Base) 
             ));
         }
         (None, None) => {
-            return Err(Refused::invalid(
-                "To",
-                "give To or VerificationSid".into(),
-            ));
+            return Err(Refused::invalid("To", "give To or VerificationSid".into()));
         }
     };
     let checked = acting(&actor, || state.engine.check_destination(target, &code))?
@@ -291,8 +290,9 @@ fn service_id(sid: &str) -> Result<ServiceId, Refused> {
 /// A Verification SID in the path: `VE` + 32 hex digits; anything else
 /// names no Verification (404).
 fn verification_id(sid: &str) -> Result<ChallengeId, Refused> {
-    parse_verification_sid(sid)
-        .ok_or(Refused::Api(ApiError::Engine(EngineError::ChallengeNotFound)))
+    parse_verification_sid(sid).ok_or(Refused::Api(ApiError::Engine(
+        EngineError::ChallengeNotFound,
+    )))
 }
 
 fn parse_verification_sid(sid: &str) -> Option<ChallengeId> {

@@ -153,7 +153,14 @@ impl Server {
     }
 
     /// Starts `command` (an [`otpd_with`]) and waits until it listens.
-    pub fn spawn(mut command: Command) -> Server {
+    pub fn spawn(command: Command) -> Server {
+        Server::spawn_teeing(command, None)
+    }
+
+    /// [`Server::spawn`], copying every log line to `tee` as it comes (for
+    /// a program outside the test that reads codes from the log).
+    pub fn spawn_teeing(mut command: Command, tee: Option<&Path>) -> Server {
+        let mut tee = tee.map(|path| std::fs::File::create(path).unwrap());
         let codes = Arc::new(Codes::default());
         let mut child = command
             .stdout(Stdio::null())
@@ -168,6 +175,10 @@ impl Server {
             std::thread::spawn(move || {
                 for line in std::io::BufReader::new(stderr).lines() {
                     let Ok(line) = line else { break };
+                    if let Some(file) = tee.as_mut() {
+                        use std::io::Write;
+                        let _ = writeln!(file, "{line}").and_then(|()| file.flush());
+                    }
                     if let Ok(entry) = serde_json::from_str::<Value>(&line) {
                         // The JSON log puts an event's fields beside its message.
                         let fields = if entry["fields"].is_object() {

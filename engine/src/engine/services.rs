@@ -34,7 +34,9 @@ impl Engine {
         {
             return Err(EngineError::invalid(
                 "code_length",
-                format!("codes here are {length} characters long (the server's codes.destination policy)"),
+                format!(
+                    "codes here are {length} characters long (the server's codes.destination policy)"
+                ),
             ));
         }
         let client = self.calling_client_name()?;
@@ -77,7 +79,9 @@ impl Engine {
         self.clients
             .get(&caller)
             .map(|c| c.info.name.clone())
-            .ok_or_else(|| EngineError::not_permitted("client", "the calling client is not registered"))
+            .ok_or_else(|| {
+                EngineError::not_permitted("client", "the calling client is not registered")
+            })
     }
 }
 

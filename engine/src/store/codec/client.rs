@@ -101,21 +101,21 @@ pub(crate) fn encode_client(c: &Client) -> Vec<u8> {
         .collect();
     encode(&DbClient::V3(DbClientV3 {
         client: DbClientV2 {
-        id: info.id.0,
-        name: info.name.clone(),
-        scopes: info.scopes.0,
-        created_at: info.created_at.0,
-        revoked_at: info.revoked_at.map(|t| t.0),
-        keys,
-        purposes: info.policy.purposes.map(|p| p.0),
-        channels: info.policy.channels.map(|c| c.0),
-        issue_rate: info.policy.issue_rate.map(|r| {
-            (
-                r.count,
-                u64::try_from(r.per.as_millis()).unwrap_or(u64::MAX),
-            )
-        }),
-        test: info.test,
+            id: info.id.0,
+            name: info.name.clone(),
+            scopes: info.scopes.0,
+            created_at: info.created_at.0,
+            revoked_at: info.revoked_at.map(|t| t.0),
+            keys,
+            purposes: info.policy.purposes.map(|p| p.0),
+            channels: info.policy.channels.map(|c| c.0),
+            issue_rate: info.policy.issue_rate.map(|r| {
+                (
+                    r.count,
+                    u64::try_from(r.per.as_millis()).unwrap_or(u64::MAX),
+                )
+            }),
+            test: info.test,
         },
         services,
     }))
@@ -127,24 +127,24 @@ pub(crate) fn decode_client(bytes: &[u8]) -> Result<Client> {
         DbClient::V2(r) => (r, Vec::new()),
         DbClient::V1(r) => (
             DbClientV2 {
-            id: r.id,
-            name: r.name,
-            scopes: r.scopes,
-            created_at: r.created_at,
-            revoked_at: r.revoked_at,
-            keys: vec![DbClientKeyV1 {
                 id: r.id,
-                secret_hash: r.secret_hash,
+                name: r.name,
+                scopes: r.scopes,
                 created_at: r.created_at,
-                expires_at: None,
-                revoked_at: None,
-            }],
-            purposes: None,
-            channels: None,
-            issue_rate: None,
-            test: false,
-        },
-        Vec::new(),
+                revoked_at: r.revoked_at,
+                keys: vec![DbClientKeyV1 {
+                    id: r.id,
+                    secret_hash: r.secret_hash,
+                    created_at: r.created_at,
+                    expires_at: None,
+                    revoked_at: None,
+                }],
+                purposes: None,
+                channels: None,
+                issue_rate: None,
+                test: false,
+            },
+            Vec::new(),
         ),
     };
     let keys = r
