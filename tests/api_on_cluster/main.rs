@@ -34,6 +34,8 @@ mod contacts;
 mod delivery;
 #[path = "../api/deploy.rs"]
 mod deploy;
+#[path = "../api/destinations.rs"]
+mod destinations;
 #[path = "../api/faults.rs"]
 mod faults;
 #[path = "../api/helpers/mod.rs"]
@@ -64,3 +66,5 @@ mod tenants;
 mod test_mode;
 #[path = "../api/tls.rs"]
 mod tls;
+#[path = "../api/twilio.rs"]
+mod twilio;

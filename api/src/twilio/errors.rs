@@ -83,7 +83,12 @@ pub fn translate(answer: Answer, path: &str) -> Response<Full<Bytes>> {
         429 => match answer.extra.reason {
             // A limit on codes to this destination (or its country, or
             // all SMS): Twilio's "too many sends" for this To.
-            Some(reason) if reason.starts_with("destination") || reason.starts_with("sms") => {
+            // (An account-less code's "account" is its client's To.)
+            Some(reason)
+                if reason.starts_with("destination")
+                    || reason.starts_with("sms")
+                    || reason == "account_issue_rate" =>
+            {
                 (60203, "Max send attempts reached".to_owned())
             }
             _ => (20429, "Too Many Requests".to_owned()),
