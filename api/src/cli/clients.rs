@@ -290,6 +290,11 @@ fn made(answer: &Value, what: &str) -> Done {
                 client["name"], answer["key_id"]
             ),
             describe(client),
+            // The secret is on stdout only; its Twilio form needs just the SID.
+            format!(
+                "as Twilio credentials (docs/TWILIO.md): account SID {}, auth token = the key's secret (its part after the last '_')",
+                answer["twilio"]["account_sid"].as_str().unwrap_or("-")
+            ),
         ],
     }
 }
