@@ -28,7 +28,7 @@ struct Args {
     /// Where the delivery sink listens; otpd's SMS gateway URL must point at it.
     #[arg(long, default_value = "127.0.0.1:9900")]
     sink: String,
-    /// A flow (step-up, login, wrong-code, status) or a weighted mix, e.g. step-up=90,login=10.
+    /// A flow (step-up, login, wrong-code, status, signature, destination) or a weighted mix, e.g. step-up=90,login=10.
     #[arg(long, default_value = "step-up")]
     flow: String,
     /// Open model: flows started per second.

@@ -18,6 +18,9 @@ pub enum Flow {
     /// Signature: phone + PIN (Argon2) and a document, the code bound to
     /// it, its verify with the attestation signed (Ed25519).
     Signature,
+    /// Account-less: a code to the account's phone with no account
+    /// (`/v1/destinations/verify`), received at the sink, checked.
+    Destination,
 }
 
 impl Flow {
@@ -29,6 +32,7 @@ impl Flow {
             Flow::WrongCode => "wrong-code",
             Flow::Status => "status",
             Flow::Signature => "signature",
+            Flow::Destination => "destination",
         }
     }
 
@@ -39,9 +43,10 @@ impl Flow {
             "wrong-code" => Flow::WrongCode,
             "status" => Flow::Status,
             "signature" => Flow::Signature,
+            "destination" => Flow::Destination,
             other => {
                 return Err(format!(
-                    "unknown flow {other:?}: use step-up, login, wrong-code, status or signature"
+                    "unknown flow {other:?}: use step-up, login, wrong-code, status, signature or destination"
                 ));
             }
         })
@@ -132,7 +137,7 @@ impl Pick {
 
 /// Each kind of flow's count of arrivals so far (its turns).
 #[derive(Debug, Default)]
-pub struct Turns([std::sync::atomic::AtomicU64; 5]);
+pub struct Turns([std::sync::atomic::AtomicU64; 6]);
 
 impl Turns {
     /// The turn of the next `flow`.
@@ -143,6 +148,7 @@ impl Turns {
             Flow::WrongCode => 2,
             Flow::Status => 3,
             Flow::Signature => 4,
+            Flow::Destination => 5,
         };
         self.0[i].fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     }

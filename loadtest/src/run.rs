@@ -280,6 +280,23 @@ async fn run_flow(
                 .await
                 .is_some()
         }
+        Flow::Destination => {
+            let waiting = shared.sink.expect(&account.phone);
+            let body = json!({ "phone": account.phone });
+            let call = http.call(Method::POST, "/v1/destinations/verify", Some(&body));
+            let Some(issued) = step(shared, "send", record, StatusCode::CREATED, call).await else {
+                shared.sink.forget(&account.phone);
+                return false;
+            };
+            let Some(code) = delivered(shared, record, &account.phone, waiting).await else {
+                return false;
+            };
+            let body = json!({ "challenge_id": issued["challenge_id"], "code": code });
+            let call = http.call(Method::POST, "/v1/destinations/verify/check", Some(&body));
+            step(shared, "check", record, StatusCode::OK, call)
+                .await
+                .is_some_and(|proven| proven["verified"] == true)
+        }
         Flow::Signature => {
             let waiting = shared.sink.expect(&account.phone);
             // A name without digits: the sink finds the code as the message's six-digit run.

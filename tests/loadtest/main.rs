@@ -222,3 +222,25 @@ async fn seeding_refuses_accounts_that_already_exist() {
     seed::save(&file, &accounts).unwrap();
     assert_eq!(seed::load(&file).unwrap(), accounts);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_destination_flow_proves_phones_with_no_account() {
+    let sink = Sink::bind("127.0.0.1:0").await.unwrap();
+    let server = otpd_for(&sink).await;
+    let accounts = seeded(&server, 50).await;
+    let report = run(
+        options(&server, "destination", Model::Closed { concurrency: 8 }),
+        sink,
+        accounts,
+    )
+    .await
+    .unwrap();
+    let table = report.table();
+    assert_eq!(report.error_rate(), 0.0, "{table}");
+    assert_eq!(ok(&report, "destination"), 200, "{table}");
+    // Each code sent reached the sink and was proven.
+    assert_eq!(ok(&report, "send"), 200, "{table}");
+    assert_eq!(ok(&report, "deliver"), 200, "{table}");
+    assert_eq!(ok(&report, "check"), 200, "{table}");
+    assert_eq!(report.sink, (200, 0), "{table}");
+}
