@@ -32,7 +32,7 @@ struct Target {
 fn start() -> Target {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let key = client_key(otpd(&data), "shop", "auth");
+    let key = client_key(otpd(&data), "shop", "verify");
     let log = dir.path().join("otpd.log");
     let server = Server::spawn_teeing(otpd(&data), Some(&log));
     // The key's Twilio form (docs/TWILIO.md): AC + key id + 16 zeros, and its secret.

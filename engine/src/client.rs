@@ -36,17 +36,22 @@ pub enum Scope {
     /// who they are elsewhere (Citizen Card, a Citizen Space): for the
     /// strong-authentication services only. `admin` does not include it.
     Recovery,
+    /// Account-less verification: codes to any phone or email, with no
+    /// account and no PIN (`/v1/destinations`, the Twilio surface). Its
+    /// own scope, granted on purpose: `auth` does not include it.
+    Verify,
 }
 
 impl Scope {
     /// Every scope.
-    pub const ALL: [Scope; 6] = [
+    pub const ALL: [Scope; 7] = [
         Scope::Auth,
         Scope::Accounts,
         Scope::Admin,
         Scope::Sign,
         Scope::Audit,
         Scope::Recovery,
+        Scope::Verify,
     ];
 
     /// Parses the scope's name.
@@ -58,10 +63,11 @@ impl Scope {
             "sign" => Ok(Scope::Sign),
             "audit" => Ok(Scope::Audit),
             "recovery" => Ok(Scope::Recovery),
+            "verify" => Ok(Scope::Verify),
             other => Err(EngineError::invalid(
                 "scopes",
                 format!(
-                    "unknown scope {other:?}: use auth, accounts, admin, sign, audit or recovery"
+                    "unknown scope {other:?}: use auth, accounts, admin, sign, audit, recovery or verify"
                 ),
             )),
         }
@@ -76,6 +82,7 @@ impl Scope {
             Scope::Sign => "sign",
             Scope::Audit => "audit",
             Scope::Recovery => "recovery",
+            Scope::Verify => "verify",
         }
     }
 
@@ -87,6 +94,7 @@ impl Scope {
             Scope::Sign => 8,
             Scope::Audit => 16,
             Scope::Recovery => 32,
+            Scope::Verify => 64,
         }
     }
 }
@@ -621,7 +629,7 @@ mod tests {
             assert!(!desk.grants(other), "{other:?}");
         }
         let bits: Vec<u8> = Scope::ALL.iter().map(|s| s.bit()).collect();
-        assert_eq!(bits, [1, 2, 4, 8, 16, 32], "stored bits never move");
+        assert_eq!(bits, [1, 2, 4, 8, 16, 32, 64], "stored bits never move");
         assert_eq!(Scope::parse("Recovery").unwrap().as_str(), "recovery");
     }
 }

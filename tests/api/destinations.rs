@@ -12,14 +12,14 @@ use crate::helpers::*;
 const TO: &str = "+351912000444";
 
 async fn send(app: &ApiClient, body: Value) -> Response {
-    app.post("/v1/destinations/verify", &app.auth_key, body)
+    app.post("/v1/destinations/verify", &app.all_key, body)
         .await
 }
 
 async fn check(app: &ApiClient, challenge: &str, code: &str) -> Response {
     app.post(
         "/v1/destinations/verify/check",
-        &app.auth_key,
+        &app.all_key,
         json!({"challenge_id": challenge, "code": code}),
     )
     .await
@@ -62,7 +62,7 @@ async fn a_phone_is_proven_once_by_its_last_code() {
         (StatusCode::GONE, "already_used")
     );
     let r = app
-        .get(&format!("/v1/destinations/verify/{id}"), &app.auth_key)
+        .get(&format!("/v1/destinations/verify/{id}"), &app.all_key)
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(r.body["state"], "verified");
@@ -168,20 +168,14 @@ async fn bad_requests_are_refused_naming_the_field() {
         assert_eq!(r.status, status, "{challenge} {code}: {}", r.text);
         assert_eq!(r.body["error"]["field"], field, "{}", r.text);
     }
-    let r = app
-        .post(
-            "/v1/destinations/verify",
-            &app.accounts_key,
-            json!({"phone": TO}),
-        )
-        .await;
-    assert_eq!(
-        r.status,
-        StatusCode::FORBIDDEN,
-        "the auth scope: {}",
-        r.text
-    );
-    let r = app.get("/v1/destinations/verify/zz", &app.auth_key).await;
+    // Its own scope: `auth` does not grant it.
+    for key in [&app.accounts_key, &app.auth_key] {
+        let r = app
+            .post("/v1/destinations/verify", key, json!({"phone": TO}))
+            .await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
+    }
+    let r = app.get("/v1/destinations/verify/zz", &app.all_key).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
 }
 
@@ -189,27 +183,26 @@ async fn bad_requests_are_refused_naming_the_field() {
 async fn a_client_sees_only_its_own_verifications() {
     let app = spawn_app().await;
     let (id, code) = sent(&app, json!({"phone": TO})).await;
-    // Another client with the auth scope: the challenge does not exist for it.
-    let other = app.with_key(&app.all_key);
+    // Another client with the verify scope: the challenge does not exist for it.
+    let key = app
+        .new_client(json!({"name": "shop", "scopes": ["verify"]}))
+        .await;
+    let other = app.with_key(&key);
     let r = other
         .post(
             "/v1/destinations/verify/check",
-            &app.all_key,
+            &key,
             json!({"challenge_id": id, "code": code}),
         )
         .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text);
     let r = other
-        .get(&format!("/v1/destinations/verify/{id}"), &app.all_key)
+        .get(&format!("/v1/destinations/verify/{id}"), &key)
         .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text);
     // Its own code to the same phone does not touch the first client's.
     let r = other
-        .post(
-            "/v1/destinations/verify",
-            &app.all_key,
-            json!({"phone": TO}),
-        )
+        .post("/v1/destinations/verify", &key, json!({"phone": TO}))
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
     assert_eq!(check(&app, &id, &code).await.status, StatusCode::OK);

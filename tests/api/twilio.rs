@@ -68,11 +68,11 @@ async fn twilio(
 }
 
 async fn post(app: &ApiClient, path: &str, form: &[(&str, &str)]) -> Response {
-    twilio(app, Method::POST, path, Some(&app.auth_key), form).await
+    twilio(app, Method::POST, path, Some(&app.all_key), form).await
 }
 
 async fn get(app: &ApiClient, path: &str) -> Response {
-    twilio(app, Method::GET, path, Some(&app.auth_key), &[]).await
+    twilio(app, Method::GET, path, Some(&app.all_key), &[]).await
 }
 
 /// Asserts a Twilio error: HTTP status, Twilio code, the message's start.
@@ -89,8 +89,8 @@ fn refused(r: &Response, status: StatusCode, code: u64, message: &str) {
     );
     let said = r.body["message"].as_str().unwrap_or_default();
     assert!(said.starts_with(message), "{message:?} in {}", r.text);
-    // Both keys would make the SDKs read another error type.
-    assert!(r.body.get("type").is_none() || r.body.get("title").is_none());
+    // Either key would make the SDKs read another error type.
+    assert!(r.body.get("type").is_none() && r.body.get("title").is_none());
 }
 
 /// Asserts `body` has exactly `keys`, and Twilio's dates.
@@ -220,12 +220,14 @@ async fn services_are_created_and_read_in_twilios_shape() {
     shape(&fetched.body, SERVICE);
     assert_eq!(fetched.body["sid"], sid.as_str());
     // Another client's service does not exist for this one.
-    let other = app.with_key(&app.all_key);
+    let other = app
+        .new_client(serde_json::json!({"name": "shop", "scopes": ["verify"]}))
+        .await;
     let r = twilio(
-        &other,
+        &app,
         Method::GET,
         &format!("/v2/Services/{sid}"),
-        Some(&app.all_key),
+        Some(&other),
         &[],
     )
     .await;
@@ -508,7 +510,7 @@ async fn every_bad_request_gets_twilios_error_naming_the_parameter() {
                 .header(
                     "authorization",
                     format!("Basic {}", {
-                        let (sid, token) = credentials(&app.auth_key);
+                        let (sid, token) = credentials(&app.all_key);
                         STANDARD.encode(format!("{sid}:{token}"))
                     }),
                 )
@@ -570,7 +572,7 @@ async fn missing_resources_and_methods_and_credentials_answer_as_twilio_does() {
         &app,
         Method::DELETE,
         "/v2/Services",
-        Some(&app.auth_key),
+        Some(&app.all_key),
         &[],
     )
     .await;
@@ -584,7 +586,7 @@ async fn missing_resources_and_methods_and_credentials_answer_as_twilio_does() {
     // No credentials, a wrong token, a malformed SID, the wrong scheme.
     let r = twilio(&app, Method::GET, &service, None, &[]).await;
     refused(&r, StatusCode::UNAUTHORIZED, 20003, "Authenticate");
-    let (sid, token) = credentials(&app.auth_key);
+    let (sid, token) = credentials(&app.all_key);
     for (user, password) in [
         (sid.as_str(), "0".repeat(64)),
         (&sid[..20], token.clone()),
@@ -633,9 +635,16 @@ async fn missing_resources_and_methods_and_credentials_answer_as_twilio_does() {
         .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text);
     assert_eq!(r.error_code(), "unauthenticated");
-    // A client without the auth scope.
-    let r = twilio(&app, Method::GET, &service, Some(&app.accounts_key), &[]).await;
-    refused(&r, StatusCode::FORBIDDEN, 20403, "Permission denied");
+    // A client without the verify scope (auth does not grant it).
+    for key in [&app.accounts_key, &app.auth_key] {
+        let r = twilio(&app, Method::GET, &service, Some(key), &[]).await;
+        refused(&r, StatusCode::FORBIDDEN, 20403, "Permission denied");
+    }
+    // A service is deleted (204), then gone.
+    let r = twilio(&app, Method::DELETE, &service, Some(&app.all_key), &[]).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
+    let r = get(&app, &service).await;
+    refused(&r, StatusCode::NOT_FOUND, 20404, "The requested resource");
 }
 
 /// The send limits hold on the Twilio surface too, as Twilio's 60203.
@@ -668,7 +677,7 @@ async fn a_new_key_is_shown_with_its_twilio_credentials() {
         .post(
             "/v1/admin/clients",
             &app.admin_key,
-            serde_json::json!({"name": "shop", "scopes": ["auth"]}),
+            serde_json::json!({"name": "shop", "scopes": ["verify"]}),
         )
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
@@ -687,4 +696,72 @@ async fn a_new_key_is_shown_with_its_twilio_credentials() {
     .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
     assert_eq!(r.body["account_sid"].as_str().unwrap().len(), 34);
+}
+
+/// A refusal kept for an `Idempotency-Key` is given again as Twilio says it.
+#[tokio::test]
+async fn a_replayed_refusal_keeps_twilios_shape() {
+    let app = spawn_app().await;
+    let service = service(&app).await;
+    let (sid, token) = credentials(&app.all_key);
+    let request = || {
+        Request::post(format!("{}{service}/Verifications", app.address))
+            .header(
+                "authorization",
+                format!("Basic {}", STANDARD.encode(format!("{sid}:{token}"))),
+            )
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("idempotency-key", "twilio-retry-1")
+            .body(Full::new(Bytes::from("To=%2B351912000555&Channel=call")))
+            .unwrap()
+    };
+    let first = app.send(request()).await;
+    refused(
+        &first,
+        StatusCode::BAD_REQUEST,
+        60200,
+        "Invalid parameter: Channel",
+    );
+    let again = app.send(request()).await;
+    assert_eq!(
+        again.headers["idempotent-replayed"], "true",
+        "{:?}",
+        again.headers
+    );
+    refused(
+        &again,
+        StatusCode::BAD_REQUEST,
+        60200,
+        "Invalid parameter: Channel",
+    );
+    assert_eq!(again.body, first.body);
+    // And an otpd refusal translated on the way out (an unknown Service).
+    let unknown = format!("/v2/Services/VA{}/Verifications", "0".repeat(32));
+    let request = || {
+        Request::post(format!("{}{unknown}", app.address))
+            .header(
+                "authorization",
+                format!("Basic {}", STANDARD.encode(format!("{sid}:{token}"))),
+            )
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("idempotency-key", "twilio-retry-2")
+            .body(Full::new(Bytes::from("To=%2B351912000555&Channel=sms")))
+            .unwrap()
+    };
+    let first = app.send(request()).await;
+    refused(
+        &first,
+        StatusCode::NOT_FOUND,
+        20404,
+        "The requested resource",
+    );
+    let again = app.send(request()).await;
+    assert_eq!(again.headers["idempotent-replayed"], "true");
+    refused(
+        &again,
+        StatusCode::NOT_FOUND,
+        20404,
+        "The requested resource",
+    );
+    assert_eq!(again.body, first.body);
 }

@@ -116,6 +116,9 @@ async function refused(promise, status, code) {
   await refused(v2.services("VA" + "0".repeat(32)).fetch(), 404, 20404);
   await refused(connect("0".repeat(64)).verify.v2.services(svc.sid).fetch(), 401, 20003);
 
+  assert.strictEqual(await v2.services(svc.sid).remove(), true);
+  await refused(v2.services(svc.sid).fetch(), 404, 20404);
+
   console.log(`OK: the Twilio Node SDK verified an SMS and an email through otpd (service ${svc.sid})`);
 })().catch((e) => {
   console.error(e);

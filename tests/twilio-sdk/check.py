@@ -139,5 +139,9 @@ bad_client = Client(os.environ["TWILIO_ACCOUNT_SID"], "0" * 64)
 bad_client.verify.base_url = URL
 refused(lambda: bad_client.verify.v2.services(svc.sid).fetch(), 401, 20003)
 
+# A Service is deleted; then it is gone.
+assert v2.services(svc.sid).delete() is True
+refused(lambda: v2.services(svc.sid).fetch(), 404, 20404)
+
 print(f"OK: the Twilio Python SDK verified an SMS and an email through otpd (service {svc.sid})")
 sys.exit(0)

@@ -116,6 +116,9 @@ pub async fn run(
     input.claim(claim.clone());
     let task_state = Arc::clone(state);
     let task_claim = claim.clone();
+    // The Twilio surface's refusals are stored as it answers them.
+    let twilio = crate::twilio::is_twilio(endpoint.path)
+        .then(|| target.split('?').next().unwrap_or(target).to_owned());
     let task = tokio::spawn(async move {
         let _holder = holder;
         // Gives the key back if the handler panics, whether or not anyone
@@ -127,7 +130,7 @@ pub async fn run(
         let reply = handlers::run(&task_state, endpoint.route, input).await;
         unanswered.disarm();
         let secret = endpoint.retry == Retry::KeyedSecret;
-        keep(&task_state, &task_claim, secret, reply).await
+        keep(&task_state, &task_claim, secret, reply, twilio.as_deref()).await
     });
     match task.await {
         Ok(reply) => reply,
@@ -183,8 +186,15 @@ fn storable(status: StatusCode) -> bool {
 }
 
 /// Stores the answer for retries (unless it is not to be kept), then gives
-/// it back. An answer holding a `secret` is stored as withheld.
-async fn keep(state: &AppState, claim: &Claim, secret: bool, reply: Reply) -> Reply {
+/// it back. An answer holding a `secret` is stored as withheld; a refusal
+/// on the Twilio surface (`twilio`: the request's path) in Twilio's shape.
+async fn keep(
+    state: &AppState,
+    claim: &Claim,
+    secret: bool,
+    reply: Reply,
+    twilio: Option<&str>,
+) -> Reply {
     let (status, content_type, body, reply) = match reply {
         Ok(response) => {
             let (parts, body) = response.into_parts();
@@ -203,8 +213,11 @@ async fn keep(state: &AppState, claim: &Claim, secret: bool, reply: Reply) -> Re
         }
         Err(error) => {
             let answer = error.answer();
-            let body = answer.body();
             let status = answer.status;
+            let body = match twilio {
+                Some(path) => crate::twilio::errors::body(&answer, path),
+                None => answer.body(),
+            };
             (
                 status,
                 "application/json".to_owned(),

@@ -146,6 +146,7 @@ const ADMIN: Option<Scope> = Some(Scope::Admin);
 const SIGN: Option<Scope> = Some(Scope::Sign);
 const AUDIT: Option<Scope> = Some(Scope::Audit);
 const RECOVERY: Option<Scope> = Some(Scope::Recovery);
+const VERIFY: Option<Scope> = Some(Scope::Verify);
 
 /// Every endpoint.
 #[rustfmt::skip]
@@ -180,15 +181,16 @@ pub static TABLE: &[Endpoint] = {
         row(M::POST, "/v1/signatures/verify", R::SignatureVerify, SIGN, Json, Attempt, Keyed),
         row(M::GET, "/v1/challenges/{id}", R::ChallengeStatus, AUTH, Ignored, Free, Unkeyed),
         row(M::POST, "/v1/challenges/{id}/resend", R::Resend, AUTH, Empty, Issue, Keyed),
-        row(M::POST, "/v1/destinations/verify", R::DestinationVerify, AUTH, Json, Issue, Keyed),
-        row(M::POST, "/v1/destinations/verify/check", R::DestinationCheck, AUTH, Json, Attempt, Keyed),
-        row(M::GET, "/v1/destinations/verify/{id}", R::DestinationStatus, AUTH, Ignored, Free, Unkeyed),
-        row(M::POST, "/v2/Services", R::Twilio(T::CreateService), AUTH, Form, Free, Keyed),
-        row(M::GET, "/v2/Services/{service_sid}", R::Twilio(T::FetchService), AUTH, Ignored, Free, Unkeyed),
-        row(M::POST, "/v2/Services/{service_sid}/Verifications", R::Twilio(T::CreateVerification), AUTH, Form, Issue, Keyed),
-        row(M::GET, "/v2/Services/{service_sid}/Verifications/{sid}", R::Twilio(T::FetchVerification), AUTH, Ignored, Free, Unkeyed),
-        row(M::POST, "/v2/Services/{service_sid}/Verifications/{sid}", R::Twilio(T::UpdateVerification), AUTH, Form, Free, Keyed),
-        row(M::POST, "/v2/Services/{service_sid}/VerificationCheck", R::Twilio(T::CheckVerification), AUTH, Form, Attempt, Keyed),
+        row(M::POST, "/v1/destinations/verify", R::DestinationVerify, VERIFY, Json, Issue, Keyed),
+        row(M::POST, "/v1/destinations/verify/check", R::DestinationCheck, VERIFY, Json, Attempt, Keyed),
+        row(M::GET, "/v1/destinations/verify/{id}", R::DestinationStatus, VERIFY, Ignored, Free, Unkeyed),
+        row(M::POST, "/v2/Services", R::Twilio(T::CreateService), VERIFY, Form, Free, Keyed),
+        row(M::GET, "/v2/Services/{service_sid}", R::Twilio(T::FetchService), VERIFY, Ignored, Free, Unkeyed),
+        row(M::DELETE, "/v2/Services/{service_sid}", R::Twilio(T::DeleteService), VERIFY, Empty, Free, Keyed),
+        row(M::POST, "/v2/Services/{service_sid}/Verifications", R::Twilio(T::CreateVerification), VERIFY, Form, Issue, Keyed),
+        row(M::GET, "/v2/Services/{service_sid}/Verifications/{sid}", R::Twilio(T::FetchVerification), VERIFY, Ignored, Free, Unkeyed),
+        row(M::POST, "/v2/Services/{service_sid}/Verifications/{sid}", R::Twilio(T::UpdateVerification), VERIFY, Form, Free, Keyed),
+        row(M::POST, "/v2/Services/{service_sid}/VerificationCheck", R::Twilio(T::CheckVerification), VERIFY, Form, Attempt, Keyed),
         row(M::POST, "/v1/activation/request", R::ActivationRequest, AUTH, Json, Issue, Keyed),
         row(M::POST, "/v1/activation/complete", R::ActivationComplete, AUTH, Json, Attempt, Keyed),
         row(M::POST, "/v1/accounts/{id}/recovery/unlock", R::RecoveryUnlock, RECOVERY, Json, Free, Keyed),

@@ -42,7 +42,12 @@ pub fn account_sid(client: engine::ClientId) -> String {
 /// The otpd key an `Authorization: Basic …` value stands for, if it holds
 /// a SID of the right form (`AC`/`SK` + 16 hex + 16 zeros) and a token.
 pub fn key_of_basic(header: &str) -> Option<String> {
-    let encoded = header.strip_prefix("Basic ")?.trim();
+    // The scheme's name is case-insensitive (RFC 9110, 11.1).
+    let (scheme, encoded) = header.trim_start().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let encoded = encoded.trim();
     let decoded = STANDARD.decode(encoded).ok()?;
     let text = String::from_utf8(decoded).ok()?;
     let (user, token) = text.split_once(':')?;

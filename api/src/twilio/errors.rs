@@ -59,6 +59,23 @@ pub fn max_checks() -> Response<Full<Bytes>> {
 
 /// otpd's answer `answer` to a request for `path`, as Twilio would say it.
 pub fn translate(answer: Answer, path: &str) -> Response<Full<Bytes>> {
+    let mut response = reply(
+        answer.status,
+        &twilio_error(&answer, path),
+        answer.retry_after,
+    );
+    if let Some(allow) = answer.allow.and_then(|a| HeaderValue::from_str(&a).ok()) {
+        response.headers_mut().insert(ALLOW, allow);
+    }
+    response
+}
+
+/// The body of [`translate`]'s answer (what an idempotency key keeps).
+pub fn body(answer: &Answer, path: &str) -> Vec<u8> {
+    serde_json::to_vec(&twilio_error(answer, path)).unwrap_or_default()
+}
+
+fn twilio_error(answer: &Answer, path: &str) -> TwilioError {
     let detail = Some(match answer.status.as_u16() {
         401 => "Your AccountSid or AuthToken was incorrect: HTTP Basic with the account SID \
                 (AC…) and auth token of an otpd client key (docs/TWILIO.md)"
@@ -93,16 +110,22 @@ pub fn translate(answer: Answer, path: &str) -> Response<Full<Bytes>> {
             }
             _ => (20429, "Too Many Requests".to_owned()),
         },
+        // SMS to a prefix the operator does not serve.
+        409 if answer.code == "destination_not_allowed" => {
+            (60605, "Verification delivery attempt blocked".to_owned())
+        }
         409 => (20409, format!("Conflict: {}", answer.message)),
         503 => (20503, "Service Unavailable".to_owned()),
         s if s >= 500 => (20500, "Internal Server Error".to_owned()),
         s => (u32::from(s), answer.message.clone()),
     };
-    let mut response = respond(answer.status, code, message, detail, answer.retry_after);
-    if let Some(allow) = answer.allow.and_then(|a| HeaderValue::from_str(&a).ok()) {
-        response.headers_mut().insert(ALLOW, allow);
+    TwilioError {
+        code,
+        more_info: format!("https://www.twilio.com/docs/errors/{code}"),
+        message,
+        status: answer.status.as_u16(),
+        detail,
     }
-    response
 }
 
 /// The Twilio parameter an otpd field stands for.
@@ -134,8 +157,16 @@ fn respond(
         status: status.as_u16(),
         detail,
     };
+    reply(status, &body, retry_after)
+}
+
+fn reply(
+    status: StatusCode,
+    body: &TwilioError,
+    retry_after: Option<u64>,
+) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(
-        serde_json::to_vec(&body).unwrap_or_default(),
+        serde_json::to_vec(body).unwrap_or_default(),
     )));
     *response.status_mut() = status;
     let headers = response.headers_mut();

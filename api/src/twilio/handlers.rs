@@ -32,6 +32,8 @@ pub enum Operation {
     CreateService,
     /// `GET /v2/Services/{ServiceSid}`.
     FetchService,
+    /// `DELETE /v2/Services/{ServiceSid}`.
+    DeleteService,
     /// `POST /v2/Services/{ServiceSid}/Verifications`.
     CreateVerification,
     /// `GET /v2/Services/{ServiceSid}/Verifications/{Sid}`.
@@ -50,6 +52,7 @@ pub async fn run(state: &Arc<AppState>, operation: Operation, input: Input) -> R
     let outcome = match operation {
         Operation::CreateService => create_service(state, input, &base).await,
         Operation::FetchService => fetch_service(state, &input, &service, &base),
+        Operation::DeleteService => delete_service(state, &input, &service).await,
         Operation::CreateVerification => create_verification(state, input, &service, &base).await,
         Operation::FetchVerification => fetch_verification(state, &input, &service, &sid, &base),
         Operation::UpdateVerification => {
@@ -100,6 +103,17 @@ fn fetch_service(state: &AppState, input: &Input, service: &str, base: &Base) ->
     let id = service_id(service)?;
     let service = acting(input.actor(), || state.engine.service(id))?;
     Ok(json(StatusCode::OK, &ServiceOut::new(&service, base)))
+}
+
+async fn delete_service(state: &AppState, input: &Input, service: &str) -> Outcome {
+    let id = service_id(service)?;
+    acting(input.actor(), || state.engine.remove_service(id))?
+        .wait_async()
+        .await
+        .map_err(ApiError::from)?;
+    let mut response = Response::new(Full::new(Bytes::new()));
+    *response.status_mut() = StatusCode::NO_CONTENT;
+    Ok(response)
 }
 
 async fn create_verification(

@@ -87,6 +87,7 @@ kinds! {
     CodeExhausted = "code_exhausted", Failure, "A code out of attempts was presented.";
     CodeAlreadyUsed = "code_already_used", Failure, "A used code was presented again.";
     CodeLocked = "code_locked", Refused, "A code was presented for a locked account.";
+    CodeWasCancelled = "code_was_cancelled", Failure, "A code its client had cancelled was presented.";
     CodeCancelled = "code_cancelled", Success, "A client cancelled its live account-less code (a destination verification).";
     CodeApprovedByClient = "code_approved_by_client", Success, "A client marked its live account-less code approved without the code (it verified the destination another way).";
     SignatureAuthorised = "signature_authorised", Success, "A signature of a document was authorised (its hash).";
@@ -112,6 +113,7 @@ kinds! {
     ClientKeyRevoked = "client_key_revoked", Success, "One of a client's keys was revoked.";
     ClientUpdated = "client_updated", Success, "A client's scopes or policy changed.";
     ServiceAdded = "service_added", Success, "A client added a verification service (the Twilio Verify surface's configuration).";
+    ServiceRemoved = "service_removed", Success, "A client removed one of its verification services.";
     KeyRotated = "key_rotated", Success, "A signing key was rotated.";
     KeyRetired = "key_retired", Success, "A signing key was retired.";
     BackupTaken = "backup_taken", Success, "A backup of the store was written.";

@@ -134,6 +134,8 @@ impl Engine {
         self.mutate_about(account, challenge, |tx, now| {
             let old = self
                 .challenge_in(tx, challenge)
+                // An account-less code is sent again by asking again.
+                .filter(|c| c.purpose != Purpose::Destination)
                 .ok_or(EngineError::ChallengeNotFound)?;
             if tx.account.current(old.purpose) != Some(challenge) {
                 return Err(EngineError::WrongState(
@@ -183,32 +185,8 @@ impl Engine {
             document,
             admitted,
         } = issue;
-        // A test destination's code is fixed and never sent: no gateway, no
-        // sending limit (nothing leaves), whatever the channel's state.
-        let fixed = self.test_codes.code_for(channel, &destination);
-        if fixed.is_none() && !self.config.outbox.enabled.contains(&channel) {
-            return Err(EngineError::ChannelUnavailable(match channel {
-                Channel::Sms => "SMS delivery (disabled here)",
-                Channel::Email => "email delivery (disabled here)",
-                Channel::Push => "push delivery (disabled here)",
-                Channel::Letter => "letter delivery (disabled here)",
-                Channel::Dm => "direct-message delivery (disabled here)",
-            }));
-        }
+        let (fixed, lifetime) = self.issue_terms(purpose, channel, &destination, lifetime)?;
         let policy = self.config.codes.for_code(purpose, channel);
-        let lifetime = match lifetime {
-            None => policy.lifetime,
-            Some(l) if l > policy.lifetime => {
-                return Err(EngineError::invalid(
-                    "lifetime",
-                    format!("must not exceed {} s", policy.lifetime.as_secs()),
-                ));
-            }
-            Some(l) if l < Duration::from_secs(10) => {
-                return Err(EngineError::invalid("lifetime", "must be at least 10 s"));
-            }
-            Some(l) => l,
-        };
         // Once per call: on a cluster the change may be computed again
         // after losing a race, and a limit must not be spent twice for it.
         if !admitted && !tx.admitted(channel, &destination) {
@@ -310,6 +288,45 @@ impl Engine {
         })
     }
 
+    /// What a code of `purpose` by `channel` to `destination` would be, or
+    /// why it cannot be: a test destination's fixed code, and its
+    /// lifetime (within the policy's). Checked before any limit is spent.
+    pub(super) fn issue_terms(
+        &self,
+        purpose: Purpose,
+        channel: Channel,
+        destination: &str,
+        lifetime: Option<Duration>,
+    ) -> Result<(Option<Code>, Duration)> {
+        // A test destination's code is fixed and never sent: no gateway, no
+        // sending limit (nothing leaves), whatever the channel's state.
+        let fixed = self.test_codes.code_for(channel, destination);
+        if fixed.is_none() && !self.config.outbox.enabled.contains(&channel) {
+            return Err(EngineError::ChannelUnavailable(match channel {
+                Channel::Sms => "SMS delivery (disabled here)",
+                Channel::Email => "email delivery (disabled here)",
+                Channel::Push => "push delivery (disabled here)",
+                Channel::Letter => "letter delivery (disabled here)",
+                Channel::Dm => "direct-message delivery (disabled here)",
+            }));
+        }
+        let policy = self.config.codes.for_code(purpose, channel);
+        let lifetime = match lifetime {
+            None => policy.lifetime,
+            Some(l) if l > policy.lifetime => {
+                return Err(EngineError::invalid(
+                    "lifetime",
+                    format!("must not exceed {} s", policy.lifetime.as_secs()),
+                ));
+            }
+            Some(l) if l < Duration::from_secs(10) => {
+                return Err(EngineError::invalid("lifetime", "must be at least 10 s"));
+            }
+            Some(l) => l,
+        };
+        Ok((fixed, lifetime))
+    }
+
     /// Marks a live challenge superseded and drops its message if still queued.
     pub(super) fn supersede(&self, tx: &mut Tx, id: ChallengeId) {
         let Some(mut old) = self.challenge_in(tx, id) else {
@@ -371,6 +388,7 @@ impl Engine {
                 Verification::Expired => EventKind::CodeExpired,
                 Verification::Superseded => EventKind::CodeSuperseded,
                 Verification::Exhausted => EventKind::CodeExhausted,
+                Verification::Cancelled => EventKind::CodeWasCancelled,
                 _ => EventKind::CodeAlreadyUsed,
             };
             tx.record(code_event(tx, kind, &c));

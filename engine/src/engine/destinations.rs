@@ -30,6 +30,33 @@ use crate::terms::{Channel, DeliveryState, Locale, Purpose};
 use super::Engine;
 use super::codes::Issue;
 
+/// Why an ended verification cannot be cancelled or approved.
+const NOT_PENDING: &str = "only a pending verification can be cancelled or approved: this one was \
+                           used, replaced, cancelled, expired or out of attempts";
+
+thread_local! {
+    /// Set while this thread runs an account-less operation: only then may
+    /// a client's change reach a holder (`tenancy.rs`, `admit_account`).
+    static ON_HOLDERS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` as an account-less operation (see [`ON_HOLDERS`]).
+fn on_holders<T>(f: impl FnOnce() -> T) -> T {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            ON_HOLDERS.with(|on| on.set(self.0));
+        }
+    }
+    let _restore = Restore(ON_HOLDERS.with(|on| on.replace(true)));
+    f()
+}
+
+/// Whether this thread runs an account-less operation now.
+pub(super) fn on_holders_now() -> bool {
+    ON_HOLDERS.with(std::cell::Cell::get)
+}
+
 /// A phone number or an email address to verify.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Destination {
@@ -138,12 +165,20 @@ impl Engine {
         self.admit_contacts(phone, email)?;
         let to = destination.as_str().to_owned();
         let id = self.holder_id(&to);
-        // The limits first, so a refused request holds nothing (a rotation
-        // of destinations leaves no holder behind).
-        let fixed = self.test_codes.code_for(channel, &to).is_some();
-        self.admit_issue(Purpose::Destination, channel, fixed)?;
-        if !fixed {
-            self.limits.admit(id, channel, &to)?;
+        // Everything that can refuse the code is checked before a limit is
+        // spent, and the limits before anything is held: a refused request
+        // costs no budget it did not use, and holds nothing (a rotation of
+        // destinations leaves no holder behind).
+        let (fixed, _) = self.issue_terms(Purpose::Destination, channel, &to, lifetime)?;
+        let admitted = self
+            .admit_issue(Purpose::Destination, channel, fixed.is_some())
+            .and_then(|()| match fixed {
+                Some(_) => Ok(()),
+                None => self.limits.admit_accountless(id, channel, &to),
+            });
+        if let Err(e) = admitted {
+            // A limit's refusal is a security event, as for any code.
+            return Err(self.refused(id, e));
         }
         let issue = || Issue {
             purpose: Purpose::Destination,
@@ -156,23 +191,38 @@ impl Engine {
         };
         if self.remote.is_some() {
             // The slot's compare-and-set makes the holder if it is not there.
-            return self.mutate_holder(id, &destination, |tx, now| self.issue_in(tx, issue(), now));
-        }
-        let created = self.hold(id, &destination);
-        let outcome = self.mutate(id, |tx, now| self.issue_in(tx, issue(), now));
-        if outcome.is_err()
-            && let Some(created) = created
-        {
-            // Nothing was written: the holder made for this call goes
-            // (unless another call has used it since).
-            let dropped = self.accounts.remove_if(&id, |_, held| {
-                held.current == Current::None && held.updated_at == created
+            return on_holders(|| {
+                self.mutate_holder(id, &destination, |tx, now| self.issue_in(tx, issue(), now))
             });
-            if dropped.is_some() {
-                self.holders.fetch_sub(1, Ordering::Relaxed);
+        }
+        // The sweeper may erase a holder between `hold` and the change
+        // (its last code ended): it is then made again.
+        for _ in 0..3 {
+            let created = self.hold(id, &destination);
+            let outcome = on_holders(|| self.mutate(id, |tx, now| self.issue_in(tx, issue(), now)));
+            match outcome {
+                Err(EngineError::AccountNotFound) => continue,
+                Err(e) => {
+                    if let Some(created) = created {
+                        // Nothing was written: the holder made for this call
+                        // goes, unless another call used it since. (Two calls
+                        // in one millisecond may leave it in memory with its
+                        // record on disk: a start erases such holders.)
+                        let dropped = self.accounts.remove_if(&id, |_, held| {
+                            held.current == Current::None && held.updated_at == created
+                        });
+                        if dropped.is_some() {
+                            self.holders.fetch_sub(1, Ordering::Relaxed);
+                        }
+                    }
+                    return Err(e);
+                }
+                done => return done,
             }
         }
-        outcome
+        Err(EngineError::Storage(
+            "a destination's holder was erased under this request three times in a row".into(),
+        ))
     }
 
     /// Checks an account-less code. A code verifies at most once; a wrong
@@ -184,9 +234,17 @@ impl Engine {
         code: &Code,
     ) -> Result<Durable<DestinationCheck>> {
         let (holder, challenge) = self.destination_target(&target)?;
-        let checked = self.mutate_about(holder, challenge, |tx, now| {
-            self.check_code(tx, challenge, Purpose::Destination, code, now)
-        })?;
+        let checked = on_holders(|| {
+            self.mutate_about(holder, challenge, |tx, now| {
+                self.check_code(tx, challenge, Purpose::Destination, code, now)
+            })
+        });
+        let checked = match checked {
+            // Its holder was erased once its last code ended: an ended code
+            // answers for itself (nothing changes).
+            Err(EngineError::AccountNotFound) => self.ready(self.ended(challenge)?),
+            other => other?,
+        };
         let status = self.destination_status(challenge)?;
         Ok(checked.map(|outcome| DestinationCheck { outcome, status }))
     }
@@ -199,47 +257,55 @@ impl Engine {
         ending: Ending,
     ) -> Result<Durable<DestinationStatus>> {
         let (holder, challenge) = self.destination_target(&target)?;
-        let done = self.mutate_about(holder, challenge, |tx, now| {
-            let mut c = self
-                .challenge_in(tx, challenge)
-                .filter(|c| c.purpose == Purpose::Destination && self.may_see(c))
-                .ok_or(EngineError::ChallengeNotFound)?;
-            if c.refusal(now).is_some() {
-                return Err(EngineError::WrongState(
-                    "only a pending verification can be cancelled or approved: this one was used, replaced, cancelled, expired or out of attempts",
-                ));
-            }
-            let kind = match ending {
-                Ending::Cancel => EventKind::CodeCancelled,
-                Ending::Approve => EventKind::CodeApprovedByClient,
-            };
-            let event = tx
-                .event(kind)
-                .with("purpose", c.purpose.as_str())
-                .with("challenge_id", Detail::hex(&c.id.to_bytes()))
-                .with("channel", c.channel.as_str());
-            tx.record(event);
-            c.state = match ending {
-                Ending::Cancel => ChallengeState::Cancelled,
-                Ending::Approve => ChallengeState::Consumed,
-            };
-            if let Some(message) = c.message.take() {
-                tx.remove_message(message);
-                if c.delivery != DeliveryState::Sent {
-                    c.delivery = match ending {
-                        // Not sent, and now never will be.
-                        Ending::Cancel => DeliveryState::Dropped,
-                        // Used (the client says so) before its send was reported.
-                        Ending::Approve => DeliveryState::Sent,
-                    };
+        let done = on_holders(|| {
+            self.mutate_about(holder, challenge, |tx, now| {
+                let mut c = self
+                    .challenge_in(tx, challenge)
+                    .filter(|c| c.purpose == Purpose::Destination && self.may_see(c))
+                    .ok_or(EngineError::ChallengeNotFound)?;
+                if c.refusal(now).is_some() {
+                    return Err(EngineError::WrongState(NOT_PENDING));
                 }
+                let kind = match ending {
+                    Ending::Cancel => EventKind::CodeCancelled,
+                    Ending::Approve => EventKind::CodeApprovedByClient,
+                };
+                let event = tx
+                    .event(kind)
+                    .with("purpose", c.purpose.as_str())
+                    .with("challenge_id", Detail::hex(&c.id.to_bytes()))
+                    .with("channel", c.channel.as_str());
+                tx.record(event);
+                c.state = match ending {
+                    Ending::Cancel => ChallengeState::Cancelled,
+                    Ending::Approve => ChallengeState::Consumed,
+                };
+                if let Some(message) = c.message.take() {
+                    tx.remove_message(message);
+                    if c.delivery != DeliveryState::Sent {
+                        c.delivery = match ending {
+                            // Not sent, and now never will be.
+                            Ending::Cancel => DeliveryState::Dropped,
+                            // Used (the client says so) before its send was reported.
+                            Ending::Approve => DeliveryState::Sent,
+                        };
+                    }
+                }
+                if tx.account.current(Purpose::Destination) == Some(c.id) {
+                    tx.account_mut().current.set(Purpose::Destination, None);
+                }
+                tx.put(c);
+                Ok(())
+            })
+        });
+        let done = match done {
+            Err(EngineError::AccountNotFound) => {
+                // Its holder was erased: the code has ended.
+                self.ended(challenge)?;
+                return Err(EngineError::WrongState(NOT_PENDING));
             }
-            if tx.account.current(Purpose::Destination) == Some(c.id) {
-                tx.account_mut().current.set(Purpose::Destination, None);
-            }
-            tx.put(c);
-            Ok(())
-        })?;
+            other => other?,
+        };
         let status = self.destination_status(challenge)?;
         Ok(done.map(|()| status))
     }
@@ -267,6 +333,15 @@ impl Engine {
         account
             .filter(Account::is_holder)
             .and_then(|a| a.current(Purpose::Destination))
+            .ok_or(EngineError::ChallengeNotFound)
+    }
+
+    /// Why challenge `challenge`, whose holder is gone, cannot verify (an
+    /// ended code); `ChallengeNotFound` if it is gone too, or somehow live.
+    fn ended(&self, challenge: ChallengeId) -> Result<Verification> {
+        let now = self.now();
+        self.with_challenge(challenge, |c| c.refusal(now))?
+            .flatten()
             .ok_or(EngineError::ChallengeNotFound)
     }
 
@@ -331,16 +406,20 @@ impl Engine {
     }
 
     /// Erases holder `id` if its code has ended (no live challenge): from
-    /// memory and the store. Its challenges' records go with the sweeper.
+    /// the store and memory, while holding its entry, so a request making
+    /// a new code waits and then makes the holder again (its write cannot
+    /// land between the erasure's two halves). Its challenges' records go
+    /// with the sweeper.
     pub(super) fn erase_holder_if_done(&self, id: AccountId) -> Result<()> {
-        let gone = self
-            .accounts
-            .remove_if(&id, |_, a| a.is_holder() && a.current == Current::None);
-        if gone.is_some() {
-            self.holders.fetch_sub(1, Ordering::Relaxed);
+        if let dashmap::Entry::Occupied(entry) = self.accounts.entry(id)
+            && entry.get().is_holder()
+            && entry.get().current == Current::None
+        {
             self.store
                 .write(Changes(vec![Change::RemoveAccount(id)]))
                 .map(drop)?;
+            entry.remove();
+            self.holders.fetch_sub(1, Ordering::Relaxed);
         }
         Ok(())
     }

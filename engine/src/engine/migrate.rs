@@ -70,7 +70,13 @@ impl Engine {
         }
         let now = self.now();
         let mut challenges: HashMap<AccountId, Vec<Challenge>> = HashMap::new();
-        for c in self.challenges.iter().filter(|c| now < c.expires_at) {
+        // A challenge whose account is gone (a destination's holder erased
+        // once its code ended) goes nowhere: recovery would drop it too.
+        for c in self
+            .challenges
+            .iter()
+            .filter(|c| now < c.expires_at && self.accounts.contains_key(&c.account))
+        {
             challenges
                 .entry(c.account)
                 .or_default()

@@ -61,6 +61,23 @@ impl Engine {
         })
     }
 
+    /// Removes one of the calling client's services. Its verifications are
+    /// the client's and stay as they are.
+    pub fn remove_service(&self, id: ServiceId) -> Result<Durable<Service>> {
+        let client = self.calling_client_name()?;
+        self.change_client(&client, |client, _| {
+            let at = client
+                .services
+                .iter()
+                .position(|s| s.id == id)
+                .ok_or(EngineError::ServiceNotFound)?;
+            let service = client.services.remove(at);
+            let event =
+                AuditEvent::new(EventKind::ServiceRemoved, None).with("service_id", id.to_string());
+            Ok((service, event))
+        })
+    }
+
     /// One of the calling client's services.
     pub fn service(&self, id: ServiceId) -> Result<Service> {
         let caller = current_client_id().ok_or(EngineError::ServiceNotFound)?;

@@ -89,6 +89,11 @@ impl Engine {
         let Some(caller) = self.caller()? else {
             return Ok(());
         };
+        // A destination's holder is no account: a client reaches it only
+        // through the account-less operations (`destinations.rs`).
+        if account.is_holder() && !super::destinations::on_holders_now() {
+            return Err(EngineError::AccountNotFound);
+        }
         if !caller.info.test || self.is_test_contact(account.phone.as_ref(), account.email.as_ref())
         {
             return Ok(());

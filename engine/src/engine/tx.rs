@@ -312,7 +312,7 @@ impl Engine {
 
     /// A change that failed: a limit that refused a code for this account
     /// is a security event (nothing else of the change happened).
-    fn refused(&self, id: AccountId, e: EngineError) -> EngineError {
+    pub(super) fn refused(&self, id: AccountId, e: EngineError) -> EngineError {
         if let Some(reason) = e.limit_reason() {
             let event = AuditEvent::new(EventKind::RateLimited, Some(id)).with("reason", reason);
             let _ = self.write(Changes::default(), smallvec![event]);

@@ -15,6 +15,10 @@ use crate::id::AccountId;
 use crate::identity::calling_code;
 use crate::terms::Channel;
 
+/// Turns a destination's bucket digest into its account-less bucket's
+/// (keyed digests: another key in the same space, as unpredictable).
+const ACCOUNTLESS: u64 = 0x5a17_c0de_d00d_f00d;
+
 /// How many codes may be sent, and where SMS may go.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IssueLimitsConfig {
@@ -215,6 +219,7 @@ impl IssueLimits {
     }
 
     /// The digest a destination's bucket is named by.
+    /// (Account-less codes' buckets: the digest XOR [`ACCOUNTLESS`].)
     fn destination_digest(&self, destination: &str) -> u64 {
         use std::hash::Hasher;
         let mut hasher = siphasher::sip::SipHasher13::new_with_keys(
@@ -234,6 +239,36 @@ impl IssueLimits {
         channel: Channel,
         destination: &str,
     ) -> Result<()> {
+        self.admit_to(
+            account,
+            channel,
+            destination,
+            self.destination_digest(destination),
+        )
+    }
+
+    /// [`IssueLimits::admit`] for an account-less code (`account` is its
+    /// holder): the destination's limit is a bucket of its own, the same
+    /// size, so account-less codes (which anyone with the `verify` scope
+    /// may ask for, no PIN needed) cannot spend the budget the number's
+    /// logins draw on. The SMS budgets are shared.
+    pub(crate) fn admit_accountless(
+        &self,
+        holder: AccountId,
+        channel: Channel,
+        destination: &str,
+    ) -> Result<()> {
+        let digest = self.destination_digest(destination) ^ ACCOUNTLESS;
+        self.admit_to(holder, channel, destination, digest)
+    }
+
+    fn admit_to(
+        &self,
+        account: AccountId,
+        channel: Channel,
+        destination: &str,
+        destination_subject: u64,
+    ) -> Result<()> {
         let sms_code = if channel == Channel::Sms {
             if !self.sms_allowed(destination) {
                 return Err(EngineError::DestinationNotAllowed(
@@ -245,8 +280,7 @@ impl IssueLimits {
             None
         };
         self.account.check(&account)?;
-        self.destination
-            .check(&self.destination_digest(destination))?;
+        self.destination.check(&destination_subject)?;
         if let Some(code) = sms_code {
             match self.country_budgets.get(&code) {
                 Some(budget) => budget.check()?,

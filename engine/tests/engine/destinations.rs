@@ -47,13 +47,28 @@ fn by_id(issued: &Issued) -> DestinationTarget {
 
 /// The accounts the engine holds in memory, holders included (embedded store).
 fn held_in_memory(t: &TestEngine) -> usize {
-    let debug = format!("{:?}", t.engine);
-    let n = debug
-        .split("accounts: ")
-        .nth(1)
-        .and_then(|rest| rest.split([',', ' ']).next())
+    t.engine.accounts_in_memory()
+}
+
+/// The holder id the audit trail gives a destination's codes.
+fn holder_of(t: &TestEngine, challenge: ChallengeId) -> AccountId {
+    t.engine.flush().unwrap();
+    let mut found = None;
+    let hex = challenge.to_string();
+    t.engine
+        .scan_events(0, &mut |r| {
+            let mine = r
+                .event
+                .details
+                .iter()
+                .any(|(k, v)| k == "challenge_id" && v.to_string() == hex);
+            if mine {
+                found = r.event.account;
+            }
+            Ok(found.is_none())
+        })
         .unwrap();
-    n.parse().unwrap()
+    found.expect("the code's events name its holder")
 }
 
 #[test]
@@ -426,4 +441,188 @@ fn a_pending_verification_survives_a_restart() {
     if t.backend != Backend::Cluster {
         assert_eq!(t.engine.stats().accounts, 0);
     }
+}
+
+#[test]
+fn a_holder_is_no_account_to_any_client() {
+    let t = TestEngine::new();
+    let shop = add(&t, NewClient::new("shop", Scopes::of(&Scope::ALL))).0;
+    let issued = acting(&as_client(&shop), || send(&t, phone(PHONE)));
+    let holder = holder_of(&t, issued.challenge_id);
+    acting(&as_client(&shop), || {
+        assert!(matches!(
+            t.engine.account(holder),
+            Err(EngineError::AccountNotFound)
+        ));
+        let step_up = t.engine.issue_step_up(holder, None, None, None);
+        assert!(
+            matches!(step_up, Err(EngineError::AccountNotFound)),
+            "{step_up:?}"
+        );
+        let lock = t.engine.lock(holder, "probe");
+        assert!(
+            matches!(lock, Err(EngineError::AccountNotFound)),
+            "{lock:?}"
+        );
+        let cancel = t.engine.cancel(holder);
+        assert!(
+            matches!(cancel, Err(EngineError::AccountNotFound)),
+            "{cancel:?}"
+        );
+        let resend = t.engine.resend(issued.challenge_id, None);
+        assert!(resend.is_err(), "sent again by asking again: {resend:?}");
+        // Its own operations still reach it.
+        assert!(matches!(
+            check(&t, by_id(&issued), issued.code.expose()).outcome,
+            Verification::Approved(_)
+        ));
+    });
+}
+
+#[test]
+fn account_less_codes_have_a_destination_budget_of_their_own() {
+    let t = TestEngine::with_config(|c| {
+        c.limits.per_destination = vec![Rate {
+            count: 1,
+            per: Duration::from_secs(600),
+        }];
+    });
+    t.register(PHONE);
+    send(&t, phone(PHONE));
+    let again = t.engine.verify_destination(DestinationRequest {
+        destination: phone(PHONE),
+        channel: None,
+        locale: None,
+        lifetime: None,
+    });
+    assert!(
+        matches!(
+            again,
+            Err(EngineError::RateLimited {
+                reason: "destination_issue_rate",
+                ..
+            })
+        ),
+        "{again:?}"
+    );
+    // The citizen's login still gets its code: account-less requests (no
+    // PIN needed) cannot spend the number's login budget.
+    t.login_code(PHONE);
+    // And the refusal is in the audit trail, under the holder.
+    t.engine.flush().unwrap();
+    let mut limited = 0;
+    t.engine
+        .scan_events(0, &mut |r| {
+            if r.event.kind == engine::audit::EventKind::RateLimited {
+                limited += 1;
+            }
+            Ok(true)
+        })
+        .unwrap();
+    assert_eq!(limited, 1);
+}
+
+#[test]
+fn a_request_refused_for_its_terms_spends_no_limit() {
+    let t = TestEngine::with_config(|c| {
+        c.limits.per_destination = vec![Rate {
+            count: 1,
+            per: Duration::from_secs(600),
+        }];
+    });
+    let before = held_in_memory(&t);
+    for lifetime in [Duration::from_secs(1), Duration::from_secs(3600)] {
+        let refused = t.engine.verify_destination(DestinationRequest {
+            destination: phone(PHONE),
+            channel: None,
+            locale: None,
+            lifetime: Some(lifetime),
+        });
+        assert!(matches!(
+            refused,
+            Err(EngineError::Invalid {
+                field: "lifetime",
+                ..
+            })
+        ));
+    }
+    if t.backend != Backend::Cluster {
+        assert_eq!(held_in_memory(&t), before, "nothing held");
+    }
+    // The one code the destination may have is still there to send.
+    send(&t, phone(PHONE));
+}
+
+#[test]
+fn an_ended_code_answers_for_itself_once_its_holder_is_gone() {
+    let t = TestEngine::new();
+    let old = send(&t, phone(PHONE));
+    let short = t
+        .engine
+        .verify_destination(DestinationRequest {
+            destination: phone(PHONE),
+            channel: None,
+            locale: None,
+            lifetime: Some(Duration::from_secs(60)),
+        })
+        .and_then(Durable::wait)
+        .unwrap();
+    check(&t, by_id(&short), short.code.expose());
+    t.advance(Duration::from_secs(61));
+    t.engine.sweep_expired().unwrap();
+    // The holder went with its last live code; the older, replaced code is
+    // still there to read, check and end, and says why it cannot verify.
+    assert_eq!(
+        check(&t, by_id(&old), old.code.expose()).outcome,
+        Verification::Superseded
+    );
+    let ended = t.engine.end_destination(by_id(&old), Ending::Cancel);
+    assert!(
+        matches!(ended, Err(EngineError::WrongState(_))),
+        "{ended:?}"
+    );
+    assert_eq!(
+        t.engine
+            .destination_status(old.challenge_id)
+            .unwrap()
+            .status
+            .state,
+        ChallengeStatusKind::Superseded
+    );
+    // A new code makes a new holder.
+    let next = send(&t, phone(PHONE));
+    assert!(matches!(
+        check(&t, by_id(&next), next.code.expose()).outcome,
+        Verification::Approved(_)
+    ));
+}
+
+#[test]
+fn codes_sent_at_once_to_one_destination_leave_one_live() {
+    let t = TestEngine::new();
+    let engine = std::sync::Arc::clone(&t.engine);
+    let issued = in_parallel(8, move |_| {
+        engine
+            .verify_destination(DestinationRequest {
+                destination: phone(PHONE),
+                channel: None,
+                locale: None,
+                lifetime: None,
+            })
+            .and_then(Durable::wait)
+            .unwrap()
+    });
+    let live = t.engine.live_destination_challenge(&phone(PHONE)).unwrap();
+    let mut approved = 0;
+    for code in &issued {
+        match check(&t, by_id(code), code.code.expose()).outcome {
+            Verification::Approved(_) => {
+                approved += 1;
+                assert_eq!(code.challenge_id, live, "only the last one verifies");
+            }
+            Verification::Superseded | Verification::AlreadyUsed => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(approved, 1);
 }

@@ -139,6 +139,8 @@ impl ApiClient {
             // `admin` includes reading the audit trail.
             Scope::Audit => &self.admin_key,
             Scope::Recovery => &self.recovery_key,
+            // The client with every scope.
+            Scope::Verify => &self.all_key,
         };
         let key = self.key.as_deref().unwrap_or(own);
         self.request(method, path, Some(key), body).await

@@ -89,7 +89,7 @@ pub(crate) fn encode_client(c: &Client) -> Vec<u8> {
             })
         })
         .collect();
-    let services = c
+    let services: Vec<DbServiceV1> = c
         .services
         .iter()
         .map(|s| DbServiceV1 {
@@ -99,26 +99,31 @@ pub(crate) fn encode_client(c: &Client) -> Vec<u8> {
             created_at: s.created_at.0,
         })
         .collect();
-    encode(&DbClient::V3(DbClientV3 {
-        client: DbClientV2 {
-            id: info.id.0,
-            name: info.name.clone(),
-            scopes: info.scopes.0,
-            created_at: info.created_at.0,
-            revoked_at: info.revoked_at.map(|t| t.0),
-            keys,
-            purposes: info.policy.purposes.map(|p| p.0),
-            channels: info.policy.channels.map(|c| c.0),
-            issue_rate: info.policy.issue_rate.map(|r| {
-                (
-                    r.count,
-                    u64::try_from(r.per.as_millis()).unwrap_or(u64::MAX),
-                )
-            }),
-            test: info.test,
-        },
-        services,
-    }))
+    let client = DbClientV2 {
+        id: info.id.0,
+        name: info.name.clone(),
+        scopes: info.scopes.0,
+        created_at: info.created_at.0,
+        revoked_at: info.revoked_at.map(|t| t.0),
+        keys,
+        purposes: info.policy.purposes.map(|p| p.0),
+        channels: info.policy.channels.map(|c| c.0),
+        issue_rate: info.policy.issue_rate.map(|r| {
+            (
+                r.count,
+                u64::try_from(r.per.as_millis()).unwrap_or(u64::MAX),
+            )
+        }),
+        test: info.test,
+    };
+    // A client with no services is written as before (V2), so a binary
+    // that predates services still reads it: a rollback stays possible
+    // until a service is made.
+    if services.is_empty() {
+        encode(&DbClient::V2(client))
+    } else {
+        encode(&DbClient::V3(DbClientV3 { client, services }))
+    }
 }
 
 pub(crate) fn decode_client(bytes: &[u8]) -> Result<Client> {
