@@ -76,7 +76,7 @@ TOML
 node a 18081 127.0.0.1:19901
 node b 18082 127.0.0.1:19901
 export OTPD_CODE_KEY=${OTPD_CODE_KEY:-$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')}
-OTP_LOADTEST_KEY=$("$OTPD" --config "$work/a.toml" client add loadtest --scopes auth,accounts,admin,sign)
+OTP_LOADTEST_KEY=$("$OTPD" --config "$work/a.toml" client add loadtest --scopes auth,accounts,admin,sign,verify)
 export OTP_LOADTEST_KEY
 for n in a b; do
   "$OTPD" --config "$work/$n.toml" 2> "$work/$n.log" &

@@ -308,7 +308,10 @@ impl InProcess {
         let (_, key) = app
             .state()
             .engine
-            .add_client("loadtest", Scopes::of(&[Scope::Auth, Scope::Admin]))
+            .add_client(
+                "loadtest",
+                Scopes::of(&[Scope::Auth, Scope::Admin, Scope::Verify]),
+            )
             .and_then(Durable::wait)
             .map_err(|e| e.to_string())?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

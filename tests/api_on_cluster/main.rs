@@ -66,5 +66,5 @@ mod tenants;
 mod test_mode;
 #[path = "../api/tls.rs"]
 mod tls;
-#[path = "../api/twilio.rs"]
+#[path = "../api/twilio/mod.rs"]
 mod twilio;

@@ -48,7 +48,7 @@ pub enum Route {
     DestinationCheck,
     DestinationStatus,
     /// The Twilio Verify v2 surface (`twilio/`).
-    Twilio(crate::twilio::handlers::Operation),
+    Twilio(crate::twilio::Operation),
     ActivationRequest,
     ActivationComplete,
     Lock,
@@ -152,7 +152,7 @@ const VERIFY: Option<Scope> = Some(Scope::Verify);
 #[rustfmt::skip]
 pub static TABLE: &[Endpoint] = {
     use Body::{Bulk, Empty, Form, Ignored, Json};
-    use crate::twilio::handlers::Operation as T;
+    use crate::twilio::Operation as T;
     use Cost::{Attempt, Free, Issue, IssueAndAttempt};
     use Method as M;
     use Retry::{Keyed, KeyedSecret, Unkeyed};

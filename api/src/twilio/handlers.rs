@@ -17,6 +17,7 @@ use hyper::{Response, StatusCode};
 use serde::Serialize;
 
 use super::errors;
+pub use super::operation::Operation;
 use super::params::{Params, Refused};
 use super::shapes::{Base, CheckOut, ServiceOut, VerificationOut};
 use crate::error::ApiError;
@@ -24,25 +25,6 @@ use crate::routes::request::Input;
 use crate::state::AppState;
 
 type Reply = Result<Response<Full<Bytes>>, ApiError>;
-
-/// The operations of the Twilio surface.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Operation {
-    /// `POST /v2/Services`.
-    CreateService,
-    /// `GET /v2/Services/{ServiceSid}`.
-    FetchService,
-    /// `DELETE /v2/Services/{ServiceSid}`.
-    DeleteService,
-    /// `POST /v2/Services/{ServiceSid}/Verifications`.
-    CreateVerification,
-    /// `GET /v2/Services/{ServiceSid}/Verifications/{Sid}`.
-    FetchVerification,
-    /// `POST /v2/Services/{ServiceSid}/Verifications/{Sid}` (`Status`).
-    UpdateVerification,
-    /// `POST /v2/Services/{ServiceSid}/VerificationCheck`.
-    CheckVerification,
-}
 
 /// Runs `operation`.
 pub async fn run(state: &Arc<AppState>, operation: Operation, input: Input) -> Reply {

@@ -13,6 +13,8 @@
 pub mod credentials;
 pub mod errors;
 pub mod handlers;
+pub use operation::Operation;
+mod operation;
 mod params;
 mod shapes;
 
