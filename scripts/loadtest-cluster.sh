@@ -18,11 +18,15 @@
 # sizing (docs/CAPACITY.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The binaries of this checkout (a no-op when they are up to date: a stale
+# build would measure another version), unless given.
+if [ -z "${OTPD:-}" ] || [ -z "${LOADTEST:-}" ]; then
+  cargo build --release -q -p otpd -p otp-loadtest
+fi
 OTPD=${OTPD:-target/release/otpd}
 LOADTEST=${LOADTEST:-target/release/otp-loadtest}
 ACCOUNTS=${ACCOUNTS:-20000}
 CONCURRENCY=${CONCURRENCY:-64}
-[ -x "$OTPD" ] && [ -x "$LOADTEST" ] || cargo build --release -p otpd -p otp-loadtest
 work=$(mktemp -d /tmp/otpd-loadtest-cluster.XXXXXX)
 pids=()
 cleanup() {
