@@ -48,3 +48,17 @@ impl std::fmt::Debug for AppState {
             .finish_non_exhaustive()
     }
 }
+
+impl AppState {
+    /// A code was issued (its message is in the outbox): wakes the sender
+    /// for it and counts it. Every route that sends a code calls this.
+    pub fn code_issued(&self, issued: &engine::Issued) {
+        self.wakeup.ring();
+        metrics::counter!(
+            "otpd_codes_issued_total",
+            "purpose" => issued.purpose.as_str(),
+            "channel" => issued.channel.as_str()
+        )
+        .increment(1);
+    }
+}

@@ -145,13 +145,7 @@ async fn create_verification(
         .wait_async()
         .await
         .map_err(ApiError::from)?;
-    state.wakeup.ring();
-    metrics::counter!(
-        "otpd_codes_issued_total",
-        "purpose" => issued.purpose.as_str(),
-        "channel" => issued.channel.as_str()
-    )
-    .increment(1);
+    state.code_issued(&issued);
     let status = acting(&actor, || {
         state.engine.destination_status(issued.challenge_id)
     })?;

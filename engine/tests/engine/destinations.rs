@@ -22,16 +22,18 @@ fn email(e: &str) -> Destination {
     Destination::Email(Email::parse(e).unwrap())
 }
 
+/// Asks for a code to `to` (channel and language its own).
+fn ask(t: &TestEngine, to: Destination, lifetime: Option<Duration>) -> Result<Durable<Issued>> {
+    t.engine.verify_destination(DestinationRequest {
+        destination: to,
+        channel: None,
+        locale: None,
+        lifetime,
+    })
+}
+
 fn send(t: &TestEngine, to: Destination) -> Issued {
-    t.engine
-        .verify_destination(DestinationRequest {
-            destination: to,
-            channel: None,
-            locale: None,
-            lifetime: None,
-        })
-        .and_then(Durable::wait)
-        .unwrap()
+    ask(t, to, None).and_then(Durable::wait).unwrap()
 }
 
 fn check(t: &TestEngine, target: DestinationTarget, code: &str) -> DestinationCheck {
@@ -178,12 +180,11 @@ fn a_code_expires_and_lifetimes_stay_within_the_policy() {
         check(&t, by_id(&issued), issued.code.expose()).outcome,
         Verification::Expired
     );
-    let too_long = t.engine.verify_destination(DestinationRequest {
-        destination: email(EMAIL),
-        channel: None,
-        locale: None,
-        lifetime: Some(t.config.codes.destination.lifetime + Duration::from_secs(1)),
-    });
+    let too_long = ask(
+        &t,
+        email(EMAIL),
+        Some(t.config.codes.destination.lifetime + Duration::from_secs(1)),
+    );
     assert!(
         matches!(
             too_long,
@@ -250,14 +251,7 @@ fn a_client_limited_to_other_purposes_may_not_verify_destinations() {
     let mut new = NewClient::new("portal", Scopes::of(&[Scope::Auth]));
     new.policy.purposes = Some(PurposeSet::of(&[Purpose::Login]));
     let portal = add(&t, new).0;
-    let refused = acting(&as_client(&portal), || {
-        t.engine.verify_destination(DestinationRequest {
-            destination: phone(PHONE),
-            channel: None,
-            locale: None,
-            lifetime: None,
-        })
-    });
+    let refused = acting(&as_client(&portal), || ask(&t, phone(PHONE), None));
     assert!(
         matches!(
             refused,
@@ -347,12 +341,7 @@ fn the_limits_hold_and_a_refused_request_holds_nothing() {
     for _ in 0..3 {
         send(&t, phone("+447700900001"));
     }
-    let refused = t.engine.verify_destination(DestinationRequest {
-        destination: phone("+447700900001"),
-        channel: None,
-        locale: None,
-        lifetime: None,
-    });
+    let refused = ask(&t, phone("+447700900001"), None);
     assert!(
         matches!(refused, Err(EngineError::RateLimited { .. })),
         "a fourth code to one destination: {refused:?}"
@@ -362,12 +351,7 @@ fn the_limits_hold_and_a_refused_request_holds_nothing() {
     send(&t, phone("+447700900003"));
     let before = held_in_memory(&t);
     for n in 4..20 {
-        let rotated = t.engine.verify_destination(DestinationRequest {
-            destination: phone(&format!("+4477009000{n:02}")),
-            channel: None,
-            locale: None,
-            lifetime: None,
-        });
+        let rotated = ask(&t, phone(&format!("+4477009000{n:02}")), None);
         assert!(
             matches!(
                 rotated,
@@ -489,12 +473,7 @@ fn account_less_codes_have_a_destination_budget_of_their_own() {
     });
     t.register(PHONE);
     send(&t, phone(PHONE));
-    let again = t.engine.verify_destination(DestinationRequest {
-        destination: phone(PHONE),
-        channel: None,
-        locale: None,
-        lifetime: None,
-    });
+    let again = ask(&t, phone(PHONE), None);
     assert!(
         matches!(
             again,
@@ -532,12 +511,7 @@ fn a_request_refused_for_its_terms_spends_no_limit() {
     });
     let before = held_in_memory(&t);
     for lifetime in [Duration::from_secs(1), Duration::from_secs(3600)] {
-        let refused = t.engine.verify_destination(DestinationRequest {
-            destination: phone(PHONE),
-            channel: None,
-            locale: None,
-            lifetime: Some(lifetime),
-        });
+        let refused = ask(&t, phone(PHONE), Some(lifetime));
         assert!(matches!(
             refused,
             Err(EngineError::Invalid {
@@ -557,14 +531,7 @@ fn a_request_refused_for_its_terms_spends_no_limit() {
 fn an_ended_code_answers_for_itself_once_its_holder_is_gone() {
     let t = TestEngine::new();
     let old = send(&t, phone(PHONE));
-    let short = t
-        .engine
-        .verify_destination(DestinationRequest {
-            destination: phone(PHONE),
-            channel: None,
-            locale: None,
-            lifetime: Some(Duration::from_secs(60)),
-        })
+    let short = ask(&t, phone(PHONE), Some(Duration::from_secs(60)))
         .and_then(Durable::wait)
         .unwrap();
     check(&t, by_id(&short), short.code.expose());

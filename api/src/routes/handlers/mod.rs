@@ -148,13 +148,7 @@ async fn blocking_durable<T: Send + Unpin + 'static>(
 /// Wakes the sender for the new code (already in the outbox) and answers
 /// with the challenge, never the code.
 fn sent(state: &AppState, issued: &Issued) -> Reply {
-    state.wakeup.ring();
-    metrics::counter!(
-        "otpd_codes_issued_total",
-        "purpose" => issued.purpose.as_str(),
-        "channel" => issued.channel.as_str()
-    )
-    .increment(1);
+    state.code_issued(issued);
     Ok(json_response(
         StatusCode::CREATED,
         &wire::IssuedOut::new(issued),
