@@ -634,3 +634,52 @@ fn a_limit_the_cluster_cannot_check_refuses_the_code_and_is_counted() {
     assert_eq!(counts.limits_unanswered, 1);
     assert!(step_up_refusal(&node, id).is_none(), "answers again");
 }
+
+/// Two nodes send account-less codes to one new number at once, 20 times:
+/// the holder is made by whichever compare-and-set lands first (the other
+/// recomputes on it), every request succeeds, and only the last code of
+/// each round verifies, through either node.
+#[test]
+fn two_nodes_sending_to_one_new_destination_at_once_leave_one_live_code() {
+    let a = TestEngine::new();
+    let b = a.peer();
+    for round in 0..20 {
+        let to = Destination::Phone(Phone::parse(&format!("+3519120010{round:02}")).unwrap());
+        let nodes = [Arc::clone(&a.engine), Arc::clone(&b.engine)];
+        let issued = in_parallel(2, {
+            let to = to.clone();
+            move |i| {
+                nodes[i]
+                    .verify_destination(DestinationRequest {
+                        destination: to.clone(),
+                        channel: None,
+                        locale: None,
+                        lifetime: None,
+                    })
+                    .and_then(Durable::wait)
+                    .unwrap()
+            }
+        });
+        let live = a.engine.live_destination_challenge(&to).unwrap();
+        assert_eq!(b.engine.live_destination_challenge(&to).unwrap(), live);
+        let mut approved = 0;
+        for (i, code) in issued.iter().enumerate() {
+            let node = if i == 0 { &b } else { &a };
+            let outcome = node
+                .engine
+                .check_destination(DestinationTarget::Challenge(code.challenge_id), &code.code)
+                .and_then(Durable::wait)
+                .unwrap()
+                .outcome;
+            match outcome {
+                Verification::Approved(_) => {
+                    approved += 1;
+                    assert_eq!(code.challenge_id, live, "round {round}");
+                }
+                Verification::Superseded => {}
+                other => panic!("round {round}: {other:?}"),
+            }
+        }
+        assert_eq!(approved, 1, "round {round}");
+    }
+}
