@@ -281,42 +281,50 @@ async fn run_flow(
                 .is_some()
         }
         Flow::Destination => {
-            let waiting = shared.sink.expect(&account.phone);
+            let send = ("send", "/v1/destinations/verify");
             let body = json!({ "phone": account.phone });
-            let call = http.call(Method::POST, "/v1/destinations/verify", Some(&body));
-            let Some(issued) = step(shared, "send", record, StatusCode::CREATED, call).await else {
-                shared.sink.forget(&account.phone);
-                return false;
-            };
-            let Some(code) = delivered(shared, record, &account.phone, waiting).await else {
-                return false;
-            };
-            let body = json!({ "challenge_id": issued["challenge_id"], "code": code });
-            let call = http.call(Method::POST, "/v1/destinations/verify/check", Some(&body));
-            step(shared, "check", record, StatusCode::OK, call)
+            let check = ("check", "/v1/destinations/verify/check");
+            code_and_check(shared, http, account, record, send, &body, check)
                 .await
                 .is_some_and(|proven| proven["verified"] == true)
         }
         Flow::Signature => {
-            let waiting = shared.sink.expect(&account.phone);
             // A name without digits: the sink finds the code as the message's six-digit run.
             let document = json!({ "name": "contrato.pdf", "sha256": document_hash(account) });
             let body = json!({ "phone": account.phone, "pin": shared.pin, "document": document });
-            let call = http.call(Method::POST, "/v1/signatures", Some(&body));
-            let Some(issued) = step(shared, "sign", record, StatusCode::CREATED, call).await else {
-                shared.sink.forget(&account.phone);
-                return false;
-            };
-            let Some(code) = delivered(shared, record, &account.phone, waiting).await else {
-                return false;
-            };
-            let body = json!({ "challenge_id": issued["challenge_id"], "code": code });
-            let call = http.call(Method::POST, "/v1/signatures/verify", Some(&body));
-            step(shared, "verify-sign", record, StatusCode::OK, call)
+            let (send, check) = (
+                ("sign", "/v1/signatures"),
+                ("verify-sign", "/v1/signatures/verify"),
+            );
+            code_and_check(shared, http, account, record, send, &body, check)
                 .await
                 .is_some_and(|approval| approval["attestation"].is_string())
         }
     }
+}
+
+/// Asks for a code (`send`: step name and path, with `body`), waits for it
+/// at the sink, then presents it (`check`: step name and path); answers
+/// the check's answer, if it was the 200 expected.
+async fn code_and_check(
+    shared: &Shared,
+    http: &Http,
+    account: &Account,
+    record: bool,
+    (send_step, send_path): (&'static str, &str),
+    body: &Value,
+    (check_step, check_path): (&'static str, &str),
+) -> Option<Value> {
+    let waiting = shared.sink.expect(&account.phone);
+    let call = http.call(Method::POST, send_path, Some(body));
+    let Some(issued) = step(shared, send_step, record, StatusCode::CREATED, call).await else {
+        shared.sink.forget(&account.phone);
+        return None;
+    };
+    let code = delivered(shared, record, &account.phone, waiting).await?;
+    let body = json!({ "challenge_id": issued["challenge_id"], "code": code });
+    let call = http.call(Method::POST, check_path, Some(&body));
+    step(shared, check_step, record, StatusCode::OK, call).await
 }
 
 /// A document hash per account (any 64 hex digits do; otpd never sees the document).

@@ -141,18 +141,14 @@ async fn create_verification(
         locale,
         lifetime: None,
     };
-    let issued = acting(&actor, || state.engine.verify_destination(request))?
+    let (issued, status) = acting(&actor, || state.engine.verify_destination(request))?
         .wait_async()
         .await
         .map_err(ApiError::from)?;
     state.code_issued(&issued);
-    let status = acting(&actor, || {
-        state.engine.destination_status(issued.challenge_id)
-    })?;
-    let now = state.engine.now();
     Ok(json(
         StatusCode::CREATED,
-        &VerificationOut::new(&status, service, base, now.min(status.status.created_at)),
+        &VerificationOut::new(&status, service, base, status.status.created_at),
     ))
 }
 

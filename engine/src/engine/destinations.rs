@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use crate::account::{Account, Current, Status};
 use crate::audit::{Detail, EventKind, current_client_id};
-use crate::challenge::{ChallengeState, ChallengeStatus, Issued, Verification};
+use crate::challenge::{Challenge, ChallengeState, ChallengeStatus, Issued, Verification};
 use crate::clock::Timestamp;
 use crate::error::{EngineError, Result};
 use crate::id::{AccountId, ChallengeId};
@@ -29,6 +29,7 @@ use crate::terms::{Channel, DeliveryState, Locale, Purpose};
 
 use super::Engine;
 use super::codes::Issue;
+use super::tx::Tx;
 
 /// Why an ended verification cannot be cancelled or approved.
 const NOT_PENDING: &str = "only a pending verification can be cancelled or approved: this one was \
@@ -117,6 +118,15 @@ pub struct DestinationStatus {
     pub destination: String,
 }
 
+impl DestinationStatus {
+    fn of(c: &Challenge, now: Timestamp) -> Self {
+        DestinationStatus {
+            status: c.status(now),
+            destination: c.destination.to_string(),
+        }
+    }
+}
+
 /// What checking an account-less code found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DestinationCheck {
@@ -140,7 +150,11 @@ impl Engine {
     /// calling client; its previous code to that destination dies. Every
     /// issuance limit applies (per destination, per country, overall SMS,
     /// the client's rate), charged before anything is held.
-    pub fn verify_destination(&self, request: DestinationRequest) -> Result<Durable<Issued>> {
+    /// Answers the code issued, and its challenge as its client reads it.
+    pub fn verify_destination(
+        &self,
+        request: DestinationRequest,
+    ) -> Result<Durable<(Issued, DestinationStatus)>> {
         let DestinationRequest {
             destination,
             channel,
@@ -180,26 +194,29 @@ impl Engine {
             // A limit's refusal is a security event, as for any code.
             return Err(self.refused(id, e));
         }
-        let issue = || Issue {
-            purpose: Purpose::Destination,
-            channel,
-            destination: to.clone(),
-            lifetime,
-            locale,
-            document: None,
-            admitted: true,
+        let issue = |tx: &mut Tx, now: Timestamp| {
+            let issue = Issue {
+                purpose: Purpose::Destination,
+                channel,
+                destination: to.clone(),
+                lifetime,
+                locale,
+                document: None,
+                admitted: true,
+            };
+            let issued = self.issue_in(tx, issue, now)?;
+            let status = self.status_in(tx, issued.challenge_id, now)?;
+            Ok((issued, status))
         };
         if self.remote.is_some() {
             // The slot's compare-and-set makes the holder if it is not there.
-            return on_holders(|| {
-                self.mutate_holder(id, &destination, |tx, now| self.issue_in(tx, issue(), now))
-            });
+            return on_holders(|| self.mutate_holder(id, &destination, issue));
         }
         // The sweeper may erase a holder between `hold` and the change
         // (its last code ended): it is then made again.
         for _ in 0..3 {
             let created = self.hold(id, &destination);
-            let outcome = on_holders(|| self.mutate(id, |tx, now| self.issue_in(tx, issue(), now)));
+            let outcome = on_holders(|| self.mutate(id, issue));
             match outcome {
                 Err(EngineError::AccountNotFound) => continue,
                 Err(e) => {
@@ -236,17 +253,20 @@ impl Engine {
         let (holder, challenge) = self.destination_target(&target)?;
         let checked = on_holders(|| {
             self.mutate_about(holder, challenge, |tx, now| {
-                self.check_code(tx, challenge, Purpose::Destination, code, now)
+                let outcome = self.check_code(tx, challenge, Purpose::Destination, code, now)?;
+                let status = self.status_in(tx, challenge, now)?;
+                Ok(DestinationCheck { outcome, status })
             })
         });
-        let checked = match checked {
+        match checked {
             // Its holder was erased once its last code ended: an ended code
             // answers for itself (nothing changes).
-            Err(EngineError::AccountNotFound) => self.ready(self.ended(challenge)?),
-            other => other?,
-        };
-        let status = self.destination_status(challenge)?;
-        Ok(checked.map(|outcome| DestinationCheck { outcome, status }))
+            Err(EngineError::AccountNotFound) => Ok(self.ready(DestinationCheck {
+                outcome: self.ended(challenge)?,
+                status: self.destination_status(challenge)?,
+            })),
+            other => other,
+        }
     }
 
     /// Cancels, or approves without its code, the calling client's live
@@ -294,30 +314,27 @@ impl Engine {
                 if tx.account.current(Purpose::Destination) == Some(c.id) {
                     tx.account_mut().current.set(Purpose::Destination, None);
                 }
+                let status = DestinationStatus::of(&c, now);
                 tx.put(c);
-                Ok(())
+                Ok(status)
             })
         });
-        let done = match done {
+        match done {
             Err(EngineError::AccountNotFound) => {
                 // Its holder was erased: the code has ended.
                 self.ended(challenge)?;
-                return Err(EngineError::WrongState(NOT_PENDING));
+                Err(EngineError::WrongState(NOT_PENDING))
             }
-            other => other?,
-        };
-        let status = self.destination_status(challenge)?;
-        Ok(done.map(|()| status))
+            other => other,
+        }
     }
 
     /// An account-less challenge of the calling client.
     pub fn destination_status(&self, challenge: ChallengeId) -> Result<DestinationStatus> {
         let now = self.now();
         self.with_challenge(challenge, |c| {
-            (c.purpose == Purpose::Destination && self.may_see(c)).then(|| DestinationStatus {
-                status: c.status(now),
-                destination: c.destination.to_string(),
-            })
+            (c.purpose == Purpose::Destination && self.may_see(c))
+                .then(|| DestinationStatus::of(c, now))
         })?
         .flatten()
         .ok_or(EngineError::ChallengeNotFound)
@@ -333,6 +350,13 @@ impl Engine {
         account
             .filter(Account::is_holder)
             .and_then(|a| a.current(Purpose::Destination))
+            .ok_or(EngineError::ChallengeNotFound)
+    }
+
+    /// Challenge `id` as change `tx` leaves it (no second read).
+    fn status_in(&self, tx: &Tx, id: ChallengeId, now: Timestamp) -> Result<DestinationStatus> {
+        self.challenge_in(tx, id)
+            .map(|c| DestinationStatus::of(&c, now))
             .ok_or(EngineError::ChallengeNotFound)
     }
 

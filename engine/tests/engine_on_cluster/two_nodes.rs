@@ -658,6 +658,7 @@ fn two_nodes_sending_to_one_new_destination_at_once_leave_one_live_code() {
                     })
                     .and_then(Durable::wait)
                     .unwrap()
+                    .0
             }
         });
         let live = a.engine.live_destination_challenge(&to).unwrap();

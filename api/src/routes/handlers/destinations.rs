@@ -23,7 +23,7 @@ pub async fn verify(state: &Arc<AppState>, input: Input) -> Reply {
         locale: wire::locale(body.locale.as_deref())?,
         lifetime: wire::lifetime(body.lifetime_seconds),
     };
-    let issued = acting(&actor, || state.engine.verify_destination(request))?
+    let (issued, _) = acting(&actor, || state.engine.verify_destination(request))?
         .wait_async()
         .await?;
     sent(state, &issued)
