@@ -8,12 +8,16 @@
 # LOADTEST (default target/release/otp-loadtest), ACCOUNTS (default 60000),
 # PORT (default 18080), SINK (default 127.0.0.1:19900), KEEP=1 keeps the
 # data directory.
+# The binaries of this checkout (a no-op when they are up to date: a stale
+# build would measure another version), unless given.
+if [ -z "${OTPD:-}" ] || [ -z "${LOADTEST:-}" ]; then
+  cargo build --release -q -p otpd -p otp-loadtest
+fi
 OTPD=${OTPD:-target/release/otpd}
 LOADTEST=${LOADTEST:-target/release/otp-loadtest}
 ACCOUNTS=${ACCOUNTS:-60000}
 PORT=${PORT:-18080}
 SINK=${SINK:-127.0.0.1:19900}
-[ -x "$OTPD" ] && [ -x "$LOADTEST" ] || cargo build --release -p otpd -p otp-loadtest
 work=$(mktemp -d /tmp/otpd-loadtest.XXXXXX)
 cat > "$work/otpd.toml" <<TOML
 listen = "127.0.0.1:$PORT"
@@ -46,7 +50,7 @@ url = "http://$SINK/sms"
 template = '{"to":"{to}","text":"{message}"}'
 TOML
 export OTPD_CODE_KEY=${OTPD_CODE_KEY:-$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')}
-OTP_LOADTEST_KEY=$("$OTPD" --config "$work/otpd.toml" client add loadtest --scopes auth,accounts,admin,sign)
+OTP_LOADTEST_KEY=$("$OTPD" --config "$work/otpd.toml" client add loadtest --scopes auth,accounts,admin,sign,verify)
 export OTP_LOADTEST_KEY
 "$OTPD" --config "$work/otpd.toml" 2> "$work/otpd.log" &
 pid=$!
